@@ -1,0 +1,217 @@
+//! Plant master data, named after Opcenter Execution Discrete's public entities so the MES
+//! mapping is direct: [`WorkOrder`], [`WorkOrderOperation`], [`MaterialTrackingUnit`],
+//! [`Material`], [`BomItem`], [`ChangePackage`], [`WorkInstruction`], [`Equipment`],
+//! [`Station`], [`Operator`].
+//!
+//! These are plain data; checks that use them (option rules, effectivity, ECO cut-ins) live in
+//! the agents.
+
+use crate::event::{JointCategory, Timestamp, rfc3339};
+use serde::{Deserialize, Serialize};
+
+/// A production order for one unit: the VIN, its model and option codes, and where it sits in
+/// the planned build sequence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkOrder {
+    pub work_order: String,
+    pub vin: String,
+    pub model: String,
+    /// Option codes as `FAMILY=VALUE` (e.g. `ENGINE=V6`, `TRIM=BASE`, `SUNROOF=YES`).
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// Planned sequence number on the line.
+    pub sequence: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_rfc3339")]
+    pub planned_start: Option<Timestamp>,
+}
+
+/// One operation of a work order's routing at a station.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkOrderOperation {
+    pub operation: String,
+    pub station: String,
+    /// Position in the routing; operations at a station run in this order.
+    pub step: u32,
+    /// Parts that must be scanned in this operation.
+    #[serde(default)]
+    pub required_scans: Vec<String>,
+    /// Joints that must be tightened in this operation.
+    #[serde(default)]
+    pub required_tightenings: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_instruction: Option<String>,
+}
+
+/// A serialised, traceable unit of material (a battery module, an ECU, a lot of bolts).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaterialTrackingUnit {
+    pub serial: String,
+    pub part_number: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supplier_lot: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supplier: Option<String>,
+}
+
+/// A part number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Material {
+    pub part_number: String,
+    pub description: String,
+    /// Whether each piece carries its own serial that must be traced.
+    #[serde(default)]
+    pub serialised: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supplier: Option<String>,
+}
+
+/// When a BOM item or ECO applies: by date, by VIN sequence number, or by serial range.
+/// Every bound given must hold; none given means always.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Effectivity {
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_rfc3339")]
+    pub from_date: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_rfc3339")]
+    pub to_date: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_sequence: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_sequence: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_serial: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_serial: Option<String>,
+}
+
+/// One line of a bill of materials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BomItem {
+    pub model: String,
+    pub part_number: String,
+    pub quantity: f64,
+    pub station: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// Boolean expression over option codes, e.g. `ENGINE=V6 & !TRIM=BASE`; none = always.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub option_rule: Option<String>,
+    #[serde(default)]
+    pub effectivity: Effectivity,
+}
+
+/// An engineering change (ECO) replacing one part with another from a cut-in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePackage {
+    pub change_id: String,
+    pub old_part_number: String,
+    pub new_part_number: String,
+    /// Cut-in: from when the new part is required.
+    pub cut_in: Effectivity,
+    /// "Use up old stock": the old part stays valid until this date.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_rfc3339")]
+    pub old_valid_until: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// A work instruction shown to operators.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkInstruction {
+    pub instruction_id: String,
+    pub station: String,
+    pub operation: String,
+    pub title: String,
+    pub text: String,
+    /// Lowest operator certification level allowed to follow it alone.
+    #[serde(default)]
+    pub min_certification: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EquipmentKind {
+    Nutrunner,
+    Scanner,
+    Fixture,
+    Tester,
+    Conveyor,
+    Robot,
+    Other,
+}
+
+/// A tool, fixture or machine, with its calibration state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Equipment {
+    pub equipment: String,
+    pub kind: EquipmentKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub station: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_rfc3339")]
+    pub calibrated_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_rfc3339")]
+    pub calibration_due: Option<Timestamp>,
+}
+
+/// A joint (bolt position) at a station with its tightening specification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JointSpec {
+    pub joint: String,
+    pub station: String,
+    pub pset: String,
+    pub category: JointCategory,
+    pub torque_target_nm: f64,
+    pub torque_min_nm: f64,
+    pub torque_max_nm: f64,
+    pub angle_min_deg: f64,
+    pub angle_max_deg: f64,
+}
+
+/// A station on the line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Station {
+    pub station: String,
+    pub name: String,
+    pub cycle_time_s: f64,
+    #[serde(default)]
+    pub joints: Vec<JointSpec>,
+}
+
+/// An operator and their certification level (0 = trainee).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Operator {
+    pub operator: String,
+    pub name: String,
+    pub certification: u8,
+    #[serde(default)]
+    pub certified_stations: Vec<String>,
+}
+
+mod opt_rfc3339 {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => rfc3339::serialize(t, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrap(#[serde(with = "rfc3339")] Timestamp);
+        Option::<Wrap>::deserialize(d).map(|o| o.map(|w| w.0))
+    }
+}
