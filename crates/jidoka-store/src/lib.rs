@@ -1,1 +1,192 @@
-//! placeholder
+//! Jidoka's durable store, the only crate that knows SQL.
+//!
+//! - [`Store`]: the trait the runtime uses; a PostgreSQL implementation satisfies it without
+//!   touching callers.
+//! - [`SqliteStore`]: the embedded default (SQLite in WAL mode, `synchronous=FULL`).
+//!
+//! What it keeps: the append-only event log (idempotent on `(source, source_txn_id)`), source
+//! checkpoints (written in the same transaction as the events they cover), consumer cursors
+//! (written in the same transaction as the findings and actions they produced), findings and
+//! actions.
+//!
+//! Invariants:
+//! - an [`Store::append`] call returns only after its transaction is durable on disk;
+//! - events are never updated or deleted; `seq` is strictly increasing and never reused;
+//! - an action's status only moves forward ([`jidoka_model::ActionStatus::can_move_to`]).
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use jidoka_model::{
+    Action, ActionKind, ActionStatus, Event, EventError, Finding, StoredEvent, Verdict,
+};
+use serde::Serialize;
+
+/// Errors at the store boundary. Messages name what failed, never SQL text.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("stored record {what} is corrupt: {reason}")]
+    Corrupt { what: String, reason: String },
+    #[error(
+        "database schema version {found} is newer than this binary supports ({supported}); upgrade jidoka"
+    )]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("cannot open store at {path}: {reason}")]
+    Open { path: String, reason: String },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
+        StoreError::Database(err.to_string())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A source's resume position (a file offset, a controller's last tightening id, an OData
+/// watermark), committed atomically with the events it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub source: String,
+    pub position: String,
+}
+
+/// One source's batch within a group commit.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendBatch<'a> {
+    pub events: &'a [Event],
+    pub checkpoint: Option<&'a Checkpoint>,
+}
+
+/// What happened to one event of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum AppendOutcome {
+    /// Newly stored at this position.
+    Stored { seq: u64, event_id: String },
+    /// Already stored (same source and source transaction id): not stored again.
+    Duplicate { seq: u64, event_id: String },
+    /// Not stored.
+    Rejected { error: EventError },
+}
+
+impl AppendOutcome {
+    pub fn is_stored(&self) -> bool {
+        matches!(self, AppendOutcome::Stored { .. })
+    }
+}
+
+/// Filters for listing findings, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct FindingQuery {
+    pub verdict: Option<Verdict>,
+    pub agent: Option<String>,
+    pub kind: Option<String>,
+    pub vin: Option<String>,
+    pub station: Option<String>,
+    /// Only findings older than this cursor (from a previous page's `next_cursor`).
+    pub before: Option<i64>,
+    pub limit: usize,
+}
+
+/// Filters for listing actions, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ActionQuery {
+    pub status: Option<ActionStatus>,
+    pub kind: Option<ActionKind>,
+    pub finding_id: Option<String>,
+    pub before: Option<i64>,
+    pub limit: usize,
+}
+
+/// One page of a listing; pass `next_cursor` as `before` to get the next page.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<i64>,
+}
+
+/// An action as stored, with the reason of its last status change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActionRecord {
+    #[serde(flatten)]
+    pub action: Action,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub attempts: u32,
+}
+
+/// Counts for health and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StoreStats {
+    pub events: u64,
+    pub last_seq: u64,
+    pub findings: u64,
+    pub actions: u64,
+    pub actions_pending_approval: u64,
+    pub actions_in_outbox: u64,
+}
+
+/// The durable store. All methods are synchronous; the runtime calls them from its own
+/// threads. Implementations must be safe to share between one writer and many readers.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Append several sources' batches in one durable transaction (group commit), each
+    /// batch's checkpoint with it. Returns one outcome per event, batch by batch. Events that
+    /// are rejected do not stop the others.
+    fn append(&self, batches: &[AppendBatch<'_>]) -> Result<Vec<Vec<AppendOutcome>>>;
+
+    /// Highest `seq` stored (0 when empty).
+    fn last_seq(&self) -> Result<u64>;
+
+    /// Up to `limit` events with `seq > after_seq`, in log order.
+    fn events_after(&self, after_seq: u64, limit: usize) -> Result<Vec<StoredEvent>>;
+
+    /// The event with this id.
+    fn event(&self, event_id: &str) -> Result<Option<StoredEvent>>;
+
+    /// A source's last committed checkpoint.
+    fn checkpoint(&self, source: &str) -> Result<Option<String>>;
+
+    /// How far a consumer (the agent router) has processed the log (0 = nothing).
+    fn cursor(&self, consumer: &str) -> Result<u64>;
+
+    /// Store the findings and actions produced from the log up to `up_to_seq` and move the
+    /// consumer's cursor there, in one transaction: after a crash, work is neither lost nor
+    /// done twice.
+    fn commit_findings(
+        &self,
+        consumer: &str,
+        up_to_seq: u64,
+        findings: &[Finding],
+        actions: &[Action],
+    ) -> Result<()>;
+
+    fn findings(&self, query: &FindingQuery) -> Result<Page<Finding>>;
+
+    /// Findings in the order they were stored, after the given store position (0 = start).
+    fn findings_in_order(&self, after: i64, limit: usize) -> Result<Page<Finding>>;
+
+    fn finding(&self, finding_id: &str) -> Result<Option<Finding>>;
+
+    fn actions(&self, query: &ActionQuery) -> Result<Page<ActionRecord>>;
+
+    fn action(&self, action_id: &str) -> Result<Option<ActionRecord>>;
+
+    /// Move an action from `from` to `to` with a note. Returns false (and changes nothing) if
+    /// the action is not in `from` or the move is not allowed.
+    fn set_action_status(
+        &self,
+        action_id: &str,
+        from: ActionStatus,
+        to: ActionStatus,
+        note: Option<&str>,
+    ) -> Result<bool>;
+
+    /// Record a failed delivery attempt, keeping the action in the outbox.
+    fn record_delivery_attempt(&self, action_id: &str, note: &str) -> Result<()>;
+
+    fn stats(&self) -> Result<StoreStats>;
+}

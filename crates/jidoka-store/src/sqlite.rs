@@ -1,0 +1,638 @@
+//! [`SqliteStore`]: the embedded store. One writer connection behind a mutex (SQLite allows
+//! one writer) and a small pool of read-only connections (WAL lets them read while the writer
+//! commits).
+
+use crate::*;
+use jidoka_model::event::rfc3339;
+use jidoka_model::{EventPayload, Timestamp};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Schema migrations, applied in order; the index + 1 is the schema version. Never edit a
+/// released migration: add a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: event log, checkpoints, cursors, findings, actions.
+    r#"
+    CREATE TABLE events (
+        -- No AUTOINCREMENT: it burns a number on every conflicting (redelivered) insert.
+        -- Events are never deleted, so max(seq) + 1 is strictly increasing and gap-free.
+        seq            INTEGER PRIMARY KEY,
+        event_id       TEXT NOT NULL UNIQUE,
+        source         TEXT NOT NULL,
+        source_txn_id  TEXT NOT NULL,
+        correlation_id TEXT NOT NULL,
+        kind           TEXT NOT NULL,
+        vin            TEXT,
+        occurred_at    TEXT NOT NULL,
+        received_at    TEXT NOT NULL,
+        payload        TEXT NOT NULL,
+        UNIQUE (source, source_txn_id)
+    );
+    CREATE INDEX events_vin ON events (vin) WHERE vin IS NOT NULL;
+    CREATE TABLE checkpoints (
+        source   TEXT PRIMARY KEY,
+        position TEXT NOT NULL
+    );
+    CREATE TABLE cursors (
+        consumer TEXT PRIMARY KEY,
+        seq      INTEGER NOT NULL
+    );
+    CREATE TABLE findings (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        finding_id    TEXT NOT NULL UNIQUE,
+        agent         TEXT NOT NULL,
+        kind          TEXT NOT NULL,
+        verdict       TEXT NOT NULL,
+        severity      TEXT NOT NULL,
+        vin           TEXT,
+        station       TEXT,
+        occurred_at   TEXT NOT NULL,
+        body          TEXT NOT NULL
+    );
+    CREATE INDEX findings_verdict ON findings (verdict, id);
+    CREATE INDEX findings_vin ON findings (vin, id) WHERE vin IS NOT NULL;
+    CREATE INDEX findings_station ON findings (station, id) WHERE station IS NOT NULL;
+    CREATE TABLE actions (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        action_id       TEXT NOT NULL UNIQUE,
+        finding_id      TEXT NOT NULL REFERENCES findings (finding_id),
+        kind            TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        note            TEXT,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        body            TEXT NOT NULL
+    );
+    CREATE INDEX actions_status ON actions (status, id);
+    CREATE INDEX actions_finding ON actions (finding_id);
+    "#,
+];
+
+const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The embedded SQLite store.
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn open_err(path: &Path, err: impl std::fmt::Display) -> StoreError {
+    StoreError::Open {
+        path: path.display().to_string(),
+        reason: err.to_string(),
+    }
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the store file and bring its schema up to date.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(&path, e))?;
+        }
+        let mut writer = Connection::open(&path).map_err(|e| open_err(&path, e))?;
+        // WAL + synchronous=FULL: a commit is on disk when it returns, readers never block it.
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = FULL;
+                 PRAGMA foreign_keys = ON;
+                 PRAGMA busy_timeout = 10000;",
+            )
+            .map_err(|e| open_err(&path, e))?;
+        migrate(&mut writer)?;
+        Ok(SqliteStore {
+            path,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version this binary writes.
+    pub fn schema_version() -> i64 {
+        SCHEMA_VERSION
+    }
+
+    fn with_writer<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        // A poisoned lock means a panic mid-transaction; SQLite rolled it back, so the
+        // connection itself is still consistent.
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut conn)
+    }
+
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(|e| open_err(&self.path, e))?;
+                c.execute_batch("PRAGMA busy_timeout = 10000;")?;
+                c
+            }
+        };
+        let result = f(&conn);
+        let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < 8 {
+            pool.push(conn);
+        }
+        result
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")?;
+    let current: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (idx, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            params![idx as i64 + 1, rfc3339::format(&chrono::Utc::now())],
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn parse_time(what: &str, s: &str) -> Result<Timestamp> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| StoreError::Corrupt {
+            what: what.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+fn corrupt(what: String, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        what,
+        reason: reason.to_string(),
+    }
+}
+
+const EVENT_COLUMNS: &str =
+    "seq, event_id, source, source_txn_id, correlation_id, occurred_at, received_at, payload";
+
+fn event_from_row(
+    row: &Row<'_>,
+) -> rusqlite::Result<(i64, String, String, String, String, String, String, String)> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+    ))
+}
+
+type EventRow = (i64, String, String, String, String, String, String, String);
+
+fn decode_event(row: EventRow) -> Result<StoredEvent> {
+    let (seq, event_id, source, source_txn_id, correlation_id, occurred_at, received_at, payload) =
+        row;
+    let what = format!("event seq {seq}");
+    let payload = EventPayload::from_stored_json(&payload).map_err(|e| corrupt(what.clone(), e))?;
+    Ok(StoredEvent {
+        seq: seq as u64,
+        event: Event {
+            event_id,
+            source,
+            source_txn_id,
+            correlation_id,
+            occurred_at: parse_time(&what, &occurred_at)?,
+            received_at: parse_time(&what, &received_at)?,
+            payload,
+        },
+    })
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(what: String, body: &str) -> Result<T> {
+    serde_json::from_str(body).map_err(|e| corrupt(what, e))
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Database(format!("cannot encode record: {e}")))
+}
+
+fn append_one(tx: &rusqlite::Transaction<'_>, ev: &Event) -> Result<AppendOutcome> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO events (event_id, source, source_txn_id, correlation_id, kind, vin, occurred_at, received_at, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
+    )?;
+    let inserted = insert.execute(params![
+        ev.event_id,
+        ev.source,
+        ev.source_txn_id,
+        ev.correlation_id,
+        ev.kind().as_str(),
+        ev.vin(),
+        rfc3339::format(&ev.occurred_at),
+        rfc3339::format(&ev.received_at),
+        ev.payload_json(),
+    ])?;
+    if inserted == 1 {
+        return Ok(AppendOutcome::Stored {
+            seq: tx.last_insert_rowid() as u64,
+            event_id: ev.event_id.clone(),
+        });
+    }
+    let mut by_txn = tx.prepare_cached(
+        "SELECT seq, event_id FROM events WHERE source = ?1 AND source_txn_id = ?2",
+    )?;
+    let existing: Option<(i64, String)> = by_txn
+        .query_row(params![ev.source, ev.source_txn_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    Ok(match existing {
+        Some((seq, event_id)) => AppendOutcome::Duplicate {
+            seq: seq as u64,
+            event_id,
+        },
+        None => AppendOutcome::Rejected {
+            error: EventError::new(
+                "event_id",
+                format!(
+                    "`{}` is already used by another source transaction",
+                    ev.event_id
+                ),
+            ),
+        },
+    })
+}
+
+fn finding_page(rows: Vec<(i64, String)>, limit: usize) -> Result<Page<Finding>> {
+    let next_cursor = if rows.len() == limit {
+        rows.last().map(|r| r.0)
+    } else {
+        None
+    };
+    let items = rows
+        .into_iter()
+        .map(|(id, body)| decode_json(format!("finding {id}"), &body))
+        .collect::<Result<Vec<Finding>>>()?;
+    Ok(Page { items, next_cursor })
+}
+
+fn action_from_row(row: &Row<'_>) -> rusqlite::Result<(i64, String, Option<String>, i64, String)> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
+}
+
+fn decode_action(
+    (id, status, note, attempts, body): (i64, String, Option<String>, i64, String),
+) -> Result<(i64, ActionRecord)> {
+    let mut action: Action = decode_json(format!("action {id}"), &body)?;
+    // The status column is authoritative; the body keeps the action as proposed.
+    action.status = ActionStatus::parse(&status)
+        .ok_or_else(|| corrupt(format!("action {id}"), format!("unknown status `{status}`")))?;
+    Ok((
+        id,
+        ActionRecord {
+            action,
+            note,
+            attempts: attempts as u32,
+        },
+    ))
+}
+
+/// Clamp a page size to something sane.
+fn page_limit(limit: usize) -> usize {
+    limit.clamp(1, 10_000)
+}
+
+impl Store for SqliteStore {
+    fn append(&self, batches: &[AppendBatch<'_>]) -> Result<Vec<Vec<AppendOutcome>>> {
+        self.with_writer(|conn| {
+            let tx = conn.transaction()?;
+            let mut outcomes = Vec::with_capacity(batches.len());
+            for batch in batches {
+                let mut batch_outcomes = Vec::with_capacity(batch.events.len());
+                for ev in batch.events {
+                    batch_outcomes.push(append_one(&tx, ev)?);
+                }
+                if let Some(cp) = batch.checkpoint {
+                    tx.prepare_cached(
+                        "INSERT INTO checkpoints (source, position) VALUES (?1, ?2)
+                         ON CONFLICT (source) DO UPDATE SET position = excluded.position",
+                    )?
+                    .execute(params![cp.source, cp.position])?;
+                }
+                outcomes.push(batch_outcomes);
+            }
+            tx.commit()?;
+            Ok(outcomes)
+        })
+    }
+
+    fn last_seq(&self) -> Result<u64> {
+        self.with_reader(|c| {
+            let seq: i64 =
+                c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+            Ok(seq as u64)
+        })
+    }
+
+    fn events_after(&self, after_seq: u64, limit: usize) -> Result<Vec<StoredEvent>> {
+        self.with_reader(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            ))?;
+            let rows = stmt
+                .query_map(
+                    params![after_seq as i64, page_limit(limit) as i64],
+                    event_from_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter().map(decode_event).collect()
+        })
+    }
+
+    fn event(&self, event_id: &str) -> Result<Option<StoredEvent>> {
+        self.with_reader(|c| {
+            let row = c
+                .query_row(
+                    &format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1"),
+                    [event_id],
+                    event_from_row,
+                )
+                .optional()?;
+            row.map(decode_event).transpose()
+        })
+    }
+
+    fn checkpoint(&self, source: &str) -> Result<Option<String>> {
+        self.with_reader(|c| {
+            Ok(c.query_row(
+                "SELECT position FROM checkpoints WHERE source = ?1",
+                [source],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+    }
+
+    fn cursor(&self, consumer: &str) -> Result<u64> {
+        self.with_reader(|c| {
+            let seq: Option<i64> = c
+                .query_row(
+                    "SELECT seq FROM cursors WHERE consumer = ?1",
+                    [consumer],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(seq.unwrap_or(0) as u64)
+        })
+    }
+
+    fn commit_findings(
+        &self,
+        consumer: &str,
+        up_to_seq: u64,
+        findings: &[Finding],
+        actions: &[Action],
+    ) -> Result<()> {
+        self.with_writer(|conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut insert_finding = tx.prepare_cached(
+                    "INSERT INTO findings (finding_id, agent, kind, verdict, severity, vin, station, occurred_at, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (finding_id) DO NOTHING",
+                )?;
+                for f in findings {
+                    insert_finding.execute(params![
+                        f.finding_id,
+                        f.agent,
+                        f.kind,
+                        f.verdict.as_str(),
+                        f.severity.as_str(),
+                        f.subject.vin,
+                        f.subject.station,
+                        rfc3339::format(&f.occurred_at),
+                        to_json(f)?,
+                    ])?;
+                }
+                let mut insert_action = tx.prepare_cached(
+                    "INSERT INTO actions (action_id, finding_id, kind, status, idempotency_key, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                )?;
+                for a in actions {
+                    insert_action.execute(params![
+                        a.action_id,
+                        a.finding_id,
+                        a.kind.as_str(),
+                        a.status.as_str(),
+                        a.idempotency_key,
+                        to_json(a)?,
+                    ])?;
+                }
+                tx.prepare_cached(
+                    "INSERT INTO cursors (consumer, seq) VALUES (?1, ?2)
+                     ON CONFLICT (consumer) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+                )?
+                .execute(params![consumer, up_to_seq as i64])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn findings(&self, q: &FindingQuery) -> Result<Page<Finding>> {
+        let limit = page_limit(q.limit);
+        self.with_reader(|c| {
+            let mut sql = String::from("SELECT id, body FROM findings WHERE 1 = 1");
+            let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+            let mut push = |clause: &str, value: Box<dyn rusqlite::ToSql>| {
+                args.push(value);
+                sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+            };
+            if let Some(v) = q.verdict {
+                push("verdict =", Box::new(v.as_str()));
+            }
+            if let Some(v) = &q.agent {
+                push("agent =", Box::new(v.clone()));
+            }
+            if let Some(v) = &q.kind {
+                push("kind =", Box::new(v.clone()));
+            }
+            if let Some(v) = &q.vin {
+                push("vin =", Box::new(v.clone()));
+            }
+            if let Some(v) = &q.station {
+                push("station =", Box::new(v.clone()));
+            }
+            if let Some(v) = q.before {
+                push("id <", Box::new(v));
+            }
+            args.push(Box::new(limit as i64));
+            sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<(i64, String)>>>()?;
+            finding_page(rows, limit)
+        })
+    }
+
+    fn findings_in_order(&self, after: i64, limit: usize) -> Result<Page<Finding>> {
+        let limit = page_limit(limit);
+        self.with_reader(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, body FROM findings WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = stmt
+                .query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<(i64, String)>>>()?;
+            finding_page(rows, limit)
+        })
+    }
+
+    fn finding(&self, finding_id: &str) -> Result<Option<Finding>> {
+        self.with_reader(|c| {
+            let row: Option<(i64, String)> = c
+                .query_row(
+                    "SELECT id, body FROM findings WHERE finding_id = ?1",
+                    [finding_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            row.map(|(id, body)| decode_json(format!("finding {id}"), &body))
+                .transpose()
+        })
+    }
+
+    fn actions(&self, q: &ActionQuery) -> Result<Page<ActionRecord>> {
+        let limit = page_limit(q.limit);
+        self.with_reader(|c| {
+            let mut sql =
+                String::from("SELECT id, status, note, attempts, body FROM actions WHERE 1 = 1");
+            let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+            let mut push = |clause: &str, value: Box<dyn rusqlite::ToSql>| {
+                args.push(value);
+                sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+            };
+            if let Some(v) = q.status {
+                push("status =", Box::new(v.as_str()));
+            }
+            if let Some(v) = q.kind {
+                push("kind =", Box::new(v.as_str()));
+            }
+            if let Some(v) = &q.finding_id {
+                push("finding_id =", Box::new(v.clone()));
+            }
+            if let Some(v) = q.before {
+                push("id <", Box::new(v));
+            }
+            args.push(Box::new(limit as i64));
+            sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), action_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let next_cursor = if rows.len() == limit {
+                rows.last().map(|r| r.0)
+            } else {
+                None
+            };
+            let items = rows
+                .into_iter()
+                .map(|r| decode_action(r).map(|(_, a)| a))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Page { items, next_cursor })
+        })
+    }
+
+    fn action(&self, action_id: &str) -> Result<Option<ActionRecord>> {
+        self.with_reader(|c| {
+            let row = c
+                .query_row(
+                    "SELECT id, status, note, attempts, body FROM actions WHERE action_id = ?1",
+                    [action_id],
+                    action_from_row,
+                )
+                .optional()?;
+            row.map(|r| decode_action(r).map(|(_, a)| a)).transpose()
+        })
+    }
+
+    fn set_action_status(
+        &self,
+        action_id: &str,
+        from: ActionStatus,
+        to: ActionStatus,
+        note: Option<&str>,
+    ) -> Result<bool> {
+        if !from.can_move_to(to) {
+            return Ok(false);
+        }
+        self.with_writer(|conn| {
+            let changed = conn.execute(
+                "UPDATE actions SET status = ?1, note = COALESCE(?2, note) WHERE action_id = ?3 AND status = ?4",
+                params![to.as_str(), note, action_id, from.as_str()],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn record_delivery_attempt(&self, action_id: &str, note: &str) -> Result<()> {
+        self.with_writer(|conn| {
+            conn.execute(
+                "UPDATE actions SET attempts = attempts + 1, note = ?1 WHERE action_id = ?2",
+                params![note, action_id],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn stats(&self) -> Result<StoreStats> {
+        self.with_reader(|c| {
+            let count = |sql: &str| -> Result<u64> {
+                Ok(c.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64)
+            };
+            Ok(StoreStats {
+                events: count("SELECT COUNT(*) FROM events")?,
+                last_seq: count("SELECT COALESCE(MAX(seq), 0) FROM events")?,
+                findings: count("SELECT COUNT(*) FROM findings")?,
+                actions: count("SELECT COUNT(*) FROM actions")?,
+                actions_pending_approval: count(
+                    "SELECT COUNT(*) FROM actions WHERE status = 'pending_approval'",
+                )?,
+                actions_in_outbox: count("SELECT COUNT(*) FROM actions WHERE status = 'approved'")?,
+            })
+        })
+    }
+}
