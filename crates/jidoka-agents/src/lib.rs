@@ -1,1 +1,186 @@
-//! placeholder
+//! Jidoka's agents: pure, synchronous functions from events to findings.
+//!
+//! - [`Agent`]: the trait every agent implements; it subscribes to event kinds and turns each
+//!   event into zero or more [`FindingDraft`]s.
+//! - [`Router`]: dispatches stored events to the agents that subscribe to their kind and
+//!   completes drafts into [`Finding`]s with stable ids.
+//! - [`AgentsConfig`] / [`build_agents`]: explicit registration of every agent.
+//! - [`torque_window`]: the controller's own window check, the baseline the plant has today.
+//!
+//! Invariants: agents do no I/O and never read the clock; their only input is the event log,
+//! in log order. So an agent's state is a function of the log prefix it has seen, and replaying
+//! the log reproduces every finding exactly. An agent that panics on an event is contained: the
+//! router records an `agent.failure` finding and goes on.
+
+pub mod torque_window;
+
+use jidoka_model::{EventKind, Finding, Severity, StoredEvent, Subject, Verdict, stable_id};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// What an agent concludes about one event; the router adds ids, agent name and version,
+/// correlation id and event time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindingDraft {
+    pub kind: String,
+    pub verdict: Verdict,
+    pub severity: Severity,
+    pub confidence: f64,
+    pub reason: String,
+    pub subject: Subject,
+    /// Further event ids this finding rests on (the triggering event is always first).
+    pub extra_evidence: Vec<String>,
+    pub details: Value,
+}
+
+/// An agent: subscribes to event kinds, sees each such event once, in log order.
+pub trait Agent: Send {
+    /// Stable name, used in finding ids and the audit trail.
+    fn name(&self) -> &'static str;
+    /// Bumped whenever the agent's logic changes what it concludes.
+    fn version(&self) -> &'static str;
+    fn subscriptions(&self) -> &'static [EventKind];
+    /// Examine one event. Must not panic on any valid event; must not do I/O or read the clock.
+    fn on_event(&mut self, event: &StoredEvent, out: &mut Vec<FindingDraft>);
+}
+
+/// Dispatches events to agents and completes their drafts.
+pub struct Router {
+    agents: Vec<Box<dyn Agent>>,
+    routes: HashMap<EventKind, Vec<usize>>,
+    drafts: Vec<FindingDraft>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("agents", &self.agent_names())
+            .finish()
+    }
+}
+
+/// Name of the pseudo-agent that reports a contained agent failure.
+pub const ROUTER_AGENT: &str = "router";
+
+impl Router {
+    pub fn new(agents: Vec<Box<dyn Agent>>) -> Router {
+        let mut routes: HashMap<EventKind, Vec<usize>> = HashMap::new();
+        for (idx, agent) in agents.iter().enumerate() {
+            for kind in agent.subscriptions() {
+                routes.entry(*kind).or_default().push(idx);
+            }
+        }
+        Router {
+            agents,
+            routes,
+            drafts: Vec::new(),
+        }
+    }
+
+    pub fn agent_names(&self) -> Vec<(&'static str, &'static str)> {
+        self.agents
+            .iter()
+            .map(|a| (a.name(), a.version()))
+            .collect()
+    }
+
+    /// Run every subscribed agent on one event; findings come out in agent order.
+    pub fn process(&mut self, event: &StoredEvent, findings: &mut Vec<Finding>) {
+        let Some(targets) = self.routes.get(&event.event.kind()) else {
+            return;
+        };
+        for &idx in targets {
+            let agent = &mut self.agents[idx];
+            self.drafts.clear();
+            let drafts = &mut self.drafts;
+            let outcome = catch_unwind(AssertUnwindSafe(|| agent.on_event(event, drafts)));
+            let (name, version) = (agent.name(), agent.version());
+            if outcome.is_err() {
+                self.drafts.clear();
+                self.drafts.push(FindingDraft {
+                    kind: "agent.failure".into(),
+                    verdict: Verdict::Review,
+                    severity: Severity::Critical,
+                    confidence: 1.0,
+                    reason: format!("agent {name} {version} failed on event seq {}; this event was not assessed by it", event.seq),
+                    subject: Subject::default(),
+                    extra_evidence: Vec::new(),
+                    details: Value::Null,
+                });
+            }
+            for (ordinal, draft) in self.drafts.drain(..).enumerate() {
+                findings.push(complete(name, version, event, ordinal, draft));
+            }
+        }
+    }
+
+    /// Feed an event to rebuild agent state without keeping findings (warm-up after restart).
+    pub fn warm_up(&mut self, event: &StoredEvent) {
+        let mut discard = Vec::new();
+        self.process(event, &mut discard);
+    }
+}
+
+fn complete(
+    agent: &str,
+    version: &str,
+    event: &StoredEvent,
+    ordinal: usize,
+    draft: FindingDraft,
+) -> Finding {
+    let ev = &event.event;
+    let mut evidence = Vec::with_capacity(1 + draft.extra_evidence.len());
+    evidence.push(ev.event_id.clone());
+    evidence.extend(draft.extra_evidence);
+    Finding {
+        finding_id: stable_id(
+            "F",
+            &[agent, &ev.event_id, &draft.kind, &ordinal.to_string()],
+        ),
+        agent: agent.to_string(),
+        agent_version: version.to_string(),
+        kind: draft.kind,
+        verdict: draft.verdict,
+        severity: draft.severity,
+        confidence: draft.confidence.clamp(0.0, 1.0),
+        reason: draft.reason,
+        subject: draft.subject,
+        evidence,
+        correlation_id: ev.correlation_id.clone(),
+        source_txn_id: ev.source_txn_id.clone(),
+        occurred_at: ev.occurred_at,
+        details: draft.details,
+    }
+}
+
+/// Which agents run, and their settings. Each agent has its own table; unknown keys are errors.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentsConfig {
+    #[serde(default)]
+    pub torque_window: torque_window::TorqueWindowConfig,
+}
+
+impl AgentsConfig {
+    /// Every problem with the settings, as `(path, reason)`.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut errors = Vec::new();
+        self.torque_window
+            .validate("agents.torque_window", &mut errors);
+        errors
+    }
+}
+
+/// Build the enabled agents. One line per agent: adding an agent = a module, a config field,
+/// a line here.
+pub fn build_agents(config: &AgentsConfig) -> Vec<Box<dyn Agent>> {
+    let mut agents: Vec<Box<dyn Agent>> = Vec::new();
+    if config.torque_window.enabled {
+        agents.push(Box::new(torque_window::TorqueWindowAgent::new(
+            config.torque_window.clone(),
+        )));
+    }
+    agents
+}
