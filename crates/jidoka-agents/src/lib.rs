@@ -55,9 +55,7 @@ pub struct Router {
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Router")
-            .field("agents", &self.agent_names())
-            .finish()
+        f.debug_struct("Router").field("agents", &self.agent_names()).finish()
     }
 }
 
@@ -72,18 +70,11 @@ impl Router {
                 routes.entry(*kind).or_default().push(idx);
             }
         }
-        Router {
-            agents,
-            routes,
-            drafts: Vec::new(),
-        }
+        Router { agents, routes, drafts: Vec::new() }
     }
 
     pub fn agent_names(&self) -> Vec<(&'static str, &'static str)> {
-        self.agents
-            .iter()
-            .map(|a| (a.name(), a.version()))
-            .collect()
+        self.agents.iter().map(|a| (a.name(), a.version())).collect()
     }
 
     /// Run every subscribed agent on one event; findings come out in agent order.
@@ -104,7 +95,10 @@ impl Router {
                     verdict: Verdict::Review,
                     severity: Severity::Critical,
                     confidence: 1.0,
-                    reason: format!("agent {name} {version} failed on event seq {}; this event was not assessed by it", event.seq),
+                    reason: format!(
+                        "agent {name} {version} failed on event seq {}; this event was not assessed by it",
+                        event.seq
+                    ),
                     subject: Subject::default(),
                     extra_evidence: Vec::new(),
                     details: Value::Null,
@@ -123,22 +117,13 @@ impl Router {
     }
 }
 
-fn complete(
-    agent: &str,
-    version: &str,
-    event: &StoredEvent,
-    ordinal: usize,
-    draft: FindingDraft,
-) -> Finding {
+fn complete(agent: &str, version: &str, event: &StoredEvent, ordinal: usize, draft: FindingDraft) -> Finding {
     let ev = &event.event;
     let mut evidence = Vec::with_capacity(1 + draft.extra_evidence.len());
     evidence.push(ev.event_id.clone());
     evidence.extend(draft.extra_evidence);
     Finding {
-        finding_id: stable_id(
-            "F",
-            &[agent, &ev.event_id, &draft.kind, &ordinal.to_string()],
-        ),
+        finding_id: stable_id("F", &[agent, &ev.event_id, &draft.kind, &ordinal.to_string()]),
         agent: agent.to_string(),
         agent_version: version.to_string(),
         kind: draft.kind,
@@ -167,8 +152,7 @@ impl AgentsConfig {
     /// Every problem with the settings, as `(path, reason)`.
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut errors = Vec::new();
-        self.torque_window
-            .validate("agents.torque_window", &mut errors);
+        self.torque_window.validate("agents.torque_window", &mut errors);
         errors
     }
 }
@@ -178,9 +162,7 @@ impl AgentsConfig {
 pub fn build_agents(config: &AgentsConfig) -> Vec<Box<dyn Agent>> {
     let mut agents: Vec<Box<dyn Agent>> = Vec::new();
     if config.torque_window.enabled {
-        agents.push(Box::new(torque_window::TorqueWindowAgent::new(
-            config.torque_window.clone(),
-        )));
+        agents.push(Box::new(torque_window::TorqueWindowAgent::new(config.torque_window.clone())));
     }
     agents
 }

@@ -8,9 +8,7 @@
 
 use crate::{Agent, FindingDraft};
 use jidoka_model::event::{JointCategory, OkNok};
-use jidoka_model::{
-    EventKind, EventPayload, Severity, StoredEvent, Subject, TighteningResult, Verdict,
-};
+use jidoka_model::{EventKind, EventPayload, Severity, StoredEvent, Subject, TighteningResult, Verdict};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -30,10 +28,7 @@ fn yes() -> bool {
 
 impl Default for TorqueWindowConfig {
     fn default() -> Self {
-        TorqueWindowConfig {
-            enabled: true,
-            report_controller_nok: true,
-        }
+        TorqueWindowConfig { enabled: true, report_controller_nok: true }
     }
 }
 
@@ -102,22 +97,13 @@ impl Agent for TorqueWindowAgent {
         let EventPayload::TighteningResult(t) = &event.event.payload else {
             return;
         };
-        let where_ = format!(
-            "station {} joint {} pset {} tool {}",
-            t.station, t.joint, t.pset, t.tool
-        );
+        let where_ = format!("station {} joint {} pset {} tool {}", t.station, t.joint, t.pset, t.tool);
         let mut violations = Vec::new();
         if let Some((side, limit)) = outside(t.final_torque_nm, t.torque_min_nm, t.torque_max_nm) {
-            violations.push(format!(
-                "final torque {:.2} N·m {side} {limit:.2} N·m",
-                t.final_torque_nm
-            ));
+            violations.push(format!("final torque {:.2} N·m {side} {limit:.2} N·m", t.final_torque_nm));
         }
         if let Some((side, limit)) = outside(t.final_angle_deg, t.angle_min_deg, t.angle_max_deg) {
-            violations.push(format!(
-                "final angle {:.1}° {side} {limit:.1}°",
-                t.final_angle_deg
-            ));
+            violations.push(format!("final angle {:.1}° {side} {limit:.1}°", t.final_angle_deg));
         }
         let details = json!({
             "final_torque_nm": t.final_torque_nm, "final_angle_deg": t.final_angle_deg,
@@ -142,7 +128,9 @@ impl Agent for TorqueWindowAgent {
                 verdict: Verdict::Review,
                 severity: severity_for(t.category),
                 confidence: 0.9,
-                reason: format!("controller reported NOK although final torque and angle are inside the windows ({where_})"),
+                reason: format!(
+                    "controller reported NOK although final torque and angle are inside the windows ({where_})"
+                ),
                 subject: subject(t),
                 extra_evidence: Vec::new(),
                 details,

@@ -23,10 +23,7 @@ impl Position {
 
     pub fn decode(text: &str) -> Option<Position> {
         let (offset, line) = text.split_once(':')?;
-        Some(Position {
-            offset: offset.parse().ok()?,
-            line: line.parse().ok()?,
-        })
+        Some(Position { offset: offset.parse().ok()?, line: line.parse().ok()? })
     }
 }
 
@@ -60,17 +57,11 @@ pub fn read_chunk(
     eof_is_final: bool,
     received_at: Timestamp,
 ) -> std::io::Result<Chunk> {
-    let mut chunk = Chunk {
-        end: start,
-        ..Chunk::default()
-    };
+    let mut chunk = Chunk { end: start, ..Chunk::default() };
     let mut buf = Vec::new();
     while chunk.events.len() + chunk.errors.len() < max_events.max(1) {
         buf.clear();
-        let n = reader
-            .by_ref()
-            .take(MAX_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut buf)?;
+        let n = reader.by_ref().take(MAX_LINE_BYTES as u64 + 1).read_until(b'\n', &mut buf)?;
         if n == 0 {
             chunk.at_end = true;
             break;
@@ -80,10 +71,7 @@ pub fn read_chunk(
         let line_offset = chunk.end.offset;
         if !complete && buf.len() > MAX_LINE_BYTES {
             let skipped = skip_line(reader)?;
-            chunk.end = Position {
-                offset: line_offset + n as u64 + skipped,
-                line: line_no,
-            };
+            chunk.end = Position { offset: line_offset + n as u64 + skipped, line: line_no };
             chunk.errors.push(LineError {
                 line: line_no,
                 offset: line_offset,
@@ -97,10 +85,7 @@ pub fn read_chunk(
             chunk.at_end = true;
             break;
         }
-        chunk.end = Position {
-            offset: line_offset + n as u64,
-            line: line_no,
-        };
+        chunk.end = Position { offset: line_offset + n as u64, line: line_no };
         let text = match std::str::from_utf8(&buf) {
             Ok(t) => t.trim(),
             Err(e) => {
@@ -118,12 +103,9 @@ pub fn read_chunk(
         }
         match Event::parse_str(text, received_at) {
             Ok(ev) => chunk.events.push((line_no, ev)),
-            Err(EventError { field, reason }) => chunk.errors.push(LineError {
-                line: line_no,
-                offset: line_offset,
-                field,
-                reason,
-            }),
+            Err(EventError { field, reason }) => {
+                chunk.errors.push(LineError { line: line_no, offset: line_offset, field, reason })
+            }
         }
     }
     Ok(chunk)

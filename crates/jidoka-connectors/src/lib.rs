@@ -56,10 +56,7 @@ impl SourceConfig {
                     errors.push((format!("{path}.path"), "must not be empty".into()));
                 }
                 if !(10..=60_000).contains(&c.poll_interval_ms) {
-                    errors.push((
-                        format!("{path}.poll_interval_ms"),
-                        "must be between 10 and 60000".into(),
-                    ));
+                    errors.push((format!("{path}.poll_interval_ms"), "must be between 10 and 60000".into()));
                 }
             }
         }
@@ -111,15 +108,7 @@ impl SinkConfig {
 }
 
 fn check_name(path: &str, name: &str, errors: &mut Vec<(String, String)>) {
-    if name.is_empty()
-        || name.len() > 64
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
-    {
-        errors.push((
-            path.to_string(),
-            "must be 1-64 characters of letters, digits, - _ . :".into(),
-        ));
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
+        errors.push((path.to_string(), "must be 1-64 characters of letters, digits, - _ . :".into()));
     }
 }

@@ -49,9 +49,8 @@ impl JsonlSink {
         if let Some(dir) = config.path.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                SinkError::Permanent(format!("cannot create {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| SinkError::Permanent(format!("cannot create {}: {e}", dir.display())))?;
         }
         let mut seen = HashSet::new();
         if let Ok(existing) = File::open(&config.path) {
@@ -68,9 +67,7 @@ impl JsonlSink {
             .create(true)
             .append(true)
             .open(&config.path)
-            .map_err(|e| {
-                SinkError::Permanent(format!("cannot open {}: {e}", config.path.display()))
-            })?;
+            .map_err(|e| SinkError::Permanent(format!("cannot open {}: {e}", config.path.display())))?;
         Ok(JsonlSink { config, file, seen })
     }
 }
@@ -86,23 +83,15 @@ impl Sink for JsonlSink {
 
     fn deliver(&mut self, action: &Action) -> Result<Receipt, SinkError> {
         if self.seen.contains(&action.idempotency_key) {
-            return Ok(Receipt {
-                reference: None,
-                already_delivered: true,
-            });
+            return Ok(Receipt { reference: None, already_delivered: true });
         }
-        let mut line = serde_json::to_vec(action)
-            .map_err(|e| SinkError::Permanent(format!("cannot encode action: {e}")))?;
+        let mut line =
+            serde_json::to_vec(action).map_err(|e| SinkError::Permanent(format!("cannot encode action: {e}")))?;
         line.push(b'\n');
         self.file
             .write_all(&line)
             .and_then(|_| self.file.sync_data())
-            .map_err(|e| {
-                SinkError::Transient(format!(
-                    "write to {} failed: {e}",
-                    self.config.path.display()
-                ))
-            })?;
+            .map_err(|e| SinkError::Transient(format!("write to {} failed: {e}", self.config.path.display())))?;
         self.seen.insert(action.idempotency_key.clone());
         Ok(Receipt::default())
     }

@@ -103,10 +103,7 @@ impl ActionStatus {
     /// delivered / dead letter. Nothing leaves a final state.
     pub fn can_move_to(self, next: ActionStatus) -> bool {
         use ActionStatus::*;
-        matches!(
-            (self, next),
-            (PendingApproval, Approved | Rejected | Expired) | (Approved, Delivered | DeadLetter)
-        )
+        matches!((self, next), (PendingApproval, Approved | Rejected | Expired) | (Approved, Delivered | DeadLetter))
     }
 }
 

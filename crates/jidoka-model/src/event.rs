@@ -36,10 +36,7 @@ pub struct EventError {
 
 impl EventError {
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        Self { field: field.into(), reason: reason.into() }
     }
 }
 
@@ -146,43 +143,25 @@ impl fmt::Display for EventKind {
 fn from_value_with_path<T: serde::de::DeserializeOwned>(data: Value) -> Result<T, EventError> {
     serde_path_to_error::deserialize(data).map_err(|err| {
         let path = err.path().to_string();
-        let field = if path == "." {
-            "data".to_string()
-        } else {
-            format!("data.{path}")
-        };
+        let field = if path == "." { "data".to_string() } else { format!("data.{path}") };
         EventError::new(field, err.into_inner().to_string())
     })
 }
 
-const ENVELOPE_FIELDS: &[&str] = &[
-    "event_id",
-    "source",
-    "source_txn_id",
-    "correlation_id",
-    "occurred_at",
-    "received_at",
-    "kind",
-    "data",
-];
+const ENVELOPE_FIELDS: &[&str] =
+    &["event_id", "source", "source_txn_id", "correlation_id", "occurred_at", "received_at", "kind", "data"];
 
 impl Event {
     /// Parse and validate one untrusted event. `received_at` is used unless the input carries
     /// its own (a re-import of an exported log keeps the original).
     pub fn parse(value: Value, received_at: Timestamp) -> Result<Event, EventError> {
         let Value::Object(mut obj) = value else {
-            return Err(EventError::new(
-                "$",
-                format!("expected a JSON object, found {}", json_type(&value)),
-            ));
+            return Err(EventError::new("$", format!("expected a JSON object, found {}", json_type(&value))));
         };
         if let Some(unknown) = obj.keys().find(|k| !ENVELOPE_FIELDS.contains(&k.as_str())) {
             return Err(EventError::new(
                 unknown.clone(),
-                format!(
-                    "unknown field, expected one of: {}",
-                    ENVELOPE_FIELDS.join(", ")
-                ),
+                format!("unknown field, expected one of: {}", ENVELOPE_FIELDS.join(", ")),
             ));
         }
         let source = required_id(&mut obj, "source")?;
@@ -203,10 +182,7 @@ impl Event {
         let kind_name = match obj.remove("kind") {
             Some(Value::String(s)) => s,
             Some(other) => {
-                return Err(EventError::new(
-                    "kind",
-                    format!("expected a string, found {}", json_type(&other)),
-                ));
+                return Err(EventError::new("kind", format!("expected a string, found {}", json_type(&other))));
             }
             None => return Err(EventError::new("kind", "missing field")),
         };
@@ -214,39 +190,24 @@ impl Event {
             let known: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
             EventError::new(
                 "kind",
-                format!(
-                    "unknown event kind `{}`, expected one of: {}",
-                    truncate(&kind_name, 64),
-                    known.join(", ")
-                ),
+                format!("unknown event kind `{}`, expected one of: {}", truncate(&kind_name, 64), known.join(", ")),
             )
         })?;
         let data = match obj.remove("data") {
             Some(v @ Value::Object(_)) => v,
             Some(other) => {
-                return Err(EventError::new(
-                    "data",
-                    format!("expected an object, found {}", json_type(&other)),
-                ));
+                return Err(EventError::new("data", format!("expected an object, found {}", json_type(&other))));
             }
             None => return Err(EventError::new("data", "missing field")),
         };
         let payload = EventPayload::from_kind_and_data(kind, data)?;
-        Ok(Event {
-            event_id,
-            source,
-            source_txn_id,
-            correlation_id,
-            occurred_at,
-            received_at,
-            payload,
-        })
+        Ok(Event { event_id, source, source_txn_id, correlation_id, occurred_at, received_at, payload })
     }
 
     /// Parse one line of JSON text (JSON Lines import, HTTP bodies).
     pub fn parse_str(text: &str, received_at: Timestamp) -> Result<Event, EventError> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|err| EventError::new("$", format!("invalid JSON: {err}")))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|err| EventError::new("$", format!("invalid JSON: {err}")))?;
         Event::parse(value, received_at)
     }
 
@@ -278,11 +239,12 @@ impl Event {
 impl EventPayload {
     /// Rebuild a payload from the store's `{"kind": .., "data": ..}` JSON.
     pub fn from_stored_json(text: &str) -> Result<EventPayload, EventError> {
-        let mut obj: Map<String, Value> = serde_json::from_str(text)
-            .map_err(|err| EventError::new("$", format!("invalid stored payload: {err}")))?;
+        let mut obj: Map<String, Value> =
+            serde_json::from_str(text).map_err(|err| EventError::new("$", format!("invalid stored payload: {err}")))?;
         let kind = match obj.remove("kind") {
-            Some(Value::String(s)) => EventKind::parse(&s)
-                .ok_or_else(|| EventError::new("kind", format!("unknown event kind `{s}`")))?,
+            Some(Value::String(s)) => {
+                EventKind::parse(&s).ok_or_else(|| EventError::new("kind", format!("unknown event kind `{s}`")))?
+            }
             _ => return Err(EventError::new("kind", "missing field")),
         };
         let data = obj.remove("data").unwrap_or(Value::Object(Map::new()));
@@ -313,10 +275,7 @@ fn check_id(field: &str, s: &str) -> Result<(), EventError> {
         return Err(EventError::new(field, "must not be empty"));
     }
     if s.len() > MAX_ID_LEN {
-        return Err(EventError::new(
-            field,
-            format!("longer than {MAX_ID_LEN} bytes"),
-        ));
+        return Err(EventError::new(field, format!("longer than {MAX_ID_LEN} bytes")));
     }
     if s.chars().any(char::is_control) {
         return Err(EventError::new(field, "contains control characters"));
@@ -331,10 +290,7 @@ fn optional_id(obj: &mut Map<String, Value>, field: &str) -> Result<Option<Strin
             check_id(field, &s)?;
             Ok(Some(s))
         }
-        Some(other) => Err(EventError::new(
-            field,
-            format!("expected a string, found {}", json_type(&other)),
-        )),
+        Some(other) => Err(EventError::new(field, format!("expected a string, found {}", json_type(&other)))),
     }
 }
 
@@ -346,19 +302,8 @@ fn parse_time(field: &str, v: &Value) -> Result<Timestamp, EventError> {
     match v {
         Value::String(s) => DateTime::parse_from_rfc3339(s)
             .map(|t| t.with_timezone(&Utc))
-            .map_err(|err| {
-                EventError::new(
-                    field,
-                    format!("not an RFC 3339 time ({err}): `{}`", truncate(s, 64)),
-                )
-            }),
-        other => Err(EventError::new(
-            field,
-            format!(
-                "expected an RFC 3339 time string, found {}",
-                json_type(other)
-            ),
-        )),
+            .map_err(|err| EventError::new(field, format!("not an RFC 3339 time ({err}): `{}`", truncate(s, 64)))),
+        other => Err(EventError::new(field, format!("expected an RFC 3339 time string, found {}", json_type(other)))),
     }
 }
 
@@ -384,9 +329,7 @@ pub mod rfc3339 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
         let s = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&s)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(serde::de::Error::custom)
+        DateTime::parse_from_rfc3339(&s).map(|t| t.with_timezone(&Utc)).map_err(serde::de::Error::custom)
     }
 }
 
@@ -396,11 +339,7 @@ trait Check {
 }
 
 fn check_finite(field: &str, v: f64) -> Result<(), EventError> {
-    if v.is_finite() {
-        Ok(())
-    } else {
-        Err(EventError::new(field, "must be a finite number"))
-    }
+    if v.is_finite() { Ok(()) } else { Err(EventError::new(field, "must be a finite number")) }
 }
 
 fn check_opt_id(field: &str, v: &Option<String>) -> Result<(), EventError> {
@@ -414,10 +353,7 @@ fn check_limits(field_min: &str, min: Option<f64>, max: Option<f64>) -> Result<(
     if let (Some(lo), Some(hi)) = (min, max)
         && lo > hi
     {
-        return Err(EventError::new(
-            field_min,
-            format!("lower limit {lo} is above upper limit {hi}"),
-        ));
+        return Err(EventError::new(field_min, format!("lower limit {lo} is above upper limit {hi}")));
     }
     Ok(())
 }
@@ -574,16 +510,10 @@ impl Curve {
                 format!("more than {MAX_CURVE_SAMPLES} samples"),
             ));
         }
-        for (name, values) in [
-            ("angle_deg", &self.angle_deg),
-            ("torque_nm", &self.torque_nm),
-            ("time_s", &self.time_s),
-        ] {
+        for (name, values) in [("angle_deg", &self.angle_deg), ("torque_nm", &self.torque_nm), ("time_s", &self.time_s)]
+        {
             if let Some(idx) = values.iter().position(|v| !v.is_finite()) {
-                return Err(EventError::new(
-                    format!("{field}.{name}[{idx}]"),
-                    "must be a finite number",
-                ));
+                return Err(EventError::new(format!("{field}.{name}[{idx}]"), "must be a finite number"));
             }
         }
         Ok(())
@@ -727,10 +657,7 @@ pub const MAX_TEXT_LEN: usize = 64 * 1024;
 
 fn check_text(field: &str, text: &str) -> Result<(), EventError> {
     if text.len() > MAX_TEXT_LEN {
-        return Err(EventError::new(
-            field,
-            format!("longer than {MAX_TEXT_LEN} bytes"),
-        ));
+        return Err(EventError::new(field, format!("longer than {MAX_TEXT_LEN} bytes")));
     }
     Ok(())
 }
@@ -796,10 +723,7 @@ impl Check for AndonRaised {
         check_id("data.andon_id", &self.andon_id)?;
         check_id("data.station", &self.station)?;
         check_id("data.fault_code", &self.fault_code)?;
-        check_text(
-            "data.description",
-            self.description.as_deref().unwrap_or(""),
-        )
+        check_text("data.description", self.description.as_deref().unwrap_or(""))
     }
 }
 
@@ -957,11 +881,7 @@ impl Check for EolTestResult {
         for (idx, m) in self.measurements.iter().enumerate() {
             check_id(&format!("data.measurements[{idx}].name"), &m.name)?;
             check_finite(&format!("data.measurements[{idx}].value"), m.value)?;
-            check_limits(
-                &format!("data.measurements[{idx}].lower_limit"),
-                m.lower_limit,
-                m.upper_limit,
-            )?;
+            check_limits(&format!("data.measurements[{idx}].lower_limit"), m.lower_limit, m.upper_limit)?;
         }
         Ok(())
     }

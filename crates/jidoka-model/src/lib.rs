@@ -14,9 +14,7 @@ pub mod finding;
 pub mod master;
 
 pub use action::{Action, ActionKind, ActionStatus};
-pub use event::{
-    Curve, Event, EventError, EventKind, EventPayload, StoredEvent, TighteningResult, Timestamp,
-};
+pub use event::{Curve, Event, EventError, EventKind, EventPayload, StoredEvent, TighteningResult, Timestamp};
 pub use finding::{Finding, Severity, Subject, Verdict};
 
 use sha2::{Digest, Sha256};

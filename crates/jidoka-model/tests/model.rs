@@ -1,15 +1,15 @@
 //! Event parsing: valid events round-trip; every kind of bad input is rejected with the field
 //! path and reason; no input panics the parser.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use chrono::{TimeZone, Utc};
 use jidoka_model::{Event, EventKind, EventPayload, Timestamp};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
 fn now() -> Timestamp {
-    Utc.with_ymd_and_hms(2026, 11, 24, 8, 0, 0)
-        .single()
-        .unwrap_or_default()
+    Utc.with_ymd_and_hms(2026, 11, 24, 8, 0, 0).single().unwrap_or_default()
 }
 
 fn tightening() -> Value {
@@ -43,9 +43,7 @@ fn valid_tightening_parses_with_derived_ids() {
     // Same source and transaction id gives the same event id: redelivery is recognisable.
     let again = Event::parse(tightening(), now()).expect("valid");
     assert_eq!(ev.event_id, again.event_id);
-    let EventPayload::TighteningResult(t) = &ev.payload else {
-        panic!("wrong payload")
-    };
+    let EventPayload::TighteningResult(t) = &ev.payload else { panic!("wrong payload") };
     assert_eq!(t.joint_key(), "ST040/J1/3");
     assert_eq!(t.curve.as_ref().map(|c| c.len()), Some(3));
 }
@@ -55,10 +53,7 @@ fn serialised_event_parses_back_identically() {
     let ev = Event::parse(tightening(), now()).expect("valid");
     let text = serde_json::to_string(&ev).expect("serialise");
     let back = Event::parse_str(&text, Utc::now()).expect("reparse");
-    assert_eq!(
-        ev, back,
-        "received_at and ids must survive an export/import"
-    );
+    assert_eq!(ev, back, "received_at and ids must survive an export/import");
     let payload = EventPayload::from_stored_json(&ev.payload_json()).expect("stored payload");
     assert_eq!(payload, ev.payload);
 }
@@ -224,10 +219,7 @@ fn bad_inputs_name_field_and_reason() {
     for (input, field, reason) in cases {
         let (got_field, got_reason) = err_of(input.clone());
         assert_eq!(got_field, field, "field for {input}");
-        assert!(
-            got_reason.contains(reason),
-            "reason `{got_reason}` should contain `{reason}` for {input}"
-        );
+        assert!(got_reason.contains(reason), "reason `{got_reason}` should contain `{reason}` for {input}");
     }
 }
 
@@ -250,18 +242,10 @@ fn arb_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
-        any::<f64>()
-            .prop_filter("finite", |f| f.is_finite())
-            .prop_map(|f| json!(f)),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
         "[a-z_]{0,12}".prop_map(Value::String),
-        prop::sample::select(vec![
-            "tightening_result",
-            "component_scanned",
-            "2026-11-24T08:00:00Z",
-            "OK",
-            "A"
-        ])
-        .prop_map(|s| Value::String(s.to_string())),
+        prop::sample::select(vec!["tightening_result", "component_scanned", "2026-11-24T08:00:00Z", "OK", "A"])
+            .prop_map(|s| Value::String(s.to_string())),
     ];
     leaf.prop_recursive(4, 64, 8, |inner| {
         prop_oneof![

@@ -18,9 +18,7 @@ mod sqlite;
 
 pub use sqlite::SqliteStore;
 
-use jidoka_model::{
-    Action, ActionKind, ActionStatus, Event, EventError, Finding, StoredEvent, Verdict,
-};
+use jidoka_model::{Action, ActionKind, ActionStatus, Event, EventError, Finding, StoredEvent, Verdict};
 use serde::Serialize;
 
 /// Errors at the store boundary. Messages name what failed, never SQL text.
@@ -30,9 +28,7 @@ pub enum StoreError {
     Database(String),
     #[error("stored record {what} is corrupt: {reason}")]
     Corrupt { what: String, reason: String },
-    #[error(
-        "database schema version {found} is newer than this binary supports ({supported}); upgrade jidoka"
-    )]
+    #[error("database schema version {found} is newer than this binary supports ({supported}); upgrade jidoka")]
     SchemaTooNew { found: i64, supported: i64 },
     #[error("cannot open store at {path}: {reason}")]
     Open { path: String, reason: String },
@@ -156,13 +152,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Store the findings and actions produced from the log up to `up_to_seq` and move the
     /// consumer's cursor there, in one transaction: after a crash, work is neither lost nor
     /// done twice.
-    fn commit_findings(
-        &self,
-        consumer: &str,
-        up_to_seq: u64,
-        findings: &[Finding],
-        actions: &[Action],
-    ) -> Result<()>;
+    fn commit_findings(&self, consumer: &str, up_to_seq: u64, findings: &[Finding], actions: &[Action]) -> Result<()>;
 
     fn findings(&self, query: &FindingQuery) -> Result<Page<Finding>>;
 
@@ -184,6 +174,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         to: ActionStatus,
         note: Option<&str>,
     ) -> Result<bool>;
+
+    /// Approved actions waiting for delivery, oldest first.
+    fn outbox(&self, limit: usize) -> Result<Vec<ActionRecord>>;
 
     /// Record a failed delivery attempt, keeping the action in the outbox.
     fn record_delivery_attempt(&self, action_id: &str, note: &str) -> Result<()>;

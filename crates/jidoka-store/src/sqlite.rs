@@ -80,10 +80,7 @@ pub struct SqliteStore {
 }
 
 fn open_err(path: &Path, err: impl std::fmt::Display) -> StoreError {
-    StoreError::Open {
-        path: path.display().to_string(),
-        reason: err.to_string(),
-    }
+    StoreError::Open { path: path.display().to_string(), reason: err.to_string() }
 }
 
 impl SqliteStore {
@@ -106,11 +103,7 @@ impl SqliteStore {
             )
             .map_err(|e| open_err(&path, e))?;
         migrate(&mut writer)?;
-        Ok(SqliteStore {
-            path,
-            writer: Mutex::new(writer),
-            readers: Mutex::new(Vec::new()),
-        })
+        Ok(SqliteStore { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) })
     }
 
     pub fn path(&self) -> &Path {
@@ -153,17 +146,12 @@ impl SqliteStore {
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
-    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")?;
-    let current: i64 = conn.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-        [],
-        |r| r.get(0),
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
     )?;
+    let current: i64 = conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
     if current > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew {
-            found: current,
-            supported: SCHEMA_VERSION,
-        });
+        return Err(StoreError::SchemaTooNew { found: current, supported: SCHEMA_VERSION });
     }
     for (idx, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction()?;
@@ -180,42 +168,23 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 fn parse_time(what: &str, s: &str) -> Result<Timestamp> {
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&chrono::Utc))
-        .map_err(|e| StoreError::Corrupt {
-            what: what.to_string(),
-            reason: e.to_string(),
-        })
+        .map_err(|e| StoreError::Corrupt { what: what.to_string(), reason: e.to_string() })
 }
 
 fn corrupt(what: String, reason: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        what,
-        reason: reason.to_string(),
-    }
+    StoreError::Corrupt { what, reason: reason.to_string() }
 }
 
-const EVENT_COLUMNS: &str =
-    "seq, event_id, source, source_txn_id, correlation_id, occurred_at, received_at, payload";
+const EVENT_COLUMNS: &str = "seq, event_id, source, source_txn_id, correlation_id, occurred_at, received_at, payload";
 
-fn event_from_row(
-    row: &Row<'_>,
-) -> rusqlite::Result<(i64, String, String, String, String, String, String, String)> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-        row.get(7)?,
-    ))
+fn event_from_row(row: &Row<'_>) -> rusqlite::Result<EventRow> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?, row.get(7)?))
 }
 
 type EventRow = (i64, String, String, String, String, String, String, String);
 
 fn decode_event(row: EventRow) -> Result<StoredEvent> {
-    let (seq, event_id, source, source_txn_id, correlation_id, occurred_at, received_at, payload) =
-        row;
+    let (seq, event_id, source, source_txn_id, correlation_id, occurred_at, received_at, payload) = row;
     let what = format!("event seq {seq}");
     let payload = EventPayload::from_stored_json(&payload).map_err(|e| corrupt(what.clone(), e))?;
     Ok(StoredEvent {
@@ -237,8 +206,7 @@ fn decode_json<T: serde::de::DeserializeOwned>(what: String, body: &str) -> Resu
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<String> {
-    serde_json::to_string(value)
-        .map_err(|e| StoreError::Database(format!("cannot encode record: {e}")))
+    serde_json::to_string(value).map_err(|e| StoreError::Database(format!("cannot encode record: {e}")))
 }
 
 fn append_one(tx: &rusqlite::Transaction<'_>, ev: &Event) -> Result<AppendOutcome> {
@@ -258,42 +226,24 @@ fn append_one(tx: &rusqlite::Transaction<'_>, ev: &Event) -> Result<AppendOutcom
         ev.payload_json(),
     ])?;
     if inserted == 1 {
-        return Ok(AppendOutcome::Stored {
-            seq: tx.last_insert_rowid() as u64,
-            event_id: ev.event_id.clone(),
-        });
+        return Ok(AppendOutcome::Stored { seq: tx.last_insert_rowid() as u64, event_id: ev.event_id.clone() });
     }
-    let mut by_txn = tx.prepare_cached(
-        "SELECT seq, event_id FROM events WHERE source = ?1 AND source_txn_id = ?2",
-    )?;
-    let existing: Option<(i64, String)> = by_txn
-        .query_row(params![ev.source, ev.source_txn_id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
+    let mut by_txn = tx.prepare_cached("SELECT seq, event_id FROM events WHERE source = ?1 AND source_txn_id = ?2")?;
+    let existing: Option<(i64, String)> =
+        by_txn.query_row(params![ev.source, ev.source_txn_id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
     Ok(match existing {
-        Some((seq, event_id)) => AppendOutcome::Duplicate {
-            seq: seq as u64,
-            event_id,
-        },
+        Some((seq, event_id)) => AppendOutcome::Duplicate { seq: seq as u64, event_id },
         None => AppendOutcome::Rejected {
             error: EventError::new(
                 "event_id",
-                format!(
-                    "`{}` is already used by another source transaction",
-                    ev.event_id
-                ),
+                format!("`{}` is already used by another source transaction", ev.event_id),
             ),
         },
     })
 }
 
 fn finding_page(rows: Vec<(i64, String)>, limit: usize) -> Result<Page<Finding>> {
-    let next_cursor = if rows.len() == limit {
-        rows.last().map(|r| r.0)
-    } else {
-        None
-    };
+    let next_cursor = if rows.len() == limit { rows.last().map(|r| r.0) } else { None };
     let items = rows
         .into_iter()
         .map(|(id, body)| decode_json(format!("finding {id}"), &body))
@@ -302,13 +252,7 @@ fn finding_page(rows: Vec<(i64, String)>, limit: usize) -> Result<Page<Finding>>
 }
 
 fn action_from_row(row: &Row<'_>) -> rusqlite::Result<(i64, String, Option<String>, i64, String)> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-    ))
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
 }
 
 fn decode_action(
@@ -318,14 +262,7 @@ fn decode_action(
     // The status column is authoritative; the body keeps the action as proposed.
     action.status = ActionStatus::parse(&status)
         .ok_or_else(|| corrupt(format!("action {id}"), format!("unknown status `{status}`")))?;
-    Ok((
-        id,
-        ActionRecord {
-            action,
-            note,
-            attempts: attempts as u32,
-        },
-    ))
+    Ok((id, ActionRecord { action, note, attempts: attempts as u32 }))
 }
 
 /// Clamp a page size to something sane.
@@ -359,22 +296,17 @@ impl Store for SqliteStore {
 
     fn last_seq(&self) -> Result<u64> {
         self.with_reader(|c| {
-            let seq: i64 =
-                c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+            let seq: i64 = c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
             Ok(seq as u64)
         })
     }
 
     fn events_after(&self, after_seq: u64, limit: usize) -> Result<Vec<StoredEvent>> {
         self.with_reader(|c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-            ))?;
+            let mut stmt =
+                c.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"))?;
             let rows = stmt
-                .query_map(
-                    params![after_seq as i64, page_limit(limit) as i64],
-                    event_from_row,
-                )?
+                .query_map(params![after_seq as i64, page_limit(limit) as i64], event_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             rows.into_iter().map(decode_event).collect()
         })
@@ -395,35 +327,19 @@ impl Store for SqliteStore {
 
     fn checkpoint(&self, source: &str) -> Result<Option<String>> {
         self.with_reader(|c| {
-            Ok(c.query_row(
-                "SELECT position FROM checkpoints WHERE source = ?1",
-                [source],
-                |r| r.get(0),
-            )
-            .optional()?)
+            Ok(c.query_row("SELECT position FROM checkpoints WHERE source = ?1", [source], |r| r.get(0)).optional()?)
         })
     }
 
     fn cursor(&self, consumer: &str) -> Result<u64> {
         self.with_reader(|c| {
-            let seq: Option<i64> = c
-                .query_row(
-                    "SELECT seq FROM cursors WHERE consumer = ?1",
-                    [consumer],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let seq: Option<i64> =
+                c.query_row("SELECT seq FROM cursors WHERE consumer = ?1", [consumer], |r| r.get(0)).optional()?;
             Ok(seq.unwrap_or(0) as u64)
         })
     }
 
-    fn commit_findings(
-        &self,
-        consumer: &str,
-        up_to_seq: u64,
-        findings: &[Finding],
-        actions: &[Action],
-    ) -> Result<()> {
+    fn commit_findings(&self, consumer: &str, up_to_seq: u64, findings: &[Finding], actions: &[Action]) -> Result<()> {
         self.with_writer(|conn| {
             let tx = conn.transaction()?;
             {
@@ -500,9 +416,7 @@ impl Store for SqliteStore {
             sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt
-                .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?
+                .query_map(rusqlite::params_from_iter(args.iter()), |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<Vec<(i64, String)>>>()?;
             finding_page(rows, limit)
         })
@@ -511,9 +425,7 @@ impl Store for SqliteStore {
     fn findings_in_order(&self, after: i64, limit: usize) -> Result<Page<Finding>> {
         let limit = page_limit(limit);
         self.with_reader(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, body FROM findings WHERE id > ?1 ORDER BY id LIMIT ?2",
-            )?;
+            let mut stmt = c.prepare_cached("SELECT id, body FROM findings WHERE id > ?1 ORDER BY id LIMIT ?2")?;
             let rows = stmt
                 .query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<Vec<(i64, String)>>>()?;
@@ -524,22 +436,18 @@ impl Store for SqliteStore {
     fn finding(&self, finding_id: &str) -> Result<Option<Finding>> {
         self.with_reader(|c| {
             let row: Option<(i64, String)> = c
-                .query_row(
-                    "SELECT id, body FROM findings WHERE finding_id = ?1",
-                    [finding_id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
+                .query_row("SELECT id, body FROM findings WHERE finding_id = ?1", [finding_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
                 .optional()?;
-            row.map(|(id, body)| decode_json(format!("finding {id}"), &body))
-                .transpose()
+            row.map(|(id, body)| decode_json(format!("finding {id}"), &body)).transpose()
         })
     }
 
     fn actions(&self, q: &ActionQuery) -> Result<Page<ActionRecord>> {
         let limit = page_limit(q.limit);
         self.with_reader(|c| {
-            let mut sql =
-                String::from("SELECT id, status, note, attempts, body FROM actions WHERE 1 = 1");
+            let mut sql = String::from("SELECT id, status, note, attempts, body FROM actions WHERE 1 = 1");
             let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
             let mut push = |clause: &str, value: Box<dyn rusqlite::ToSql>| {
                 args.push(value);
@@ -563,15 +471,8 @@ impl Store for SqliteStore {
             let rows = stmt
                 .query_map(rusqlite::params_from_iter(args.iter()), action_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let next_cursor = if rows.len() == limit {
-                rows.last().map(|r| r.0)
-            } else {
-                None
-            };
-            let items = rows
-                .into_iter()
-                .map(|r| decode_action(r).map(|(_, a)| a))
-                .collect::<Result<Vec<_>>>()?;
+            let next_cursor = if rows.len() == limit { rows.last().map(|r| r.0) } else { None };
+            let items = rows.into_iter().map(|r| decode_action(r).map(|(_, a)| a)).collect::<Result<Vec<_>>>()?;
             Ok(Page { items, next_cursor })
         })
     }
@@ -608,6 +509,17 @@ impl Store for SqliteStore {
         })
     }
 
+    fn outbox(&self, limit: usize) -> Result<Vec<ActionRecord>> {
+        self.with_reader(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, status, note, attempts, body FROM actions WHERE status = 'approved' ORDER BY id LIMIT ?1",
+            )?;
+            let rows =
+                stmt.query_map([page_limit(limit) as i64], action_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter().map(|r| decode_action(r).map(|(_, a)| a)).collect()
+        })
+    }
+
     fn record_delivery_attempt(&self, action_id: &str, note: &str) -> Result<()> {
         self.with_writer(|conn| {
             conn.execute(
@@ -620,17 +532,13 @@ impl Store for SqliteStore {
 
     fn stats(&self) -> Result<StoreStats> {
         self.with_reader(|c| {
-            let count = |sql: &str| -> Result<u64> {
-                Ok(c.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64)
-            };
+            let count = |sql: &str| -> Result<u64> { Ok(c.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64) };
             Ok(StoreStats {
                 events: count("SELECT COUNT(*) FROM events")?,
                 last_seq: count("SELECT COALESCE(MAX(seq), 0) FROM events")?,
                 findings: count("SELECT COUNT(*) FROM findings")?,
                 actions: count("SELECT COUNT(*) FROM actions")?,
-                actions_pending_approval: count(
-                    "SELECT COUNT(*) FROM actions WHERE status = 'pending_approval'",
-                )?,
+                actions_pending_approval: count("SELECT COUNT(*) FROM actions WHERE status = 'pending_approval'")?,
                 actions_in_outbox: count("SELECT COUNT(*) FROM actions WHERE status = 'approved'")?,
             })
         })

@@ -1,19 +1,15 @@
 //! The SQLite store: idempotent appends, checkpoints committed with events, findings with
 //! cursors, forward-only action status, persistence across reopen.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use chrono::{TimeZone, Utc};
 use jidoka_model::{Action, ActionKind, ActionStatus, Event, Finding, Severity, Subject, Verdict};
-use jidoka_store::{
-    ActionQuery, AppendBatch, AppendOutcome, Checkpoint, FindingQuery, SqliteStore, Store,
-    StoreError,
-};
+use jidoka_store::{ActionQuery, AppendBatch, AppendOutcome, Checkpoint, FindingQuery, SqliteStore, Store, StoreError};
 use serde_json::json;
 
 fn scan(txn: &str, vin: &str) -> Event {
-    let t = Utc
-        .with_ymd_and_hms(2026, 11, 24, 8, 0, 0)
-        .single()
-        .unwrap_or_default();
+    let t = Utc.with_ymd_and_hms(2026, 11, 24, 8, 0, 0).single().unwrap_or_default();
     Event::parse(
         json!({"source": "scanner-1", "source_txn_id": txn, "occurred_at": "2026-11-24T08:00:00Z",
                "kind": "component_scanned", "data": {"vin": vin, "station": "ST010", "part_number": "P-1"}}),
@@ -32,18 +28,11 @@ fn finding(id: &str, verdict: Verdict, vin: &str) -> Finding {
         severity: Severity::Warning,
         confidence: 0.9,
         reason: "because".into(),
-        subject: Subject {
-            vin: Some(vin.into()),
-            station: Some("ST010".into()),
-            ..Subject::default()
-        },
+        subject: Subject { vin: Some(vin.into()), station: Some("ST010".into()), ..Subject::default() },
         evidence: vec!["ev-1".into()],
         correlation_id: "c".into(),
         source_txn_id: "t".into(),
-        occurred_at: Utc
-            .with_ymd_and_hms(2026, 11, 24, 8, 0, 0)
-            .single()
-            .unwrap_or_default(),
+        occurred_at: Utc.with_ymd_and_hms(2026, 11, 24, 8, 0, 0).single().unwrap_or_default(),
         details: serde_json::Value::Null,
     }
 }
@@ -57,10 +46,7 @@ fn action(id: &str, finding_id: &str, status: ActionStatus) -> Action {
         payload: json!({"station": "ST010"}),
         idempotency_key: format!("key-{id}"),
         correlation_id: "c".into(),
-        created_at: Utc
-            .with_ymd_and_hms(2026, 11, 24, 8, 0, 0)
-            .single()
-            .unwrap_or_default(),
+        created_at: Utc.with_ymd_and_hms(2026, 11, 24, 8, 0, 0).single().unwrap_or_default(),
     }
 }
 
@@ -74,23 +60,13 @@ fn open() -> (tempfile::TempDir, SqliteStore) {
 fn redelivered_events_are_stored_once() {
     let (_dir, store) = open();
     let first = vec![scan("T1", "V1"), scan("T2", "V2")];
-    let out = store
-        .append(&[AppendBatch {
-            events: &first,
-            checkpoint: None,
-        }])
-        .expect("append");
+    let out = store.append(&[AppendBatch { events: &first, checkpoint: None }]).expect("append");
     assert!(matches!(out[0][0], AppendOutcome::Stored { seq: 1, .. }));
     assert!(matches!(out[0][1], AppendOutcome::Stored { seq: 2, .. }));
 
     // The same transaction twice in one batch, and again later: stored once, seq reported.
     let again = vec![scan("T2", "V2"), scan("T3", "V3"), scan("T3", "V3")];
-    let out = store
-        .append(&[AppendBatch {
-            events: &again,
-            checkpoint: None,
-        }])
-        .expect("append");
+    let out = store.append(&[AppendBatch { events: &again, checkpoint: None }]).expect("append");
     assert!(matches!(out[0][0], AppendOutcome::Duplicate { seq: 2, .. }));
     assert!(matches!(out[0][1], AppendOutcome::Stored { seq: 3, .. }));
     assert!(matches!(out[0][2], AppendOutcome::Duplicate { seq: 3, .. }));
@@ -98,10 +74,7 @@ fn redelivered_events_are_stored_once() {
     let events = store.events_after(0, 100).expect("read");
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, vec![1, 2, 3]);
-    assert_eq!(
-        events[2].event, again[1],
-        "the stored event reads back identically"
-    );
+    assert_eq!(events[2].event, again[1], "the stored event reads back identically");
 }
 
 #[test]
@@ -111,12 +84,7 @@ fn event_id_reused_by_another_transaction_is_rejected_alone() {
     let mut b = scan("T2", "V2");
     b.event_id = a.event_id.clone();
     let c = scan("T3", "V3");
-    let out = store
-        .append(&[AppendBatch {
-            events: &[a, b, c],
-            checkpoint: None,
-        }])
-        .expect("append");
+    let out = store.append(&[AppendBatch { events: &[a, b, c], checkpoint: None }]).expect("append");
     assert!(out[0][0].is_stored());
     match &out[0][1] {
         AppendOutcome::Rejected { error } => assert_eq!(error.field, "event_id"),
@@ -128,38 +96,20 @@ fn event_id_reused_by_another_transaction_is_rejected_alone() {
 #[test]
 fn checkpoints_commit_with_their_events_in_group_commits() {
     let (_dir, store) = open();
-    let cp_a = Checkpoint {
-        source: "file:a".into(),
-        position: "120".into(),
-    };
-    let cp_b = Checkpoint {
-        source: "ctrl-7".into(),
-        position: "tightening 991".into(),
-    };
+    let cp_a = Checkpoint { source: "file:a".into(), position: "120".into() };
+    let cp_b = Checkpoint { source: "ctrl-7".into(), position: "tightening 991".into() };
     let ev_a = vec![scan("A1", "V1")];
     let ev_b = vec![scan("B1", "V2"), scan("B2", "V3")];
     let out = store
         .append(&[
-            AppendBatch {
-                events: &ev_a,
-                checkpoint: Some(&cp_a),
-            },
-            AppendBatch {
-                events: &ev_b,
-                checkpoint: Some(&cp_b),
-            },
+            AppendBatch { events: &ev_a, checkpoint: Some(&cp_a) },
+            AppendBatch { events: &ev_b, checkpoint: Some(&cp_b) },
         ])
         .expect("append");
     assert_eq!(out.len(), 2);
     assert_eq!(out[1].len(), 2);
-    assert_eq!(
-        store.checkpoint("file:a").expect("cp").as_deref(),
-        Some("120")
-    );
-    assert_eq!(
-        store.checkpoint("ctrl-7").expect("cp").as_deref(),
-        Some("tightening 991")
-    );
+    assert_eq!(store.checkpoint("file:a").expect("cp").as_deref(), Some("120"));
+    assert_eq!(store.checkpoint("ctrl-7").expect("cp").as_deref(), Some("tightening 991"));
     assert_eq!(store.checkpoint("nobody").expect("cp"), None);
 }
 
@@ -169,38 +119,18 @@ fn findings_actions_and_cursor_commit_together_and_page() {
     assert_eq!(store.cursor("agents").expect("cursor"), 0);
     let findings: Vec<Finding> = (0..25)
         .map(|i| {
-            finding(
-                &format!("F{i}"),
-                if i % 5 == 0 {
-                    Verdict::Hold
-                } else {
-                    Verdict::Review
-                },
-                &format!("V{}", i % 3),
-            )
+            finding(&format!("F{i}"), if i % 5 == 0 { Verdict::Hold } else { Verdict::Review }, &format!("V{}", i % 3))
         })
         .collect();
-    let actions = vec![
-        action("A1", "F0", ActionStatus::Approved),
-        action("A2", "F5", ActionStatus::PendingApproval),
-    ];
-    store
-        .commit_findings("agents", 40, &findings, &actions)
-        .expect("commit");
+    let actions = vec![action("A1", "F0", ActionStatus::Approved), action("A2", "F5", ActionStatus::PendingApproval)];
+    store.commit_findings("agents", 40, &findings, &actions).expect("commit");
     assert_eq!(store.cursor("agents").expect("cursor"), 40);
     // A cursor never moves back.
-    store
-        .commit_findings("agents", 10, &[], &[])
-        .expect("commit");
+    store.commit_findings("agents", 10, &[], &[]).expect("commit");
     assert_eq!(store.cursor("agents").expect("cursor"), 40);
 
-    let holds = store
-        .findings(&FindingQuery {
-            verdict: Some(Verdict::Hold),
-            limit: 100,
-            ..Default::default()
-        })
-        .expect("q");
+    let holds =
+        store.findings(&FindingQuery { verdict: Some(Verdict::Hold), limit: 100, ..Default::default() }).expect("q");
     let ids: Vec<&str> = holds.items.iter().map(|f| f.finding_id.as_str()).collect();
     assert_eq!(ids, vec!["F20", "F15", "F10", "F5", "F0"], "newest first");
     assert_eq!(holds.next_cursor, None);
@@ -208,13 +138,7 @@ fn findings_actions_and_cursor_commit_together_and_page() {
     let mut seen = Vec::new();
     let mut before = None;
     loop {
-        let page = store
-            .findings(&FindingQuery {
-                before,
-                limit: 10,
-                ..Default::default()
-            })
-            .expect("page");
+        let page = store.findings(&FindingQuery { before, limit: 10, ..Default::default() }).expect("page");
         seen.extend(page.items.iter().map(|f| f.finding_id.clone()));
         match page.next_cursor {
             Some(c) => before = Some(c),
@@ -222,31 +146,15 @@ fn findings_actions_and_cursor_commit_together_and_page() {
         }
     }
     assert_eq!(seen.len(), 25, "pagination visits every finding once");
-    let by_vin = store
-        .findings(&FindingQuery {
-            vin: Some("V1".into()),
-            limit: 100,
-            ..Default::default()
-        })
-        .expect("q");
+    let by_vin = store.findings(&FindingQuery { vin: Some("V1".into()), limit: 100, ..Default::default() }).expect("q");
     assert_eq!(by_vin.items.len(), 8);
-    assert_eq!(
-        store.finding("F7").expect("get").map(|f| f.subject.vin),
-        Some(Some("V1".into()))
-    );
+    assert_eq!(store.finding("F7").expect("get").map(|f| f.subject.vin), Some(Some("V1".into())));
 
     let in_order = store.findings_in_order(0, 100).expect("ordered");
-    assert_eq!(
-        in_order.items.first().map(|f| f.finding_id.as_str()),
-        Some("F0")
-    );
+    assert_eq!(in_order.items.first().map(|f| f.finding_id.as_str()), Some("F0"));
 
     let pending = store
-        .actions(&ActionQuery {
-            status: Some(ActionStatus::PendingApproval),
-            limit: 10,
-            ..Default::default()
-        })
+        .actions(&ActionQuery { status: Some(ActionStatus::PendingApproval), limit: 10, ..Default::default() })
         .expect("q");
     assert_eq!(pending.items.len(), 1);
     assert_eq!(pending.items[0].action.action_id, "A2");
@@ -264,50 +172,17 @@ fn action_status_only_moves_forward() {
         )
         .expect("commit");
     // Not allowed: pending -> delivered.
-    assert!(
-        !store
-            .set_action_status(
-                "A1",
-                ActionStatus::PendingApproval,
-                ActionStatus::Delivered,
-                None
-            )
-            .expect("set")
-    );
+    assert!(!store.set_action_status("A1", ActionStatus::PendingApproval, ActionStatus::Delivered, None).expect("set"));
     // Wrong `from`: nothing changes.
-    assert!(
-        !store
-            .set_action_status("A1", ActionStatus::Approved, ActionStatus::Delivered, None)
-            .expect("set")
-    );
+    assert!(!store.set_action_status("A1", ActionStatus::Approved, ActionStatus::Delivered, None).expect("set"));
     assert!(
         store
-            .set_action_status(
-                "A1",
-                ActionStatus::PendingApproval,
-                ActionStatus::Approved,
-                Some("ok by QE")
-            )
+            .set_action_status("A1", ActionStatus::PendingApproval, ActionStatus::Approved, Some("ok by QE"))
             .expect("set")
     );
-    store
-        .record_delivery_attempt("A1", "mes unreachable")
-        .expect("attempt");
-    assert!(
-        store
-            .set_action_status(
-                "A1",
-                ActionStatus::Approved,
-                ActionStatus::Delivered,
-                Some("NC-1")
-            )
-            .expect("set")
-    );
-    assert!(
-        !store
-            .set_action_status("A1", ActionStatus::Delivered, ActionStatus::Approved, None)
-            .expect("set")
-    );
+    store.record_delivery_attempt("A1", "mes unreachable").expect("attempt");
+    assert!(store.set_action_status("A1", ActionStatus::Approved, ActionStatus::Delivered, Some("NC-1")).expect("set"));
+    assert!(!store.set_action_status("A1", ActionStatus::Delivered, ActionStatus::Approved, None).expect("set"));
     let rec = store.action("A1").expect("get").expect("exists");
     assert_eq!(rec.action.status, ActionStatus::Delivered);
     assert_eq!(rec.note.as_deref(), Some("NC-1"));
@@ -320,34 +195,17 @@ fn data_survives_reopen_and_newer_schema_is_refused() {
     let path = dir.path().join("j.sqlite");
     {
         let store = SqliteStore::open(&path).expect("open");
-        store
-            .append(&[AppendBatch {
-                events: &[scan("T1", "V1")],
-                checkpoint: None,
-            }])
-            .expect("append");
+        store.append(&[AppendBatch { events: &[scan("T1", "V1")], checkpoint: None }]).expect("append");
     }
     {
         let store = SqliteStore::open(&path).expect("reopen");
         assert_eq!(store.last_seq().expect("seq"), 1);
-        let out = store
-            .append(&[AppendBatch {
-                events: &[scan("T1", "V1")],
-                checkpoint: None,
-            }])
-            .expect("append");
-        assert!(
-            matches!(out[0][0], AppendOutcome::Duplicate { seq: 1, .. }),
-            "idempotency survives restart"
-        );
+        let out = store.append(&[AppendBatch { events: &[scan("T1", "V1")], checkpoint: None }]).expect("append");
+        assert!(matches!(out[0][0], AppendOutcome::Duplicate { seq: 1, .. }), "idempotency survives restart");
     }
     {
         let conn = rusqlite::Connection::open(&path).expect("open raw");
-        conn.execute(
-            "INSERT INTO schema_migrations (version, applied_at) VALUES (999, 'x')",
-            [],
-        )
-        .expect("bump");
+        conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (999, 'x')", []).expect("bump");
     }
     match SqliteStore::open(&path) {
         Err(StoreError::SchemaTooNew { found: 999, .. }) => {}

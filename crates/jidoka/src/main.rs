@@ -1,1 +1,222 @@
-fn main() {}
+//! The `jidoka` binary: parses the command line and hands over to the library.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use jidoka::auth::{self, Role};
+use jidoka::config::Config;
+use jidoka::{bench, commands, server};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jidoka",
+    version,
+    about = "AI quality and execution agent for automotive assembly plants",
+    long_about = "Jidoka sits beside the plant's MES: it stores shop-floor and MES events durably, runs its \
+                  agents over them, turns findings into actions under human approval, and writes results back.\n\n\
+                  Start with `jidoka demo` (a simulated line on localhost), then write a plant configuration \
+                  (see examples/plant.toml), check it with `jidoka config check`, and run `jidoka serve`."
+)]
+struct Cli {
+    /// Log filter, e.g. `info`, `jidoka=debug`.
+    #[arg(long, global = true, env = "JIDOKA_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run Jidoka for a plant: sources, agents, governance, sinks and the HTTP API.
+    Serve {
+        /// Plant configuration (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Store folder; overrides `store.data_dir`.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Address to listen on; overrides `api.listen` (use port 0 for any free port).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Run the demo plant on localhost: a simulated line feeding all agents, with one-time logins.
+    Demo {
+        /// Store folder for the demo.
+        #[arg(long, default_value = "jidoka-demo")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8480")]
+        listen: String,
+        /// Plant time runs this many times faster than real time.
+        #[arg(long, default_value_t = 20.0)]
+        speed: f64,
+        /// Seed of the simulated line; the same seed gives the same events.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Stop feeding after this many units (default: run until stopped).
+        #[arg(long)]
+        units: Option<u64>,
+    },
+    /// Import events from JSON Lines files (one event per line) and run the agents over them.
+    /// Bad lines are reported with file, line, field and reason; the rest is imported.
+    /// Exits with status 3 when any line was rejected.
+    Import {
+        /// JSON Lines files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Plant configuration (agents, sinks, store); defaults apply without one.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-run the agents over the stored event log and compare with the stored findings.
+    /// Exits with status 1 when any finding is not reproduced exactly.
+    Replay {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Plant configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Benchmarks: figures printed as a table, or one JSON object with --json.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration and print every error with its path (exit 1 on errors).
+    Check { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a random API token; prints it once with the lines to add to the configuration.
+    New {
+        #[arg(long)]
+        name: String,
+        /// operator, supervisor, quality_engineer, integrator, admin or agent.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Durable appends to the embedded store: events/s and append latency percentiles.
+    Ingest(bench::IngestArgs),
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| {
+        format!("unknown role `{s}`; one of: {}", Role::ALL.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "))
+    })
+}
+
+fn load_config(path: Option<&PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Result<Config> {
+    let mut config = match path {
+        Some(p) => Config::load(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+        None => Config::default(),
+    };
+    if let Some(dir) = data_dir {
+        config.store.data_dir = dir;
+    }
+    Ok(config)
+}
+
+fn init_logging(filter: &str) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config, data_dir, listen } => {
+            let mut config = load_config(Some(&config), data_dir)?;
+            if let Some(l) = listen {
+                config.api.listen = l;
+            }
+            server::serve(config, Vec::new(), None).await?;
+        }
+        Command::Demo { data_dir, listen, speed, seed, units } => {
+            anyhow::ensure!(speed > 0.0 && speed.is_finite(), "--speed must be a positive number");
+            let mut config = Config::default();
+            config.store.data_dir = data_dir.clone();
+            config.api.listen = listen;
+            config.sinks.push(jidoka_connectors::SinkConfig::Jsonl(jidoka_connectors::JsonlSinkConfig {
+                name: "demo-mes-outbox".into(),
+                path: data_dir.join("mes-actions.jsonl"),
+                kinds: Vec::new(),
+            }));
+            let mut logins = Vec::new();
+            println!("jidoka demo: simulated line, seed {seed}, {speed}x real time, data in {}", data_dir.display());
+            println!("one-time API tokens for this run (valid until it stops):");
+            for role in [Role::Admin, Role::Supervisor, Role::QualityEngineer, Role::Operator] {
+                let (token, _) = auth::new_token()?;
+                println!("  {:<17} {token}", role.as_str());
+                logins.push((token, format!("demo-{}", role.as_str()), role));
+            }
+            server::serve(config, logins, Some(server::DemoFeed { seed, speed, units })).await?;
+        }
+        Command::Import { files, config, data_dir, json } => {
+            let config = load_config(config.as_ref(), data_dir)?;
+            let rejected = tokio::task::spawn_blocking(move || commands::import(config, &files, json)).await??;
+            if rejected > 0 {
+                return Ok(ExitCode::from(3));
+            }
+        }
+        Command::Replay { config, data_dir, json } => {
+            let config = load_config(config.as_ref(), data_dir)?;
+            let ok = tokio::task::spawn_blocking(move || commands::replay(config, json)).await??;
+            if !ok {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Config(ConfigCommand::Check { file }) => match Config::load(&file) {
+            Ok(config) => println!("{}: configuration is valid\n{}", file.display(), config.summary()),
+            Err(errors) => {
+                eprint!("{}: {errors}", file.display());
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        Command::Token(TokenCommand::New { name, role }) => commands::token_new(&name, role)?,
+        Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await.context("bench ingest")?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! The HTTP API (axum): `/health` (open), `/metrics` (loopback or a token with the metrics
+//! permission), and everything under `/api/` behind a bearer token checked against the
+//! permission table in [`crate::auth`].
+//!
+//! Errors are JSON `{"error": {"code", "message"}}` with a small code mapped once to an HTTP
+//! status; internals (SQL, file paths, panics) never reach the client.
+
+use crate::auth::{Auth, Permission, Principal, allows};
+use crate::metrics::Metrics;
+use crate::runtime::{Ingest, IngestError};
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use jidoka_model::{ActionKind, ActionStatus, Event, Verdict};
+use jidoka_store::{ActionQuery, AppendOutcome, FindingQuery, Store};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+/// Shared by every handler.
+#[derive(Debug)]
+pub struct AppState {
+    pub ingest: Ingest,
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    pub auth: Auth,
+    pub max_batch_events: usize,
+    pub agents: Vec<(&'static str, &'static str)>,
+}
+
+/// A client-facing error.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> ApiError {
+        let status = match code {
+            "unauthorized" => StatusCode::UNAUTHORIZED,
+            "forbidden" => StatusCode::FORBIDDEN,
+            "not_found" => StatusCode::NOT_FOUND,
+            "invalid_event" => StatusCode::UNPROCESSABLE_ENTITY,
+            "batch_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+            "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            "internal" => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError { status, code, message: message.into(), field: None }
+    }
+
+    fn internal(err: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %err, "request failed");
+        ApiError::new("internal", "internal error; see the server log")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"error": {"code": self.code, "message": self.message}});
+        if let Some(field) = self.field {
+            body["error"]["field"] = json!(field);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<jidoka_store::StoreError> for ApiError {
+    fn from(err: jidoka_store::StoreError) -> Self {
+        ApiError::internal(err)
+    }
+}
+
+fn bad_query(rejection: QueryRejection) -> ApiError {
+    ApiError::new("bad_request", format!("invalid query: {}", rejection.body_text()))
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Build the router with every route and its permission.
+pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    let guarded = |perm: Permission| middleware::from_fn_with_state((state.clone(), perm), require);
+    let api = Router::new()
+        .route("/api/events", post(ingest).route_layer(guarded(Permission::IngestEvents)))
+        .route("/api/events", get(list_events).route_layer(guarded(Permission::ReadEvents)))
+        .route("/api/events/{event_id}", get(get_event).route_layer(guarded(Permission::ReadEvents)))
+        .route("/api/findings", get(list_findings).route_layer(guarded(Permission::ReadFindings)))
+        .route("/api/findings/{finding_id}", get(get_finding).route_layer(guarded(Permission::ReadFindings)))
+        .route("/api/actions", get(list_actions).route_layer(guarded(Permission::ReadActions)))
+        .route("/api/actions/{action_id}", get(get_action).route_layer(guarded(Permission::ReadActions)))
+        .route("/api/status", get(status).route_layer(guarded(Permission::ReadStatus)));
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .merge(api)
+        .fallback(|| async { ApiError::new("not_found", "no such route") })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .with_state(state)
+}
+
+/// Every route and the permission it needs (`None` = open). Tests walk this table with every role.
+pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
+    ("GET", "/health", None),
+    ("GET", "/metrics", Some(Permission::ReadMetrics)),
+    ("POST", "/api/events", Some(Permission::IngestEvents)),
+    ("GET", "/api/events", Some(Permission::ReadEvents)),
+    ("GET", "/api/events/{event_id}", Some(Permission::ReadEvents)),
+    ("GET", "/api/findings", Some(Permission::ReadFindings)),
+    ("GET", "/api/findings/{finding_id}", Some(Permission::ReadFindings)),
+    ("GET", "/api/actions", Some(Permission::ReadActions)),
+    ("GET", "/api/actions/{action_id}", Some(Permission::ReadActions)),
+    ("GET", "/api/status", Some(Permission::ReadStatus)),
+];
+
+async fn count_requests(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    state.metrics.http_requests.fetch_add(1, Relaxed);
+    if resp.status().is_client_error() {
+        state.metrics.http_client_errors.fetch_add(1, Relaxed);
+    } else if resp.status().is_server_error() {
+        state.metrics.http_server_errors.fetch_add(1, Relaxed);
+    }
+    resp
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap, perm: Permission) -> ApiResult<Principal> {
+    let token = bearer(headers)
+        .ok_or_else(|| ApiError::new("unauthorized", "missing `Authorization: Bearer <token>` header"))?;
+    let principal =
+        state.auth.authenticate(token).ok_or_else(|| ApiError::new("unauthorized", "unknown or revoked token"))?;
+    if !allows(principal.role, perm) {
+        return Err(ApiError::new("forbidden", format!("role {} may not do this", principal.role.as_str())));
+    }
+    Ok(principal.clone())
+}
+
+async fn require(State((state, perm)): State<(Arc<AppState>, Permission)>, mut req: Request, next: Next) -> Response {
+    match authorize(&state, req.headers(), perm) {
+        Ok(principal) => {
+            req.extensions_mut().insert(principal);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    match state.store.last_seq() {
+        Ok(_) => Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")})).into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "health check cannot read the store");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"}))).into_response()
+        }
+    }
+}
+
+async fn metrics(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    if !peer.ip().is_loopback() {
+        authorize(&state, &headers, Permission::ReadMetrics)?;
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response())
+}
+
+/// Split a request body into items: a JSON object (one event), a JSON array (a batch), or
+/// JSON Lines when the content type says so. A bad line of JSON Lines fails alone.
+fn body_items(headers: &HeaderMap, body: &[u8]) -> ApiResult<(Vec<Result<Value, String>>, bool)> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if content_type.starts_with("application/x-ndjson") || content_type.starts_with("application/jsonl") {
+        let text =
+            std::str::from_utf8(body).map_err(|e| ApiError::new("bad_request", format!("body is not UTF-8: {e}")))?;
+        let items = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).map_err(|e| format!("invalid JSON: {e}")))
+            .collect();
+        return Ok((items, false));
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::new("invalid_json", format!("body is not valid JSON: {e}")))?;
+    match value {
+        Value::Array(items) => Ok((items.into_iter().map(Ok).collect(), false)),
+        v @ Value::Object(_) => Ok((vec![Ok(v)], true)),
+        _ => Err(ApiError::new("bad_request", "body must be an event object, an array of events, or JSON Lines")),
+    }
+}
+
+async fn ingest(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+    let (items, single) = body_items(&headers, &body)?;
+    if items.len() > state.max_batch_events {
+        return Err(ApiError::new(
+            "batch_too_large",
+            format!("{} events in one request; at most {} are accepted", items.len(), state.max_batch_events),
+        ));
+    }
+    let received_at = chrono::Utc::now();
+    let mut results: Vec<Value> = Vec::with_capacity(items.len());
+    let mut events = Vec::new();
+    let mut positions = Vec::new();
+    for (idx, item) in items.into_iter().enumerate() {
+        let parsed = item
+            .map_err(|reason| jidoka_model::EventError::new("$", reason))
+            .and_then(|v| Event::parse(v, received_at));
+        match parsed {
+            Ok(ev) => {
+                positions.push(idx);
+                events.push(ev);
+                results.push(Value::Null);
+            }
+            Err(e) => results
+                .push(json!({"index": idx, "status": "rejected", "error": {"field": e.field, "reason": e.reason}})),
+        }
+    }
+    let rejected_invalid = results.len() - events.len();
+    if rejected_invalid > 0 {
+        state.metrics.events_rejected.fetch_add(rejected_invalid as u64, Relaxed);
+    }
+    if single && rejected_invalid == 1 {
+        let err = &results[0]["error"];
+        return Err(ApiError {
+            field: err["field"].as_str().map(str::to_string),
+            ..ApiError::new(
+                "invalid_event",
+                format!("{}: {}", err["field"].as_str().unwrap_or("$"), err["reason"].as_str().unwrap_or("")),
+            )
+        });
+    }
+    let outcomes = if events.is_empty() {
+        Vec::new()
+    } else {
+        state.ingest.append(events, None).await.map_err(|e| match e {
+            IngestError::ShuttingDown => {
+                ApiError::new("unavailable", "shutting down; nothing from this request was stored, retry later")
+            }
+            IngestError::Store(err) => {
+                tracing::error!(error = %err, "ingest commit failed");
+                ApiError::new(
+                    "unavailable",
+                    "the event store could not commit; nothing from this request was stored, retry",
+                )
+            }
+        })?
+    };
+    let (mut stored, mut duplicates, mut rejected) = (0, 0, rejected_invalid);
+    for (idx, outcome) in positions.into_iter().zip(outcomes) {
+        results[idx] = match outcome {
+            AppendOutcome::Stored { seq, event_id } => {
+                stored += 1;
+                json!({"index": idx, "status": "stored", "seq": seq, "event_id": event_id})
+            }
+            AppendOutcome::Duplicate { seq, event_id } => {
+                duplicates += 1;
+                json!({"index": idx, "status": "duplicate", "seq": seq, "event_id": event_id})
+            }
+            AppendOutcome::Rejected { error } => {
+                rejected += 1;
+                json!({"index": idx, "status": "rejected", "error": {"field": error.field, "reason": error.reason}})
+            }
+        };
+    }
+    let status =
+        if rejected > 0 && stored + duplicates == 0 { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let body = json!({"stored": stored, "duplicates": duplicates, "rejected": rejected, "results": results});
+    Ok((status, Json(body)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventParams {
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+}
+
+async fn list_events(
+    State(state): State<Arc<AppState>>,
+    q: Result<Query<EventParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = q.map_err(bad_query)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let events = state.store.events_after(q.after, limit)?;
+    let next_after = if events.len() == limit { events.last().map(|e| e.seq) } else { None };
+    Ok(Json(json!({"items": events, "next_after": next_after})))
+}
+
+async fn get_event(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let ev = state.store.event(&id)?.ok_or_else(|| ApiError::new("not_found", format!("no event `{id}`")))?;
+    Ok(Json(json!(ev)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FindingParams {
+    verdict: Option<String>,
+    agent: Option<String>,
+    kind: Option<String>,
+    vin: Option<String>,
+    station: Option<String>,
+    before: Option<i64>,
+    limit: Option<usize>,
+}
+
+async fn list_findings(
+    State(state): State<Arc<AppState>>,
+    q: Result<Query<FindingParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = q.map_err(bad_query)?;
+    let verdict = match &q.verdict {
+        Some(v) => Some(
+            Verdict::parse(v)
+                .ok_or_else(|| ApiError::new("bad_request", format!("verdict: `{v}` is not PASS, REVIEW or HOLD")))?,
+        ),
+        None => None,
+    };
+    let page = state.store.findings(&FindingQuery {
+        verdict,
+        agent: q.agent,
+        kind: q.kind,
+        vin: q.vin,
+        station: q.station,
+        before: q.before,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    })?;
+    Ok(Json(json!(page)))
+}
+
+async fn get_finding(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let f = state.store.finding(&id)?.ok_or_else(|| ApiError::new("not_found", format!("no finding `{id}`")))?;
+    let actions = state.store.actions(&ActionQuery { finding_id: Some(id), limit: 100, ..Default::default() })?;
+    Ok(Json(json!({"finding": f, "actions": actions.items})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionParams {
+    status: Option<String>,
+    kind: Option<String>,
+    before: Option<i64>,
+    limit: Option<usize>,
+}
+
+async fn list_actions(
+    State(state): State<Arc<AppState>>,
+    q: Result<Query<ActionParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = q.map_err(bad_query)?;
+    let status = match &q.status {
+        Some(s) => Some(
+            ActionStatus::parse(s)
+                .ok_or_else(|| ApiError::new("bad_request", format!("status: `{s}` is not an action status")))?,
+        ),
+        None => None,
+    };
+    let kind = match &q.kind {
+        Some(k) => Some(
+            ActionKind::parse(k)
+                .ok_or_else(|| ApiError::new("bad_request", format!("kind: `{k}` is not an action kind")))?,
+        ),
+        None => None,
+    };
+    let page = state.store.actions(&ActionQuery {
+        status,
+        kind,
+        finding_id: None,
+        before: q.before,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    })?;
+    Ok(Json(json!(page)))
+}
+
+async fn get_action(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let a = state.store.action(&id)?.ok_or_else(|| ApiError::new("not_found", format!("no action `{id}`")))?;
+    Ok(Json(json!(a)))
+}
+
+async fn status(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    let stats = state.store.stats()?;
+    let agents: Vec<Value> = state.agents.iter().map(|(n, v)| json!({"name": n, "version": v})).collect();
+    Ok(Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "store": stats,
+        "agents": agents,
+        "agent_lag_events": state.metrics.lag(),
+        "findings_since_start": state.metrics.findings_total(),
+    })))
+}

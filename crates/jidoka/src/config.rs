@@ -1,0 +1,359 @@
+//! Plant configuration: TOML → raw sections → [`Config::validate`] → typed [`Config`].
+//!
+//! Each top-level section and each `[[sources]]` / `[[sinks]]` entry is read on its own, so one
+//! broken entry does not hide the errors of the others: `jidoka config check` prints every
+//! problem with its path at once. Unknown keys are errors.
+
+use crate::auth::TokenConfig;
+use jidoka_agents::AgentsConfig;
+use jidoka_connectors::{SinkConfig, SourceConfig};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// One configuration problem: where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// All problems found in one configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} configuration error(s):", self.0.len())?;
+        for e in &self.0 {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Folder holding the embedded store (and the default sink files).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("jidoka-data")
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { data_dir: default_data_dir() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Largest accepted request body.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Most events in one ingest request.
+    #[serde(default = "default_max_batch")]
+    pub max_batch_events: usize,
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8480".into()
+}
+fn default_max_body() -> usize {
+    16 * 1024 * 1024
+}
+fn default_max_batch() -> usize {
+    10_000
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: default_listen(),
+            max_body_bytes: default_max_body(),
+            max_batch_events: default_max_batch(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Ingest requests queued for the store writer before senders wait (backpressure).
+    #[serde(default = "default_channel")]
+    pub channel_capacity: usize,
+    /// Most events in one group commit.
+    #[serde(default = "default_group")]
+    pub group_commit_max_events: usize,
+    /// Events the agent router reads and commits at a time.
+    #[serde(default = "default_agent_chunk")]
+    pub agent_chunk_events: usize,
+    /// How often the outbox looks for approved actions when nothing wakes it.
+    #[serde(default = "default_outbox_poll")]
+    pub outbox_poll_ms: u64,
+}
+
+fn default_channel() -> usize {
+    1024
+}
+fn default_group() -> usize {
+    8192
+}
+fn default_agent_chunk() -> usize {
+    1000
+}
+fn default_outbox_poll() -> u64 {
+    1000
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            channel_capacity: default_channel(),
+            group_commit_max_events: default_group(),
+            agent_chunk_events: default_agent_chunk(),
+            outbox_poll_ms: default_outbox_poll(),
+        }
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Config {
+    pub store: StoreConfig,
+    pub api: ApiConfig,
+    pub runtime: RuntimeConfig,
+    pub agents: AgentsConfig,
+    pub sources: Vec<SourceConfig>,
+    pub sinks: Vec<SinkConfig>,
+}
+
+const SECTIONS: &[&str] = &["store", "api", "runtime", "agents", "sources", "sinks"];
+
+fn read_section<T: DeserializeOwned>(path: &str, value: toml::Value, errors: &mut Vec<ConfigError>) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(err) => {
+            let inner = err.path().to_string();
+            let full = if inner == "." { path.to_string() } else { format!("{path}.{inner}") };
+            errors.push(ConfigError { path: full, message: err.into_inner().to_string() });
+            None
+        }
+    }
+}
+
+fn read_list<T: DeserializeOwned>(name: &str, value: toml::Value, errors: &mut Vec<ConfigError>) -> Vec<T> {
+    match value {
+        toml::Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .filter_map(|(idx, item)| read_section(&format!("{name}[{idx}]"), item, errors))
+            .collect(),
+        _ => {
+            errors
+                .push(ConfigError { path: name.into(), message: format!("expected an array of tables ([[{name}]])") });
+            Vec::new()
+        }
+    }
+}
+
+impl Config {
+    /// Read and validate a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError { path: path.display().to_string(), message: format!("cannot read: {e}") }])
+        })?;
+        Config::parse(&text)
+    }
+
+    /// Parse and validate configuration text, reporting every error found.
+    pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        let table: toml::Table = toml::from_str(text).map_err(|e| {
+            ConfigErrors(vec![ConfigError { path: "$".into(), message: e.to_string().trim().replace('\n', " ") }])
+        })?;
+        let mut errors = Vec::new();
+        let mut config = Config::default();
+        for (key, value) in table {
+            match key.as_str() {
+                "store" => config.store = read_section(&key, value, &mut errors).unwrap_or_default(),
+                "api" => config.api = read_section(&key, value, &mut errors).unwrap_or_default(),
+                "runtime" => config.runtime = read_section(&key, value, &mut errors).unwrap_or_default(),
+                "agents" => config.agents = read_section(&key, value, &mut errors).unwrap_or_default(),
+                "sources" => config.sources = read_list(&key, value, &mut errors),
+                "sinks" => config.sinks = read_list(&key, value, &mut errors),
+                other => errors.push(ConfigError {
+                    path: other.to_string(),
+                    message: format!("unknown section, expected one of: {}", SECTIONS.join(", ")),
+                }),
+            }
+        }
+        errors.extend(config.validate());
+        if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) }
+    }
+
+    /// Checks across fields; every problem is returned.
+    pub fn validate(&self) -> Vec<ConfigError> {
+        let mut errors: Vec<(String, String)> = Vec::new();
+        if self.store.data_dir.as_os_str().is_empty() {
+            errors.push(("store.data_dir".into(), "must not be empty".into()));
+        }
+        if self.api.listen.parse::<SocketAddr>().is_err() {
+            errors
+                .push(("api.listen".into(), format!("`{}` is not an address such as 127.0.0.1:8480", self.api.listen)));
+        }
+        if !(1024..=1024 * 1024 * 1024).contains(&self.api.max_body_bytes) {
+            errors.push(("api.max_body_bytes".into(), "must be between 1024 and 1073741824".into()));
+        }
+        if !(1..=1_000_000).contains(&self.api.max_batch_events) {
+            errors.push(("api.max_batch_events".into(), "must be between 1 and 1000000".into()));
+        }
+        let mut token_names = HashSet::new();
+        for (idx, token) in self.api.tokens.iter().enumerate() {
+            token.validate(&format!("api.tokens[{idx}]"), &mut errors);
+            if !token_names.insert(token.name.as_str()) {
+                errors.push((format!("api.tokens[{idx}].name"), format!("`{}` is used twice", token.name)));
+            }
+        }
+        let rt = &self.runtime;
+        for (name, value, lo, hi) in [
+            ("runtime.channel_capacity", rt.channel_capacity as u64, 1, 1_000_000),
+            ("runtime.group_commit_max_events", rt.group_commit_max_events as u64, 1, 1_000_000),
+            ("runtime.agent_chunk_events", rt.agent_chunk_events as u64, 1, 100_000),
+            ("runtime.outbox_poll_ms", rt.outbox_poll_ms, 10, 600_000),
+        ] {
+            if !(lo..=hi).contains(&value) {
+                errors.push((name.into(), format!("must be between {lo} and {hi}")));
+            }
+        }
+        errors.extend(self.agents.validate());
+        let mut names = HashSet::new();
+        for (idx, source) in self.sources.iter().enumerate() {
+            source.validate(&format!("sources[{idx}]"), &mut errors);
+            if !names.insert(source.name().to_string()) {
+                errors.push((format!("sources[{idx}].name"), format!("`{}` is used twice", source.name())));
+            }
+        }
+        let mut names = HashSet::new();
+        for (idx, sink) in self.sinks.iter().enumerate() {
+            sink.validate(&format!("sinks[{idx}]"), &mut errors);
+            if !names.insert(sink.name().to_string()) {
+                errors.push((format!("sinks[{idx}].name"), format!("`{}` is used twice", sink.name())));
+            }
+        }
+        errors.into_iter().map(|(path, message)| ConfigError { path, message }).collect()
+    }
+
+    /// A one-paragraph summary for `config check`.
+    pub fn summary(&self) -> String {
+        let roles: Vec<String> = self.api.tokens.iter().map(|t| format!("{} ({})", t.name, t.role.as_str())).collect();
+        format!(
+            "store: {}\napi: {} ({} token(s){}{})\nagents: {}\nsources: {}\nsinks: {}",
+            self.store.data_dir.display(),
+            self.api.listen,
+            self.api.tokens.len(),
+            if roles.is_empty() { "" } else { ": " },
+            roles.join(", "),
+            jidoka_agents::build_agents(&self.agents).iter().map(|a| a.name()).collect::<Vec<_>>().join(", "),
+            if self.sources.is_empty() {
+                "none besides the HTTP API".to_string()
+            } else {
+                self.sources.iter().map(|s| s.name().to_string()).collect::<Vec<_>>().join(", ")
+            },
+            if self.sinks.is_empty() {
+                "none".to_string()
+            } else {
+                self.sinks.iter().map(|s| s.name().to_string()).collect::<Vec<_>>().join(", ")
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_valid_with_defaults() {
+        let c = Config::parse("").expect("valid");
+        assert_eq!(c.api.listen, "127.0.0.1:8480");
+        assert!(c.agents.torque_window.enabled);
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_path() {
+        let text = r#"
+            colour = "red"
+            [store]
+            data_dir = ""
+            [api]
+            listen = "nowhere"
+            max_batch_events = "many"
+            [runtime]
+            channel_capacity = 0
+            agent_chunk = 5
+            [agents.torque_window]
+            enabled = "yes"
+            [[sources]]
+            type = "file"
+            name = "a"
+            path = "/x"
+            [[sources]]
+            type = "file"
+            name = "a"
+            path = "/y"
+            [[sources]]
+            type = "carrier-pigeon"
+            [[sinks]]
+            type = "jsonl"
+            name = "out"
+            path = "/z"
+            kinds = ["fax"]
+        "#;
+        let errs = Config::parse(text).expect_err("invalid").0;
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        for expected in [
+            "colour",
+            "store.data_dir",
+            "api.max_batch_events",
+            "runtime.agent_chunk",
+            "agents.torque_window.enabled",
+            "sources[2].type",
+            "sinks[0]",
+            "sources[1].name",
+        ] {
+            assert!(paths.contains(&expected), "missing {expected} in {paths:?}");
+        }
+        let message = |path: &str| errs.iter().find(|e| e.path == path).map(|e| e.message.clone()).unwrap_or_default();
+        assert!(message("runtime.agent_chunk").contains("unknown field"), "{errs:?}");
+        assert!(message("sinks[0]").contains("fax"), "{errs:?}");
+        assert!(message("sources[2].type").contains("carrier-pigeon"), "{errs:?}");
+    }
+
+    #[test]
+    fn toml_syntax_error_names_the_line() {
+        let errs = Config::parse("[api\nlisten = 1").expect_err("invalid").0;
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].message.contains("line 1"), "{}", errs[0].message);
+    }
+}

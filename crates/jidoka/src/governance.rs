@@ -1,0 +1,55 @@
+//! Governance's first duty: turn findings into proposed actions, deterministically, so the
+//! actions are committed in the same transaction as the findings that caused them.
+//!
+//! The default policy follows the product brief: a HOLD drafts a Nonconformance automatically
+//! (approved by policy) and proposes holding the unit, which waits for a person; a REVIEW goes
+//! to the supervisor's queue (waiting) and adds an entry to the order log (approved by policy).
+//! Approval, expiry, four-eyes rules and the audit trail build on this.
+
+use jidoka_model::{Action, ActionKind, ActionStatus, Finding, Verdict, stable_id};
+use serde_json::json;
+
+/// The actions the default policy proposes for one finding.
+pub fn propose(finding: &Finding) -> Vec<Action> {
+    let plan: &[(ActionKind, ActionStatus)] = match finding.verdict {
+        Verdict::Hold => &[
+            (ActionKind::CreateNonconformance, ActionStatus::Approved),
+            (ActionKind::PlaceHold, ActionStatus::PendingApproval),
+        ],
+        Verdict::Review => &[
+            (ActionKind::SupervisorReview, ActionStatus::PendingApproval),
+            (ActionKind::AppendOrderLog, ActionStatus::Approved),
+        ],
+        Verdict::Pass => &[],
+    };
+    plan.iter()
+        .map(|(kind, status)| {
+            let action_id = stable_id("A", &[&finding.finding_id, kind.as_str()]);
+            Action {
+                idempotency_key: format!("jidoka:{action_id}"),
+                action_id,
+                finding_id: finding.finding_id.clone(),
+                kind: *kind,
+                status: *status,
+                payload: json!({
+                    "finding_kind": finding.kind,
+                    "verdict": finding.verdict,
+                    "severity": finding.severity,
+                    "reason": finding.reason,
+                    "subject": finding.subject,
+                    "evidence": finding.evidence,
+                    "agent": finding.agent,
+                    "agent_version": finding.agent_version,
+                    "source_txn_id": finding.source_txn_id,
+                }),
+                correlation_id: finding.correlation_id.clone(),
+                created_at: finding.occurred_at,
+            }
+        })
+        .collect()
+}
+
+/// All actions for a set of findings, in finding order.
+pub fn propose_all(findings: &[Finding]) -> Vec<Action> {
+    findings.iter().flat_map(propose).collect()
+}

@@ -1,0 +1,148 @@
+//! Prometheus metrics, rendered by hand in the text exposition format: a handful of atomic
+//! counters and gauges needs no metrics framework.
+
+use jidoka_model::{Finding, Verdict};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub events_stored: AtomicU64,
+    pub events_duplicate: AtomicU64,
+    pub events_rejected: AtomicU64,
+    pub ingest_requests: AtomicU64,
+    pub group_commits: AtomicU64,
+    pub store_errors: AtomicU64,
+    /// Highest seq in the event log.
+    pub log_seq: AtomicU64,
+    /// Highest seq the agents have processed and committed.
+    pub agent_seq: AtomicU64,
+    pub actions_proposed: AtomicU64,
+    pub actions_delivered: AtomicU64,
+    pub actions_dead_letter: AtomicU64,
+    pub delivery_failures: AtomicU64,
+    pub http_requests: AtomicU64,
+    pub http_client_errors: AtomicU64,
+    pub http_server_errors: AtomicU64,
+    findings: Mutex<BTreeMap<(String, Verdict), u64>>,
+}
+
+impl Metrics {
+    pub fn record_findings(&self, findings: &[Finding]) {
+        let mut map = self.findings.lock().unwrap_or_else(|p| p.into_inner());
+        for f in findings {
+            *map.entry((f.agent.clone(), f.verdict)).or_default() += 1;
+        }
+    }
+
+    pub fn findings_total(&self) -> u64 {
+        self.findings.lock().unwrap_or_else(|p| p.into_inner()).values().sum()
+    }
+
+    pub fn lag(&self) -> u64 {
+        self.log_seq.load(Relaxed).saturating_sub(self.agent_seq.load(Relaxed))
+    }
+
+    /// The Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, kind: &str, value: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        };
+        counter("jidoka_events_stored_total", "Events durably stored.", "counter", self.events_stored.load(Relaxed));
+        counter(
+            "jidoka_events_duplicate_total",
+            "Redelivered events absorbed by idempotency.",
+            "counter",
+            self.events_duplicate.load(Relaxed),
+        );
+        counter(
+            "jidoka_events_rejected_total",
+            "Events rejected as invalid.",
+            "counter",
+            self.events_rejected.load(Relaxed),
+        );
+        counter(
+            "jidoka_ingest_requests_total",
+            "Append requests handed to the store writer.",
+            "counter",
+            self.ingest_requests.load(Relaxed),
+        );
+        counter(
+            "jidoka_group_commits_total",
+            "Store transactions committed by the writer.",
+            "counter",
+            self.group_commits.load(Relaxed),
+        );
+        counter(
+            "jidoka_store_errors_total",
+            "Store operations that failed.",
+            "counter",
+            self.store_errors.load(Relaxed),
+        );
+        counter("jidoka_log_seq", "Highest position in the event log.", "gauge", self.log_seq.load(Relaxed));
+        counter(
+            "jidoka_agent_seq",
+            "Highest log position processed by the agents.",
+            "gauge",
+            self.agent_seq.load(Relaxed),
+        );
+        counter("jidoka_agent_lag_events", "Events stored but not yet processed by the agents.", "gauge", self.lag());
+        counter(
+            "jidoka_actions_proposed_total",
+            "Actions proposed by governance.",
+            "counter",
+            self.actions_proposed.load(Relaxed),
+        );
+        counter(
+            "jidoka_actions_delivered_total",
+            "Actions delivered by sinks.",
+            "counter",
+            self.actions_delivered.load(Relaxed),
+        );
+        counter(
+            "jidoka_actions_dead_letter_total",
+            "Actions that failed permanently.",
+            "counter",
+            self.actions_dead_letter.load(Relaxed),
+        );
+        counter(
+            "jidoka_delivery_failures_total",
+            "Transient delivery failures (retried).",
+            "counter",
+            self.delivery_failures.load(Relaxed),
+        );
+        counter("jidoka_http_requests_total", "HTTP requests served.", "counter", self.http_requests.load(Relaxed));
+        counter(
+            "jidoka_http_client_errors_total",
+            "HTTP responses with a 4xx status.",
+            "counter",
+            self.http_client_errors.load(Relaxed),
+        );
+        counter(
+            "jidoka_http_server_errors_total",
+            "HTTP responses with a 5xx status.",
+            "counter",
+            self.http_server_errors.load(Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP jidoka_findings_total Findings by agent and verdict.\n# TYPE jidoka_findings_total counter"
+        );
+        for ((agent, verdict), n) in self.findings.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(
+                out,
+                "jidoka_findings_total{{agent=\"{}\",verdict=\"{}\"}} {n}",
+                escape(agent),
+                verdict.as_str()
+            );
+        }
+        out
+    }
+}
+
+fn escape(label: &str) -> String {
+    label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}

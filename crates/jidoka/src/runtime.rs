@@ -1,0 +1,524 @@
+//! The running pipeline: sources → bounded channel → store writer (group commit) → agent router
+//! → governance → outbox → sinks.
+//!
+//! Threads and why:
+//! - **store writer** (one thread): drains the bounded ingest channel, commits everything queued
+//!   in one durable transaction (group commit), then answers each request. A request is
+//!   acknowledged only after its transaction is on disk.
+//! - **agent router** (one thread): reads the log after its cursor, runs the agents, asks
+//!   governance for actions, and commits findings + actions + cursor in one transaction.
+//! - **outbox** (one thread): delivers approved actions to sinks, oldest first, marks them
+//!   delivered only on success.
+//!
+//! Backpressure: the ingest channel is bounded; when the writer falls behind, senders wait.
+//! Nothing else queues without bound (the router and outbox read the store in chunks).
+//! Shutdown drains: once every ingest handle is dropped the writer finishes the queue, the
+//! router catches up to the last stored event, and the outbox makes a last delivery pass.
+
+use crate::config::{Config, RuntimeConfig};
+use crate::governance;
+use crate::metrics::Metrics;
+use jidoka_agents::{AgentsConfig, Router, build_agents};
+use jidoka_connectors::SinkConfig;
+use jidoka_connectors::sink::{Sink, SinkError};
+use jidoka_model::{ActionStatus, Event, Finding};
+use jidoka_store::{AppendBatch, AppendOutcome, Checkpoint, Store};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// Cursor name under which the agent router commits its progress.
+pub const AGENTS_CURSOR: &str = "agents";
+
+/// Why an append was not acknowledged. Nothing of the request was stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    #[error("jidoka is shutting down")]
+    ShuttingDown,
+    #[error("the store could not commit: {0}")]
+    Store(String),
+}
+
+struct AppendRequest {
+    events: Vec<Event>,
+    checkpoint: Option<Checkpoint>,
+    reply: oneshot::Sender<Result<Vec<AppendOutcome>, IngestError>>,
+}
+
+/// A handle for sources to append events; cheap to clone. The runtime keeps draining until
+/// every handle is dropped.
+#[derive(Clone)]
+pub struct Ingest {
+    tx: mpsc::Sender<AppendRequest>,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest").finish_non_exhaustive()
+    }
+}
+
+impl Ingest {
+    /// Append events (and the source's checkpoint) and wait until they are durable.
+    pub async fn append(
+        &self,
+        events: Vec<Event>,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<Vec<AppendOutcome>, IngestError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(AppendRequest { events, checkpoint, reply }).await.map_err(|_| IngestError::ShuttingDown)?;
+        rx.await.map_err(|_| IngestError::ShuttingDown)?
+    }
+
+    /// The same, for callers on plain threads.
+    pub fn blocking_append(
+        &self,
+        events: Vec<Event>,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<Vec<AppendOutcome>, IngestError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.blocking_send(AppendRequest { events, checkpoint, reply }).map_err(|_| IngestError::ShuttingDown)?;
+        rx.blocking_recv().map_err(|_| IngestError::ShuttingDown)?
+    }
+}
+
+/// Wakes a consumer when the position it follows moves, or when it should finish.
+#[derive(Debug, Default)]
+pub struct Progress {
+    state: Mutex<(u64, bool)>,
+    cv: Condvar,
+}
+
+impl Progress {
+    fn advance(&self, seq: u64) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if seq > s.0 {
+            s.0 = seq;
+        }
+        self.cv.notify_all();
+    }
+
+    /// Move the position on by one: a wake-up call that a waiter cannot miss.
+    fn bump(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.0 += 1;
+        self.cv.notify_all();
+    }
+
+    fn close(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.cv.notify_all();
+    }
+
+    /// Wait until the position passes `seen`, the progress is closed, or `timeout` passes.
+    /// Returns the latest position and whether it is closed.
+    fn wait_past(&self, seen: u64, timeout: Duration) -> (u64, bool) {
+        let guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (guard, _) =
+            self.cv.wait_timeout_while(guard, timeout, |s| s.0 <= seen && !s.1).unwrap_or_else(|p| p.into_inner());
+        *guard
+    }
+}
+
+/// The running pipeline.
+pub struct Runtime {
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    pub findings: broadcast::Sender<Arc<Finding>>,
+    ingest: Option<Ingest>,
+    log: Arc<Progress>,
+    outbox_wake: Arc<Progress>,
+    writer: Option<JoinHandle<()>>,
+    router: Option<JoinHandle<()>>,
+    outbox: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("store", &self.store).finish_non_exhaustive()
+    }
+}
+
+/// What to start.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeParts {
+    pub runtime: RuntimeConfig,
+    pub agents: Option<AgentsConfig>,
+    pub sinks: Vec<SinkConfig>,
+}
+
+impl RuntimeParts {
+    pub fn from_config(config: &Config) -> RuntimeParts {
+        RuntimeParts {
+            runtime: config.runtime.clone(),
+            agents: Some(config.agents.clone()),
+            sinks: config.sinks.clone(),
+        }
+    }
+}
+
+impl Runtime {
+    /// Start the writer, and the router and outbox when agents are configured.
+    pub fn start(store: Arc<dyn Store>, parts: RuntimeParts) -> anyhow::Result<Runtime> {
+        let metrics = Arc::new(Metrics::default());
+        let last = store.last_seq()?;
+        metrics.log_seq.store(last, Relaxed);
+        let log = Arc::new(Progress::default());
+        log.advance(last);
+        let outbox_wake = Arc::new(Progress::default());
+        let (findings_tx, _) = broadcast::channel(1024);
+        let (tx, rx) = mpsc::channel(parts.runtime.channel_capacity);
+
+        let writer = {
+            let (store, metrics, log) = (store.clone(), metrics.clone(), log.clone());
+            let max = parts.runtime.group_commit_max_events;
+            std::thread::Builder::new()
+                .name("store-writer".into())
+                .spawn(move || writer_loop(store, rx, max, metrics, log))?
+        };
+        let mut sinks = Vec::new();
+        for sink in &parts.sinks {
+            sinks.push(sink.build().map_err(|e| anyhow::anyhow!("sink `{}`: {e}", sink.name()))?);
+        }
+        let router = match &parts.agents {
+            Some(agents_config) => {
+                let ctx = RouterContext {
+                    store: store.clone(),
+                    agents: agents_config.clone(),
+                    chunk: parts.runtime.agent_chunk_events,
+                    metrics: metrics.clone(),
+                    log: log.clone(),
+                    outbox_wake: outbox_wake.clone(),
+                    findings: findings_tx.clone(),
+                };
+                Some(std::thread::Builder::new().name("agent-router".into()).spawn(move || router_loop(ctx))?)
+            }
+            None => None,
+        };
+        let outbox = {
+            let (store, metrics, wake) = (store.clone(), metrics.clone(), outbox_wake.clone());
+            let poll = Duration::from_millis(parts.runtime.outbox_poll_ms);
+            Some(
+                std::thread::Builder::new()
+                    .name("outbox".into())
+                    .spawn(move || outbox_loop(store, sinks, poll, metrics, wake))?,
+            )
+        };
+        Ok(Runtime {
+            store,
+            metrics,
+            findings: findings_tx,
+            ingest: Some(Ingest { tx }),
+            log,
+            outbox_wake,
+            writer: Some(writer),
+            router,
+            outbox,
+        })
+    }
+
+    /// A handle to append events.
+    pub fn ingest(&self) -> Ingest {
+        // Present until shutdown, which consumes the runtime.
+        self.ingest.clone().unwrap_or_else(|| Ingest { tx: mpsc::channel(1).0 })
+    }
+
+    /// Block until the agents have processed every stored event (used by import and tests).
+    pub fn wait_for_agents(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.metrics.agent_seq.load(Relaxed) >= self.metrics.log_seq.load(Relaxed) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    /// Drain and stop: the writer finishes queued requests once every other ingest handle is
+    /// gone, then the router catches up, then the outbox makes its last pass.
+    pub fn shutdown(mut self) {
+        self.ingest = None;
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+        self.log.close();
+        if let Some(r) = self.router.take() {
+            let _ = r.join();
+        }
+        self.outbox_wake.close();
+        if let Some(o) = self.outbox.take() {
+            let _ = o.join();
+        }
+    }
+}
+
+fn writer_loop(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<AppendRequest>,
+    max_events: usize,
+    metrics: Arc<Metrics>,
+    log: Arc<Progress>,
+) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut queued = first.events.len();
+        let mut requests = vec![first];
+        while queued < max_events {
+            match rx.try_recv() {
+                Ok(req) => {
+                    queued += req.events.len();
+                    requests.push(req);
+                }
+                Err(_) => break,
+            }
+        }
+        let batches: Vec<AppendBatch<'_>> =
+            requests.iter().map(|r| AppendBatch { events: &r.events, checkpoint: r.checkpoint.as_ref() }).collect();
+        let result = store.append(&batches);
+        drop(batches);
+        metrics.ingest_requests.fetch_add(requests.len() as u64, Relaxed);
+        match result {
+            Ok(outcomes) => {
+                metrics.group_commits.fetch_add(1, Relaxed);
+                let mut max_seq = 0;
+                for outcome in outcomes.iter().flatten() {
+                    match outcome {
+                        AppendOutcome::Stored { seq, .. } => {
+                            metrics.events_stored.fetch_add(1, Relaxed);
+                            max_seq = max_seq.max(*seq);
+                        }
+                        AppendOutcome::Duplicate { .. } => {
+                            metrics.events_duplicate.fetch_add(1, Relaxed);
+                        }
+                        AppendOutcome::Rejected { .. } => {
+                            metrics.events_rejected.fetch_add(1, Relaxed);
+                        }
+                    }
+                }
+                if max_seq > 0 {
+                    metrics.log_seq.fetch_max(max_seq, Relaxed);
+                    log.advance(max_seq);
+                }
+                for (req, outcome) in requests.into_iter().zip(outcomes) {
+                    let _ = req.reply.send(Ok(outcome));
+                }
+            }
+            Err(err) => {
+                metrics.store_errors.fetch_add(1, Relaxed);
+                tracing::error!(error = %err, requests = requests.len(), "group commit failed; nothing acknowledged");
+                for req in requests {
+                    let _ = req.reply.send(Err(IngestError::Store(err.to_string())));
+                }
+            }
+        }
+    }
+}
+
+struct RouterContext {
+    store: Arc<dyn Store>,
+    agents: AgentsConfig,
+    chunk: usize,
+    metrics: Arc<Metrics>,
+    log: Arc<Progress>,
+    outbox_wake: Arc<Progress>,
+    findings: broadcast::Sender<Arc<Finding>>,
+}
+
+/// Fresh agents with their state rebuilt from the log up to the committed cursor.
+fn warm_router(ctx: &RouterContext) -> anyhow::Result<(Router, u64)> {
+    let mut router = Router::new(build_agents(&ctx.agents));
+    let cursor = ctx.store.cursor(AGENTS_CURSOR)?;
+    let mut seen = 0;
+    while seen < cursor {
+        let events = ctx.store.events_after(seen, ctx.chunk)?;
+        if events.is_empty() {
+            break;
+        }
+        for ev in events.iter().take_while(|e| e.seq <= cursor) {
+            router.warm_up(ev);
+            seen = ev.seq;
+        }
+        if events.last().is_some_and(|e| e.seq > cursor) {
+            break;
+        }
+    }
+    if cursor > 0 {
+        tracing::info!(cursor, "agents warmed up from the event log");
+    }
+    Ok((router, cursor))
+}
+
+fn router_loop(ctx: RouterContext) {
+    let mut state: Option<(Router, u64)> = None;
+    let mut findings = Vec::new();
+    loop {
+        let (mut router, mut cursor) = match state.take() {
+            Some(s) => s,
+            None => match warm_router(&ctx) {
+                Ok(s) => s,
+                Err(err) => {
+                    tracing::error!(error = %err, "agent router cannot read the store; retrying");
+                    ctx.metrics.store_errors.fetch_add(1, Relaxed);
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+            },
+        };
+        ctx.metrics.agent_seq.store(cursor, Relaxed);
+        let (latest, closed) = ctx.log.wait_past(cursor, Duration::from_millis(500));
+        let mut failed = false;
+        loop {
+            let events = match ctx.store.events_after(cursor, ctx.chunk) {
+                Ok(e) => e,
+                Err(err) => {
+                    tracing::error!(error = %err, "agent router cannot read events");
+                    failed = true;
+                    break;
+                }
+            };
+            let Some(last) = events.last().map(|e| e.seq) else { break };
+            findings.clear();
+            for ev in &events {
+                router.process(ev, &mut findings);
+            }
+            let actions = governance::propose_all(&findings);
+            if let Err(err) = ctx.store.commit_findings(AGENTS_CURSOR, last, &findings, &actions) {
+                // The agents have seen events whose findings are not stored: rebuild their
+                // state from the committed cursor so nothing is lost or counted twice.
+                tracing::error!(error = %err, "cannot commit findings; rebuilding agents from the log");
+                failed = true;
+                break;
+            }
+            cursor = last;
+            ctx.metrics.agent_seq.store(cursor, Relaxed);
+            ctx.metrics.record_findings(&findings);
+            ctx.metrics.actions_proposed.fetch_add(actions.len() as u64, Relaxed);
+            for f in findings.drain(..) {
+                let _ = ctx.findings.send(Arc::new(f));
+            }
+            if actions.iter().any(|a| a.status == ActionStatus::Approved) {
+                ctx.outbox_wake.bump();
+            }
+        }
+        if failed {
+            ctx.metrics.store_errors.fetch_add(1, Relaxed);
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        }
+        if closed && cursor >= latest {
+            return;
+        }
+        state = Some((router, cursor));
+    }
+}
+
+/// Per-sink retry pause after a transient failure: doubles up to 30 s.
+#[derive(Debug, Default, Clone, Copy)]
+struct Backoff {
+    failures: u32,
+    until: Option<Instant>,
+}
+
+impl Backoff {
+    fn fail(&mut self, now: Instant) {
+        self.failures = self.failures.saturating_add(1);
+        let ms = (100u64 << self.failures.min(9)).min(30_000);
+        self.until = Some(now + Duration::from_millis(ms));
+    }
+
+    fn ready(&self, now: Instant) -> bool {
+        self.until.is_none_or(|t| now >= t)
+    }
+}
+
+fn outbox_loop(
+    store: Arc<dyn Store>,
+    mut sinks: Vec<Box<dyn Sink>>,
+    poll: Duration,
+    metrics: Arc<Metrics>,
+    wake: Arc<Progress>,
+) {
+    let mut backoff = vec![Backoff::default(); sinks.len()];
+    let mut seen = 0;
+    loop {
+        let (latest, closed) = wake.wait_past(seen, poll);
+        seen = latest;
+        deliver_pass(store.as_ref(), &mut sinks, &mut backoff, &metrics);
+        if closed {
+            return;
+        }
+    }
+}
+
+fn deliver_pass(store: &dyn Store, sinks: &mut [Box<dyn Sink>], backoff: &mut [Backoff], metrics: &Metrics) {
+    let pending = match store.outbox(500) {
+        Ok(p) => p,
+        Err(err) => {
+            tracing::error!(error = %err, "outbox cannot read approved actions");
+            metrics.store_errors.fetch_add(1, Relaxed);
+            return;
+        }
+    };
+    for record in pending {
+        let action = &record.action;
+        let now = Instant::now();
+        let Some(idx) = sinks.iter().position(|s| s.accepts(action.kind)) else {
+            let note = format!("no sink accepts action kind {}", action.kind);
+            if let Ok(true) = store.set_action_status(
+                &action.action_id,
+                ActionStatus::Approved,
+                ActionStatus::DeadLetter,
+                Some(&note),
+            ) {
+                metrics.actions_dead_letter.fetch_add(1, Relaxed);
+            }
+            continue;
+        };
+        if !backoff[idx].ready(now) {
+            continue;
+        }
+        match sinks[idx].deliver(action) {
+            Ok(receipt) => {
+                let note = match (&receipt.reference, receipt.already_delivered) {
+                    (Some(r), _) => format!("delivered by {} as {r}", sinks[idx].name()),
+                    (None, true) => format!("already delivered to {}", sinks[idx].name()),
+                    (None, false) => format!("delivered by {}", sinks[idx].name()),
+                };
+                backoff[idx] = Backoff::default();
+                match store.set_action_status(
+                    &action.action_id,
+                    ActionStatus::Approved,
+                    ActionStatus::Delivered,
+                    Some(&note),
+                ) {
+                    Ok(_) => {
+                        metrics.actions_delivered.fetch_add(1, Relaxed);
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, action = %action.action_id, "delivered but not marked; the sink's idempotency absorbs the retry")
+                    }
+                }
+            }
+            Err(SinkError::Transient(reason)) => {
+                metrics.delivery_failures.fetch_add(1, Relaxed);
+                backoff[idx].fail(now);
+                tracing::warn!(sink = sinks[idx].name(), action = %action.action_id, %reason, "delivery failed; will retry");
+                let _ = store.record_delivery_attempt(&action.action_id, &reason);
+            }
+            Err(SinkError::Permanent(reason)) => {
+                tracing::error!(sink = sinks[idx].name(), action = %action.action_id, %reason, "delivery failed permanently");
+                let _ = store.record_delivery_attempt(&action.action_id, &reason);
+                if let Ok(true) = store.set_action_status(
+                    &action.action_id,
+                    ActionStatus::Approved,
+                    ActionStatus::DeadLetter,
+                    Some(&reason),
+                ) {
+                    metrics.actions_dead_letter.fetch_add(1, Relaxed);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! `jidoka serve` and `jidoka demo`: open the store, start the runtime, the configured sources
+//! and the HTTP API, and shut all of it down in order on Ctrl-C / SIGTERM.
+
+use crate::api::{self, AppState};
+use crate::auth::{Auth, Role};
+use crate::config::Config;
+use crate::runtime::{Ingest, Runtime, RuntimeParts};
+use anyhow::Context;
+use jidoka_agents::{Router, build_agents};
+use jidoka_connectors::jsonl::{Position, read_chunk};
+use jidoka_connectors::{FileSourceConfig, SourceConfig};
+use jidoka_store::{Checkpoint, SqliteStore, Store};
+use std::io::{BufReader, Seek, SeekFrom, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Extra things `demo` adds to a plain `serve`.
+#[derive(Debug, Clone)]
+pub struct DemoFeed {
+    pub seed: u64,
+    pub speed: f64,
+    pub units: Option<u64>,
+}
+
+pub fn open_store(data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data folder {}", data_dir.display()))?;
+    let store = SqliteStore::open(data_dir.join("jidoka.sqlite"))?;
+    Ok(Arc::new(store))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: draining in-flight work");
+}
+
+/// Run until a shutdown signal. `extra_tokens` are added to the configured ones (demo logins).
+pub async fn serve(
+    config: Config,
+    extra_tokens: Vec<(String, String, Role)>,
+    demo: Option<DemoFeed>,
+) -> anyhow::Result<()> {
+    let store = open_store(&config.store.data_dir)?;
+    let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(&config))?;
+    let mut auth = Auth::from_config(&config.api.tokens);
+    for (token, name, role) in &extra_tokens {
+        auth.add_token(token, name, *role);
+    }
+    if auth.is_empty() {
+        tracing::warn!("no API tokens configured: every /api/ request will be refused (see `jidoka token new`)");
+    }
+    let agents = Router::new(build_agents(&config.agents)).agent_names();
+    let state = Arc::new(AppState {
+        ingest: runtime.ingest(),
+        store: store.clone(),
+        metrics: runtime.metrics.clone(),
+        auth,
+        max_batch_events: config.api.max_batch_events,
+        agents,
+    });
+    let app = api::router(state, config.api.max_body_bytes);
+    let listener = tokio::net::TcpListener::bind(&config.api.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.api.listen))?;
+    let addr = listener.local_addr()?;
+    println!("jidoka listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+    tracing::info!(%addr, data_dir = %config.store.data_dir.display(), "serving");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut source_threads = Vec::new();
+    for source in &config.sources {
+        match source {
+            SourceConfig::File(c) => {
+                let (c, ingest, store, stop) = (c.clone(), runtime.ingest(), store.clone(), stop.clone());
+                source_threads.push(
+                    std::thread::Builder::new()
+                        .name(format!("source-{}", c.name))
+                        .spawn(move || file_source(c, ingest, store, stop))?,
+                );
+            }
+        }
+    }
+    let feed = demo.map(|d| {
+        let ingest = runtime.ingest();
+        tokio::spawn(async move {
+            if let Err(err) = crate::demo_feed::run(ingest, d.seed, d.speed, d.units).await {
+                tracing::error!(error = %err, "demo feed stopped");
+            }
+        })
+    });
+
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+
+    stop.store(true, Ordering::Relaxed);
+    if let Some(feed) = feed {
+        feed.abort();
+        let _ = feed.await;
+    }
+    tokio::task::spawn_blocking(move || {
+        for t in source_threads {
+            let _ = t.join();
+        }
+        runtime.shutdown();
+    })
+    .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Follow a JSON Lines file from its checkpoint; each chunk's events and the new position are
+/// committed together, so a restart resumes exactly where the last commit ended.
+fn file_source(config: FileSourceConfig, ingest: Ingest, store: Arc<dyn Store>, stop: Arc<AtomicBool>) {
+    let checkpoint_name = format!("file:{}", config.name);
+    let poll = Duration::from_millis(config.poll_interval_ms);
+    let mut pos = match store.checkpoint(&checkpoint_name) {
+        Ok(Some(text)) => Position::decode(&text).unwrap_or_default(),
+        Ok(None) => Position::default(),
+        Err(err) => {
+            tracing::error!(source = %config.name, error = %err, "cannot read checkpoint; source not started");
+            return;
+        }
+    };
+    let mut warned_missing = false;
+    while !stop.load(Ordering::Relaxed) {
+        let file = match std::fs::File::open(&config.path) {
+            Ok(f) => f,
+            Err(err) => {
+                if !warned_missing {
+                    tracing::warn!(source = %config.name, path = %config.path.display(), error = %err, "cannot open file; waiting for it");
+                    warned_missing = true;
+                }
+                if !config.follow {
+                    return;
+                }
+                std::thread::sleep(poll);
+                continue;
+            }
+        };
+        warned_missing = false;
+        let mut reader = BufReader::new(file);
+        if reader.seek(SeekFrom::Start(pos.offset)).is_err() {
+            std::thread::sleep(poll);
+            continue;
+        }
+        let chunk = match read_chunk(&mut reader, pos, 1000, !config.follow, chrono::Utc::now()) {
+            Ok(c) => c,
+            Err(err) => {
+                tracing::warn!(source = %config.name, error = %err, "read failed; retrying");
+                std::thread::sleep(poll);
+                continue;
+            }
+        };
+        for e in &chunk.errors {
+            tracing::warn!(source = %config.name, line = e.line, field = %e.field, reason = %e.reason, "line rejected");
+        }
+        if chunk.end != pos {
+            let events = chunk.events.into_iter().map(|(_, ev)| ev).collect();
+            let cp = Checkpoint { source: checkpoint_name.clone(), position: chunk.end.encode() };
+            match ingest.blocking_append(events, Some(cp)) {
+                Ok(_) => pos = chunk.end,
+                Err(err) => {
+                    tracing::warn!(source = %config.name, error = %err, "append failed; will re-read from the checkpoint");
+                    std::thread::sleep(poll);
+                    continue;
+                }
+            }
+        }
+        if chunk.at_end {
+            if !config.follow {
+                return;
+            }
+            std::thread::sleep(poll);
+        }
+    }
+}
