@@ -77,6 +77,56 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    // Held for its Drop, which stops the thread after a final checkpoint.
+    _checkpointer: Checkpointer,
+}
+
+/// Copies the WAL back into the database file from its own connection, so that work never
+/// lands inside a commit (SQLite's automatic checkpoint would run it on the writer and stall
+/// the appends queued behind it). PASSIVE mode never blocks the writer or readers.
+#[derive(Debug)]
+struct Checkpointer {
+    stop: std::sync::Arc<(Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Checkpointer> {
+        let conn = Connection::open(path).map_err(|e| open_err(path, e))?;
+        conn.execute_batch("PRAGMA busy_timeout = 10000;")?;
+        let stop = std::sync::Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("wal-checkpoint".into())
+            .spawn(move || {
+                let (lock, cv) = &*flag;
+                let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+                while !*stopped {
+                    let (guard, _) = cv
+                        .wait_timeout(stopped, std::time::Duration::from_millis(250))
+                        .unwrap_or_else(|p| p.into_inner());
+                    stopped = guard;
+                    drop(stopped);
+                    // A failed checkpoint is retried on the next tick; the WAL keeps every commit.
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+                }
+                let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            })
+            .map_err(|e| open_err(path, e))?;
+        Ok(Checkpointer { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.stop;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn open_err(path: &Path, err: impl std::fmt::Display) -> StoreError {
@@ -99,11 +149,19 @@ impl SqliteStore {
                 "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = FULL;
                  PRAGMA foreign_keys = ON;
-                 PRAGMA busy_timeout = 10000;",
+                 PRAGMA busy_timeout = 10000;
+                 PRAGMA temp_store = MEMORY;
+                 PRAGMA wal_autocheckpoint = 0;",
             )
             .map_err(|e| open_err(&path, e))?;
         migrate(&mut writer)?;
-        Ok(SqliteStore { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) })
+        let checkpointer = Checkpointer::start(&path)?;
+        Ok(SqliteStore {
+            path,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+            _checkpointer: checkpointer,
+        })
     }
 
     pub fn path(&self) -> &Path {

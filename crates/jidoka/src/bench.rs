@@ -74,17 +74,21 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     }
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for mut mine in per_producer {
+    for mine in per_producer {
         let ingest = runtime.ingest();
         let bar = bar.clone();
         let batch = args.batch;
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(mine.len() / batch + 1);
-            while !mine.is_empty() {
-                let rest = mine.split_off(batch.min(mine.len()));
-                let n = mine.len();
+            let mut queue = mine.into_iter();
+            loop {
+                let request: Vec<Event> = queue.by_ref().take(batch).collect();
+                let n = request.len();
+                if n == 0 {
+                    break;
+                }
                 let t0 = Instant::now();
-                let out = ingest.append(std::mem::replace(&mut mine, rest), None).await?;
+                let out = ingest.append(request, None).await?;
                 latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
                 anyhow::ensure!(out.iter().all(|o| o.is_stored()), "an append was not stored");
                 bar.inc(n as u64);
