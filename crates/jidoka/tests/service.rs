@@ -400,3 +400,22 @@ fn kill_9_during_ingest_loses_no_acknowledged_event_and_duplicates_none() {
     assert_eq!(stats.events, (n_clients * per_client) as u64);
     assert_eq!(stats.last_seq, stats.events);
 }
+
+#[test]
+fn config_check_accepts_the_example_and_lists_every_error_of_a_bad_file() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/plant.toml");
+    let out = jidoka_bin().args(["config", "check"]).arg(&example).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration is valid"));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[api]\nlisten = \"x\"\n[[sinks]]\ntype = \"jsonl\"\nname = \"a b\"\npath = \"\"\n[bogus]\n")
+        .expect("write");
+    let out = jidoka_bin().args(["config", "check"]).arg(&bad).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for path in ["bogus:", "api.listen:", "sinks[0].name:", "sinks[0].path:"] {
+        assert!(stderr.contains(path), "{path} missing from {stderr}");
+    }
+}
