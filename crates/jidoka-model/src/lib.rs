@@ -12,6 +12,7 @@ pub mod action;
 pub mod event;
 pub mod finding;
 pub mod master;
+pub mod rule;
 
 pub use action::{Action, ActionKind, ActionStatus};
 pub use event::{Curve, Event, EventError, EventKind, EventPayload, StoredEvent, TighteningResult, Timestamp};

@@ -1,0 +1,397 @@
+//! A plant described in TOML: the line, models and option mix, stations with their joints
+//! (tightening specification and physics), tools, BOM with option rules and effectivity, ECOs
+//! with cut-ins, operators, and the fault rates to inject. `examples/plants/default.toml` is
+//! the default, embedded in the binary.
+//!
+//! Parsing is strict (unknown keys are errors) and [`Plant::validate`] reports every problem
+//! with its path.
+
+use jidoka_model::event::JointCategory;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+
+/// The default plant, also at `examples/plants/default.toml`.
+pub const DEFAULT_PLANT: &str = include_str!("../../../examples/plants/default.toml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plant {
+    pub line: Line,
+    pub controller: ControllerSettings,
+    pub models: Vec<Model>,
+    #[serde(default)]
+    pub options: Vec<OptionFamily>,
+    pub stations: Vec<Station>,
+    #[serde(default)]
+    pub tools: Vec<Tool>,
+    #[serde(default)]
+    pub bom: Vec<BomLine>,
+    #[serde(default)]
+    pub ecos: Vec<Eco>,
+    #[serde(default)]
+    pub operators: Vec<Operator>,
+    #[serde(default)]
+    pub faults: Faults,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Line {
+    pub name: String,
+    /// Jobs per hour; the takt is 3600 / jph seconds.
+    pub jph: f64,
+    /// Plant time of the first slot (RFC 3339).
+    pub start: String,
+    pub shift_hours: f64,
+    /// World manufacturer identifier (3 characters).
+    pub wmi: String,
+    pub model_year: char,
+    pub plant_code: char,
+    pub first_serial: u64,
+}
+
+/// How the tightening controllers sample and drive the spindle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerSettings {
+    pub sample_ms: f64,
+    pub rundown_speed_dps: f64,
+    pub final_speed_dps: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Model {
+    pub code: String,
+    /// Vehicle descriptor section of the VIN (5 characters).
+    pub vds: String,
+    pub share: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptionFamily {
+    pub family: String,
+    pub values: Vec<String>,
+    pub shares: Vec<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Station {
+    pub id: String,
+    pub name: String,
+    /// The routing operation done here.
+    pub operation: String,
+    #[serde(default)]
+    pub joints: Vec<JointSpec>,
+}
+
+/// A tightening position (or `count` identical ones) with its specification and physics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JointSpec {
+    pub joint: String,
+    #[serde(default = "one")]
+    pub count: u32,
+    pub pset: String,
+    pub category: JointCategory,
+    pub tool: String,
+    pub target_nm: f64,
+    pub min_nm: f64,
+    pub max_nm: f64,
+    /// Angle window from the threshold torque; 0 for `angle_min_deg` means not monitored.
+    pub angle_min_deg: f64,
+    pub angle_max_deg: f64,
+    pub threshold_nm: f64,
+    pub stiffness_nm_per_deg: f64,
+    pub prevailing_nm: f64,
+    pub rundown_deg: f64,
+    pub seating_deg: f64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tool {
+    pub serial: String,
+    /// Standard deviation of the shut-off torque as a fraction of the target.
+    pub precision: f64,
+    #[serde(default)]
+    pub calibrated_at: Option<String>,
+}
+
+/// One BOM line: a part fitted at a station to every unit whose options satisfy `rule`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BomLine {
+    pub part: String,
+    pub station: String,
+    /// Models this line applies to (empty = all).
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Boolean expression over option codes (`ENGINE=V6 & !TRIM=BASE`); empty = always.
+    #[serde(default)]
+    pub rule: String,
+    #[serde(default = "one")]
+    pub quantity: u32,
+    #[serde(default)]
+    pub serialised: bool,
+    pub supplier: String,
+    /// Pieces per supplier lot.
+    #[serde(default = "default_lot")]
+    pub lot_size: u32,
+}
+
+fn default_lot() -> u32 {
+    500
+}
+
+/// An engineering change: `new_part` replaces `old_part` from sequence `cut_in_sequence`; with
+/// `old_valid_until_sequence` the old part may be used up until then.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Eco {
+    pub id: String,
+    pub old_part: String,
+    pub new_part: String,
+    pub cut_in_sequence: u64,
+    #[serde(default)]
+    pub old_valid_until_sequence: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Operator {
+    pub id: String,
+    pub certification: u8,
+    pub station: String,
+    /// Shift letter (A, B, C...).
+    pub shift: String,
+}
+
+/// Fault rates: tightening faults per tightening, sequence faults per scan / per unit-station.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    #[serde(default)]
+    pub cross_thread: f64,
+    #[serde(default)]
+    pub soft_joint: f64,
+    #[serde(default)]
+    pub stripped: f64,
+    #[serde(default)]
+    pub rehit: f64,
+    #[serde(default)]
+    pub missing: f64,
+    /// Per scan: a part of another station scanned.
+    #[serde(default)]
+    pub wrong_part: f64,
+    /// Per scan of an option-dependent part: the part of another option value.
+    #[serde(default)]
+    pub wrong_variant: f64,
+    /// Per scan of a part replaced by an ECO, after cut-in: the old part.
+    #[serde(default)]
+    pub superseded: f64,
+    /// Per serialised scan: a serial already fitted to an earlier unit.
+    #[serde(default)]
+    pub duplicate_serial: f64,
+    /// Per unit and station: the operation is skipped (no scans, tightenings or completion).
+    #[serde(default)]
+    pub skipped_operation: f64,
+    #[serde(default)]
+    pub tool_drift: Vec<ToolDrift>,
+}
+
+/// A tool whose shut-off drifts from `onset_unit`, reaching `offset_pct` of the target after
+/// `ramp_units` units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolDrift {
+    pub tool: String,
+    pub onset_unit: u64,
+    pub offset_pct: f64,
+    pub ramp_units: u64,
+}
+
+/// Parse error or validation errors, each with its path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(|(p, m)| format!("{p}: {m}")).collect::<Vec<_>>().join("\n"))]
+pub struct PlantErrors(pub Vec<(String, String)>);
+
+impl Plant {
+    pub fn default_plant() -> Result<Plant, PlantErrors> {
+        Plant::parse(DEFAULT_PLANT)
+    }
+
+    pub fn parse(text: &str) -> Result<Plant, PlantErrors> {
+        let plant: Plant = toml::from_str(text)
+            .map_err(|e| PlantErrors(vec![("$".into(), e.to_string().trim().replace('\n', " "))]))?;
+        let errors = plant.validate();
+        if errors.is_empty() { Ok(plant) } else { Err(PlantErrors(errors)) }
+    }
+
+    pub fn takt_s(&self) -> f64 {
+        3600.0 / self.line.jph
+    }
+
+    pub fn tightenings_per_unit(&self) -> u32 {
+        self.stations.iter().flat_map(|s| &s.joints).map(|j| j.count).sum()
+    }
+
+    pub fn tool(&self, serial: &str) -> Option<&Tool> {
+        self.tools.iter().find(|t| t.serial == serial)
+    }
+
+    /// Every problem, as `(path, reason)`.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut e: Vec<(String, String)> = Vec::new();
+        let mut err = |p: String, m: &str| e.push((p, m.to_string()));
+        if !(1.0..=600.0).contains(&self.line.jph) {
+            err("line.jph".into(), "must be between 1 and 600");
+        }
+        if chrono::DateTime::parse_from_rfc3339(&self.line.start).is_err() {
+            err("line.start".into(), "not an RFC 3339 time");
+        }
+        if self.line.wmi.len() != 3 {
+            err("line.wmi".into(), "must be 3 characters");
+        }
+        if crate::vin::build(&self.line.wmi, "AAAAA", self.line.model_year, self.line.plant_code, 1).is_none() {
+            err(
+                "line".into(),
+                "wmi, model_year and plant_code do not make a valid VIN (letters I, O, Q are not allowed)",
+            );
+        }
+        if self.line.shift_hours <= 0.0 {
+            err("line.shift_hours".into(), "must be positive");
+        }
+        let c = &self.controller;
+        if !(0.1..=50.0).contains(&c.sample_ms) {
+            err("controller.sample_ms".into(), "must be between 0.1 and 50");
+        }
+        if c.rundown_speed_dps <= 0.0 || c.final_speed_dps <= 0.0 {
+            err("controller".into(), "speeds must be positive");
+        }
+        if self.models.is_empty() {
+            err("models".into(), "at least one model is needed");
+        }
+        for (i, m) in self.models.iter().enumerate() {
+            if crate::vin::build(&self.line.wmi, &m.vds, self.line.model_year, self.line.plant_code, 1).is_none() {
+                err(format!("models[{i}].vds"), "must be 5 VIN characters (no I, O, Q)");
+            }
+            if m.share <= 0.0 {
+                err(format!("models[{i}].share"), "must be positive");
+            }
+        }
+        for (i, o) in self.options.iter().enumerate() {
+            if o.values.is_empty() || o.values.len() != o.shares.len() {
+                err(format!("options[{i}]"), "values and shares must be non-empty and of equal length");
+            }
+            if o.shares.iter().any(|s| *s < 0.0) || o.shares.iter().sum::<f64>() <= 0.0 {
+                err(format!("options[{i}].shares"), "must be non-negative and not all zero");
+            }
+        }
+        let mut station_ids = HashSet::new();
+        let tool_ids: HashSet<&str> = self.tools.iter().map(|t| t.serial.as_str()).collect();
+        for (i, s) in self.stations.iter().enumerate() {
+            if !station_ids.insert(s.id.as_str()) {
+                err(format!("stations[{i}].id"), "used twice");
+            }
+            for (j, joint) in s.joints.iter().enumerate() {
+                let p = format!("stations[{i}].joints[{j}]");
+                if !(joint.min_nm <= joint.target_nm && joint.target_nm <= joint.max_nm && joint.min_nm > 0.0) {
+                    err(p.clone(), "needs 0 < min_nm <= target_nm <= max_nm");
+                }
+                if !(0.0..joint.target_nm).contains(&joint.threshold_nm) {
+                    err(format!("{p}.threshold_nm"), "must be between 0 and the target");
+                }
+                if joint.angle_min_deg > joint.angle_max_deg {
+                    err(format!("{p}.angle_min_deg"), "above angle_max_deg");
+                }
+                if joint.stiffness_nm_per_deg <= 0.0 || joint.rundown_deg < 0.0 || joint.seating_deg <= 0.0 {
+                    err(p.clone(), "stiffness and seating must be positive, rundown not negative");
+                }
+                if !tool_ids.contains(joint.tool.as_str()) {
+                    err(format!("{p}.tool"), "not in [[tools]]");
+                }
+                if joint.count == 0 {
+                    err(format!("{p}.count"), "must be at least 1");
+                }
+            }
+        }
+        for (i, t) in self.tools.iter().enumerate() {
+            if !(0.0..0.2).contains(&t.precision) {
+                err(format!("tools[{i}].precision"), "must be between 0 and 0.2");
+            }
+        }
+        let families: BTreeMap<&str, &OptionFamily> = self.options.iter().map(|o| (o.family.as_str(), o)).collect();
+        let models: HashSet<&str> = self.models.iter().map(|m| m.code.as_str()).collect();
+        for (i, b) in self.bom.iter().enumerate() {
+            if !station_ids.contains(b.station.as_str()) {
+                err(format!("bom[{i}].station"), "not a station of the line");
+            }
+            if let Some(m) = b.models.iter().find(|m| !models.contains(m.as_str())) {
+                err(format!("bom[{i}].models"), &format!("unknown model `{m}`"));
+            }
+            match jidoka_model::rule::Rule::parse(&b.rule) {
+                Ok(rule) => {
+                    for (family, value) in rule.terms() {
+                        if !families.get(family.as_str()).is_some_and(|f| f.values.contains(&value)) {
+                            err(format!("bom[{i}].rule"), &format!("`{family}={value}` is not an option of the plant"));
+                        }
+                    }
+                }
+                Err(reason) => err(format!("bom[{i}].rule"), &reason),
+            }
+            if b.lot_size == 0 || b.quantity == 0 {
+                err(format!("bom[{i}]"), "quantity and lot_size must be at least 1");
+            }
+        }
+        let parts: HashSet<&str> = self.bom.iter().map(|b| b.part.as_str()).collect();
+        for (i, eco) in self.ecos.iter().enumerate() {
+            if !parts.contains(eco.old_part.as_str()) {
+                err(format!("ecos[{i}].old_part"), "not in the BOM");
+            }
+            if eco.old_valid_until_sequence.is_some_and(|u| u < eco.cut_in_sequence) {
+                err(format!("ecos[{i}].old_valid_until_sequence"), "before the cut-in");
+            }
+        }
+        for (i, o) in self.operators.iter().enumerate() {
+            if !station_ids.contains(o.station.as_str()) {
+                err(format!("operators[{i}].station"), "not a station of the line");
+            }
+        }
+        let f = &self.faults;
+        for (name, rate) in [
+            ("cross_thread", f.cross_thread),
+            ("soft_joint", f.soft_joint),
+            ("stripped", f.stripped),
+            ("rehit", f.rehit),
+            ("missing", f.missing),
+            ("wrong_part", f.wrong_part),
+            ("wrong_variant", f.wrong_variant),
+            ("superseded", f.superseded),
+            ("duplicate_serial", f.duplicate_serial),
+            ("skipped_operation", f.skipped_operation),
+        ] {
+            if !(0.0..=0.5).contains(&rate) {
+                err(format!("faults.{name}"), "must be a rate between 0 and 0.5");
+            }
+        }
+        if f.cross_thread + f.soft_joint + f.stripped + f.rehit + f.missing > 0.5 {
+            err("faults".into(), "tightening fault rates add up to more than 0.5");
+        }
+        for (i, d) in f.tool_drift.iter().enumerate() {
+            if !tool_ids.contains(d.tool.as_str()) {
+                err(format!("faults.tool_drift[{i}].tool"), "not in [[tools]]");
+            }
+            if d.ramp_units == 0 {
+                err(format!("faults.tool_drift[{i}].ramp_units"), "must be at least 1");
+            }
+        }
+        e
+    }
+}
