@@ -203,7 +203,7 @@ impl Simulation {
                 timed.push((t, station_idx, n, ev));
             }
         }
-        timed.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        timed.sort_by_key(|a| (a.0, a.1, a.2));
         out.events = timed.into_iter().map(|(_, _, _, e)| e).collect();
         out
     }

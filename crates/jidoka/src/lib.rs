@@ -3,16 +3,16 @@
 //! Code map: [`config`] (TOML → validated config), [`runtime`] (writer, agent router, outbox
 //! threads), [`governance`] (findings → proposed actions), [`api`] + [`auth`] (HTTP and roles),
 //! [`server`] (serve / demo), [`commands`] (import, replay, token), [`bench`], [`report`]
-//! (tables, JSON, progress), [`metrics`], [`demo_feed`]. The `jidoka` binary is `main.rs`.
+//! (tables, JSON, progress), [`metrics`], [`simulate`] (sim, bench sim, the demo feed). The `jidoka` binary is `main.rs`.
 
 pub mod api;
 pub mod auth;
 pub mod bench;
 pub mod commands;
 pub mod config;
-pub mod demo_feed;
 pub mod governance;
 pub mod metrics;
 pub mod report;
 pub mod runtime;
 pub mod server;
+pub mod simulate;

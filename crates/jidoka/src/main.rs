@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use jidoka::auth::{self, Role};
 use jidoka::config::Config;
-use jidoka::{bench, commands, server};
+use jidoka::{bench, commands, server, simulate};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -56,7 +56,12 @@ enum Command {
         /// Stop feeding after this many units (default: run until stopped).
         #[arg(long)]
         units: Option<u64>,
+        /// Plant description (TOML); default: the embedded examples/plants/default.toml.
+        #[arg(long)]
+        plant: Option<PathBuf>,
     },
+    /// Simulate the line and write its events and the ground truth of every injected fault.
+    Sim(simulate::SimArgs),
     /// Import events from JSON Lines files (one event per line) and run the agents over them.
     /// Bad lines are reported with file, line, field and reason; the rest is imported.
     /// Exits with status 3 when any line was rejected.
@@ -116,6 +121,8 @@ enum TokenCommand {
 enum BenchCommand {
     /// Durable appends to the embedded store: events/s and append latency percentiles.
     Ingest(bench::IngestArgs),
+    /// Simulator speed on one thread: units/s, tightenings/s, and the factor over real time.
+    Sim(simulate::BenchSimArgs),
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -155,8 +162,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             server::serve(config, Vec::new(), None).await?;
         }
-        Command::Demo { data_dir, listen, speed, seed, units } => {
+        Command::Demo { data_dir, listen, speed, seed, units, plant } => {
             anyhow::ensure!(speed > 0.0 && speed.is_finite(), "--speed must be a positive number");
+            let (plant, _) = simulate::load_plant(plant.as_deref())?;
             let mut config = Config::default();
             config.store.data_dir = data_dir.clone();
             config.api.listen = listen;
@@ -166,14 +174,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 kinds: Vec::new(),
             }));
             let mut logins = Vec::new();
-            println!("jidoka demo: simulated line, seed {seed}, {speed}x real time, data in {}", data_dir.display());
+            std::fs::create_dir_all(&data_dir)?;
+            println!(
+                "jidoka demo: {} ({} JPH, {} stations), seed {seed}, {speed}x real time, data in {}",
+                plant.line.name,
+                plant.line.jph,
+                plant.stations.len(),
+                data_dir.display()
+            );
             println!("one-time API tokens for this run (valid until it stops):");
             for role in [Role::Admin, Role::Supervisor, Role::QualityEngineer, Role::Operator] {
                 let (token, _) = auth::new_token()?;
                 println!("  {:<17} {token}", role.as_str());
                 logins.push((token, format!("demo-{}", role.as_str()), role));
             }
-            server::serve(config, logins, Some(server::DemoFeed { seed, speed, units })).await?;
+            let ground_truth = data_dir.join("ground_truth.jsonl");
+            let feed = simulate::DemoFeed { plant, seed, speed, units, ground_truth };
+            server::serve(config, logins, Some(feed)).await?;
+        }
+        Command::Sim(args) => {
+            tokio::task::spawn_blocking(move || simulate::sim(args)).await??;
         }
         Command::Import { files, config, data_dir, json } => {
             let config = load_config(config.as_ref(), data_dir)?;
@@ -198,6 +218,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::Token(TokenCommand::New { name, role }) => commands::token_new(&name, role)?,
         Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await.context("bench ingest")?,
+        Command::Bench(BenchCommand::Sim(args)) => {
+            tokio::task::spawn_blocking(move || simulate::bench(args)).await?.context("bench sim")?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

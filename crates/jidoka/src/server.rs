@@ -5,6 +5,7 @@ use crate::api::{self, AppState};
 use crate::auth::{Auth, Role};
 use crate::config::Config;
 use crate::runtime::{Ingest, Runtime, RuntimeParts};
+use crate::simulate::DemoFeed;
 use anyhow::Context;
 use jidoka_agents::{Router, build_agents};
 use jidoka_connectors::jsonl::{Position, read_chunk};
@@ -16,14 +17,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-/// Extra things `demo` adds to a plain `serve`.
-#[derive(Debug, Clone)]
-pub struct DemoFeed {
-    pub seed: u64,
-    pub speed: f64,
-    pub units: Option<u64>,
-}
 
 pub fn open_store(data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
     std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data folder {}", data_dir.display()))?;
@@ -103,7 +96,7 @@ pub async fn serve(
     let feed = demo.map(|d| {
         let ingest = runtime.ingest();
         tokio::spawn(async move {
-            if let Err(err) = crate::demo_feed::run(ingest, d.seed, d.speed, d.units).await {
+            if let Err(err) = crate::simulate::run_demo(ingest, d).await {
                 tracing::error!(error = %err, "demo feed stopped");
             }
         })
