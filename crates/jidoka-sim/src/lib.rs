@@ -13,6 +13,7 @@
 //! physics, and the controller verdict is computed from the windows only, as real controllers do.
 
 pub mod curve;
+mod floor;
 pub mod line;
 pub mod plant;
 pub mod rng;

@@ -56,25 +56,26 @@ pub struct Slot {
 }
 
 #[derive(Debug, Clone)]
-struct Unit {
-    index: u64,
-    sequence: u64,
-    vin: String,
-    work_order: String,
-    model: String,
-    options: BTreeSet<String>,
+pub(crate) struct Unit {
+    pub(crate) index: u64,
+    pub(crate) sequence: u64,
+    pub(crate) vin: String,
+    pub(crate) work_order: String,
+    pub(crate) model: String,
+    pub(crate) options: BTreeSet<String>,
 }
 
 /// The running simulation.
 #[derive(Debug)]
 pub struct Simulation {
-    plant: Plant,
-    base: Rng,
+    pub(crate) plant: Plant,
+    pub(crate) base: Rng,
     start: DateTime<Utc>,
     takt_ms: i64,
     units: Option<u64>,
     slot: u64,
     curves: CurveMode,
+    pub(crate) floor: crate::floor::Floor,
     /// `in_flight[s]` is the unit at station `s` this slot (None: the station is idle).
     in_flight: VecDeque<Option<Unit>>,
     rules: Vec<Rule>,
@@ -115,6 +116,7 @@ impl Simulation {
             tightening_counter: HashMap::new(),
             drift_reported,
             txn: 0,
+            floor: crate::floor::Floor::default(),
         }
     }
 
@@ -130,11 +132,11 @@ impl Simulation {
         }
     }
 
-    fn slot_start(&self, slot: u64) -> DateTime<Utc> {
+    pub(crate) fn slot_start(&self, slot: u64) -> DateTime<Utc> {
         self.start + Duration::milliseconds(self.takt_ms * slot as i64)
     }
 
-    fn shift_at(&self, t: DateTime<Utc>) -> String {
+    pub(crate) fn shift_at(&self, t: DateTime<Utc>) -> String {
         let hours = (t - self.start).num_seconds() as f64 / 3600.0;
         let idx = (hours / self.plant.line.shift_hours).floor().max(0.0) as u64 % 3;
         ["A", "B", "C"][idx as usize].to_string()
@@ -159,7 +161,7 @@ impl Simulation {
         Unit { index, sequence, vin, work_order: format!("WO-{sequence:07}"), model: model.code.clone(), options }
     }
 
-    fn event(&mut self, source: &str, at: DateTime<Utc>, payload: EventPayload) -> Event {
+    pub(crate) fn event(&mut self, source: &str, at: DateTime<Utc>, payload: EventPayload) -> Event {
         self.txn += 1;
         let txn = format!("{:010}", self.txn);
         Event {
@@ -195,13 +197,23 @@ impl Simulation {
         self.in_flight.push_front(entering);
         self.in_flight.truncate(stations);
         let mut timed: Vec<(DateTime<Utc>, usize, usize, Event)> = Vec::new();
+        let slot_start = self.slot_start(slot);
+        let slot_end = self.slot_start(slot + 1);
+        for (n, (t, ev)) in self.due_events(slot_end, &mut out.truth).into_iter().enumerate() {
+            timed.push((t, usize::MAX, n, ev));
+        }
         let units: Vec<Option<Unit>> = self.in_flight.iter().cloned().collect();
         for (station_idx, unit) in units.iter().enumerate() {
-            let Some(unit) = unit else { continue };
-            let events = self.station_work(station_idx, unit, slot, &mut out.truth);
+            let mut events = self.andon_stops(station_idx, slot_start, &mut out.truth);
+            if let Some(unit) = unit {
+                events.extend(self.station_work(station_idx, unit, slot, &mut out.truth));
+            }
             for (n, (t, ev)) in events.into_iter().enumerate() {
                 timed.push((t, station_idx, n, ev));
             }
+        }
+        if let Some(Some(done)) = self.in_flight.get(stations - 1) {
+            self.floor.units.remove(&done.index);
         }
         timed.sort_by_key(|a| (a.0, a.1, a.2));
         out.events = timed.into_iter().map(|(_, _, _, e)| e).collect();
@@ -297,6 +309,16 @@ impl Simulation {
         };
         let ev = self.event(mes, t, EventPayload::UnitEnteredStation(at_station.clone()));
         events.push((t, ev));
+        let fixture = self.fixture_for(&station.id, unit.index);
+        self.floor.unit(unit.index).context.insert(
+            station.id.clone(),
+            crate::floor::StationContext {
+                shift: shift.clone(),
+                fixture: fixture.clone(),
+                operator: operator.clone(),
+                tool: station.joints.first().map(|j| j.tool.clone()),
+            },
+        );
 
         let skipped = rng.chance(self.plant.faults.skipped_operation);
         if skipped {
@@ -335,6 +357,10 @@ impl Simulation {
                 let ev = self.tightening(&station.id, &spec, k, unit, &mut rng, at, truth);
                 events.push((at, ev));
                 t = first + ms(share * (idx + 1) as f64);
+            }
+            self.defects_at(&station.id, unit, &mut rng, t, truth);
+            if self.plant.quality.inspection_station == station.id {
+                events.extend(self.inspect(unit, &mut rng, &mut t, truth));
             }
             t += ms(0.5);
             let done = OperationCompleted {
@@ -445,6 +471,15 @@ impl Simulation {
                 operation: Some(operation.to_string()),
                 operator: operator.map(str::to_string),
             };
+            let lot_no = (piece - 1) / line.lot_size as u64 + 1;
+            let superseded = fault.as_ref().is_some_and(|(name, _)| *name == "superseded");
+            self.floor.unit(unit.index).parts.push(crate::floor::Fitted {
+                station: station.to_string(),
+                part: part.clone(),
+                lot: scan.supplier_lot.clone().unwrap_or_default(),
+                lot_no,
+                superseded,
+            });
             let ev = self.event(&format!("scanner-{station}"), *t, EventPayload::ComponentScanned(scan));
             if let Some((name, detail)) = fault {
                 truth.push(GroundTruth {
@@ -460,6 +495,8 @@ impl Simulation {
                 });
             }
             events.push((*t, ev));
+            let consumption = self.consume(station, &part, &line.supplier, line.quantity, line.lot_size, *t, truth);
+            events.extend(consumption);
         }
     }
 
@@ -526,6 +563,15 @@ impl Simulation {
             controller_verdict: Some(if torque_ok && angle_ok { OkNok::Ok } else { OkNok::Nok }),
             curve: keep_curve.then_some(result.curve),
         };
+        let clamp_factor = match mode {
+            TighteningMode::Good | TighteningMode::Rehit => 1.0,
+            TighteningMode::SoftJoint => 0.7,
+            TighteningMode::CrossThread => 0.5,
+            TighteningMode::Stripped => 0.2,
+            TighteningMode::Missing => 0.0,
+        };
+        let lost = 1.0 - clamp_factor * result.final_torque_nm.min(spec.max_nm * 1.2) / spec.target_nm;
+        *self.floor.unit(unit.index).clamp_loss.entry(spec.joint.clone()).or_default() += lost;
         let ev = self.event(&format!("ctrl-{station}"), t, EventPayload::TighteningResult(payload));
         if mode != TighteningMode::Good {
             truth.push(GroundTruth {

@@ -31,7 +31,126 @@ pub struct Plant {
     #[serde(default)]
     pub operators: Vec<Operator>,
     #[serde(default)]
+    pub fixtures: Vec<Fixture>,
+    #[serde(default)]
+    pub suppliers: Vec<Supplier>,
+    #[serde(default)]
+    pub quality: Quality,
+    #[serde(default)]
+    pub andon: Andon,
+    #[serde(default)]
+    pub eol_tests: Vec<EolTest>,
+    #[serde(default)]
     pub faults: Faults,
+}
+
+/// A fixture (carrier, jig) at a station; units use a station's fixtures in turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fixture {
+    pub id: String,
+    pub station: String,
+}
+
+/// A supplier's delivery performance for kanban replenishment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Supplier {
+    pub id: String,
+    pub lead_time_h: f64,
+    /// Share of deliveries that arrive late.
+    pub late_rate: f64,
+    /// A late delivery is late by up to this many hours.
+    pub late_h_max: f64,
+}
+
+/// Where defects are found and which defects exist.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quality {
+    /// Station whose inspection finds defects and raises NCRs.
+    #[serde(default)]
+    pub inspection_station: String,
+    /// Per unit: a defect with no special cause (the background every real plant has).
+    #[serde(default)]
+    pub background_defect_rate: f64,
+    /// Share of NCRs written without a defect code (left for triage).
+    #[serde(default)]
+    pub uncoded_share: f64,
+    /// Pieces per kanban bin at line side; one bin is ordered when one empties.
+    #[serde(default = "default_bin")]
+    pub bin_size: u32,
+    /// Bins at line side when the run starts.
+    #[serde(default = "default_bins")]
+    pub initial_bins: u32,
+    #[serde(default)]
+    pub defects: Vec<DefectType>,
+}
+
+fn default_bin() -> u32 {
+    40
+}
+fn default_bins() -> u32 {
+    4
+}
+
+/// A defect code, the station whose work causes it, and how inspectors describe it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefectType {
+    pub code: String,
+    pub station: String,
+    pub severity: String,
+    pub texts: Vec<String>,
+}
+
+/// Line stops: how often, and what causes them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Andon {
+    #[serde(default)]
+    pub stops_per_station_hour: f64,
+    #[serde(default)]
+    pub causes: Vec<AndonCause>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AndonCause {
+    pub code: String,
+    /// The team that fixes it: electrical, mechanical, quality, material or it.
+    pub team: String,
+    pub share: f64,
+    /// Equipment at the station, `{station}` replaced by the station id.
+    pub equipment: String,
+    pub minutes_min: f64,
+    pub minutes_max: f64,
+    pub descriptions: Vec<String>,
+    pub resolutions: Vec<String>,
+}
+
+/// An end-of-line test whose measurement depends on upstream work: the clamp lost on `joint`
+/// (soft, cross-threaded, stripped or missing fasteners, a drifting tool) shifts it by
+/// `sensitivity` per unit of lost clamp; a part from a bad lot adds `bad_lot_shift`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EolTest {
+    pub test: String,
+    pub measurement: String,
+    pub unit: String,
+    pub nominal: f64,
+    pub noise: f64,
+    pub lower: f64,
+    pub upper: f64,
+    #[serde(default)]
+    pub joint: Option<String>,
+    #[serde(default)]
+    pub sensitivity: f64,
+    #[serde(default)]
+    pub bad_lot_shift: f64,
+    /// The test fails outright when this part was fitted after its ECO cut-in made it obsolete.
+    #[serde(default)]
+    pub fails_on_superseded: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,6 +323,31 @@ pub struct Faults {
     pub skipped_operation: f64,
     #[serde(default)]
     pub tool_drift: Vec<ToolDrift>,
+    #[serde(default)]
+    pub worn_fixture: Vec<WornFixture>,
+    #[serde(default)]
+    pub bad_lot: Vec<BadLot>,
+}
+
+/// A fixture that, from `onset_unit`, causes `defect` on units built on it during `shift`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WornFixture {
+    pub fixture: String,
+    pub shift: String,
+    pub onset_unit: u64,
+    pub defect: String,
+    pub rate: f64,
+}
+
+/// Supplier lot number `lot` of `part` causes `defect` on the units it is fitted to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BadLot {
+    pub part: String,
+    pub lot: u64,
+    pub defect: String,
+    pub rate: f64,
 }
 
 /// A tool whose shut-off drifts from `onset_unit`, reaching `offset_pct` of the target after
@@ -364,7 +508,104 @@ impl Plant {
                 err(format!("operators[{i}].station"), "not a station of the line");
             }
         }
+        let defect_codes: HashSet<&str> = self.quality.defects.iter().map(|d| d.code.as_str()).collect();
+        let q = &self.quality;
+        if !q.defects.is_empty() && !station_ids.contains(q.inspection_station.as_str()) {
+            err("quality.inspection_station".into(), "not a station of the line");
+        }
+        for (name, rate) in [("background_defect_rate", q.background_defect_rate), ("uncoded_share", q.uncoded_share)] {
+            if !(0.0..=1.0).contains(&rate) {
+                err(format!("quality.{name}"), "must be between 0 and 1");
+            }
+        }
+        if q.bin_size == 0 || q.initial_bins == 0 {
+            err("quality".into(), "bin_size and initial_bins must be at least 1");
+        }
+        for (i, d) in q.defects.iter().enumerate() {
+            if !station_ids.contains(d.station.as_str()) {
+                err(format!("quality.defects[{i}].station"), "not a station of the line");
+            }
+            if d.texts.is_empty() {
+                err(format!("quality.defects[{i}].texts"), "at least one description is needed");
+            }
+        }
+        for (i, fx) in self.fixtures.iter().enumerate() {
+            if !station_ids.contains(fx.station.as_str()) {
+                err(format!("fixtures[{i}].station"), "not a station of the line");
+            }
+        }
+        let supplier_ids: HashSet<&str> = self.suppliers.iter().map(|s| s.id.as_str()).collect();
+        for (i, sup) in self.suppliers.iter().enumerate() {
+            if sup.lead_time_h <= 0.0 || sup.late_h_max < 0.0 || !(0.0..=1.0).contains(&sup.late_rate) {
+                err(format!("suppliers[{i}]"), "needs lead_time_h > 0, late_h_max >= 0 and late_rate in 0..=1");
+            }
+        }
+        for (i, b) in self.bom.iter().enumerate() {
+            if !self.suppliers.is_empty() && !supplier_ids.contains(b.supplier.as_str()) {
+                err(format!("bom[{i}].supplier"), "not in [[suppliers]]");
+            }
+        }
+        let a = &self.andon;
+        if a.stops_per_station_hour < 0.0 || a.stops_per_station_hour > 10.0 {
+            err("andon.stops_per_station_hour".into(), "must be between 0 and 10");
+        }
+        for (i, c) in a.causes.iter().enumerate() {
+            if !["electrical", "mechanical", "quality", "material", "it"].contains(&c.team.as_str()) {
+                err(format!("andon.causes[{i}].team"), "must be electrical, mechanical, quality, material or it");
+            }
+            if c.descriptions.is_empty()
+                || c.resolutions.is_empty()
+                || c.share < 0.0
+                || c.minutes_min <= 0.0
+                || c.minutes_max < c.minutes_min
+            {
+                err(
+                    format!("andon.causes[{i}]"),
+                    "needs descriptions, resolutions, share >= 0 and 0 < minutes_min <= minutes_max",
+                );
+            }
+        }
+        if a.causes.iter().any(|c| c.minutes_min * 60.0 < self.takt_s()) {
+            err("andon.causes".into(), "a stop lasts at least one takt (minutes_min * 60 >= takt)");
+        }
+        if a.stops_per_station_hour > 0.0 && a.causes.iter().map(|c| c.share).sum::<f64>() <= 0.0 {
+            err("andon.causes".into(), "stops are configured but no cause has a share");
+        }
+        let joint_names: HashSet<&str> =
+            self.stations.iter().flat_map(|s| &s.joints).map(|j| j.joint.as_str()).collect();
+        for (i, t) in self.eol_tests.iter().enumerate() {
+            if t.lower > t.upper || t.noise < 0.0 {
+                err(format!("eol_tests[{i}]"), "needs lower <= upper and noise >= 0");
+            }
+            if let Some(j) = &t.joint
+                && !joint_names.contains(j.as_str())
+            {
+                err(format!("eol_tests[{i}].joint"), "not a joint of the line");
+            }
+        }
         let f = &self.faults;
+        for (i, w) in f.worn_fixture.iter().enumerate() {
+            if !self.fixtures.iter().any(|fx| fx.id == w.fixture) {
+                err(format!("faults.worn_fixture[{i}].fixture"), "not in [[fixtures]]");
+            }
+            if !defect_codes.contains(w.defect.as_str()) {
+                err(format!("faults.worn_fixture[{i}].defect"), "not in [[quality.defects]]");
+            }
+            if !(0.0..=1.0).contains(&w.rate) {
+                err(format!("faults.worn_fixture[{i}].rate"), "must be between 0 and 1");
+            }
+        }
+        for (i, b) in f.bad_lot.iter().enumerate() {
+            if !parts.contains(b.part.as_str()) {
+                err(format!("faults.bad_lot[{i}].part"), "not in the BOM");
+            }
+            if !defect_codes.contains(b.defect.as_str()) {
+                err(format!("faults.bad_lot[{i}].defect"), "not in [[quality.defects]]");
+            }
+            if !(0.0..=1.0).contains(&b.rate) || b.lot == 0 {
+                err(format!("faults.bad_lot[{i}]"), "rate must be between 0 and 1 and lot at least 1");
+            }
+        }
         for (name, rate) in [
             ("cross_thread", f.cross_thread),
             ("soft_joint", f.soft_joint),

@@ -288,3 +288,159 @@ fn sequence_ground_truth_matches_an_independent_check_of_every_scan() {
         assert!(kinds.contains(k), "no {k} injected in 800 units");
     }
 }
+
+#[test]
+fn ncrs_carry_their_hidden_causes_and_nothing_else_does() {
+    let plant = Plant::default_plant().unwrap();
+    let r = run(plant.clone(), 3, 2500, CurveMode::None);
+    let ncrs: HashMap<String, &jidoka_model::event::NcrCreated> = r
+        .events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            EventPayload::NcrCreated(n) => Some((n.ncr_id.clone(), n)),
+            _ => None,
+        })
+        .collect();
+    let defects: Vec<&GroundTruth> = r.truth.iter().filter(|t| t.fault == "defect").collect();
+    // Every defect on an inspected unit becomes exactly one NCR. A unit whose inspection was
+    // skipped lets its defects escape, as on a real line.
+    let inspected: HashSet<String> = r
+        .events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            EventPayload::OperationCompleted(o) if o.station == plant.quality.inspection_station => Some(o.vin.clone()),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<&&GroundTruth> = defects.iter().filter(|d| inspected.contains(&d.vin)).collect();
+    assert_eq!(expected.len(), ncrs.len());
+    let worn = &plant.faults.worn_fixture[0];
+    let bad = &plant.faults.bad_lot[0];
+    let (mut by_fixture, mut by_lot) = (0, 0);
+    for d in expected {
+        let ncr = ncrs[d.detail["ncr_id"].as_str().unwrap()];
+        assert_eq!(ncr.vin.as_deref(), Some(d.vin.as_str()));
+        assert_eq!(ncr.station.as_deref(), Some(d.station.as_str()));
+        match d.detail["cause"].as_str().unwrap() {
+            "worn_fixture" => {
+                by_fixture += 1;
+                assert_eq!(ncr.fixture.as_deref(), Some(worn.fixture.as_str()));
+                assert_eq!(ncr.shift.as_deref(), Some(worn.shift.as_str()));
+                assert!(d.unit >= worn.onset_unit);
+            }
+            "bad_lot" => {
+                by_lot += 1;
+                assert_eq!(ncr.part_number.as_deref(), Some(bad.part.as_str()));
+                assert_eq!(ncr.supplier_lot.as_deref(), Some(format!("LOT-{}-{:04}", bad.part, bad.lot).as_str()));
+            }
+            "background" => {}
+            other => panic!("unknown cause {other}"),
+        }
+        if let Some(code) = &ncr.defect_code {
+            assert_eq!(code, d.detail["code"].as_str().unwrap());
+        }
+    }
+    assert!(by_fixture > 20 && by_lot > 20, "both hidden causes show up: fixture {by_fixture}, lot {by_lot}");
+    let uncoded = ncrs.values().filter(|n| n.defect_code.is_none()).count();
+    assert!(within(uncoded, ncrs.len(), plant.quality.uncoded_share));
+    // One episode record per hidden cause.
+    assert_eq!(r.truth.iter().filter(|t| t.fault == "worn_fixture").count(), 1);
+    assert_eq!(r.truth.iter().filter(|t| t.fault == "bad_lot").count(), 1);
+}
+
+#[test]
+fn andon_calls_close_with_maintenance_and_deliveries_are_late_at_their_rate() {
+    let mut plant = Plant::default_plant().unwrap();
+    plant.andon.stops_per_station_hour = 0.5;
+    let r = run(plant.clone(), 9, 2500, CurveMode::None);
+    let mut open: HashMap<String, chrono::DateTime<chrono::Utc>> = HashMap::new();
+    let mut closed = 0;
+    let mut maintenance: HashSet<String> = HashSet::new();
+    let mut late: HashMap<String, (usize, usize)> = HashMap::new();
+    for e in &r.events {
+        match &e.payload {
+            EventPayload::AndonRaised(a) => assert!(open.insert(a.andon_id.clone(), e.occurred_at).is_none()),
+            EventPayload::AndonCleared(a) => {
+                let raised = open.remove(&a.andon_id).expect("cleared after raised");
+                assert!(e.occurred_at > raised);
+                closed += 1;
+            }
+            EventPayload::MaintenanceRecord(m) => {
+                maintenance.insert(m.record_id.clone());
+            }
+            EventPayload::SupplierDelivery(d) => {
+                let entry = late.entry(d.supplier.clone()).or_default();
+                entry.0 += 1;
+                if d.delivered_at > d.promised_at {
+                    entry.1 += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(closed > 100);
+    for t in r.truth.iter().filter(|t| t.fault == "andon") {
+        let id = t.detail["andon_id"].as_str().unwrap();
+        assert!(!open.contains_key(id) || t.unit == 0, "andon {id} still open");
+        assert!(maintenance.contains(&format!("MR-{id}")) || open.contains_key(id));
+    }
+    for s in &plant.suppliers {
+        if let Some((n, l)) = late.get(&s.id)
+            && *n > 50
+        {
+            assert!(within(*l, *n, s.late_rate), "{}: {l} of {n} late, configured {}", s.id, s.late_rate);
+        }
+    }
+}
+
+#[test]
+fn end_of_line_results_follow_upstream_work() {
+    let mut plant = Plant::default_plant().unwrap();
+    plant.faults.soft_joint = 0.02;
+    plant.faults.cross_thread = 0.02;
+    plant.faults.superseded = 0.1;
+    let r = run(plant, 4, 2000, CurveMode::None);
+    let faulty_axle: HashSet<&str> = r
+        .truth
+        .iter()
+        .filter(|t| {
+            t.joint.as_deref().is_some_and(|j| j.starts_with("AXLE"))
+                && ["soft_joint", "cross_thread", "stripped", "missing"].contains(&t.fault.as_str())
+        })
+        .map(|t| t.vin.as_str())
+        .collect();
+    let superseded_ecu: HashSet<&str> = r
+        .truth
+        .iter()
+        .filter(|t| t.fault == "superseded" && t.detail["actual"] == "ECU-I4-A1")
+        .map(|t| t.vin.as_str())
+        .collect();
+    let (mut fail_faulty, mut n_faulty, mut fail_clean, mut n_clean) = (0, 0, 0, 0);
+    for e in &r.events {
+        let EventPayload::EolTestResult(t) = &e.payload else { continue };
+        let failed = t.result == OkNok::Nok;
+        match t.test.as_str() {
+            "ALIGNMENT" if faulty_axle.contains(t.vin.as_str()) => {
+                n_faulty += 1;
+                fail_faulty += failed as usize;
+            }
+            "ALIGNMENT" => {
+                n_clean += 1;
+                fail_clean += failed as usize;
+            }
+            "ECU_FLASH" => assert_eq!(
+                failed,
+                superseded_ecu.contains(t.vin.as_str()),
+                "ECU flash fails exactly on superseded ECUs"
+            ),
+            _ => {}
+        }
+    }
+    let (rate_faulty, rate_clean) = (fail_faulty as f64 / n_faulty as f64, fail_clean as f64 / n_clean.max(1) as f64);
+    assert!(n_faulty > 30);
+    assert!(
+        rate_faulty > 5.0 * rate_clean.max(0.001),
+        "alignment fails {rate_faulty} with a faulty axle joint vs {rate_clean}"
+    );
+    assert!(!superseded_ecu.is_empty());
+}
