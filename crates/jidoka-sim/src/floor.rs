@@ -55,7 +55,7 @@ pub(crate) struct UnitState {
 
 #[derive(Debug)]
 enum Scheduled {
-    Emit { source: &'static str, payload: EventPayload },
+    Emit { source: &'static str, payload: Box<EventPayload> },
     Delivery { part: String, supplier: String, quantity: u32, promised: DateTime<Utc>, station: String, lot: String },
 }
 
@@ -115,7 +115,7 @@ impl Simulation {
             let ((at, _), item) = entry.remove_entry();
             match item {
                 Scheduled::Emit { source, payload } => {
-                    let ev = self.event(source, at, payload);
+                    let ev = self.event(source, at, *payload);
                     out.push((at, ev));
                 }
                 Scheduled::Delivery { part, supplier, quantity, promised, station, lot } => {
@@ -201,19 +201,19 @@ impl Simulation {
             cleared_at,
             Scheduled::Emit {
                 source: "andon",
-                payload: EventPayload::AndonCleared(AndonCleared {
+                payload: Box::new(EventPayload::AndonCleared(AndonCleared {
                     andon_id: andon_id.clone(),
                     station: station.clone(),
                     resolution: Some(resolution.clone()),
                     cleared_by: Some(format!("{}-team", cause.team)),
-                }),
+                })),
             },
         );
         self.floor.schedule(
             cleared_at + Duration::seconds(5),
             Scheduled::Emit {
                 source: "cmms",
-                payload: EventPayload::MaintenanceRecord(MaintenanceRecord {
+                payload: Box::new(EventPayload::MaintenanceRecord(MaintenanceRecord {
                     record_id: format!("MR-{andon_id}"),
                     equipment: equipment.clone(),
                     station: Some(station.clone()),
@@ -221,7 +221,7 @@ impl Simulation {
                     description: resolution,
                     fault_code: Some(cause.code.clone()),
                     duration_min: Some((duration * 10.0).round() / 10.0),
-                }),
+                })),
             },
         );
         truth.push(GroundTruth {
