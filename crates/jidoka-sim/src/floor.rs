@@ -11,7 +11,7 @@ use crate::rng::{Rng, label};
 use chrono::{DateTime, Duration, Utc};
 use jidoka_model::event::{
     AndonCleared, AndonRaised, EolTestResult, InspectionResult, MaintenanceKind, MaintenanceRecord, MaterialMovement,
-    MaterialTransaction, Measurement, NcrCreated, OkNok, SupplierDelivery,
+    MaterialTransaction, Measurement, NcrCreated, OkNok, ProcessParameterSample, SupplierDelivery,
 };
 use jidoka_model::{Event, EventPayload};
 use serde_json::json;
@@ -50,6 +50,8 @@ pub(crate) struct UnitState {
     pub(crate) parts: Vec<Fitted>,
     /// Per joint name: clamp lost over its fasteners (1 = one fastener's worth).
     pub(crate) clamp_loss: HashMap<String, f64>,
+    /// Per process parameter tag: the value's deviation from its nominal.
+    parameters: HashMap<String, f64>,
     defects: Vec<Defect>,
 }
 
@@ -430,6 +432,52 @@ impl Simulation {
         }
     }
 
+    /// Sample the station's PLC tags for this unit (with any configured drift).
+    pub(crate) fn process_samples(
+        &mut self,
+        station: &str,
+        unit: &Unit,
+        rng: &mut Rng,
+        at: DateTime<Utc>,
+        truth: &mut Vec<GroundTruth>,
+    ) -> Vec<(DateTime<Utc>, Event)> {
+        let mut out = Vec::new();
+        for pp in self.plant.process_parameters.clone().iter().filter(|p| p.station == station) {
+            let mut drift = 0.0;
+            for d in self.plant.faults.parameter_drift.iter().filter(|d| d.tag == pp.tag && unit.index >= d.onset_unit)
+            {
+                drift += d.offset * ((unit.index - d.onset_unit) as f64 / d.ramp_units as f64).min(1.0);
+                let key = format!("parameter:{}", d.tag);
+                if self.floor.episodes.insert(key) {
+                    truth.push(GroundTruth {
+                        fault: "parameter_drift".into(),
+                        unit: unit.index,
+                        vin: unit.vin.clone(),
+                        station: station.to_string(),
+                        joint: None,
+                        tool: None,
+                        event_id: None,
+                        onset_at: iso(at),
+                        detail: json!({"tag": d.tag, "equipment": pp.equipment, "offset": d.offset, "ramp_units": d.ramp_units}),
+                    });
+                }
+            }
+            let value = pp.nominal + pp.noise * rng.normal() + drift;
+            self.floor.unit(unit.index).parameters.insert(pp.tag.clone(), value - pp.nominal);
+            let payload = EventPayload::ProcessParameterSample(ProcessParameterSample {
+                equipment: pp.equipment.clone(),
+                tag: pp.tag.clone(),
+                value: (value * 1000.0).round() / 1000.0,
+                unit: Some(pp.unit.clone()),
+                station: Some(station.to_string()),
+                vin: Some(unit.vin.clone()),
+            });
+            let ev = self.event("plc", at, payload);
+            out.push((at, ev));
+        }
+        out
+    }
+
     /// Inspection finds the unit's defects and raises NCRs; end-of-line tests measure it.
     pub(crate) fn inspect(
         &mut self,
@@ -485,7 +533,11 @@ impl Simulation {
         let has_bad_lot = state.parts.iter().any(|p| bad_lot_parts.contains(&(p.part.clone(), p.lot_no)));
         for test in self.plant.eol_tests.clone() {
             let loss = test.joint.as_ref().and_then(|j| state.clamp_loss.get(j)).copied().unwrap_or(0.0);
-            let mut value = test.nominal + test.noise * rng.normal() + test.sensitivity * loss;
+            let deviation = test.parameter.as_ref().and_then(|p| state.parameters.get(p)).copied().unwrap_or(0.0);
+            let mut value = test.nominal
+                + test.noise * rng.normal()
+                + test.sensitivity * loss
+                + test.parameter_sensitivity * deviation;
             if has_bad_lot {
                 value += test.bad_lot_shift;
             }

@@ -358,6 +358,8 @@ impl Simulation {
                 events.push((at, ev));
                 t = first + ms(share * (idx + 1) as f64);
             }
+            t += ms(0.5);
+            events.extend(self.process_samples(&station.id, unit, &mut rng, t, truth));
             self.defects_at(&station.id, unit, &mut rng, t, truth);
             if self.plant.quality.inspection_station == station.id {
                 events.extend(self.inspect(unit, &mut rng, &mut t, truth));

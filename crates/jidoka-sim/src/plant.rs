@@ -41,7 +41,21 @@ pub struct Plant {
     #[serde(default)]
     pub eol_tests: Vec<EolTest>,
     #[serde(default)]
+    pub process_parameters: Vec<ProcessParameter>,
+    #[serde(default)]
     pub faults: Faults,
+}
+
+/// A PLC tag sampled once per unit at its station.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessParameter {
+    pub station: String,
+    pub equipment: String,
+    pub tag: String,
+    pub unit: String,
+    pub nominal: f64,
+    pub noise: f64,
 }
 
 /// A fixture (carrier, jig) at a station; units use a station's fixtures in turn.
@@ -151,6 +165,12 @@ pub struct EolTest {
     /// The test fails outright when this part was fitted after its ECO cut-in made it obsolete.
     #[serde(default)]
     pub fails_on_superseded: Option<String>,
+    /// A process parameter whose deviation from its nominal shifts the measurement by
+    /// `parameter_sensitivity` per unit of the parameter.
+    #[serde(default)]
+    pub parameter: Option<String>,
+    #[serde(default)]
+    pub parameter_sensitivity: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -327,6 +347,18 @@ pub struct Faults {
     pub worn_fixture: Vec<WornFixture>,
     #[serde(default)]
     pub bad_lot: Vec<BadLot>,
+    #[serde(default)]
+    pub parameter_drift: Vec<ParameterDrift>,
+}
+
+/// A process parameter that drifts by `offset` from `onset_unit`, fully after `ramp_units`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParameterDrift {
+    pub tag: String,
+    pub onset_unit: u64,
+    pub offset: f64,
+    pub ramp_units: u64,
 }
 
 /// A fixture that, from `onset_unit`, causes `defect` on units built on it during `shift`.
@@ -583,7 +615,31 @@ impl Plant {
                 err(format!("eol_tests[{i}].joint"), "not a joint of the line");
             }
         }
+        let tags: HashSet<&str> = self.process_parameters.iter().map(|p| p.tag.as_str()).collect();
+        for (i, pp) in self.process_parameters.iter().enumerate() {
+            if !station_ids.contains(pp.station.as_str()) {
+                err(format!("process_parameters[{i}].station"), "not a station of the line");
+            }
+            if pp.noise < 0.0 {
+                err(format!("process_parameters[{i}].noise"), "must not be negative");
+            }
+        }
+        for (i, t) in self.eol_tests.iter().enumerate() {
+            if let Some(tag) = &t.parameter
+                && !tags.contains(tag.as_str())
+            {
+                err(format!("eol_tests[{i}].parameter"), "not in [[process_parameters]]");
+            }
+        }
         let f = &self.faults;
+        for (i, d) in f.parameter_drift.iter().enumerate() {
+            if !tags.contains(d.tag.as_str()) {
+                err(format!("faults.parameter_drift[{i}].tag"), "not in [[process_parameters]]");
+            }
+            if d.ramp_units == 0 {
+                err(format!("faults.parameter_drift[{i}].ramp_units"), "must be at least 1");
+            }
+        }
         for (i, w) in f.worn_fixture.iter().enumerate() {
             if !self.fixtures.iter().any(|fx| fx.id == w.fixture) {
                 err(format!("faults.worn_fixture[{i}].fixture"), "not in [[fixtures]]");

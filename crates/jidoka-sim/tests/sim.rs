@@ -444,3 +444,45 @@ fn end_of_line_results_follow_upstream_work() {
     );
     assert!(!superseded_ecu.is_empty());
 }
+
+#[test]
+fn leak_test_failures_follow_the_drifting_fill_pressure() {
+    let mut plant = Plant::default_plant().unwrap();
+    plant.faults.parameter_drift[0].onset_unit = 300;
+    let r = run(plant, 6, 900, CurveMode::None);
+    let drift: Vec<&GroundTruth> = r.truth.iter().filter(|t| t.fault == "parameter_drift").collect();
+    assert_eq!(drift.len(), 1);
+    assert_eq!(drift[0].unit, 300);
+    let sequence: HashMap<&str, u64> = r.work_orders.iter().map(|w| (w.vin.as_str(), w.sequence)).collect();
+    let (mut pressure_before, mut pressure_after) = (Vec::new(), Vec::new());
+    let (mut fails_before, mut fails_after, mut n_before, mut n_after) = (0, 0, 0, 0);
+    for e in &r.events {
+        match &e.payload {
+            EventPayload::ProcessParameterSample(p) if p.tag == "coolant_fill_pressure_bar" => {
+                let seq = sequence[p.vin.as_deref().unwrap()];
+                if seq <= 300 {
+                    pressure_before.push(p.value)
+                } else if seq > 500 {
+                    pressure_after.push(p.value)
+                }
+            }
+            EventPayload::EolTestResult(t) if t.test == "COOLANT_LEAK" => {
+                let seq = sequence[t.vin.as_str()];
+                let failed = (t.result == OkNok::Nok) as usize;
+                if seq <= 300 {
+                    n_before += 1;
+                    fails_before += failed;
+                } else if seq > 500 {
+                    n_after += 1;
+                    fails_after += failed;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    assert!((mean(&pressure_before) - 2.0).abs() < 0.01);
+    assert!((mean(&pressure_after) - 1.8).abs() < 0.01);
+    let (rb, ra) = (fails_before as f64 / n_before as f64, fails_after as f64 / n_after as f64);
+    assert!(ra > 0.15 && rb < 0.02, "leak failures before {rb}, after {ra}");
+}
