@@ -2,7 +2,7 @@
 //!
 //! Code map: [`config`] (TOML → validated config), [`runtime`] (writer, agent router, outbox
 //! threads), [`governance`] (findings → proposed actions), [`api`] + [`auth`] (HTTP and roles),
-//! [`server`] (serve / demo), [`commands`] (import, replay, token), [`bench`], [`report`]
+//! [`server`] (serve / demo), [`commands`] (import, replay, token), [`bench`], [`eval`], [`report`]
 //! (tables, JSON, progress), [`metrics`], [`simulate`] (sim, bench sim, the demo feed). The `jidoka` binary is `main.rs`.
 
 pub mod api;
@@ -10,6 +10,7 @@ pub mod auth;
 pub mod bench;
 pub mod commands;
 pub mod config;
+pub mod eval;
 pub mod governance;
 pub mod metrics;
 pub mod report;

@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use jidoka::auth::{self, Role};
 use jidoka::config::Config;
-use jidoka::{bench, commands, server, simulate};
+use jidoka::{bench, commands, eval, server, simulate};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -94,6 +94,9 @@ enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Evaluations: accuracy measured on simulator ground truth or real data.
+    #[command(subcommand)]
+    Eval(EvalCommand),
     /// Benchmarks: figures printed as a table, or one JSON object with --json.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -115,6 +118,13 @@ enum TokenCommand {
         #[arg(long, value_parser = parse_role)]
         role: Role,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum EvalCommand {
+    /// Torque agents and the controller's own verdict against injected tightening faults:
+    /// recall per failure mode, precision, false alarms per 10,000 good tightenings.
+    Torque(eval::EvalTorqueArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -217,6 +227,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Token(TokenCommand::New { name, role }) => commands::token_new(&name, role)?,
+        Command::Eval(EvalCommand::Torque(args)) => {
+            tokio::task::spawn_blocking(move || eval::torque(args)).await?.context("eval torque")?
+        }
         Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await.context("bench ingest")?,
         Command::Bench(BenchCommand::Sim(args)) => {
             tokio::task::spawn_blocking(move || simulate::bench(args)).await?.context("bench sim")?

@@ -421,3 +421,22 @@ fn config_check_accepts_the_example_and_lists_every_error_of_a_bad_file() {
         assert!(stderr.contains(path), "{path} missing from {stderr}");
     }
 }
+
+#[test]
+fn eval_torque_scores_the_controller_against_simulator_ground_truth() {
+    let out = jidoka_bin()
+        .args(["eval", "torque", "--sim", "--units", "300", "--seed", "3", "--json"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let tightenings = v["tightenings"].as_u64().expect("number");
+    assert!(tightenings <= 300 * 40 && tightenings > 300 * 39, "skipped operations remove a few: {tightenings}");
+    // The controller judges windows only: it catches every free spin and stripped thread and
+    // misses part of the in-window faults.
+    assert_eq!(v["controller_recall_missing"], 1.0);
+    assert_eq!(v["controller_recall_stripped"], 1.0);
+    let cross = v["controller_recall_cross_thread"].as_f64().expect("number");
+    assert!(cross > 0.0 && cross < 0.9, "{cross}");
+    assert!(v["torque_window_precision"].as_f64().expect("number") > 0.9);
+}
