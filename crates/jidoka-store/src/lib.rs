@@ -75,6 +75,27 @@ impl AppendOutcome {
     }
 }
 
+/// A page of the event log.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct EventPage {
+    pub events: Vec<StoredEvent>,
+    /// Rows that could not be decoded: `(seq, reason)`.
+    pub corrupt: Vec<(u64, String)>,
+}
+
+impl EventPage {
+    /// Highest seq on the page, decoded or not.
+    pub fn last_seq(&self) -> Option<u64> {
+        let a = self.events.last().map(|e| e.seq);
+        let b = self.corrupt.last().map(|c| c.0);
+        a.max(b)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.corrupt.is_empty()
+    }
+}
+
 /// Filters for listing findings, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct FindingQuery {
@@ -137,8 +158,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Highest `seq` stored (0 when empty).
     fn last_seq(&self) -> Result<u64>;
 
-    /// Up to `limit` events with `seq > after_seq`, in log order.
-    fn events_after(&self, after_seq: u64, limit: usize) -> Result<Vec<StoredEvent>>;
+    /// Up to `limit` events with `seq > after_seq`, in log order. A stored row that no longer
+    /// decodes is reported in [`EventPage::corrupt`] instead of failing the page, so one bad
+    /// row never stops the agents.
+    fn events_after(&self, after_seq: u64, limit: usize) -> Result<EventPage>;
 
     /// The event with this id.
     fn event(&self, event_id: &str) -> Result<Option<StoredEvent>>;
@@ -175,8 +198,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         note: Option<&str>,
     ) -> Result<bool>;
 
-    /// Approved actions waiting for delivery, oldest first.
-    fn outbox(&self, limit: usize) -> Result<Vec<ActionRecord>>;
+    /// Approved actions waiting for delivery, oldest first, after store position `after`
+    /// (0 = from the start); each with its position for the next page.
+    fn outbox(&self, after: i64, limit: usize) -> Result<Vec<(i64, ActionRecord)>>;
 
     /// Record a failed delivery attempt, keeping the action in the outbox.
     fn record_delivery_attempt(&self, action_id: &str, note: &str) -> Result<()>;

@@ -359,14 +359,23 @@ impl Store for SqliteStore {
         })
     }
 
-    fn events_after(&self, after_seq: u64, limit: usize) -> Result<Vec<StoredEvent>> {
+    fn events_after(&self, after_seq: u64, limit: usize) -> Result<EventPage> {
+        let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
         self.with_reader(|c| {
             let mut stmt =
                 c.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"))?;
             let rows = stmt
-                .query_map(params![after_seq as i64, page_limit(limit) as i64], event_from_row)?
+                .query_map(params![after, page_limit(limit) as i64], event_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            rows.into_iter().map(decode_event).collect()
+            let mut page = EventPage::default();
+            for row in rows {
+                let seq = row.0 as u64;
+                match decode_event(row) {
+                    Ok(ev) => page.events.push(ev),
+                    Err(err) => page.corrupt.push((seq, err.to_string())),
+                }
+            }
+            Ok(page)
         })
     }
 
@@ -567,14 +576,14 @@ impl Store for SqliteStore {
         })
     }
 
-    fn outbox(&self, limit: usize) -> Result<Vec<ActionRecord>> {
+    fn outbox(&self, after: i64, limit: usize) -> Result<Vec<(i64, ActionRecord)>> {
         self.with_reader(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, status, note, attempts, body FROM actions WHERE status = 'approved' ORDER BY id LIMIT ?1",
+                "SELECT id, status, note, attempts, body FROM actions WHERE status = 'approved' AND id > ?1 ORDER BY id LIMIT ?2",
             )?;
             let rows =
-                stmt.query_map([page_limit(limit) as i64], action_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-            rows.into_iter().map(|r| decode_action(r).map(|(_, a)| a)).collect()
+                stmt.query_map(params![after, page_limit(limit) as i64], action_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter().map(decode_action).collect()
         })
     }
 
@@ -592,7 +601,8 @@ impl Store for SqliteStore {
         self.with_reader(|c| {
             let count = |sql: &str| -> Result<u64> { Ok(c.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64) };
             Ok(StoreStats {
-                events: count("SELECT COUNT(*) FROM events")?,
+                // The log is gap-free and never shrinks, so its size is its last seq (no scan).
+                events: count("SELECT COALESCE(MAX(seq), 0) FROM events")?,
                 last_seq: count("SELECT COALESCE(MAX(seq), 0) FROM events")?,
                 findings: count("SELECT COUNT(*) FROM findings")?,
                 actions: count("SELECT COUNT(*) FROM actions")?,

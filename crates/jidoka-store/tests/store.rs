@@ -71,7 +71,7 @@ fn redelivered_events_are_stored_once() {
     assert!(matches!(out[0][1], AppendOutcome::Stored { seq: 3, .. }));
     assert!(matches!(out[0][2], AppendOutcome::Duplicate { seq: 3, .. }));
     assert_eq!(store.stats().expect("stats").events, 3);
-    let events = store.events_after(0, 100).expect("read");
+    let events = store.events_after(0, 100).expect("read").events;
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, vec![1, 2, 3]);
     assert_eq!(events[2].event, again[1], "the stored event reads back identically");
@@ -187,6 +187,41 @@ fn action_status_only_moves_forward() {
     assert_eq!(rec.action.status, ActionStatus::Delivered);
     assert_eq!(rec.note.as_deref(), Some("NC-1"));
     assert_eq!(rec.attempts, 1);
+}
+
+#[test]
+fn a_corrupt_row_is_reported_and_does_not_hide_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("j.sqlite");
+    let store = SqliteStore::open(&path).expect("open");
+    store
+        .append(&[AppendBatch { events: &[scan("T1", "V1"), scan("T2", "V2"), scan("T3", "V3")], checkpoint: None }])
+        .expect("append");
+    rusqlite::Connection::open(&path)
+        .expect("raw")
+        .execute("UPDATE events SET payload = '{\"kind\": \"teleport\"}' WHERE seq = 2", [])
+        .expect("corrupt row 2");
+    let page = store.events_after(0, 10).expect("page");
+    assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 3]);
+    assert_eq!(page.corrupt.len(), 1);
+    assert_eq!(page.corrupt[0].0, 2);
+    assert!(page.corrupt[0].1.contains("teleport"), "{}", page.corrupt[0].1);
+    assert_eq!(page.last_seq(), Some(3));
+    // A cursor past i64::MAX is simply past the end.
+    assert!(store.events_after(u64::MAX, 10).expect("page").is_empty());
+}
+
+#[test]
+fn outbox_pages_oldest_first_past_a_position() {
+    let (_dir, store) = open();
+    let findings: Vec<Finding> = (0..5).map(|i| finding(&format!("F{i}"), Verdict::Hold, "V")).collect();
+    let actions: Vec<Action> =
+        (0..5).map(|i| action(&format!("A{i}"), &format!("F{i}"), ActionStatus::Approved)).collect();
+    store.commit_findings("agents", 1, &findings, &actions).expect("commit");
+    let first = store.outbox(0, 2).expect("page");
+    assert_eq!(first.iter().map(|(_, a)| a.action.action_id.as_str()).collect::<Vec<_>>(), vec!["A0", "A1"]);
+    let next = store.outbox(first[1].0, 10).expect("page");
+    assert_eq!(next.iter().map(|(_, a)| a.action.action_id.as_str()).collect::<Vec<_>>(), vec!["A2", "A3", "A4"]);
 }
 
 #[test]

@@ -32,6 +32,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub auth: Auth,
     pub max_batch_events: usize,
+    /// Scrapers on this machine may read /metrics without a token (turn off behind a local
+    /// reverse proxy, where every caller looks local).
+    pub metrics_open_to_loopback: bool,
     pub agents: Vec<(&'static str, &'static str)>,
 }
 
@@ -86,6 +89,19 @@ fn bad_query(rejection: QueryRejection) -> ApiError {
 }
 
 type ApiResult<T> = Result<T, ApiError>;
+
+/// Run a store call on the blocking pool: SQLite is synchronous, and the async workers (two on
+/// a two-core line PC) must stay free for ingest acknowledgements.
+async fn with_store<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&dyn Store) -> Result<T, jidoka_store::StoreError> + Send + 'static,
+) -> ApiResult<T> {
+    let store = state.store.clone();
+    match tokio::task::spawn_blocking(move || f(store.as_ref())).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(err) => Err(ApiError::internal(err)),
+    }
+}
 
 /// Build the router with every route and its permission.
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
@@ -162,10 +178,10 @@ async fn require(State((state, perm)): State<(Arc<AppState>, Permission)>, mut r
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
-    match state.store.last_seq() {
+    match with_store(&state, |s| s.last_seq()).await {
         Ok(_) => Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")})).into_response(),
         Err(err) => {
-            tracing::error!(error = %err, "health check cannot read the store");
+            tracing::error!(error = %err.message, "health check cannot read the store");
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"}))).into_response()
         }
     }
@@ -176,7 +192,7 @@ async fn metrics(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    if !peer.ip().is_loopback() {
+    if !(state.metrics_open_to_loopback && peer.ip().is_loopback()) {
         authorize(&state, &headers, Permission::ReadMetrics)?;
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response())
@@ -298,13 +314,20 @@ async fn list_events(
 ) -> ApiResult<Json<Value>> {
     let Query(q) = q.map_err(bad_query)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let events = state.store.events_after(q.after, limit)?;
-    let next_after = if events.len() == limit { events.last().map(|e| e.seq) } else { None };
-    Ok(Json(json!({"items": events, "next_after": next_after})))
+    let after = q.after;
+    let page = with_store(&state, move |s| s.events_after(after, limit)).await?;
+    let full = page.events.len() + page.corrupt.len() == limit;
+    let next_after = if full { page.last_seq() } else { None };
+    let corrupt: Vec<Value> =
+        page.corrupt.iter().map(|(seq, _)| json!({"seq": seq, "reason": "stored record cannot be read"})).collect();
+    Ok(Json(json!({"items": page.events, "corrupt": corrupt, "next_after": next_after})))
 }
 
 async fn get_event(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let ev = state.store.event(&id)?.ok_or_else(|| ApiError::new("not_found", format!("no event `{id}`")))?;
+    let lookup = id.clone();
+    let ev = with_store(&state, move |s| s.event(&lookup))
+        .await?
+        .ok_or_else(|| ApiError::new("not_found", format!("no event `{id}`")))?;
     Ok(Json(json!(ev)))
 }
 
@@ -332,7 +355,7 @@ async fn list_findings(
         ),
         None => None,
     };
-    let page = state.store.findings(&FindingQuery {
+    let query = FindingQuery {
         verdict,
         agent: q.agent,
         kind: q.kind,
@@ -340,13 +363,20 @@ async fn list_findings(
         station: q.station,
         before: q.before,
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
-    })?;
+    };
+    let page = with_store(&state, move |s| s.findings(&query)).await?;
     Ok(Json(json!(page)))
 }
 
 async fn get_finding(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let f = state.store.finding(&id)?.ok_or_else(|| ApiError::new("not_found", format!("no finding `{id}`")))?;
-    let actions = state.store.actions(&ActionQuery { finding_id: Some(id), limit: 100, ..Default::default() })?;
+    let lookup = id.clone();
+    let (f, actions) = with_store(&state, move |s| {
+        let f = s.finding(&lookup)?;
+        let actions = s.actions(&ActionQuery { finding_id: Some(lookup), limit: 100, ..Default::default() })?;
+        Ok((f, actions))
+    })
+    .await?;
+    let f = f.ok_or_else(|| ApiError::new("not_found", format!("no finding `{id}`")))?;
     Ok(Json(json!({"finding": f, "actions": actions.items})))
 }
 
@@ -378,23 +408,22 @@ async fn list_actions(
         ),
         None => None,
     };
-    let page = state.store.actions(&ActionQuery {
-        status,
-        kind,
-        finding_id: None,
-        before: q.before,
-        limit: q.limit.unwrap_or(100).clamp(1, 1000),
-    })?;
+    let query =
+        ActionQuery { status, kind, finding_id: None, before: q.before, limit: q.limit.unwrap_or(100).clamp(1, 1000) };
+    let page = with_store(&state, move |s| s.actions(&query)).await?;
     Ok(Json(json!(page)))
 }
 
 async fn get_action(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let a = state.store.action(&id)?.ok_or_else(|| ApiError::new("not_found", format!("no action `{id}`")))?;
+    let lookup = id.clone();
+    let a = with_store(&state, move |s| s.action(&lookup))
+        .await?
+        .ok_or_else(|| ApiError::new("not_found", format!("no action `{id}`")))?;
     Ok(Json(json!(a)))
 }
 
 async fn status(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
-    let stats = state.store.stats()?;
+    let stats = with_store(&state, |s| s.stats()).await?;
     let agents: Vec<Value> = state.agents.iter().map(|(n, v)| json!({"name": n, "version": v})).collect();
     Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),

@@ -3,7 +3,7 @@
 use crate::auth::{Role, new_token};
 use crate::config::Config;
 use crate::report::{Report, progress};
-use crate::runtime::{AGENTS_CURSOR, Runtime, RuntimeParts};
+use crate::runtime::{AGENTS_CURSOR, Runtime, RuntimeParts, process_page};
 use crate::server::open_store;
 use jidoka_agents::{Router, build_agents};
 use jidoka_connectors::jsonl::{Position, read_chunk};
@@ -97,22 +97,18 @@ pub fn replay(config: Config, json: bool) -> anyhow::Result<bool> {
     let bar = progress(cursor, "replay");
     let mut seq = 0;
     let mut findings: Vec<Finding> = Vec::new();
-    'outer: loop {
-        let events = store.events_after(seq, 2000)?;
-        if events.is_empty() {
-            break;
+    let mut last_time = jidoka_model::Timestamp::default();
+    while seq < cursor {
+        let mut page = store.events_after(seq, 2000)?;
+        page.events.retain(|e| e.seq <= cursor);
+        page.corrupt.retain(|c| c.0 <= cursor);
+        let Some(last) = page.last_seq() else { break };
+        findings.clear();
+        process_page(&mut router, &page, &mut last_time, &mut findings);
+        for f in &findings {
+            replayed.insert(f.finding_id.clone(), f.content_digest());
         }
-        for ev in &events {
-            if ev.seq > cursor {
-                break 'outer;
-            }
-            findings.clear();
-            router.process(ev, &mut findings);
-            for f in &findings {
-                replayed.insert(f.finding_id.clone(), f.content_digest());
-            }
-            seq = ev.seq;
-        }
+        seq = last;
         bar.set_position(seq);
     }
     bar.finish_and_clear();

@@ -72,8 +72,15 @@ pub struct ApiConfig {
     /// Most events in one ingest request.
     #[serde(default = "default_max_batch")]
     pub max_batch_events: usize,
+    /// Let scrapers on this machine read /metrics without a token.
+    #[serde(default = "yes")]
+    pub metrics_open_to_loopback: bool,
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_listen() -> String {
@@ -92,6 +99,7 @@ impl Default for ApiConfig {
             listen: default_listen(),
             max_body_bytes: default_max_body(),
             max_batch_events: default_max_batch(),
+            metrics_open_to_loopback: true,
             tokens: Vec::new(),
         }
     }

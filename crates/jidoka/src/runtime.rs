@@ -47,11 +47,18 @@ struct AppendRequest {
     reply: oneshot::Sender<Result<Vec<AppendOutcome>, IngestError>>,
 }
 
+enum WriterMsg {
+    Append(AppendRequest),
+    /// Stop taking requests, finish the queued ones, exit. Sent by shutdown, so the writer
+    /// stops even if some handle (a stalled HTTP connection) is still alive.
+    Close,
+}
+
 /// A handle for sources to append events; cheap to clone. The runtime keeps draining until
 /// every handle is dropped.
 #[derive(Clone)]
 pub struct Ingest {
-    tx: mpsc::Sender<AppendRequest>,
+    tx: mpsc::Sender<WriterMsg>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -68,7 +75,10 @@ impl Ingest {
         checkpoint: Option<Checkpoint>,
     ) -> Result<Vec<AppendOutcome>, IngestError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(AppendRequest { events, checkpoint, reply }).await.map_err(|_| IngestError::ShuttingDown)?;
+        self.tx
+            .send(WriterMsg::Append(AppendRequest { events, checkpoint, reply }))
+            .await
+            .map_err(|_| IngestError::ShuttingDown)?;
         rx.await.map_err(|_| IngestError::ShuttingDown)?
     }
 
@@ -79,7 +89,9 @@ impl Ingest {
         checkpoint: Option<Checkpoint>,
     ) -> Result<Vec<AppendOutcome>, IngestError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.blocking_send(AppendRequest { events, checkpoint, reply }).map_err(|_| IngestError::ShuttingDown)?;
+        self.tx
+            .blocking_send(WriterMsg::Append(AppendRequest { events, checkpoint, reply }))
+            .map_err(|_| IngestError::ShuttingDown)?;
         rx.blocking_recv().map_err(|_| IngestError::ShuttingDown)?
     }
 }
@@ -110,6 +122,10 @@ impl Progress {
     fn close(&self) {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
         self.cv.notify_all();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1
     }
 
     /// Wait until the position passes `seen`, the progress is closed, or `timeout` passes.
@@ -240,7 +256,9 @@ impl Runtime {
     /// Drain and stop: the writer finishes queued requests once every other ingest handle is
     /// gone, then the router catches up, then the outbox makes its last pass.
     pub fn shutdown(mut self) {
-        self.ingest = None;
+        if let Some(ingest) = self.ingest.take() {
+            let _ = ingest.tx.blocking_send(WriterMsg::Close);
+        }
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
@@ -257,22 +275,34 @@ impl Runtime {
 
 fn writer_loop(
     store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<AppendRequest>,
+    mut rx: mpsc::Receiver<WriterMsg>,
     max_events: usize,
     metrics: Arc<Metrics>,
     log: Arc<Progress>,
 ) {
     while let Some(first) = rx.blocking_recv() {
-        let mut queued = first.events.len();
-        let mut requests = vec![first];
-        while queued < max_events {
-            match rx.try_recv() {
-                Ok(req) => {
+        let mut requests = Vec::new();
+        let mut queued = 0;
+        let mut closing = false;
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                WriterMsg::Append(req) => {
                     queued += req.events.len();
                     requests.push(req);
                 }
-                Err(_) => break,
+                WriterMsg::Close => closing = true,
             }
+            if queued < max_events {
+                next = rx.try_recv().ok();
+            }
+        }
+        if closing {
+            // New sends fail from here on; what is already queued is still received.
+            rx.close();
+        }
+        if requests.is_empty() {
+            continue;
         }
         let batches: Vec<AppendBatch<'_>> =
             requests.iter().map(|r| AppendBatch { events: &r.events, checkpoint: r.checkpoint.as_ref() }).collect();
@@ -332,17 +362,12 @@ fn warm_router(ctx: &RouterContext) -> anyhow::Result<(Router, u64)> {
     let cursor = ctx.store.cursor(AGENTS_CURSOR)?;
     let mut seen = 0;
     while seen < cursor {
-        let events = ctx.store.events_after(seen, ctx.chunk)?;
-        if events.is_empty() {
-            break;
-        }
-        for ev in events.iter().take_while(|e| e.seq <= cursor) {
+        let page = ctx.store.events_after(seen, ctx.chunk)?;
+        let Some(last) = page.last_seq() else { break };
+        for ev in page.events.iter().take_while(|e| e.seq <= cursor) {
             router.warm_up(ev);
-            seen = ev.seq;
         }
-        if events.last().is_some_and(|e| e.seq > cursor) {
-            break;
-        }
+        seen = last.min(cursor);
     }
     if cursor > 0 {
         tracing::info!(cursor, "agents warmed up from the event log");
@@ -350,9 +375,54 @@ fn warm_router(ctx: &RouterContext) -> anyhow::Result<(Router, u64)> {
     Ok((router, cursor))
 }
 
+/// A stored row the agents could not read: skipped, and said so loudly.
+fn corrupt_event_finding(seq: u64, reason: &str, at: jidoka_model::Timestamp) -> Finding {
+    Finding {
+        finding_id: jidoka_model::stable_id("F", &["router", &seq.to_string(), "store.corrupt_event"]),
+        agent: jidoka_agents::ROUTER_AGENT.into(),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        kind: "store.corrupt_event".into(),
+        verdict: jidoka_model::Verdict::Review,
+        severity: jidoka_model::Severity::Critical,
+        confidence: 1.0,
+        reason: format!("stored event seq {seq} could not be read ({reason}); no agent assessed it"),
+        subject: jidoka_model::Subject::default(),
+        evidence: Vec::new(),
+        correlation_id: String::new(),
+        source_txn_id: String::new(),
+        occurred_at: at,
+        details: serde_json::json!({"seq": seq}),
+    }
+}
+
+/// Run the agents over one page of the log, in order, with a finding for every row that could
+/// not be read. The runtime and `jidoka replay` both use this, so replay reproduces it exactly.
+pub fn process_page(
+    router: &mut Router,
+    page: &jidoka_store::EventPage,
+    last_time: &mut jidoka_model::Timestamp,
+    findings: &mut Vec<Finding>,
+) {
+    let mut corrupt = page.corrupt.iter().peekable();
+    for ev in &page.events {
+        while let Some((seq, reason)) = corrupt.next_if(|(seq, _)| *seq < ev.seq) {
+            tracing::error!(seq, %reason, "stored event cannot be read; agents skip it");
+            findings.push(corrupt_event_finding(*seq, reason, *last_time));
+        }
+        router.process(ev, findings);
+        *last_time = ev.event.occurred_at;
+    }
+    for (seq, reason) in corrupt {
+        tracing::error!(seq, %reason, "stored event cannot be read; agents skip it");
+        findings.push(corrupt_event_finding(*seq, reason, *last_time));
+    }
+}
+
 fn router_loop(ctx: RouterContext) {
     let mut state: Option<(Router, u64)> = None;
     let mut findings = Vec::new();
+    let mut failures = 0u32;
+    let mut last_time = jidoka_model::Timestamp::default();
     loop {
         let (mut router, mut cursor) = match state.take() {
             Some(s) => s,
@@ -361,7 +431,12 @@ fn router_loop(ctx: RouterContext) {
                 Err(err) => {
                     tracing::error!(error = %err, "agent router cannot read the store; retrying");
                     ctx.metrics.store_errors.fetch_add(1, Relaxed);
-                    std::thread::sleep(Duration::from_secs(1));
+                    failures += 1;
+                    if ctx.log.is_closed() && failures >= 5 {
+                        tracing::error!("agent router gives up at shutdown; it resumes from its committed cursor");
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
                     continue;
                 }
             },
@@ -370,19 +445,17 @@ fn router_loop(ctx: RouterContext) {
         let (latest, closed) = ctx.log.wait_past(cursor, Duration::from_millis(500));
         let mut failed = false;
         loop {
-            let events = match ctx.store.events_after(cursor, ctx.chunk) {
-                Ok(e) => e,
+            let page = match ctx.store.events_after(cursor, ctx.chunk) {
+                Ok(p) => p,
                 Err(err) => {
                     tracing::error!(error = %err, "agent router cannot read events");
                     failed = true;
                     break;
                 }
             };
-            let Some(last) = events.last().map(|e| e.seq) else { break };
+            let Some(last) = page.last_seq() else { break };
             findings.clear();
-            for ev in &events {
-                router.process(ev, &mut findings);
-            }
+            process_page(&mut router, &page, &mut last_time, &mut findings);
             let actions = governance::propose_all(&findings);
             if let Err(err) = ctx.store.commit_findings(AGENTS_CURSOR, last, &findings, &actions) {
                 // The agents have seen events whose findings are not stored: rebuild their
@@ -404,9 +477,15 @@ fn router_loop(ctx: RouterContext) {
         }
         if failed {
             ctx.metrics.store_errors.fetch_add(1, Relaxed);
+            failures += 1;
+            if ctx.log.is_closed() && failures >= 5 {
+                tracing::error!("agent router gives up at shutdown; it resumes from its committed cursor");
+                return;
+            }
             std::thread::sleep(Duration::from_millis(500));
             continue;
         }
+        failures = 0;
         if closed && cursor >= latest {
             return;
         }
@@ -453,14 +532,30 @@ fn outbox_loop(
 }
 
 fn deliver_pass(store: &dyn Store, sinks: &mut [Box<dyn Sink>], backoff: &mut [Backoff], metrics: &Metrics) {
-    let pending = match store.outbox(500) {
-        Ok(p) => p,
-        Err(err) => {
-            tracing::error!(error = %err, "outbox cannot read approved actions");
-            metrics.store_errors.fetch_add(1, Relaxed);
-            return;
+    // Page through the outbox so actions waiting on a sink in backoff do not hide the ones
+    // behind them from healthy sinks.
+    let mut after = 0;
+    let mut pending = Vec::new();
+    for _ in 0..20 {
+        match store.outbox(after, 500) {
+            Ok(page) => {
+                let Some(last) = page.last().map(|(id, _)| *id) else { break };
+                after = last;
+                let now = Instant::now();
+                pending.extend(page.into_iter().map(|(_, a)| a).filter(|a| {
+                    sinks.iter().position(|s| s.accepts(a.action.kind)).is_none_or(|i| backoff[i].ready(now))
+                }));
+                if pending.len() >= 500 {
+                    break;
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "outbox cannot read approved actions");
+                metrics.store_errors.fetch_add(1, Relaxed);
+                return;
+            }
         }
-    };
+    }
     for record in pending {
         let action = &record.action;
         let now = Instant::now();

@@ -11,12 +11,16 @@ use jidoka_agents::{Router, build_agents};
 use jidoka_connectors::jsonl::{Position, read_chunk};
 use jidoka_connectors::{FileSourceConfig, SourceConfig};
 use jidoka_store::{Checkpoint, SqliteStore, Store};
+use std::future::IntoFuture;
 use std::io::{BufReader, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// How long in-flight HTTP requests may take to finish after a shutdown signal.
+const HTTP_DRAIN: Duration = Duration::from_secs(30);
 
 pub fn open_store(data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
     std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data folder {}", data_dir.display()))?;
@@ -68,6 +72,7 @@ pub async fn serve(
         metrics: runtime.metrics.clone(),
         auth,
         max_batch_events: config.api.max_batch_events,
+        metrics_open_to_loopback: config.api.metrics_open_to_loopback,
         agents,
     });
     let app = api::router(state, config.api.max_body_bytes);
@@ -102,9 +107,22 @@ pub async fn serve(
         })
     });
 
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    // Drain in-flight requests after the signal, but not for ever: a client that stalls
+    // mid-request must not keep the plant's service from stopping.
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = signalled_tx.send(());
+        })
+        .into_future();
+    tokio::select! {
+        result = server => result?,
+        _ = async {
+            let _ = signalled_rx.await;
+            tokio::time::sleep(HTTP_DRAIN).await;
+        } => tracing::warn!("requests still open {} s after the shutdown signal; closing them", HTTP_DRAIN.as_secs()),
+    }
 
     stop.store(true, Ordering::Relaxed);
     if let Some(feed) = feed {
@@ -127,8 +145,18 @@ pub async fn serve(
 fn file_source(config: FileSourceConfig, ingest: Ingest, store: Arc<dyn Store>, stop: Arc<AtomicBool>) {
     let checkpoint_name = format!("file:{}", config.name);
     let poll = Duration::from_millis(config.poll_interval_ms);
+    // Sleep in short steps so a shutdown is not held up by a long poll interval.
+    let pause = |d: Duration| {
+        let until = std::time::Instant::now() + d;
+        while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50).min(d));
+        }
+    };
     let mut pos = match store.checkpoint(&checkpoint_name) {
-        Ok(Some(text)) => Position::decode(&text).unwrap_or_default(),
+        Ok(Some(text)) => Position::decode(&text).unwrap_or_else(|| {
+            tracing::warn!(source = %config.name, checkpoint = %text, "checkpoint unreadable; reading the file from the start (duplicates are absorbed)");
+            Position::default()
+        }),
         Ok(None) => Position::default(),
         Err(err) => {
             tracing::error!(source = %config.name, error = %err, "cannot read checkpoint; source not started");
@@ -147,21 +175,27 @@ fn file_source(config: FileSourceConfig, ingest: Ingest, store: Arc<dyn Store>, 
                 if !config.follow {
                     return;
                 }
-                std::thread::sleep(poll);
+                pause(poll);
                 continue;
             }
         };
         warned_missing = false;
+        // A file shorter than the checkpoint was truncated or replaced (log rotation): start
+        // it again from the top; events read twice are absorbed by the store's idempotency.
+        if file.metadata().map(|m| m.len() < pos.offset).unwrap_or(false) {
+            tracing::warn!(source = %config.name, offset = pos.offset, "file is shorter than its checkpoint; reading it from the start");
+            pos = Position::default();
+        }
         let mut reader = BufReader::new(file);
         if reader.seek(SeekFrom::Start(pos.offset)).is_err() {
-            std::thread::sleep(poll);
+            pause(poll);
             continue;
         }
         let chunk = match read_chunk(&mut reader, pos, 1000, !config.follow, chrono::Utc::now()) {
             Ok(c) => c,
             Err(err) => {
                 tracing::warn!(source = %config.name, error = %err, "read failed; retrying");
-                std::thread::sleep(poll);
+                pause(poll);
                 continue;
             }
         };
@@ -169,13 +203,21 @@ fn file_source(config: FileSourceConfig, ingest: Ingest, store: Arc<dyn Store>, 
             tracing::warn!(source = %config.name, line = e.line, field = %e.field, reason = %e.reason, "line rejected");
         }
         if chunk.end != pos {
+            let lines: Vec<u64> = chunk.events.iter().map(|(line, _)| *line).collect();
             let events = chunk.events.into_iter().map(|(_, ev)| ev).collect();
             let cp = Checkpoint { source: checkpoint_name.clone(), position: chunk.end.encode() };
             match ingest.blocking_append(events, Some(cp)) {
-                Ok(_) => pos = chunk.end,
+                Ok(outcomes) => {
+                    for (line, outcome) in lines.iter().zip(outcomes) {
+                        if let jidoka_store::AppendOutcome::Rejected { error } = outcome {
+                            tracing::warn!(source = %config.name, line, field = %error.field, reason = %error.reason, "line rejected by the store");
+                        }
+                    }
+                    pos = chunk.end;
+                }
                 Err(err) => {
                     tracing::warn!(source = %config.name, error = %err, "append failed; will re-read from the checkpoint");
-                    std::thread::sleep(poll);
+                    pause(poll);
                     continue;
                 }
             }
@@ -184,7 +226,7 @@ fn file_source(config: FileSourceConfig, ingest: Ingest, store: Arc<dyn Store>, 
             if !config.follow {
                 return;
             }
-            std::thread::sleep(poll);
+            pause(poll);
         }
     }
 }

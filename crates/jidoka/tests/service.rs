@@ -46,6 +46,7 @@ fn service(config: &Config) -> Service {
         metrics: runtime.metrics.clone(),
         auth,
         max_batch_events: 100,
+        metrics_open_to_loopback: true,
         agents: AgentRouter::new(build_agents(&config.agents)).agent_names(),
     });
     Service { app: router(state, 1 << 20), runtime: Some(runtime), tokens, _dir: dir }
@@ -439,4 +440,117 @@ fn eval_torque_scores_the_controller_against_simulator_ground_truth() {
     let cross = v["controller_recall_cross_thread"].as_f64().expect("number");
     assert!(cross > 0.0 && cross < 0.9, "{cross}");
     assert!(v["torque_window_precision"].as_f64().expect("number") > 0.9);
+}
+
+#[test]
+fn shutdown_finishes_even_with_a_lingering_ingest_handle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("j.sqlite")).expect("store"));
+    let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(&Config::default())).expect("runtime");
+    let lingering = runtime.ingest();
+    let ev = jidoka_model::Event::parse(tightening("T1", 31.0), chrono::Utc::now()).expect("event");
+    lingering.blocking_append(vec![ev.clone()], None).expect("append");
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        runtime.shutdown();
+        let _ = done_tx.send(());
+    });
+    done_rx.recv_timeout(Duration::from_secs(10)).expect("shutdown returns although a handle is alive");
+    assert!(lingering.blocking_append(vec![ev], None).is_err(), "a closed runtime refuses new appends");
+    assert_eq!(store.cursor("agents").expect("cursor"), 1, "the queued event was processed before stopping");
+}
+
+#[test]
+fn a_corrupt_stored_event_becomes_a_finding_and_replay_agrees() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::default();
+    config.store.data_dir = dir.path().to_path_buf();
+    let path = dir.path().join("jidoka.sqlite");
+    {
+        let store = SqliteStore::open(&path).expect("store");
+        let events: Vec<jidoka_model::Event> = (0..5)
+            .map(|i| jidoka_model::Event::parse(tightening(&format!("T{i}"), 31.0), chrono::Utc::now()).expect("event"))
+            .collect();
+        store.append(&[jidoka_store::AppendBatch { events: &events, checkpoint: None }]).expect("append");
+    }
+    rusqlite::Connection::open(&path)
+        .expect("raw")
+        .execute("UPDATE events SET payload = 'not json' WHERE seq = 3", [])
+        .expect("corrupt");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).expect("store"));
+    let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(&config)).expect("runtime");
+    assert!(runtime.wait_for_agents(Duration::from_secs(10)));
+    runtime.shutdown();
+    let findings = store.findings_in_order(0, 100).expect("findings").items;
+    let kinds: Vec<&str> = findings.iter().map(|f| f.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "torque.out_of_window",
+            "torque.out_of_window",
+            "store.corrupt_event",
+            "torque.out_of_window",
+            "torque.out_of_window"
+        ]
+    );
+    assert_eq!(findings[2].severity, jidoka_model::Severity::Critical);
+    assert!(findings[2].reason.contains("seq 3"));
+    assert!(jidoka::commands::replay(config, true).expect("replay"));
+}
+
+#[test]
+fn file_source_follows_resumes_and_rereads_a_truncated_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (token, hash) = new_token().expect("token");
+    let inbox = dir.path().join("inbox.jsonl");
+    let line = |i: usize| tightening(&format!("F{i}"), 25.0).to_string() + "\n";
+    std::fs::write(&inbox, (0..3).map(line).collect::<String>()).expect("write");
+    let config = dir.path().join("plant.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[api.tokens]]\nname = \"t\"\nrole = \"integrator\"\nsha256 = \"{hash}\"\n\n[[sources]]\ntype = \"file\"\nname = \"inbox\"\npath = \"{}\"\nfollow = true\npoll_interval_ms = 50\n",
+            inbox.display()
+        ),
+    )
+    .expect("config");
+    let data = dir.path().join("data");
+    let serve = || {
+        let mut cmd = jidoka_bin();
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"]).arg(&config).arg("--data-dir").arg(&data);
+        start(cmd)
+    };
+    let agent = http();
+    let events_stored =
+        |url: &str| get_json(&agent, &format!("{url}/api/status"), &token)["store"]["events"].as_u64().unwrap_or(0);
+    let wait_for = |url: &str, n: u64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while events_stored(url) < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        events_stored(url)
+    };
+    let (mut child, url, _) = serve();
+    assert_eq!(wait_for(&url, 3), 3);
+    // Appended lines (and a half-written one) are picked up as they arrive.
+    let mut text = std::fs::read_to_string(&inbox).expect("read");
+    text.push_str(&line(3));
+    let partial = line(4);
+    text.push_str(&partial[..20]);
+    std::fs::write(&inbox, &text).expect("append");
+    assert_eq!(wait_for(&url, 4), 4);
+    text.push_str(&partial[20..]);
+    std::fs::write(&inbox, &text).expect("finish the line");
+    assert_eq!(wait_for(&url, 5), 5);
+    assert!(terminate(&mut child).success());
+    // After a restart the checkpoint holds: nothing is read twice.
+    let (mut child, url, _) = serve();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(events_stored(&url), 5);
+    // Rotation: the file is replaced by a shorter one with new events.
+    std::fs::write(&inbox, line(10) + &line(11)).expect("rotate");
+    assert_eq!(wait_for(&url, 7), 7);
+    let started = Instant::now();
+    assert!(terminate(&mut child).success());
+    assert!(started.elapsed() < Duration::from_secs(5), "the source stops promptly");
 }
