@@ -348,20 +348,8 @@ impl Simulation {
         for w in self.plant.faults.worn_fixture.clone() {
             if ctx.fixture.as_deref() == Some(w.fixture.as_str()) && ctx.shift == w.shift && unit.index >= w.onset_unit
             {
-                let key = format!("fixture:{}", w.fixture);
-                if self.floor.episodes.insert(key) {
-                    truth.push(GroundTruth {
-                        fault: "worn_fixture".into(),
-                        unit: unit.index,
-                        vin: unit.vin.clone(),
-                        station: station.to_string(),
-                        joint: None,
-                        tool: None,
-                        event_id: None,
-                        onset_at: iso(at),
-                        detail: json!({"fixture": w.fixture, "shift": w.shift, "defect": w.defect, "rate": w.rate}),
-                    });
-                }
+                let detail = json!({"fixture": w.fixture, "shift": w.shift, "defect": w.defect, "rate": w.rate});
+                self.episode(&format!("fixture:{}", w.fixture), "worn_fixture", unit, station, at, detail, truth);
                 if rng.chance(w.rate) {
                     caused.push((
                         w.defect.clone(),
@@ -374,20 +362,8 @@ impl Simulation {
         }
         for b in self.plant.faults.bad_lot.clone() {
             if let Some(f) = fitted.iter().find(|f| f.part == b.part && f.lot_no == b.lot) {
-                let key = format!("lot:{}", f.lot);
-                if self.floor.episodes.insert(key) {
-                    truth.push(GroundTruth {
-                        fault: "bad_lot".into(),
-                        unit: unit.index,
-                        vin: unit.vin.clone(),
-                        station: station.to_string(),
-                        joint: None,
-                        tool: None,
-                        event_id: None,
-                        onset_at: iso(at),
-                        detail: json!({"part": b.part, "supplier_lot": f.lot, "defect": b.defect, "rate": b.rate}),
-                    });
-                }
+                let detail = json!({"part": b.part, "supplier_lot": f.lot, "defect": b.defect, "rate": b.rate});
+                self.episode(&format!("lot:{}", f.lot), "bad_lot", unit, station, at, detail, truth);
                 if rng.chance(b.rate) {
                     caused.push((
                         b.defect.clone(),
@@ -432,6 +408,33 @@ impl Simulation {
         }
     }
 
+    /// Record the start of a hidden cause (worn fixture, bad lot, drifting parameter) once.
+    #[allow(clippy::too_many_arguments)]
+    fn episode(
+        &mut self,
+        key: &str,
+        fault: &str,
+        unit: &Unit,
+        station: &str,
+        at: DateTime<Utc>,
+        detail: serde_json::Value,
+        truth: &mut Vec<GroundTruth>,
+    ) {
+        if self.floor.episodes.insert(key.to_string()) {
+            truth.push(GroundTruth {
+                fault: fault.into(),
+                unit: unit.index,
+                vin: unit.vin.clone(),
+                station: station.to_string(),
+                joint: None,
+                tool: None,
+                event_id: None,
+                onset_at: iso(at),
+                detail,
+            });
+        }
+    }
+
     /// Sample the station's PLC tags for this unit (with any configured drift).
     pub(crate) fn process_samples(
         &mut self,
@@ -444,23 +447,16 @@ impl Simulation {
         let mut out = Vec::new();
         for pp in self.plant.process_parameters.clone().iter().filter(|p| p.station == station) {
             let mut drift = 0.0;
+            let mut episodes = Vec::new();
             for d in self.plant.faults.parameter_drift.iter().filter(|d| d.tag == pp.tag && unit.index >= d.onset_unit)
             {
                 drift += d.offset * ((unit.index - d.onset_unit) as f64 / d.ramp_units as f64).min(1.0);
-                let key = format!("parameter:{}", d.tag);
-                if self.floor.episodes.insert(key) {
-                    truth.push(GroundTruth {
-                        fault: "parameter_drift".into(),
-                        unit: unit.index,
-                        vin: unit.vin.clone(),
-                        station: station.to_string(),
-                        joint: None,
-                        tool: None,
-                        event_id: None,
-                        onset_at: iso(at),
-                        detail: json!({"tag": d.tag, "equipment": pp.equipment, "offset": d.offset, "ramp_units": d.ramp_units}),
-                    });
-                }
+                let detail =
+                    json!({"tag": d.tag, "equipment": pp.equipment, "offset": d.offset, "ramp_units": d.ramp_units});
+                episodes.push((format!("parameter:{}", d.tag), detail));
+            }
+            for (key, detail) in episodes {
+                self.episode(&key, "parameter_drift", unit, station, at, detail, truth);
             }
             let value = pp.nominal + pp.noise * rng.normal() + drift;
             self.floor.unit(unit.index).parameters.insert(pp.tag.clone(), value - pp.nominal);

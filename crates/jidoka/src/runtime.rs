@@ -418,6 +418,19 @@ pub fn process_page(
     }
 }
 
+/// After a store failure: count it, pause, and say whether to stop retrying. The router only
+/// gives up once shutdown has begun; its cursor is durable, so the next start resumes there.
+fn give_up_after_failure(ctx: &RouterContext, failures: &mut u32) -> bool {
+    ctx.metrics.store_errors.fetch_add(1, Relaxed);
+    *failures += 1;
+    if ctx.log.is_closed() && *failures >= 5 {
+        tracing::error!("agent router gives up at shutdown; it resumes from its committed cursor");
+        return true;
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    false
+}
+
 fn router_loop(ctx: RouterContext) {
     let mut state: Option<(Router, u64)> = None;
     let mut findings = Vec::new();
@@ -430,13 +443,9 @@ fn router_loop(ctx: RouterContext) {
                 Ok(s) => s,
                 Err(err) => {
                     tracing::error!(error = %err, "agent router cannot read the store; retrying");
-                    ctx.metrics.store_errors.fetch_add(1, Relaxed);
-                    failures += 1;
-                    if ctx.log.is_closed() && failures >= 5 {
-                        tracing::error!("agent router gives up at shutdown; it resumes from its committed cursor");
+                    if give_up_after_failure(&ctx, &mut failures) {
                         return;
                     }
-                    std::thread::sleep(Duration::from_millis(500));
                     continue;
                 }
             },
@@ -476,13 +485,9 @@ fn router_loop(ctx: RouterContext) {
             }
         }
         if failed {
-            ctx.metrics.store_errors.fetch_add(1, Relaxed);
-            failures += 1;
-            if ctx.log.is_closed() && failures >= 5 {
-                tracing::error!("agent router gives up at shutdown; it resumes from its committed cursor");
+            if give_up_after_failure(&ctx, &mut failures) {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(500));
             continue;
         }
         failures = 0;
