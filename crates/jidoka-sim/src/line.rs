@@ -63,6 +63,7 @@ pub(crate) struct Unit {
     pub(crate) work_order: String,
     pub(crate) model: String,
     pub(crate) options: BTreeSet<String>,
+    pub(crate) planned_start: DateTime<Utc>,
 }
 
 /// The running simulation.
@@ -158,7 +159,16 @@ impl Simulation {
         .unwrap_or_default();
         let options =
             plant.options.iter().map(|o| format!("{}={}", o.family, o.values[rng.weighted(&o.shares)])).collect();
-        Unit { index, sequence, vin, work_order: format!("WO-{sequence:07}"), model: model.code.clone(), options }
+        let planned_start = self.slot_start(index);
+        Unit {
+            index,
+            sequence,
+            vin,
+            work_order: format!("WO-{sequence:07}"),
+            model: model.code.clone(),
+            options,
+            planned_start,
+        }
     }
 
     pub(crate) fn event(&mut self, source: &str, at: DateTime<Utc>, payload: EventPayload) -> Event {
@@ -276,7 +286,7 @@ impl Simulation {
     /// is still allowed (use-up window).
     fn required_part(&self, line: &BomLine, unit: &Unit) -> (String, Option<String>) {
         for eco in &self.plant.ecos {
-            if eco.old_part == line.part && unit.sequence >= eco.cut_in_sequence {
+            if eco.old_part == line.part && eco.cut_in_passed(unit.sequence, unit.planned_start) {
                 let use_up = eco.old_valid_until_sequence.is_some_and(|until| unit.sequence <= until);
                 return (eco.new_part.clone(), use_up.then(|| eco.old_part.clone()));
             }
@@ -350,7 +360,8 @@ impl Simulation {
             // Lay the tightenings out inside the takt: each gets an equal share of the time left
             // (positioning + the run itself), so a station never spills into the next slot.
             let elapsed = (t - slot_start).num_milliseconds() as f64 / 1000.0;
-            let share = ((takt - 3.0 - elapsed) / joints.len().max(1) as f64).max(0.05);
+            let work = station.cycle_s.unwrap_or(takt - 3.0).min(takt - 3.0);
+            let share = ((work - elapsed) / joints.len().max(1) as f64).max(0.05);
             let first = t;
             for (idx, (spec, k)) in joints.into_iter().enumerate() {
                 let at = first + ms(share * idx as f64 + share * 0.2);
@@ -399,6 +410,7 @@ impl Simulation {
                 let b = &self.plant.bom[i];
                 b.station == station
                     && (b.models.is_empty() || b.models.contains(&unit.model))
+                    && b.effective_for(unit.sequence)
                     && self.rules[i].holds(&unit.options)
             })
             .collect();
@@ -421,7 +433,10 @@ impl Simulation {
             let siblings: Vec<String> = (0..self.plant.bom.len())
                 .filter(|&j| {
                     let b = &self.plant.bom[j];
-                    b.station == station && !self.rules[j].holds(&unit.options) && b.part != line.part
+                    b.station == station
+                        && b.effective_for(unit.sequence)
+                        && !self.rules[j].holds(&unit.options)
+                        && b.part != line.part
                 })
                 .map(|j| self.plant.bom[j].part.clone())
                 .collect();

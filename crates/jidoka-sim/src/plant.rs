@@ -222,6 +222,9 @@ pub struct Station {
     pub name: String,
     /// The routing operation done here.
     pub operation: String,
+    /// Work content of the station in seconds (at most the takt); default: the takt less 3 s.
+    #[serde(default)]
+    pub cycle_s: Option<f64>,
     #[serde(default)]
     pub joints: Vec<JointSpec>,
 }
@@ -283,6 +286,18 @@ pub struct BomLine {
     /// Pieces per supplier lot.
     #[serde(default = "default_lot")]
     pub lot_size: u32,
+    /// Effectivity by planned sequence number (inclusive bounds; none = open).
+    #[serde(default)]
+    pub from_sequence: Option<u64>,
+    #[serde(default)]
+    pub to_sequence: Option<u64>,
+}
+
+impl BomLine {
+    /// Whether this line applies to the unit with this planned sequence number.
+    pub fn effective_for(&self, sequence: u64) -> bool {
+        self.from_sequence.is_none_or(|f| sequence >= f) && self.to_sequence.is_none_or(|t| sequence <= t)
+    }
 }
 
 fn default_lot() -> u32 {
@@ -297,9 +312,27 @@ pub struct Eco {
     pub id: String,
     pub old_part: String,
     pub new_part: String,
-    pub cut_in_sequence: u64,
+    /// Cut-in by planned sequence number...
+    #[serde(default)]
+    pub cut_in_sequence: Option<u64>,
+    /// ...or by date (RFC 3339), compared with the unit's planned start.
+    #[serde(default)]
+    pub cut_in_date: Option<String>,
     #[serde(default)]
     pub old_valid_until_sequence: Option<u64>,
+}
+
+impl Eco {
+    /// Whether the cut-in has passed for a unit with this sequence and planned start.
+    pub fn cut_in_passed(&self, sequence: u64, planned_start: chrono::DateTime<chrono::Utc>) -> bool {
+        let by_sequence = self.cut_in_sequence.is_some_and(|c| sequence >= c);
+        let by_date = self
+            .cut_in_date
+            .as_deref()
+            .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+            .is_some_and(|d| planned_start >= d);
+        by_sequence || by_date
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -476,6 +509,9 @@ impl Plant {
             if !station_ids.insert(s.id.as_str()) {
                 err(format!("stations[{i}].id"), "used twice");
             }
+            if s.cycle_s.is_some_and(|c| c <= 5.0 || c > 3600.0 / self.line.jph) {
+                err(format!("stations[{i}].cycle_s"), "must be above 5 s and at most the takt");
+            }
             for (j, joint) in s.joints.iter().enumerate() {
                 let p = format!("stations[{i}].joints[{j}]");
                 if !(joint.min_nm <= joint.target_nm && joint.target_nm <= joint.max_nm && joint.min_nm > 0.0) {
@@ -522,6 +558,11 @@ impl Plant {
                 }
                 Err(reason) => err(format!("bom[{i}].rule"), &reason),
             }
+            if let (Some(f), Some(t)) = (b.from_sequence, b.to_sequence)
+                && f > t
+            {
+                err(format!("bom[{i}].from_sequence"), "after to_sequence");
+            }
             if b.lot_size == 0 || b.quantity == 0 {
                 err(format!("bom[{i}]"), "quantity and lot_size must be at least 1");
             }
@@ -531,7 +572,17 @@ impl Plant {
             if !parts.contains(eco.old_part.as_str()) {
                 err(format!("ecos[{i}].old_part"), "not in the BOM");
             }
-            if eco.old_valid_until_sequence.is_some_and(|u| u < eco.cut_in_sequence) {
+            if eco.cut_in_sequence.is_none() == eco.cut_in_date.is_none() {
+                err(format!("ecos[{i}]"), "give exactly one of cut_in_sequence and cut_in_date");
+            }
+            if let Some(d) = &eco.cut_in_date
+                && chrono::DateTime::parse_from_rfc3339(d).is_err()
+            {
+                err(format!("ecos[{i}].cut_in_date"), "not an RFC 3339 time");
+            }
+            if let (Some(until), Some(cut)) = (eco.old_valid_until_sequence, eco.cut_in_sequence)
+                && until < cut
+            {
                 err(format!("ecos[{i}].old_valid_until_sequence"), "before the cut-in");
             }
         }

@@ -52,6 +52,11 @@ fn default_plant_is_valid_and_shaped_as_described() {
     assert!(bad.is_err_and(|e| e.0.iter().any(|(p, m)| p.starts_with("bom[") && m.contains("ENGINE=DIESEL"))));
     let bad = Plant::parse(&jidoka_sim::plant::DEFAULT_PLANT.replace("tool = \"NR-0801\"", "tool = \"NR-9999\""));
     assert!(bad.is_err_and(|e| e.0.iter().any(|(p, _)| p.ends_with(".tool"))));
+    let bad = Plant::parse(&jidoka_sim::plant::DEFAULT_PLANT.replace(
+        "cut_in_date = \"2026-11-03T06:00:00Z\"",
+        "cut_in_date = \"2026-11-03T06:00:00Z\"\ncut_in_sequence = 9",
+    ));
+    assert!(bad.is_err_and(|e| e.0.iter().any(|(p, m)| p == "ecos[1]" && m.contains("exactly one"))));
 }
 
 #[test]
@@ -224,7 +229,8 @@ fn sequence_ground_truth_matches_an_independent_check_of_every_scan() {
     plant.faults.superseded = 0.2;
     plant.faults.duplicate_serial = 0.01;
     plant.faults.skipped_operation = 0.01;
-    let r = run(plant.clone(), 21, 800, CurveMode::None);
+    // 1600 units: past the date cut-in of ECO-2417 (the line's second day, unit 1440).
+    let r = run(plant.clone(), 21, 1600, CurveMode::None);
     let orders: HashMap<&str, &jidoka_model::master::WorkOrder> =
         r.work_orders.iter().map(|w| (w.vin.as_str(), w)).collect();
     let rules: Vec<Rule> = plant.bom.iter().map(|b| Rule::parse(&b.rule).unwrap()).collect();
@@ -239,15 +245,23 @@ fn sequence_ground_truth_matches_an_independent_check_of_every_scan() {
         // What this unit needs at this station, after ECOs (and what the use-up window allows).
         let mut allowed: HashSet<String> = HashSet::new();
         for (i, b) in plant.bom.iter().enumerate() {
+            let effective =
+                b.from_sequence.is_none_or(|f| wo.sequence >= f) && b.to_sequence.is_none_or(|t| wo.sequence <= t);
             if b.station != s.station
                 || !(b.models.is_empty() || b.models.contains(&wo.model))
+                || !effective
                 || !rules[i].holds(&options)
             {
                 continue;
             }
             let mut part = b.part.clone();
             for eco in &plant.ecos {
-                if eco.old_part == b.part && wo.sequence >= eco.cut_in_sequence {
+                let by_sequence = eco.cut_in_sequence.is_some_and(|c| wo.sequence >= c);
+                let by_date = eco.cut_in_date.as_deref().is_some_and(|d| {
+                    let cut = chrono::DateTime::parse_from_rfc3339(d).expect("date").with_timezone(&chrono::Utc);
+                    wo.planned_start.is_some_and(|p| p >= cut)
+                });
+                if eco.old_part == b.part && (by_sequence || by_date) {
                     part = eco.new_part.clone();
                     if eco.old_valid_until_sequence.is_some_and(|u| wo.sequence <= u) {
                         allowed.insert(eco.old_part.clone());
@@ -281,12 +295,25 @@ fn sequence_ground_truth_matches_an_independent_check_of_every_scan() {
         .collect();
     let skipped: HashSet<(String, String)> =
         r.truth.iter().filter(|t| t.fault == "skipped_operation").map(|t| (t.vin.clone(), t.station.clone())).collect();
-    assert_eq!(completed.len() + skipped.len(), 800 * plant.stations.len());
+    assert_eq!(completed.len() + skipped.len(), 1600 * plant.stations.len());
     assert!(completed.is_disjoint(&skipped));
     let kinds: HashSet<&str> = r.truth.iter().map(|t| t.fault.as_str()).collect();
     for k in ["wrong_part", "wrong_variant", "superseded", "duplicate_serial", "skipped_operation"] {
-        assert!(kinds.contains(k), "no {k} injected in 800 units");
+        assert!(kinds.contains(k), "no {k} injected in 1600 units");
     }
+    let superseded_hinges = r.truth.iter().filter(|t| t.fault == "superseded" && t.detail["eco"] == "ECO-2417").count();
+    assert!(superseded_hinges > 0, "the date cut-in is enforced and violated too");
+    let tiedowns: Vec<u64> = r
+        .events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            EventPayload::ComponentScanned(s) if s.part_number == "TIEDOWN-KIT" && s.station == "ST070" => {
+                Some(orders[s.vin.as_str()].sequence)
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(!tiedowns.is_empty() && tiedowns.iter().all(|seq| *seq >= 500), "effectivity from sequence 500");
 }
 
 #[test]
