@@ -6,12 +6,14 @@
 //!   completes drafts into [`Finding`]s with stable ids.
 //! - [`AgentsConfig`] / [`build_agents`]: explicit registration of every agent.
 //! - [`torque_window`]: the controller's own window check, the baseline the plant has today.
+//! - [`sequence`]: scans, operations and tightenings against BOM, ECOs and routing.
 //!
 //! Invariants: agents do no I/O and never read the clock; their only input is the event log,
 //! in log order. So an agent's state is a function of the log prefix it has seen, and replaying
 //! the log reproduces every finding exactly. An agent that panics on an event is contained: the
 //! router records an `agent.failure` finding and goes on.
 
+pub mod sequence;
 pub mod torque_window;
 
 use jidoka_model::{EventKind, Finding, Severity, StoredEvent, Subject, Verdict, stable_id};
@@ -146,6 +148,8 @@ fn complete(agent: &str, version: &str, event: &StoredEvent, ordinal: usize, dra
 pub struct AgentsConfig {
     #[serde(default)]
     pub torque_window: torque_window::TorqueWindowConfig,
+    #[serde(default)]
+    pub sequence: sequence::SequenceConfig,
 }
 
 impl AgentsConfig {
@@ -157,12 +161,20 @@ impl AgentsConfig {
     }
 }
 
+/// What agents know about the plant besides events (BOM, ECOs, routing).
+pub type Master = Option<std::sync::Arc<jidoka_model::master::MasterData>>;
+
 /// Build the enabled agents. One line per agent: adding an agent = a module, a config field,
-/// a line here.
-pub fn build_agents(config: &AgentsConfig) -> Vec<Box<dyn Agent>> {
+/// a line here. Agents that need master data are built only when it is given.
+pub fn build_agents(config: &AgentsConfig, master: &Master) -> Vec<Box<dyn Agent>> {
     let mut agents: Vec<Box<dyn Agent>> = Vec::new();
     if config.torque_window.enabled {
         agents.push(Box::new(torque_window::TorqueWindowAgent::new(config.torque_window.clone())));
+    }
+    if config.sequence.enabled
+        && let Some(master) = master
+    {
+        agents.push(Box::new(sequence::SequenceAgent::new(master)));
     }
     agents
 }

@@ -23,7 +23,7 @@ fn tightening(seq: u64, txn: &str, torque: f64, angle: f64, verdict: &str, categ
 }
 
 fn run(events: &[StoredEvent]) -> Vec<Finding> {
-    let mut router = Router::new(build_agents(&AgentsConfig::default()));
+    let mut router = Router::new(build_agents(&AgentsConfig::default(), &None));
     let mut out = Vec::new();
     for ev in events {
         router.process(ev, &mut out);
@@ -137,4 +137,203 @@ fn unsubscribed_kinds_reach_no_agent() {
     let mut out = Vec::new();
     router.process(&StoredEvent { seq: 2, event: scan }, &mut out);
     assert!(out.is_empty());
+}
+
+mod sequence {
+    use super::*;
+    use jidoka_agents::sequence::SequenceAgent;
+    use jidoka_model::master::{BomItem, ChangePackage, Effectivity, MasterData, RoutingStep};
+
+    fn master() -> MasterData {
+        let item = |part: &str, station: &str, rule: Option<&str>, qty: f64| BomItem {
+            model: "*".into(),
+            part_number: part.into(),
+            quantity: qty,
+            station: station.into(),
+            operation: None,
+            option_rule: rule.map(str::to_string),
+            effectivity: Effectivity::default(),
+        };
+        let mut late = item("BRACKET", "S1", None, 1.0);
+        late.effectivity.from_sequence = Some(100);
+        MasterData {
+            bom: vec![
+                item("ECU-I4", "S1", Some("ENGINE=I4"), 1.0),
+                item("ECU-V6", "S1", Some("ENGINE=V6"), 1.0),
+                item("CLIP", "S1", None, 2.0),
+                late,
+                item("SEAT", "S2", None, 1.0),
+            ],
+            changes: vec![ChangePackage {
+                change_id: "ECO-7".into(),
+                old_part_number: "SEAT".into(),
+                new_part_number: "SEAT-B".into(),
+                cut_in: Effectivity { from_sequence: Some(50), ..Effectivity::default() },
+                old_valid_until: None,
+                old_valid_until_sequence: Some(60),
+                description: None,
+            }],
+            routing: vec![
+                RoutingStep {
+                    model: "*".into(),
+                    station: "S1".into(),
+                    operation: "OP1".into(),
+                    step: 1,
+                    required_tightenings: vec!["J1".into()],
+                },
+                RoutingStep {
+                    model: "*".into(),
+                    station: "S1".into(),
+                    operation: "OP1B".into(),
+                    step: 2,
+                    required_tightenings: vec![],
+                },
+                RoutingStep {
+                    model: "*".into(),
+                    station: "S2".into(),
+                    operation: "OP2".into(),
+                    step: 3,
+                    required_tightenings: vec![],
+                },
+            ],
+            lots_on_hold: vec!["LOT-BAD".into()],
+        }
+    }
+
+    struct Line {
+        router: Router,
+        seq: u64,
+        out: Vec<Finding>,
+    }
+
+    impl Line {
+        fn new() -> Line {
+            Line { router: Router::new(vec![Box::new(SequenceAgent::new(&master()))]), seq: 0, out: Vec::new() }
+        }
+
+        fn send(&mut self, kind: &str, data: Value) -> Vec<String> {
+            self.seq += 1;
+            let t = Utc.with_ymd_and_hms(2026, 11, 24, 8, 0, 0).single().unwrap_or_default();
+            let event = Event::parse(
+                json!({"source": "t", "source_txn_id": self.seq.to_string(), "occurred_at": "2026-11-24T08:00:00Z", "kind": kind, "data": data}),
+                t,
+            )
+            .expect("valid event");
+            let before = self.out.len();
+            self.router.process(&StoredEvent { seq: self.seq, event }, &mut self.out);
+            self.out[before..].iter().map(|f| f.kind.trim_start_matches("sequence.").to_string()).collect()
+        }
+
+        fn release(&mut self, vin: &str, engine: &str, sequence: u64) {
+            let found = self.send(
+                "work_order_released",
+                json!({"work_order": format!("WO-{vin}"), "vin": vin, "model": "SUV", "options": [format!("ENGINE={engine}")], "sequence": sequence}),
+            );
+            assert!(found.is_empty());
+        }
+
+        fn scan(&mut self, vin: &str, station: &str, part: &str, extra: Value) -> Vec<String> {
+            let mut data = json!({"vin": vin, "station": station, "part_number": part});
+            if let (Some(d), Some(e)) = (data.as_object_mut(), extra.as_object()) {
+                d.extend(e.clone());
+            }
+            self.send("component_scanned", data)
+        }
+
+        fn complete_s1(&mut self, vin: &str) {
+            self.send("tightening_result", json!({"tightening_id": "1", "vin": vin, "station": "S1", "tool": "T", "pset": "1", "joint": "J1", "final_torque_nm": 10.0, "final_angle_deg": 30.0}));
+            self.send("operation_completed", json!({"vin": vin, "station": "S1", "operation": "OP1"}));
+            self.send("operation_completed", json!({"vin": vin, "station": "S1", "operation": "OP1B"}));
+        }
+    }
+
+    #[test]
+    fn a_correct_unit_raises_nothing() {
+        let mut l = Line::new();
+        l.release("V1", "I4", 10);
+        assert!(l.send("unit_entered_station", json!({"vin": "V1", "station": "S1"})).is_empty());
+        assert!(l.scan("V1", "S1", "ECU-I4", json!({"serial": "E1"})).is_empty());
+        assert!(l.scan("V1", "S1", "CLIP", json!({"quantity": 2.0})).is_empty());
+        l.complete_s1("V1");
+        assert!(l.send("unit_left_station", json!({"vin": "V1", "station": "S1"})).is_empty());
+    }
+
+    #[test]
+    fn every_reason_code_is_named() {
+        let mut l = Line::new();
+        l.release("V1", "I4", 10);
+        l.send("unit_entered_station", json!({"vin": "V1", "station": "S1"}));
+        assert_eq!(l.scan("V1", "S1", "ECU-V6", json!({})), vec!["wrong_variant"]);
+        assert_eq!(l.scan("V1", "S1", "SEAT", json!({})), vec!["wrong_part"]);
+        assert_eq!(l.scan("V1", "S1", "MYSTERY", json!({})), vec!["unknown_part"]);
+        assert_eq!(
+            l.scan("V1", "S1", "BRACKET", json!({})),
+            vec!["wrong_variant"],
+            "not yet effective for sequence 10"
+        );
+        assert_eq!(l.scan("V1", "S1", "CLIP", json!({"quantity": 3.0})), vec!["quantity_over"]);
+        assert_eq!(
+            l.scan("V1", "S1", "ECU-I4", json!({"serial": "E9", "supplier_lot": "LOT-BAD"})),
+            vec!["lot_on_hold"]
+        );
+        l.send("operation_completed", json!({"vin": "V1", "station": "S1", "operation": "OP1B"}));
+        assert_eq!(
+            l.send("operation_completed", json!({"vin": "V1", "station": "S1", "operation": "OP1"})),
+            vec!["operation_out_of_order"]
+        );
+        // Left without tightening J1: the departure names it.
+        assert_eq!(l.send("unit_left_station", json!({"vin": "V1", "station": "S1"})), vec!["tightening_missing"]);
+
+        // Serials are unique per part number: the same ECU serial on a second unit.
+        l.release("V2", "I4", 20);
+        assert_eq!(l.scan("V2", "S1", "ECU-I4", json!({"serial": "E9"})), vec!["duplicate_serial"]);
+        assert_eq!(l.scan("V2", "S1", "CLIP", json!({})), Vec::<String>::new());
+        let left = l.send("unit_left_station", json!({"vin": "V2", "station": "S1"}));
+        assert_eq!(left, vec!["operation_missing"]);
+        let last = l.out.last().expect("finding");
+        assert!(last.reason.contains("operation OP1, OP1B not completed"), "{}", last.reason);
+        assert_eq!(last.details["quantity_short"][0]["part"], "CLIP");
+
+        // ECO: old part before cut-in is fine, in the use-up window too, after it superseded;
+        // the new part before cut-in is not yet effective.
+        for (vin, seq, part, expected) in [
+            ("V3", 40, "SEAT", vec![]),
+            ("V4", 40, "SEAT-B", vec!["not_yet_effective"]),
+            ("V5", 55, "SEAT", vec![]),
+            ("V6", 55, "SEAT-B", vec![]),
+            ("V7", 70, "SEAT", vec!["superseded"]),
+        ] {
+            l.release(vin, "I4", seq);
+            assert_eq!(l.scan(vin, "S2", part, json!({})), expected, "{vin} seq {seq} {part}");
+        }
+        let superseded = l.out.last().expect("finding");
+        assert_eq!(superseded.details["change"], "ECO-7");
+        assert_eq!(superseded.details["expected"], "SEAT-B");
+        assert_eq!(superseded.verdict, Verdict::Hold);
+    }
+
+    #[test]
+    fn units_and_stations_it_cannot_place_are_findings() {
+        let mut l = Line::new();
+        assert_eq!(l.send("unit_entered_station", json!({"vin": "GHOST", "station": "S1"})), vec!["unknown_vin"]);
+        assert_eq!(l.scan("GHOST", "S1", "CLIP", json!({})), vec!["unknown_vin"]);
+        l.release("V1", "I4", 10);
+        assert_eq!(l.send("unit_entered_station", json!({"vin": "V1", "station": "S9"})), vec!["unknown_station"]);
+        assert_eq!(
+            l.send("operation_completed", json!({"vin": "V1", "station": "S1", "operation": "OP9"})),
+            vec!["operation_not_on_routing"]
+        );
+    }
+
+    #[test]
+    fn malformed_master_data_is_rejected_with_its_row() {
+        let mut m = master();
+        m.bom[1].option_rule = Some("ENGINE V6".into());
+        m.bom[2].quantity = -1.0;
+        m.changes[0].old_part_number = "NOPE".into();
+        let errors = m.validate();
+        let rows: Vec<&str> = errors.iter().map(|(r, _)| r.as_str()).collect();
+        assert_eq!(rows, vec!["bom[1].option_rule", "bom[2].quantity", "changes[0].old_part_number"]);
+        assert!(errors[0].1.contains("`=`"));
+    }
 }

@@ -132,6 +132,7 @@ event_kinds! {
     SupplierDelivery(SupplierDelivery) = "supplier_delivery",
     EolTestResult(EolTestResult) = "eol_test_result",
     ProcessParameterSample(ProcessParameterSample) = "process_parameter_sample",
+    WorkOrderReleased(crate::master::WorkOrder) = "work_order_released",
 }
 
 impl fmt::Display for EventKind {
@@ -231,6 +232,8 @@ impl Event {
             EventPayload::InspectionResult(e) => Some(&e.vin),
             EventPayload::NcrCreated(e) => e.vin.as_deref(),
             EventPayload::EolTestResult(e) => Some(&e.vin),
+            EventPayload::WorkOrderReleased(e) => Some(&e.vin),
+            EventPayload::ProcessParameterSample(e) => e.vin.as_deref(),
             _ => None,
         }
     }
@@ -900,6 +903,20 @@ pub struct ProcessParameterSample {
     pub station: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vin: Option<String>,
+}
+
+impl Check for crate::master::WorkOrder {
+    fn check(&self) -> Result<(), EventError> {
+        check_id("data.work_order", &self.work_order)?;
+        check_id("data.vin", &self.vin)?;
+        check_id("data.model", &self.model)?;
+        for (i, o) in self.options.iter().enumerate() {
+            if o.split_once('=').is_none_or(|(f, v)| f.is_empty() || v.is_empty()) {
+                return Err(EventError::new(format!("data.options[{i}]"), format!("`{o}` is not FAMILY=VALUE")));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Check for ProcessParameterSample {

@@ -88,6 +88,30 @@ pub struct Effectivity {
     pub to_serial: Option<String>,
 }
 
+impl Effectivity {
+    /// Whether every bound given holds for a unit with this planned sequence number, planned
+    /// start and serial. No bounds: always.
+    pub fn holds(&self, sequence: u64, at: Option<Timestamp>, serial: Option<&str>) -> bool {
+        let seq_ok = self.from_sequence.is_none_or(|f| sequence >= f) && self.to_sequence.is_none_or(|t| sequence <= t);
+        let date_ok = match at {
+            Some(at) => self.from_date.is_none_or(|f| at >= f) && self.to_date.is_none_or(|t| at <= t),
+            None => self.from_date.is_none() && self.to_date.is_none(),
+        };
+        let serial_ok = match serial {
+            Some(s) => {
+                self.from_serial.as_deref().is_none_or(|f| s >= f) && self.to_serial.as_deref().is_none_or(|t| s <= t)
+            }
+            None => true,
+        };
+        seq_ok && date_ok && serial_ok
+    }
+
+    /// True when no bound is set.
+    pub fn is_open(&self) -> bool {
+        *self == Effectivity::default()
+    }
+}
+
 /// One line of a bill of materials.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,11 +138,105 @@ pub struct ChangePackage {
     pub new_part_number: String,
     /// Cut-in: from when the new part is required.
     pub cut_in: Effectivity,
-    /// "Use up old stock": the old part stays valid until this date.
+    /// "Use up old stock": the old part stays valid until this date...
     #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_rfc3339")]
     pub old_valid_until: Option<Timestamp>,
+    /// ...or up to this planned sequence number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_valid_until_sequence: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+}
+
+impl ChangePackage {
+    /// Whether the cut-in has passed for this unit (the new part is required), and whether
+    /// the old part is still allowed (use-up window).
+    pub fn status_for(&self, sequence: u64, at: Option<Timestamp>) -> (bool, bool) {
+        let has_cut_in = self.cut_in.from_sequence.is_some() || self.cut_in.from_date.is_some();
+        let passed = has_cut_in
+            && self.cut_in.from_sequence.is_none_or(|c| sequence >= c)
+            && self.cut_in.from_date.is_none_or(|d| at.is_some_and(|a| a >= d));
+        let old_allowed = passed
+            && (self.old_valid_until_sequence.is_some_and(|u| sequence <= u)
+                || self.old_valid_until.is_some_and(|u| at.is_some_and(|a| a <= u)));
+        (passed, old_allowed)
+    }
+}
+
+/// One step of a model's routing: the operation done at a station, in order, and the joints
+/// that must be tightened in it (scans come from the BOM).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingStep {
+    /// Models this step applies to; `*` = all.
+    pub model: String,
+    pub station: String,
+    pub operation: String,
+    pub step: u32,
+    #[serde(default)]
+    pub required_tightenings: Vec<String>,
+}
+
+/// What the sequence checks need to know about the plant: BOM, engineering changes, routing and
+/// supplier lots on quality hold. Loaded from the plant description (later from the MES) and
+/// validated row by row.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MasterData {
+    #[serde(default)]
+    pub bom: Vec<BomItem>,
+    #[serde(default)]
+    pub changes: Vec<ChangePackage>,
+    #[serde(default)]
+    pub routing: Vec<RoutingStep>,
+    #[serde(default)]
+    pub lots_on_hold: Vec<String>,
+}
+
+impl MasterData {
+    /// Every malformed row, as `(row, reason)`, e.g. `("bom[12].option_rule", "expected `=`...")`.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut errors = Vec::new();
+        for (i, b) in self.bom.iter().enumerate() {
+            if b.part_number.trim().is_empty() || b.station.trim().is_empty() || b.model.trim().is_empty() {
+                errors.push((format!("bom[{i}]"), "part_number, station and model must not be empty".into()));
+            }
+            if !(b.quantity.is_finite() && b.quantity > 0.0) {
+                errors.push((format!("bom[{i}].quantity"), "must be a positive number".into()));
+            }
+            if let Some(rule) = &b.option_rule
+                && let Err(reason) = crate::rule::Rule::parse(rule)
+            {
+                errors.push((format!("bom[{i}].option_rule"), reason));
+            }
+            if let (Some(f), Some(t)) = (b.effectivity.from_sequence, b.effectivity.to_sequence)
+                && f > t
+            {
+                errors.push((format!("bom[{i}].effectivity"), format!("from_sequence {f} after to_sequence {t}")));
+            }
+        }
+        let parts: std::collections::HashSet<&str> = self.bom.iter().map(|b| b.part_number.as_str()).collect();
+        for (i, c) in self.changes.iter().enumerate() {
+            if !parts.contains(c.old_part_number.as_str()) {
+                errors.push((
+                    format!("changes[{i}].old_part_number"),
+                    format!("`{}` is not in the BOM", c.old_part_number),
+                ));
+            }
+            if c.old_part_number == c.new_part_number {
+                errors.push((format!("changes[{i}]"), "old and new part are the same".into()));
+            }
+            if c.cut_in.from_sequence.is_none() && c.cut_in.from_date.is_none() {
+                errors.push((format!("changes[{i}].cut_in"), "needs from_sequence or from_date".into()));
+            }
+        }
+        for (i, r) in self.routing.iter().enumerate() {
+            if r.station.trim().is_empty() || r.operation.trim().is_empty() {
+                errors.push((format!("routing[{i}]"), "station and operation must not be empty".into()));
+            }
+        }
+        errors
+    }
 }
 
 /// A work instruction shown to operators.

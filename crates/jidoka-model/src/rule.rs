@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rule {
     Always,
-    Is(String, String),
+    /// The option code `FAMILY=VALUE`, kept joined so evaluation allocates nothing.
+    Is(String),
     Not(Box<Rule>),
     And(Vec<Rule>),
     Or(Vec<Rule>),
@@ -99,7 +100,7 @@ impl Parser<'_> {
             return Err(format!("expected `=` after `{family}`"));
         }
         let value = self.ident()?;
-        Ok(Rule::Is(family, value))
+        Ok(Rule::Is(format!("{family}={value}")))
     }
 }
 
@@ -124,7 +125,7 @@ impl Rule {
     pub fn holds(&self, options: &BTreeSet<String>) -> bool {
         match self {
             Rule::Always => true,
-            Rule::Is(f, v) => options.contains(&format!("{f}={v}")),
+            Rule::Is(code) => options.contains(code.as_str()),
             Rule::Not(r) => !r.holds(options),
             Rule::And(rs) => rs.iter().all(|r| r.holds(options)),
             Rule::Or(rs) => rs.iter().any(|r| r.holds(options)),
@@ -135,7 +136,10 @@ impl Rule {
     pub fn terms(&self) -> Vec<(String, String)> {
         match self {
             Rule::Always => Vec::new(),
-            Rule::Is(f, v) => vec![(f.clone(), v.clone())],
+            Rule::Is(code) => {
+                let (f, v) = code.split_once('=').unwrap_or((code.as_str(), ""));
+                vec![(f.to_string(), v.to_string())]
+            }
             Rule::Not(r) => r.terms(),
             Rule::And(rs) | Rule::Or(rs) => rs.iter().flat_map(Rule::terms).collect(),
         }

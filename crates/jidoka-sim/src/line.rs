@@ -193,14 +193,18 @@ impl Simulation {
         let mut entering = None;
         if self.units.is_none_or(|n| slot < n) {
             let unit = self.new_unit(slot);
-            out.work_orders.push(WorkOrder {
+            let order = WorkOrder {
                 work_order: unit.work_order.clone(),
                 vin: unit.vin.clone(),
                 model: unit.model.clone(),
                 options: unit.options.iter().cloned().collect(),
                 sequence: unit.sequence,
                 planned_start: Some(self.slot_start(slot)),
-            });
+            };
+            // The MES releases the order to the line as the unit enters it.
+            let released = self.event("mes", self.slot_start(slot), EventPayload::WorkOrderReleased(order.clone()));
+            out.events.push(released);
+            out.work_orders.push(order);
             entering = Some(unit);
         }
         let stations = self.plant.stations.len();
@@ -226,7 +230,7 @@ impl Simulation {
             self.floor.units.remove(&done.index);
         }
         timed.sort_by_key(|a| (a.0, a.1, a.2));
-        out.events = timed.into_iter().map(|(_, _, _, e)| e).collect();
+        out.events.extend(timed.into_iter().map(|(_, _, _, e)| e));
         out
     }
 

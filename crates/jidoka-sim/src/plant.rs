@@ -432,6 +432,73 @@ pub struct ToolDrift {
 pub struct PlantErrors(pub Vec<(String, String)>);
 
 impl Plant {
+    /// The plant as the MES would describe it to the sequence checks: BOM (one item per model
+    /// restriction, `*` for all), engineering changes, routing with the joints to tighten.
+    pub fn master_data(&self) -> jidoka_model::master::MasterData {
+        use jidoka_model::master::{BomItem, ChangePackage, Effectivity, MasterData, RoutingStep};
+        let operation_of = |station: &str| self.stations.iter().find(|s| s.id == station).map(|s| s.operation.clone());
+        let mut bom = Vec::new();
+        for b in &self.bom {
+            let models: Vec<String> = if b.models.is_empty() { vec!["*".into()] } else { b.models.clone() };
+            for model in models {
+                bom.push(BomItem {
+                    model,
+                    part_number: b.part.clone(),
+                    quantity: b.quantity as f64,
+                    station: b.station.clone(),
+                    operation: operation_of(&b.station),
+                    option_rule: (!b.rule.trim().is_empty()).then(|| b.rule.clone()),
+                    effectivity: Effectivity {
+                        from_sequence: b.from_sequence,
+                        to_sequence: b.to_sequence,
+                        ..Effectivity::default()
+                    },
+                });
+            }
+        }
+        let changes = self
+            .ecos
+            .iter()
+            .map(|e| ChangePackage {
+                change_id: e.id.clone(),
+                old_part_number: e.old_part.clone(),
+                new_part_number: e.new_part.clone(),
+                cut_in: Effectivity {
+                    from_sequence: e.cut_in_sequence,
+                    from_date: e
+                        .cut_in_date
+                        .as_deref()
+                        .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+                        .map(|d| d.with_timezone(&chrono::Utc)),
+                    ..Effectivity::default()
+                },
+                old_valid_until: None,
+                old_valid_until_sequence: e.old_valid_until_sequence,
+                description: None,
+            })
+            .collect();
+        let routing = self
+            .stations
+            .iter()
+            .enumerate()
+            .map(|(i, s)| RoutingStep {
+                model: "*".into(),
+                station: s.id.clone(),
+                operation: s.operation.clone(),
+                step: i as u32 + 1,
+                required_tightenings: s
+                    .joints
+                    .iter()
+                    .flat_map(|j| {
+                        (1..=j.count)
+                            .map(move |k| if j.count > 1 { format!("{}-{k}", j.joint) } else { j.joint.clone() })
+                    })
+                    .collect(),
+            })
+            .collect();
+        MasterData { bom, changes, routing, lots_on_hold: Vec::new() }
+    }
+
     pub fn default_plant() -> Result<Plant, PlantErrors> {
         Plant::parse(DEFAULT_PLANT)
     }

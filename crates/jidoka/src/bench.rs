@@ -63,7 +63,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("jidoka.sqlite"))?);
     let runtime = Runtime::start(
         store.clone(),
-        RuntimeParts { runtime: RuntimeConfig::default(), agents: None, sinks: Vec::new() },
+        RuntimeParts { runtime: RuntimeConfig::default(), agents: None, master: None, sinks: Vec::new() },
     )?;
     let now = chrono::Utc::now();
     let events: Vec<Event> = (0..args.events).map(|i| sample_event(i, now)).collect::<anyhow::Result<_>>()?;

@@ -18,7 +18,8 @@ use std::time::Duration;
 pub fn import(config: Config, files: &[PathBuf], json: bool) -> anyhow::Result<u64> {
     let store = open_store(&config.store.data_dir)?;
     let before = store.stats()?;
-    let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(&config))?;
+    let master = config.load_master()?;
+    let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(&config, master))?;
     let ingest = runtime.ingest();
     let total_bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
     let bar = progress(total_bytes, "import");
@@ -92,7 +93,7 @@ pub fn import(config: Config, files: &[PathBuf], json: bool) -> anyhow::Result<u
 pub fn replay(config: Config, json: bool) -> anyhow::Result<bool> {
     let store = open_store(&config.store.data_dir)?;
     let cursor = store.cursor(AGENTS_CURSOR)?;
-    let mut router = Router::new(build_agents(&config.agents));
+    let mut router = Router::new(build_agents(&config.agents, &config.load_master()?));
     let mut replayed: HashMap<String, String> = HashMap::new();
     let bar = progress(cursor, "replay");
     let mut seq = 0;

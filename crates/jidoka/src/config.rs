@@ -146,10 +146,20 @@ impl Default for RuntimeConfig {
     }
 }
 
+/// Where the plant's master data (BOM, ECOs, routing) comes from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MasterDataConfig {
+    /// A plant description (TOML, as in examples/plants/default.toml).
+    #[serde(default)]
+    pub plant: Option<PathBuf>,
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
     pub store: StoreConfig,
+    pub master_data: MasterDataConfig,
     pub api: ApiConfig,
     pub runtime: RuntimeConfig,
     pub agents: AgentsConfig,
@@ -157,7 +167,7 @@ pub struct Config {
     pub sinks: Vec<SinkConfig>,
 }
 
-const SECTIONS: &[&str] = &["store", "api", "runtime", "agents", "sources", "sinks"];
+const SECTIONS: &[&str] = &["store", "master_data", "api", "runtime", "agents", "sources", "sinks"];
 
 fn read_section<T: DeserializeOwned>(path: &str, value: toml::Value, errors: &mut Vec<ConfigError>) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(value) {
@@ -205,6 +215,7 @@ impl Config {
         for (key, value) in table {
             match key.as_str() {
                 "store" => config.store = read_section(&key, value, &mut errors).unwrap_or_default(),
+                "master_data" => config.master_data = read_section(&key, value, &mut errors).unwrap_or_default(),
                 "api" => config.api = read_section(&key, value, &mut errors).unwrap_or_default(),
                 "runtime" => config.runtime = read_section(&key, value, &mut errors).unwrap_or_default(),
                 "agents" => config.agents = read_section(&key, value, &mut errors).unwrap_or_default(),
@@ -272,6 +283,16 @@ impl Config {
         errors.into_iter().map(|(path, message)| ConfigError { path, message }).collect()
     }
 
+    /// Load and validate the master data, when configured; every malformed row is reported.
+    pub fn load_master(&self) -> anyhow::Result<jidoka_agents::Master> {
+        let Some(path) = &self.master_data.plant else { return Ok(None) };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("master_data.plant: cannot read {}: {e}", path.display()))?;
+        let plant = jidoka_sim::Plant::parse(&text)
+            .map_err(|e| anyhow::anyhow!("master_data.plant {}:\n{e}", path.display()))?;
+        master_from(plant.master_data())
+    }
+
     /// A one-paragraph summary for `config check`.
     pub fn summary(&self) -> String {
         let roles: Vec<String> = self.api.tokens.iter().map(|t| format!("{} ({})", t.name, t.role.as_str())).collect();
@@ -282,7 +303,11 @@ impl Config {
             self.api.tokens.len(),
             if roles.is_empty() { "" } else { ": " },
             roles.join(", "),
-            jidoka_agents::build_agents(&self.agents).iter().map(|a| a.name()).collect::<Vec<_>>().join(", "),
+            jidoka_agents::build_agents(&self.agents, &self.load_master().ok().flatten())
+                .iter()
+                .map(|a| a.name())
+                .collect::<Vec<_>>()
+                .join(", "),
             if self.sources.is_empty() {
                 "none besides the HTTP API".to_string()
             } else {
@@ -295,6 +320,16 @@ impl Config {
             },
         )
     }
+}
+
+/// Validate master data and share it with the agents.
+pub fn master_from(master: jidoka_model::master::MasterData) -> anyhow::Result<jidoka_agents::Master> {
+    let errors = master.validate();
+    if !errors.is_empty() {
+        let lines: Vec<String> = errors.iter().map(|(row, reason)| format!("  {row}: {reason}")).collect();
+        anyhow::bail!("master data rejected, {} row(s):\n{}", errors.len(), lines.join("\n"));
+    }
+    Ok(Some(std::sync::Arc::new(master)))
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ pub fn torque(args: EvalTorqueArgs) -> anyhow::Result<()> {
     let (plant, _) = load_plant(args.plant.as_deref())?;
     let stations = plant.stations.len() as u64;
     let mut sim = Simulation::new(plant, args.seed, Some(args.units), CurveMode::All);
-    let mut router = Router::new(build_agents(&AgentsConfig::default()));
+    let mut router = Router::new(build_agents(&AgentsConfig::default(), &None));
     let agents: Vec<&'static str> = router.agent_names().into_iter().map(|(n, _)| n).collect();
     let bar = progress(args.units + stations, "eval torque");
     let mut truth: HashMap<String, String> = HashMap::new();
@@ -139,6 +139,128 @@ pub fn torque(args: EvalTorqueArgs) -> anyhow::Result<()> {
                 "",
             );
     }
+    report.print(args.json);
+    Ok(())
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvalSequenceArgs {
+    /// Evaluate on the simulator's injected sequence errors.
+    #[arg(long, required = true)]
+    pub sim: bool,
+    #[arg(long, default_value_t = 2000)]
+    pub units: u64,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    #[arg(long)]
+    pub plant: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Injected sequence error → the reason code the agent must give it.
+const SEQUENCE_FAULTS: &[(&str, &str)] = &[
+    ("wrong_part", "sequence.wrong_part"),
+    ("wrong_variant", "sequence.wrong_variant"),
+    ("superseded", "sequence.superseded"),
+    ("duplicate_serial", "sequence.duplicate_serial"),
+    ("skipped_operation", "sequence.operation_missing"),
+];
+
+struct SequenceRun {
+    truth: Vec<jidoka_sim::GroundTruth>,
+    findings: Vec<Finding>,
+}
+
+fn run_sequence(plant: jidoka_sim::Plant, seed: u64, units: u64) -> anyhow::Result<SequenceRun> {
+    let master = crate::config::master_from(plant.master_data())?;
+    let mut router = Router::new(build_agents(&AgentsConfig::default(), &master));
+    let mut sim = Simulation::new(plant, seed, Some(units), CurveMode::None);
+    let mut run = SequenceRun { truth: Vec::new(), findings: Vec::new() };
+    let mut seq = 0;
+    while sim.has_more() {
+        let slot = sim.next_slot();
+        run.truth.extend(slot.truth.into_iter().filter(|t| SEQUENCE_FAULTS.iter().any(|(f, _)| *f == t.fault)));
+        for event in slot.events {
+            seq += 1;
+            router.process(&StoredEvent { seq, event }, &mut run.findings);
+        }
+    }
+    run.findings.retain(|f| f.kind.starts_with("sequence."));
+    Ok(run)
+}
+
+/// The sequence agent against every injected sequence error, and on a clean run.
+pub fn sequence(args: EvalSequenceArgs) -> anyhow::Result<()> {
+    let (plant, _) = load_plant(args.plant.as_deref())?;
+    let bar = progress(2, "eval sequence");
+    let run = run_sequence(plant.clone(), args.seed, args.units)?;
+    bar.inc(1);
+    let mut clean_plant = plant;
+    let f = &mut clean_plant.faults;
+    (f.wrong_part, f.wrong_variant, f.superseded, f.duplicate_serial, f.skipped_operation) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let clean = run_sequence(clean_plant, args.seed, args.units)?;
+    bar.finish_and_clear();
+    // Match each injected error to the finding that names it: scans by their event, skipped
+    // operations by unit and station.
+    let mut matched: HashSet<String> = HashSet::new();
+    let mut rows: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new(); // injected, flagged, wrong reason
+    for t in &run.truth {
+        let code = SEQUENCE_FAULTS.iter().find(|(f, _)| *f == t.fault).map(|(_, c)| *c).unwrap_or("");
+        let row = rows.entry(code).or_default();
+        row.0 += 1;
+        let on_event = |f: &&Finding| match &t.event_id {
+            Some(e) => f.evidence.first() == Some(e),
+            None => {
+                f.subject.vin.as_deref() == Some(t.vin.as_str())
+                    && f.subject.station.as_deref() == Some(t.station.as_str())
+            }
+        };
+        let candidates: Vec<&Finding> = run.findings.iter().filter(on_event).collect();
+        if let Some(hit) = candidates.iter().find(|f| f.kind == code) {
+            row.1 += 1;
+            matched.insert(hit.finding_id.clone());
+        } else if !candidates.is_empty() {
+            row.2 += 1;
+        }
+    }
+    let mut false_alarms: BTreeMap<String, usize> = BTreeMap::new();
+    for f in run.findings.iter().filter(|f| !matched.contains(&f.finding_id)) {
+        *false_alarms.entry(f.kind.clone()).or_default() += 1;
+    }
+    let mut report = Report::new(format!(
+        "eval sequence --sim: {} units, seed {}, {} injected sequence errors",
+        args.units,
+        args.seed,
+        run.truth.len()
+    ));
+    let (mut missed_total, mut false_total) = (0, 0);
+    for (_, code) in SEQUENCE_FAULTS {
+        let (injected, flagged, wrong) = rows.get(code).copied().unwrap_or((0, 0, 0));
+        let fa = false_alarms.remove(*code).unwrap_or(0);
+        missed_total += injected - flagged;
+        false_total += fa;
+        let key = code.trim_start_matches("sequence.");
+        report
+            .add(&format!("{key}_injected"), &format!("{code}: injected"), injected, "")
+            .add(&format!("{key}_flagged"), &format!("{code}: flagged with this code"), flagged, "")
+            .add(&format!("{key}_missed"), &format!("{code}: missed"), injected - flagged, "")
+            .add(&format!("{key}_wrong_reason"), &format!("{code}: flagged with another code"), wrong, "")
+            .add(&format!("{key}_false_alarms"), &format!("{code}: false alarms"), fa, "");
+    }
+    for (code, n) in &false_alarms {
+        false_total += n;
+        report.add(
+            &format!("{}_false_alarms", code.trim_start_matches("sequence.")),
+            &format!("{code}: false alarms"),
+            *n,
+            "",
+        );
+    }
+    report
+        .add("missed", "missed, all codes", missed_total, "")
+        .add("false_alarms", "false alarms, all codes", false_total, "")
+        .add("clean_run_alerts", "alerts on a clean run (same seed, no injected errors)", clean.findings.len(), "");
     report.print(args.json);
     Ok(())
 }

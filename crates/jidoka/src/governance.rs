@@ -1,7 +1,9 @@
 //! Governance's first duty: turn findings into proposed actions, deterministically, so the
 //! actions are committed in the same transaction as the findings that caused them.
 //!
-//! The default policy follows the product brief: a HOLD drafts a Nonconformance automatically
+//! The default policy follows the product brief: a sequence HOLD raises an Andon alert at the
+//! station (a warning, approved by policy) and proposes holding the unit; any other HOLD drafts a
+//! Nonconformance automatically
 //! (approved by policy) and proposes holding the unit, which waits for a person; a REVIEW goes
 //! to the supervisor's queue (waiting) and adds an entry to the order log (approved by policy).
 //! Approval, expiry, four-eyes rules and the audit trail build on this.
@@ -11,7 +13,13 @@ use serde_json::json;
 
 /// The actions the default policy proposes for one finding.
 pub fn propose(finding: &Finding) -> Vec<Action> {
+    let sequence = finding.kind.starts_with("sequence.");
     let plan: &[(ActionKind, ActionStatus)] = match finding.verdict {
+        // A sequence error is shown on the station's Andon at once; stopping the line or
+        // holding the unit waits for a person.
+        Verdict::Hold if sequence => {
+            &[(ActionKind::RaiseAndon, ActionStatus::Approved), (ActionKind::PlaceHold, ActionStatus::PendingApproval)]
+        }
         Verdict::Hold => &[
             (ActionKind::CreateNonconformance, ActionStatus::Approved),
             (ActionKind::PlaceHold, ActionStatus::PendingApproval),

@@ -125,6 +125,9 @@ enum EvalCommand {
     /// Torque agents and the controller's own verdict against injected tightening faults:
     /// recall per failure mode, precision, false alarms per 10,000 good tightenings.
     Torque(eval::EvalTorqueArgs),
+    /// The sequence agent against injected sequence errors: per reason code the injected,
+    /// flagged, missed and false-alarm counts, and the alerts on a clean run.
+    Sequence(eval::EvalSequenceArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -229,6 +232,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(TokenCommand::New { name, role }) => commands::token_new(&name, role)?,
         Command::Eval(EvalCommand::Torque(args)) => {
             tokio::task::spawn_blocking(move || eval::torque(args)).await?.context("eval torque")?
+        }
+        Command::Eval(EvalCommand::Sequence(args)) => {
+            tokio::task::spawn_blocking(move || eval::sequence(args)).await?.context("eval sequence")?
         }
         Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await.context("bench ingest")?,
         Command::Bench(BenchCommand::Sim(args)) => {

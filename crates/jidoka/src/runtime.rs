@@ -162,14 +162,17 @@ impl std::fmt::Debug for Runtime {
 pub struct RuntimeParts {
     pub runtime: RuntimeConfig,
     pub agents: Option<AgentsConfig>,
+    /// Master data for the agents that need it (sequence checks).
+    pub master: jidoka_agents::Master,
     pub sinks: Vec<SinkConfig>,
 }
 
 impl RuntimeParts {
-    pub fn from_config(config: &Config) -> RuntimeParts {
+    pub fn from_config(config: &Config, master: jidoka_agents::Master) -> RuntimeParts {
         RuntimeParts {
             runtime: config.runtime.clone(),
             agents: Some(config.agents.clone()),
+            master,
             sinks: config.sinks.clone(),
         }
     }
@@ -203,6 +206,7 @@ impl Runtime {
                 let ctx = RouterContext {
                     store: store.clone(),
                     agents: agents_config.clone(),
+                    master: parts.master.clone(),
                     chunk: parts.runtime.agent_chunk_events,
                     metrics: metrics.clone(),
                     log: log.clone(),
@@ -349,6 +353,7 @@ fn writer_loop(
 struct RouterContext {
     store: Arc<dyn Store>,
     agents: AgentsConfig,
+    master: jidoka_agents::Master,
     chunk: usize,
     metrics: Arc<Metrics>,
     log: Arc<Progress>,
@@ -358,7 +363,7 @@ struct RouterContext {
 
 /// Fresh agents with their state rebuilt from the log up to the committed cursor.
 fn warm_router(ctx: &RouterContext) -> anyhow::Result<(Router, u64)> {
-    let mut router = Router::new(build_agents(&ctx.agents));
+    let mut router = Router::new(build_agents(&ctx.agents, &ctx.master));
     let cursor = ctx.store.cursor(AGENTS_CURSOR)?;
     let mut seen = 0;
     while seen < cursor {

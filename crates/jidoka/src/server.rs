@@ -57,7 +57,14 @@ pub async fn serve(
     demo: Option<DemoFeed>,
 ) -> anyhow::Result<()> {
     let store = open_store(&config.store.data_dir)?;
-    let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(&config))?;
+    let master = match &demo {
+        Some(feed) => crate::config::master_from(feed.plant.master_data())?,
+        None => config.load_master()?,
+    };
+    if master.is_none() {
+        tracing::info!("no master data configured ([master_data] plant): sequence checks are off");
+    }
+    let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(&config, master.clone()))?;
     let mut auth = Auth::from_config(&config.api.tokens);
     for (token, name, role) in &extra_tokens {
         auth.add_token(token, name, *role);
@@ -65,7 +72,7 @@ pub async fn serve(
     if auth.is_empty() {
         tracing::warn!("no API tokens configured: every /api/ request will be refused (see `jidoka token new`)");
     }
-    let agents = Router::new(build_agents(&config.agents)).agent_names();
+    let agents = Router::new(build_agents(&config.agents, &master)).agent_names();
     let state = Arc::new(AppState {
         ingest: runtime.ingest(),
         store: store.clone(),

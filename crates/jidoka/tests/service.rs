@@ -32,7 +32,7 @@ struct Service {
 fn service(config: &Config) -> Service {
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("jidoka.sqlite")).expect("store"));
-    let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(config)).expect("runtime");
+    let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(config, None)).expect("runtime");
     let mut auth = Auth::default();
     let mut tokens = HashMap::new();
     for role in Role::ALL {
@@ -47,7 +47,7 @@ fn service(config: &Config) -> Service {
         auth,
         max_batch_events: 100,
         metrics_open_to_loopback: true,
-        agents: AgentRouter::new(build_agents(&config.agents)).agent_names(),
+        agents: AgentRouter::new(build_agents(&config.agents, &None)).agent_names(),
     });
     Service { app: router(state, 1 << 20), runtime: Some(runtime), tokens, _dir: dir }
 }
@@ -446,7 +446,7 @@ fn eval_torque_scores_the_controller_against_simulator_ground_truth() {
 fn shutdown_finishes_even_with_a_lingering_ingest_handle() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("j.sqlite")).expect("store"));
-    let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(&Config::default())).expect("runtime");
+    let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(&Config::default(), None)).expect("runtime");
     let lingering = runtime.ingest();
     let ev = jidoka_model::Event::parse(tightening("T1", 31.0), chrono::Utc::now()).expect("event");
     lingering.blocking_append(vec![ev.clone()], None).expect("append");
@@ -478,7 +478,7 @@ fn a_corrupt_stored_event_becomes_a_finding_and_replay_agrees() {
         .execute("UPDATE events SET payload = 'not json' WHERE seq = 3", [])
         .expect("corrupt");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).expect("store"));
-    let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(&config)).expect("runtime");
+    let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(&config, None)).expect("runtime");
     assert!(runtime.wait_for_agents(Duration::from_secs(10)));
     runtime.shutdown();
     let findings = store.findings_in_order(0, 100).expect("findings").items;
@@ -553,4 +553,22 @@ fn file_source_follows_resumes_and_rereads_a_truncated_file() {
     let started = Instant::now();
     assert!(terminate(&mut child).success());
     assert!(started.elapsed() < Duration::from_secs(5), "the source stops promptly");
+}
+
+#[test]
+fn eval_sequence_flags_every_injected_error_and_nothing_else() {
+    let out = jidoka_bin()
+        .args(["eval", "sequence", "--sim", "--units", "700", "--seed", "5", "--json"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    for code in ["wrong_part", "wrong_variant", "superseded", "duplicate_serial", "operation_missing"] {
+        let injected = v[format!("{code}_injected")].as_u64().expect("number");
+        assert!(injected > 0, "{code}: nothing injected in 700 units");
+        assert_eq!(v[format!("{code}_flagged")], injected, "{code}: every injected error flagged with its code");
+    }
+    assert_eq!(v["missed"], 0);
+    assert_eq!(v["false_alarms"], 0);
+    assert_eq!(v["clean_run_alerts"], 0);
 }

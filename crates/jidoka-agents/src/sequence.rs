@@ -1,0 +1,588 @@
+//! [`SequenceAgent`]: every scan, operation and tightening checked against the VIN's
+//! configuration, the BOM (option rules, effectivity), engineering changes (cut-ins, use-up
+//! windows) and the routing, before the unit moves on.
+//!
+//! Reason codes (finding kinds):
+//! - `sequence.wrong_part`: the part is not on this station's BOM for this model;
+//! - `sequence.wrong_variant`: the part is on this station's BOM but its option rule (or
+//!   effectivity) does not hold for this VIN;
+//! - `sequence.superseded`: an ECO's cut-in has passed and the old part was scanned;
+//! - `sequence.not_yet_effective`: the new part of an ECO scanned before its cut-in;
+//! - `sequence.quantity_over`: more pieces scanned than the BOM asks for;
+//! - `sequence.duplicate_serial`: a serial already fitted to another unit;
+//! - `sequence.lot_on_hold`: a supplier lot on quality hold;
+//! - `sequence.operation_out_of_order`: an operation completed after a later one;
+//! - `sequence.operation_missing`, `sequence.scan_missing`, `sequence.quantity_short`,
+//!   `sequence.tightening_missing`: work undone when the unit leaves the station (one finding
+//!   per departure, naming everything missing);
+//! - `sequence.station_not_on_routing`, `sequence.unknown_vin`, `sequence.unknown_station`,
+//!   `sequence.unknown_part`: data the agent cannot place (never ignored, never a crash).
+//!
+//! The VIN's configuration comes from `work_order_released` events; master data is given at
+//! construction.
+
+use crate::{Agent, FindingDraft};
+use jidoka_model::master::{MasterData, WorkOrder};
+use jidoka_model::rule::Rule;
+use jidoka_model::{EventKind, EventPayload, Severity, StoredEvent, Subject, Timestamp, Verdict};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SequenceConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for SequenceConfig {
+    fn default() -> Self {
+        SequenceConfig { enabled: true }
+    }
+}
+
+struct BomLine {
+    model: String,
+    part: String,
+    quantity: f64,
+    rule: Rule,
+    rule_text: String,
+    effectivity: jidoka_model::master::Effectivity,
+}
+
+struct Change {
+    id: String,
+    old: String,
+    new: String,
+    package: jidoka_model::master::ChangePackage,
+}
+
+/// Master data indexed for lookups per station and part.
+struct Index {
+    bom_by_station: HashMap<String, Vec<BomLine>>,
+    changes: Vec<Change>,
+    routing_by_station: HashMap<String, Vec<jidoka_model::master::RoutingStep>>,
+    known_parts: HashSet<String>,
+    lots_on_hold: HashSet<String>,
+}
+
+struct Order {
+    model: String,
+    options: BTreeSet<String>,
+    sequence: u64,
+    planned_start: Option<Timestamp>,
+}
+
+/// The ECO a finding names.
+struct ChangeRef {
+    id: String,
+}
+
+/// One required part at a station: what is expected, what else is allowed, why.
+#[derive(Debug, Clone)]
+struct Requirement {
+    part: String,
+    also_allowed: Option<String>,
+    quantity: f64,
+    change: Option<String>,
+}
+
+#[derive(Default)]
+struct Visit {
+    required: Vec<Requirement>,
+    scanned: HashMap<String, f64>,
+    operations_done: Vec<u32>,
+    tightened: HashSet<String>,
+    evidence: Vec<String>,
+    /// Required parts whose absence an earlier finding at this visit already named (a wrong,
+    /// superseded or wrong-variant part scanned in their place): not alerted again on leaving.
+    excused: HashSet<String>,
+}
+
+pub struct SequenceAgent {
+    index: Index,
+    orders: HashMap<String, Order>,
+    visits: HashMap<(String, String), Visit>,
+    /// (part, serial) → VIN it was fitted to.
+    serials: HashMap<(String, String), String>,
+}
+
+impl std::fmt::Debug for SequenceAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SequenceAgent").field("orders", &self.orders.len()).finish_non_exhaustive()
+    }
+}
+
+fn subject(vin: &str, station: &str, part: Option<&str>) -> Subject {
+    Subject {
+        vin: Some(vin.to_string()),
+        station: Some(station.to_string()),
+        part_number: part.map(str::to_string),
+        ..Subject::default()
+    }
+}
+
+fn draft(kind: &str, verdict: Verdict, reason: String, subject: Subject, details: Value) -> FindingDraft {
+    let severity = if verdict == Verdict::Hold { Severity::Critical } else { Severity::Warning };
+    FindingDraft {
+        kind: format!("sequence.{kind}"),
+        verdict,
+        severity,
+        confidence: 1.0,
+        reason,
+        subject,
+        extra_evidence: Vec::new(),
+        details,
+    }
+}
+
+impl SequenceAgent {
+    /// Build from master data; malformed rows must have been rejected by
+    /// [`MasterData::validate`] (a rule that does not parse here never matches).
+    pub fn new(master: &MasterData) -> SequenceAgent {
+        let mut bom_by_station: HashMap<String, Vec<BomLine>> = HashMap::new();
+        let mut known_parts = HashSet::new();
+        for b in &master.bom {
+            known_parts.insert(b.part_number.clone());
+            let rule_text = b.option_rule.clone().unwrap_or_default();
+            let rule = Rule::parse(&rule_text).unwrap_or(Rule::Not(Box::new(Rule::Always)));
+            bom_by_station.entry(b.station.clone()).or_default().push(BomLine {
+                model: b.model.clone(),
+                part: b.part_number.clone(),
+                quantity: b.quantity,
+                rule,
+                rule_text,
+                effectivity: b.effectivity.clone(),
+            });
+        }
+        let changes = master
+            .changes
+            .iter()
+            .map(|c| {
+                known_parts.insert(c.new_part_number.clone());
+                Change {
+                    id: c.change_id.clone(),
+                    old: c.old_part_number.clone(),
+                    new: c.new_part_number.clone(),
+                    package: c.clone(),
+                }
+            })
+            .collect();
+        let mut routing_by_station: HashMap<String, Vec<jidoka_model::master::RoutingStep>> = HashMap::new();
+        for r in &master.routing {
+            routing_by_station.entry(r.station.clone()).or_default().push(r.clone());
+        }
+        SequenceAgent {
+            index: Index {
+                bom_by_station,
+                changes,
+                routing_by_station,
+                known_parts,
+                lots_on_hold: master.lots_on_hold.iter().cloned().collect(),
+            },
+            orders: HashMap::new(),
+            visits: HashMap::new(),
+            serials: HashMap::new(),
+        }
+    }
+
+    fn model_matches(line_model: &str, model: &str) -> bool {
+        line_model == "*" || line_model == model
+    }
+
+    fn requirements(&self, order: &Order, station: &str) -> Vec<Requirement> {
+        let mut out = Vec::new();
+        for line in self.index.bom_by_station.get(station).into_iter().flatten() {
+            if !Self::model_matches(&line.model, &order.model)
+                || !line.effectivity.holds(order.sequence, order.planned_start, None)
+                || !line.rule.holds(&order.options)
+            {
+                continue;
+            }
+            let mut req =
+                Requirement { part: line.part.clone(), also_allowed: None, quantity: line.quantity, change: None };
+            for c in self.index.changes.iter().filter(|c| c.old == line.part) {
+                let (passed, old_allowed) = c.package.status_for(order.sequence, order.planned_start);
+                if passed {
+                    req.part = c.new.clone();
+                    req.change = Some(c.id.clone());
+                    req.also_allowed = old_allowed.then(|| c.old.clone());
+                }
+            }
+            out.push(req);
+        }
+        out
+    }
+
+    fn routing_for(&self, station: &str, model: &str) -> Vec<&jidoka_model::master::RoutingStep> {
+        self.index
+            .routing_by_station
+            .get(station)
+            .into_iter()
+            .flatten()
+            .filter(|r| Self::model_matches(&r.model, model))
+            .collect()
+    }
+
+    /// The visit of a unit at a station, created with its requirements on first sight.
+    fn visit(&mut self, vin: &str, station: &str) -> &mut Visit {
+        let key = (vin.to_string(), station.to_string());
+        if !self.visits.contains_key(&key) {
+            let required = self.orders.get(vin).map(|o| self.requirements(o, station)).unwrap_or_default();
+            self.visits.insert(key.clone(), Visit { required, ..Visit::default() });
+        }
+        self.visits.entry(key).or_default()
+    }
+
+    /// A wrong part stands in for the first required part not yet scanned or excused.
+    fn excuse_first_open(&mut self, vin: &str, station: &str) {
+        let visit = self.visit(vin, station);
+        let open = visit
+            .required
+            .iter()
+            .find(|r| !visit.scanned.contains_key(&r.part) && !visit.excused.contains(&r.part))
+            .map(|r| r.part.clone());
+        if let Some(part) = open {
+            visit.excused.insert(part);
+        }
+    }
+
+    fn known_unit(&self, vin: &str, station: &str, out: &mut Vec<FindingDraft>) -> bool {
+        if !self.orders.contains_key(vin) {
+            out.push(draft(
+                "unknown_vin",
+                Verdict::Review,
+                format!("VIN {vin} at {station} has no released work order; its configuration cannot be checked"),
+                subject(vin, station, None),
+                Value::Null,
+            ));
+            return false;
+        }
+        if !self.index.bom_by_station.contains_key(station) && !self.index.routing_by_station.contains_key(station) {
+            out.push(draft(
+                "unknown_station",
+                Verdict::Review,
+                format!("station {station} is not in the master data (VIN {vin})"),
+                subject(vin, station, None),
+                Value::Null,
+            ));
+            return false;
+        }
+        true
+    }
+
+    fn on_scan(&mut self, s: &jidoka_model::event::ComponentScanned, event_id: &str, out: &mut Vec<FindingDraft>) {
+        let (vin, station, part) = (s.vin.as_str(), s.station.as_str(), s.part_number.as_str());
+        if !self.known_unit(vin, station, out) {
+            return;
+        }
+        let model = self.orders.get(vin).map(|o| o.model.clone()).unwrap_or_default();
+        let visit = self.visit(vin, station);
+        visit.evidence.push(event_id.to_string());
+        let required = visit.required.clone();
+        let subj = subject(vin, station, Some(part));
+        if let Some(req) = required.iter().find(|r| r.part == part || r.also_allowed.as_deref() == Some(part)) {
+            let key = req.part.clone();
+            let total = {
+                let visit = self.visit(vin, station);
+                let total = visit.scanned.entry(key).or_default();
+                *total += s.quantity;
+                *total
+            };
+            if total > req.quantity + 1e-9 {
+                out.push(draft(
+                    "quantity_over",
+                    Verdict::Review,
+                    format!("{total} × {part} scanned on {vin} at {station}; the BOM asks for {}", req.quantity),
+                    subj.clone(),
+                    json!({"part": part, "scanned": total, "required": req.quantity}),
+                ));
+            }
+        } else if let Some((req, change)) = required.iter().find_map(|r| {
+            let c = self.index.changes.iter().find(|c| c.old == part && c.new == r.part)?;
+            Some((r.clone(), ChangeRef { id: c.id.clone() }))
+        }) {
+            self.visit(vin, station).excused.insert(req.part.clone());
+            out.push(draft(
+                "superseded",
+                Verdict::Hold,
+                format!(
+                    "{part} on {vin} at {station} is superseded by {} ({}): cut-in has passed",
+                    req.part, change.id
+                ),
+                subj.clone(),
+                json!({"expected": req.part, "actual": part, "change": change.id}),
+            ));
+        } else if let Some((req, change)) = required.iter().find_map(|r| {
+            let c = self.index.changes.iter().find(|c| c.new == part && c.old == r.part)?;
+            Some((r.clone(), ChangeRef { id: c.id.clone() }))
+        }) {
+            self.visit(vin, station).excused.insert(req.part.clone());
+            out.push(draft(
+                "not_yet_effective",
+                Verdict::Hold,
+                format!(
+                    "{part} on {vin} at {station} is not effective yet ({} cuts in later); expected {}",
+                    change.id, req.part
+                ),
+                subj.clone(),
+                json!({"expected": req.part, "actual": part, "change": change.id}),
+            ));
+        } else if let Some(rule_text) = self
+            .index
+            .bom_by_station
+            .get(station)
+            .into_iter()
+            .flatten()
+            .find(|l| l.part == part && Self::model_matches(&l.model, &model))
+            .map(|l| l.rule_text.clone())
+        {
+            self.excuse_first_open(vin, station);
+            let expected: Vec<&str> = required.iter().map(|r| r.part.as_str()).collect();
+            let why = if rule_text.is_empty() { "its effectivity".to_string() } else { format!("rule `{rule_text}`") };
+            out.push(draft(
+                "wrong_variant",
+                Verdict::Hold,
+                format!(
+                    "{part} on {vin} at {station} is the wrong variant: {why} does not hold for this VIN; expected {}",
+                    expected.join(" or ")
+                ),
+                subj.clone(),
+                json!({"expected": expected, "actual": part, "rule": rule_text}),
+            ));
+        } else if self.index.known_parts.contains(part) {
+            self.excuse_first_open(vin, station);
+            let expected: Vec<&str> = required.iter().map(|r| r.part.as_str()).collect();
+            out.push(draft(
+                "wrong_part",
+                Verdict::Hold,
+                format!(
+                    "{part} does not belong on {vin} at {station}; expected {}",
+                    if expected.is_empty() { "no part".into() } else { expected.join(" or ") }
+                ),
+                subj.clone(),
+                json!({"expected": expected, "actual": part}),
+            ));
+        } else {
+            self.excuse_first_open(vin, station);
+            out.push(draft(
+                "unknown_part",
+                Verdict::Hold,
+                format!("{part} scanned on {vin} at {station} is not a known part number"),
+                subj.clone(),
+                json!({"actual": part}),
+            ));
+        }
+        if let Some(serial) = &s.serial {
+            let key = (part.to_string(), serial.clone());
+            match self.serials.get(&key) {
+                Some(other) if other != vin => out.push(draft(
+                    "duplicate_serial",
+                    Verdict::Hold,
+                    format!("serial {serial} of {part} scanned on {vin} was already fitted to {other}"),
+                    subj.clone(),
+                    json!({"serial": serial, "part": part, "first_vin": other}),
+                )),
+                Some(_) => {}
+                None => {
+                    self.serials.insert(key, vin.to_string());
+                }
+            }
+        }
+        if let Some(lot) = &s.supplier_lot
+            && self.index.lots_on_hold.contains(lot)
+        {
+            out.push(draft(
+                "lot_on_hold",
+                Verdict::Hold,
+                format!("{part} from supplier lot {lot} is on quality hold (scanned on {vin} at {station})"),
+                subj,
+                json!({"supplier_lot": lot, "part": part}),
+            ));
+        }
+    }
+
+    fn on_leave(&mut self, vin: &str, station: &str, event_id: &str, out: &mut Vec<FindingDraft>) {
+        let Some(order) = self.orders.get(vin) else { return };
+        let model = order.model.clone();
+        let steps: Vec<(u32, String, Vec<String>)> = self
+            .routing_for(station, &model)
+            .into_iter()
+            .map(|r| (r.step, r.operation.clone(), r.required_tightenings.clone()))
+            .collect();
+        let visit = self.visits.remove(&(vin.to_string(), station.to_string())).unwrap_or_else(|| Visit {
+            required: self.orders.get(vin).map(|o| self.requirements(o, station)).unwrap_or_default(),
+            ..Visit::default()
+        });
+        let ops_missing: Vec<&str> = steps
+            .iter()
+            .filter(|(step, _, _)| !visit.operations_done.contains(step))
+            .map(|(_, op, _)| op.as_str())
+            .collect();
+        let mut scans_missing = Vec::new();
+        let mut short = Vec::new();
+        for r in visit.required.iter().filter(|r| !visit.excused.contains(&r.part)) {
+            match visit.scanned.get(&r.part).copied().unwrap_or(0.0) {
+                n if n <= 0.0 => scans_missing.push(r.part.clone()),
+                n if n + 1e-9 < r.quantity => short.push(json!({"part": r.part, "scanned": n, "required": r.quantity})),
+                _ => {}
+            }
+        }
+        let tightenings_missing: Vec<&str> = steps
+            .iter()
+            .flat_map(|(_, _, joints)| joints.iter())
+            .filter(|j| !visit.tightened.contains(*j))
+            .map(String::as_str)
+            .collect();
+        let kind = if !ops_missing.is_empty() {
+            "operation_missing"
+        } else if !scans_missing.is_empty() {
+            "scan_missing"
+        } else if !short.is_empty() {
+            "quantity_short"
+        } else if !tightenings_missing.is_empty() {
+            "tightening_missing"
+        } else {
+            return;
+        };
+        let mut parts = Vec::new();
+        if !ops_missing.is_empty() {
+            parts.push(format!("operation {} not completed", ops_missing.join(", ")));
+        }
+        if !scans_missing.is_empty() {
+            parts.push(format!("no scan of {}", scans_missing.join(", ")));
+        }
+        if !short.is_empty() {
+            parts.push(format!("{} part(s) short", short.len()));
+        }
+        if !tightenings_missing.is_empty() {
+            parts.push(format!(
+                "{} of {} joints not tightened",
+                tightenings_missing.len(),
+                steps.iter().map(|s| s.2.len()).sum::<usize>()
+            ));
+        }
+        let mut d = draft(
+            kind,
+            Verdict::Hold,
+            format!("{vin} left {station} with work undone: {}", parts.join("; ")),
+            subject(vin, station, None),
+            json!({"operations_missing": ops_missing, "scans_missing": scans_missing, "quantity_short": short,
+                   "tightenings_missing": tightenings_missing, "left_event": event_id}),
+        );
+        d.extra_evidence = visit.evidence;
+        out.push(d);
+    }
+}
+
+impl Agent for SequenceAgent {
+    fn name(&self) -> &'static str {
+        "sequence-integrity"
+    }
+
+    fn version(&self) -> &'static str {
+        "1.0.0"
+    }
+
+    fn subscriptions(&self) -> &'static [EventKind] {
+        &[
+            EventKind::WorkOrderReleased,
+            EventKind::UnitEnteredStation,
+            EventKind::ComponentScanned,
+            EventKind::OperationCompleted,
+            EventKind::TighteningResult,
+            EventKind::UnitLeftStation,
+        ]
+    }
+
+    fn on_event(&mut self, event: &StoredEvent, out: &mut Vec<FindingDraft>) {
+        match &event.event.payload {
+            EventPayload::WorkOrderReleased(WorkOrder { vin, model, options, sequence, planned_start, .. }) => {
+                self.orders.insert(
+                    vin.clone(),
+                    Order {
+                        model: model.clone(),
+                        options: options.iter().cloned().collect(),
+                        sequence: *sequence,
+                        planned_start: *planned_start,
+                    },
+                );
+            }
+            EventPayload::UnitEnteredStation(u) => {
+                if !self.known_unit(&u.vin, &u.station, out) {
+                    return;
+                }
+                let model = self.orders.get(&u.vin).map(|o| o.model.clone()).unwrap_or_default();
+                if self.routing_for(&u.station, &model).is_empty() && !self.index.routing_by_station.is_empty() {
+                    out.push(draft(
+                        "station_not_on_routing",
+                        Verdict::Hold,
+                        format!("{} ({model}) entered {}, which is not on its routing", u.vin, u.station),
+                        subject(&u.vin, &u.station, None),
+                        json!({"model": model}),
+                    ));
+                }
+                self.visit(&u.vin, &u.station).evidence.push(event.event.event_id.clone());
+            }
+            EventPayload::ComponentScanned(s) => self.on_scan(s, &event.event.event_id, out),
+            EventPayload::OperationCompleted(o) => {
+                if !self.orders.contains_key(&o.vin) {
+                    return;
+                }
+                let model = self.orders.get(&o.vin).map(|x| x.model.clone()).unwrap_or_default();
+                let step = self
+                    .routing_for(&o.station, &model)
+                    .into_iter()
+                    .find(|r| r.operation == o.operation)
+                    .map(|r| r.step);
+                let id = event.event.event_id.clone();
+                let visit = self.visit(&o.vin, &o.station);
+                visit.evidence.push(id);
+                match step {
+                    Some(step) => {
+                        let later = visit.operations_done.iter().copied().filter(|s| *s > step).max();
+                        visit.operations_done.push(step);
+                        if let Some(later) = later {
+                            out.push(draft(
+                                "operation_out_of_order",
+                                Verdict::Hold,
+                                format!(
+                                    "{} completed {} (step {step}) at {} after step {later}",
+                                    o.vin, o.operation, o.station
+                                ),
+                                subject(&o.vin, &o.station, None),
+                                json!({"operation": o.operation, "step": step, "after_step": later}),
+                            ));
+                        }
+                    }
+                    None => out.push(draft(
+                        "operation_not_on_routing",
+                        Verdict::Review,
+                        format!(
+                            "{} reported operation {} at {}, which is not on its routing",
+                            o.vin, o.operation, o.station
+                        ),
+                        subject(&o.vin, &o.station, None),
+                        json!({"operation": o.operation}),
+                    )),
+                }
+            }
+            EventPayload::TighteningResult(t) => {
+                if let Some(vin) = &t.vin
+                    && self.orders.contains_key(vin)
+                {
+                    self.visit(vin, &t.station).tightened.insert(t.joint.clone());
+                }
+            }
+            EventPayload::UnitLeftStation(u) if self.orders.contains_key(&u.vin) => {
+                self.on_leave(&u.vin, &u.station, &event.event.event_id, out);
+            }
+            _ => {}
+        }
+    }
+}
