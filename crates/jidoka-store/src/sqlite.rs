@@ -328,6 +328,56 @@ fn page_limit(limit: usize) -> usize {
     limit.clamp(1, 10_000)
 }
 
+fn commit_derived(
+    conn: &mut Connection,
+    consumer: &str,
+    up_to_seq: u64,
+    findings: &[Finding],
+    actions: &[Action],
+) -> Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut insert_finding = tx.prepare_cached(
+            "INSERT INTO findings (finding_id, agent, kind, verdict, severity, vin, station, occurred_at, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (finding_id) DO NOTHING",
+        )?;
+        for f in findings {
+            insert_finding.execute(params![
+                f.finding_id,
+                f.agent,
+                f.kind,
+                f.verdict.as_str(),
+                f.severity.as_str(),
+                f.subject.vin,
+                f.subject.station,
+                rfc3339::format(&f.occurred_at),
+                to_json(f)?,
+            ])?;
+        }
+        let mut insert_action = tx.prepare_cached(
+            "INSERT INTO actions (action_id, finding_id, kind, status, idempotency_key, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+        )?;
+        for a in actions {
+            insert_action.execute(params![
+                a.action_id,
+                a.finding_id,
+                a.kind.as_str(),
+                a.status.as_str(),
+                a.idempotency_key,
+                to_json(a)?,
+            ])?;
+        }
+        tx.prepare_cached(
+            "INSERT INTO cursors (consumer, seq) VALUES (?1, ?2)
+             ON CONFLICT (consumer) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+        )?
+        .execute(params![consumer, up_to_seq as i64])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 impl Store for SqliteStore {
     fn append(&self, batches: &[AppendBatch<'_>]) -> Result<Vec<Vec<AppendOutcome>>> {
         self.with_writer(|conn| {
@@ -408,47 +458,14 @@ impl Store for SqliteStore {
 
     fn commit_findings(&self, consumer: &str, up_to_seq: u64, findings: &[Finding], actions: &[Action]) -> Result<()> {
         self.with_writer(|conn| {
-            let tx = conn.transaction()?;
-            {
-                let mut insert_finding = tx.prepare_cached(
-                    "INSERT INTO findings (finding_id, agent, kind, verdict, severity, vin, station, occurred_at, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (finding_id) DO NOTHING",
-                )?;
-                for f in findings {
-                    insert_finding.execute(params![
-                        f.finding_id,
-                        f.agent,
-                        f.kind,
-                        f.verdict.as_str(),
-                        f.severity.as_str(),
-                        f.subject.vin,
-                        f.subject.station,
-                        rfc3339::format(&f.occurred_at),
-                        to_json(f)?,
-                    ])?;
-                }
-                let mut insert_action = tx.prepare_cached(
-                    "INSERT INTO actions (action_id, finding_id, kind, status, idempotency_key, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
-                )?;
-                for a in actions {
-                    insert_action.execute(params![
-                        a.action_id,
-                        a.finding_id,
-                        a.kind.as_str(),
-                        a.status.as_str(),
-                        a.idempotency_key,
-                        to_json(a)?,
-                    ])?;
-                }
-                tx.prepare_cached(
-                    "INSERT INTO cursors (consumer, seq) VALUES (?1, ?2)
-                     ON CONFLICT (consumer) DO UPDATE SET seq = MAX(seq, excluded.seq)",
-                )?
-                .execute(params![consumer, up_to_seq as i64])?;
-            }
-            tx.commit()?;
-            Ok(())
+            // Findings, actions and the cursor are derived from the event log: replaying the
+            // durable log recreates them with the same ids, and sinks dedupe on the action's
+            // key. So this commit is written to the OS (it survives a process crash) without an
+            // fsync of its own; the next event commit's fsync makes it durable in WAL order.
+            conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+            let result = commit_derived(conn, consumer, up_to_seq, findings, actions);
+            conn.execute_batch("PRAGMA synchronous = FULL")?;
+            result
         })
     }
 

@@ -8,7 +8,7 @@ use jidoka_store::{SqliteStore, Store};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Options of `jidoka bench ingest`.
 #[derive(Debug, Clone, clap::Args)]
@@ -121,4 +121,338 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         .add("machine", "machine", machine(), "");
     report.print(args.json);
     Ok(())
+}
+
+/// Options of `jidoka bench sequence`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SequenceArgs {
+    /// BOM lines of the synthetic plant.
+    #[arg(long, default_value_t = 2000)]
+    pub bom_lines: usize,
+    /// Engineering changes.
+    #[arg(long, default_value_t = 50)]
+    pub ecos: usize,
+    /// Units for the pure validation run.
+    #[arg(long, default_value_t = 2000)]
+    pub units: usize,
+    /// Events per second offered over HTTP in the end-to-end run.
+    #[arg(long, default_value_t = 2000)]
+    pub rate: u64,
+    /// Seconds of the end-to-end run.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+const STATIONS: usize = 40;
+const FAMILIES: usize = 10;
+
+/// A synthetic plant of the requested size: BOM lines spread over 40 stations with option
+/// rules over 10 option families, and ECOs on some of the parts.
+fn synthetic_master(bom_lines: usize, ecos: usize, rng: &mut jidoka_sim::rng::Rng) -> jidoka_model::master::MasterData {
+    use jidoka_model::master::{BomItem, ChangePackage, Effectivity, MasterData, RoutingStep};
+    let mut bom = Vec::with_capacity(bom_lines);
+    for i in 0..bom_lines {
+        let f1 = rng.below(FAMILIES);
+        let rule = match i % 4 {
+            0 => None,
+            1 => Some(format!("F{f1}=V{}", rng.below(4))),
+            2 => Some(format!("F{f1}=V{} & !F{}=V{}", rng.below(4), (f1 + 1) % FAMILIES, rng.below(4))),
+            _ => Some(format!(
+                "(F{f1}=V{} | F{}=V{}) & !F{}=V0",
+                rng.below(4),
+                (f1 + 2) % FAMILIES,
+                rng.below(4),
+                (f1 + 3) % FAMILIES
+            )),
+        };
+        bom.push(BomItem {
+            model: "*".into(),
+            part_number: format!("P{i:05}"),
+            quantity: 1.0,
+            station: format!("S{:02}", i % STATIONS),
+            operation: None,
+            option_rule: rule,
+            effectivity: Effectivity::default(),
+        });
+    }
+    let changes = (0..ecos)
+        .map(|e| {
+            let part = format!("P{:05}", (e * 37) % bom_lines.max(1));
+            ChangePackage {
+                change_id: format!("ECO-{e}"),
+                old_part_number: part.clone(),
+                new_part_number: format!("{part}-B"),
+                cut_in: Effectivity { from_sequence: Some(1 + (e as u64 * 97) % 1000), ..Effectivity::default() },
+                old_valid_until: None,
+                old_valid_until_sequence: None,
+                description: None,
+            }
+        })
+        .collect();
+    let routing = (0..STATIONS)
+        .map(|s| RoutingStep {
+            model: "*".into(),
+            station: format!("S{s:02}"),
+            operation: format!("OP{s:02}"),
+            step: s as u32 + 1,
+            required_tightenings: Vec::new(),
+        })
+        .collect();
+    MasterData { bom, changes, routing, lots_on_hold: Vec::new() }
+}
+
+/// The events of `units` units passing every station, each scanning what its options need
+/// (after ECOs); every `error_every`-th scan is a part from another station.
+fn synthetic_events(
+    master: &jidoka_model::master::MasterData,
+    units: usize,
+    error_every: usize,
+    rng: &mut jidoka_sim::rng::Rng,
+) -> Vec<serde_json::Value> {
+    use jidoka_model::rule::Rule;
+    let rules: Vec<Rule> = master
+        .bom
+        .iter()
+        .map(|b| Rule::parse(b.option_rule.as_deref().unwrap_or("")).unwrap_or(Rule::Always))
+        .collect();
+    let mut out = Vec::new();
+    let mut scans = 0usize;
+    let ev = |n: &mut usize, kind: &str, data: serde_json::Value| {
+        *n += 1;
+        json!({"source": "bench-line", "source_txn_id": format!("B{n}"), "occurred_at": "2026-11-24T08:00:00Z", "kind": kind, "data": data})
+    };
+    let mut n = 0usize;
+    for u in 0..units {
+        let vin = format!("BENCH{u:012}");
+        let options: Vec<String> = (0..FAMILIES).map(|f| format!("F{f}=V{}", rng.below(4))).collect();
+        let set: std::collections::BTreeSet<String> = options.iter().cloned().collect();
+        let sequence = u as u64 + 1;
+        out.push(ev(
+            &mut n,
+            "work_order_released",
+            json!({"work_order": format!("WO{u}"), "vin": vin, "model": "M", "options": options, "sequence": sequence}),
+        ));
+        for s in 0..STATIONS {
+            let station = format!("S{s:02}");
+            out.push(ev(&mut n, "unit_entered_station", json!({"vin": vin, "station": station})));
+            for (i, b) in master.bom.iter().enumerate() {
+                if b.station != station || !rules[i].holds(&set) {
+                    continue;
+                }
+                let mut part = b.part_number.clone();
+                if let Some(c) =
+                    master.changes.iter().find(|c| c.old_part_number == part && c.status_for(sequence, None).0)
+                {
+                    part = c.new_part_number.clone();
+                }
+                scans += 1;
+                if error_every > 0 && scans.is_multiple_of(error_every) {
+                    part = format!("P{:05}", (i + 1) % master.bom.len());
+                }
+                out.push(ev(&mut n, "component_scanned", json!({"vin": vin, "station": station, "part_number": part})));
+            }
+            out.push(ev(
+                &mut n,
+                "operation_completed",
+                json!({"vin": vin, "station": station, "operation": format!("OP{s:02}")}),
+            ));
+            out.push(ev(&mut n, "unit_left_station", json!({"vin": vin, "station": station})));
+        }
+    }
+    out
+}
+
+pub async fn sequence(args: SequenceArgs) -> anyhow::Result<()> {
+    let mut rng = jidoka_sim::rng::Rng::new(1);
+    let master = crate::config::master_from(synthetic_master(args.bom_lines, args.ecos, &mut rng))?;
+    let Some(master_data) = master.clone() else { anyhow::bail!("no master data") };
+    // 1. Pure validation on one thread.
+    let values = synthetic_events(&master_data, args.units, 50, &mut rng);
+    let now = chrono::Utc::now();
+    let events: Vec<jidoka_model::StoredEvent> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Event::parse(v.clone(), now).map(|event| jidoka_model::StoredEvent { seq: i as u64 + 1, event }))
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("bench event: {e}"))?;
+    let mut router =
+        jidoka_agents::Router::new(vec![Box::new(jidoka_agents::sequence::SequenceAgent::new(&master_data))]);
+    let mut findings = Vec::new();
+    let start = Instant::now();
+    for ev in &events {
+        router.process(ev, &mut findings);
+    }
+    let pure_s = start.elapsed().as_secs_f64();
+    let pure_rate = events.len() as f64 / pure_s;
+
+    // 2. End to end: HTTP ingest at a fixed rate → durable store → agent → Andon action stored.
+    let e2e = end_to_end(&args, master, &master_data, &mut rng).await?;
+
+    let mut report = Report::new(format!(
+        "bench sequence: {} BOM lines over {STATIONS} stations, {} ECOs",
+        args.bom_lines, args.ecos
+    ));
+    report
+        .add("events", "events validated (pure)", events.len(), "")
+        .add("findings", "findings (pure)", findings.len(), "")
+        .add("events_per_s", "pure validation, one thread", pure_rate, "events/s")
+        .add("e2e_rate", "end-to-end offered rate over HTTP", args.rate, "events/s")
+        .add("e2e_events", "end-to-end events sent", e2e.sent, "")
+        .add("e2e_alerts", "Andon actions measured", e2e.latencies.len(), "")
+        .add("e2e_p50_ms", "accepted over HTTP → Andon action stored, p50", percentile(&e2e.latencies, 50.0), "ms")
+        .add("e2e_p99_ms", "accepted over HTTP → Andon action stored, p99", percentile(&e2e.latencies, 99.0), "ms")
+        .add("e2e_max_ms", "accepted over HTTP → Andon action stored, max", percentile(&e2e.latencies, 100.0), "ms")
+        .add("machine", "machine", machine(), "");
+    report.print(args.json);
+    Ok(())
+}
+
+struct EndToEnd {
+    sent: usize,
+    latencies: Vec<f64>,
+}
+
+/// A minimal keep-alive HTTP/1.1 client, enough to post JSON to our own server on loopback.
+async fn post(
+    stream: &mut tokio::io::BufStream<tokio::net::TcpStream>,
+    token: &str,
+    body: &[u8],
+) -> anyhow::Result<u16> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let head = format!(
+        "POST /api/events HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    stream.flush().await?;
+    let mut status_line = String::new();
+    stream.read_line(&mut status_line).await?;
+    let status: u16 = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        stream.read_line(&mut line).await?;
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut buf = vec![0u8; length];
+    stream.read_exact(&mut buf).await?;
+    Ok(status)
+}
+
+async fn end_to_end(
+    args: &SequenceArgs,
+    master: jidoka_agents::Master,
+    master_data: &jidoka_model::master::MasterData,
+    rng: &mut jidoka_sim::rng::Rng,
+) -> anyhow::Result<EndToEnd> {
+    use crate::api::{AppState, router};
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("jidoka.sqlite"))?);
+    let mut agents = jidoka_agents::AgentsConfig::default();
+    agents.torque_window.enabled = false;
+    let runtime = Runtime::start(
+        store.clone(),
+        RuntimeParts {
+            runtime: RuntimeConfig::default(),
+            agents: Some(agents.clone()),
+            master: master.clone(),
+            sinks: Vec::new(),
+        },
+    )?;
+    let mut auth = crate::auth::Auth::default();
+    let (token, _) = crate::auth::new_token()?;
+    auth.add_token(&token, "bench", crate::auth::Role::Agent);
+    let state = Arc::new(AppState {
+        ingest: runtime.ingest(),
+        store: store.clone(),
+        metrics: runtime.metrics.clone(),
+        auth,
+        max_batch_events: 10_000,
+        metrics_open_to_loopback: true,
+        agents: jidoka_agents::Router::new(jidoka_agents::build_agents(&agents, &master)).agent_names(),
+    });
+    let app = router(state, 1 << 24);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
+    });
+    // Every 20th scan is wrong, so about 5 % of events raise an Andon alert.
+    let units = ((args.rate * args.seconds) as usize / 700).max(2);
+    let values = synthetic_events(master_data, units, 20, rng);
+    let total = values.len().min((args.rate * args.seconds) as usize);
+    let mut findings_rx = runtime.findings.subscribe();
+    let sent_at: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
+    let collector = {
+        let sent_at = sent_at.clone();
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while let Ok(f) = findings_rx.recv().await {
+                if f.kind.starts_with("sequence.") && !f.kind.ends_with("_missing") {
+                    let t0 = f.evidence.first().and_then(|e| sent_at.lock().ok().and_then(|m| m.get(e).copied()));
+                    if let Some(t0) = t0 {
+                        latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+                    }
+                }
+            }
+            latencies
+        })
+    };
+    // Four connections, like a few line controllers and gateways, sharing the offered rate.
+    let connections = 4usize;
+    let interval = Duration::from_secs_f64(connections as f64 / args.rate as f64);
+    let bar = progress(total as u64, "end-to-end");
+    let mut senders = Vec::new();
+    let now = chrono::Utc::now();
+    for c in 0..connections {
+        let mine: Vec<(String, Vec<u8>)> = values
+            .iter()
+            .take(total)
+            .skip(c)
+            .step_by(connections)
+            .map(|v| {
+                let id = Event::parse(v.clone(), now).map(|e| e.event_id).unwrap_or_default();
+                (id, serde_json::to_vec(v).unwrap_or_default())
+            })
+            .collect();
+        let (token, sent_at, bar) = (token.clone(), sent_at.clone(), bar.clone());
+        senders.push(tokio::spawn(async move {
+            let mut stream = tokio::io::BufStream::new(tokio::net::TcpStream::connect(addr).await?);
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            for (id, body) in mine {
+                ticker.tick().await;
+                if let Ok(mut m) = sent_at.lock() {
+                    m.insert(id, Instant::now());
+                }
+                let status = post(&mut stream, &token, &body).await?;
+                anyhow::ensure!(status == 200, "ingest answered {status}");
+                bar.inc(1);
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    // Events are spread over the connections, so a unit's events can arrive out of order; the
+    // run compares latencies only, never findings.
+    for s in senders {
+        s.await??;
+    }
+    bar.finish_and_clear();
+    runtime.wait_for_agents(Duration::from_secs(30));
+    server.abort();
+    let _ = server.await;
+    tokio::task::spawn_blocking(move || runtime.shutdown()).await?;
+    let mut latencies = collector.await?;
+    latencies.sort_by(f64::total_cmp);
+    Ok(EndToEnd { sent: total, latencies })
 }

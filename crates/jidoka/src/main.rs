@@ -136,6 +136,9 @@ enum BenchCommand {
     Ingest(bench::IngestArgs),
     /// Simulator speed on one thread: units/s, tightenings/s, and the factor over real time.
     Sim(simulate::BenchSimArgs),
+    /// Sequence checks: pure validation events/s with a 2,000-line BOM and 50 ECOs, and the
+    /// latency from an event accepted over HTTP to its Andon action stored, at 2,000 events/s.
+    Sequence(bench::SequenceArgs),
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -237,6 +240,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tokio::task::spawn_blocking(move || eval::sequence(args)).await?.context("eval sequence")?
         }
         Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await.context("bench ingest")?,
+        Command::Bench(BenchCommand::Sequence(args)) => bench::sequence(args).await.context("bench sequence")?,
         Command::Bench(BenchCommand::Sim(args)) => {
             tokio::task::spawn_blocking(move || simulate::bench(args)).await?.context("bench sim")?
         }
