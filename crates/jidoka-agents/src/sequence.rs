@@ -72,6 +72,9 @@ struct Index {
 }
 
 struct Order {
+    /// The VIN's serial number (its last six characters, ISO 3779 positions 12-17), for
+    /// serial-range effectivity.
+    serial: String,
     model: String,
     options: BTreeSet<String>,
     sequence: u64,
@@ -199,7 +202,7 @@ impl SequenceAgent {
         let mut out = Vec::new();
         for line in self.index.bom_by_station.get(station).into_iter().flatten() {
             if !Self::model_matches(&line.model, &order.model)
-                || !line.effectivity.holds(order.sequence, order.planned_start, None)
+                || !line.effectivity.holds(order.sequence, order.planned_start, Some(order.serial.as_str()))
                 || !line.rule.holds(&order.options)
             {
                 continue;
@@ -503,9 +506,11 @@ impl Agent for SequenceAgent {
     fn on_event(&mut self, event: &StoredEvent, out: &mut Vec<FindingDraft>) {
         match &event.event.payload {
             EventPayload::WorkOrderReleased(WorkOrder { vin, model, options, sequence, planned_start, .. }) => {
+                let serial = vin.get(vin.len().saturating_sub(6)..).unwrap_or(vin).to_string();
                 self.orders.insert(
                     vin.clone(),
                     Order {
+                        serial,
                         model: model.clone(),
                         options: options.iter().cloned().collect(),
                         sequence: *sequence,

@@ -326,6 +326,36 @@ mod sequence {
     }
 
     #[test]
+    fn serial_range_effectivity_uses_the_vins_serial_number() {
+        let mut m = master();
+        m.bom.push(BomItem {
+            model: "*".into(),
+            part_number: "RECALL-FIX".into(),
+            quantity: 1.0,
+            station: "S2".into(),
+            operation: None,
+            option_rule: None,
+            effectivity: Effectivity {
+                from_serial: Some("000100".into()),
+                to_serial: Some("000199".into()),
+                ..Effectivity::default()
+            },
+        });
+        let mut l = Line::new();
+        l.router = Router::new(vec![Box::new(SequenceAgent::new(&m))]);
+        for (vin, needs_fix) in [("5JKSUV5A2TD000150", true), ("5JKSUV5A2TD000250", false)] {
+            l.release(vin, "I4", 10);
+            l.scan(vin, "S2", "SEAT", json!({}));
+            l.send("operation_completed", json!({"vin": vin, "station": "S2", "operation": "OP2"}));
+            let left = l.send("unit_left_station", json!({"vin": vin, "station": "S2"}));
+            assert_eq!(left.is_empty(), !needs_fix, "{vin}: {left:?}");
+            if needs_fix {
+                assert_eq!(l.out.last().map(|f| f.details["scans_missing"][0].clone()), Some(json!("RECALL-FIX")));
+            }
+        }
+    }
+
+    #[test]
     fn malformed_master_data_is_rejected_with_its_row() {
         let mut m = master();
         m.bom[1].option_rule = Some("ENGINE V6".into());

@@ -150,9 +150,13 @@ impl Default for RuntimeConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MasterDataConfig {
-    /// A plant description (TOML, as in examples/plants/default.toml).
+    /// A plant description (TOML, as in examples/plants/default.toml)...
     #[serde(default)]
     pub plant: Option<PathBuf>,
+    /// ...or a master data document (TOML: `[[bom]]`, `[[changes]]`, `[[routing]]`,
+    /// `lots_on_hold`; see examples/master_data.toml).
+    #[serde(default)]
+    pub file: Option<PathBuf>,
 }
 
 /// A validated configuration.
@@ -234,6 +238,9 @@ impl Config {
     /// Checks across fields; every problem is returned.
     pub fn validate(&self) -> Vec<ConfigError> {
         let mut errors: Vec<(String, String)> = Vec::new();
+        if self.master_data.plant.is_some() && self.master_data.file.is_some() {
+            errors.push(("master_data".into(), "give one of `plant` and `file`, not both".into()));
+        }
         if self.store.data_dir.as_os_str().is_empty() {
             errors.push(("store.data_dir".into(), "must not be empty".into()));
         }
@@ -285,6 +292,13 @@ impl Config {
 
     /// Load and validate the master data, when configured; every malformed row is reported.
     pub fn load_master(&self) -> anyhow::Result<jidoka_agents::Master> {
+        if let Some(path) = &self.master_data.file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("master_data.file: cannot read {}: {e}", path.display()))?;
+            let master: jidoka_model::master::MasterData = toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("master_data.file {}: {}", path.display(), e.to_string().trim()))?;
+            return master_from(master);
+        }
         let Some(path) = &self.master_data.plant else { return Ok(None) };
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("master_data.plant: cannot read {}: {e}", path.display()))?;

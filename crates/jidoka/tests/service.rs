@@ -572,3 +572,26 @@ fn eval_sequence_flags_every_injected_error_and_nothing_else() {
     assert_eq!(v["false_alarms"], 0);
     assert_eq!(v["clean_run_alerts"], 0);
 }
+
+#[test]
+fn master_data_loads_from_its_own_file_and_bad_rows_are_named() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/master_data.toml");
+    let mut config = Config::default();
+    config.master_data.file = Some(example);
+    let master = config.load_master().expect("example master data").expect("some");
+    assert_eq!(master.bom.len(), 3);
+    assert_eq!(master.changes[0].old_valid_until_sequence, Some(340));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[bom]]\nmodel = \"*\"\npart_number = \"A\"\nquantity = 0\nstation = \"S\"\noption_rule = \"X\"\n\n[[changes]]\nchange_id = \"E\"\nold_part_number = \"B\"\nnew_part_number = \"C\"\ncut_in = {}\n",
+    )
+    .expect("write");
+    config.master_data.file = Some(bad);
+    let err = config.load_master().expect_err("rejected").to_string();
+    for row in ["bom[0].quantity", "bom[0].option_rule", "changes[0].old_part_number", "changes[0].cut_in"] {
+        assert!(err.contains(row), "{row} missing from {err}");
+    }
+}
