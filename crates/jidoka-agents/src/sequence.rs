@@ -93,6 +93,9 @@ struct Requirement {
     also_allowed: Option<String>,
     quantity: f64,
     change: Option<String>,
+    /// Option families the BOM line's rule speaks of: a wrong variant stands in for a
+    /// requirement that shares one.
+    families: Vec<String>,
 }
 
 #[derive(Default)]
@@ -102,9 +105,17 @@ struct Visit {
     operations_done: Vec<u32>,
     tightened: HashSet<String>,
     evidence: Vec<String>,
-    /// Required parts whose absence an earlier finding at this visit already named (a wrong,
-    /// superseded or wrong-variant part scanned in their place): not alerted again on leaving.
+    /// Required parts whose absence an earlier finding at this visit already named (a
+    /// superseded or not-yet-effective part of the same ECO, or a wrong variant of the same
+    /// option family, scanned in their place): not alerted again on leaving.
     excused: HashSet<String>,
+    /// (part, serial) already counted: a scanner retry is not a second piece.
+    counted_serials: HashSet<(String, String)>,
+    /// Joints with a NOK result and no OK one yet.
+    nok_joints: HashSet<String>,
+    /// The unit was seen entering: only such a visit is judged when a departure event is lost
+    /// (a stray result arriving after departure opens a visit that is simply dropped).
+    entered: bool,
 }
 
 pub struct SequenceAgent {
@@ -113,6 +124,9 @@ pub struct SequenceAgent {
     visits: HashMap<(String, String), Visit>,
     /// (part, serial) → VIN it was fitted to.
     serials: HashMap<(String, String), String>,
+    /// Where each unit is, and which unit is at each station (for results without a VIN).
+    current: HashMap<String, String>,
+    at_station: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for SequenceAgent {
@@ -191,6 +205,8 @@ impl SequenceAgent {
             orders: HashMap::new(),
             visits: HashMap::new(),
             serials: HashMap::new(),
+            current: HashMap::new(),
+            at_station: HashMap::new(),
         }
     }
 
@@ -207,8 +223,14 @@ impl SequenceAgent {
             {
                 continue;
             }
-            let mut req =
-                Requirement { part: line.part.clone(), also_allowed: None, quantity: line.quantity, change: None };
+            let families = line.rule.terms().into_iter().map(|(f, _)| f).collect();
+            let mut req = Requirement {
+                part: line.part.clone(),
+                also_allowed: None,
+                quantity: line.quantity,
+                change: None,
+                families,
+            };
             for c in self.index.changes.iter().filter(|c| c.old == line.part) {
                 let (passed, old_allowed) = c.package.status_for(order.sequence, order.planned_start);
                 if passed {
@@ -217,7 +239,11 @@ impl SequenceAgent {
                     req.also_allowed = old_allowed.then(|| c.old.clone());
                 }
             }
-            out.push(req);
+            // Two lines asking for the same part at one station are one requirement.
+            match out.iter_mut().find(|r: &&mut Requirement| r.part == req.part) {
+                Some(existing) => existing.quantity += req.quantity,
+                None => out.push(req),
+            }
         }
         out
     }
@@ -242,13 +268,17 @@ impl SequenceAgent {
         self.visits.entry(key).or_default()
     }
 
-    /// A wrong part stands in for the first required part not yet scanned or excused.
-    fn excuse_first_open(&mut self, vin: &str, station: &str) {
+    /// A wrong variant stands in for an open requirement of the same option family.
+    fn excuse_same_family(&mut self, vin: &str, station: &str, families: &[String]) {
         let visit = self.visit(vin, station);
         let open = visit
             .required
             .iter()
-            .find(|r| !visit.scanned.contains_key(&r.part) && !visit.excused.contains(&r.part))
+            .find(|r| {
+                !visit.scanned.contains_key(&r.part)
+                    && !visit.excused.contains(&r.part)
+                    && r.families.iter().any(|f| families.contains(f))
+            })
             .map(|r| r.part.clone());
         if let Some(part) = open {
             visit.excused.insert(part);
@@ -293,8 +323,12 @@ impl SequenceAgent {
             let key = req.part.clone();
             let total = {
                 let visit = self.visit(vin, station);
+                let retry =
+                    s.serial.as_ref().is_some_and(|sn| !visit.counted_serials.insert((part.to_string(), sn.clone())));
                 let total = visit.scanned.entry(key).or_default();
-                *total += s.quantity;
+                if !retry {
+                    *total += s.quantity;
+                }
                 *total
             };
             if total > req.quantity + 1e-9 {
@@ -307,7 +341,11 @@ impl SequenceAgent {
                 ));
             }
         } else if let Some((req, change)) = required.iter().find_map(|r| {
-            let c = self.index.changes.iter().find(|c| c.old == part && c.new == r.part)?;
+            let c = self
+                .index
+                .changes
+                .iter()
+                .find(|c| c.old == part && c.new == r.part && r.change.as_deref() == Some(c.id.as_str()))?;
             Some((r.clone(), ChangeRef { id: c.id.clone() }))
         }) {
             self.visit(vin, station).excused.insert(req.part.clone());
@@ -336,18 +374,25 @@ impl SequenceAgent {
                 subj.clone(),
                 json!({"expected": req.part, "actual": part, "change": change.id}),
             ));
-        } else if let Some(rule_text) = self
+        } else if let Some((rule_text, rule_holds, families)) = self
             .index
             .bom_by_station
             .get(station)
             .into_iter()
             .flatten()
             .find(|l| l.part == part && Self::model_matches(&l.model, &model))
-            .map(|l| l.rule_text.clone())
+            .map(|l| {
+                let holds = self.orders.get(vin).is_some_and(|o| l.rule.holds(&o.options));
+                (l.rule_text.clone(), holds, l.rule.terms().into_iter().map(|(f, _)| f).collect::<Vec<_>>())
+            })
         {
-            self.excuse_first_open(vin, station);
+            self.excuse_same_family(vin, station, &families);
             let expected: Vec<&str> = required.iter().map(|r| r.part.as_str()).collect();
-            let why = if rule_text.is_empty() { "its effectivity".to_string() } else { format!("rule `{rule_text}`") };
+            let why = if rule_holds {
+                "its effectivity (sequence, date or serial range)".to_string()
+            } else {
+                format!("rule `{rule_text}`")
+            };
             out.push(draft(
                 "wrong_variant",
                 Verdict::Hold,
@@ -359,7 +404,6 @@ impl SequenceAgent {
                 json!({"expected": expected, "actual": part, "rule": rule_text}),
             ));
         } else if self.index.known_parts.contains(part) {
-            self.excuse_first_open(vin, station);
             let expected: Vec<&str> = required.iter().map(|r| r.part.as_str()).collect();
             out.push(draft(
                 "wrong_part",
@@ -372,7 +416,6 @@ impl SequenceAgent {
                 json!({"expected": expected, "actual": part}),
             ));
         } else {
-            self.excuse_first_open(vin, station);
             out.push(draft(
                 "unknown_part",
                 Verdict::Hold,
@@ -436,12 +479,12 @@ impl SequenceAgent {
                 _ => {}
             }
         }
-        let tightenings_missing: Vec<&str> = steps
+        let (tightenings_nok, tightenings_missing): (Vec<&str>, Vec<&str>) = steps
             .iter()
             .flat_map(|(_, _, joints)| joints.iter())
             .filter(|j| !visit.tightened.contains(*j))
             .map(String::as_str)
-            .collect();
+            .partition(|j| visit.nok_joints.contains(*j));
         let kind = if !ops_missing.is_empty() {
             "operation_missing"
         } else if !scans_missing.is_empty() {
@@ -450,6 +493,8 @@ impl SequenceAgent {
             "quantity_short"
         } else if !tightenings_missing.is_empty() {
             "tightening_missing"
+        } else if !tightenings_nok.is_empty() {
+            "tightening_nok"
         } else {
             return;
         };
@@ -470,13 +515,16 @@ impl SequenceAgent {
                 steps.iter().map(|s| s.2.len()).sum::<usize>()
             ));
         }
+        if !tightenings_nok.is_empty() {
+            parts.push(format!("joint(s) {} left with a NOK tightening", tightenings_nok.join(", ")));
+        }
         let mut d = draft(
             kind,
             Verdict::Hold,
             format!("{vin} left {station} with work undone: {}", parts.join("; ")),
             subject(vin, station, None),
             json!({"operations_missing": ops_missing, "scans_missing": scans_missing, "quantity_short": short,
-                   "tightenings_missing": tightenings_missing, "left_event": event_id}),
+                   "tightenings_missing": tightenings_missing, "tightenings_nok": tightenings_nok, "left_event": event_id}),
         );
         d.extra_evidence = visit.evidence;
         out.push(d);
@@ -514,7 +562,8 @@ impl Agent for SequenceAgent {
                         model: model.clone(),
                         options: options.iter().cloned().collect(),
                         sequence: *sequence,
-                        planned_start: *planned_start,
+                        // Without a planned start, date cut-ins are judged at release time.
+                        planned_start: planned_start.or(Some(event.event.occurred_at)),
                     },
                 );
             }
@@ -522,6 +571,21 @@ impl Agent for SequenceAgent {
                 if !self.known_unit(&u.vin, &u.station, out) {
                     return;
                 }
+                // A unit is at one station at a time: entering the next one closes the last visit
+                // even when its departure event was lost.
+                if let Some(previous) = self.current.insert(u.vin.clone(), u.station.clone())
+                    && previous != u.station
+                {
+                    let key = (u.vin.clone(), previous.clone());
+                    match self.visits.get(&key).map(|v| v.entered) {
+                        Some(true) => self.on_leave(&u.vin, &previous, &event.event.event_id, out),
+                        Some(false) => {
+                            self.visits.remove(&key);
+                        }
+                        None => {}
+                    }
+                }
+                self.at_station.insert(u.station.clone(), u.vin.clone());
                 let model = self.orders.get(&u.vin).map(|o| o.model.clone()).unwrap_or_default();
                 if self.routing_for(&u.station, &model).is_empty() && !self.index.routing_by_station.is_empty() {
                     out.push(draft(
@@ -532,7 +596,9 @@ impl Agent for SequenceAgent {
                         json!({"model": model}),
                     ));
                 }
-                self.visit(&u.vin, &u.station).evidence.push(event.event.event_id.clone());
+                let visit = self.visit(&u.vin, &u.station);
+                visit.entered = true;
+                visit.evidence.push(event.event.event_id.clone());
             }
             EventPayload::ComponentScanned(s) => self.on_scan(s, &event.event.event_id, out),
             EventPayload::OperationCompleted(o) => {
@@ -549,6 +615,8 @@ impl Agent for SequenceAgent {
                 let visit = self.visit(&o.vin, &o.station);
                 visit.evidence.push(id);
                 match step {
+                    // A NOK operation is not done.
+                    Some(_) if o.result == Some(jidoka_model::event::OkNok::Nok) => {}
                     Some(step) => {
                         let later = visit.operations_done.iter().copied().filter(|s| *s > step).max();
                         visit.operations_done.push(step);
@@ -578,13 +646,29 @@ impl Agent for SequenceAgent {
                 }
             }
             EventPayload::TighteningResult(t) => {
-                if let Some(vin) = &t.vin
-                    && self.orders.contains_key(vin)
+                // Many controllers send no VIN: the result belongs to the unit at the station.
+                let vin = t.vin.clone().or_else(|| self.at_station.get(&t.station).cloned());
+                if let Some(vin) = vin
+                    && self.orders.contains_key(&vin)
                 {
-                    self.visit(vin, &t.station).tightened.insert(t.joint.clone());
+                    let visit = self.visit(&vin, &t.station);
+                    if t.controller_verdict == Some(jidoka_model::event::OkNok::Nok) {
+                        if !visit.tightened.contains(&t.joint) {
+                            visit.nok_joints.insert(t.joint.clone());
+                        }
+                    } else {
+                        visit.nok_joints.remove(&t.joint);
+                        visit.tightened.insert(t.joint.clone());
+                    }
                 }
             }
             EventPayload::UnitLeftStation(u) if self.orders.contains_key(&u.vin) => {
+                if self.current.get(&u.vin) == Some(&u.station) {
+                    self.current.remove(&u.vin);
+                }
+                if self.at_station.get(&u.station) == Some(&u.vin) {
+                    self.at_station.remove(&u.station);
+                }
                 self.on_leave(&u.vin, &u.station, &event.event.event_id, out);
             }
             _ => {}

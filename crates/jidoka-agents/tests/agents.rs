@@ -208,7 +208,11 @@ mod sequence {
 
     impl Line {
         fn new() -> Line {
-            Line { router: Router::new(vec![Box::new(SequenceAgent::new(&master()))]), seq: 0, out: Vec::new() }
+            Line::with(&master())
+        }
+
+        fn with(m: &MasterData) -> Line {
+            Line { router: Router::new(vec![Box::new(SequenceAgent::new(m))]), seq: 0, out: Vec::new() }
         }
 
         fn send(&mut self, kind: &str, data: Value) -> Vec<String> {
@@ -353,6 +357,119 @@ mod sequence {
                 assert_eq!(l.out.last().map(|f| f.details["scans_missing"][0].clone()), Some(json!("RECALL-FIX")));
             }
         }
+    }
+
+    fn item(part: &str, station: &str) -> BomItem {
+        BomItem {
+            model: "*".into(),
+            part_number: part.into(),
+            quantity: 1.0,
+            station: station.into(),
+            operation: None,
+            option_rule: None,
+            effectivity: Effectivity::default(),
+        }
+    }
+
+    #[test]
+    fn a_misread_label_does_not_hide_a_genuinely_missing_part() {
+        let mut m = master();
+        m.bom.push(item("GROMMET", "S2"));
+        let mut l = Line::with(&m);
+        l.release("V1", "I4", 10);
+        l.send("unit_entered_station", json!({"vin": "V1", "station": "S2"}));
+        assert_eq!(l.scan("V1", "S2", "GARBLED", json!({})), vec!["unknown_part"]);
+        assert!(l.scan("V1", "S2", "SEAT", json!({})).is_empty(), "the rescan of SEAT is right");
+        l.send("operation_completed", json!({"vin": "V1", "station": "S2", "operation": "OP2"}));
+        assert_eq!(l.send("unit_left_station", json!({"vin": "V1", "station": "S2"})), vec!["scan_missing"]);
+        assert_eq!(l.out.last().map(|f| f.details["scans_missing"].clone()), Some(json!(["GROMMET"])));
+    }
+
+    #[test]
+    fn same_part_on_two_lines_is_one_requirement_and_retries_are_one_piece() {
+        let mut m = master();
+        m.bom.push(item("SEAT", "S2"));
+        let mut l = Line::with(&m);
+        l.release("V1", "I4", 10);
+        l.send("unit_entered_station", json!({"vin": "V1", "station": "S2"}));
+        assert!(l.scan("V1", "S2", "SEAT", json!({"serial": "S-1"})).is_empty());
+        assert!(l.scan("V1", "S2", "SEAT", json!({"serial": "S-1"})).is_empty(), "a scanner retry is no second piece");
+        l.send("operation_completed", json!({"vin": "V1", "station": "S2", "operation": "OP2"}));
+        assert_eq!(l.send("unit_left_station", json!({"vin": "V1", "station": "S2"})), vec!["quantity_short"]);
+        l.release("V2", "I4", 11);
+        l.send("unit_entered_station", json!({"vin": "V2", "station": "S2"}));
+        assert!(l.scan("V2", "S2", "SEAT", json!({"serial": "S-2"})).is_empty());
+        assert!(l.scan("V2", "S2", "SEAT", json!({"serial": "S-3"})).is_empty(), "two pieces asked for");
+        assert_eq!(l.scan("V2", "S2", "SEAT", json!({"serial": "S-4"})), vec!["quantity_over"]);
+    }
+
+    #[test]
+    fn superseded_names_only_the_eco_behind_the_requirement() {
+        let mut m = master();
+        m.bom.push(item("SEAT-B", "S1"));
+        let mut l = Line::with(&m);
+        l.release("V1", "I4", 70);
+        // At S1 SEAT-B is a BOM line of its own, not the result of ECO-7: SEAT is a wrong part.
+        assert_eq!(l.scan("V1", "S1", "SEAT", json!({})), vec!["wrong_part"]);
+        assert_eq!(l.scan("V1", "S2", "SEAT", json!({})), vec!["superseded"]);
+    }
+
+    #[test]
+    fn nok_work_is_not_done_and_results_without_vin_find_their_unit() {
+        let mut l = Line::new();
+        l.release("V1", "I4", 10);
+        l.send("unit_entered_station", json!({"vin": "V1", "station": "S1"}));
+        l.scan("V1", "S1", "ECU-I4", json!({}));
+        l.scan("V1", "S1", "CLIP", json!({"quantity": 2.0}));
+        // No VIN on the result (as many controllers send): it is the unit at the station.
+        l.send(
+            "tightening_result",
+            json!({"tightening_id": "7", "station": "S1", "tool": "T", "pset": "1", "joint": "J1",
+            "final_torque_nm": 3.0, "final_angle_deg": 2.0, "controller_verdict": "NOK"}),
+        );
+        l.send("operation_completed", json!({"vin": "V1", "station": "S1", "operation": "OP1"}));
+        l.send("operation_completed", json!({"vin": "V1", "station": "S1", "operation": "OP1B", "result": "NOK"}));
+        assert_eq!(l.send("unit_left_station", json!({"vin": "V1", "station": "S1"})), vec!["operation_missing"]);
+        let f = l.out.last().expect("finding");
+        assert_eq!(f.details["operations_missing"], json!(["OP1B"]));
+        assert_eq!(f.details["tightenings_nok"], json!(["J1"]));
+        assert!(
+            f.reason.contains("operation OP1B not completed") && f.reason.contains("J1 left with a NOK tightening"),
+            "{}",
+            f.reason
+        );
+
+        l.release("V2", "I4", 11);
+        l.send("unit_entered_station", json!({"vin": "V2", "station": "S1"}));
+        l.scan("V2", "S1", "ECU-I4", json!({}));
+        l.scan("V2", "S1", "CLIP", json!({"quantity": 2.0}));
+        l.send(
+            "tightening_result",
+            json!({"tightening_id": "8", "station": "S1", "tool": "T", "pset": "1", "joint": "J1",
+            "final_torque_nm": 3.0, "final_angle_deg": 2.0, "controller_verdict": "NOK"}),
+        );
+        l.complete_s1("V2");
+        assert!(l.send("unit_left_station", json!({"vin": "V2", "station": "S1"})).is_empty(), "reworked: NOK then OK");
+    }
+
+    #[test]
+    fn a_lost_departure_is_judged_when_the_unit_enters_its_next_station() {
+        let mut l = Line::new();
+        l.release("V1", "I4", 10);
+        l.send("unit_entered_station", json!({"vin": "V1", "station": "S1"}));
+        l.scan("V1", "S1", "ECU-I4", json!({}));
+        // The departure from S1 never arrives; entering S2 judges S1.
+        assert_eq!(l.send("unit_entered_station", json!({"vin": "V1", "station": "S2"})), vec!["operation_missing"]);
+        assert_eq!(l.out.last().and_then(|f| f.subject.station.clone()).as_deref(), Some("S1"));
+        // A result arriving late for S1 after the unit moved on is not judged again.
+        l.send(
+            "tightening_result",
+            json!({"tightening_id": "9", "vin": "V1", "station": "S1", "tool": "T", "pset": "1", "joint": "J1",
+            "final_torque_nm": 10.0, "final_angle_deg": 30.0}),
+        );
+        l.scan("V1", "S2", "SEAT", json!({}));
+        l.send("operation_completed", json!({"vin": "V1", "station": "S2", "operation": "OP2"}));
+        assert!(l.send("unit_left_station", json!({"vin": "V1", "station": "S2"})).is_empty());
     }
 
     #[test]

@@ -141,6 +141,10 @@ pub struct SequenceArgs {
     /// Seconds of the end-to-end run.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// HTTP connections sharing the offered rate (a line's scanners, controllers and gateways
+    /// each send a few events per second over their own connection).
+    #[arg(long, default_value_t = 16)]
+    pub connections: usize,
     #[arg(long)]
     pub json: bool,
 }
@@ -265,6 +269,10 @@ fn synthetic_events(
 }
 
 pub async fn sequence(args: SequenceArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.rate > 0 && args.seconds > 0 && args.units > 0 && args.connections > 0,
+        "--rate, --seconds, --units and --connections must be positive"
+    );
     let mut rng = jidoka_sim::rng::Rng::new(1);
     let master = crate::config::master_from(synthetic_master(args.bom_lines, args.ecos, &mut rng))?;
     let Some(master_data) = master.clone() else { anyhow::bail!("no master data") };
@@ -302,8 +310,10 @@ pub async fn sequence(args: SequenceArgs) -> anyhow::Result<()> {
         .add("findings", "findings (pure)", n_findings, "")
         .add("events_per_s", "pure validation, one thread", pure_rate, "events/s")
         .add("e2e_rate", "end-to-end offered rate over HTTP", args.rate, "events/s")
+        .add("e2e_connections", "HTTP connections sharing it", args.connections, "")
         .add("e2e_events", "end-to-end events sent", e2e.sent, "")
         .add("e2e_alerts", "Andon actions measured", e2e.latencies.len(), "")
+        .add("e2e_unmeasured", "findings missed by the measuring side (lag)", e2e.lagged, "")
         .add("e2e_p50_ms", "accepted over HTTP → Andon action stored, p50", percentile(&e2e.latencies, 50.0), "ms")
         .add("e2e_p99_ms", "accepted over HTTP → Andon action stored, p99", percentile(&e2e.latencies, 99.0), "ms")
         .add("e2e_max_ms", "accepted over HTTP → Andon action stored, max", percentile(&e2e.latencies, 100.0), "ms")
@@ -315,6 +325,8 @@ pub async fn sequence(args: SequenceArgs) -> anyhow::Result<()> {
 struct EndToEnd {
     sent: usize,
     latencies: Vec<f64>,
+    /// Findings the measuring side missed because it fell behind (reported, never hidden).
+    lagged: u64,
 }
 
 /// A minimal keep-alive HTTP/1.1 client, enough to post JSON to our own server on loopback.
@@ -400,19 +412,25 @@ async fn end_to_end(
         let sent_at = sent_at.clone();
         tokio::spawn(async move {
             let mut latencies = Vec::new();
-            while let Ok(f) = findings_rx.recv().await {
-                if f.kind.starts_with("sequence.") && !f.kind.ends_with("_missing") {
-                    let t0 = f.evidence.first().and_then(|e| sent_at.lock().ok().and_then(|m| m.get(e).copied()));
-                    if let Some(t0) = t0 {
-                        latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+            let mut lagged = 0u64;
+            loop {
+                match findings_rx.recv().await {
+                    // Only a HOLD raises the Andon action being timed.
+                    Ok(f) if f.kind.starts_with("sequence.") && f.verdict == jidoka_model::Verdict::Hold => {
+                        let t0 = f.evidence.first().and_then(|e| sent_at.lock().ok().and_then(|m| m.get(e).copied()));
+                        if let Some(t0) = t0 {
+                            latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+                        }
                     }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => lagged += n,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 }
             }
-            latencies
+            (latencies, lagged)
         })
     };
-    // Four connections, like a few line controllers and gateways, sharing the offered rate.
-    let connections = 4usize;
+    let connections = args.connections;
     let interval = Duration::from_secs_f64(connections as f64 / args.rate as f64);
     let bar = progress(total as u64, "end-to-end");
     let mut senders = Vec::new();
@@ -431,13 +449,15 @@ async fn end_to_end(
         let (token, sent_at, bar) = (token.clone(), sent_at.clone(), bar.clone());
         senders.push(tokio::spawn(async move {
             let mut stream = tokio::io::BufStream::new(tokio::net::TcpStream::connect(addr).await?);
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            for (id, body) in mine {
-                ticker.tick().await;
+            let start = tokio::time::Instant::now() + Duration::from_millis(50);
+            for (k, (id, body)) in mine.into_iter().enumerate() {
+                // The clock starts at the scheduled send time, so a stall that delays later
+                // sends counts against the latency (no coordinated omission).
+                let scheduled = start + interval * k as u32;
                 if let Ok(mut m) = sent_at.lock() {
-                    m.insert(id, Instant::now());
+                    m.insert(id, scheduled.into_std());
                 }
+                tokio::time::sleep_until(scheduled).await;
                 let status = post(&mut stream, &token, &body).await?;
                 anyhow::ensure!(status == 200, "ingest answered {status}");
                 bar.inc(1);
@@ -451,11 +471,14 @@ async fn end_to_end(
         s.await??;
     }
     bar.finish_and_clear();
-    runtime.wait_for_agents(Duration::from_secs(30));
     server.abort();
     let _ = server.await;
-    tokio::task::spawn_blocking(move || runtime.shutdown()).await?;
-    let mut latencies = collector.await?;
+    tokio::task::spawn_blocking(move || {
+        runtime.wait_for_agents(Duration::from_secs(30));
+        runtime.shutdown();
+    })
+    .await?;
+    let (mut latencies, lagged) = collector.await?;
     latencies.sort_by(f64::total_cmp);
-    Ok(EndToEnd { sent: total, latencies })
+    Ok(EndToEnd { sent: total, latencies, lagged })
 }

@@ -76,7 +76,9 @@ pub fn torque(args: EvalTorqueArgs) -> anyhow::Result<()> {
             if let EventPayload::TighteningResult(t) = &event.payload {
                 tightenings.push(event.event_id.clone());
                 let unit = t.vin.as_ref().and_then(|v| unit_of.get(v)).copied().unwrap_or(0);
-                if drifting.get(&t.tool).is_some_and(|onset| unit >= *onset) {
+                let out_of_window = t.torque_min_nm.is_some_and(|m| t.final_torque_nm < m)
+                    || t.torque_max_nm.is_some_and(|m| t.final_torque_nm > m);
+                if out_of_window && drifting.get(&t.tool).is_some_and(|onset| unit >= *onset) {
                     drift_affected.insert(event.event_id.clone());
                 }
                 if t.controller_verdict == Some(OkNok::Nok) {
@@ -109,7 +111,7 @@ pub fn torque(args: EvalTorqueArgs) -> anyhow::Result<()> {
         .add("tightenings", "tightenings", tightenings.len(), "")
         .add("faults", "injected faults", truth.len(), "")
         .add("good", "good tightenings", good, "")
-        .add("drift_affected", "by a drifting tool (evaluated apart)", drift_affected.len(), "");
+        .add("drift_affected", "out of window by a drifting tool (evaluated apart)", drift_affected.len(), "");
     for (mode, n) in &per_mode {
         report.add(&format!("injected_{mode}"), &format!("injected {mode}"), *n, "");
     }
@@ -170,23 +172,31 @@ const SEQUENCE_FAULTS: &[(&str, &str)] = &[
 struct SequenceRun {
     truth: Vec<jidoka_sim::GroundTruth>,
     findings: Vec<Finding>,
+    /// (VIN, station, joint) with a NOK tightening result in the stream.
+    nok: HashSet<(String, String, String)>,
 }
 
 fn run_sequence(plant: jidoka_sim::Plant, seed: u64, units: u64) -> anyhow::Result<SequenceRun> {
     let master = crate::config::master_from(plant.master_data())?;
     let mut router = Router::new(build_agents(&AgentsConfig::default(), &master));
     let mut sim = Simulation::new(plant, seed, Some(units), CurveMode::None);
-    let mut run = SequenceRun { truth: Vec::new(), findings: Vec::new() };
+    let mut run = SequenceRun { truth: Vec::new(), findings: Vec::new(), nok: HashSet::new() };
     let mut seq = 0;
     while sim.has_more() {
         let slot = sim.next_slot();
         run.truth.extend(slot.truth.into_iter().filter(|t| SEQUENCE_FAULTS.iter().any(|(f, _)| *f == t.fault)));
         for event in slot.events {
+            if let EventPayload::TighteningResult(t) = &event.payload
+                && t.controller_verdict == Some(OkNok::Nok)
+            {
+                run.nok.insert((t.vin.clone().unwrap_or_default(), t.station.clone(), t.joint.clone()));
+            }
             seq += 1;
             router.process(&StoredEvent { seq, event }, &mut run.findings);
         }
     }
-    run.findings.retain(|f| f.kind.starts_with("sequence."));
+    // An agent that fails counts against it.
+    run.findings.retain(|f| f.kind.starts_with("sequence.") || f.kind == "agent.failure");
     Ok(run)
 }
 
@@ -196,9 +206,9 @@ pub fn sequence(args: EvalSequenceArgs) -> anyhow::Result<()> {
     let bar = progress(2, "eval sequence");
     let run = run_sequence(plant.clone(), args.seed, args.units)?;
     bar.inc(1);
+    // The clean run is a clean plant: no injected fault of any kind.
     let mut clean_plant = plant;
-    let f = &mut clean_plant.faults;
-    (f.wrong_part, f.wrong_variant, f.superseded, f.duplicate_serial, f.skipped_operation) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    clean_plant.faults = jidoka_sim::plant::Faults::default();
     let clean = run_sequence(clean_plant, args.seed, args.units)?;
     bar.finish_and_clear();
     // Match each injected error to the finding that names it: scans by their event, skipped
@@ -224,10 +234,42 @@ pub fn sequence(args: EvalSequenceArgs) -> anyhow::Result<()> {
             row.2 += 1;
         }
     }
+    // What is left is either a consequence of an injected error (the unit left the station
+    // without the part a wrong scan stood in for), a departure with a NOK tightening that the
+    // stream confirms, or a false alarm.
+    let faulty_visits: HashSet<(&str, &str)> = run.truth.iter().map(|t| (t.vin.as_str(), t.station.as_str())).collect();
+    let departure = |k: &str| {
+        [
+            "sequence.operation_missing",
+            "sequence.scan_missing",
+            "sequence.quantity_short",
+            "sequence.tightening_missing",
+        ]
+        .contains(&k)
+    };
+    let nok_confirmed = |run: &SequenceRun, f: &Finding| {
+        let (vin, station) = (f.subject.vin.clone().unwrap_or_default(), f.subject.station.clone().unwrap_or_default());
+        f.details["tightenings_nok"].as_array().is_some_and(|j| {
+            !j.is_empty()
+                && j.iter()
+                    .all(|j| run.nok.contains(&(vin.clone(), station.clone(), j.as_str().unwrap_or("").to_string())))
+        })
+    };
+    let (mut consequences, mut nok_departures) = (0, 0);
     let mut false_alarms: BTreeMap<String, usize> = BTreeMap::new();
     for f in run.findings.iter().filter(|f| !matched.contains(&f.finding_id)) {
-        *false_alarms.entry(f.kind.clone()).or_default() += 1;
+        let visit = (f.subject.vin.as_deref().unwrap_or(""), f.subject.station.as_deref().unwrap_or(""));
+        if departure(&f.kind) && faulty_visits.contains(&visit) {
+            consequences += 1;
+        } else if f.kind == "sequence.tightening_nok" && nok_confirmed(&run, f) {
+            nok_departures += 1;
+        } else {
+            *false_alarms.entry(f.kind.clone()).or_default() += 1;
+        }
     }
+    let clean_sequence_alerts =
+        clean.findings.iter().filter(|f| !(f.kind == "sequence.tightening_nok" && nok_confirmed(&clean, f))).count();
+    let clean_nok = clean.findings.len() - clean_sequence_alerts;
     let mut report = Report::new(format!(
         "eval sequence --sim: {} units, seed {}, {} injected sequence errors",
         args.units,
@@ -260,7 +302,10 @@ pub fn sequence(args: EvalSequenceArgs) -> anyhow::Result<()> {
     report
         .add("missed", "missed, all codes", missed_total, "")
         .add("false_alarms", "false alarms, all codes", false_total, "")
-        .add("clean_run_alerts", "alerts on a clean run (same seed, no injected errors)", clean.findings.len(), "");
+        .add("consequences", "departure alerts following an injected error at that station", consequences, "")
+        .add("nok_departures", "departures with a NOK tightening (confirmed in the stream)", nok_departures, "")
+        .add("clean_run_alerts", "alerts on a clean plant (same seed, no injected faults)", clean_sequence_alerts, "")
+        .add("clean_run_nok_departures", "clean plant: departures with a confirmed NOK tightening", clean_nok, "");
     report.print(args.json);
     Ok(())
 }
