@@ -378,6 +378,48 @@ fn commit_derived(
     Ok(())
 }
 
+/// A newest-first listing with optional equality filters and a `before` cursor: the SQL and
+/// its parameters, built once for findings and actions alike.
+struct Listing {
+    sql: String,
+    args: Vec<Box<dyn rusqlite::ToSql>>,
+}
+
+impl Listing {
+    fn new(select: &str) -> Listing {
+        Listing { sql: format!("{select} WHERE 1 = 1"), args: Vec::new() }
+    }
+
+    fn filter(mut self, column: &str, value: Option<Box<dyn rusqlite::ToSql>>) -> Listing {
+        if let Some(v) = value {
+            self.args.push(v);
+            self.sql.push_str(&format!(" AND {column} ?{}", self.args.len()));
+        }
+        self
+    }
+
+    /// Finish with the cursor, order and limit; returns the rows mapped by `row`.
+    fn run<T>(
+        mut self,
+        c: &Connection,
+        before: Option<i64>,
+        limit: usize,
+        row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        self = self.filter("id <", before.map(|b| Box::new(b) as Box<dyn rusqlite::ToSql>));
+        self.args.push(Box::new(limit as i64));
+        self.sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", self.args.len()));
+        let mut stmt = c.prepare_cached(&self.sql)?;
+        let rows =
+            stmt.query_map(rusqlite::params_from_iter(self.args.iter()), row)?.collect::<rusqlite::Result<Vec<T>>>()?;
+        Ok(rows)
+    }
+}
+
+fn boxed<T: rusqlite::ToSql + 'static>(v: T) -> Box<dyn rusqlite::ToSql> {
+    Box::new(v)
+}
+
 impl Store for SqliteStore {
     fn append(&self, batches: &[AppendBatch<'_>]) -> Result<Vec<Vec<AppendOutcome>>> {
         self.with_writer(|conn| {
@@ -472,36 +514,13 @@ impl Store for SqliteStore {
     fn findings(&self, q: &FindingQuery) -> Result<Page<Finding>> {
         let limit = page_limit(q.limit);
         self.with_reader(|c| {
-            let mut sql = String::from("SELECT id, body FROM findings WHERE 1 = 1");
-            let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
-            let mut push = |clause: &str, value: Box<dyn rusqlite::ToSql>| {
-                args.push(value);
-                sql.push_str(&format!(" AND {clause} ?{}", args.len()));
-            };
-            if let Some(v) = q.verdict {
-                push("verdict =", Box::new(v.as_str()));
-            }
-            if let Some(v) = &q.agent {
-                push("agent =", Box::new(v.clone()));
-            }
-            if let Some(v) = &q.kind {
-                push("kind =", Box::new(v.clone()));
-            }
-            if let Some(v) = &q.vin {
-                push("vin =", Box::new(v.clone()));
-            }
-            if let Some(v) = &q.station {
-                push("station =", Box::new(v.clone()));
-            }
-            if let Some(v) = q.before {
-                push("id <", Box::new(v));
-            }
-            args.push(Box::new(limit as i64));
-            sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(args.iter()), |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<Vec<(i64, String)>>>()?;
+            let rows = Listing::new("SELECT id, body FROM findings")
+                .filter("verdict =", q.verdict.map(|v| boxed(v.as_str())))
+                .filter("agent =", q.agent.clone().map(boxed))
+                .filter("kind =", q.kind.clone().map(boxed))
+                .filter("vin =", q.vin.clone().map(boxed))
+                .filter("station =", q.station.clone().map(boxed))
+                .run(c, q.before, limit, |r| Ok((r.get(0)?, r.get(1)?)))?;
             finding_page(rows, limit)
         })
     }
@@ -531,30 +550,11 @@ impl Store for SqliteStore {
     fn actions(&self, q: &ActionQuery) -> Result<Page<ActionRecord>> {
         let limit = page_limit(q.limit);
         self.with_reader(|c| {
-            let mut sql = String::from("SELECT id, status, note, attempts, body FROM actions WHERE 1 = 1");
-            let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
-            let mut push = |clause: &str, value: Box<dyn rusqlite::ToSql>| {
-                args.push(value);
-                sql.push_str(&format!(" AND {clause} ?{}", args.len()));
-            };
-            if let Some(v) = q.status {
-                push("status =", Box::new(v.as_str()));
-            }
-            if let Some(v) = q.kind {
-                push("kind =", Box::new(v.as_str()));
-            }
-            if let Some(v) = &q.finding_id {
-                push("finding_id =", Box::new(v.clone()));
-            }
-            if let Some(v) = q.before {
-                push("id <", Box::new(v));
-            }
-            args.push(Box::new(limit as i64));
-            sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(args.iter()), action_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let rows = Listing::new("SELECT id, status, note, attempts, body FROM actions")
+                .filter("status =", q.status.map(|v| boxed(v.as_str())))
+                .filter("kind =", q.kind.map(|v| boxed(v.as_str())))
+                .filter("finding_id =", q.finding_id.clone().map(boxed))
+                .run(c, q.before, limit, action_from_row)?;
             let next_cursor = if rows.len() == limit { rows.last().map(|r| r.0) } else { None };
             let items = rows.into_iter().map(|r| decode_action(r).map(|(_, a)| a)).collect::<Result<Vec<_>>>()?;
             Ok(Page { items, next_cursor })

@@ -10,10 +10,11 @@ use jidoka_sim::{CurveMode, Simulation};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
+/// Options of the evaluations run on the simulator's ground truth.
 #[derive(Debug, Clone, clap::Args)]
-pub struct EvalTorqueArgs {
-    /// Evaluate on the simulator's ground truth (the only source with labelled curves for
-    /// every failure mode; real-data evaluation arrives with the curve readers).
+pub struct SimEvalArgs {
+    /// Evaluate on the simulator's ground truth (real-data evaluations arrive with the readers
+    /// for each data set).
     #[arg(long, required = true)]
     pub sim: bool,
     #[arg(long, default_value_t = 2000)]
@@ -38,7 +39,7 @@ fn flagged_events(findings: &[Finding], agent: &str) -> HashSet<String> {
 }
 
 /// Torque agents and the controller's own verdict against injected tightening faults.
-pub fn torque(args: EvalTorqueArgs) -> anyhow::Result<()> {
+pub fn torque(args: SimEvalArgs) -> anyhow::Result<()> {
     let (plant, _) = load_plant(args.plant.as_deref())?;
     let stations = plant.stations.len() as u64;
     let mut sim = Simulation::new(plant, args.seed, Some(args.units), CurveMode::All);
@@ -145,21 +146,6 @@ pub fn torque(args: EvalTorqueArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct EvalSequenceArgs {
-    /// Evaluate on the simulator's injected sequence errors.
-    #[arg(long, required = true)]
-    pub sim: bool,
-    #[arg(long, default_value_t = 2000)]
-    pub units: u64,
-    #[arg(long, default_value_t = 7)]
-    pub seed: u64,
-    #[arg(long)]
-    pub plant: Option<PathBuf>,
-    #[arg(long)]
-    pub json: bool,
-}
-
 /// Injected sequence error → the reason code the agent must give it.
 const SEQUENCE_FAULTS: &[(&str, &str)] = &[
     ("wrong_part", "sequence.wrong_part"),
@@ -201,7 +187,7 @@ fn run_sequence(plant: jidoka_sim::Plant, seed: u64, units: u64) -> anyhow::Resu
 }
 
 /// The sequence agent against every injected sequence error, and on a clean run.
-pub fn sequence(args: EvalSequenceArgs) -> anyhow::Result<()> {
+pub fn sequence(args: SimEvalArgs) -> anyhow::Result<()> {
     let (plant, _) = load_plant(args.plant.as_deref())?;
     let bar = progress(2, "eval sequence");
     let run = run_sequence(plant.clone(), args.seed, args.units)?;

@@ -124,10 +124,10 @@ enum TokenCommand {
 enum EvalCommand {
     /// Torque agents and the controller's own verdict against injected tightening faults:
     /// recall per failure mode, precision, false alarms per 10,000 good tightenings.
-    Torque(eval::EvalTorqueArgs),
+    Torque(eval::SimEvalArgs),
     /// The sequence agent against injected sequence errors: per reason code the injected,
     /// flagged, missed and false-alarm counts, and the alerts on a clean run.
-    Sequence(eval::EvalSequenceArgs),
+    Sequence(eval::SimEvalArgs),
 }
 
 #[derive(Debug, Subcommand)]
