@@ -261,7 +261,12 @@ impl Runtime {
     /// gone, then the router catches up, then the outbox makes its last pass.
     pub fn shutdown(mut self) {
         if let Some(ingest) = self.ingest.take() {
-            let _ = ingest.tx.blocking_send(WriterMsg::Close);
+            // Sent from a thread of its own, so shutdown may be called from async code too.
+            std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    let _ = ingest.tx.blocking_send(WriterMsg::Close);
+                });
+            });
         }
         if let Some(w) = self.writer.take() {
             let _ = w.join();

@@ -602,3 +602,38 @@ fn master_data_loads_from_its_own_file_and_bad_rows_are_named() {
         assert!(err.contains(row), "{row} missing from {err}");
     }
 }
+
+#[test]
+fn every_benchmark_runs_and_reports_its_figures() {
+    let run = |args: &[&str]| -> Value {
+        let out = jidoka_bin().args(args).output().expect("run");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: not one JSON object ({e})"))
+    };
+    let ingest = run(&["bench", "ingest", "--events", "2000", "--producers", "4", "--json"]);
+    assert_eq!(ingest["events"], 2000);
+    assert!(ingest["events_per_s"].as_f64().is_some_and(|v| v > 0.0));
+    assert!(ingest["p99_ms"].as_f64().is_some_and(|v| v >= ingest["p50_ms"].as_f64().unwrap_or(f64::MAX)));
+    let sim = run(&["bench", "sim", "--units", "20", "--json"]);
+    assert!(sim["tightenings"].as_u64().is_some_and(|n| n > 700));
+    assert!(sim["realtime_factor"].as_f64().is_some_and(|v| v > 1.0));
+    let seq = run(&[
+        "bench",
+        "sequence",
+        "--bom-lines",
+        "200",
+        "--ecos",
+        "5",
+        "--units",
+        "5",
+        "--rate",
+        "200",
+        "--seconds",
+        "1",
+        "--json",
+    ]);
+    assert!(seq["events_per_s"].as_f64().is_some_and(|v| v > 0.0));
+    assert_eq!(seq["e2e_events"], 200);
+    assert!(seq["e2e_alerts"].as_u64().is_some_and(|n| n > 0), "wrong scans raise measured Andon actions: {seq}");
+    assert_eq!(seq["e2e_unmeasured"], 0);
+}
