@@ -155,6 +155,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// are rejected do not stop the others.
     fn append(&self, batches: &[AppendBatch<'_>]) -> Result<Vec<Vec<AppendOutcome>>>;
 
+    /// Append like [`Store::append`] and, in the same transaction, store what `derive` makes
+    /// of the newly stored events (findings and actions) and move `consumer`'s cursor past
+    /// them: one durable commit carries events and their findings together. Returns the
+    /// outcomes and what was derived.
+    #[allow(clippy::type_complexity)]
+    fn append_deriving(
+        &self,
+        batches: &[AppendBatch<'_>],
+        consumer: &str,
+        derive: &mut dyn FnMut(&[StoredEvent]) -> (Vec<Finding>, Vec<Action>),
+    ) -> Result<(Vec<Vec<AppendOutcome>>, Vec<Finding>, Vec<Action>)>;
+
     /// Highest `seq` stored (0 when empty).
     fn last_seq(&self) -> Result<u64>;
 

@@ -328,6 +328,25 @@ fn page_limit(limit: usize) -> usize {
     limit.clamp(1, 10_000)
 }
 
+fn append_in(tx: &rusqlite::Transaction<'_>, batches: &[AppendBatch<'_>]) -> Result<Vec<Vec<AppendOutcome>>> {
+    let mut outcomes = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let mut batch_outcomes = Vec::with_capacity(batch.events.len());
+        for ev in batch.events {
+            batch_outcomes.push(append_one(tx, ev)?);
+        }
+        if let Some(cp) = batch.checkpoint {
+            tx.prepare_cached(
+                "INSERT INTO checkpoints (source, position) VALUES (?1, ?2)
+                 ON CONFLICT (source) DO UPDATE SET position = excluded.position",
+            )?
+            .execute(params![cp.source, cp.position])?;
+        }
+        outcomes.push(batch_outcomes);
+    }
+    Ok(outcomes)
+}
+
 fn commit_derived(
     conn: &mut Connection,
     consumer: &str,
@@ -336,6 +355,19 @@ fn commit_derived(
     actions: &[Action],
 ) -> Result<()> {
     let tx = conn.transaction()?;
+    insert_derived(&tx, consumer, up_to_seq, findings, actions)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Findings, actions and the consumer's cursor, inside the caller's transaction.
+fn insert_derived(
+    tx: &rusqlite::Transaction<'_>,
+    consumer: &str,
+    up_to_seq: u64,
+    findings: &[Finding],
+    actions: &[Action],
+) -> Result<()> {
     {
         let mut insert_finding = tx.prepare_cached(
             "INSERT INTO findings (finding_id, agent, kind, verdict, severity, vin, station, occurred_at, body)
@@ -374,7 +406,6 @@ fn commit_derived(
         )?
         .execute(params![consumer, up_to_seq as i64])?;
     }
-    tx.commit()?;
     Ok(())
 }
 
@@ -424,23 +455,35 @@ impl Store for SqliteStore {
     fn append(&self, batches: &[AppendBatch<'_>]) -> Result<Vec<Vec<AppendOutcome>>> {
         self.with_writer(|conn| {
             let tx = conn.transaction()?;
-            let mut outcomes = Vec::with_capacity(batches.len());
-            for batch in batches {
-                let mut batch_outcomes = Vec::with_capacity(batch.events.len());
-                for ev in batch.events {
-                    batch_outcomes.push(append_one(&tx, ev)?);
-                }
-                if let Some(cp) = batch.checkpoint {
-                    tx.prepare_cached(
-                        "INSERT INTO checkpoints (source, position) VALUES (?1, ?2)
-                         ON CONFLICT (source) DO UPDATE SET position = excluded.position",
-                    )?
-                    .execute(params![cp.source, cp.position])?;
-                }
-                outcomes.push(batch_outcomes);
-            }
+            let outcomes = append_in(&tx, batches)?;
             tx.commit()?;
             Ok(outcomes)
+        })
+    }
+
+    fn append_deriving(
+        &self,
+        batches: &[AppendBatch<'_>],
+        consumer: &str,
+        derive: &mut dyn FnMut(&[StoredEvent]) -> (Vec<Finding>, Vec<Action>),
+    ) -> Result<(Vec<Vec<AppendOutcome>>, Vec<Finding>, Vec<Action>)> {
+        self.with_writer(|conn| {
+            let tx = conn.transaction()?;
+            let outcomes = append_in(&tx, batches)?;
+            let mut stored = Vec::new();
+            for (batch, batch_outcomes) in batches.iter().zip(&outcomes) {
+                for (ev, outcome) in batch.events.iter().zip(batch_outcomes) {
+                    if let AppendOutcome::Stored { seq, .. } = outcome {
+                        stored.push(StoredEvent { seq: *seq, event: ev.clone() });
+                    }
+                }
+            }
+            let (findings, actions) = if stored.is_empty() { (Vec::new(), Vec::new()) } else { derive(&stored) };
+            if let Some(last) = stored.last() {
+                insert_derived(&tx, consumer, last.seq, &findings, &actions)?;
+            }
+            tx.commit()?;
+            Ok((outcomes, findings, actions))
         })
     }
 

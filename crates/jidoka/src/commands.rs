@@ -105,7 +105,7 @@ pub fn replay(config: Config, json: bool) -> anyhow::Result<bool> {
         page.corrupt.retain(|c| c.0 <= cursor);
         let Some(last) = page.last_seq() else { break };
         findings.clear();
-        process_page(&mut router, &page, &mut last_time, &mut findings);
+        process_page(&mut router, &page.events, &page.corrupt, &mut last_time, &mut findings);
         for f in &findings {
             replayed.insert(f.finding_id.clone(), f.content_digest());
         }

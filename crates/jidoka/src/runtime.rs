@@ -104,14 +104,6 @@ pub struct Progress {
 }
 
 impl Progress {
-    fn advance(&self, seq: u64) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if seq > s.0 {
-            s.0 = seq;
-        }
-        self.cv.notify_all();
-    }
-
     /// Move the position on by one: a wake-up call that a waiter cannot miss.
     fn bump(&self) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -122,10 +114,6 @@ impl Progress {
     fn close(&self) {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
         self.cv.notify_all();
-    }
-
-    fn is_closed(&self) -> bool {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).1
     }
 
     /// Wait until the position passes `seen`, the progress is closed, or `timeout` passes.
@@ -144,10 +132,8 @@ pub struct Runtime {
     pub metrics: Arc<Metrics>,
     pub findings: broadcast::Sender<Arc<Finding>>,
     ingest: Option<Ingest>,
-    log: Arc<Progress>,
     outbox_wake: Arc<Progress>,
     writer: Option<JoinHandle<()>>,
-    router: Option<JoinHandle<()>>,
     outbox: Option<JoinHandle<()>>,
 }
 
@@ -179,43 +165,33 @@ impl RuntimeParts {
 }
 
 impl Runtime {
-    /// Start the writer, and the router and outbox when agents are configured.
+    /// Start the writer (running the agents, when configured, inside its commits) and the
+    /// outbox.
     pub fn start(store: Arc<dyn Store>, parts: RuntimeParts) -> anyhow::Result<Runtime> {
         let metrics = Arc::new(Metrics::default());
         let last = store.last_seq()?;
         metrics.log_seq.store(last, Relaxed);
-        let log = Arc::new(Progress::default());
-        log.advance(last);
         let outbox_wake = Arc::new(Progress::default());
         let (findings_tx, _) = broadcast::channel(1024);
         let (tx, rx) = mpsc::channel(parts.runtime.channel_capacity);
-
-        let writer = {
-            let (store, metrics, log) = (store.clone(), metrics.clone(), log.clone());
-            let max = parts.runtime.group_commit_max_events;
-            std::thread::Builder::new()
-                .name("store-writer".into())
-                .spawn(move || writer_loop(store, rx, max, metrics, log))?
-        };
         let mut sinks = Vec::new();
         for sink in &parts.sinks {
             sinks.push(sink.build().map_err(|e| anyhow::anyhow!("sink `{}`: {e}", sink.name()))?);
         }
-        let router = match &parts.agents {
-            Some(agents_config) => {
-                let ctx = RouterContext {
-                    store: store.clone(),
-                    agents: agents_config.clone(),
+        let writer = {
+            let ctx = WriterContext {
+                store: store.clone(),
+                max_events: parts.runtime.group_commit_max_events,
+                metrics: metrics.clone(),
+                agents: parts.agents.clone().map(|config| AgentSetup {
+                    config,
                     master: parts.master.clone(),
                     chunk: parts.runtime.agent_chunk_events,
-                    metrics: metrics.clone(),
-                    log: log.clone(),
-                    outbox_wake: outbox_wake.clone(),
-                    findings: findings_tx.clone(),
-                };
-                Some(std::thread::Builder::new().name("agent-router".into()).spawn(move || router_loop(ctx))?)
-            }
-            None => None,
+                }),
+                findings: findings_tx.clone(),
+                outbox_wake: outbox_wake.clone(),
+            };
+            std::thread::Builder::new().name("store-writer".into()).spawn(move || writer_loop(ctx, rx))?
         };
         let outbox = {
             let (store, metrics, wake) = (store.clone(), metrics.clone(), outbox_wake.clone());
@@ -231,10 +207,8 @@ impl Runtime {
             metrics,
             findings: findings_tx,
             ingest: Some(Ingest { tx }),
-            log,
             outbox_wake,
             writer: Some(writer),
-            router,
             outbox,
         })
     }
@@ -257,8 +231,8 @@ impl Runtime {
         false
     }
 
-    /// Drain and stop: the writer finishes queued requests once every other ingest handle is
-    /// gone, then the router catches up, then the outbox makes its last pass.
+    /// Drain and stop: the writer finishes the queued requests (and their findings), then the
+    /// outbox makes its last pass.
     pub fn shutdown(mut self) {
         if let Some(ingest) = self.ingest.take() {
             // Sent from a thread of its own, so shutdown may be called from async code too.
@@ -271,10 +245,6 @@ impl Runtime {
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
-        self.log.close();
-        if let Some(r) = self.router.take() {
-            let _ = r.join();
-        }
         self.outbox_wake.close();
         if let Some(o) = self.outbox.take() {
             let _ = o.join();
@@ -282,13 +252,33 @@ impl Runtime {
     }
 }
 
-fn writer_loop(
+/// The writer's context: the store, and the agents it runs inside each commit.
+struct WriterContext {
     store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<WriterMsg>,
     max_events: usize,
     metrics: Arc<Metrics>,
-    log: Arc<Progress>,
-) {
+    agents: Option<AgentSetup>,
+    findings: broadcast::Sender<Arc<Finding>>,
+    outbox_wake: Arc<Progress>,
+}
+
+fn writer_loop(ctx: WriterContext, mut rx: mpsc::Receiver<WriterMsg>) {
+    let WriterContext { store, max_events, metrics, agents: setup, findings: findings_tx, outbox_wake } = ctx;
+    let mut agents: Option<Agents> = None;
+    let ensure_agents = |agents: &mut Option<Agents>| {
+        if agents.is_none()
+            && let Some(setup) = &setup
+        {
+            match start_agents(store.as_ref(), setup, &metrics, &findings_tx) {
+                Ok(a) => *agents = Some(a),
+                Err(err) => {
+                    metrics.store_errors.fetch_add(1, Relaxed);
+                    tracing::error!(error = %err, "agents cannot start; events are stored and will be assessed once they can");
+                }
+            }
+        }
+    };
+    ensure_agents(&mut agents);
     while let Some(first) = rx.blocking_recv() {
         let mut requests = Vec::new();
         let mut queued = 0;
@@ -313,13 +303,23 @@ fn writer_loop(
         if requests.is_empty() {
             continue;
         }
+        ensure_agents(&mut agents);
         let batches: Vec<AppendBatch<'_>> =
             requests.iter().map(|r| AppendBatch { events: &r.events, checkpoint: r.checkpoint.as_ref() }).collect();
-        let result = store.append(&batches);
+        // With agents, one transaction stores the events and what the agents make of them.
+        let result = match agents.as_mut() {
+            Some(a) => store.append_deriving(&batches, AGENTS_CURSOR, &mut |stored| {
+                let mut found = Vec::new();
+                process_page(&mut a.router, stored, &[], &mut a.last_time, &mut found);
+                let actions = governance::propose_all(&found);
+                (found, actions)
+            }),
+            None => store.append(&batches).map(|o| (o, Vec::new(), Vec::new())),
+        };
         drop(batches);
         metrics.ingest_requests.fetch_add(requests.len() as u64, Relaxed);
         match result {
-            Ok(outcomes) => {
+            Ok((outcomes, found, actions)) => {
                 metrics.group_commits.fetch_add(1, Relaxed);
                 let mut max_seq = 0;
                 for outcome in outcomes.iter().flatten() {
@@ -338,14 +338,22 @@ fn writer_loop(
                 }
                 if max_seq > 0 {
                     metrics.log_seq.fetch_max(max_seq, Relaxed);
-                    log.advance(max_seq);
                 }
                 for (req, outcome) in requests.into_iter().zip(outcomes) {
                     let _ = req.reply.send(Ok(outcome));
                 }
+                if agents.is_some() && max_seq > 0 {
+                    let wake = actions.iter().any(|a| a.status == ActionStatus::Approved);
+                    record(&metrics, &findings_tx, max_seq, found, &actions);
+                    if wake {
+                        outbox_wake.bump();
+                    }
+                }
             }
             Err(err) => {
                 metrics.store_errors.fetch_add(1, Relaxed);
+                // The agents may have seen events that are not stored: rebuild them from the log.
+                agents = None;
                 tracing::error!(error = %err, requests = requests.len(), "group commit failed; nothing acknowledged");
                 for req in requests {
                     let _ = req.reply.send(Err(IngestError::Store(err.to_string())));
@@ -355,34 +363,74 @@ fn writer_loop(
     }
 }
 
-struct RouterContext {
-    store: Arc<dyn Store>,
-    agents: AgentsConfig,
+/// What the writer needs to (re)build the agents.
+#[derive(Clone)]
+struct AgentSetup {
+    config: AgentsConfig,
     master: jidoka_agents::Master,
     chunk: usize,
-    metrics: Arc<Metrics>,
-    log: Arc<Progress>,
-    outbox_wake: Arc<Progress>,
-    findings: broadcast::Sender<Arc<Finding>>,
 }
 
-/// Fresh agents with their state rebuilt from the log up to the committed cursor.
-fn warm_router(ctx: &RouterContext) -> anyhow::Result<(Router, u64)> {
-    let mut router = Router::new(build_agents(&ctx.agents, &ctx.master));
-    let cursor = ctx.store.cursor(AGENTS_CURSOR)?;
+/// The agents as the writer runs them.
+struct Agents {
+    router: Router,
+    last_time: jidoka_model::Timestamp,
+}
+
+/// Fresh agents with their state rebuilt from the log up to the committed cursor, then caught
+/// up with anything stored after it (events stored while agents were off or failing).
+fn start_agents(
+    store: &dyn Store,
+    setup: &AgentSetup,
+    metrics: &Metrics,
+    findings_tx: &broadcast::Sender<Arc<Finding>>,
+) -> anyhow::Result<Agents> {
+    let mut agents =
+        Agents { router: Router::new(build_agents(&setup.config, &setup.master)), last_time: Default::default() };
+    let cursor = store.cursor(AGENTS_CURSOR)?;
     let mut seen = 0;
+    let mut discard = Vec::new();
     while seen < cursor {
-        let page = ctx.store.events_after(seen, ctx.chunk)?;
+        let mut page = store.events_after(seen, setup.chunk)?;
         let Some(last) = page.last_seq() else { break };
-        for ev in page.events.iter().take_while(|e| e.seq <= cursor) {
-            router.warm_up(ev);
-        }
+        page.events.retain(|e| e.seq <= cursor);
+        page.corrupt.retain(|c| c.0 <= cursor);
+        discard.clear();
+        process_page(&mut agents.router, &page.events, &page.corrupt, &mut agents.last_time, &mut discard);
         seen = last.min(cursor);
     }
     if cursor > 0 {
         tracing::info!(cursor, "agents warmed up from the event log");
     }
-    Ok((router, cursor))
+    let mut cursor = cursor;
+    loop {
+        let page = store.events_after(cursor, setup.chunk)?;
+        let Some(last) = page.last_seq() else { break };
+        let mut findings = Vec::new();
+        process_page(&mut agents.router, &page.events, &page.corrupt, &mut agents.last_time, &mut findings);
+        let actions = governance::propose_all(&findings);
+        store.commit_findings(AGENTS_CURSOR, last, &findings, &actions)?;
+        record(metrics, findings_tx, last, findings, &actions);
+        cursor = last;
+    }
+    metrics.agent_seq.store(cursor, Relaxed);
+    Ok(agents)
+}
+
+/// Count and announce what the agents concluded up to `seq`.
+fn record(
+    metrics: &Metrics,
+    findings_tx: &broadcast::Sender<Arc<Finding>>,
+    seq: u64,
+    findings: Vec<Finding>,
+    actions: &[jidoka_model::Action],
+) {
+    metrics.agent_seq.fetch_max(seq, Relaxed);
+    metrics.record_findings(&findings);
+    metrics.actions_proposed.fetch_add(actions.len() as u64, Relaxed);
+    for f in findings {
+        let _ = findings_tx.send(Arc::new(f));
+    }
 }
 
 /// A stored row the agents could not read: skipped, and said so loudly.
@@ -409,12 +457,13 @@ fn corrupt_event_finding(seq: u64, reason: &str, at: jidoka_model::Timestamp) ->
 /// not be read. The runtime and `jidoka replay` both use this, so replay reproduces it exactly.
 pub fn process_page(
     router: &mut Router,
-    page: &jidoka_store::EventPage,
+    events: &[jidoka_model::StoredEvent],
+    corrupt: &[(u64, String)],
     last_time: &mut jidoka_model::Timestamp,
     findings: &mut Vec<Finding>,
 ) {
-    let mut corrupt = page.corrupt.iter().peekable();
-    for ev in &page.events {
+    let mut corrupt = corrupt.iter().peekable();
+    for ev in events {
         while let Some((seq, reason)) = corrupt.next_if(|(seq, _)| *seq < ev.seq) {
             tracing::error!(seq, %reason, "stored event cannot be read; agents skip it");
             findings.push(corrupt_event_finding(*seq, reason, *last_time));
@@ -425,86 +474,6 @@ pub fn process_page(
     for (seq, reason) in corrupt {
         tracing::error!(seq, %reason, "stored event cannot be read; agents skip it");
         findings.push(corrupt_event_finding(*seq, reason, *last_time));
-    }
-}
-
-/// After a store failure: count it, pause, and say whether to stop retrying. The router only
-/// gives up once shutdown has begun; its cursor is durable, so the next start resumes there.
-fn give_up_after_failure(ctx: &RouterContext, failures: &mut u32) -> bool {
-    ctx.metrics.store_errors.fetch_add(1, Relaxed);
-    *failures += 1;
-    if ctx.log.is_closed() && *failures >= 5 {
-        tracing::error!("agent router gives up at shutdown; it resumes from its committed cursor");
-        return true;
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    false
-}
-
-fn router_loop(ctx: RouterContext) {
-    let mut state: Option<(Router, u64)> = None;
-    let mut findings = Vec::new();
-    let mut failures = 0u32;
-    let mut last_time = jidoka_model::Timestamp::default();
-    loop {
-        let (mut router, mut cursor) = match state.take() {
-            Some(s) => s,
-            None => match warm_router(&ctx) {
-                Ok(s) => s,
-                Err(err) => {
-                    tracing::error!(error = %err, "agent router cannot read the store; retrying");
-                    if give_up_after_failure(&ctx, &mut failures) {
-                        return;
-                    }
-                    continue;
-                }
-            },
-        };
-        ctx.metrics.agent_seq.store(cursor, Relaxed);
-        let (latest, closed) = ctx.log.wait_past(cursor, Duration::from_millis(500));
-        let mut failed = false;
-        loop {
-            let page = match ctx.store.events_after(cursor, ctx.chunk) {
-                Ok(p) => p,
-                Err(err) => {
-                    tracing::error!(error = %err, "agent router cannot read events");
-                    failed = true;
-                    break;
-                }
-            };
-            let Some(last) = page.last_seq() else { break };
-            findings.clear();
-            process_page(&mut router, &page, &mut last_time, &mut findings);
-            let actions = governance::propose_all(&findings);
-            if let Err(err) = ctx.store.commit_findings(AGENTS_CURSOR, last, &findings, &actions) {
-                // The agents have seen events whose findings are not stored: rebuild their
-                // state from the committed cursor so nothing is lost or counted twice.
-                tracing::error!(error = %err, "cannot commit findings; rebuilding agents from the log");
-                failed = true;
-                break;
-            }
-            cursor = last;
-            ctx.metrics.agent_seq.store(cursor, Relaxed);
-            ctx.metrics.record_findings(&findings);
-            ctx.metrics.actions_proposed.fetch_add(actions.len() as u64, Relaxed);
-            for f in findings.drain(..) {
-                let _ = ctx.findings.send(Arc::new(f));
-            }
-            if actions.iter().any(|a| a.status == ActionStatus::Approved) {
-                ctx.outbox_wake.bump();
-            }
-        }
-        if failed {
-            if give_up_after_failure(&ctx, &mut failures) {
-                return;
-            }
-            continue;
-        }
-        failures = 0;
-        if closed && cursor >= latest {
-            return;
-        }
-        state = Some((router, cursor));
     }
 }
 
