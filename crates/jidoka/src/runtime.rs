@@ -1,19 +1,19 @@
-//! The running pipeline: sources → bounded channel → store writer (group commit) → agent router
-//! → governance → outbox → sinks.
+//! The running pipeline: sources → bounded channel → store writer (group commit, agents and
+//! governance inside the same transaction) → outbox → sinks.
 //!
 //! Threads and why:
-//! - **store writer** (one thread): drains the bounded ingest channel, commits everything queued
-//!   in one durable transaction (group commit), then answers each request. A request is
-//!   acknowledged only after its transaction is on disk.
-//! - **agent router** (one thread): reads the log after its cursor, runs the agents, asks
-//!   governance for actions, and commits findings + actions + cursor in one transaction.
+//! - **store writer** (one thread): drains the bounded ingest channel, appends everything queued
+//!   in one transaction (group commit), runs the agents on the newly stored events and stores
+//!   their findings, actions and cursor in the same transaction, then answers each request. A
+//!   request is acknowledged only after its transaction is on disk, and its findings are on disk
+//!   with it.
 //! - **outbox** (one thread): delivers approved actions to sinks, oldest first, marks them
 //!   delivered only on success.
 //!
 //! Backpressure: the ingest channel is bounded; when the writer falls behind, senders wait.
-//! Nothing else queues without bound (the router and outbox read the store in chunks).
-//! Shutdown drains: once every ingest handle is dropped the writer finishes the queue, the
-//! router catches up to the last stored event, and the outbox makes a last delivery pass.
+//! Nothing else queues without bound (catch-up and the outbox read the store in chunks).
+//! Shutdown drains: the writer is told to close, finishes the queue, and the outbox makes a last
+//! delivery pass.
 
 use crate::config::{Config, RuntimeConfig};
 use crate::governance;
