@@ -10,6 +10,7 @@
 //! Invariant: connectors never write to the store themselves; they hand events to the runtime,
 //! which acknowledges them only once durable.
 
+pub mod bosch;
 pub mod jsonl;
 pub mod sink;
 
