@@ -111,12 +111,6 @@ impl Router {
             }
         }
     }
-
-    /// Feed an event to rebuild agent state without keeping findings (warm-up after restart).
-    pub fn warm_up(&mut self, event: &StoredEvent) {
-        let mut discard = Vec::new();
-        self.process(event, &mut discard);
-    }
 }
 
 fn complete(agent: &str, version: &str, event: &StoredEvent, ordinal: usize, draft: FindingDraft) -> Finding {

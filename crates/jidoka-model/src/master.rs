@@ -105,11 +105,6 @@ impl Effectivity {
         };
         seq_ok && date_ok && serial_ok
     }
-
-    /// True when no bound is set.
-    pub fn is_open(&self) -> bool {
-        *self == Effectivity::default()
-    }
 }
 
 /// One line of a bill of materials.

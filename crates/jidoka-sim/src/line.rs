@@ -121,10 +121,6 @@ impl Simulation {
         }
     }
 
-    pub fn plant(&self) -> &Plant {
-        &self.plant
-    }
-
     /// False once every unit has left the last station.
     pub fn has_more(&self) -> bool {
         match self.units {

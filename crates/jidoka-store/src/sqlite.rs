@@ -164,15 +164,6 @@ impl SqliteStore {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The schema version this binary writes.
-    pub fn schema_version() -> i64 {
-        SCHEMA_VERSION
-    }
-
     fn with_writer<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         // A poisoned lock means a panic mid-transaction; SQLite rolled it back, so the
         // connection itself is still consistent.

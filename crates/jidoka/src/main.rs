@@ -69,24 +69,14 @@ enum Command {
         /// JSON Lines files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Plant configuration (agents, sinks, store); defaults apply without one.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Print one JSON object instead of a table.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Re-run the agents over the stored event log and compare with the stored findings.
     /// Exits with status 1 when any finding is not reproduced exactly.
     Replay {
-        #[arg(long)]
-        config: Option<PathBuf>,
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Plant configuration files.
     #[command(subcommand)]
@@ -100,6 +90,20 @@ enum Command {
     /// Benchmarks: figures printed as a table, or one JSON object with --json.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// Options of the commands that work on a store offline.
+#[derive(Debug, clap::Args)]
+struct StoreArgs {
+    /// Plant configuration (agents, master data, sinks, store); defaults apply without one.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Store folder; overrides `store.data_dir`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,14 +215,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sim(args) => {
             tokio::task::spawn_blocking(move || simulate::sim(args)).await??;
         }
-        Command::Import { files, config, data_dir, json } => {
+        Command::Import { files, store: StoreArgs { config, data_dir, json } } => {
             let config = load_config(config.as_ref(), data_dir)?;
             let rejected = tokio::task::spawn_blocking(move || commands::import(config, &files, json)).await??;
             if rejected > 0 {
                 return Ok(ExitCode::from(3));
             }
         }
-        Command::Replay { config, data_dir, json } => {
+        Command::Replay { store: StoreArgs { config, data_dir, json } } => {
             let config = load_config(config.as_ref(), data_dir)?;
             let ok = tokio::task::spawn_blocking(move || commands::replay(config, json)).await??;
             if !ok {

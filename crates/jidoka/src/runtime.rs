@@ -265,13 +265,18 @@ struct WriterContext {
 fn writer_loop(ctx: WriterContext, mut rx: mpsc::Receiver<WriterMsg>) {
     let WriterContext { store, max_events, metrics, agents: setup, findings: findings_tx, outbox_wake } = ctx;
     let mut agents: Option<Agents> = None;
-    let ensure_agents = |agents: &mut Option<Agents>| {
+    // Starting the agents replays the log: after a failure, try again only after a pause, not
+    // on every group commit.
+    let mut next_start = Instant::now();
+    let mut ensure_agents = |agents: &mut Option<Agents>| {
         if agents.is_none()
+            && Instant::now() >= next_start
             && let Some(setup) = &setup
         {
             match start_agents(store.as_ref(), setup, &metrics, &findings_tx) {
                 Ok(a) => *agents = Some(a),
                 Err(err) => {
+                    next_start = Instant::now() + Duration::from_secs(5);
                     metrics.store_errors.fetch_add(1, Relaxed);
                     tracing::error!(error = %err, "agents cannot start; events are stored and will be assessed once they can");
                 }
