@@ -6,6 +6,8 @@
 //!   completes drafts into [`Finding`]s with stable ids.
 //! - [`AgentsConfig`] / [`build_agents`]: explicit registration of every agent.
 //! - [`torque_window`]: the controller's own window check, the baseline the plant has today.
+//! - [`torque`]: the torque audit: every curve against its joint's golden batch, named
+//!   failure modes, anomaly score, tool drift.
 //! - [`sequence`]: scans, operations and tightenings against BOM, ECOs and routing.
 //!
 //! Invariants: agents do no I/O and never read the clock; their only input is the event log,
@@ -14,6 +16,7 @@
 //! router records an `agent.failure` finding and goes on.
 
 pub mod sequence;
+pub mod torque;
 pub mod torque_window;
 
 use jidoka_model::{EventKind, Finding, Severity, StoredEvent, Subject, Verdict, stable_id};
@@ -113,13 +116,18 @@ impl Router {
     }
 }
 
+/// The id of the finding `agent` raises on `event_id` as its `ordinal`-th draft of `kind`.
+pub fn finding_id(agent: &str, event_id: &str, kind: &str, ordinal: usize) -> String {
+    stable_id("F", &[agent, event_id, kind, &ordinal.to_string()])
+}
+
 fn complete(agent: &str, version: &str, event: &StoredEvent, ordinal: usize, draft: FindingDraft) -> Finding {
     let ev = &event.event;
     let mut evidence = Vec::with_capacity(1 + draft.extra_evidence.len());
     evidence.push(ev.event_id.clone());
     evidence.extend(draft.extra_evidence);
     Finding {
-        finding_id: stable_id("F", &[agent, &ev.event_id, &draft.kind, &ordinal.to_string()]),
+        finding_id: finding_id(agent, &ev.event_id, &draft.kind, ordinal),
         agent: agent.to_string(),
         agent_version: version.to_string(),
         kind: draft.kind,
@@ -143,6 +151,8 @@ pub struct AgentsConfig {
     #[serde(default)]
     pub torque_window: torque_window::TorqueWindowConfig,
     #[serde(default)]
+    pub torque_audit: torque::TorqueAuditConfig,
+    #[serde(default)]
     pub sequence: sequence::SequenceConfig,
 }
 
@@ -151,6 +161,7 @@ impl AgentsConfig {
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut errors = Vec::new();
         self.torque_window.validate("agents.torque_window", &mut errors);
+        self.torque_audit.validate("agents.torque_audit", &mut errors);
         errors
     }
 }
@@ -164,6 +175,9 @@ pub fn build_agents(config: &AgentsConfig, master: &Master) -> Vec<Box<dyn Agent
     let mut agents: Vec<Box<dyn Agent>> = Vec::new();
     if config.torque_window.enabled {
         agents.push(Box::new(torque_window::TorqueWindowAgent::new(config.torque_window.clone())));
+    }
+    if config.torque_audit.enabled {
+        agents.push(Box::new(torque::TorqueAuditAgent::new(config.torque_audit.clone())));
     }
     if config.sequence.enabled
         && let Some(master) = master

@@ -4,7 +4,8 @@
 //! This is what a tightening controller already does, and no more: it misses every fault whose
 //! final values land inside the window (cross-thread, soft joint, re-hit). It exists so the
 //! curve-based torque audit is always measured against it, and so a plant without curves
-//! still gets HOLDs for out-of-window results.
+//! still gets HOLDs for out-of-window results. It is off by default: the torque audit
+//! checks the same windows as part of its verdict, and two HOLDs for one bolt help nobody.
 
 use crate::{Agent, FindingDraft};
 use jidoka_model::event::{JointCategory, OkNok};
@@ -15,7 +16,7 @@ use serde_json::json;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TorqueWindowConfig {
-    #[serde(default = "yes")]
+    #[serde(default)]
     pub enabled: bool,
     /// Report a controller NOK whose final values are inside the windows (REVIEW).
     #[serde(default = "yes")]
@@ -28,7 +29,7 @@ fn yes() -> bool {
 
 impl Default for TorqueWindowConfig {
     fn default() -> Self {
-        TorqueWindowConfig { enabled: true, report_controller_nok: true }
+        TorqueWindowConfig { enabled: false, report_controller_nok: true }
     }
 }
 

@@ -22,7 +22,11 @@ pub struct ChannelRun {
     pub tool_serial: String,
     /// `YYYY-MM-DD hh:mm:ss` as exported.
     pub date: String,
+    /// The export's top-level `nominal torque`: a program setting (6 N·m on the CS351 runs that
+    /// stop at 1.4 N·m), not the joint's target.
     pub nominal_torque_nm: Option<f64>,
+    /// The last step's torque target (`TF Torque` nominal), when it ends on torque.
+    pub target_torque_nm: Option<f64>,
     pub final_torque_nm: f64,
     pub final_angle_deg: f64,
     /// Step names with their own OK/NOK.
@@ -61,13 +65,18 @@ fn numbers(v: Option<&Value>, field: &str) -> Result<Vec<f64>, EventError> {
 }
 
 /// The actual value of a tightening function (`TF Torque`, `TF Angle`...) of a step.
-fn function_actual(step: &Value, name: &str) -> Option<f64> {
+fn function_value(step: &Value, name: &str, which: &str) -> Option<f64> {
     step.get("tightening functions")?
         .as_array()?
         .iter()
         .find(|f| f.get("name").and_then(Value::as_str) == Some(name))?
-        .get("act")?
+        .get(which)?
         .as_f64()
+        .filter(|v| v.is_finite())
+}
+
+fn function_actual(step: &Value, name: &str) -> Option<f64> {
+    function_value(step, name, "act")
 }
 
 /// Parse one channel JSON document.
@@ -133,6 +142,7 @@ pub fn parse_channel(doc: &Value) -> Result<ChannelRun, EventError> {
         tool_serial: obj.get("tool serial").and_then(text).unwrap_or_else(|| "unknown".into()),
         date: obj.get("date").and_then(text).ok_or_else(|| err("date", "missing"))?,
         nominal_torque_nm: obj.get("nominal torque").and_then(Value::as_f64),
+        target_torque_nm: function_value(last, "TF Torque", "nom").filter(|v| *v > 0.0),
         final_torque_nm,
         final_angle_deg,
         steps: step_results,
@@ -160,7 +170,7 @@ impl ChannelRun {
         if let Some(id) = &self.id_code {
             data["vin"] = json!(id);
         }
-        if let Some(n) = self.nominal_torque_nm {
+        if let Some(n) = self.target_torque_nm {
             data["torque_target_nm"] = json!(n);
         }
         if let Some(r) = self.result {

@@ -1,5 +1,7 @@
 //! Jidoka's connectors: sources that bring events in and sinks that carry approved actions out.
 //!
+//! - [`bosch`], [`curves`]: exported tightening curves (Bosch Rexroth channel JSON, CSV, event
+//!   files) for offline review and evaluation.
 //! - [`jsonl`]: JSON Lines reading for `jidoka import` and the `file` source, resumable from a
 //!   byte-offset checkpoint, one error per bad line, bounded memory per line.
 //! - [`sink`]: the [`sink::Sink`] trait (deliver one approved action; transient vs permanent
@@ -11,6 +13,7 @@
 //! which acknowledges them only once durable.
 
 pub mod bosch;
+pub mod curves;
 pub mod jsonl;
 pub mod sink;
 

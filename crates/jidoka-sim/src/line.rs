@@ -2,7 +2,7 @@
 //! [`Simulation::next_slot`] produces one takt's events from every station, in plant-time order,
 //! with a [`GroundTruth`] record for every fault it injected.
 
-use crate::curve::{JointPhysics, TighteningMode, tighten};
+use crate::curve::{TighteningMode, tighten};
 use crate::plant::{BomLine, JointSpec, Plant};
 use crate::rng::{Rng, label};
 use crate::vin;
@@ -528,24 +528,7 @@ impl Simulation {
         t: DateTime<Utc>,
         truth: &mut Vec<GroundTruth>,
     ) -> Event {
-        let tool = self.plant.tool(&spec.tool).cloned();
-        let precision = tool.as_ref().map(|t| t.precision).unwrap_or(0.02);
-        let c = &self.plant.controller;
-        let physics = JointPhysics {
-            target_nm: spec.target_nm,
-            threshold_nm: spec.threshold_nm,
-            stiffness_nm_per_deg: spec.stiffness_nm_per_deg,
-            prevailing_nm: spec.prevailing_nm,
-            rundown_deg: spec.rundown_deg,
-            seating_deg: spec.seating_deg,
-            rundown_speed_dps: c.rundown_speed_dps,
-            final_speed_dps: c.final_speed_dps,
-            sample_ms: c.sample_ms,
-            precision,
-            // The hard stop lies beyond the monitoring window, as in real programs: the window
-            // judges the result, the stop only ends a run that would never reach its target.
-            angle_limit_deg: spec.angle_max_deg * 3.0 + 60.0,
-        };
+        let physics = self.plant.joint_physics(spec);
         let mode = self.pick_mode(rng);
         let drift = self.drift_for(&spec.tool, unit, t, station, truth);
         let result = tighten(&physics, mode, drift, rng);

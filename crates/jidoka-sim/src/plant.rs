@@ -518,6 +518,27 @@ impl Plant {
         self.stations.iter().flat_map(|s| &s.joints).map(|j| j.count).sum()
     }
 
+    /// The physics and controller program of one joint, as the line tightens it.
+    pub fn joint_physics(&self, spec: &JointSpec) -> crate::curve::JointPhysics {
+        let precision = self.tool(&spec.tool).map(|t| t.precision).unwrap_or(0.02);
+        let c = &self.controller;
+        crate::curve::JointPhysics {
+            target_nm: spec.target_nm,
+            threshold_nm: spec.threshold_nm,
+            stiffness_nm_per_deg: spec.stiffness_nm_per_deg,
+            prevailing_nm: spec.prevailing_nm,
+            rundown_deg: spec.rundown_deg,
+            seating_deg: spec.seating_deg,
+            rundown_speed_dps: c.rundown_speed_dps,
+            final_speed_dps: c.final_speed_dps,
+            sample_ms: c.sample_ms,
+            precision,
+            // The hard stop lies beyond the monitoring window, as in real programs: the window
+            // judges the result, the stop only ends a run that would never reach its target.
+            angle_limit_deg: spec.angle_max_deg * 3.0 + 60.0,
+        }
+    }
+
     pub fn tool(&self, serial: &str) -> Option<&Tool> {
         self.tools.iter().find(|t| t.serial == serial)
     }

@@ -354,7 +354,7 @@ mod tests {
     fn empty_config_is_valid_with_defaults() {
         let c = Config::parse("").expect("valid");
         assert_eq!(c.api.listen, "127.0.0.1:8480");
-        assert!(c.agents.torque_window.enabled);
+        assert!(!c.agents.torque_window.enabled && c.agents.torque_audit.enabled);
     }
 
     #[test]

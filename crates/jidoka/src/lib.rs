@@ -17,3 +17,4 @@ pub mod report;
 pub mod runtime;
 pub mod server;
 pub mod simulate;
+pub mod torque;

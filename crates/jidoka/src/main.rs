@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use jidoka::auth::{self, Role};
 use jidoka::config::Config;
-use jidoka::{bench, commands, eval, server, simulate};
+use jidoka::{bench, commands, eval, server, simulate, torque};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -84,6 +84,9 @@ enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Offline analysis of exported data.
+    #[command(subcommand)]
+    Analyze(AnalyzeCommand),
     /// Evaluations: accuracy measured on simulator ground truth or real data.
     #[command(subcommand)]
     Eval(EvalCommand),
@@ -125,10 +128,19 @@ enum TokenCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum AnalyzeCommand {
+    /// Review exported tightening curves: per tightening the verdict, anomaly score, failure
+    /// modes, confidence and reason. The golden batch is learned from the data itself, so files
+    /// without a controller verdict work too. Exits with status 3 when some records are unreadable.
+    Torque(torque::AnalyzeArgs),
+}
+
+#[derive(Debug, Subcommand)]
 enum EvalCommand {
-    /// Torque agents and the controller's own verdict against injected tightening faults:
-    /// recall per failure mode, precision, false alarms per 10,000 good tightenings.
-    Torque(eval::SimEvalArgs),
+    /// The torque audit, the torque-window baseline and the controller's own verdict against
+    /// injected tightening faults and tool drift (--sim); the anomaly score on the real data
+    /// sets (--data ../shared/data): AUROC and recall at 5 % false positives.
+    Torque(torque::EvalArgs),
     /// The sequence agent against injected sequence errors: per reason code the injected,
     /// flagged, missed and false-alarm counts, and the alerts on a clean run.
     Sequence(eval::SimEvalArgs),
@@ -237,8 +249,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Token(TokenCommand::New { name, role }) => commands::token_new(&name, role)?,
+        Command::Analyze(AnalyzeCommand::Torque(args)) => {
+            let code = tokio::task::spawn_blocking(move || torque::analyze(args)).await?.context("analyze torque")?;
+            if code != 0 {
+                return Ok(ExitCode::from(code as u8));
+            }
+        }
         Command::Eval(EvalCommand::Torque(args)) => {
-            tokio::task::spawn_blocking(move || eval::torque(args)).await?.context("eval torque")?
+            tokio::task::spawn_blocking(move || torque::eval(args)).await?.context("eval torque")?
         }
         Command::Eval(EvalCommand::Sequence(args)) => {
             tokio::task::spawn_blocking(move || eval::sequence(args)).await?.context("eval sequence")?
