@@ -56,8 +56,11 @@ fn for_each_record(paths: &[PathBuf], mut f: impl FnMut(CurveRecord)) {
 pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<i32> {
     let config = audit_config(args.config.as_deref())?;
     // Pass 1: features of every readable curve, grouped by joint. The golden batch is learned
-    // from the data itself: a spread of each group's curves (those the controller did not call
-    // NOK), so a file with no verdict at all is reviewed as well.
+    // from the data itself, so a file with no verdict at all is reviewed as well: of each
+    // group's curves (those the controller did not call NOK), the `golden_size` closest to the
+    // group's own centre. The batch stays fixed while the same data is reviewed against it, so
+    // a frequent fault cannot teach the batch that it is normal, and the order of the files
+    // does not change the verdicts.
     let mut groups: BTreeMap<String, Vec<Features>> = BTreeMap::new();
     let mut total = 0u64;
     for_each_record(&args.paths, |r| {
@@ -70,10 +73,10 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<i32> {
         }
     });
     let mut auditor = Auditor::new(config.clone());
+    auditor.learn = false;
     for (key, feats) in &groups {
-        let take = config.golden_size.min(feats.len());
-        for k in 0..take {
-            auditor.seed(key, &feats[k * feats.len() / take]);
+        for f in core(feats, config.golden_size) {
+            auditor.seed(key, f);
         }
     }
     // Pass 2: audit in input order.
@@ -164,6 +167,25 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<i32> {
         eprintln!("{svgs} SVG curves written to {}", dir.display());
     }
     Ok(if errors > 0 { 3 } else { 0 })
+}
+
+/// A golden batch of `n` curves learned from an unlabelled `group`: the 25 % of curves farthest
+/// from the group's own robust centre are set aside (a fault, however frequent, is rarely a
+/// quarter of a program's curves), and `n` are taken evenly spread, in input order, from the
+/// rest, so the batch keeps the group's normal variety (tools, shifts, wear).
+fn core(group: &[Features], n: usize) -> Vec<&Features> {
+    let mut all = GoldenBatch::contaminated(group.len());
+    for f in group {
+        all.push(f);
+    }
+    let mut scored: Vec<(f64, usize)> =
+        group.iter().enumerate().map(|(i, f)| (all.compare(f).anomaly_score, i)).collect();
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let kept = (group.len() * 3).div_ceil(4).max(1);
+    let mut keep: Vec<usize> = scored.into_iter().take(kept).map(|(_, i)| i).collect();
+    keep.sort_unstable();
+    let take = n.min(keep.len());
+    (0..take).map(|k| &group[keep[k * keep.len() / take]]).collect()
 }
 
 fn fmt_score(s: Option<f64>) -> String {
@@ -936,4 +958,156 @@ mod tests {
             s.starts_with("<svg") && s.contains("<polyline") && s.contains("<polygon") && s.contains("a &lt;b&gt;")
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Benchmark
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Curves through the agent in the throughput run.
+    #[arg(long, default_value_t = 500_000)]
+    pub curves: u64,
+    /// Samples per curve (about).
+    #[arg(long, default_value_t = 1000)]
+    pub samples: usize,
+    /// Curves timed one at a time for the latency percentiles.
+    #[arg(long, default_value_t = 20_000)]
+    pub latency_curves: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `jidoka bench torque`: the torque audit agent (features, detectors, golden comparison,
+/// drift, findings) on one thread over curves of about `samples` samples from the simulator's
+/// physics (1 % faults), 100 joints on 20 tools.
+pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    use std::time::Instant;
+    let (plant, _) = load_plant(None)?;
+    let spec = plant.stations.first().and_then(|s| s.joints.first()).context("the default plant has no joint")?;
+    let mut physics = plant.joint_physics(spec);
+    let mut rng = Rng::new(args.seed);
+    // Resample in time so a good curve has about `samples` samples.
+    let probe = tighten(&physics, TighteningMode::Good, 0.0, &mut rng).curve.len();
+    physics.sample_ms *= probe as f64 / args.samples.max(10) as f64;
+    let modes = [
+        TighteningMode::CrossThread,
+        TighteningMode::SoftJoint,
+        TighteningMode::Stripped,
+        TighteningMode::Rehit,
+        TighteningMode::Missing,
+    ];
+    let pool: Vec<StoredEvent> = (0..2000u64)
+        .map(|i| {
+            let mode = if i % 100 == 99 { modes[(i / 100) as usize % modes.len()] } else { TighteningMode::Good };
+            let r = tighten(&physics, mode, 0.0, &mut rng);
+            let t = TighteningResult {
+                tightening_id: i.to_string(),
+                vin: None,
+                station: format!("ST{:02}", i % 20),
+                tool: format!("NR-{:02}", i % 20),
+                controller: None,
+                pset: spec.pset.clone(),
+                joint: format!("J{}", i % 100),
+                category: Some(spec.category),
+                batch: None,
+                final_torque_nm: r.final_torque_nm,
+                final_angle_deg: r.final_angle_deg,
+                torque_target_nm: Some(spec.target_nm),
+                torque_min_nm: Some(spec.min_nm),
+                torque_max_nm: Some(spec.max_nm),
+                angle_min_deg: Some(spec.angle_min_deg),
+                angle_max_deg: Some(spec.angle_max_deg),
+                controller_verdict: Some(OkNok::Ok),
+                curve: Some(r.curve),
+            };
+            let event = jidoka_model::Event {
+                event_id: jidoka_model::stable_id("ev", &["bench", &i.to_string()]),
+                source: "bench".into(),
+                source_txn_id: i.to_string(),
+                correlation_id: format!("bench:{i}"),
+                occurred_at: chrono::DateTime::UNIX_EPOCH,
+                received_at: chrono::DateTime::UNIX_EPOCH,
+                payload: EventPayload::TighteningResult(t),
+            };
+            StoredEvent { seq: i + 1, event }
+        })
+        .collect();
+    let mean_samples = pool
+        .iter()
+        .filter_map(|e| match &e.event.payload {
+            EventPayload::TighteningResult(t) => t.curve.as_ref().map(|c| c.len()),
+            _ => None,
+        })
+        .sum::<usize>() as f64
+        / pool.len() as f64;
+    let mut config = AgentsConfig::default();
+    config.torque_window.enabled = false;
+    let mut router = Router::new(build_agents(&config, &None));
+    let mut findings: Vec<Finding> = Vec::new();
+    // Warm every joint's golden batch.
+    for e in &pool {
+        router.process(e, &mut findings);
+    }
+    findings.clear();
+    let bar = progress(args.curves, "bench torque");
+    let rss_start = rss_kib();
+    let mut rss_mid = None;
+    let start = Instant::now();
+    let mut flagged = 0u64;
+    for n in 0..args.curves {
+        router.process(&pool[(n % pool.len() as u64) as usize], &mut findings);
+        flagged += findings.len() as u64;
+        findings.clear();
+        if n == args.curves / 10 {
+            rss_mid = rss_kib();
+        }
+        if n % 10_000 == 0 {
+            bar.set_position(n);
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let rss_end = rss_kib();
+    let mut lat = Vec::with_capacity(args.latency_curves as usize);
+    for n in 0..args.latency_curves {
+        let e = &pool[(n % pool.len() as u64) as usize];
+        let t0 = Instant::now();
+        router.process(e, &mut findings);
+        lat.push(t0.elapsed().as_secs_f64() * 1e6);
+        findings.clear();
+    }
+    lat.sort_by(f64::total_cmp);
+    let mut report = Report::new(format!(
+        "bench torque: torque audit agent, one thread, {} curves of {mean_samples:.0} samples (1 % faults), 100 joints, 20 tools",
+        args.curves
+    ));
+    let kib = |v: Option<u64>| v.map_or(Value::Null, |k| json!(k / 1024));
+    report
+        .add("machine", "machine", crate::report::machine(), "")
+        .add("curves", "curves", args.curves, "")
+        .add("samples_per_curve", "samples per curve (mean)", mean_samples.round(), "")
+        .add("curves_per_s", "throughput", (args.curves as f64 / elapsed).round(), "curves/s")
+        .add(
+            "samples_per_s",
+            "samples analysed",
+            (args.curves as f64 * mean_samples / elapsed / 1e6 * 10.0).round() / 10.0,
+            "M samples/s",
+        )
+        .add("findings_per_1k", "findings per 1,000 curves", flagged as f64 * 1000.0 / args.curves.max(1) as f64, "")
+        .add("latency_p50_us", "one curve: p50", crate::report::percentile(&lat, 50.0), "µs")
+        .add("latency_p99_us", "one curve: p99", crate::report::percentile(&lat, 99.0), "µs")
+        .add("latency_max_us", "one curve: max", lat.last().copied().unwrap_or(0.0), "µs")
+        .add("rss_start_mib", "resident memory after warm-up", kib(rss_start), "MiB")
+        .add("rss_at_10pct_mib", "resident memory at 10 % of the curves", kib(rss_mid), "MiB")
+        .add("rss_end_mib", "resident memory at the end", kib(rss_end), "MiB");
+    report.print(args.json);
+    Ok(())
 }

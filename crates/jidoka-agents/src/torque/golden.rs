@@ -2,7 +2,9 @@
 //! centre (median) and a scale on each side of it for each feature: the distance from the
 //! median to the 10th (90th) percentile over 1.2816, floored. Real features are skewed (a
 //! rundown's roughness has a long upper tail and a hard floor), so one symmetric scale would
-//! either miss low outliers or flag good curves on the long side.
+//! either miss low outliers or flag good curves on the long side. A batch that may hold bad
+//! curves (learned from an unlabelled export) uses the quartiles instead, which still hold
+//! when up to a quarter of it is bad.
 //!
 //! A tightening is compared with the batch feature by feature (`z = (x − median) / scale` with
 //! the scale of the side it lies on); the
@@ -25,24 +27,47 @@ pub struct GoldenBatch {
     low: [f64; VECTOR_LEN],
     high: [f64; VECTOR_LEN],
     stale: bool,
+    pushed_since_refresh: usize,
+    contaminated: bool,
 }
+
+/// Once a batch is full, its statistics are refreshed every this many new members: a batch of
+/// 50 moves little with each, and sorting 27 columns per curve would cost more than all the
+/// rest of the audit.
+const REFRESH_EVERY: usize = 10;
 
 /// How one tightening compares with its golden batch.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Comparison {
     pub anomaly_score: f64,
     /// `(feature name, value, golden median, z)` of the largest deviations, largest first.
-    pub top: Vec<(String, f64, f64, f64)>,
+    pub top: Vec<(&'static str, f64, f64, f64)>,
     #[serde(skip)]
     pub z: [f64; VECTOR_LEN],
 }
 
+const PROFILE_NAMES: [&str; PROFILE_POINTS] = [
+    "profile at 3% of the angle",
+    "profile at 9% of the angle",
+    "profile at 16% of the angle",
+    "profile at 22% of the angle",
+    "profile at 28% of the angle",
+    "profile at 34% of the angle",
+    "profile at 41% of the angle",
+    "profile at 47% of the angle",
+    "profile at 53% of the angle",
+    "profile at 59% of the angle",
+    "profile at 66% of the angle",
+    "profile at 72% of the angle",
+    "profile at 78% of the angle",
+    "profile at 84% of the angle",
+    "profile at 91% of the angle",
+    "profile at 97% of the angle",
+];
+
 /// Name of element `j` of a feature vector.
-pub fn feature_name(j: usize) -> String {
-    match SCALAR_NAMES.get(j) {
-        Some(name) => (*name).to_string(),
-        None => format!("profile at {:.0}% of the angle", 100.0 * ((j - SCALAR_NAMES.len()) as f64 + 0.5) / 16.0),
-    }
+pub fn feature_name(j: usize) -> &'static str {
+    SCALAR_NAMES.get(j).or_else(|| PROFILE_NAMES.get(j - SCALAR_NAMES.len())).copied().unwrap_or("feature")
 }
 
 impl GoldenBatch {
@@ -54,7 +79,14 @@ impl GoldenBatch {
             low: [1.0; VECTOR_LEN],
             high: [1.0; VECTOR_LEN],
             stale: true,
+            pushed_since_refresh: 0,
+            contaminated: false,
         }
+    }
+
+    /// A batch that may contain bad curves: scales from the quartiles.
+    pub fn contaminated(capacity: usize) -> GoldenBatch {
+        GoldenBatch { contaminated: true, ..GoldenBatch::new(capacity) }
     }
 
     pub fn len(&self) -> usize {
@@ -75,7 +107,10 @@ impl GoldenBatch {
             self.members.pop_front();
         }
         self.members.push_back(features.vector());
-        self.stale = true;
+        self.pushed_since_refresh += 1;
+        if self.members.len() < self.capacity || self.pushed_since_refresh >= REFRESH_EVERY {
+            self.stale = true;
+        }
     }
 
     fn refresh(&mut self) {
@@ -90,10 +125,12 @@ impl GoldenBatch {
             let centre = quantile(&column, 0.5);
             self.centre[j] = centre;
             let least = floor(j, centre, self.centre[0]);
-            self.low[j] = ((centre - quantile(&column, 0.1)) / 1.2816).max(least);
-            self.high[j] = ((quantile(&column, 0.9) - centre) / 1.2816).max(least);
+            let (q, z) = if self.contaminated { (0.25, 0.6745) } else { (0.1, 1.2816) };
+            self.low[j] = ((centre - quantile(&column, q)) / z).max(least);
+            self.high[j] = ((quantile(&column, 1.0 - q) - centre) / z).max(least);
         }
         self.stale = false;
+        self.pushed_since_refresh = 0;
     }
 
     /// Robust centre of each feature (vector order).
@@ -114,12 +151,22 @@ impl GoldenBatch {
                 z[j] = if v.is_finite() { v.clamp(-Z_CAP, Z_CAP) } else { 0.0 };
             }
         }
-        let mut order: Vec<usize> = (0..VECTOR_LEN).collect();
-        order.sort_by(|&a, &b| z[b].abs().total_cmp(&z[a].abs()));
-        let top3: f64 = order.iter().take(3).map(|&j| z[j] * z[j]).sum::<f64>() / 3.0;
+        // The three largest |z|, without sorting all of them.
+        let mut order = [usize::MAX; 3];
+        for j in 0..VECTOR_LEN {
+            let mut item = j;
+            for slot in order.iter_mut() {
+                if *slot == usize::MAX || z[item].abs() > z[*slot].abs() {
+                    std::mem::swap(slot, &mut item);
+                    if item == usize::MAX {
+                        break;
+                    }
+                }
+            }
+        }
+        let top3: f64 = order.iter().map(|&j| z[j] * z[j]).sum::<f64>() / 3.0;
         let top = order
             .iter()
-            .take(3)
             .filter(|&&j| z[j].abs() >= 1.0)
             .map(|&j| (feature_name(j), round(x[j]), round(self.centre[j]), round(z[j])))
             .collect();

@@ -207,7 +207,7 @@ pub struct Assessment {
     pub confidence: f64,
     pub reason: String,
     pub features: Option<Features>,
-    pub deviations: Vec<(String, f64, f64, f64)>,
+    pub deviations: Vec<(&'static str, f64, f64, f64)>,
     pub golden_size: usize,
     pub similar: Vec<SimilarCase>,
     pub drift: Vec<DriftEpisode>,
