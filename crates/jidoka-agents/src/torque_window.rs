@@ -7,9 +7,10 @@
 //! still gets HOLDs for out-of-window results. It is off by default: the torque audit
 //! checks the same windows as part of its verdict, and two HOLDs for one bolt help nobody.
 
+use crate::torque::{severity_for, subject, window_violations};
 use crate::{Agent, FindingDraft};
-use jidoka_model::event::{JointCategory, OkNok};
-use jidoka_model::{EventKind, EventPayload, Severity, StoredEvent, Subject, TighteningResult, Verdict};
+use jidoka_model::event::OkNok;
+use jidoka_model::{EventKind, EventPayload, StoredEvent, Verdict};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -48,39 +49,6 @@ impl TorqueWindowAgent {
     }
 }
 
-fn severity_for(category: Option<JointCategory>) -> Severity {
-    match category {
-        Some(JointCategory::A) | None => Severity::Critical,
-        Some(JointCategory::B) => Severity::Warning,
-        Some(JointCategory::C) => Severity::Info,
-    }
-}
-
-fn subject(t: &TighteningResult) -> Subject {
-    Subject {
-        vin: t.vin.clone(),
-        station: Some(t.station.clone()),
-        tool: Some(t.tool.clone()),
-        joint: Some(t.joint.clone()),
-        ..Subject::default()
-    }
-}
-
-/// `value` against `[min, max]`: which side it falls out on, if any.
-fn outside(value: f64, min: Option<f64>, max: Option<f64>) -> Option<(&'static str, f64)> {
-    if let Some(lo) = min
-        && value < lo
-    {
-        return Some(("below min", lo));
-    }
-    if let Some(hi) = max
-        && value > hi
-    {
-        return Some(("above max", hi));
-    }
-    None
-}
-
 impl Agent for TorqueWindowAgent {
     fn name(&self) -> &'static str {
         "torque-window"
@@ -99,13 +67,7 @@ impl Agent for TorqueWindowAgent {
             return;
         };
         let where_ = format!("station {} joint {} pset {} tool {}", t.station, t.joint, t.pset, t.tool);
-        let mut violations = Vec::new();
-        if let Some((side, limit)) = outside(t.final_torque_nm, t.torque_min_nm, t.torque_max_nm) {
-            violations.push(format!("final torque {:.2} N·m {side} {limit:.2} N·m", t.final_torque_nm));
-        }
-        if let Some((side, limit)) = outside(t.final_angle_deg, t.angle_min_deg, t.angle_max_deg) {
-            violations.push(format!("final angle {:.1}° {side} {limit:.1}°", t.final_angle_deg));
-        }
+        let violations = window_violations(t);
         let details = json!({
             "final_torque_nm": t.final_torque_nm, "final_angle_deg": t.final_angle_deg,
             "torque_min_nm": t.torque_min_nm, "torque_max_nm": t.torque_max_nm,
@@ -116,7 +78,7 @@ impl Agent for TorqueWindowAgent {
             out.push(FindingDraft {
                 kind: "torque.out_of_window".into(),
                 verdict: Verdict::Hold,
-                severity: severity_for(t.category),
+                severity: severity_for(t.category, Verdict::Hold),
                 confidence: 1.0,
                 reason: format!("{} ({where_})", violations.join("; ")),
                 subject: subject(t),
@@ -127,7 +89,7 @@ impl Agent for TorqueWindowAgent {
             out.push(FindingDraft {
                 kind: "torque.controller_nok".into(),
                 verdict: Verdict::Review,
-                severity: severity_for(t.category),
+                severity: severity_for(t.category, Verdict::Review),
                 confidence: 0.9,
                 reason: format!(
                     "controller reported NOK although final torque and angle are inside the windows ({where_})"

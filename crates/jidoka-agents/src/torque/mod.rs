@@ -555,8 +555,8 @@ fn outside(value: f64, min: Option<f64>, max: Option<f64>) -> Option<(&'static s
     None
 }
 
-/// The controller's windows, checked on the values it reported.
-fn window_modes(t: &TighteningResult) -> Vec<Mode> {
+/// The controller's windows, checked on the values it reported: one line per violation.
+pub(crate) fn window_violations(t: &TighteningResult) -> Vec<String> {
     let mut violations = Vec::new();
     if let Some((side, limit)) = outside(t.final_torque_nm, t.torque_min_nm, t.torque_max_nm) {
         violations.push(format!("final torque {:.2} N·m {side} {limit:.2} N·m", t.final_torque_nm));
@@ -564,6 +564,11 @@ fn window_modes(t: &TighteningResult) -> Vec<Mode> {
     if let Some((side, limit)) = outside(t.final_angle_deg, t.angle_min_deg, t.angle_max_deg) {
         violations.push(format!("final angle {:.1}° {side} {limit:.1}°", t.final_angle_deg));
     }
+    violations
+}
+
+fn window_modes(t: &TighteningResult) -> Vec<Mode> {
+    let violations = window_violations(t);
     if violations.is_empty() {
         Vec::new()
     } else {
@@ -658,7 +663,7 @@ impl TorqueAuditAgent {
     }
 }
 
-fn severity_for(category: Option<JointCategory>, verdict: Verdict) -> Severity {
+pub(crate) fn severity_for(category: Option<JointCategory>, verdict: Verdict) -> Severity {
     match (category, verdict) {
         (_, Verdict::Pass) => Severity::Info,
         (Some(JointCategory::A) | None, _) => Severity::Critical,
@@ -667,7 +672,7 @@ fn severity_for(category: Option<JointCategory>, verdict: Verdict) -> Severity {
     }
 }
 
-fn subject(t: &TighteningResult) -> Subject {
+pub(crate) fn subject(t: &TighteningResult) -> Subject {
     Subject {
         vin: t.vin.clone(),
         station: Some(t.station.clone()),
