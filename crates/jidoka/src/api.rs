@@ -112,6 +112,10 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/api/events/{event_id}", get(get_event).route_layer(guarded(Permission::ReadEvents)))
         .route("/api/findings", get(list_findings).route_layer(guarded(Permission::ReadFindings)))
         .route("/api/findings/{finding_id}", get(get_finding).route_layer(guarded(Permission::ReadFindings)))
+        .route(
+            "/api/findings/{finding_id}/curve.svg",
+            get(finding_curve).route_layer(guarded(Permission::ReadFindings)),
+        )
         .route("/api/actions", get(list_actions).route_layer(guarded(Permission::ReadActions)))
         .route("/api/actions/{action_id}", get(get_action).route_layer(guarded(Permission::ReadActions)))
         .route("/api/status", get(status).route_layer(guarded(Permission::ReadStatus)));
@@ -134,6 +138,7 @@ pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("GET", "/api/events/{event_id}", Some(Permission::ReadEvents)),
     ("GET", "/api/findings", Some(Permission::ReadFindings)),
     ("GET", "/api/findings/{finding_id}", Some(Permission::ReadFindings)),
+    ("GET", "/api/findings/{finding_id}/curve.svg", Some(Permission::ReadFindings)),
     ("GET", "/api/actions", Some(Permission::ReadActions)),
     ("GET", "/api/actions/{action_id}", Some(Permission::ReadActions)),
     ("GET", "/api/status", Some(Permission::ReadStatus)),
@@ -368,16 +373,58 @@ async fn list_findings(
     Ok(Json(json!(page)))
 }
 
+/// One finding with its actions; for a torque finding, its similar past cases with how each
+/// was resolved (the kind and status of the actions on it).
 async fn get_finding(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let lookup = id.clone();
-    let (f, actions) = with_store(&state, move |s| {
+    let (f, actions, similar) = with_store(&state, move |s| {
         let f = s.finding(&lookup)?;
         let actions = s.actions(&ActionQuery { finding_id: Some(lookup), limit: 100, ..Default::default() })?;
-        Ok((f, actions))
+        let mut similar = Vec::new();
+        let cases = f.as_ref().and_then(|f| f.details.get("similar")).and_then(Value::as_array).cloned();
+        for mut case in cases.unwrap_or_default().into_iter().take(10) {
+            if let Some(reference) = case.get("reference").and_then(Value::as_str).map(str::to_string) {
+                let past = s.actions(&ActionQuery { finding_id: Some(reference), limit: 20, ..Default::default() })?;
+                case["resolution"] = past
+                    .items
+                    .iter()
+                    .map(|a| json!({"kind": a.action.kind, "status": a.action.status}))
+                    .collect::<Vec<_>>()
+                    .into();
+            }
+            similar.push(case);
+        }
+        Ok((f, actions, similar))
     })
     .await?;
     let f = f.ok_or_else(|| ApiError::new("not_found", format!("no finding `{id}`")))?;
-    Ok(Json(json!({"finding": f, "actions": actions.items})))
+    Ok(Json(json!({"finding": f, "actions": actions.items, "similar": similar})))
+}
+
+/// The curve of a tightening finding against its golden envelope, as SVG (for the dashboard
+/// and reports).
+async fn finding_curve(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let lookup = id.clone();
+    let (finding, event) = with_store(&state, move |s| {
+        let f = s.finding(&lookup)?;
+        let ev = match f.as_ref().and_then(|f| f.evidence.first()) {
+            Some(e) => s.event(e)?,
+            None => None,
+        };
+        Ok((f, ev))
+    })
+    .await?;
+    let finding = finding.ok_or_else(|| ApiError::new("not_found", format!("no finding `{id}`")))?;
+    let curve = match event.map(|e| e.event.payload) {
+        Some(jidoka_model::EventPayload::TighteningResult(t)) => t.curve,
+        _ => None,
+    }
+    .ok_or_else(|| ApiError::new("not_found", format!("finding `{id}` has no tightening curve")))?;
+    let envelope: Option<Vec<(f64, f64, f64)>> = serde_json::from_value(finding.details["envelope"].clone()).ok();
+    let title =
+        format!("{} {} {}", finding.kind, finding.verdict.as_str(), finding.subject.joint.as_deref().unwrap_or(""));
+    let svg = crate::torque::svg(&curve, envelope.as_deref(), &title);
+    Ok(([(axum::http::header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -128,12 +128,10 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<i32> {
                     && svgs < 1000
                 {
                     svgs += 1;
-                    let envelope =
-                        auditor.golden(&Auditor::joint_key(t)).filter(|g| !g.is_empty()).map(|g| g.envelope(3.0));
                     let name = format!("{svgs:04}-{}.svg", sanitize(&t.tightening_id));
                     let title =
                         format!("{} {} score {}", short(&r.source), a.verdict.as_str(), fmt_score(a.anomaly_score));
-                    if let Err(e) = std::fs::write(dir.join(name), svg(curve, envelope.as_deref(), &title)) {
+                    if let Err(e) = std::fs::write(dir.join(name), svg(curve, a.envelope.as_deref(), &title)) {
                         write_err.get_or_insert(e);
                     }
                 }
@@ -622,6 +620,7 @@ fn eval_drift_steps(args: &EvalArgs, report: &mut Report) -> anyhow::Result<()> 
     let mut missed = 0;
     let mut false_alarms = 0u64;
     let mut in_control = 0u64;
+    let mut good_scores: Vec<f64> = Vec::new();
     let bar = progress(joints.len() as u64, "eval drift");
     for (station, spec) in &joints {
         let physics = plant.joint_physics(spec);
@@ -657,11 +656,28 @@ fn eval_drift_steps(args: &EvalArgs, report: &mut Report) -> anyhow::Result<()> 
             let a = auditor.assess(&make(0.0, n, &mut rng), "");
             false_alarms += a.drift.len() as u64;
             in_control += 1;
+            if let Some(s) = a.anomaly_score {
+                good_scores.push(s);
+            }
         }
         bar.inc(1);
     }
     bar.finish_and_clear();
     delays.sort_by(f64::total_cmp);
+    good_scores.sort_by(f64::total_cmp);
+    let pct = |p: f64| crate::report::percentile(&good_scores, p);
+    report.add(
+        "good_score_percentiles",
+        "anomaly score of good simulated curves: p50 / p99 / p99.9 / max",
+        format!(
+            "{:.1} / {:.1} / {:.1} / {:.1}",
+            pct(50.0),
+            pct(99.0),
+            pct(99.9),
+            good_scores.last().copied().unwrap_or(0.0)
+        ),
+        "",
+    );
     report
         .add(
             "drift_step_trials",
@@ -728,6 +744,15 @@ pub fn recall_at_fpr(scored: &[(f64, bool)], fpr: f64) -> (f64, f64) {
     let hit = pos.iter().filter(|s| **s > threshold).count();
     let fp = neg.iter().filter(|s| **s > threshold).count();
     (hit as f64 / pos.len().max(1) as f64, fp as f64 / neg.len() as f64)
+}
+
+/// Recall and FPR when everything scoring at or above `threshold` is flagged.
+pub fn at_threshold(scored: &[(f64, bool)], threshold: f64) -> (f64, f64) {
+    let pos = scored.iter().filter(|x| x.1).count().max(1) as f64;
+    let neg = scored.iter().filter(|x| !x.1).count().max(1) as f64;
+    let tp = scored.iter().filter(|x| x.1 && x.0 >= threshold).count() as f64;
+    let fp = scored.iter().filter(|x| !x.1 && x.0 >= threshold).count() as f64;
+    (tp / pos, fp / neg)
 }
 
 fn round4(v: f64) -> f64 {
@@ -812,6 +837,36 @@ fn eval_real(data: &Path, golden_size: Option<usize>, report: &mut Report) -> an
     workpieces.sort();
     workpieces.dedup();
     let train_wp: HashSet<&String> = workpieces.iter().step_by(2).collect();
+    // Calibration on the training workpieces only: a golden batch from every other one of them,
+    // scored on the rest. This is where a threshold may be chosen; the test workpieces are not.
+    {
+        let train: Vec<&String> = workpieces.iter().step_by(2).collect();
+        let fit: HashSet<&String> = train.iter().step_by(2).copied().collect();
+        let mut scorer = Scorer::new(size, min_golden);
+        for (wp, t, f, _) in &runs {
+            if wp.as_ref().is_some_and(|w| fit.contains(w)) && t.controller_verdict == Some(OkNok::Ok) {
+                scorer.train(&Auditor::joint_key(t), f);
+            }
+        }
+        let calib: Vec<(f64, bool)> = runs
+            .iter()
+            .filter(|(wp, ..)| wp.as_ref().is_some_and(|w| train_wp.contains(w) && !fit.contains(w)))
+            .map(|(_, t, f, _)| (scorer.score(&Auditor::joint_key(t), f), t.controller_verdict == Some(OkNok::Nok)))
+            .collect();
+        let sweep: Vec<String> = [4.0, 6.0, 8.0, 10.0, 12.0]
+            .iter()
+            .map(|t| {
+                let (r, f) = at_threshold(&calib, *t);
+                format!("{t}: {r:.2}/{f:.3}")
+            })
+            .collect();
+        report.add(
+            "cs351_calibration_sweep",
+            "CS351 calibration (training workpieces only): score threshold: recall/FPR",
+            sweep.join(", "),
+            "",
+        );
+    }
     let mut scorer = Scorer::new(size, min_golden);
     for (wp, t, f, _) in &runs {
         if wp.as_ref().is_some_and(|w| train_wp.contains(w)) && t.controller_verdict == Some(OkNok::Ok) {
@@ -834,6 +889,22 @@ fn eval_real(data: &Path, golden_size: Option<usize>, report: &mut Report) -> an
         }
     }
     let (rec, fpr) = recall_at_fpr(&scored, 0.05);
+    let review = defaults.category_a.review_score;
+    let (agent_rec, agent_fpr) = at_threshold(&scored, review);
+    report.add(
+        "cs351_at_review_score",
+        &format!("CS351: at the default REVIEW score ({review}): recall / FPR"),
+        format!("{:.3} / {:.3}", agent_rec, agent_fpr),
+        "",
+    );
+    let sweep: Vec<String> = [4.0, 6.0, 8.0, 10.0, 12.0]
+        .iter()
+        .map(|t| {
+            let (r, f) = at_threshold(&scored, *t);
+            format!("{t}: {r:.2}/{f:.3}")
+        })
+        .collect();
+    report.add("cs351_threshold_sweep", "CS351: score threshold: recall/FPR", sweep.join(", "), "");
     let (hard_rec, _) = recall_at_fpr(&hard, 0.05);
     let (len_rec, _) = recall_at_fpr(&length_only, 0.05);
     let test_nok = scored.iter().filter(|s| s.1).count();
@@ -915,6 +986,13 @@ fn eval_real(data: &Path, golden_size: Option<usize>, report: &mut Report) -> an
             }
         }
         let (rec, _) = recall_at_fpr(&scored, 0.05);
+        let (agent_rec, agent_fpr) = at_threshold(&scored, defaults.category_a.review_score);
+        report.add(
+            &format!("ipa_{dataset}_at_review_score"),
+            &format!("IPA {dataset}: at the default REVIEW score: recall / FPR"),
+            format!("{:.3} / {:.3}", agent_rec, agent_fpr),
+            "",
+        );
         let pos = scored.iter().filter(|s| s.1).count();
         report
             .add(

@@ -120,6 +120,65 @@ async fn every_route_checks_every_role() {
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
 }
 
+/// A tightening event with a curve from the simulator's physics (the default plant's first joint).
+fn curve_event(n: u64, mode: jidoka_sim::curve::TighteningMode, rng: &mut jidoka_sim::rng::Rng) -> Value {
+    let plant = jidoka_sim::Plant::default_plant().expect("plant");
+    let spec = &plant.stations[0].joints[0];
+    let r = jidoka_sim::curve::tighten(&plant.joint_physics(spec), mode, 0.0, rng);
+    json!({"source": "ctrl-9", "source_txn_id": format!("C{n}"), "occurred_at": "2026-11-24T08:00:00Z", "kind": "tightening_result",
+           "data": {"tightening_id": format!("C{n}"), "station": "ST010", "tool": spec.tool, "pset": spec.pset, "joint": spec.joint,
+                    "category": "B", "final_torque_nm": r.final_torque_nm, "final_angle_deg": r.final_angle_deg,
+                    "torque_target_nm": spec.target_nm, "curve": r.curve}})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_torque_finding_shows_similar_past_cases_with_their_resolution() {
+    use jidoka_sim::curve::TighteningMode;
+    let mut svc = service(&Config::default());
+    let token = svc.tokens[&Role::Integrator].clone();
+    let mut rng = jidoka_sim::rng::Rng::new(4);
+    let mut batch: Vec<Value> = (0..30).map(|n| curve_event(n, TighteningMode::Good, &mut rng)).collect();
+    batch.push(curve_event(100, TighteningMode::CrossThread, &mut rng));
+    batch.push(curve_event(101, TighteningMode::CrossThread, &mut rng));
+    let (status, body) =
+        call(&svc.app, "POST", "/api/events", Some(&token), Some(Value::Array(batch)), "127.0.0.1:1").await;
+    assert_eq!((status, body["stored"].as_u64()), (StatusCode::OK, Some(32)), "{body}");
+    let runtime = svc.runtime.take().expect("runtime");
+    assert!(runtime.wait_for_agents(Duration::from_secs(10)));
+    let qe = svc.tokens[&Role::QualityEngineer].clone();
+    let (_, list) =
+        call(&svc.app, "GET", "/api/findings?kind=torque.cross_thread", Some(&qe), None, "127.0.0.1:1").await;
+    let items = list["items"].as_array().expect("items");
+    assert_eq!(items.len(), 2, "{list}");
+    // Newest first: the second cross-thread, whose nearest past case is the first.
+    let (first, second) = (&items[1], &items[0]);
+    let id = second["finding_id"].as_str().expect("id");
+    let (_, detail) = call(&svc.app, "GET", &format!("/api/findings/{id}"), Some(&qe), None, "127.0.0.1:1").await;
+    let case = &detail["similar"][0];
+    assert_eq!(case["reference"], first["finding_id"], "{detail}");
+    let resolution: Vec<(&str, &str)> = case["resolution"]
+        .as_array()
+        .expect("resolution")
+        .iter()
+        .map(|a| (a["kind"].as_str().unwrap_or(""), a["status"].as_str().unwrap_or("")))
+        .collect();
+    assert!(resolution.contains(&("place_hold", "pending_approval")), "{resolution:?}");
+    // The curve against its golden envelope, as SVG.
+    let req = Request::builder()
+        .uri(format!("/api/findings/{id}/curve.svg"))
+        .header("authorization", format!("Bearer {qe}"))
+        .extension(ConnectInfo("127.0.0.1:1".parse::<SocketAddr>().expect("addr")))
+        .body(Body::empty())
+        .expect("request");
+    let resp = svc.app.clone().oneshot(req).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "image/svg+xml");
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22).await.expect("body");
+    let svg = String::from_utf8_lossy(&bytes);
+    assert!(svg.starts_with("<svg") && svg.contains("<polyline") && svg.contains("<polygon"), "{svg}");
+    runtime.shutdown();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn batch_ingest_reports_each_event_and_keeps_the_good_ones() {
     let mut svc = service(&Config::default());
