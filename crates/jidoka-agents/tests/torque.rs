@@ -132,16 +132,17 @@ fn agent_reports_similar_cases_and_one_drift_finding_per_episode() {
     let mut router = Router::new(vec![Box::new(TorqueAuditAgent::new(TorqueAuditConfig::default()))]);
     let mut findings: Vec<Finding> = Vec::new();
     let mut seq = 0;
-    let mut feed = |t: TighteningResult, findings: &mut Vec<Finding>| {
+    let mut feed = |event: Event, findings: &mut Vec<Finding>| {
         seq += 1;
-        router.process(&stored(seq, &t), findings);
+        router.process(&StoredEvent { seq, event }, findings);
     };
+    let ev = |t: TighteningResult| stored(0, &t).event;
     for n in 0..150 {
-        feed(tightening(n, TighteningMode::Good, 0.0, JointCategory::B, &mut rng), &mut findings);
+        feed(ev(tightening(n, TighteningMode::Good, 0.0, JointCategory::B, &mut rng)), &mut findings);
     }
     assert!(findings.is_empty(), "{findings:?}");
-    feed(tightening(200, TighteningMode::CrossThread, 0.0, JointCategory::B, &mut rng), &mut findings);
-    feed(tightening(201, TighteningMode::CrossThread, 0.0, JointCategory::B, &mut rng), &mut findings);
+    feed(ev(tightening(200, TighteningMode::CrossThread, 0.0, JointCategory::B, &mut rng)), &mut findings);
+    feed(ev(tightening(201, TighteningMode::CrossThread, 0.0, JointCategory::B, &mut rng)), &mut findings);
     assert_eq!(findings.len(), 2);
     assert_eq!(findings[0].kind, "torque.cross_thread");
     let similar = &findings[1].details["similar"][0];
@@ -150,12 +151,33 @@ fn agent_reports_similar_cases_and_one_drift_finding_per_episode() {
     findings.clear();
     // The tool drifts by 6 % of target and stays there: one finding, not one per curve.
     for n in 300..700 {
-        feed(tightening(n, TighteningMode::Good, 0.06, JointCategory::B, &mut rng), &mut findings);
+        feed(ev(tightening(n, TighteningMode::Good, 0.06, JointCategory::B, &mut rng)), &mut findings);
     }
     let drift: Vec<&Finding> = findings.iter().filter(|f| f.kind == "torque.drift").collect();
     assert_eq!(drift.len(), 1, "{:?}", drift.iter().map(|f| &f.reason).collect::<Vec<_>>());
     assert!(drift[0].reason.contains("final torque drifted +"), "{}", drift[0].reason);
     assert_eq!(drift[0].verdict, Verdict::Review);
+    let tool = drift[0].subject.tool.clone();
+    // The tool is recalibrated at its drifted setting (the plant accepts it): a new baseline is
+    // learned, and only a further drift opens a new episode.
+    findings.clear();
+    let calibration = Event::parse(
+        serde_json::json!({"source": "cmms", "source_txn_id": "M1", "occurred_at": "2026-11-24T09:00:00Z",
+                           "kind": "maintenance_record",
+                           "data": {"record_id": "M1", "equipment": tool, "maintenance_kind": "calibration",
+                                    "description": "transducer recalibrated"}}),
+        chrono::DateTime::UNIX_EPOCH,
+    )
+    .unwrap();
+    feed(calibration, &mut findings);
+    for n in 700..900 {
+        feed(ev(tightening(n, TighteningMode::Good, 0.06, JointCategory::B, &mut rng)), &mut findings);
+    }
+    assert!(findings.iter().all(|f| f.kind != "torque.drift"), "the new baseline is in control");
+    for n in 900..1100 {
+        feed(ev(tightening(n, TighteningMode::Good, 0.12, JointCategory::B, &mut rng)), &mut findings);
+    }
+    assert_eq!(findings.iter().filter(|f| f.kind == "torque.drift").count(), 1);
 }
 
 fn any_curve() -> impl Strategy<Value = Curve> {

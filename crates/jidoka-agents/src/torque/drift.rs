@@ -10,7 +10,8 @@
 //! so they only describe an episode, never open one.
 //!
 //! One alarm opens an episode; it closes when the EWMA has stayed within one standard deviation
-//! of the baseline for `rearm` samples, and only then can the next alarm be raised.
+//! of the baseline for `rearm` samples, and only then can the next alarm be raised. A
+//! calibration or corrective maintenance record for the tool starts its charts afresh.
 
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;

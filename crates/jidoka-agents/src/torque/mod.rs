@@ -34,7 +34,7 @@ use crate::{FindingDraft, finding_id};
 use drift::{Alarm, Chart, DriftConfig};
 use features::{Features, VECTOR_LEN};
 use golden::{Comparison, GoldenBatch};
-use jidoka_model::event::{JointCategory, OkNok};
+use jidoka_model::event::{JointCategory, MaintenanceKind, OkNok};
 use jidoka_model::{EventKind, EventPayload, Severity, StoredEvent, Subject, TighteningResult, Verdict};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -471,6 +471,11 @@ impl Auditor {
         a
     }
 
+    /// A tool was calibrated or repaired: its drift charts learn a new baseline.
+    pub fn tool_serviced(&mut self, tool: &str) {
+        self.tools.retain(|(_, t), _| t != tool);
+    }
+
     fn watch_drift(
         &mut self,
         t: &TighteningResult,
@@ -728,12 +733,19 @@ impl crate::Agent for TorqueAuditAgent {
     }
 
     fn subscriptions(&self) -> &'static [EventKind] {
-        &[EventKind::TighteningResult]
+        &[EventKind::TighteningResult, EventKind::MaintenanceRecord]
     }
 
     fn on_event(&mut self, event: &StoredEvent, out: &mut Vec<FindingDraft>) {
-        let EventPayload::TighteningResult(t) = &event.event.payload else {
-            return;
+        let t = match &event.event.payload {
+            EventPayload::TighteningResult(t) => t,
+            EventPayload::MaintenanceRecord(m) => {
+                if matches!(m.maintenance_kind, MaintenanceKind::Calibration | MaintenanceKind::Corrective) {
+                    self.auditor.tool_serviced(&m.equipment);
+                }
+                return;
+            }
+            _ => return,
         };
         // The finding this tightening would raise is always the first of the event (ordinal 0),
         // so its id is known before the router assigns it.
