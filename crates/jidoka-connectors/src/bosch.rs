@@ -100,7 +100,11 @@ pub fn parse_channel(doc: &Value) -> Result<ChannelRun, EventError> {
     for (i, step) in steps.iter().enumerate() {
         let field = format!("tightening steps[{i}].graph");
         let graph = step.get("graph").ok_or_else(|| err(&field, "missing"))?;
-        let t = numbers(graph.get("time values"), &format!("{field}.time values"))?;
+        // Time is optional: a graph without it still has a curve.
+        let t = match graph.get("time values") {
+            None | Some(Value::Null) => Vec::new(),
+            v => numbers(v, &format!("{field}.time values"))?,
+        };
         let a = numbers(graph.get("angle values"), &format!("{field}.angle values"))?;
         let q = numbers(graph.get("torque values"), &format!("{field}.torque values"))?;
         if a.len() != q.len() || (!t.is_empty() && t.len() != q.len()) {

@@ -114,12 +114,14 @@ pub fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
             out.push(dir.to_path_buf());
             return;
         };
-        let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        // Symbolic links to folders are not followed (a link to `.` would loop).
+        let mut children: Vec<(PathBuf, bool)> =
+            entries.filter_map(|e| e.ok()).map(|e| (e.path(), e.file_type().is_ok_and(|t| t.is_dir()))).collect();
         children.sort();
-        for child in children {
-            if child.is_dir() {
+        for (child, is_dir) in children {
+            if is_dir {
                 walk(&child, out);
-            } else if kind_of(&child).is_some() {
+            } else if kind_of(&child).is_some() && child.is_file() {
                 out.push(child);
             }
         }
@@ -309,6 +311,20 @@ mod tests {
         assert_eq!(e.field, "row 3.torque");
         assert_eq!(parse_csv("angle,torque\n1,2\n", "x").unwrap_err().field, "rows");
         assert_eq!(parse_csv("torque\n1\n2\n", "x").unwrap_err().field, "header");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn folders_are_walked_without_following_links() {
+        let dir = std::env::temp_dir().join(format!("jidoka-curves-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("sub/a.csv"), "angle,torque\n0,1\n1,2\n").unwrap();
+        std::fs::write(dir.join("notes.txt"), "not a curve").unwrap();
+        std::os::unix::fs::symlink(&dir, dir.join("sub/loop")).unwrap();
+        let files = expand(std::slice::from_ref(&dir));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(files, vec![dir.join("sub/a.csv")]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::metrics::Metrics;
 use crate::runtime::{Ingest, IngestError};
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Extension, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -373,17 +373,26 @@ async fn list_findings(
     Ok(Json(json!(page)))
 }
 
-/// One finding with its actions; for a torque finding, its similar past cases with how each
-/// was resolved (the kind and status of the actions on it).
-async fn get_finding(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// One finding; for a role that may read actions, with its actions and, for a torque finding,
+/// how each of its similar past cases was resolved (the kind and status of its actions).
+async fn get_finding(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let lookup = id.clone();
+    let with_actions = allows(principal.role, Permission::ReadActions);
     let (f, actions, similar) = with_store(&state, move |s| {
         let f = s.finding(&lookup)?;
-        let actions = s.actions(&ActionQuery { finding_id: Some(lookup), limit: 100, ..Default::default() })?;
+        let actions = if with_actions {
+            s.actions(&ActionQuery { finding_id: Some(lookup), limit: 100, ..Default::default() })?.items
+        } else {
+            Vec::new()
+        };
         let mut similar = Vec::new();
         let cases = f.as_ref().and_then(|f| f.details.get("similar")).and_then(Value::as_array).cloned();
         for mut case in cases.unwrap_or_default().into_iter().take(10) {
-            if let Some(reference) = case.get("reference").and_then(Value::as_str).map(str::to_string) {
+            if with_actions && let Some(reference) = case.get("reference").and_then(Value::as_str).map(str::to_string) {
                 let past = s.actions(&ActionQuery { finding_id: Some(reference), limit: 20, ..Default::default() })?;
                 case["resolution"] = past
                     .items
@@ -398,11 +407,17 @@ async fn get_finding(State(state): State<Arc<AppState>>, Path(id): Path<String>)
     })
     .await?;
     let f = f.ok_or_else(|| ApiError::new("not_found", format!("no finding `{id}`")))?;
-    Ok(Json(json!({"finding": f, "actions": actions.items, "similar": similar})))
+    let mut body = json!({"finding": f, "similar": similar});
+    if with_actions {
+        body["actions"] = json!(actions);
+    }
+    Ok(Json(body))
 }
 
 /// The curve of a tightening finding against its golden envelope, as SVG (for the dashboard
-/// and reports).
+/// and reports). The plotted curve is the finding's own evidence, so whoever may read the
+/// finding (the operator at the station, the supervisor reviewing it) may see it; the rest of
+/// the event stays behind the right to read events.
 async fn finding_curve(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Response> {
     let lookup = id.clone();
     let (finding, event) = with_store(&state, move |s| {

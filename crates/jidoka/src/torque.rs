@@ -59,8 +59,8 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<i32> {
     // from the data itself, so a file with no verdict at all is reviewed as well: of each
     // group's curves (those the controller did not call NOK), the `golden_size` closest to the
     // group's own centre. The batch stays fixed while the same data is reviewed against it, so
-    // a frequent fault cannot teach the batch that it is normal, and the order of the files
-    // does not change the verdicts.
+    // a frequent fault cannot teach the batch that it is normal. (Which curves of a large group
+    // are sampled into it follows the input order.)
     let mut groups: BTreeMap<String, Vec<Features>> = BTreeMap::new();
     let mut total = 0u64;
     for_each_record(&args.paths, |r| {
@@ -693,6 +693,12 @@ fn eval_drift_steps(args: &EvalArgs, report: &mut Report) -> anyhow::Result<()> 
             "",
         )
         .add(
+            "drift_step_delay_p95",
+            "drift step: tightenings to detection, p95",
+            crate::report::percentile(&delays, 95.0),
+            "",
+        )
+        .add(
             "drift_step_delay_max",
             "drift step: tightenings to detection, max",
             delays.last().copied().unwrap_or(f64::NAN),
@@ -715,7 +721,7 @@ pub fn auroc(scored: &[(f64, bool)]) -> f64 {
     v.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (mut rank_sum, mut i) = (0.0, 0);
     while i < v.len() {
-        let mut j = i;
+        let mut j = i + 1;
         while j < v.len() && v[j].0 == v[i].0 {
             j += 1;
         }

@@ -222,7 +222,7 @@ pub fn extract(curve: &Curve) -> Result<Features, CurveError> {
         profile = [1.0; PROFILE_POINTS];
     }
 
-    Ok(Features {
+    let features = Features {
         samples: n,
         direction,
         duration_s,
@@ -239,7 +239,12 @@ pub fn extract(curve: &Curve) -> Result<Features, CurveError> {
         collapse,
         reversals,
         profile,
-    })
+    };
+    // Finite but extreme values (1e308) can still overflow in differences and ratios.
+    if let Some(j) = features.vector().iter().position(|v| !v.is_finite()) {
+        return Err(bad("curve", format!("values out of range: {} is not finite", super::golden::feature_name(j))));
+    }
+    Ok(features)
 }
 
 /// Least-squares slope of torque on progress angle over `idx`, and the RMS residual; `None`
@@ -380,6 +385,14 @@ mod tests {
         let mut time = ideal();
         time.time_s = vec![0.0; 3];
         assert_eq!(extract(&time).unwrap_err().field, "curve.time_s");
+    }
+
+    #[test]
+    fn extreme_finite_values_are_an_error_not_nonsense() {
+        let c = curve(&[(-1e308, 1.0), (0.0, 2.0), (1e308, 3.0)]);
+        let e = extract(&c).unwrap_err();
+        assert_eq!(e.field, "curve");
+        assert!(e.reason.contains("not finite"), "{e}");
     }
 
     #[test]

@@ -148,7 +148,13 @@ impl GoldenBatch {
             for j in 0..VECTOR_LEN {
                 let d = x[j] - self.centre[j];
                 let v = d / if d < 0.0 { self.low[j] } else { self.high[j] };
-                z[j] = if v.is_finite() { v.clamp(-Z_CAP, Z_CAP) } else { 0.0 };
+                z[j] = if v.is_finite() {
+                    v.clamp(-Z_CAP, Z_CAP)
+                } else if d.is_nan() {
+                    0.0
+                } else {
+                    Z_CAP.copysign(d)
+                };
             }
         }
         // The three largest |z|, without sorting all of them.
