@@ -9,6 +9,7 @@
 //! Invariant: this crate does no I/O and never reads the clock; callers pass time in.
 
 pub mod action;
+pub mod audit;
 pub mod event;
 pub mod finding;
 pub mod master;

@@ -134,6 +134,20 @@ pub struct ActionRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     pub attempts: u32,
+    /// When the action was stored (wall clock); approvals expire from here.
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_time")]
+    pub stored_at: Option<jidoka_model::Timestamp>,
+}
+
+mod opt_time {
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(t: &Option<jidoka_model::Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&jidoka_model::event::rfc3339::format(t)),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 /// Counts for health and metrics.
@@ -200,11 +214,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     fn action(&self, action_id: &str) -> Result<Option<ActionRecord>>;
 
-    /// Move an action from `from` to `to` with a note. Returns false (and changes nothing) if
-    /// the action is not in `from` or the move is not allowed.
+    /// Move an action from `from` to `to` with a note, and record who did it in the audit trail,
+    /// in one transaction. Returns false (and changes nothing) if the action is not in `from`
+    /// or the move is not allowed.
     fn set_action_status(
         &self,
         action_id: &str,
+        actor: &str,
         from: ActionStatus,
         to: ActionStatus,
         note: Option<&str>,
@@ -218,4 +234,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn record_delivery_attempt(&self, action_id: &str, note: &str) -> Result<()>;
 
     fn stats(&self) -> Result<StoreStats>;
+
+    /// Expire the actions still waiting for approval that were stored before `stored_before`,
+    /// each with its audit record; their ids.
+    fn expire_pending(&self, stored_before: jidoka_model::Timestamp, note: &str) -> Result<Vec<String>>;
+
+    /// Up to `limit` audit records with `seq > after_seq`, as stored (for verification and
+    /// export), in chain order.
+    fn audit_after(&self, after_seq: u64, limit: usize) -> Result<Vec<jidoka_model::audit::StoredAudit>>;
 }

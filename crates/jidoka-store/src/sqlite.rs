@@ -3,6 +3,7 @@
 //! commits).
 
 use crate::*;
+use jidoka_model::audit::{self, AuditEntry, AuditRecord, StoredAudit};
 use jidoka_model::event::rfc3339;
 use jidoka_model::{EventPayload, Timestamp};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
@@ -66,6 +67,19 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX actions_status ON actions (status, id);
     CREATE INDEX actions_finding ON actions (finding_id);
+    "#,
+    // 2: the audit trail, a hash chain (see jidoka_model::audit).
+    r#"
+    CREATE TABLE audit (
+        seq       INTEGER PRIMARY KEY,
+        body      TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash      TEXT NOT NULL
+    );
+    -- When an action was stored (wall clock): approvals expire from here, not from the
+    -- event's plant time, which may be long past for a backfill.
+    ALTER TABLE actions ADD COLUMN stored_at TEXT;
+    CREATE INDEX actions_pending_age ON actions (status, stored_at);
     "#,
 ];
 
@@ -300,18 +314,22 @@ fn finding_page(rows: Vec<(i64, String)>, limit: usize) -> Result<Page<Finding>>
     Ok(Page { items, next_cursor })
 }
 
-fn action_from_row(row: &Row<'_>) -> rusqlite::Result<(i64, String, Option<String>, i64, String)> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+type ActionRow = (i64, String, Option<String>, i64, String, Option<String>);
+
+fn action_from_row(row: &Row<'_>) -> rusqlite::Result<ActionRow> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
 }
 
-fn decode_action(
-    (id, status, note, attempts, body): (i64, String, Option<String>, i64, String),
-) -> Result<(i64, ActionRecord)> {
+fn decode_action((id, status, note, attempts, body, stored_at): ActionRow) -> Result<(i64, ActionRecord)> {
     let mut action: Action = decode_json(format!("action {id}"), &body)?;
     // The status column is authoritative; the body keeps the action as proposed.
     action.status = ActionStatus::parse(&status)
         .ok_or_else(|| corrupt(format!("action {id}"), format!("unknown status `{status}`")))?;
-    Ok((id, ActionRecord { action, note, attempts: attempts as u32 }))
+    let stored_at = match stored_at {
+        Some(t) => Some(parse_time(&format!("action {id} stored_at"), &t)?),
+        None => None,
+    };
+    Ok((id, ActionRecord { action, note, attempts: attempts as u32, stored_at }))
 }
 
 /// Clamp a page size to something sane.
@@ -352,6 +370,73 @@ fn commit_derived(
 }
 
 /// Findings, actions and the consumer's cursor, inside the caller's transaction.
+/// Append one record to the audit chain inside `tx` (the writer's transaction, so records are
+/// numbered and chained one at a time).
+fn append_audit(tx: &rusqlite::Transaction<'_>, entry: AuditEntry) -> Result<u64> {
+    let last: Option<(i64, String)> = tx
+        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (last_seq, prev_hash) = last.unwrap_or((0, audit::GENESIS.to_string()));
+    let record = AuditRecord { seq: last_seq as u64 + 1, prev_hash, entry };
+    let body = record.body();
+    let hash = audit::chain_hash(&record.prev_hash, &body);
+    tx.prepare_cached("INSERT INTO audit (seq, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4)")?.execute(params![
+        record.seq as i64,
+        body,
+        record.prev_hash,
+        hash
+    ])?;
+    Ok(record.seq)
+}
+
+/// The audit entry of an action's change of state (or its proposal when `from` is `None`).
+fn action_entry(a: &Action, actor: &str, what: &str, at: Timestamp, details: serde_json::Value) -> AuditEntry {
+    let subject = a.payload.get("subject").cloned().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
+    let text = |k: &str| a.payload.get(k).and_then(serde_json::Value::as_str).map(str::to_string);
+    AuditEntry {
+        at,
+        actor: actor.to_string(),
+        what: what.to_string(),
+        subject,
+        correlation_id: a.correlation_id.clone(),
+        source_txn_id: text("source_txn_id").unwrap_or_default(),
+        agent: text("agent"),
+        agent_version: text("agent_version"),
+        input_digest: jidoka_model::sha256_hex(serde_json::to_string(a).unwrap_or_default().as_bytes()),
+        details,
+    }
+}
+
+/// Move an action between states inside `tx`, with its audit record; false when it was not in
+/// `from`.
+fn move_action(
+    tx: &rusqlite::Transaction<'_>,
+    action_id: &str,
+    actor: &str,
+    from: ActionStatus,
+    to: ActionStatus,
+    note: Option<&str>,
+) -> Result<bool> {
+    let changed = tx.execute(
+        "UPDATE actions SET status = ?1, note = COALESCE(?2, note) WHERE action_id = ?3 AND status = ?4",
+        params![to.as_str(), note, action_id, from.as_str()],
+    )?;
+    if changed != 1 {
+        return Ok(false);
+    }
+    let body: String =
+        tx.query_row("SELECT body FROM actions WHERE action_id = ?1", params![action_id], |r| r.get(0))?;
+    let action: Action = serde_json::from_str(&body).map_err(|e| corrupt(format!("action {action_id}"), e))?;
+    let details = serde_json::json!({
+        "action_id": action_id, "finding_id": action.finding_id, "kind": action.kind,
+        "from": from, "to": to, "note": note,
+    });
+    let what = format!("action_{}", to.as_str());
+    append_audit(tx, action_entry(&action, actor, &what, chrono::Utc::now(), details))?;
+    Ok(true)
+}
+
 fn insert_derived(
     tx: &rusqlite::Transaction<'_>,
     consumer: &str,
@@ -365,7 +450,7 @@ fn insert_derived(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (finding_id) DO NOTHING",
         )?;
         for f in findings {
-            insert_finding.execute(params![
+            let inserted = insert_finding.execute(params![
                 f.finding_id,
                 f.agent,
                 f.kind,
@@ -376,20 +461,32 @@ fn insert_derived(
                 rfc3339::format(&f.occurred_at),
                 to_json(f)?,
             ])?;
+            // A finding derived again (catch-up after a restart) is not a new event for the audit.
+            if inserted == 1 {
+                append_audit(tx, audit::finding_entry(f))?;
+            }
         }
         let mut insert_action = tx.prepare_cached(
-            "INSERT INTO actions (action_id, finding_id, kind, status, idempotency_key, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            "INSERT INTO actions (action_id, finding_id, kind, status, idempotency_key, body, stored_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
         )?;
         for a in actions {
-            insert_action.execute(params![
+            let inserted = insert_action.execute(params![
                 a.action_id,
                 a.finding_id,
                 a.kind.as_str(),
                 a.status.as_str(),
                 a.idempotency_key,
                 to_json(a)?,
+                rfc3339::format(&chrono::Utc::now()),
             ])?;
+            if inserted == 1 {
+                let details = serde_json::json!({
+                    "action_id": a.action_id, "finding_id": a.finding_id, "kind": a.kind, "status": a.status,
+                    "idempotency_key": a.idempotency_key,
+                });
+                append_audit(tx, action_entry(a, "governance", "action_proposed", a.created_at, details))?;
+            }
         }
         tx.prepare_cached(
             "INSERT INTO cursors (consumer, seq) VALUES (?1, ?2)
@@ -584,7 +681,7 @@ impl Store for SqliteStore {
     fn actions(&self, q: &ActionQuery) -> Result<Page<ActionRecord>> {
         let limit = page_limit(q.limit);
         self.with_reader(|c| {
-            let rows = Listing::new("SELECT id, status, note, attempts, body FROM actions")
+            let rows = Listing::new("SELECT id, status, note, attempts, body, stored_at FROM actions")
                 .filter("status =", q.status.map(|v| boxed(v.as_str())))
                 .filter("kind =", q.kind.map(|v| boxed(v.as_str())))
                 .filter("finding_id =", q.finding_id.clone().map(boxed))
@@ -599,7 +696,7 @@ impl Store for SqliteStore {
         self.with_reader(|c| {
             let row = c
                 .query_row(
-                    "SELECT id, status, note, attempts, body FROM actions WHERE action_id = ?1",
+                    "SELECT id, status, note, attempts, body, stored_at FROM actions WHERE action_id = ?1",
                     [action_id],
                     action_from_row,
                 )
@@ -611,6 +708,7 @@ impl Store for SqliteStore {
     fn set_action_status(
         &self,
         action_id: &str,
+        actor: &str,
         from: ActionStatus,
         to: ActionStatus,
         note: Option<&str>,
@@ -619,18 +717,55 @@ impl Store for SqliteStore {
             return Ok(false);
         }
         self.with_writer(|conn| {
-            let changed = conn.execute(
-                "UPDATE actions SET status = ?1, note = COALESCE(?2, note) WHERE action_id = ?3 AND status = ?4",
-                params![to.as_str(), note, action_id, from.as_str()],
-            )?;
-            Ok(changed == 1)
+            let tx = conn.transaction()?;
+            let moved = move_action(&tx, action_id, actor, from, to, note)?;
+            tx.commit()?;
+            Ok(moved)
+        })
+    }
+
+    fn expire_pending(&self, stored_before: Timestamp, note: &str) -> Result<Vec<String>> {
+        self.with_writer(|conn| {
+            let tx = conn.transaction()?;
+            let ids: Vec<String> = tx
+                .prepare_cached(
+                    "SELECT action_id FROM actions WHERE status = 'pending_approval' AND stored_at IS NOT NULL AND stored_at < ?1 ORDER BY id LIMIT 1000",
+                )?
+                .query_map(params![rfc3339::format(&stored_before)], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            let mut expired = Vec::new();
+            for id in ids {
+                if move_action(&tx, &id, "governance", ActionStatus::PendingApproval, ActionStatus::Expired, Some(note))? {
+                    expired.push(id);
+                }
+            }
+            tx.commit()?;
+            Ok(expired)
+        })
+    }
+
+    fn audit_after(&self, after_seq: u64, limit: usize) -> Result<Vec<StoredAudit>> {
+        self.with_reader(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT seq, body, prev_hash, hash FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+            let rows = stmt
+                .query_map(params![after_seq as i64, page_limit(limit) as i64], |r| {
+                    Ok(StoredAudit {
+                        seq: r.get::<_, i64>(0)? as u64,
+                        body: r.get(1)?,
+                        prev_hash: r.get(2)?,
+                        hash: r.get(3)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
         })
     }
 
     fn outbox(&self, after: i64, limit: usize) -> Result<Vec<(i64, ActionRecord)>> {
         self.with_reader(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, status, note, attempts, body FROM actions WHERE status = 'approved' AND id > ?1 ORDER BY id LIMIT ?2",
+                "SELECT id, status, note, attempts, body, stored_at FROM actions WHERE status = 'approved' AND id > ?1 ORDER BY id LIMIT ?2",
             )?;
             let rows =
                 stmt.query_map(params![after, page_limit(limit) as i64], action_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;

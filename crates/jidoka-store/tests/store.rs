@@ -172,17 +172,33 @@ fn action_status_only_moves_forward() {
         )
         .expect("commit");
     // Not allowed: pending -> delivered.
-    assert!(!store.set_action_status("A1", ActionStatus::PendingApproval, ActionStatus::Delivered, None).expect("set"));
+    assert!(
+        !store
+            .set_action_status("A1", "user:test", ActionStatus::PendingApproval, ActionStatus::Delivered, None)
+            .expect("set")
+    );
     // Wrong `from`: nothing changes.
-    assert!(!store.set_action_status("A1", ActionStatus::Approved, ActionStatus::Delivered, None).expect("set"));
+    assert!(
+        !store
+            .set_action_status("A1", "user:test", ActionStatus::Approved, ActionStatus::Delivered, None)
+            .expect("set")
+    );
     assert!(
         store
-            .set_action_status("A1", ActionStatus::PendingApproval, ActionStatus::Approved, Some("ok by QE"))
+            .set_action_status("A1", "user:qe", ActionStatus::PendingApproval, ActionStatus::Approved, Some("ok by QE"))
             .expect("set")
     );
     store.record_delivery_attempt("A1", "mes unreachable").expect("attempt");
-    assert!(store.set_action_status("A1", ActionStatus::Approved, ActionStatus::Delivered, Some("NC-1")).expect("set"));
-    assert!(!store.set_action_status("A1", ActionStatus::Delivered, ActionStatus::Approved, None).expect("set"));
+    assert!(
+        store
+            .set_action_status("A1", "user:test", ActionStatus::Approved, ActionStatus::Delivered, Some("NC-1"))
+            .expect("set")
+    );
+    assert!(
+        !store
+            .set_action_status("A1", "user:test", ActionStatus::Delivered, ActionStatus::Approved, None)
+            .expect("set")
+    );
     let rec = store.action("A1").expect("get").expect("exists");
     assert_eq!(rec.action.status, ActionStatus::Delivered);
     assert_eq!(rec.note.as_deref(), Some("NC-1"));
@@ -245,5 +261,109 @@ fn data_survives_reopen_and_newer_schema_is_refused() {
     match SqliteStore::open(&path) {
         Err(StoreError::SchemaTooNew { found: 999, .. }) => {}
         other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+}
+
+/// A store with an audit trail: 4 findings with 2 actions each, one approved, one rejected,
+/// one expired.
+fn audited() -> (tempfile::TempDir, std::path::PathBuf, SqliteStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("j.sqlite");
+    let store = SqliteStore::open(&path).expect("open");
+    let findings: Vec<Finding> = (0..4).map(|i| finding(&format!("F{i}"), Verdict::Hold, "V1")).collect();
+    let actions: Vec<Action> = (0..4)
+        .flat_map(|i| {
+            [
+                action(&format!("A{i}a"), &format!("F{i}"), ActionStatus::Approved),
+                action(&format!("A{i}p"), &format!("F{i}"), ActionStatus::PendingApproval),
+            ]
+        })
+        .collect();
+    store.commit_findings("agents", 1, &findings, &actions).expect("commit");
+    // The same findings derived again (catch-up) add nothing to the audit trail.
+    store.commit_findings("agents", 1, &findings, &actions).expect("again");
+    assert!(
+        store
+            .set_action_status("A0p", "user:qe-1", ActionStatus::PendingApproval, ActionStatus::Approved, Some("ok"))
+            .expect("set")
+    );
+    assert!(
+        store
+            .set_action_status(
+                "A1p",
+                "user:sup-2",
+                ActionStatus::PendingApproval,
+                ActionStatus::Rejected,
+                Some("false call")
+            )
+            .expect("set")
+    );
+    let expired = store.expire_pending(Utc::now() + chrono::Duration::minutes(1), "no decision").expect("expire");
+    assert_eq!(expired, vec!["A2p".to_string(), "A3p".to_string()]);
+    (dir, path, store)
+}
+
+#[test]
+fn every_finding_proposal_and_decision_is_in_the_audit_chain() {
+    let (_dir, _path, store) = audited();
+    let rows = store.audit_after(0, 1000).expect("audit");
+    // 4 findings + 8 proposals + 1 approval + 1 rejection + 2 expiries.
+    assert_eq!(rows.len(), 16);
+    assert_eq!(jidoka_model::audit::verify(&rows), Ok(16));
+    let records: Vec<jidoka_model::audit::AuditRecord> =
+        rows.iter().map(|r| serde_json::from_str(&r.body).expect("record")).collect();
+    let what: Vec<&str> = records.iter().map(|r| r.entry.what.as_str()).collect();
+    assert_eq!(what.iter().filter(|w| **w == "finding").count(), 4);
+    assert_eq!(what.iter().filter(|w| **w == "action_proposed").count(), 8);
+    let approval = records.iter().find(|r| r.entry.what == "action_approved").expect("approval");
+    assert_eq!(approval.entry.actor, "user:qe-1");
+    assert_eq!(approval.entry.details["action_id"], "A0p");
+    let rejection = records.iter().find(|r| r.entry.what == "action_rejected").expect("rejection");
+    assert_eq!(rejection.entry.details["note"], "false call");
+    assert_eq!(records.iter().filter(|r| r.entry.what == "action_expired" && r.entry.actor == "governance").count(), 2);
+    let f = &records[0];
+    assert_eq!((f.entry.actor.as_str(), f.entry.agent.as_deref()), ("agent:test", Some("test")));
+    assert_eq!(f.entry.input_digest.len(), 64);
+    // An expired action can no longer be approved.
+    assert!(
+        !store
+            .set_action_status("A2p", "user:qe-1", ActionStatus::PendingApproval, ActionStatus::Approved, None)
+            .expect("set")
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Changing any field of any stored audit record makes verification fail at that record.
+    #[test]
+    fn tampering_with_any_record_is_found_at_that_record(
+        target in 1u64..=16,
+        field in 0usize..6,
+    ) {
+        let (_dir, path, store) = audited();
+        let conn = rusqlite::Connection::open(&path).expect("raw");
+        let body: String = conn.query_row("SELECT body FROM audit WHERE seq = ?1", [target as i64], |r| r.get(0)).expect("row");
+        let mut record: serde_json::Value = serde_json::from_str(&body).expect("json");
+        let sql = match field {
+            // A field inside the record: actor, time, details, subject, what.
+            0 => { record["actor"] = json!("user:mallory"); Some(record.to_string()) }
+            1 => { record["at"] = json!("2020-01-01T00:00:00Z"); Some(record.to_string()) }
+            2 => { record["details"]["tampered"] = json!(true); Some(record.to_string()) }
+            3 => { record["subject"]["vin"] = json!("OTHERVIN"); Some(record.to_string()) }
+            4 => { record["what"] = json!("finding_withdrawn"); Some(record.to_string()) }
+            _ => None,
+        };
+        match sql {
+            Some(new_body) => {
+                conn.execute("UPDATE audit SET body = ?1 WHERE seq = ?2", rusqlite::params![new_body, target as i64]).expect("tamper");
+            }
+            None => {
+                conn.execute("UPDATE audit SET hash = ?1 WHERE seq = ?2", rusqlite::params!["ab".repeat(32), target as i64]).expect("tamper");
+            }
+        }
+        let rows = store.audit_after(0, 1000).expect("audit");
+        let broken = jidoka_model::audit::verify(&rows).expect_err("tampering must be found");
+        proptest::prop_assert_eq!(broken.seq, target, "{}", broken.reason);
     }
 }

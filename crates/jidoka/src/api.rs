@@ -36,6 +36,8 @@ pub struct AppState {
     /// reverse proxy, where every caller looks local).
     pub metrics_open_to_loopback: bool,
     pub agents: Vec<(&'static str, &'static str)>,
+    /// Minutes a proposed action waits for a decision before it expires.
+    pub approval_ttl_minutes: u64,
 }
 
 /// A client-facing error.
@@ -53,6 +55,7 @@ impl ApiError {
             "unauthorized" => StatusCode::UNAUTHORIZED,
             "forbidden" => StatusCode::FORBIDDEN,
             "not_found" => StatusCode::NOT_FOUND,
+            "conflict" => StatusCode::CONFLICT,
             "invalid_event" => StatusCode::UNPROCESSABLE_ENTITY,
             "batch_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
             "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
@@ -60,6 +63,12 @@ impl ApiError {
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError { status, code, message: message.into(), field: None }
+    }
+
+    /// The request field the error is about.
+    pub fn field(mut self, field: impl Into<String>) -> ApiError {
+        self.field = Some(field.into());
+        self
     }
 
     fn internal(err: impl std::fmt::Display) -> ApiError {
@@ -118,6 +127,9 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         )
         .route("/api/actions", get(list_actions).route_layer(guarded(Permission::ReadActions)))
         .route("/api/actions/{action_id}", get(get_action).route_layer(guarded(Permission::ReadActions)))
+        .route("/api/actions/{action_id}/approve", post(approve_action).route_layer(guarded(Permission::DecideActions)))
+        .route("/api/actions/{action_id}/reject", post(reject_action).route_layer(guarded(Permission::DecideActions)))
+        .route("/api/audit", get(list_audit).route_layer(guarded(Permission::ReadAudit)))
         .route("/api/status", get(status).route_layer(guarded(Permission::ReadStatus)));
     Router::new()
         .route("/health", get(health))
@@ -141,6 +153,9 @@ pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("GET", "/api/findings/{finding_id}/curve.svg", Some(Permission::ReadFindings)),
     ("GET", "/api/actions", Some(Permission::ReadActions)),
     ("GET", "/api/actions/{action_id}", Some(Permission::ReadActions)),
+    ("POST", "/api/actions/{action_id}/approve", Some(Permission::DecideActions)),
+    ("POST", "/api/actions/{action_id}/reject", Some(Permission::DecideActions)),
+    ("GET", "/api/audit", Some(Permission::ReadAudit)),
     ("GET", "/api/status", Some(Permission::ReadStatus)),
 ];
 
@@ -440,6 +455,118 @@ async fn finding_curve(State(state): State<Arc<AppState>>, Path(id): Path<String
         format!("{} {} {}", finding.kind, finding.verdict.as_str(), finding.subject.joint.as_deref().unwrap_or(""));
     let svg = crate::torque::svg(&curve, envelope.as_deref(), &title);
     Ok(([(axum::http::header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn approve_action(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    decide(state, principal, id, body, ActionStatus::Approved).await
+}
+
+async fn reject_action(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    decide(state, principal, id, body, ActionStatus::Rejected).await
+}
+
+/// Approve or reject a waiting action: the role must be allowed for the action's kind, a
+/// rejection needs a reason, an action past its approval window expires instead, and the
+/// decision is recorded with its actor in the audit trail.
+async fn decide(
+    state: Arc<AppState>,
+    principal: Principal,
+    id: String,
+    body: Bytes,
+    to: ActionStatus,
+) -> ApiResult<Json<Value>> {
+    let decision: Decision = if body.iter().all(u8::is_ascii_whitespace) {
+        Decision::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::new("invalid", format!("body: {e}")).field("reason"))?
+    };
+    let reason = decision.reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
+    if to == ActionStatus::Rejected && reason.is_none() {
+        return Err(ApiError::new("invalid", "a rejection needs a reason").field("reason"));
+    }
+    if reason.as_ref().is_some_and(|r| r.len() > 2000) {
+        return Err(ApiError::new("invalid", "at most 2000 characters").field("reason"));
+    }
+    let ttl = state.approval_ttl_minutes;
+    let actor = format!("user:{}", principal.name);
+    let role = principal.role;
+    let lookup = id.clone();
+    let outcome = with_store(&state, move |s| {
+        let Some(record) = s.action(&lookup)? else { return Ok(Err(("not_found", format!("no action `{lookup}`")))) };
+        if !crate::governance::may_decide(role, record.action.kind) {
+            return Ok(Err((
+                "forbidden",
+                format!("role {} may not decide a {} action", role.as_str(), record.action.kind.as_str()),
+            )));
+        }
+        // Expire first what waited too long: an expired action is never executed.
+        crate::runtime::expire_stale(s, ttl);
+        let current = s.action(&lookup)?.map(|r| r.action.status).unwrap_or(record.action.status);
+        if current != ActionStatus::PendingApproval {
+            return Ok(Err((
+                "conflict",
+                format!("action `{lookup}` is {}, not waiting for approval", current.as_str()),
+            )));
+        }
+        let note = match &reason {
+            Some(r) => format!("{} by {}: {r}", to.as_str(), actor),
+            None => format!("{} by {}", to.as_str(), actor),
+        };
+        if !s.set_action_status(&lookup, &actor, ActionStatus::PendingApproval, to, Some(&note))? {
+            return Ok(Err(("conflict", format!("action `{lookup}` changed meanwhile"))));
+        }
+        Ok(Ok(s.action(&lookup)?))
+    })
+    .await?;
+    // An approved action reaches the sinks at the outbox's next poll.
+    match outcome {
+        Ok(record) => Ok(Json(json!(record))),
+        Err((code, message)) => Err(ApiError::new(code, message)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// Audit records after `after` (chain order), each with its hashes.
+async fn list_audit(
+    State(state): State<Arc<AppState>>,
+    q: Result<Query<AuditParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = q.map_err(bad_query)?;
+    let after = q.after.unwrap_or(0);
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = with_store(&state, move |s| s.audit_after(after, limit)).await?;
+    let next = (rows.len() == limit).then(|| rows.last().map(|r| r.seq)).flatten();
+    let items: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            let record: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+            json!({"seq": r.seq, "record": record, "prev_hash": r.prev_hash, "hash": r.hash})
+        })
+        .collect();
+    Ok(Json(json!({"items": items, "next_after": next})))
 }
 
 #[derive(Debug, Deserialize)]

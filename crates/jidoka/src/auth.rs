@@ -49,6 +49,9 @@ pub enum Permission {
     ReadActions,
     ReadStatus,
     ReadMetrics,
+    /// Approve or reject a proposed action (which kinds, per role: `governance::may_decide`).
+    DecideActions,
+    ReadAudit,
 }
 
 impl Permission {
@@ -59,6 +62,8 @@ impl Permission {
         Permission::ReadActions,
         Permission::ReadStatus,
         Permission::ReadMetrics,
+        Permission::DecideActions,
+        Permission::ReadAudit,
     ];
 }
 
@@ -73,6 +78,8 @@ pub fn allows(role: Role, permission: Permission) -> bool {
         ReadActions => matches!(role, Supervisor | QualityEngineer | Integrator | Admin),
         ReadStatus => true,
         ReadMetrics => matches!(role, Integrator | Admin),
+        DecideActions => matches!(role, Supervisor | QualityEngineer | Admin),
+        ReadAudit => matches!(role, QualityEngineer | Admin),
     }
 }
 

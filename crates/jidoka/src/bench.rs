@@ -63,7 +63,13 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("jidoka.sqlite"))?);
     let runtime = Runtime::start(
         store.clone(),
-        RuntimeParts { runtime: RuntimeConfig::default(), agents: None, master: None, sinks: Vec::new() },
+        RuntimeParts {
+            runtime: RuntimeConfig::default(),
+            agents: None,
+            master: None,
+            sinks: Vec::new(),
+            governance: Default::default(),
+        },
     )?;
     let now = chrono::Utc::now();
     let events: Vec<Event> = (0..args.events).map(|i| sample_event(i, now)).collect::<anyhow::Result<_>>()?;
@@ -382,6 +388,7 @@ async fn end_to_end(
             agents: Some(agents.clone()),
             master: master.clone(),
             sinks: Vec::new(),
+            governance: Default::default(),
         },
     )?;
     let mut auth = crate::auth::Auth::default();
@@ -395,6 +402,7 @@ async fn end_to_end(
         max_batch_events: 10_000,
         metrics_open_to_loopback: true,
         agents: jidoka_agents::Router::new(jidoka_agents::build_agents(&agents, &master)).agent_names(),
+        approval_ttl_minutes: 480,
     });
     let app = router(state, 1 << 24);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

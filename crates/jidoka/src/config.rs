@@ -159,6 +159,25 @@ pub struct MasterDataConfig {
     pub file: Option<PathBuf>,
 }
 
+/// Governance: how long a proposed action waits for a person before it expires (an expired
+/// action is never executed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GovernanceConfig {
+    #[serde(default = "default_approval_ttl")]
+    pub approval_ttl_minutes: u64,
+}
+
+fn default_approval_ttl() -> u64 {
+    480
+}
+
+impl Default for GovernanceConfig {
+    fn default() -> Self {
+        GovernanceConfig { approval_ttl_minutes: default_approval_ttl() }
+    }
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
@@ -167,11 +186,12 @@ pub struct Config {
     pub api: ApiConfig,
     pub runtime: RuntimeConfig,
     pub agents: AgentsConfig,
+    pub governance: GovernanceConfig,
     pub sources: Vec<SourceConfig>,
     pub sinks: Vec<SinkConfig>,
 }
 
-const SECTIONS: &[&str] = &["store", "master_data", "api", "runtime", "agents", "sources", "sinks"];
+const SECTIONS: &[&str] = &["store", "master_data", "api", "runtime", "agents", "governance", "sources", "sinks"];
 
 fn read_section<T: DeserializeOwned>(path: &str, value: toml::Value, errors: &mut Vec<ConfigError>) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(value) {
@@ -223,6 +243,7 @@ impl Config {
                 "api" => config.api = read_section(&key, value, &mut errors).unwrap_or_default(),
                 "runtime" => config.runtime = read_section(&key, value, &mut errors).unwrap_or_default(),
                 "agents" => config.agents = read_section(&key, value, &mut errors).unwrap_or_default(),
+                "governance" => config.governance = read_section(&key, value, &mut errors).unwrap_or_default(),
                 "sources" => config.sources = read_list(&key, value, &mut errors),
                 "sinks" => config.sinks = read_list(&key, value, &mut errors),
                 other => errors.push(ConfigError {
@@ -267,6 +288,7 @@ impl Config {
             ("runtime.group_commit_max_events", rt.group_commit_max_events as u64, 1, 1_000_000),
             ("runtime.agent_chunk_events", rt.agent_chunk_events as u64, 1, 100_000),
             ("runtime.outbox_poll_ms", rt.outbox_poll_ms, 10, 600_000),
+            ("governance.approval_ttl_minutes", self.governance.approval_ttl_minutes, 1, 60 * 24 * 90),
         ] {
             if !(lo..=hi).contains(&value) {
                 errors.push((name.into(), format!("must be between {lo} and {hi}")));

@@ -6,7 +6,9 @@
 //! Nonconformance automatically
 //! (approved by policy) and proposes holding the unit, which waits for a person; a REVIEW goes
 //! to the supervisor's queue (waiting) and adds an entry to the order log (approved by policy).
-//! Approval, expiry, four-eyes rules and the audit trail build on this.
+//! A person with a role allowed by [`may_decide`] approves or rejects a waiting action over the
+//! API; an action still waiting after the approval window expires and is never executed. Every
+//! step is a record in the audit trail.
 
 use jidoka_model::{Action, ActionKind, ActionStatus, Finding, Verdict, stable_id};
 use serde_json::json;
@@ -55,6 +57,21 @@ pub fn propose(finding: &Finding) -> Vec<Action> {
             }
         })
         .collect()
+}
+
+/// Which roles may approve or reject which kind of action: holding a unit or drafting a
+/// Nonconformance is the quality engineer's call (the supervisor may hold a unit at the line);
+/// the line's Andon, the order log and the review queue are the supervisor's. Admins may do
+/// all; operators, integrators and service accounts none.
+pub fn may_decide(role: crate::auth::Role, kind: ActionKind) -> bool {
+    use crate::auth::Role::*;
+    match kind {
+        ActionKind::PlaceHold => matches!(role, QualityEngineer | Supervisor | Admin),
+        ActionKind::ReleaseHold | ActionKind::CreateNonconformance => matches!(role, QualityEngineer | Admin),
+        ActionKind::RaiseAndon | ActionKind::AppendOrderLog | ActionKind::SupervisorReview => {
+            matches!(role, Supervisor | QualityEngineer | Admin)
+        }
+    }
 }
 
 /// All actions for a set of findings, in finding order.

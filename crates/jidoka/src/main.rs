@@ -78,6 +78,9 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// The tamper-evident audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Plant configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -124,6 +127,30 @@ enum TokenCommand {
         /// operator, supervisor, quality_engineer, integrator, admin or agent.
         #[arg(long, value_parser = parse_role)]
         role: Role,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of every audit record; exits with status 1 and names the first
+    /// broken record when any was changed, removed or reordered.
+    Verify {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Write audit records as JSON Lines (record, previous hash, hash) for auditors.
+    Export {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// First record (1 = the start).
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Last record (default: the newest).
+        #[arg(long)]
+        to: Option<u64>,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -243,6 +270,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !ok {
                 return Ok(ExitCode::FAILURE);
             }
+        }
+        Command::Audit(AuditCommand::Verify { store: StoreArgs { config, data_dir, json } }) => {
+            let config = load_config(config.as_ref(), data_dir)?;
+            let ok = tokio::task::spawn_blocking(move || commands::audit_verify(config, json)).await??;
+            if !ok {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Audit(AuditCommand::Export { store: StoreArgs { config, data_dir, .. }, from, to, out }) => {
+            let config = load_config(config.as_ref(), data_dir)?;
+            let written = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
+                match out {
+                    Some(path) => {
+                        let mut file = std::io::BufWriter::new(
+                            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
+                        );
+                        let n = commands::audit_export(config, from, to, &mut file)?;
+                        std::io::Write::flush(&mut file)?;
+                        Ok(n)
+                    }
+                    None => commands::audit_export(config, from, to, &mut std::io::stdout().lock()),
+                }
+            })
+            .await??;
+            eprintln!("{written} audit records exported");
         }
         Command::Config(ConfigCommand::Check { file }) => match Config::load(&file) {
             Ok(config) => println!("{}: configuration is valid\n{}", file.display(), config.summary()),

@@ -151,6 +151,7 @@ pub struct RuntimeParts {
     /// Master data for the agents that need it (sequence checks).
     pub master: jidoka_agents::Master,
     pub sinks: Vec<SinkConfig>,
+    pub governance: crate::config::GovernanceConfig,
 }
 
 impl RuntimeParts {
@@ -160,6 +161,7 @@ impl RuntimeParts {
             agents: Some(config.agents.clone()),
             master,
             sinks: config.sinks.clone(),
+            governance: config.governance.clone(),
         }
     }
 }
@@ -196,10 +198,11 @@ impl Runtime {
         let outbox = {
             let (store, metrics, wake) = (store.clone(), metrics.clone(), outbox_wake.clone());
             let poll = Duration::from_millis(parts.runtime.outbox_poll_ms);
+            let ttl = parts.governance.approval_ttl_minutes;
             Some(
                 std::thread::Builder::new()
                     .name("outbox".into())
-                    .spawn(move || outbox_loop(store, sinks, poll, metrics, wake))?,
+                    .spawn(move || outbox_loop(store, sinks, poll, ttl, metrics, wake))?,
             )
         };
         Ok(Runtime {
@@ -505,6 +508,7 @@ fn outbox_loop(
     store: Arc<dyn Store>,
     mut sinks: Vec<Box<dyn Sink>>,
     poll: Duration,
+    approval_ttl_minutes: u64,
     metrics: Arc<Metrics>,
     wake: Arc<Progress>,
 ) {
@@ -513,10 +517,22 @@ fn outbox_loop(
     loop {
         let (latest, closed) = wake.wait_past(seen, poll);
         seen = latest;
+        expire_stale(store.as_ref(), approval_ttl_minutes);
         deliver_pass(store.as_ref(), &mut sinks, &mut backoff, &metrics);
         if closed {
             return;
         }
+    }
+}
+
+/// Expire the actions that waited longer than the approval window: they are never executed.
+pub fn expire_stale(store: &dyn Store, approval_ttl_minutes: u64) {
+    let cutoff = chrono::Utc::now() - chrono::Duration::minutes(approval_ttl_minutes as i64);
+    let note = format!("no decision within {approval_ttl_minutes} minutes");
+    match store.expire_pending(cutoff, &note) {
+        Ok(ids) if !ids.is_empty() => tracing::info!(expired = ids.len(), "actions expired unapproved"),
+        Ok(_) => {}
+        Err(err) => tracing::error!(error = %err, "cannot expire stale actions"),
     }
 }
 
@@ -552,6 +568,7 @@ fn deliver_pass(store: &dyn Store, sinks: &mut [Box<dyn Sink>], backoff: &mut [B
             let note = format!("no sink accepts action kind {}", action.kind);
             if let Ok(true) = store.set_action_status(
                 &action.action_id,
+                "governance",
                 ActionStatus::Approved,
                 ActionStatus::DeadLetter,
                 Some(&note),
@@ -573,6 +590,7 @@ fn deliver_pass(store: &dyn Store, sinks: &mut [Box<dyn Sink>], backoff: &mut [B
                 backoff[idx] = Backoff::default();
                 match store.set_action_status(
                     &action.action_id,
+                    &format!("sink:{}", sinks[idx].name()),
                     ActionStatus::Approved,
                     ActionStatus::Delivered,
                     Some(&note),
@@ -596,6 +614,7 @@ fn deliver_pass(store: &dyn Store, sinks: &mut [Box<dyn Sink>], backoff: &mut [B
                 let _ = store.record_delivery_attempt(&action.action_id, &reason);
                 if let Ok(true) = store.set_action_status(
                     &action.action_id,
+                    &format!("sink:{}", sinks[idx].name()),
                     ActionStatus::Approved,
                     ActionStatus::DeadLetter,
                     Some(&reason),

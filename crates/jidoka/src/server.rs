@@ -81,6 +81,7 @@ pub async fn serve(
         max_batch_events: config.api.max_batch_events,
         metrics_open_to_loopback: config.api.metrics_open_to_loopback,
         agents,
+        approval_ttl_minutes: config.governance.approval_ttl_minutes,
     });
     let app = api::router(state, config.api.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(&config.api.listen)

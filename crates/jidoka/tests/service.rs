@@ -49,6 +49,7 @@ fn service(config: &Config) -> Service {
         max_batch_events: 100,
         metrics_open_to_loopback: true,
         agents: AgentRouter::new(build_agents(&config.agents, &None)).agent_names(),
+        approval_ttl_minutes: config.governance.approval_ttl_minutes,
     });
     Service { app: router(state, 1 << 20), runtime: Some(runtime), tokens, _dir: dir }
 }
@@ -89,7 +90,13 @@ async fn every_route_checks_every_role() {
     let remote = "10.1.2.3:5000";
     for (method, path, perm) in ROUTES {
         let uri = path.replace("{event_id}", "ev-x").replace("{finding_id}", "F-x").replace("{action_id}", "A-x");
-        let body = (*method == "POST").then(|| tightening("T-route", 25.0));
+        let body = (*method == "POST").then(|| {
+            if path.starts_with("/api/actions/") {
+                json!({"reason": "route check"})
+            } else {
+                tightening("T-route", 25.0)
+            }
+        });
         let (status, _) = call(&svc.app, method, &uri, None, body.clone(), remote).await;
         match perm {
             None => assert_eq!(status, StatusCode::OK, "{method} {path} is open"),
@@ -261,6 +268,108 @@ fn write_events(path: &Path, n: usize) {
         })
         .collect();
     std::fs::write(path, text).expect("write events");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn waiting_actions_are_decided_by_allowed_roles_and_every_step_is_audited() {
+    let mut svc = service(&Config::default());
+    let token = svc.tokens[&Role::Integrator].clone();
+    // An out-of-window tightening (HOLD) and an in-window controller NOK (REVIEW).
+    let mut nok = tightening("T2", 25.0);
+    nok["data"]["controller_verdict"] = json!("NOK");
+    let batch = json!([tightening("T1", 31.0), nok]);
+    let (status, _) = call(&svc.app, "POST", "/api/events", Some(&token), Some(batch), "127.0.0.1:1").await;
+    assert_eq!(status, StatusCode::OK);
+    let runtime = svc.runtime.take().expect("runtime");
+    assert!(runtime.wait_for_agents(Duration::from_secs(10)));
+    let (qe, sup, op) = (
+        svc.tokens[&Role::QualityEngineer].clone(),
+        svc.tokens[&Role::Supervisor].clone(),
+        svc.tokens[&Role::Operator].clone(),
+    );
+    let (_, pending) =
+        call(&svc.app, "GET", "/api/actions?status=pending_approval", Some(&qe), None, "127.0.0.1:1").await;
+    let id_of = |kind: &str| {
+        pending["items"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["kind"] == kind))
+            .and_then(|x| x["action_id"].as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("a pending {kind} in {pending}"))
+    };
+    let (hold, review) = (id_of("place_hold"), id_of("supervisor_review"));
+    let post = |uri: String, tok: String, body: Value| {
+        let app = svc.app.clone();
+        async move { call(&app, "POST", &uri, Some(&tok), Some(body), "127.0.0.1:1").await }
+    };
+    // An operator may not decide; a rejection needs a reason.
+    let (status, _) = post(format!("/api/actions/{hold}/approve"), op.clone(), json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = post(format!("/api/actions/{review}/reject"), sup.clone(), json!({})).await;
+    assert_eq!((status, body["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("reason")), "{body}");
+    let (status, body) =
+        post(format!("/api/actions/{hold}/approve"), qe.clone(), json!({"reason": "torque 31 N·m, hold it"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "approved");
+    // Deciding twice is a conflict; an unknown action is not found.
+    let (status, _) = post(format!("/api/actions/{hold}/approve"), qe.clone(), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = post("/api/actions/A-nope/approve".into(), qe.clone(), json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) =
+        post(format!("/api/actions/{review}/reject"), sup.clone(), json!({"reason": "gauge re-check OK"})).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("rejected")), "{body}");
+    // The audit trail names who did what, chained.
+    let (status, _) = call(&svc.app, "GET", "/api/audit", Some(&op), None, "127.0.0.1:1").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, audit) = call(&svc.app, "GET", "/api/audit?limit=1000", Some(&qe), None, "127.0.0.1:1").await;
+    let items = audit["items"].as_array().expect("items");
+    let find = |what: &str| items.iter().find(|r| r["record"]["what"] == what).cloned();
+    let approved = find("action_approved").expect("approval audited");
+    assert_eq!(approved["record"]["actor"], "user:quality_engineer");
+    assert_eq!(approved["record"]["details"]["action_id"], hold.as_str());
+    assert!(approved["record"]["details"]["note"].as_str().unwrap_or("").contains("hold it"));
+    let rejected = find("action_rejected").expect("rejection audited");
+    assert_eq!(rejected["record"]["actor"], "user:supervisor");
+    assert_eq!(items.iter().filter(|r| r["record"]["what"] == "finding").count(), 2);
+    for pair in items.windows(2) {
+        assert_eq!(pair[1]["prev_hash"], pair[0]["hash"]);
+    }
+    runtime.shutdown();
+}
+
+#[test]
+fn audit_verify_names_the_first_tampered_record_and_export_writes_the_range() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("events.jsonl");
+    write_events(&file, 60);
+    let data = dir.path().join("data");
+    let out = jidoka_bin().args(["import", "--json", "--data-dir"]).arg(&data).arg(&file).output().expect("import");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let verify = || jidoka_bin().args(["audit", "verify", "--json", "--data-dir"]).arg(&data).output().expect("verify");
+    let ok = verify();
+    assert!(ok.status.success());
+    let v: Value = serde_json::from_slice(&ok.stdout).expect("json");
+    let records = v["records"].as_u64().expect("records");
+    assert!(v["intact"] == true && records > 20, "{v}");
+    let export = jidoka_bin()
+        .args(["audit", "export", "--from", "3", "--to", "7", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("export");
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&export.stdout).lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    assert_eq!(lines.iter().map(|l| l["seq"].as_u64().unwrap_or(0)).collect::<Vec<_>>(), vec![3, 4, 5, 6, 7]);
+    assert_eq!(lines[1]["prev_hash"], lines[0]["hash"]);
+    // Tamper with record 5: the chain breaks there.
+    rusqlite::Connection::open(data.join("jidoka.sqlite"))
+        .expect("raw")
+        .execute("UPDATE audit SET body = replace(body, 'agent:', 'agent:x') WHERE seq = 5", [])
+        .expect("tamper");
+    let broken = verify();
+    assert_eq!(broken.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&broken.stdout).expect("json");
+    assert_eq!((v["intact"].as_bool(), v["broken_at"].as_u64()), (Some(false), Some(5)), "{v}");
 }
 
 #[test]
