@@ -510,7 +510,7 @@ async fn decide(
     let lookup = id.clone();
     let outcome = with_store(&state, move |s| {
         let Some(record) = s.action(&lookup)? else { return Ok(Err(("not_found", format!("no action `{lookup}`")))) };
-        if !crate::governance::may_decide(role, record.action.kind) {
+        if !crate::governance::may_decide_action(role, &record.action) {
             return Ok(Err((
                 "forbidden",
                 format!("role {} may not decide a {} action", role.as_str(), record.action.kind.as_str()),

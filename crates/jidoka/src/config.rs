@@ -166,6 +166,10 @@ pub struct MasterDataConfig {
 pub struct GovernanceConfig {
     #[serde(default = "default_approval_ttl")]
     pub approval_ttl_minutes: u64,
+    /// Policies per finding kind, verdict and confidence; the first match decides, the
+    /// default policy covers the rest.
+    #[serde(default)]
+    pub policies: Vec<crate::governance::Policy>,
 }
 
 fn default_approval_ttl() -> u64 {
@@ -174,7 +178,7 @@ fn default_approval_ttl() -> u64 {
 
 impl Default for GovernanceConfig {
     fn default() -> Self {
-        GovernanceConfig { approval_ttl_minutes: default_approval_ttl() }
+        GovernanceConfig { approval_ttl_minutes: default_approval_ttl(), policies: Vec::new() }
     }
 }
 
@@ -295,6 +299,9 @@ impl Config {
             }
         }
         errors.extend(self.agents.validate());
+        for (idx, p) in self.governance.policies.iter().enumerate() {
+            p.validate(&format!("governance.policies[{idx}]"), &mut errors);
+        }
         let mut names = HashSet::new();
         for (idx, source) in self.sources.iter().enumerate() {
             source.validate(&format!("sources[{idx}]"), &mut errors);

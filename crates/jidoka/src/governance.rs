@@ -10,13 +10,118 @@
 //! API; an action still waiting after the approval window expires and is never executed. Every
 //! step is a record in the audit trail.
 
+use crate::auth::Role;
 use jidoka_model::{Action, ActionKind, ActionStatus, Finding, Verdict, stable_id};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-/// The actions the default policy proposes for one finding.
-pub fn propose(finding: &Finding) -> Vec<Action> {
+/// A configured policy: for findings of these kinds and this verdict (and at least this
+/// confidence), propose these actions. The first matching policy decides; findings no policy
+/// matches get the default policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Finding kinds: exact (`torque.cross_thread`) or a prefix ending in `*` (`torque.*`);
+    /// empty: every kind.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    pub verdict: Verdict,
+    #[serde(default)]
+    pub min_confidence: f64,
+    /// The actions, in order; an empty list proposes nothing.
+    pub actions: Vec<PolicyAction>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyAction {
+    pub kind: ActionKind,
+    /// Roles that may approve it; empty: it runs automatically (approved by policy).
+    #[serde(default)]
+    pub approve_by: Vec<Role>,
+}
+
+impl Policy {
+    fn matches(&self, f: &Finding) -> bool {
+        self.verdict == f.verdict
+            && f.confidence >= self.min_confidence
+            && (self.kinds.is_empty()
+                || self.kinds.iter().any(|k| match k.strip_suffix('*') {
+                    Some(prefix) => f.kind.starts_with(prefix),
+                    None => *k == f.kind,
+                }))
+    }
+
+    pub fn validate(&self, path: &str, errors: &mut Vec<(String, String)>) {
+        if !(0.0..=1.0).contains(&self.min_confidence) {
+            errors.push((format!("{path}.min_confidence"), "must be between 0 and 1".into()));
+        }
+        for (i, k) in self.kinds.iter().enumerate() {
+            if k.trim().is_empty() || k[..k.len().saturating_sub(1)].contains('*') {
+                errors.push((format!("{path}.kinds[{i}]"), "a kind, or a prefix ending in a single `*`".into()));
+            }
+        }
+        for (i, a) in self.actions.iter().enumerate() {
+            if a.approve_by.iter().any(|r| matches!(r, Role::Agent | Role::Integrator | Role::Operator)) {
+                errors.push((
+                    format!("{path}.actions[{i}].approve_by"),
+                    "only supervisor, quality_engineer or admin may approve actions".into(),
+                ));
+            }
+        }
+    }
+}
+
+/// The actions for one finding: the first configured policy that matches, else the default.
+pub fn propose(finding: &Finding, policies: &[Policy]) -> Vec<Action> {
+    let planned: Vec<(ActionKind, ActionStatus, Option<&[Role]>)> = match policies.iter().find(|p| p.matches(finding)) {
+        Some(p) => p
+            .actions
+            .iter()
+            .map(|a| {
+                let status =
+                    if a.approve_by.is_empty() { ActionStatus::Approved } else { ActionStatus::PendingApproval };
+                (a.kind, status, (!a.approve_by.is_empty()).then_some(a.approve_by.as_slice()))
+            })
+            .collect(),
+        None => default_plan(finding).iter().map(|(k, s)| (*k, *s, None)).collect(),
+    };
+    planned
+        .into_iter()
+        .map(|(kind, status, approve_by)| {
+            let action_id = stable_id("A", &[&finding.finding_id, kind.as_str()]);
+            let mut payload = json!({
+                "finding_kind": finding.kind,
+                "verdict": finding.verdict,
+                "severity": finding.severity,
+                "reason": finding.reason,
+                "subject": finding.subject,
+                "evidence": finding.evidence,
+                "agent": finding.agent,
+                "agent_version": finding.agent_version,
+                "source_txn_id": finding.source_txn_id,
+            });
+            if let Some(roles) = approve_by {
+                payload["approve_by"] = json!(roles);
+            }
+            Action {
+                idempotency_key: format!("jidoka:{action_id}"),
+                action_id,
+                finding_id: finding.finding_id.clone(),
+                kind,
+                status,
+                payload,
+                correlation_id: finding.correlation_id.clone(),
+                created_at: finding.occurred_at,
+            }
+        })
+        .collect()
+}
+
+/// The default policy, from the product brief.
+fn default_plan(finding: &Finding) -> &'static [(ActionKind, ActionStatus)] {
     let sequence = finding.kind.starts_with("sequence.");
-    let plan: &[(ActionKind, ActionStatus)] = match finding.verdict {
+    match finding.verdict {
         // A sequence error is shown on the station's Andon at once; stopping the line or
         // holding the unit waits for a person.
         Verdict::Hold if sequence => {
@@ -31,40 +136,24 @@ pub fn propose(finding: &Finding) -> Vec<Action> {
             (ActionKind::AppendOrderLog, ActionStatus::Approved),
         ],
         Verdict::Pass => &[],
-    };
-    plan.iter()
-        .map(|(kind, status)| {
-            let action_id = stable_id("A", &[&finding.finding_id, kind.as_str()]);
-            Action {
-                idempotency_key: format!("jidoka:{action_id}"),
-                action_id,
-                finding_id: finding.finding_id.clone(),
-                kind: *kind,
-                status: *status,
-                payload: json!({
-                    "finding_kind": finding.kind,
-                    "verdict": finding.verdict,
-                    "severity": finding.severity,
-                    "reason": finding.reason,
-                    "subject": finding.subject,
-                    "evidence": finding.evidence,
-                    "agent": finding.agent,
-                    "agent_version": finding.agent_version,
-                    "source_txn_id": finding.source_txn_id,
-                }),
-                correlation_id: finding.correlation_id.clone(),
-                created_at: finding.occurred_at,
-            }
-        })
-        .collect()
+    }
+}
+
+/// Whether `role` may decide `action`: the roles its policy names (admins always), else the
+/// default table [`may_decide`].
+pub fn may_decide_action(role: Role, action: &Action) -> bool {
+    match action.payload.get("approve_by").and_then(|v| serde_json::from_value::<Vec<Role>>(v.clone()).ok()) {
+        Some(roles) => role == Role::Admin || roles.contains(&role),
+        None => may_decide(role, action.kind),
+    }
 }
 
 /// Which roles may approve or reject which kind of action: holding a unit or drafting a
 /// Nonconformance is the quality engineer's call (the supervisor may hold a unit at the line);
 /// the line's Andon, the order log and the review queue are the supervisor's. Admins may do
 /// all; operators, integrators and service accounts none.
-pub fn may_decide(role: crate::auth::Role, kind: ActionKind) -> bool {
-    use crate::auth::Role::*;
+pub fn may_decide(role: Role, kind: ActionKind) -> bool {
+    use Role::*;
     match kind {
         ActionKind::PlaceHold => matches!(role, QualityEngineer | Supervisor | Admin),
         ActionKind::ReleaseHold | ActionKind::CreateNonconformance => matches!(role, QualityEngineer | Admin),
@@ -75,6 +164,6 @@ pub fn may_decide(role: crate::auth::Role, kind: ActionKind) -> bool {
 }
 
 /// All actions for a set of findings, in finding order.
-pub fn propose_all(findings: &[Finding]) -> Vec<Action> {
-    findings.iter().flat_map(propose).collect()
+pub fn propose_all(findings: &[Finding], policies: &[Policy]) -> Vec<Action> {
+    findings.iter().flat_map(|f| propose(f, policies)).collect()
 }

@@ -189,6 +189,7 @@ impl Runtime {
                     config,
                     master: parts.master.clone(),
                     chunk: parts.runtime.agent_chunk_events,
+                    policies: Arc::new(parts.governance.policies.clone()),
                 }),
                 findings: findings_tx.clone(),
                 outbox_wake: outbox_wake.clone(),
@@ -319,7 +320,7 @@ fn writer_loop(ctx: WriterContext, mut rx: mpsc::Receiver<WriterMsg>) {
             Some(a) => store.append_deriving(&batches, AGENTS_CURSOR, &mut |stored| {
                 let mut found = Vec::new();
                 process_page(&mut a.router, stored, &[], &mut a.last_time, &mut found);
-                let actions = governance::propose_all(&found);
+                let actions = governance::propose_all(&found, &a.policies);
                 (found, actions)
             }),
             None => store.append(&batches).map(|o| (o, Vec::new(), Vec::new())),
@@ -377,12 +378,14 @@ struct AgentSetup {
     config: AgentsConfig,
     master: jidoka_agents::Master,
     chunk: usize,
+    policies: Arc<Vec<governance::Policy>>,
 }
 
-/// The agents as the writer runs them.
+/// The agents as the writer runs them, with the policies that turn findings into actions.
 struct Agents {
     router: Router,
     last_time: jidoka_model::Timestamp,
+    policies: Arc<Vec<governance::Policy>>,
 }
 
 /// Fresh agents with their state rebuilt from the log up to the committed cursor, then caught
@@ -393,8 +396,11 @@ fn start_agents(
     metrics: &Metrics,
     findings_tx: &broadcast::Sender<Arc<Finding>>,
 ) -> anyhow::Result<Agents> {
-    let mut agents =
-        Agents { router: Router::new(build_agents(&setup.config, &setup.master)), last_time: Default::default() };
+    let mut agents = Agents {
+        router: Router::new(build_agents(&setup.config, &setup.master)),
+        last_time: Default::default(),
+        policies: setup.policies.clone(),
+    };
     let cursor = store.cursor(AGENTS_CURSOR)?;
     let mut seen = 0;
     let mut discard = Vec::new();
@@ -416,7 +422,7 @@ fn start_agents(
         let Some(last) = page.last_seq() else { break };
         let mut findings = Vec::new();
         process_page(&mut agents.router, &page.events, &page.corrupt, &mut agents.last_time, &mut findings);
-        let actions = governance::propose_all(&findings);
+        let actions = governance::propose_all(&findings, &agents.policies);
         store.commit_findings(AGENTS_CURSOR, last, &findings, &actions)?;
         record(metrics, findings_tx, last, findings, &actions);
         cursor = last;

@@ -338,6 +338,68 @@ async fn waiting_actions_are_decided_by_allowed_roles_and_every_step_is_audited(
     runtime.shutdown();
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn configured_policies_choose_the_actions_and_who_approves_them() {
+    let config = Config::parse(
+        r#"
+        [[governance.policies]]
+        kinds = ["torque.*"]
+        verdict = "HOLD"
+        actions = [{ kind = "create_nonconformance" }, { kind = "place_hold", approve_by = ["quality_engineer"] }]
+
+        [[governance.policies]]
+        kinds = ["torque.controller_nok"]
+        verdict = "REVIEW"
+        actions = []
+        "#,
+    )
+    .expect("valid policies");
+    let bad = Config::parse("[[governance.policies]]\nverdict = \"HOLD\"\nmin_confidence = 2.0\nactions = [{ kind = \"place_hold\", approve_by = [\"operator\"] }]\n")
+        .expect_err("invalid");
+    let text = bad.to_string();
+    for path in ["governance.policies[0].min_confidence", "governance.policies[0].actions[0].approve_by"] {
+        assert!(text.contains(path), "{path} missing in {text}");
+    }
+    let mut svc = service(&config);
+    let token = svc.tokens[&Role::Integrator].clone();
+    let mut nok = tightening("T2", 25.0);
+    nok["data"]["controller_verdict"] = json!("NOK");
+    let (status, _) =
+        call(&svc.app, "POST", "/api/events", Some(&token), Some(json!([tightening("T1", 31.0), nok])), "127.0.0.1:1")
+            .await;
+    assert_eq!(status, StatusCode::OK);
+    let runtime = svc.runtime.take().expect("runtime");
+    assert!(runtime.wait_for_agents(Duration::from_secs(10)));
+    let qe = svc.tokens[&Role::QualityEngineer].clone();
+    let (_, actions) = call(&svc.app, "GET", "/api/actions", Some(&qe), None, "127.0.0.1:1").await;
+    let mut kinds: Vec<(String, String)> = actions["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|a| (a["kind"].as_str().unwrap_or("").to_string(), a["status"].as_str().unwrap_or("").to_string()))
+        .collect();
+    kinds.sort();
+    // The REVIEW's policy proposes nothing; the HOLD's drafts the NC at once (no sink is
+    // configured here, so the outbox dead-letters it) and the hold waits for a QE.
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert_eq!(kinds[0].0, "create_nonconformance");
+    assert_ne!(kinds[0].1, "pending_approval");
+    assert_eq!(kinds[1], ("place_hold".into(), "pending_approval".into()));
+    let hold = actions["items"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["kind"] == "place_hold"))
+        .and_then(|x| x["action_id"].as_str())
+        .expect("hold")
+        .to_string();
+    let sup = svc.tokens[&Role::Supervisor].clone();
+    let uri = format!("/api/actions/{hold}/approve");
+    let (status, _) = call(&svc.app, "POST", &uri, Some(&sup), Some(json!({})), "127.0.0.1:1").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the policy names quality engineers only");
+    let (status, _) = call(&svc.app, "POST", &uri, Some(&qe), Some(json!({})), "127.0.0.1:1").await;
+    assert_eq!(status, StatusCode::OK);
+    runtime.shutdown();
+}
+
 #[test]
 fn audit_verify_names_the_first_tampered_record_and_export_writes_the_range() {
     let dir = tempfile::tempdir().expect("tempdir");
