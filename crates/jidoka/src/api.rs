@@ -133,6 +133,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/api/status", get(status).route_layer(guarded(Permission::ReadStatus)));
     Router::new()
         .route("/health", get(health))
+        .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .merge(api)
         .fallback(|| async { ApiError::new("not_found", "no such route") })
@@ -144,6 +145,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
 /// Every route and the permission it needs (`None` = open). Tests walk this table with every role.
 pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("GET", "/health", None),
+    ("GET", "/openapi.json", None),
     ("GET", "/metrics", Some(Permission::ReadMetrics)),
     ("POST", "/api/events", Some(Permission::IngestEvents)),
     ("GET", "/api/events", Some(Permission::ReadEvents)),
@@ -195,6 +197,11 @@ async fn require(State((state, perm)): State<(Arc<AppState>, Permission)>, mut r
         }
         Err(e) => e.into_response(),
     }
+}
+
+async fn openapi() -> Json<Value> {
+    static DOC: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    Json(DOC.get_or_init(crate::openapi::document).clone())
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
@@ -501,7 +508,7 @@ async fn decide(
     if to == ActionStatus::Rejected && reason.is_none() {
         return Err(ApiError::new("invalid", "a rejection needs a reason").field("reason"));
     }
-    if reason.as_ref().is_some_and(|r| r.len() > 2000) {
+    if reason.as_ref().is_some_and(|r| r.chars().count() > 2000) {
         return Err(ApiError::new("invalid", "at most 2000 characters").field("reason"));
     }
     let ttl = state.approval_ttl_minutes;

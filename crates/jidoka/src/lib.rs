@@ -13,6 +13,7 @@ pub mod config;
 pub mod eval;
 pub mod governance;
 pub mod metrics;
+pub mod openapi;
 pub mod report;
 pub mod runtime;
 pub mod server;

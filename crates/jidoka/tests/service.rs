@@ -1014,3 +1014,30 @@ fn eval_torque_on_real_data_reports_auroc_per_data_set() {
     // The IPA controller said OK to every curve, the stripped drives included.
     assert_eq!(v["ipa_dataset1_controller_recall"], 0.0);
 }
+
+/// The schema-driven fuzzer (schemathesis, from PyPI) against a running server: no server
+/// error, no undocumented status or content type, every response matching its schema.
+#[test]
+fn api_fuzzer_finds_no_server_error_and_no_undocumented_response() {
+    if std::process::Command::new("python3").arg("--version").output().is_err() {
+        assert!(std::env::var("CI").is_err(), "python3 is needed for the API fuzzer under CI");
+        eprintln!("python3 not found: API fuzzing not run");
+        return;
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/api-fuzz.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(env!("CARGO_BIN_EXE_jidoka"))
+        .env("JIDOKA_FUZZ_EXAMPLES", "25")
+        .output()
+        .expect("run the fuzzer");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let tested = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Tested: "))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .expect("a count of tested operations");
+    // Every operation but the document itself.
+    assert!(tested >= jidoka::api::ROUTES.len() - 1, "{stdout}");
+}

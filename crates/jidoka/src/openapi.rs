@@ -1,0 +1,217 @@
+//! The OpenAPI 3.0 document of the HTTP API, served at `GET /openapi.json`. A test checks that
+//! it names exactly the routes of [`crate::api::ROUTES`], and a schema-driven fuzzer
+//! (`scripts/api-fuzz.sh`, schemathesis) calls every operation with generated input and fails
+//! on any server error or undocumented status.
+
+use crate::api::ROUTES;
+use serde_json::{Value, json};
+
+fn query(name: &str, schema: Value, description: &str) -> Value {
+    json!({"name": name, "in": "query", "required": false, "schema": schema, "description": description})
+}
+
+fn path_param(name: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "minLength": 1}})
+}
+
+fn page_params(extra: Vec<Value>) -> Vec<Value> {
+    let mut p = extra;
+    p.push(query(
+        "before",
+        json!({"type": "integer", "format": "int64"}),
+        "page cursor (`next_cursor` of the last page)",
+    ));
+    p.push(query("limit", json!({"type": "integer", "minimum": 1, "maximum": 10000}), "page size"));
+    p
+}
+
+fn operation(method: &str, path: &str) -> Value {
+    let ok = |description: &str, content: Value| json!({"description": description, "content": content});
+    let json_any = json!({"application/json": {"schema": {"type": "object"}}});
+    let (summary, params, body, success): (&str, Vec<Value>, Option<Value>, Value) = match (method, path) {
+        ("GET", "/health") => (
+            "Liveness: the store can be read",
+            vec![],
+            None,
+            ok("healthy", json!({"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}})),
+        ),
+        ("GET", "/metrics") => (
+            "Prometheus metrics (loopback or integrator/admin token)",
+            vec![],
+            None,
+            ok("metrics", json!({"text/plain": {"schema": {"type": "string"}}})),
+        ),
+        ("POST", "/api/events") => (
+            "Ingest one event or a batch; each is stored once, bad ones are named and the rest kept",
+            vec![],
+            Some(json!({"required": true, "content": {"application/json": {"schema": {"oneOf": [
+                {"$ref": "#/components/schemas/Event"},
+                {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}
+            ]}}}})),
+            ok(
+                "stored; per-event results",
+                json!({"application/json": {"schema": {"$ref": "#/components/schemas/IngestResult"}}}),
+            ),
+        ),
+        ("GET", "/api/events") => (
+            "Events in log order after a sequence number",
+            vec![
+                query("after", json!({"type": "integer", "minimum": 0}), "log position"),
+                query("limit", json!({"type": "integer", "minimum": 1, "maximum": 10000}), "page size"),
+            ],
+            None,
+            ok("events", json_any.clone()),
+        ),
+        ("GET", "/api/events/{event_id}") => {
+            ("One event", vec![path_param("event_id")], None, ok("the event", json_any.clone()))
+        }
+        ("GET", "/api/findings") => (
+            "Findings, newest first, with filters",
+            page_params(vec![
+                query("verdict", json!({"type": "string", "enum": ["PASS", "REVIEW", "HOLD"]}), "verdict"),
+                query("agent", json!({"type": "string"}), "agent name"),
+                query("kind", json!({"type": "string"}), "finding kind"),
+                query("vin", json!({"type": "string"}), "VIN"),
+                query("station", json!({"type": "string"}), "station"),
+            ]),
+            None,
+            ok("a page of findings", json_any.clone()),
+        ),
+        ("GET", "/api/findings/{finding_id}") => (
+            "One finding; with its actions and similar past cases' resolution for roles that may read actions",
+            vec![path_param("finding_id")],
+            None,
+            ok("the finding", json_any.clone()),
+        ),
+        ("GET", "/api/findings/{finding_id}/curve.svg") => (
+            "A tightening finding's curve against its golden envelope",
+            vec![path_param("finding_id")],
+            None,
+            ok("SVG", json!({"image/svg+xml": {"schema": {"type": "string"}}})),
+        ),
+        ("GET", "/api/actions") => (
+            "Actions, newest first, with filters",
+            page_params(vec![
+                query(
+                    "status",
+                    json!({"type": "string", "enum": ["pending_approval", "approved", "rejected", "expired", "delivered", "dead_letter"]}),
+                    "status",
+                ),
+                query("kind", json!({"type": "string"}), "action kind"),
+            ]),
+            None,
+            ok("a page of actions", json_any.clone()),
+        ),
+        ("GET", "/api/actions/{action_id}") => {
+            ("One action", vec![path_param("action_id")], None, ok("the action", json_any.clone()))
+        }
+        ("POST", "/api/actions/{action_id}/approve") | ("POST", "/api/actions/{action_id}/reject") => (
+            if path.ends_with("approve") {
+                "Approve a waiting action (roles per action kind or policy)"
+            } else {
+                "Reject a waiting action; a reason is required"
+            },
+            vec![path_param("action_id")],
+            Some(
+                json!({"required": false, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Decision"}}}}),
+            ),
+            ok("the action after the decision", json_any.clone()),
+        ),
+        ("GET", "/api/audit") => (
+            "Audit records in chain order, with their hashes",
+            vec![
+                query("after", json!({"type": "integer", "minimum": 0}), "last record seen"),
+                query("limit", json!({"type": "integer", "minimum": 1, "maximum": 1000}), "page size"),
+            ],
+            None,
+            ok("audit records", json_any.clone()),
+        ),
+        ("GET", "/api/status") => {
+            ("Version, store counts, agents and their lag", vec![], None, ok("status", json_any.clone()))
+        }
+        ("GET", "/openapi.json") => ("This document", vec![], None, ok("OpenAPI 3.0", json_any.clone())),
+        _ => ("", vec![], None, ok("ok", json_any.clone())),
+    };
+    let open = ROUTES.iter().any(|(m, p, perm)| *m == method && *p == path && perm.is_none());
+    let mut op = json!({
+        "summary": summary,
+        "operationId": format!("{}{}", method.to_lowercase(), path.replace(['/', '{', '}', '.'], "_")),
+        "parameters": params,
+        "responses": {"200": success, "default": {"$ref": "#/components/responses/Error"}},
+    });
+    if let Some(b) = body {
+        op["requestBody"] = b;
+    }
+    if method == "POST" && path == "/api/events" {
+        // A single bad event is an error naming the field; a batch of only bad events keeps its
+        // per-event results.
+        op["responses"]["422"] = json!({"description": "nothing stored", "content": {"application/json": {"schema": {
+            "oneOf": [{"$ref": "#/components/schemas/Error"}, {"$ref": "#/components/schemas/IngestResult"}]}}}});
+    }
+    if !open {
+        op["security"] = json!([{"bearer": []}]);
+    }
+    op
+}
+
+/// The document.
+pub fn document() -> Value {
+    let mut paths = serde_json::Map::new();
+    for (method, path, _) in ROUTES {
+        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        entry[method.to_lowercase()] = operation(method, path);
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "Jidoka", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Quality and execution agent for assembly plants: events in, findings and governed actions out."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {"Error": {"description": "an error with a code, a message and, for bad input, the field",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object",
+                    "required": ["code", "message"],
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}}},
+                "IngestResult": {"type": "object", "required": ["stored", "duplicates", "rejected", "results"],
+                    "properties": {"stored": {"type": "integer"}, "duplicates": {"type": "integer"}, "rejected": {"type": "integer"},
+                        "results": {"type": "array", "items": {"type": "object"}}}},
+                "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}, "version": {"type": "string"}}},
+                "Decision": {"type": "object", "additionalProperties": false,
+                    "properties": {"reason": {"type": "string", "maxLength": 2000}}},
+                "Rejection": {"type": "object", "additionalProperties": false, "required": ["reason"],
+                    "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": "\\S"}}},
+                "Event": {"type": "object", "required": ["source", "source_txn_id", "occurred_at", "kind", "data"],
+                    "properties": {
+                        "event_id": {"type": "string"},
+                        "source": {"type": "string", "minLength": 1},
+                        "source_txn_id": {"type": "string", "minLength": 1},
+                        "correlation_id": {"type": "string"},
+                        "occurred_at": {"type": "string", "format": "date-time"},
+                        "kind": {"type": "string", "enum": jidoka_model::EventKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>()},
+                        "data": {"type": "object"}
+                    }}
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_names_every_route_and_its_security() {
+        let doc = document();
+        for (method, path, perm) in ROUTES {
+            let op = &doc["paths"][*path][method.to_lowercase()];
+            assert!(op.is_object(), "{method} {path} missing from the document");
+            assert!(!op["summary"].as_str().unwrap_or("").is_empty(), "{method} {path} has no summary");
+            assert_eq!(op.get("security").is_some(), perm.is_some(), "{method} {path} security");
+        }
+        let operations: usize =
+            doc["paths"].as_object().map_or(0, |p| p.values().map(|v| v.as_object().map_or(0, |o| o.len())).sum());
+        assert_eq!(operations, ROUTES.len(), "no operation without a route");
+    }
+}
