@@ -134,6 +134,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/openapi.json", get(openapi))
+        .route("/api/login", post(login))
         .route("/metrics", get(metrics))
         .merge(api)
         .fallback(|| async { ApiError::new("not_found", "no such route") })
@@ -146,6 +147,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
 pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("GET", "/health", None),
     ("GET", "/openapi.json", None),
+    ("POST", "/api/login", None),
     ("GET", "/metrics", Some(Permission::ReadMetrics)),
     ("POST", "/api/events", Some(Permission::IngestEvents)),
     ("GET", "/api/events", Some(Permission::ReadEvents)),
@@ -181,8 +183,10 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 fn authorize(state: &AppState, headers: &HeaderMap, perm: Permission) -> ApiResult<Principal> {
     let token = bearer(headers)
         .ok_or_else(|| ApiError::new("unauthorized", "missing `Authorization: Bearer <token>` header"))?;
-    let principal =
-        state.auth.authenticate(token).ok_or_else(|| ApiError::new("unauthorized", "unknown or revoked token"))?;
+    let principal = state
+        .auth
+        .authenticate(token)
+        .ok_or_else(|| ApiError::new("unauthorized", "unknown, expired or revoked token"))?;
     if !allows(principal.role, perm) {
         return Err(ApiError::new("forbidden", format!("role {} may not do this", principal.role.as_str())));
     }
@@ -196,6 +200,47 @@ async fn require(State((state, perm)): State<(Arc<AppState>, Permission)>, mut r
             next.run(req).await
         }
         Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    user: String,
+    password: String,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login").field("user", &self.user).finish_non_exhaustive()
+    }
+}
+
+/// A person logs in with a password and gets a session token (12 h). Unknown users and wrong
+/// passwords get the same answer in the same time.
+async fn login(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Json<Value>> {
+    let login: Login = serde_json::from_slice(&body).map_err(|e| ApiError::new("invalid", format!("body: {e}")))?;
+    if login.user.len() > 200 || login.password.len() > 1024 {
+        return Err(ApiError::new("invalid", "user or password too long"));
+    }
+    let st = state.clone();
+    let outcome = tokio::task::spawn_blocking(move || st.auth.login(&login.user, &login.password))
+        .await
+        .map_err(ApiError::internal)?;
+    match outcome {
+        Some((token, principal)) => {
+            tracing::info!(user = %principal.name, role = principal.role.as_str(), "login");
+            Ok(Json(json!({
+                "token": token,
+                "user": principal.name,
+                "role": principal.role.as_str(),
+                "expires_in_s": crate::auth::SESSION_TTL.as_secs(),
+            })))
+        }
+        None => {
+            tracing::warn!("failed login");
+            Err(ApiError::new("unauthorized", "unknown user or wrong password"))
+        }
     }
 }
 

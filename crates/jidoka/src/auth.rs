@@ -4,9 +4,13 @@
 //! SHA-256 (or the name of an environment variable holding the token), never the token itself;
 //! tokens are never logged. Users with passwords (argon2) arrive with the governance layer.
 
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -120,6 +124,43 @@ impl TokenConfig {
     }
 }
 
+/// A person who logs in with a password; only its argon2 hash is configured
+/// (`jidoka user hash` makes one). Service accounts use tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    pub role: Role,
+    /// PHC string of an argon2 hash (`$argon2id$v=19$...`).
+    pub password_hash: String,
+}
+
+impl UserConfig {
+    pub fn validate(&self, path: &str, errors: &mut Vec<(String, String)>) {
+        if self.name.trim().is_empty() {
+            errors.push((format!("{path}.name"), "must not be empty".into()));
+        }
+        if self.role == Role::Agent {
+            errors.push((format!("{path}.role"), "service accounts use tokens, not passwords".into()));
+        }
+        match PasswordHash::new(&self.password_hash) {
+            Ok(h) if h.algorithm.as_str().starts_with("argon2") => {}
+            _ => errors
+                .push((format!("{path}.password_hash"), "must be an argon2 PHC string (`jidoka user hash`)".into())),
+        }
+    }
+}
+
+/// The argon2id hash (PHC string) of `password`, with a random salt.
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    let hash =
+        Argon2::default().hash_password(password.as_bytes(), &salt).map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
+    Ok(hash.to_string())
+}
+
 /// The caller of a request, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -127,11 +168,21 @@ pub struct Principal {
     pub role: Role,
 }
 
-/// Token lookup by SHA-256; the raw token is never kept.
+/// Token lookup by SHA-256 (the raw token is never kept), users' argon2 hashes, and the
+/// sessions their logins opened (also kept by SHA-256, expiring).
 #[derive(Debug, Default)]
 pub struct Auth {
     by_hash: HashMap<[u8; 32], Principal>,
+    users: HashMap<String, (String, Role)>,
+    sessions: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
 }
+
+/// How long a login session lasts.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// Verified when the user is unknown, so a wrong name costs as long as a wrong password.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3rBiS7xXvXaLpRVPMrYxiWNOW+T3mp4rRc4Vp3UuB8A";
 
 fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
@@ -139,8 +190,11 @@ fn digest(token: &str) -> [u8; 32] {
 
 impl Auth {
     /// Build from validated token configs.
-    pub fn from_config(tokens: &[TokenConfig]) -> Auth {
+    pub fn from_config(tokens: &[TokenConfig], users: &[UserConfig]) -> Auth {
         let mut auth = Auth::default();
+        for u in users {
+            auth.users.insert(u.name.clone(), (u.password_hash.clone(), u.role));
+        }
         for t in tokens {
             let principal = Principal { name: t.name.clone(), role: t.role };
             if let Some(h) = &t.sha256
@@ -161,12 +215,37 @@ impl Auth {
         self.by_hash.insert(digest(token), Principal { name: name.into(), role });
     }
 
-    pub fn authenticate(&self, token: &str) -> Option<&Principal> {
-        self.by_hash.get(&digest(token))
+    /// The principal of an API token or of a live login session.
+    pub fn authenticate(&self, token: &str) -> Option<Principal> {
+        let key = digest(token);
+        if let Some(p) = self.by_hash.get(&key) {
+            return Some(p.clone());
+        }
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.get(&key).filter(|(_, until)| Instant::now() < *until).map(|(p, _)| p.clone())
+    }
+
+    /// Check a user's password (slow by design: argon2); on success open a session and return
+    /// its token. Unknown users and wrong passwords are indistinguishable.
+    pub fn login(&self, user: &str, password: &str) -> Option<(String, Principal)> {
+        let (phc, role) = match self.users.get(user) {
+            Some((phc, role)) => (phc.as_str(), Some(*role)),
+            None => (DUMMY_HASH, None),
+        };
+        let ok =
+            PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok());
+        let role = role.filter(|_| ok)?;
+        let (token, _) = new_token().ok()?;
+        let principal = Principal { name: user.to_string(), role };
+        let now = Instant::now();
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.retain(|_, (_, until)| *until > now);
+        sessions.insert(digest(&token), (principal.clone(), now + SESSION_TTL));
+        Some((token, principal))
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_hash.is_empty()
+        self.by_hash.is_empty() && self.users.is_empty()
     }
 }
 
@@ -187,15 +266,36 @@ mod tests {
     fn tokens_authenticate_by_hash_only() {
         let (token, hash) = new_token().expect("token");
         assert!(token.starts_with("jdk_") && token.len() == 68);
-        let auth = Auth::from_config(&[TokenConfig {
-            name: "qe".into(),
-            role: Role::QualityEngineer,
-            sha256: Some(hash),
-            env: None,
-        }]);
+        let auth = Auth::from_config(
+            &[TokenConfig { name: "qe".into(), role: Role::QualityEngineer, sha256: Some(hash), env: None }],
+            &[],
+        );
         assert_eq!(auth.authenticate(&token).map(|p| p.role), Some(Role::QualityEngineer));
         assert!(auth.authenticate("jdk_wrong").is_none());
         assert!(auth.authenticate("").is_none());
+    }
+
+    #[test]
+    fn users_log_in_with_argon2_passwords_and_get_expiring_sessions() {
+        let hash = hash_password("correct horse battery staple").expect("hash");
+        assert!(hash.starts_with("$argon2id$"));
+        let user = UserConfig { name: "anna".into(), role: Role::Supervisor, password_hash: hash };
+        let mut errors = Vec::new();
+        user.validate("api.users[0]", &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        let auth = Auth::from_config(&[], &[user]);
+        assert!(auth.login("anna", "wrong").is_none());
+        assert!(auth.login("bob", "correct horse battery staple").is_none());
+        let (token, p) = auth.login("anna", "correct horse battery staple").expect("login");
+        assert_eq!((p.name.as_str(), p.role), ("anna", Role::Supervisor));
+        assert_eq!(auth.authenticate(&token), Some(p));
+        // The stand-in hash for unknown users must parse, or they would answer faster.
+        assert!(PasswordHash::new(DUMMY_HASH).is_ok());
+        let bad = UserConfig { name: "x".into(), role: Role::Agent, password_hash: "plain".into() };
+        let mut errors = Vec::new();
+        bad.validate("u", &mut errors);
+        let paths: Vec<&str> = errors.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(paths, vec!["u.role", "u.password_hash"]);
     }
 
     #[test]

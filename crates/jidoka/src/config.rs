@@ -77,6 +77,9 @@ pub struct ApiConfig {
     pub metrics_open_to_loopback: bool,
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// People who log in with a password (`POST /api/login`).
+    #[serde(default)]
+    pub users: Vec<crate::auth::UserConfig>,
 }
 
 fn yes() -> bool {
@@ -101,6 +104,7 @@ impl Default for ApiConfig {
             max_batch_events: default_max_batch(),
             metrics_open_to_loopback: true,
             tokens: Vec::new(),
+            users: Vec::new(),
         }
     }
 }
@@ -278,6 +282,13 @@ impl Config {
         }
         if !(1..=1_000_000).contains(&self.api.max_batch_events) {
             errors.push(("api.max_batch_events".into(), "must be between 1 and 1000000".into()));
+        }
+        let mut user_names = HashSet::new();
+        for (idx, user) in self.api.users.iter().enumerate() {
+            user.validate(&format!("api.users[{idx}]"), &mut errors);
+            if !user_names.insert(user.name.as_str()) {
+                errors.push((format!("api.users[{idx}].name"), format!("`{}` is used twice", user.name)));
+            }
         }
         let mut token_names = HashSet::new();
         for (idx, token) in self.api.tokens.iter().enumerate() {

@@ -87,6 +87,9 @@ enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// People who log in with a password.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Offline analysis of exported data.
     #[command(subcommand)]
     Analyze(AnalyzeCommand),
@@ -125,6 +128,18 @@ enum TokenCommand {
         #[arg(long)]
         name: String,
         /// operator, supervisor, quality_engineer, integrator, admin or agent.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Read a password from standard input (one line) and print the `[[api.users]]` lines
+    /// with its argon2 hash; the password itself is never printed or stored.
+    Hash {
+        #[arg(long)]
+        name: String,
         #[arg(long, value_parser = parse_role)]
         role: Role,
     },
@@ -270,6 +285,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !ok {
                 return Ok(ExitCode::FAILURE);
             }
+        }
+        Command::User(UserCommand::Hash { name, role }) => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password).context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.chars().count() < 12 {
+                anyhow::bail!("the password must have at least 12 characters");
+            }
+            let hash = auth::hash_password(password)?;
+            println!("[[api.users]]\nname = {name:?}\nrole = {:?}\npassword_hash = {hash:?}", role.as_str());
         }
         Command::Audit(AuditCommand::Verify { store: StoreArgs { config, data_dir, json } }) => {
             let config = load_config(config.as_ref(), data_dir)?;

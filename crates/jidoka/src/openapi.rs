@@ -129,6 +129,14 @@ fn operation(method: &str, path: &str) -> Value {
         ("GET", "/api/status") => {
             ("Version, store counts, agents and their lag", vec![], None, ok("status", json_any.clone()))
         }
+        ("POST", "/api/login") => (
+            "Log in with a user's password; returns a session token for the Authorization header",
+            vec![],
+            Some(
+                json!({"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Login"}}}}),
+            ),
+            ok("a session", json!({"application/json": {"schema": {"$ref": "#/components/schemas/Session"}}})),
+        ),
         ("GET", "/openapi.json") => ("This document", vec![], None, ok("OpenAPI 3.0", json_any.clone())),
         _ => ("", vec![], None, ok("ok", json_any.clone())),
     };
@@ -177,6 +185,11 @@ pub fn document() -> Value {
                 "IngestResult": {"type": "object", "required": ["stored", "duplicates", "rejected", "results"],
                     "properties": {"stored": {"type": "integer"}, "duplicates": {"type": "integer"}, "rejected": {"type": "integer"},
                         "results": {"type": "array", "items": {"type": "object"}}}},
+                "Login": {"type": "object", "additionalProperties": false, "required": ["user", "password"],
+                    "properties": {"user": {"type": "string", "maxLength": 200}, "password": {"type": "string", "maxLength": 1024}}},
+                "Session": {"type": "object", "required": ["token", "user", "role", "expires_in_s"],
+                    "properties": {"token": {"type": "string"}, "user": {"type": "string"}, "role": {"type": "string"},
+                        "expires_in_s": {"type": "integer"}}},
                 "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}, "version": {"type": "string"}}},
                 "Decision": {"type": "object", "additionalProperties": false,
                     "properties": {"reason": {"type": "string", "maxLength": 2000}}},

@@ -65,7 +65,7 @@ pub async fn serve(
         tracing::info!("no master data configured ([master_data] plant): sequence checks are off");
     }
     let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(&config, master.clone()))?;
-    let mut auth = Auth::from_config(&config.api.tokens);
+    let mut auth = Auth::from_config(&config.api.tokens, &config.api.users);
     for (token, name, role) in &extra_tokens {
         auth.add_token(token, name, *role);
     }

@@ -34,7 +34,7 @@ fn service(config: &Config) -> Service {
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("jidoka.sqlite")).expect("store"));
     let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(config, None)).expect("runtime");
-    let mut auth = Auth::default();
+    let mut auth = Auth::from_config(&[], &config.api.users);
     let mut tokens = HashMap::new();
     for role in Role::ALL {
         let (token, _) = new_token().expect("token");
@@ -93,12 +93,16 @@ async fn every_route_checks_every_role() {
         let body = (*method == "POST").then(|| {
             if path.starts_with("/api/actions/") {
                 json!({"reason": "route check"})
+            } else if *path == "/api/login" {
+                json!({"user": "nobody", "password": "nothing"})
             } else {
                 tightening("T-route", 25.0)
             }
         });
         let (status, _) = call(&svc.app, method, &uri, None, body.clone(), remote).await;
         match perm {
+            // The login is open, and refuses credentials it does not know.
+            None if *path == "/api/login" => assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}"),
             None => assert_eq!(status, StatusCode::OK, "{method} {path} is open"),
             Some(_) => assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} without a token"),
         }
@@ -107,6 +111,10 @@ async fn every_route_checks_every_role() {
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} with a wrong token");
         }
         for role in Role::ALL {
+            if *path == "/api/login" {
+                // Credentials, not a token, decide there (tested on its own).
+                continue;
+            }
             let (status, value) = call(&svc.app, method, &uri, Some(&svc.tokens[role]), body.clone(), remote).await;
             let allowed = perm.is_none_or(|p| allows(*role, p));
             if allowed {
@@ -1040,4 +1048,64 @@ fn api_fuzzer_finds_no_server_error_and_no_undocumented_response() {
         .expect("a count of tested operations");
     // Every operation but the document itself.
     assert!(tested >= jidoka::api::ROUTES.len() - 1, "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn people_log_in_with_a_password_and_act_in_their_role() {
+    let mut config = Config::default();
+    config.api.users.push(jidoka::auth::UserConfig {
+        name: "anna".into(),
+        role: Role::Supervisor,
+        password_hash: jidoka::auth::hash_password("a long enough passphrase").expect("hash"),
+    });
+    let svc = service(&config);
+    let login = |password: &str| {
+        let app = svc.app.clone();
+        let body = json!({"user": "anna", "password": password});
+        async move { call(&app, "POST", "/api/login", None, Some(body), "127.0.0.1:1").await }
+    };
+    let (status, body) = login("a wrong passphrase!!").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["message"], "unknown user or wrong password");
+    let (status, session) = login("a long enough passphrase").await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+    assert_eq!((session["user"].as_str(), session["role"].as_str()), (Some("anna"), Some("supervisor")));
+    let token = session["token"].as_str().expect("token").to_string();
+    // The session acts with the supervisor's rights: findings yes, audit no.
+    let (status, _) = call(&svc.app, "GET", "/api/findings", Some(&token), None, "127.0.0.1:1").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(&svc.app, "GET", "/api/audit", Some(&token), None, "127.0.0.1:1").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[test]
+fn user_hash_prints_config_lines_that_log_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = jidoka_bin()
+        .args(["user", "hash", "--name", "anna", "--role", "quality_engineer"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    use std::io::Write as _;
+    child.stdin.take().expect("stdin").write_all(b"correct horse battery staple\n").expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!text.contains("correct horse"), "the password is never printed");
+    let config = Config::parse(&text).expect("valid configuration");
+    let auth = jidoka::auth::Auth::from_config(&[], &config.api.users);
+    assert_eq!(auth.login("anna", "correct horse battery staple").map(|(_, p)| p.role), Some(Role::QualityEngineer));
+    // Too short a password is refused.
+    let mut child = jidoka_bin()
+        .args(["user", "hash", "--name", "x", "--role", "supervisor"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child.stdin.take().expect("stdin").write_all(b"short\n").expect("write");
+    assert!(!child.wait_with_output().expect("wait").status.success());
+    drop(dir);
 }
