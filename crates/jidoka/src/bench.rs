@@ -370,17 +370,19 @@ async fn post(
     Ok(status)
 }
 
-async fn end_to_end(
-    args: &SequenceArgs,
-    master: jidoka_agents::Master,
-    master_data: &jidoka_model::master::MasterData,
-    rng: &mut jidoka_sim::rng::Rng,
-) -> anyhow::Result<EndToEnd> {
+/// A server on loopback with the given agents, a fresh store and one service-account token.
+struct Served {
+    addr: std::net::SocketAddr,
+    token: String,
+    runtime: Runtime,
+    server: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn serve_for_bench(agents: jidoka_agents::AgentsConfig, master: jidoka_agents::Master) -> anyhow::Result<Served> {
     use crate::api::{AppState, router};
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("jidoka.sqlite"))?);
-    let mut agents = jidoka_agents::AgentsConfig::default();
-    agents.torque_window.enabled = false;
     let runtime = Runtime::start(
         store.clone(),
         RuntimeParts {
@@ -404,12 +406,136 @@ async fn end_to_end(
         agents: jidoka_agents::Router::new(jidoka_agents::build_agents(&agents, &master)).agent_names(),
         approval_ttl_minutes: 480,
     });
-    let app = router(state, 1 << 24);
+    let app = router(state, 1 << 26);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
     });
+    Ok(Served { addr, token, runtime, server, _dir: dir })
+}
+
+/// Options of `jidoka bench api`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiArgs {
+    /// Units of the default plant whose events are posted (about 50 events each, 40 of them
+    /// tightenings with curves).
+    #[arg(long, default_value_t = 200)]
+    pub units: u64,
+    /// Events per request.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Concurrent keep-alive connections, each sending its next request when the last is answered.
+    #[arg(long, default_value_t = 16)]
+    pub connections: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `jidoka bench api`: ingest over HTTP into the full service (all agents, governance, audit):
+/// events/s and the latency of each request, closed loop.
+pub async fn api(args: ApiArgs) -> anyhow::Result<()> {
+    let (plant, _) = crate::simulate::load_plant(None)?;
+    let master = crate::config::master_from(plant.master_data())?;
+    let mut sim = jidoka_sim::Simulation::new(plant, 1, Some(args.units), jidoka_sim::CurveMode::All);
+    let mut events: Vec<Vec<u8>> = Vec::new();
+    while sim.has_more() {
+        for e in sim.next_slot().events {
+            events.push(serde_json::to_vec(&e)?);
+        }
+    }
+    let bytes: usize = events.iter().map(Vec::len).sum();
+    let batch = args.batch.max(1);
+    let bodies: Vec<Vec<u8>> = events
+        .chunks(batch)
+        .map(|chunk| {
+            if batch == 1 {
+                chunk[0].clone()
+            } else {
+                let mut b = b"[".to_vec();
+                for (i, e) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        b.push(b',');
+                    }
+                    b.extend_from_slice(e);
+                }
+                b.push(b']');
+                b
+            }
+        })
+        .collect();
+    let Served { addr, token, runtime, server, _dir } =
+        serve_for_bench(jidoka_agents::AgentsConfig::default(), master).await?;
+    let connections = args.connections.max(1);
+    let bar = progress(bodies.len() as u64, "bench api");
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for c in 0..connections {
+        let mine: Vec<Vec<u8>> = bodies.iter().skip(c).step_by(connections).cloned().collect();
+        let (token, bar) = (token.clone(), bar.clone());
+        workers.push(tokio::spawn(async move {
+            let mut stream = tokio::io::BufStream::new(tokio::net::TcpStream::connect(addr).await?);
+            let mut latencies = Vec::with_capacity(mine.len());
+            for body in mine {
+                let t0 = Instant::now();
+                let status = post(&mut stream, &token, &body).await?;
+                latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+                anyhow::ensure!(status == 200, "ingest answered {status}");
+                bar.inc(1);
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for w in workers {
+        latencies.extend(w.await??);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    server.abort();
+    let _ = server.await;
+    let (findings, audit) = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, usize)> {
+        runtime.wait_for_agents(Duration::from_secs(60));
+        let stats = runtime.store.stats()?;
+        let (mut audit, mut after) = (0, 0);
+        while let Some(last) = runtime.store.audit_after(after, 10_000)?.last().map(|r| r.seq) {
+            audit = last as usize;
+            after = last;
+        }
+        runtime.shutdown();
+        Ok((stats.findings, audit))
+    })
+    .await??;
+    latencies.sort_by(f64::total_cmp);
+    let mut report = Report::new(format!(
+        "bench api: {} events of {} units of the default plant over HTTP, {batch} per request, {connections} connections, all agents",
+        events.len(),
+        args.units
+    ));
+    report
+        .add("events", "events", events.len(), "")
+        .add("mean_event_bytes", "mean event size", (bytes / events.len().max(1)) as u64, "bytes")
+        .add("requests", "requests", bodies.len(), "")
+        .add("events_per_s", "throughput", (events.len() as f64 / elapsed).round(), "events/s")
+        .add("p50_ms", "request latency p50", percentile(&latencies, 50.0), "ms")
+        .add("p99_ms", "request latency p99", percentile(&latencies, 99.0), "ms")
+        .add("max_ms", "request latency max", percentile(&latencies, 100.0), "ms")
+        .add("findings", "findings stored", findings, "")
+        .add("audit_records", "audit records written", audit, "")
+        .add("machine", "machine", machine(), "");
+    report.print(args.json);
+    Ok(())
+}
+
+async fn end_to_end(
+    args: &SequenceArgs,
+    master: jidoka_agents::Master,
+    master_data: &jidoka_model::master::MasterData,
+    rng: &mut jidoka_sim::rng::Rng,
+) -> anyhow::Result<EndToEnd> {
+    let mut agents = jidoka_agents::AgentsConfig::default();
+    agents.torque_window.enabled = false;
+    let Served { addr, token, runtime, server, _dir } = serve_for_bench(agents, master).await?;
     // Every 20th scan is wrong, so about 5 % of events raise an Andon alert.
     let units = ((args.rate * args.seconds) as usize / 700).max(2);
     let values = synthetic_events(master_data, units, 20, rng);

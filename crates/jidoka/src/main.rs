@@ -197,6 +197,9 @@ enum BenchCommand {
     /// Sequence checks: pure validation events/s with a 2,000-line BOM and 50 ECOs, and the
     /// latency from an event accepted over HTTP to its Andon action stored, at 2,000 events/s.
     Sequence(bench::SequenceArgs),
+    /// Ingest over HTTP into the full service (all agents, governance, audit trail): events/s
+    /// and request latency percentiles, closed loop on keep-alive connections.
+    Api(bench::ApiArgs),
     /// The torque audit agent on one thread: curves/s for 1,000-sample curves, the latency of
     /// one curve at a time (p50 / p99) and resident memory over the run.
     Torque(torque::BenchArgs),
@@ -343,6 +346,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await.context("bench ingest")?,
         Command::Bench(BenchCommand::Sequence(args)) => bench::sequence(args).await.context("bench sequence")?,
+        Command::Bench(BenchCommand::Api(args)) => bench::api(args).await.context("bench api")?,
         Command::Bench(BenchCommand::Torque(args)) => {
             tokio::task::spawn_blocking(move || torque::bench(args)).await?.context("bench torque")?
         }

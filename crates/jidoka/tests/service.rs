@@ -885,6 +885,12 @@ fn every_benchmark_runs_and_reports_its_figures() {
     assert_eq!(seq["e2e_events"], 200);
     assert!(seq["e2e_alerts"].as_u64().is_some_and(|n| n > 0), "wrong scans raise measured Andon actions: {seq}");
     assert_eq!(seq["e2e_unmeasured"], 0);
+    let api = run(&["bench", "api", "--units", "5", "--connections", "4", "--json"]);
+    assert!(api["events"].as_u64().is_some_and(|n| n > 200), "{api}");
+    assert!(api["events_per_s"].as_f64().is_some_and(|v| v > 0.0));
+    assert!(api["p99_ms"].as_f64().is_some_and(|v| v >= api["p50_ms"].as_f64().unwrap_or(f64::MAX)));
+    // Every finding and every proposed action is in the audit trail.
+    assert!(api["audit_records"].as_u64() > api["findings"].as_u64(), "{api}");
     let torque = run(&["bench", "torque", "--curves", "3000", "--latency-curves", "300", "--json"]);
     assert_eq!(torque["curves"], 3000);
     assert!(torque["samples_per_curve"].as_f64().is_some_and(|v| (900.0..1100.0).contains(&v)), "{torque}");
