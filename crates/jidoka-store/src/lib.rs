@@ -134,6 +134,9 @@ pub struct ActionRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     pub attempts: u32,
+    /// First approvals of an action that needs two people (four-eyes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<String>,
     /// When the action was stored (wall clock); approvals expire from here.
     #[serde(skip_serializing_if = "Option::is_none", with = "opt_time")]
     pub stored_at: Option<jidoka_model::Timestamp>,
@@ -234,6 +237,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn record_delivery_attempt(&self, action_id: &str, note: &str) -> Result<()>;
 
     fn stats(&self) -> Result<StoreStats>;
+
+    /// Record one person's approval of a waiting action that needs two (four-eyes), with its
+    /// audit record; the approvals so far (unchanged when this person had already approved),
+    /// or `None` when the action is unknown or not waiting.
+    fn record_approval(&self, action_id: &str, actor: &str, note: Option<&str>) -> Result<Option<Vec<String>>>;
 
     /// Expire the actions still waiting for approval that were stored before `stored_before`,
     /// each with its audit record; their ids.

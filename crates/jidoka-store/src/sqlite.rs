@@ -81,6 +81,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE actions ADD COLUMN stored_at TEXT;
     CREATE INDEX actions_pending_age ON actions (status, stored_at);
     "#,
+    // 3: first approvals of actions that need two people (four-eyes).
+    r#"
+    ALTER TABLE actions ADD COLUMN approvals TEXT NOT NULL DEFAULT '[]';
+    "#,
 ];
 
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -314,13 +318,13 @@ fn finding_page(rows: Vec<(i64, String)>, limit: usize) -> Result<Page<Finding>>
     Ok(Page { items, next_cursor })
 }
 
-type ActionRow = (i64, String, Option<String>, i64, String, Option<String>);
+type ActionRow = (i64, String, Option<String>, i64, String, Option<String>, String);
 
 fn action_from_row(row: &Row<'_>) -> rusqlite::Result<ActionRow> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
 }
 
-fn decode_action((id, status, note, attempts, body, stored_at): ActionRow) -> Result<(i64, ActionRecord)> {
+fn decode_action((id, status, note, attempts, body, stored_at, approvals): ActionRow) -> Result<(i64, ActionRecord)> {
     let mut action: Action = decode_json(format!("action {id}"), &body)?;
     // The status column is authoritative; the body keeps the action as proposed.
     action.status = ActionStatus::parse(&status)
@@ -329,7 +333,9 @@ fn decode_action((id, status, note, attempts, body, stored_at): ActionRow) -> Re
         Some(t) => Some(parse_time(&format!("action {id} stored_at"), &t)?),
         None => None,
     };
-    Ok((id, ActionRecord { action, note, attempts: attempts as u32, stored_at }))
+    let approvals: Vec<String> =
+        serde_json::from_str(&approvals).map_err(|e| corrupt(format!("action {id} approvals"), e))?;
+    Ok((id, ActionRecord { action, note, attempts: attempts as u32, stored_at, approvals }))
 }
 
 /// Clamp a page size to something sane.
@@ -681,7 +687,7 @@ impl Store for SqliteStore {
     fn actions(&self, q: &ActionQuery) -> Result<Page<ActionRecord>> {
         let limit = page_limit(q.limit);
         self.with_reader(|c| {
-            let rows = Listing::new("SELECT id, status, note, attempts, body, stored_at FROM actions")
+            let rows = Listing::new("SELECT id, status, note, attempts, body, stored_at, approvals FROM actions")
                 .filter("status =", q.status.map(|v| boxed(v.as_str())))
                 .filter("kind =", q.kind.map(|v| boxed(v.as_str())))
                 .filter("finding_id =", q.finding_id.clone().map(boxed))
@@ -696,7 +702,7 @@ impl Store for SqliteStore {
         self.with_reader(|c| {
             let row = c
                 .query_row(
-                    "SELECT id, status, note, attempts, body, stored_at FROM actions WHERE action_id = ?1",
+                    "SELECT id, status, note, attempts, body, stored_at, approvals FROM actions WHERE action_id = ?1",
                     [action_id],
                     action_from_row,
                 )
@@ -744,6 +750,41 @@ impl Store for SqliteStore {
         })
     }
 
+    fn record_approval(&self, action_id: &str, actor: &str, note: Option<&str>) -> Result<Option<Vec<String>>> {
+        self.with_writer(|conn| {
+            let tx = conn.transaction()?;
+            let row: Option<(String, String, String)> = tx
+                .query_row(
+                    "SELECT status, approvals, body FROM actions WHERE action_id = ?1",
+                    params![action_id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let Some((status, approvals, body)) = row else { return Ok(None) };
+            if status != ActionStatus::PendingApproval.as_str() {
+                return Ok(None);
+            }
+            let mut approvals: Vec<String> =
+                serde_json::from_str(&approvals).map_err(|e| corrupt(format!("action {action_id} approvals"), e))?;
+            if approvals.iter().any(|a| a == actor) {
+                return Ok(Some(approvals));
+            }
+            approvals.push(actor.to_string());
+            tx.execute(
+                "UPDATE actions SET approvals = ?1 WHERE action_id = ?2",
+                params![serde_json::to_string(&approvals).unwrap_or_default(), action_id],
+            )?;
+            let action: Action = serde_json::from_str(&body).map_err(|e| corrupt(format!("action {action_id}"), e))?;
+            let details = serde_json::json!({
+                "action_id": action_id, "finding_id": action.finding_id, "kind": action.kind,
+                "approvals": approvals, "note": note,
+            });
+            append_audit(&tx, action_entry(&action, actor, "action_approval_recorded", chrono::Utc::now(), details))?;
+            tx.commit()?;
+            Ok(Some(approvals))
+        })
+    }
+
     fn audit_after(&self, after_seq: u64, limit: usize) -> Result<Vec<StoredAudit>> {
         self.with_reader(|c| {
             let mut stmt =
@@ -765,7 +806,7 @@ impl Store for SqliteStore {
     fn outbox(&self, after: i64, limit: usize) -> Result<Vec<(i64, ActionRecord)>> {
         self.with_reader(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, status, note, attempts, body, stored_at FROM actions WHERE status = 'approved' AND id > ?1 ORDER BY id LIMIT ?2",
+                "SELECT id, status, note, attempts, body, stored_at, approvals FROM actions WHERE status = 'approved' AND id > ?1 ORDER BY id LIMIT ?2",
             )?;
             let rows =
                 stmt.query_map(params![after, page_limit(limit) as i64], action_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;

@@ -581,6 +581,19 @@ async fn decide(
             Some(r) => format!("{} by {}: {r}", to.as_str(), actor),
             None => format!("{} by {}", to.as_str(), actor),
         };
+        // Four-eyes: the first approval is recorded and the action keeps waiting for a second,
+        // different person.
+        if to == ActionStatus::Approved && crate::governance::needs_four_eyes(&record.action) {
+            if record.approvals.contains(&actor) {
+                return Ok(Err(("conflict", format!("four-eyes: {actor} has approved already; a second person must"))));
+            }
+            let Some(approvals) = s.record_approval(&lookup, &actor, reason.as_deref())? else {
+                return Ok(Err(("conflict", format!("action `{lookup}` is no longer waiting for approval"))));
+            };
+            if approvals.len() < 2 {
+                return Ok(Ok(s.action(&lookup)?));
+            }
+        }
         if !s.set_action_status(&lookup, &actor, ActionStatus::PendingApproval, to, Some(&note))? {
             return Ok(Err(("conflict", format!("action `{lookup}` changed meanwhile"))));
         }

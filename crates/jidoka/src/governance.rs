@@ -39,6 +39,9 @@ pub struct PolicyAction {
     /// Roles that may approve it; empty: it runs automatically (approved by policy).
     #[serde(default)]
     pub approve_by: Vec<Role>,
+    /// Two different people must approve it (four-eyes); one rejection is enough to stop it.
+    #[serde(default)]
+    pub four_eyes: bool,
 }
 
 impl Policy {
@@ -74,21 +77,22 @@ impl Policy {
 
 /// The actions for one finding: the first configured policy that matches, else the default.
 pub fn propose(finding: &Finding, policies: &[Policy]) -> Vec<Action> {
-    let planned: Vec<(ActionKind, ActionStatus, Option<&[Role]>)> = match policies.iter().find(|p| p.matches(finding)) {
+    type Plan<'a> = (ActionKind, ActionStatus, Option<&'a [Role]>, bool);
+    let planned: Vec<Plan<'_>> = match policies.iter().find(|p| p.matches(finding)) {
         Some(p) => p
             .actions
             .iter()
             .map(|a| {
-                let status =
-                    if a.approve_by.is_empty() { ActionStatus::Approved } else { ActionStatus::PendingApproval };
-                (a.kind, status, (!a.approve_by.is_empty()).then_some(a.approve_by.as_slice()))
+                let waits = !a.approve_by.is_empty() || a.four_eyes;
+                let status = if waits { ActionStatus::PendingApproval } else { ActionStatus::Approved };
+                (a.kind, status, (!a.approve_by.is_empty()).then_some(a.approve_by.as_slice()), a.four_eyes)
             })
             .collect(),
-        None => default_plan(finding).iter().map(|(k, s)| (*k, *s, None)).collect(),
+        None => default_plan(finding).iter().map(|(k, s)| (*k, *s, None, false)).collect(),
     };
     planned
         .into_iter()
-        .map(|(kind, status, approve_by)| {
+        .map(|(kind, status, approve_by, four_eyes)| {
             let action_id = stable_id("A", &[&finding.finding_id, kind.as_str()]);
             let mut payload = json!({
                 "finding_kind": finding.kind,
@@ -103,6 +107,9 @@ pub fn propose(finding: &Finding, policies: &[Policy]) -> Vec<Action> {
             });
             if let Some(roles) = approve_by {
                 payload["approve_by"] = json!(roles);
+            }
+            if four_eyes {
+                payload["four_eyes"] = json!(true);
             }
             Action {
                 idempotency_key: format!("jidoka:{action_id}"),
@@ -137,6 +144,11 @@ fn default_plan(finding: &Finding) -> &'static [(ActionKind, ActionStatus)] {
         ],
         Verdict::Pass => &[],
     }
+}
+
+/// Whether approving `action` needs two different people.
+pub fn needs_four_eyes(action: &Action) -> bool {
+    action.payload.get("four_eyes").and_then(serde_json::Value::as_bool).unwrap_or(false)
 }
 
 /// Whether `role` may decide `action`: the roles its policy names (admins always), else the

@@ -1115,3 +1115,40 @@ fn user_hash_prints_config_lines_that_log_in() {
     assert!(!child.wait_with_output().expect("wait").status.success());
     drop(dir);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn four_eyes_needs_two_different_people() {
+    let config = Config::parse(
+        r#"
+        [[governance.policies]]
+        verdict = "HOLD"
+        actions = [{ kind = "place_hold", approve_by = ["quality_engineer", "supervisor"], four_eyes = true }]
+        "#,
+    )
+    .expect("valid policy");
+    let mut svc = service(&config);
+    let token = svc.tokens[&Role::Integrator].clone();
+    let (status, _) =
+        call(&svc.app, "POST", "/api/events", Some(&token), Some(json!([tightening("T1", 31.0)])), "127.0.0.1:1").await;
+    assert_eq!(status, StatusCode::OK);
+    let runtime = svc.runtime.take().expect("runtime");
+    assert!(runtime.wait_for_agents(Duration::from_secs(10)));
+    let (qe, sup) = (svc.tokens[&Role::QualityEngineer].clone(), svc.tokens[&Role::Supervisor].clone());
+    let (_, actions) = call(&svc.app, "GET", "/api/actions", Some(&qe), None, "127.0.0.1:1").await;
+    let id = actions["items"][0]["action_id"].as_str().expect("the hold").to_string();
+    let uri = format!("/api/actions/{id}/approve");
+    let (status, first) =
+        call(&svc.app, "POST", &uri, Some(&qe), Some(json!({"reason": "seen the curve"})), "127.0.0.1:1").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["status"], "pending_approval", "one approval is not enough: {first}");
+    assert_eq!(first["approvals"], json!(["user:quality_engineer"]));
+    let (status, body) = call(&svc.app, "POST", &uri, Some(&qe), Some(json!({})), "127.0.0.1:1").await;
+    assert_eq!(status, StatusCode::CONFLICT, "the same person twice: {body}");
+    let (status, second) = call(&svc.app, "POST", &uri, Some(&sup), Some(json!({})), "127.0.0.1:1").await;
+    assert_eq!((status, second["status"].as_str()), (StatusCode::OK, Some("approved")), "{second}");
+    let (_, audit) = call(&svc.app, "GET", "/api/audit?limit=1000", Some(&qe), None, "127.0.0.1:1").await;
+    let whats: Vec<&str> =
+        audit["items"].as_array().expect("items").iter().filter_map(|r| r["record"]["what"].as_str()).collect();
+    assert!(whats.contains(&"action_approval_recorded") && whats.contains(&"action_approved"), "{whats:?}");
+    runtime.shutdown();
+}
