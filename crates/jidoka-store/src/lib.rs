@@ -238,10 +238,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     fn stats(&self) -> Result<StoreStats>;
 
-    /// Record one person's approval of a waiting action that needs two (four-eyes), with its
-    /// audit record; the approvals so far (unchanged when this person had already approved),
-    /// or `None` when the action is unknown or not waiting.
-    fn record_approval(&self, action_id: &str, actor: &str, note: Option<&str>) -> Result<Option<Vec<String>>>;
+    /// Record one person's approval of a waiting action that needs `needed` different people
+    /// (four-eyes), with its audit record; with the last one needed, the action moves to
+    /// approved in the same transaction. The approvals so far (unchanged when this person had
+    /// already approved), or `None` when the action is unknown or not waiting.
+    fn record_approval(
+        &self,
+        action_id: &str,
+        actor: &str,
+        note: Option<&str>,
+        needed: usize,
+    ) -> Result<Option<Vec<String>>>;
 
     /// Expire the actions still waiting for approval that were stored before `stored_before`,
     /// each with its audit record; their ids.

@@ -81,9 +81,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE actions ADD COLUMN stored_at TEXT;
     CREATE INDEX actions_pending_age ON actions (status, stored_at);
     "#,
-    // 3: first approvals of actions that need two people (four-eyes).
+    // 3: first approvals of actions that need two people (four-eyes); actions stored before
+    // migration 2 start their approval window now.
     r#"
     ALTER TABLE actions ADD COLUMN approvals TEXT NOT NULL DEFAULT '[]';
+    UPDATE actions SET stored_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE stored_at IS NULL;
     "#,
 ];
 
@@ -723,7 +725,7 @@ impl Store for SqliteStore {
             return Ok(false);
         }
         self.with_writer(|conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let moved = move_action(&tx, action_id, actor, from, to, note)?;
             tx.commit()?;
             Ok(moved)
@@ -732,7 +734,7 @@ impl Store for SqliteStore {
 
     fn expire_pending(&self, stored_before: Timestamp, note: &str) -> Result<Vec<String>> {
         self.with_writer(|conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let ids: Vec<String> = tx
                 .prepare_cached(
                     "SELECT action_id FROM actions WHERE status = 'pending_approval' AND stored_at IS NOT NULL AND stored_at < ?1 ORDER BY id LIMIT 1000",
@@ -750,9 +752,15 @@ impl Store for SqliteStore {
         })
     }
 
-    fn record_approval(&self, action_id: &str, actor: &str, note: Option<&str>) -> Result<Option<Vec<String>>> {
+    fn record_approval(
+        &self,
+        action_id: &str,
+        actor: &str,
+        note: Option<&str>,
+        needed: usize,
+    ) -> Result<Option<Vec<String>>> {
         self.with_writer(|conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let row: Option<(String, String, String)> = tx
                 .query_row(
                     "SELECT status, approvals, body FROM actions WHERE action_id = ?1",
@@ -780,6 +788,9 @@ impl Store for SqliteStore {
                 "approvals": approvals, "note": note,
             });
             append_audit(&tx, action_entry(&action, actor, "action_approval_recorded", chrono::Utc::now(), details))?;
+            if approvals.len() >= needed {
+                move_action(&tx, action_id, actor, ActionStatus::PendingApproval, ActionStatus::Approved, note)?;
+            }
             tx.commit()?;
             Ok(Some(approvals))
         })

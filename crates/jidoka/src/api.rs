@@ -223,6 +223,14 @@ async fn login(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Jso
     if login.user.len() > 200 || login.password.len() > 1024 {
         return Err(ApiError::new("invalid", "user or password too long"));
     }
+    // At most two password checks at a time (argon2 is costly by design), so a flood of
+    // logins cannot starve the store's blocking pool.
+    static LOGINS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let _permit = LOGINS
+        .get_or_init(|| tokio::sync::Semaphore::new(2))
+        .acquire()
+        .await
+        .map_err(|_| ApiError::new("unavailable", "shutting down"))?;
     let st = state.clone();
     let outcome = tokio::task::spawn_blocking(move || st.auth.login(&login.user, &login.password))
         .await
@@ -239,6 +247,8 @@ async fn login(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Jso
         }
         None => {
             tracing::warn!("failed login");
+            // Slow down guessing.
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
             Err(ApiError::new("unauthorized", "unknown user or wrong password"))
         }
     }
@@ -557,7 +567,8 @@ async fn decide(
         return Err(ApiError::new("invalid", "at most 2000 characters").field("reason"));
     }
     let ttl = state.approval_ttl_minutes;
-    let actor = format!("user:{}", principal.name);
+    let actor = principal.actor();
+    let person = principal.session;
     let role = principal.role;
     let lookup = id.clone();
     let outcome = with_store(&state, move |s| {
@@ -568,31 +579,43 @@ async fn decide(
                 format!("role {} may not decide a {} action", role.as_str(), record.action.kind.as_str()),
             )));
         }
-        // Expire first what waited too long: an expired action is never executed.
-        crate::runtime::expire_stale(s, ttl);
-        let current = s.action(&lookup)?.map(|r| r.action.status).unwrap_or(record.action.status);
-        if current != ActionStatus::PendingApproval {
+        if record.action.status != ActionStatus::PendingApproval {
             return Ok(Err((
                 "conflict",
-                format!("action `{lookup}` is {}, not waiting for approval", current.as_str()),
+                format!("action `{lookup}` is {}, not waiting for approval", record.action.status.as_str()),
             )));
+        }
+        // An action past its approval window expires now, whatever the sweeper has done so far:
+        // an expired action is never executed.
+        let cutoff = chrono::Utc::now() - chrono::Duration::minutes(ttl as i64);
+        if record.stored_at.is_some_and(|t| t < cutoff) {
+            let note = format!("no decision within {ttl} minutes");
+            s.set_action_status(
+                &lookup,
+                "governance",
+                ActionStatus::PendingApproval,
+                ActionStatus::Expired,
+                Some(&note),
+            )?;
+            return Ok(Err(("conflict", format!("action `{lookup}` expired unapproved"))));
         }
         let note = match &reason {
             Some(r) => format!("{} by {}: {r}", to.as_str(), actor),
             None => format!("{} by {}", to.as_str(), actor),
         };
-        // Four-eyes: the first approval is recorded and the action keeps waiting for a second,
-        // different person.
+        // Four-eyes: two different people, each logged in as themselves; the second approval
+        // and the move to approved are one transaction.
         if to == ActionStatus::Approved && crate::governance::needs_four_eyes(&record.action) {
+            if !person {
+                return Ok(Err(("forbidden", "four-eyes approvals need a personal login, not an API token".into())));
+            }
             if record.approvals.contains(&actor) {
                 return Ok(Err(("conflict", format!("four-eyes: {actor} has approved already; a second person must"))));
             }
-            let Some(approvals) = s.record_approval(&lookup, &actor, reason.as_deref())? else {
+            if s.record_approval(&lookup, &actor, Some(&note), 2)?.is_none() {
                 return Ok(Err(("conflict", format!("action `{lookup}` is no longer waiting for approval"))));
-            };
-            if approvals.len() < 2 {
-                return Ok(Ok(s.action(&lookup)?));
             }
+            return Ok(Ok(s.action(&lookup)?));
         }
         if !s.set_action_status(&lookup, &actor, ActionStatus::PendingApproval, to, Some(&note))? {
             return Ok(Err(("conflict", format!("action `{lookup}` changed meanwhile"))));
@@ -628,7 +651,8 @@ async fn list_audit(
         .into_iter()
         .map(|r| {
             let record: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
-            json!({"seq": r.seq, "record": record, "prev_hash": r.prev_hash, "hash": r.hash})
+            // `body` is the exact text that was hashed, for re-checking the chain.
+            json!({"seq": r.seq, "record": record, "body": r.body, "prev_hash": r.prev_hash, "hash": r.hash})
         })
         .collect();
     Ok(Json(json!({"items": items, "next_after": next})))

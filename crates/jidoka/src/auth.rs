@@ -166,6 +166,16 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 pub struct Principal {
     pub name: String,
     pub role: Role,
+    /// Logged in with a password (a person), rather than holding an API token.
+    pub session: bool,
+}
+
+impl Principal {
+    /// How the audit trail names it: `user:<name>` for a person's session, `token:<name>` for
+    /// an API token, so a token can never pass for a person.
+    pub fn actor(&self) -> String {
+        if self.session { format!("user:{}", self.name) } else { format!("token:{}", self.name) }
+    }
 }
 
 /// Token lookup by SHA-256 (the raw token is never kept), users' argon2 hashes, and the
@@ -196,7 +206,7 @@ impl Auth {
             auth.users.insert(u.name.clone(), (u.password_hash.clone(), u.role));
         }
         for t in tokens {
-            let principal = Principal { name: t.name.clone(), role: t.role };
+            let principal = Principal { name: t.name.clone(), role: t.role, session: false };
             if let Some(h) = &t.sha256
                 && let Ok(bytes) = hex::decode(h)
                 && let Ok(arr) = <[u8; 32]>::try_from(bytes.as_slice())
@@ -212,7 +222,7 @@ impl Auth {
     }
 
     pub fn add_token(&mut self, token: &str, name: &str, role: Role) {
-        self.by_hash.insert(digest(token), Principal { name: name.into(), role });
+        self.by_hash.insert(digest(token), Principal { name: name.into(), role, session: false });
     }
 
     /// The principal of an API token or of a live login session.
@@ -236,7 +246,7 @@ impl Auth {
             PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok());
         let role = role.filter(|_| ok)?;
         let (token, _) = new_token().ok()?;
-        let principal = Principal { name: user.to_string(), role };
+        let principal = Principal { name: user.to_string(), role, session: true };
         let now = Instant::now();
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         sessions.retain(|_, (_, until)| *until > now);

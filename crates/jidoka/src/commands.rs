@@ -176,18 +176,39 @@ pub fn token_new(name: &str, role: Role) -> anyhow::Result<()> {
 }
 
 /// `jidoka audit verify`: walk the whole audit chain; false (and the first broken record on
-/// stderr) when any record was changed, removed or reordered.
-pub fn audit_verify(config: Config, json: bool) -> anyhow::Result<bool> {
+/// stderr) when any record was changed, removed or reordered. A chain cut short at its end
+/// verifies by itself; with `expect_head` (a `seq` and `hash` printed by an earlier run and
+/// kept elsewhere) that record must still be there, unchanged.
+pub fn audit_verify(config: Config, json: bool, expect_head: Option<(u64, String)>) -> anyhow::Result<bool> {
     let store = open_store(&config.store.data_dir)?;
     let mut verifier = jidoka_model::audit::Verifier::default();
     let mut after = 0;
+    let mut head_seen = false;
     let outcome = loop {
         let rows = store.audit_after(after, 1000)?;
         let Some(last) = rows.last().map(|r| r.seq) else { break Ok(()) };
         if let Some(err) = rows.iter().find_map(|r| verifier.check(r).err()) {
             break Err(err);
         }
+        if let Some((seq, hash)) = &expect_head
+            && let Some(r) = rows.iter().find(|r| r.seq == *seq)
+        {
+            if r.hash != *hash {
+                break Err(jidoka_model::audit::ChainBreak {
+                    seq: *seq,
+                    reason: "its hash is not the expected head".into(),
+                });
+            }
+            head_seen = true;
+        }
         after = last;
+    };
+    let outcome = match (outcome, &expect_head) {
+        (Ok(()), Some((seq, _))) if !head_seen => Err(jidoka_model::audit::ChainBreak {
+            seq: *seq,
+            reason: format!("the expected head is gone: the chain ends at record {}", verifier.records),
+        }),
+        (o, _) => o,
     };
     match outcome {
         Ok(()) => {
@@ -197,7 +218,12 @@ pub fn audit_verify(config: Config, json: bool) -> anyhow::Result<bool> {
                     serde_json::json!({"intact": true, "records": verifier.records, "last_hash": verifier.last_hash()})
                 );
             } else {
-                println!("audit chain intact: {} records, last hash {}", verifier.records, verifier.last_hash());
+                println!(
+                    "audit chain intact: {} records; head {}:{} (keep it elsewhere and check with --expect-head)",
+                    verifier.records,
+                    verifier.records,
+                    verifier.last_hash()
+                );
             }
             Ok(true)
         }

@@ -293,6 +293,12 @@ impl Config {
         let mut token_names = HashSet::new();
         for (idx, token) in self.api.tokens.iter().enumerate() {
             token.validate(&format!("api.tokens[{idx}]"), &mut errors);
+            if user_names.contains(token.name.as_str()) {
+                errors.push((
+                    format!("api.tokens[{idx}].name"),
+                    format!("`{}` is also a user: a token must not pass for a person", token.name),
+                ));
+            }
             if !token_names.insert(token.name.as_str()) {
                 errors.push((format!("api.tokens[{idx}].name"), format!("`{}` is used twice", token.name)));
             }

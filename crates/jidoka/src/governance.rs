@@ -60,7 +60,7 @@ impl Policy {
             errors.push((format!("{path}.min_confidence"), "must be between 0 and 1".into()));
         }
         for (i, k) in self.kinds.iter().enumerate() {
-            if k.trim().is_empty() || k[..k.len().saturating_sub(1)].contains('*') {
+            if k.trim().is_empty() || k.strip_suffix('*').unwrap_or(k).contains('*') {
                 errors.push((format!("{path}.kinds[{i}]"), "a kind, or a prefix ending in a single `*`".into()));
             }
         }

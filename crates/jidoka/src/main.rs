@@ -152,6 +152,10 @@ enum AuditCommand {
     Verify {
         #[command(flatten)]
         store: StoreArgs,
+        /// `SEQ:HASH` of a head printed by an earlier run and kept elsewhere: it must still
+        /// be in the chain (detects records cut from the end).
+        #[arg(long, value_parser = parse_head)]
+        expect_head: Option<(u64, String)>,
     },
     /// Write audit records as JSON Lines (record, previous hash, hash) for auditors.
     Export {
@@ -203,6 +207,15 @@ enum BenchCommand {
     /// The torque audit agent on one thread: curves/s for 1,000-sample curves, the latency of
     /// one curve at a time (p50 / p99) and resident memory over the run.
     Torque(torque::BenchArgs),
+}
+
+fn parse_head(s: &str) -> Result<(u64, String), String> {
+    let (seq, hash) = s.split_once(':').ok_or("expected SEQ:HASH")?;
+    let seq = seq.parse().map_err(|_| format!("`{seq}` is not a record number"))?;
+    if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err("the hash must be 64 hex digits".into());
+    }
+    Ok((seq, hash.to_ascii_lowercase()))
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -299,9 +312,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let hash = auth::hash_password(password)?;
             println!("[[api.users]]\nname = {name:?}\nrole = {:?}\npassword_hash = {hash:?}", role.as_str());
         }
-        Command::Audit(AuditCommand::Verify { store: StoreArgs { config, data_dir, json } }) => {
+        Command::Audit(AuditCommand::Verify { store: StoreArgs { config, data_dir, json }, expect_head }) => {
             let config = load_config(config.as_ref(), data_dir)?;
-            let ok = tokio::task::spawn_blocking(move || commands::audit_verify(config, json)).await??;
+            let ok = tokio::task::spawn_blocking(move || commands::audit_verify(config, json, expect_head)).await??;
             if !ok {
                 return Ok(ExitCode::FAILURE);
             }

@@ -334,11 +334,11 @@ async fn waiting_actions_are_decided_by_allowed_roles_and_every_step_is_audited(
     let items = audit["items"].as_array().expect("items");
     let find = |what: &str| items.iter().find(|r| r["record"]["what"] == what).cloned();
     let approved = find("action_approved").expect("approval audited");
-    assert_eq!(approved["record"]["actor"], "user:quality_engineer");
+    assert_eq!(approved["record"]["actor"], "token:quality_engineer");
     assert_eq!(approved["record"]["details"]["action_id"], hold.as_str());
     assert!(approved["record"]["details"]["note"].as_str().unwrap_or("").contains("hold it"));
     let rejected = find("action_rejected").expect("rejection audited");
-    assert_eq!(rejected["record"]["actor"], "user:supervisor");
+    assert_eq!(rejected["record"]["actor"], "token:supervisor");
     assert_eq!(items.iter().filter(|r| r["record"]["what"] == "finding").count(), 2);
     for pair in items.windows(2) {
         assert_eq!(pair[1]["prev_hash"], pair[0]["hash"]);
@@ -431,6 +431,18 @@ fn audit_verify_names_the_first_tampered_record_and_export_writes_the_range() {
         String::from_utf8_lossy(&export.stdout).lines().map(|l| serde_json::from_str(l).expect("json")).collect();
     assert_eq!(lines.iter().map(|l| l["seq"].as_u64().unwrap_or(0)).collect::<Vec<_>>(), vec![3, 4, 5, 6, 7]);
     assert_eq!(lines[1]["prev_hash"], lines[0]["hash"]);
+    // Cut the last record: the chain alone still verifies, the kept head does not.
+    let head = format!("{records}:{}", v["last_hash"].as_str().expect("hash"));
+    let raw = rusqlite::Connection::open(data.join("jidoka.sqlite")).expect("raw");
+    raw.execute("DELETE FROM audit WHERE seq = ?1", [records as i64]).expect("cut");
+    assert!(verify().status.success());
+    let cut = jidoka_bin()
+        .args(["audit", "verify", "--json", "--expect-head", &head, "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("verify");
+    assert_eq!(cut.status.code(), Some(1), "{}", String::from_utf8_lossy(&cut.stdout));
+    drop(raw);
     // Tamper with record 5: the chain breaks there.
     rusqlite::Connection::open(data.join("jidoka.sqlite"))
         .expect("raw")
@@ -1118,7 +1130,7 @@ fn user_hash_prints_config_lines_that_log_in() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn four_eyes_needs_two_different_people() {
-    let config = Config::parse(
+    let mut config = Config::parse(
         r#"
         [[governance.policies]]
         verdict = "HOLD"
@@ -1126,6 +1138,13 @@ async fn four_eyes_needs_two_different_people() {
         "#,
     )
     .expect("valid policy");
+    for (name, role) in [("anna", Role::QualityEngineer), ("ben", Role::Supervisor)] {
+        config.api.users.push(jidoka::auth::UserConfig {
+            name: name.into(),
+            role,
+            password_hash: jidoka::auth::hash_password(&format!("{name}'s long passphrase")).expect("hash"),
+        });
+    }
     let mut svc = service(&config);
     let token = svc.tokens[&Role::Integrator].clone();
     let (status, _) =
@@ -1133,22 +1152,40 @@ async fn four_eyes_needs_two_different_people() {
     assert_eq!(status, StatusCode::OK);
     let runtime = svc.runtime.take().expect("runtime");
     assert!(runtime.wait_for_agents(Duration::from_secs(10)));
-    let (qe, sup) = (svc.tokens[&Role::QualityEngineer].clone(), svc.tokens[&Role::Supervisor].clone());
-    let (_, actions) = call(&svc.app, "GET", "/api/actions", Some(&qe), None, "127.0.0.1:1").await;
+    let mut sessions = Vec::new();
+    for name in ["anna", "ben"] {
+        let body = json!({"user": name, "password": format!("{name}'s long passphrase")});
+        let (status, s) = call(&svc.app, "POST", "/api/login", None, Some(body), "127.0.0.1:1").await;
+        assert_eq!(status, StatusCode::OK, "{s}");
+        sessions.push(s["token"].as_str().expect("token").to_string());
+    }
+    let (anna, ben) = (sessions[0].clone(), sessions[1].clone());
+    let qe_token = svc.tokens[&Role::QualityEngineer].clone();
+    let (_, actions) = call(&svc.app, "GET", "/api/actions", Some(&anna), None, "127.0.0.1:1").await;
     let id = actions["items"][0]["action_id"].as_str().expect("the hold").to_string();
     let uri = format!("/api/actions/{id}/approve");
+    // A token is not a person.
+    let (status, _) = call(&svc.app, "POST", &uri, Some(&qe_token), Some(json!({})), "127.0.0.1:1").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, first) =
-        call(&svc.app, "POST", &uri, Some(&qe), Some(json!({"reason": "seen the curve"})), "127.0.0.1:1").await;
+        call(&svc.app, "POST", &uri, Some(&anna), Some(json!({"reason": "seen the curve"})), "127.0.0.1:1").await;
     assert_eq!(status, StatusCode::OK, "{first}");
     assert_eq!(first["status"], "pending_approval", "one approval is not enough: {first}");
-    assert_eq!(first["approvals"], json!(["user:quality_engineer"]));
-    let (status, body) = call(&svc.app, "POST", &uri, Some(&qe), Some(json!({})), "127.0.0.1:1").await;
+    assert_eq!(first["approvals"], json!(["user:anna"]));
+    let (status, body) = call(&svc.app, "POST", &uri, Some(&anna), Some(json!({})), "127.0.0.1:1").await;
     assert_eq!(status, StatusCode::CONFLICT, "the same person twice: {body}");
-    let (status, second) = call(&svc.app, "POST", &uri, Some(&sup), Some(json!({})), "127.0.0.1:1").await;
+    let (status, second) = call(&svc.app, "POST", &uri, Some(&ben), Some(json!({})), "127.0.0.1:1").await;
     assert_eq!((status, second["status"].as_str()), (StatusCode::OK, Some("approved")), "{second}");
-    let (_, audit) = call(&svc.app, "GET", "/api/audit?limit=1000", Some(&qe), None, "127.0.0.1:1").await;
-    let whats: Vec<&str> =
-        audit["items"].as_array().expect("items").iter().filter_map(|r| r["record"]["what"].as_str()).collect();
-    assert!(whats.contains(&"action_approval_recorded") && whats.contains(&"action_approved"), "{whats:?}");
+    let (_, audit) = call(&svc.app, "GET", "/api/audit?limit=1000", Some(&anna), None, "127.0.0.1:1").await;
+    let records: Vec<&Value> = audit["items"].as_array().expect("items").iter().map(|r| &r["record"]).collect();
+    assert!(records.iter().any(|r| r["what"] == "action_approval_recorded" && r["actor"] == "user:anna"));
+    assert!(records.iter().any(|r| r["what"] == "action_approved" && r["actor"] == "user:ben"));
+    // The raw body is exported with each record, so anyone can re-check a hash.
+    let item = &audit["items"][0];
+    let recomputed = jidoka_model::audit::chain_hash(
+        item["prev_hash"].as_str().expect("prev"),
+        item["body"].as_str().expect("body"),
+    );
+    assert_eq!(item["hash"].as_str(), Some(recomputed.as_str()));
     runtime.shutdown();
 }
