@@ -7,8 +7,8 @@
 # Usage: scripts/api-fuzz.sh [path to the jidoka binary]   (default: target/debug/jidoka)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${1:-target/debug/jidoka}
-venv=target/fuzz-venv
+bin=$(realpath "${1:-target/debug/jidoka}")
+venv=$(pwd)/target/fuzz-venv
 if [ ! -x "$venv/bin/schemathesis" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
@@ -47,6 +47,8 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
+# Run from the scratch folder: schemathesis keeps a cache in its working directory.
+cd "$work"
 "$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
     --header "Authorization: Bearer $JIDOKA_FUZZ_TOKEN" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \

@@ -4,6 +4,8 @@
 //!   files) for offline review and evaluation.
 //! - [`jsonl`]: JSON Lines reading for `jidoka import` and the `file` source, resumable from a
 //!   byte-offset checkpoint, one error per bad line, bounded memory per line.
+//! - [`odata`]: an OData v4 client and the MES write-back sink (Opcenter-style commands or
+//!   plain entity sets), reading back by idempotency key before every write.
 //! - [`sink`]: the [`sink::Sink`] trait (deliver one approved action; transient vs permanent
 //!   errors) and the `jsonl` sink.
 //! - [`SourceConfig`] / [`SinkConfig`]: the closed set of connector configs, `type`-tagged, each
@@ -15,6 +17,7 @@
 pub mod bosch;
 pub mod curves;
 pub mod jsonl;
+pub mod odata;
 pub mod sink;
 
 use jidoka_model::ActionKind;
@@ -73,6 +76,8 @@ impl SourceConfig {
 pub enum SinkConfig {
     /// Append each action as one JSON line (fsynced), once per idempotency key.
     Jsonl(JsonlSinkConfig),
+    /// Write actions back to an MES over OData v4 (Opcenter-style commands or plain entities).
+    Odata(odata::OdataSinkConfig),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,6 +94,7 @@ impl SinkConfig {
     pub fn name(&self) -> &str {
         match self {
             SinkConfig::Jsonl(c) => &c.name,
+            SinkConfig::Odata(c) => &c.name,
         }
     }
 
@@ -100,6 +106,10 @@ impl SinkConfig {
                     errors.push((format!("{path}.path"), "must not be empty".into()));
                 }
             }
+            SinkConfig::Odata(c) => {
+                check_name(&format!("{path}.name"), &c.name, errors);
+                c.validate(path, errors);
+            }
         }
     }
 
@@ -107,6 +117,7 @@ impl SinkConfig {
     pub fn build(&self) -> Result<Box<dyn sink::Sink>, sink::SinkError> {
         match self {
             SinkConfig::Jsonl(c) => Ok(Box::new(sink::JsonlSink::open(c.clone())?)),
+            SinkConfig::Odata(c) => Ok(Box::new(odata::OdataSink::new(c))),
         }
     }
 }

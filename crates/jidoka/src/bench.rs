@@ -616,3 +616,104 @@ async fn end_to_end(
     latencies.sort_by(f64::total_cmp);
     Ok(EndToEnd { sent: total, latencies, lagged })
 }
+
+/// Options of `jidoka bench outbox`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OutboxArgs {
+    /// OData service root of the MES (`scripts/mes-peer.sh PORT` starts a local one at
+    /// `http://127.0.0.1:PORT/sit-svc/Application/AppJidoka/odata`).
+    #[arg(long)]
+    pub mes_url: String,
+    /// Approved Nonconformance actions to deliver.
+    #[arg(long, default_value_t = 500)]
+    pub actions: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `jidoka bench outbox`: approved actions delivered per second to an OData MES (each is a
+/// read-back by key and a command), through the real outbox.
+pub fn outbox(args: OutboxArgs) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("jidoka.sqlite"))?);
+    let run = chrono::Utc::now().timestamp_millis().to_string();
+    let mut findings = Vec::with_capacity(args.actions);
+    let mut actions = Vec::with_capacity(args.actions);
+    for i in 0..args.actions {
+        let finding_id = format!("F-bench-{run}-{i}");
+        findings.push(jidoka_model::Finding {
+            finding_id: finding_id.clone(),
+            agent: "bench".into(),
+            agent_version: "1".into(),
+            kind: "torque.cross_thread".into(),
+            verdict: jidoka_model::Verdict::Hold,
+            severity: jidoka_model::Severity::Critical,
+            confidence: 0.95,
+            reason: "bench".into(),
+            subject: jidoka_model::Subject { vin: Some("1HGCM82633A004352".into()), ..Default::default() },
+            evidence: vec![format!("ev-{i}")],
+            correlation_id: format!("bench:{i}"),
+            source_txn_id: format!("T{i}"),
+            occurred_at: chrono::Utc::now(),
+            details: serde_json::Value::Null,
+        });
+        actions.push(jidoka_model::Action {
+            action_id: format!("A-bench-{run}-{i}"),
+            finding_id,
+            kind: jidoka_model::ActionKind::CreateNonconformance,
+            status: jidoka_model::ActionStatus::Approved,
+            payload: serde_json::json!({"severity": "critical", "reason": "bench", "subject": {"vin": "1HGCM82633A004352"}}),
+            idempotency_key: format!("jidoka:bench-{run}-{i}"),
+            correlation_id: format!("bench:{i}"),
+            created_at: chrono::Utc::now(),
+        });
+    }
+    store.commit_findings("bench", 0, &findings, &actions)?;
+    let sink = jidoka_connectors::odata::OdataSinkConfig {
+        name: "mes".into(),
+        base_url: args.mes_url.clone(),
+        profile_name: "opcenter".into(),
+        profile: None,
+        token_env: None,
+        timeout_ms: 10_000,
+        kinds: Vec::new(),
+    };
+    let runtime_config = RuntimeConfig { outbox_poll_ms: 10, ..RuntimeConfig::default() };
+    let start = Instant::now();
+    let runtime = Runtime::start(
+        store.clone(),
+        RuntimeParts {
+            runtime: runtime_config,
+            agents: None,
+            master: None,
+            sinks: vec![jidoka_connectors::SinkConfig::Odata(sink)],
+            governance: Default::default(),
+        },
+    )?;
+    let bar = progress(args.actions as u64, "bench outbox");
+    let query = jidoka_store::ActionQuery {
+        status: Some(jidoka_model::ActionStatus::Delivered),
+        limit: 10_000,
+        ..Default::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut done = 0;
+    while done < args.actions && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        done = store.actions(&query)?.items.len();
+        bar.set_position(done as u64);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    runtime.shutdown();
+    anyhow::ensure!(done == args.actions, "only {done} of {} delivered within 600 s", args.actions);
+    let mut report =
+        Report::new(format!("bench outbox: {} approved Nonconformances to {}", args.actions, args.mes_url));
+    report
+        .add("actions", "actions delivered", done, "")
+        .add("actions_per_s", "throughput", (done as f64 / elapsed * 10.0).round() / 10.0, "actions/s")
+        .add("ms_per_action", "per action (read-back by key + command)", elapsed * 1000.0 / done.max(1) as f64, "ms")
+        .add("machine", "machine", machine(), "");
+    report.print(args.json);
+    Ok(())
+}

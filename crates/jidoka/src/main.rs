@@ -204,6 +204,8 @@ enum BenchCommand {
     /// Ingest over HTTP into the full service (all agents, governance, audit trail): events/s
     /// and request latency percentiles, closed loop on keep-alive connections.
     Api(bench::ApiArgs),
+    /// Approved actions delivered per second to an OData MES through the outbox.
+    Outbox(bench::OutboxArgs),
     /// The torque audit agent on one thread: curves/s for 1,000-sample curves, the latency of
     /// one curve at a time (p50 / p99) and resident memory over the run.
     Torque(torque::BenchArgs),
@@ -360,6 +362,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await.context("bench ingest")?,
         Command::Bench(BenchCommand::Sequence(args)) => bench::sequence(args).await.context("bench sequence")?,
         Command::Bench(BenchCommand::Api(args)) => bench::api(args).await.context("bench api")?,
+        Command::Bench(BenchCommand::Outbox(args)) => {
+            tokio::task::spawn_blocking(move || bench::outbox(args)).await?.context("bench outbox")?
+        }
         Command::Bench(BenchCommand::Torque(args)) => {
             tokio::task::spawn_blocking(move || torque::bench(args)).await?.context("bench torque")?
         }

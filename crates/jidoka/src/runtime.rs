@@ -116,6 +116,10 @@ impl Progress {
         self.cv.notify_all();
     }
 
+    fn is_closed(&self) -> bool {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1
+    }
+
     /// Wait until the position passes `seen`, the progress is closed, or `timeout` passes.
     /// Returns the latest position and whether it is closed.
     fn wait_past(&self, seen: u64, timeout: Duration) -> (u64, bool) {
@@ -499,10 +503,16 @@ struct Backoff {
 }
 
 impl Backoff {
+    /// After a transient failure the sink's circuit opens: no call until the backoff passes
+    /// (doubling to 30 s, with jitter so several Jidokas do not retry in step), then one
+    /// delivery is tried (half-open); a success closes it.
     fn fail(&mut self, now: Instant) {
         self.failures = self.failures.saturating_add(1);
         let ms = (100u64 << self.failures.min(9)).min(30_000);
-        self.until = Some(now + Duration::from_millis(ms));
+        // Jitter: 50–100 % of the delay, from the clock's nanoseconds (no randomness needed).
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let percent = 50 + u64::from(nanos % 51);
+        self.until = Some(now + Duration::from_millis(ms * percent / 100));
     }
 
     fn ready(&self, now: Instant) -> bool {
@@ -524,7 +534,7 @@ fn outbox_loop(
         let (latest, closed) = wake.wait_past(seen, poll);
         seen = latest;
         expire_stale(store.as_ref(), approval_ttl_minutes);
-        deliver_pass(store.as_ref(), &mut sinks, &mut backoff, &metrics);
+        deliver_pass(store.as_ref(), &mut sinks, &mut backoff, &metrics, &wake);
         if closed {
             return;
         }
@@ -542,7 +552,13 @@ pub fn expire_stale(store: &dyn Store, approval_ttl_minutes: u64) {
     }
 }
 
-fn deliver_pass(store: &dyn Store, sinks: &mut [Box<dyn Sink>], backoff: &mut [Backoff], metrics: &Metrics) {
+fn deliver_pass(
+    store: &dyn Store,
+    sinks: &mut [Box<dyn Sink>],
+    backoff: &mut [Backoff],
+    metrics: &Metrics,
+    wake: &Progress,
+) {
     // Page through the outbox so actions waiting on a sink in backoff do not hide the ones
     // behind them from healthy sinks.
     let mut after = 0;
@@ -568,6 +584,11 @@ fn deliver_pass(store: &dyn Store, sinks: &mut [Box<dyn Sink>], backoff: &mut [B
         }
     }
     for record in pending {
+        // On shutdown, stop between deliveries: what is left stays approved in the outbox and
+        // goes out after the restart (the sink reads back by key first).
+        if wake.is_closed() {
+            return;
+        }
         let action = &record.action;
         let now = Instant::now();
         let Some(idx) = sinks.iter().position(|s| s.accepts(action.kind)) else {

@@ -1,0 +1,511 @@
+//! An OData v4 client (JSON) and the MES write-back sink built on it.
+//!
+//! - [`Client`]: GET with `$filter`, `$select`, `$expand`, `$orderby`, `$top`, `$skip`,
+//!   following `@odata.nextLink`; POST of commands (`{"command": {...}}`, Opcenter style) or of
+//!   entities (plain OData); OData error bodies turned into clear errors. Query values are
+//!   percent-encoded with `%20` for spaces (some servers reject `+`).
+//! - [`Profile`]: where entities and commands live and what their fields are called; the
+//!   default follows Opcenter Execution Discrete's public naming, `plain` is a generic OData v4
+//!   service where records are created by POST to the entity set.
+//! - [`OdataSink`]: delivers approved actions (Nonconformance, hold, release, Andon alert, order
+//!   log entry). Before every write it reads back by idempotency key, so a write that reached
+//!   the MES before a crash or a lost answer is never made twice.
+//!
+//! Errors: 4xx (but 408 / 429) are permanent, 5xx, timeouts and refused connections transient.
+
+use crate::sink::{Receipt, Sink, SinkError};
+use jidoka_model::{Action, ActionKind};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// How the MES names things. Integrators may write their own in the configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// `command`: writes are commands posted to `{base}/{Command}` with `{"command": {...}}`;
+    /// `entity`: writes are POSTs of the record to `{base}/{EntitySet}`.
+    #[serde(default = "command_style")]
+    pub write_style: String,
+    #[serde(default = "nc_set")]
+    pub nonconformance_set: String,
+    #[serde(default = "hold_set")]
+    pub hold_set: String,
+    #[serde(default = "andon_set")]
+    pub andon_set: String,
+    #[serde(default = "log_set")]
+    pub order_log_set: String,
+    #[serde(default = "nc_cmd")]
+    pub create_nonconformance: String,
+    #[serde(default = "hold_cmd")]
+    pub place_hold: String,
+    #[serde(default = "release_cmd")]
+    pub release_hold: String,
+    #[serde(default = "andon_cmd")]
+    pub raise_andon: String,
+    #[serde(default = "log_cmd")]
+    pub append_order_log: String,
+    /// The field holding Jidoka's idempotency key on every written record.
+    #[serde(default = "key_field")]
+    pub key_field: String,
+    /// The field holding the MES's own number for a record (reported back).
+    #[serde(default = "number_field")]
+    pub number_field: String,
+}
+
+fn command_style() -> String {
+    "command".into()
+}
+fn nc_set() -> String {
+    "NonConformance".into()
+}
+fn hold_set() -> String {
+    "Hold".into()
+}
+fn andon_set() -> String {
+    "AndonAlert".into()
+}
+fn log_set() -> String {
+    "OrderLogEntry".into()
+}
+fn nc_cmd() -> String {
+    "CreateNonConformance".into()
+}
+fn hold_cmd() -> String {
+    "PlaceHold".into()
+}
+fn release_cmd() -> String {
+    "ReleaseHold".into()
+}
+fn andon_cmd() -> String {
+    "RaiseAndonAlert".into()
+}
+fn log_cmd() -> String {
+    "AppendOrderLogEntry".into()
+}
+fn key_field() -> String {
+    "IdempotencyKey".into()
+}
+fn number_field() -> String {
+    "NId".into()
+}
+
+impl Default for Profile {
+    /// Opcenter Execution Discrete-style names.
+    fn default() -> Self {
+        Profile {
+            write_style: command_style(),
+            nonconformance_set: nc_set(),
+            hold_set: hold_set(),
+            andon_set: andon_set(),
+            order_log_set: log_set(),
+            create_nonconformance: nc_cmd(),
+            place_hold: hold_cmd(),
+            release_hold: release_cmd(),
+            raise_andon: andon_cmd(),
+            append_order_log: log_cmd(),
+            key_field: key_field(),
+            number_field: number_field(),
+        }
+    }
+}
+
+impl Profile {
+    /// A plain OData v4 service: records are created by POST to their entity sets.
+    pub fn plain() -> Profile {
+        Profile { write_style: "entity".into(), ..Profile::default() }
+    }
+
+    pub fn validate(&self, path: &str, errors: &mut Vec<(String, String)>) {
+        if self.write_style != "command" && self.write_style != "entity" {
+            errors.push((format!("{path}.write_style"), "must be `command` or `entity`".into()));
+        }
+        for (name, v) in [
+            ("nonconformance_set", &self.nonconformance_set),
+            ("hold_set", &self.hold_set),
+            ("andon_set", &self.andon_set),
+            ("order_log_set", &self.order_log_set),
+            ("key_field", &self.key_field),
+        ] {
+            if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                errors.push((format!("{path}.{name}"), "must be an OData identifier".into()));
+            }
+        }
+    }
+}
+
+/// Percent-encoding for OData query values: unreserved characters stay, everything else
+/// (spaces as `%20`, never `+`) is encoded.
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// An OData string literal: single quotes doubled.
+pub fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A query: `$filter`, `$select`, `$expand`, `$orderby`, `$top`, `$skip`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Query {
+    pub filter: Option<String>,
+    pub select: Option<String>,
+    pub expand: Option<String>,
+    pub orderby: Option<String>,
+    pub top: Option<u64>,
+    pub skip: Option<u64>,
+}
+
+impl Query {
+    pub fn to_query_string(&self) -> String {
+        let mut parts = Vec::new();
+        for (k, v) in [
+            ("$filter", &self.filter),
+            ("$select", &self.select),
+            ("$expand", &self.expand),
+            ("$orderby", &self.orderby),
+        ] {
+            if let Some(v) = v {
+                parts.push(format!("{k}={}", encode(v)));
+            }
+        }
+        if let Some(t) = self.top {
+            parts.push(format!("$top={t}"));
+        }
+        if let Some(s) = self.skip {
+            parts.push(format!("$skip={s}"));
+        }
+        parts.join("&")
+    }
+}
+
+/// An OData failure, classified.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OdataError {
+    #[error("transient: {0}")]
+    Transient(String),
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+impl From<OdataError> for SinkError {
+    fn from(e: OdataError) -> Self {
+        match e {
+            OdataError::Transient(m) => SinkError::Transient(m),
+            OdataError::Permanent(m) => SinkError::Permanent(m),
+        }
+    }
+}
+
+/// The message of an OData error body (`{"error": {"code", "message"}}`), or the raw text.
+pub fn error_message(status: u16, body: &str) -> String {
+    let parsed: Option<Value> = serde_json::from_str(body).ok();
+    let detail = parsed.as_ref().and_then(|v| v.get("error")).map(|e| {
+        let code = e.get("code").and_then(Value::as_str).unwrap_or("");
+        let msg =
+            e.get("message").and_then(|m| m.as_str().or_else(|| m.get("value").and_then(Value::as_str))).unwrap_or("");
+        format!("{code} {msg}").trim().to_string()
+    });
+    let text: String = detail.unwrap_or_else(|| body.chars().take(300).collect());
+    format!("HTTP {status}: {text}")
+}
+
+fn classify(status: u16, body: &str) -> OdataError {
+    let msg = error_message(status, body);
+    if status >= 500 || status == 408 || status == 429 {
+        OdataError::Transient(msg)
+    } else {
+        OdataError::Permanent(msg)
+    }
+}
+
+/// A blocking OData v4 client for one service root.
+#[derive(Debug)]
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+    bearer: Option<String>,
+}
+
+impl Client {
+    /// `base` is the service root, e.g. `http://mes:8080/sit-svc/Application/AppJidoka/odata`.
+    pub fn new(base: &str, bearer: Option<String>, timeout: Duration) -> Client {
+        let agent =
+            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build().into();
+        Client { base: base.trim_end_matches('/').to_string(), agent, bearer }
+    }
+
+    fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        let req = req.header("Accept", "application/json");
+        match &self.bearer {
+            Some(t) => req.header("Authorization", &format!("Bearer {t}")),
+            None => req,
+        }
+    }
+
+    fn read(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Value, OdataError> {
+        let mut resp = resp.map_err(|e| OdataError::Transient(format!("cannot reach the MES: {e}")))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_string()
+            .map_err(|e| OdataError::Transient(format!("reading the answer: {e}")))?;
+        if !(200..300).contains(&status) {
+            return Err(classify(status, &text));
+        }
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).map_err(|e| OdataError::Permanent(format!("the answer is not JSON: {e}")))
+    }
+
+    /// Every record of `entity_set` matching `query`, following server-driven paging.
+    pub fn get_all(&self, entity_set: &str, query: &Query, max_pages: usize) -> Result<Vec<Value>, OdataError> {
+        let qs = query.to_query_string();
+        let mut url = if qs.is_empty() {
+            format!("{}/{entity_set}", self.base)
+        } else {
+            format!("{}/{entity_set}?{qs}", self.base)
+        };
+        let mut out = Vec::new();
+        for _ in 0..max_pages.max(1) {
+            let page = Self::read(self.auth(self.agent.get(&url)).call())?;
+            if let Some(items) = page.get("value").and_then(Value::as_array) {
+                out.extend(items.iter().cloned());
+            }
+            match page.get("@odata.nextLink").and_then(Value::as_str) {
+                Some(next) if next.starts_with("http") => url = next.to_string(),
+                Some(next) => url = format!("{}/{}", self.base, next.trim_start_matches('/')),
+                None => return Ok(out),
+            }
+        }
+        Err(OdataError::Permanent(format!("{entity_set}: more than {max_pages} pages")))
+    }
+
+    /// POST `body` to `{base}/{path}`.
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value, OdataError> {
+        let url = format!("{}/{path}", self.base);
+        Self::read(self.auth(self.agent.post(&url)).header("Content-Type", "application/json").send_json(body))
+    }
+}
+
+/// Configuration of the OData write-back sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OdataSinkConfig {
+    pub name: String,
+    /// Service root, e.g. `http://mes:8080/sit-svc/Application/AppJidoka/odata`.
+    pub base_url: String,
+    /// `opcenter` (default) or `plain`.
+    #[serde(default = "opcenter")]
+    pub profile_name: String,
+    /// Overrides of the profile's names.
+    #[serde(default)]
+    pub profile: Option<Box<Profile>>,
+    /// Environment variable holding a bearer token for the MES.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    #[serde(default = "timeout_ms")]
+    pub timeout_ms: u64,
+    /// Action kinds this sink writes (default: all it knows).
+    #[serde(default)]
+    pub kinds: Vec<ActionKind>,
+}
+
+fn opcenter() -> String {
+    "opcenter".into()
+}
+fn timeout_ms() -> u64 {
+    10_000
+}
+
+impl OdataSinkConfig {
+    pub fn validate(&self, path: &str, errors: &mut Vec<(String, String)>) {
+        if self.name.trim().is_empty() {
+            errors.push((format!("{path}.name"), "must not be empty".into()));
+        }
+        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
+            errors.push((format!("{path}.base_url"), "must be an http:// or https:// URL".into()));
+        }
+        if self.base_url.starts_with("https://") {
+            errors
+                .push((format!("{path}.base_url"), "TLS is not built into this version; use a local TLS proxy".into()));
+        }
+        if self.profile_name != "opcenter" && self.profile_name != "plain" {
+            errors.push((format!("{path}.profile_name"), "must be `opcenter` or `plain`".into()));
+        }
+        if let Some(p) = &self.profile {
+            p.validate(&format!("{path}.profile"), errors);
+        }
+        if let Some(var) = &self.token_env
+            && std::env::var(var).is_err()
+        {
+            errors.push((format!("{path}.token_env"), format!("environment variable ${var} is not set")));
+        }
+        if !(100..=600_000).contains(&self.timeout_ms) {
+            errors.push((format!("{path}.timeout_ms"), "must be between 100 and 600000".into()));
+        }
+    }
+
+    pub fn resolved_profile(&self) -> Profile {
+        match &self.profile {
+            Some(p) => (**p).clone(),
+            None if self.profile_name == "plain" => Profile::plain(),
+            None => Profile::default(),
+        }
+    }
+}
+
+/// Writes approved actions to the MES, idempotently.
+#[derive(Debug)]
+pub struct OdataSink {
+    name: String,
+    client: Client,
+    profile: Profile,
+    kinds: Vec<ActionKind>,
+}
+
+impl OdataSink {
+    pub fn new(config: &OdataSinkConfig) -> OdataSink {
+        let bearer = config.token_env.as_ref().and_then(|v| std::env::var(v).ok());
+        OdataSink {
+            name: config.name.clone(),
+            client: Client::new(&config.base_url, bearer, Duration::from_millis(config.timeout_ms)),
+            profile: config.resolved_profile(),
+            kinds: config.kinds.clone(),
+        }
+    }
+
+    /// The entity set, command and record of an action.
+    fn plan(&self, a: &Action) -> (String, String, Value) {
+        let p = &self.profile;
+        let pl = &a.payload;
+        let s = |v: &Value| v.as_str().map(str::to_string);
+        let subject = pl.get("subject").cloned().unwrap_or(Value::Null);
+        let serial = subject.get("serial").and_then(s).or_else(|| subject.get("vin").and_then(s));
+        let reason = pl.get("reason").and_then(s).unwrap_or_default();
+        let evidence: Vec<String> =
+            pl.get("evidence").and_then(Value::as_array).map(|e| e.iter().filter_map(s).collect()).unwrap_or_default();
+        let description = format!(
+            "{reason}\nFinding {} ({}, {} {}). Evidence: {}",
+            a.finding_id,
+            pl.get("finding_kind").and_then(s).unwrap_or_default(),
+            pl.get("agent").and_then(s).unwrap_or_default(),
+            pl.get("agent_version").and_then(s).unwrap_or_default(),
+            evidence.join(", ")
+        );
+        let mut record = json!({ (p.key_field.clone()): a.idempotency_key, "CorrelationId": a.correlation_id });
+        let (set, command) = match a.kind {
+            ActionKind::CreateNonconformance => {
+                let severity = match pl.get("severity").and_then(Value::as_str) {
+                    Some("critical") => "High",
+                    Some("warning") => "Medium",
+                    _ => "Low",
+                };
+                record["Severity"] = json!(severity);
+                record["SerialNumber"] = json!(serial);
+                record["MaterialNId"] = json!(subject.get("part_number").and_then(s));
+                record["WorkOrderNId"] = json!(subject.get("work_order").and_then(s));
+                record["OperationNId"] = json!(subject.get("station").and_then(s));
+                record["EquipmentNId"] = json!(subject.get("tool").and_then(s));
+                record["Description"] = json!(description);
+                (p.nonconformance_set.clone(), p.create_nonconformance.clone())
+            }
+            ActionKind::PlaceHold | ActionKind::ReleaseHold => {
+                record["SerialNumber"] = json!(serial);
+                record["Reason"] = json!(description);
+                let cmd = if a.kind == ActionKind::PlaceHold { p.place_hold.clone() } else { p.release_hold.clone() };
+                let set = if a.kind == ActionKind::PlaceHold { p.hold_set.clone() } else { p.order_log_set.clone() };
+                (set, cmd)
+            }
+            ActionKind::RaiseAndon => {
+                record["Station"] = json!(subject.get("station").and_then(s));
+                record["Message"] = json!(reason);
+                (p.andon_set.clone(), p.raise_andon.clone())
+            }
+            ActionKind::AppendOrderLog | ActionKind::SupervisorReview => {
+                record["WorkOrderNId"] = json!(subject.get("work_order").and_then(s).or(serial));
+                record["Text"] = json!(description);
+                (p.order_log_set.clone(), p.append_order_log.clone())
+            }
+        };
+        // Drop nulls: MES commands often reject unknown or null fields.
+        if let Some(obj) = record.as_object_mut() {
+            obj.retain(|_, v| !v.is_null());
+        }
+        (set, command, record)
+    }
+
+    /// The MES number of a record already written with this key, if any.
+    fn existing(&self, set: &str, key: &str) -> Result<Option<String>, OdataError> {
+        let p = &self.profile;
+        let query =
+            Query { filter: Some(format!("{} eq {}", p.key_field, literal(key))), top: Some(1), ..Query::default() };
+        let found = self.client.get_all(set, &query, 1)?;
+        Ok(found.first().map(|r| {
+            r.get(&p.number_field).or_else(|| r.get("Id")).and_then(Value::as_str).unwrap_or("existing").to_string()
+        }))
+    }
+}
+
+impl Sink for OdataSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn accepts(&self, kind: ActionKind) -> bool {
+        self.kinds.is_empty() || self.kinds.contains(&kind)
+    }
+
+    fn deliver(&mut self, action: &Action) -> Result<Receipt, SinkError> {
+        let (set, command, record) = self.plan(action);
+        // Read back first: an earlier attempt may have reached the MES and lost its answer.
+        if let Some(number) = self.existing(&set, &action.idempotency_key)? {
+            return Ok(Receipt { reference: Some(number), already_delivered: true });
+        }
+        let answer = if self.profile.write_style == "command" {
+            self.client.post(&command, &json!({ "command": record }))?
+        } else {
+            self.client.post(&set, &record)?
+        };
+        let reference = answer
+            .get(&self.profile.number_field)
+            .or_else(|| answer.get("Id"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        Ok(Receipt { reference, already_delivered: false })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_encode_spaces_as_percent_20_and_quotes_double() {
+        let q = Query {
+            filter: Some(format!("IdempotencyKey eq {}", literal("jidoka:A'1 x"))),
+            top: Some(1),
+            ..Query::default()
+        };
+        assert_eq!(q.to_query_string(), "$filter=IdempotencyKey%20eq%20%27jidoka%3AA%27%271%20x%27&$top=1");
+    }
+
+    #[test]
+    fn errors_are_classified_and_read_from_odata_bodies() {
+        let e = classify(400, r#"{"error":{"code":"400","message":"IdempotencyKey is required"}}"#);
+        assert_eq!(e, OdataError::Permanent("HTTP 400: 400 IdempotencyKey is required".into()));
+        assert!(matches!(classify(503, "down"), OdataError::Transient(_)));
+        assert!(matches!(classify(429, ""), OdataError::Transient(_)));
+        assert!(matches!(classify(404, "<html>"), OdataError::Permanent(m) if m.contains("<html>")));
+    }
+}

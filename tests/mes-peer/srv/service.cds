@@ -1,0 +1,33 @@
+using mes from '../db/schema';
+
+// Reads under /sit-svc/Application/{App}/odata/{Entity}; writes as commands posted to
+// /sit-svc/Application/{App}/odata/{Command} with a {"command": {...}} body, as Opcenter does.
+@path: '/sit-svc/Application/AppJidoka/odata'
+service AppJidoka {
+  entity WorkOrder      as projection on mes.WorkOrder;
+  @readonly entity NonConformance as projection on mes.NonConformance;
+  @readonly entity Hold           as projection on mes.Hold;
+  @readonly entity AndonAlert     as projection on mes.AndonAlert;
+  @readonly entity OrderLogEntry  as projection on mes.OrderLogEntry;
+
+  type CommandResult { Id : String; NId : String; }
+
+  type NonConformanceCommand {
+    IdempotencyKey : String; CorrelationId : String; Severity : String; SerialNumber : String;
+    MaterialNId : String; WorkOrderNId : String; OperationNId : String; EquipmentNId : String;
+    Description : String;
+  }
+  type HoldCommand { IdempotencyKey : String; CorrelationId : String; SerialNumber : String; Reason : String; }
+  type AndonCommand { IdempotencyKey : String; CorrelationId : String; Station : String; Message : String; }
+  type OrderLogCommand { IdempotencyKey : String; CorrelationId : String; WorkOrderNId : String; Text : String; }
+
+  action CreateNonConformance(command : NonConformanceCommand) returns CommandResult;
+  action PlaceHold(command : HoldCommand) returns CommandResult;
+  action ReleaseHold(command : HoldCommand) returns CommandResult;
+  action RaiseAndonAlert(command : AndonCommand) returns CommandResult;
+  action AppendOrderLogEntry(command : OrderLogCommand) returns CommandResult;
+
+  // Test control: counts per entity, and the fault mode.
+  function Stats() returns String;
+  action SetFaults(every : Integer, delayMs : Integer, down : Boolean) returns String;
+}
