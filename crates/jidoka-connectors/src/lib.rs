@@ -30,6 +30,8 @@ use std::path::PathBuf;
 pub enum SourceConfig {
     /// Events from a JSON Lines file; with `follow`, new lines are picked up as they are written.
     File(FileSourceConfig),
+    /// Released work orders polled from an MES over OData v4 by a modified-timestamp watermark.
+    Odata(odata::OdataSourceConfig),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +54,7 @@ impl SourceConfig {
     pub fn name(&self) -> &str {
         match self {
             SourceConfig::File(c) => &c.name,
+            SourceConfig::Odata(c) => &c.name,
         }
     }
 
@@ -65,6 +68,10 @@ impl SourceConfig {
                 if !(10..=60_000).contains(&c.poll_interval_ms) {
                     errors.push((format!("{path}.poll_interval_ms"), "must be between 10 and 60000".into()));
                 }
+            }
+            SourceConfig::Odata(c) => {
+                check_name(&format!("{path}.name"), &c.name, errors);
+                c.validate(path, errors);
             }
         }
     }

@@ -104,6 +104,14 @@ pub async fn serve(
                         .spawn(move || file_source(c, ingest, store, stop))?,
                 );
             }
+            SourceConfig::Odata(c) => {
+                let (c, ingest, store, stop) = (c.clone(), runtime.ingest(), store.clone(), stop.clone());
+                source_threads.push(
+                    std::thread::Builder::new()
+                        .name(format!("source-{}", c.name))
+                        .spawn(move || odata_source(c, ingest, store, stop))?,
+                );
+            }
         }
     }
     let feed = demo.map(|d| {
@@ -146,6 +154,69 @@ pub async fn serve(
     .await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Poll an MES over OData for released work orders from the watermark checkpoint; each page's
+/// events and the new watermark are committed together.
+fn odata_source(
+    config: jidoka_connectors::odata::OdataSourceConfig,
+    ingest: Ingest,
+    store: Arc<dyn Store>,
+    stop: Arc<AtomicBool>,
+) {
+    let checkpoint_name = format!("odata:{}", config.name);
+    let poll = Duration::from_millis(config.poll_interval_ms);
+    let pause = |d: Duration| {
+        let until = std::time::Instant::now() + d;
+        while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50).min(d));
+        }
+    };
+    let client = config.client();
+    let mut watermark = match store.checkpoint(&checkpoint_name) {
+        Ok(w) => w,
+        Err(err) => {
+            tracing::error!(source = %config.name, error = %err, "cannot read checkpoint; source not started");
+            return;
+        }
+    };
+    let mut failures = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        match config.poll(&client, watermark.as_deref()) {
+            Err(err) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(source = %config.name, error = %err, "MES poll failed; will retry");
+                pause(poll * failures.min(6));
+                continue;
+            }
+            Ok((records, latest)) => {
+                failures = 0;
+                let mut events = Vec::new();
+                for r in records {
+                    match r.map_err(|(n, reason)| (n, "record".to_string(), reason)).and_then(|v| {
+                        jidoka_model::Event::parse(v, chrono::Utc::now())
+                            .map_err(|e| (String::new(), e.field, e.reason))
+                    }) {
+                        Ok(e) => events.push(e),
+                        Err((number, field, reason)) => {
+                            tracing::warn!(source = %config.name, work_order = %number, %field, %reason, "record rejected")
+                        }
+                    }
+                }
+                let moved = latest.is_some() && latest != watermark;
+                if moved || !events.is_empty() {
+                    let cp = latest.clone().map(|w| Checkpoint { source: checkpoint_name.clone(), position: w });
+                    if let Err(err) = ingest.blocking_append(events, cp) {
+                        tracing::warn!(source = %config.name, error = %err, "append failed; will poll again");
+                        pause(poll);
+                        continue;
+                    }
+                    watermark = latest;
+                }
+            }
+        }
+        pause(poll);
+    }
 }
 
 /// Follow a JSON Lines file from its checkpoint; each chunk's events and the new position are
