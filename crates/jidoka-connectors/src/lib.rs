@@ -31,7 +31,7 @@ pub enum SourceConfig {
     /// Events from a JSON Lines file; with `follow`, new lines are picked up as they are written.
     File(FileSourceConfig),
     /// Released work orders polled from an MES over OData v4 by a modified-timestamp watermark.
-    Odata(odata::OdataSourceConfig),
+    Odata(Box<odata::OdataSourceConfig>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,7 +84,7 @@ pub enum SinkConfig {
     /// Append each action as one JSON line (fsynced), once per idempotency key.
     Jsonl(JsonlSinkConfig),
     /// Write actions back to an MES over OData v4 (Opcenter-style commands or plain entities).
-    Odata(odata::OdataSinkConfig),
+    Odata(Box<odata::OdataSinkConfig>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

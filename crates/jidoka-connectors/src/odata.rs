@@ -226,28 +226,134 @@ fn classify(status: u16, body: &str) -> OdataError {
     }
 }
 
+/// OAuth2 client-credentials settings: the client secret is read from an environment variable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Config {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret_env: String,
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+impl OAuth2Config {
+    pub fn validate(&self, path: &str, errors: &mut Vec<(String, String)>) {
+        if !self.token_url.starts_with("http://") {
+            errors.push((
+                format!("{path}.token_url"),
+                "must be an http:// URL (TLS is not built into this version)".into(),
+            ));
+        }
+        if self.client_id.trim().is_empty() {
+            errors.push((format!("{path}.client_id"), "must not be empty".into()));
+        }
+        if std::env::var(&self.client_secret_env).is_err() {
+            errors.push((
+                format!("{path}.client_secret_env"),
+                format!("environment variable ${} is not set", self.client_secret_env),
+            ));
+        }
+    }
+}
+
+/// How the client authenticates.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Credentials {
+    #[default]
+    None,
+    /// A fixed bearer token.
+    Bearer(String),
+    /// OAuth2 client credentials: tokens fetched and renewed as needed.
+    OAuth2 { config: OAuth2Config, secret: String },
+}
+
+impl Credentials {
+    /// From a sink's or source's settings (environment variables read here).
+    pub fn from_settings(token_env: Option<&String>, oauth2: Option<&OAuth2Config>) -> Credentials {
+        match (oauth2, token_env) {
+            (Some(o), _) => Credentials::OAuth2 {
+                config: o.clone(),
+                secret: std::env::var(&o.client_secret_env).unwrap_or_default(),
+            },
+            (None, Some(var)) => std::env::var(var).map(Credentials::Bearer).unwrap_or_default(),
+            (None, None) => Credentials::None,
+        }
+    }
+}
+
 /// A blocking OData v4 client for one service root.
 #[derive(Debug)]
 pub struct Client {
     base: String,
     agent: ureq::Agent,
-    bearer: Option<String>,
+    credentials: Credentials,
+    /// A token from the OAuth2 server and when to stop using it.
+    token: std::sync::Mutex<Option<(String, std::time::Instant)>>,
 }
 
 impl Client {
     /// `base` is the service root, e.g. `http://mes:8080/sit-svc/Application/AppJidoka/odata`.
-    pub fn new(base: &str, bearer: Option<String>, timeout: Duration) -> Client {
+    pub fn new(base: &str, credentials: Credentials, timeout: Duration) -> Client {
         let agent =
             ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build().into();
-        Client { base: base.trim_end_matches('/').to_string(), agent, bearer }
+        Client { base: base.trim_end_matches('/').to_string(), agent, credentials, token: std::sync::Mutex::new(None) }
     }
 
-    fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        let req = req.header("Accept", "application/json");
-        match &self.bearer {
-            Some(t) => req.header("Authorization", &format!("Bearer {t}")),
-            None => req,
+    /// The bearer token to send, fetching a new OAuth2 token when there is none or it expires.
+    fn bearer(&self, renew: bool) -> Result<Option<String>, OdataError> {
+        let (config, secret) = match &self.credentials {
+            Credentials::None => return Ok(None),
+            Credentials::Bearer(t) => return Ok(Some(t.clone())),
+            Credentials::OAuth2 { config, secret } => (config, secret),
+        };
+        let mut cached = self.token.lock().unwrap_or_else(|e| e.into_inner());
+        if !renew
+            && let Some((t, until)) = cached.as_ref()
+            && std::time::Instant::now() < *until
+        {
+            return Ok(Some(t.clone()));
         }
+        let mut form = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", config.client_id.as_str()),
+            ("client_secret", secret.as_str()),
+        ];
+        if let Some(scope) = &config.scope {
+            form.push(("scope", scope.as_str()));
+        }
+        let answer =
+            Self::read(self.agent.post(&config.token_url).header("Accept", "application/json").send_form(form))
+                .map_err(|e| match e {
+                    OdataError::Transient(m) => OdataError::Transient(format!("OAuth2 token: {m}")),
+                    OdataError::Permanent(m) => OdataError::Permanent(format!("OAuth2 token: {m}")),
+                })?;
+        let token = answer
+            .get("access_token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| OdataError::Permanent("OAuth2 token: no access_token in the answer".into()))?
+            .to_string();
+        let lifetime = answer.get("expires_in").and_then(Value::as_u64).unwrap_or(300);
+        // Renew a little before the server would refuse it.
+        let until = std::time::Instant::now() + Duration::from_secs(lifetime.saturating_sub(30).max(1));
+        *cached = Some((token.clone(), until));
+        Ok(Some(token))
+    }
+
+    /// Send a request built by `make` with the current credentials; an OAuth2 token the server
+    /// refuses (401) is renewed once and the request sent again.
+    fn send(
+        &self,
+        make: impl Fn(Option<&str>) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Value, OdataError> {
+        let token = self.bearer(false)?;
+        let first = make(token.as_deref());
+        let refused = matches!(&first, Ok(r) if r.status().as_u16() == 401);
+        if refused && matches!(self.credentials, Credentials::OAuth2 { .. }) {
+            let token = self.bearer(true)?;
+            return Self::read(make(token.as_deref()));
+        }
+        Self::read(first)
     }
 
     fn read(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Value, OdataError> {
@@ -278,7 +384,7 @@ impl Client {
         };
         let mut out = Vec::new();
         for _ in 0..max_pages.max(1) {
-            let page = Self::read(self.auth(self.agent.get(&url)).call())?;
+            let page = self.send(|token| with_auth(self.agent.get(&url), token).call())?;
             if let Some(items) = page.get("value").and_then(Value::as_array) {
                 out.extend(items.iter().cloned());
             }
@@ -294,7 +400,17 @@ impl Client {
     /// POST `body` to `{base}/{path}`.
     pub fn post(&self, path: &str, body: &Value) -> Result<Value, OdataError> {
         let url = format!("{}/{path}", self.base);
-        Self::read(self.auth(self.agent.post(&url)).header("Content-Type", "application/json").send_json(body))
+        self.send(|token| {
+            with_auth(self.agent.post(&url), token).header("Content-Type", "application/json").send_json(body)
+        })
+    }
+}
+
+fn with_auth<B>(req: ureq::RequestBuilder<B>, token: Option<&str>) -> ureq::RequestBuilder<B> {
+    let req = req.header("Accept", "application/json");
+    match token {
+        Some(t) => req.header("Authorization", &format!("Bearer {t}")),
+        None => req,
     }
 }
 
@@ -314,6 +430,9 @@ pub struct OdataSinkConfig {
     /// Environment variable holding a bearer token for the MES.
     #[serde(default)]
     pub token_env: Option<String>,
+    /// OAuth2 client credentials (instead of a fixed token).
+    #[serde(default)]
+    pub oauth2: Option<OAuth2Config>,
     #[serde(default = "timeout_ms")]
     pub timeout_ms: u64,
     /// Action kinds this sink writes (default: all it knows).
@@ -354,6 +473,9 @@ impl OdataSinkConfig {
         if !(100..=600_000).contains(&self.timeout_ms) {
             errors.push((format!("{path}.timeout_ms"), "must be between 100 and 600000".into()));
         }
+        if let Some(o) = &self.oauth2 {
+            o.validate(&format!("{path}.oauth2"), errors);
+        }
     }
 
     pub fn resolved_profile(&self) -> Profile {
@@ -376,10 +498,15 @@ pub struct OdataSink {
 
 impl OdataSink {
     pub fn new(config: &OdataSinkConfig) -> OdataSink {
-        let bearer = config.token_env.as_ref().and_then(|v| std::env::var(v).ok());
+        let credentials = Credentials::from_settings(config.token_env.as_ref(), config.oauth2.as_ref());
+        OdataSink::with_credentials(config, credentials)
+    }
+
+    /// With credentials given directly rather than read from the environment.
+    pub fn with_credentials(config: &OdataSinkConfig, credentials: Credentials) -> OdataSink {
         OdataSink {
             name: config.name.clone(),
-            client: Client::new(&config.base_url, bearer, Duration::from_millis(config.timeout_ms)),
+            client: Client::new(&config.base_url, credentials, Duration::from_millis(config.timeout_ms)),
             profile: config.resolved_profile(),
             kinds: config.kinds.clone(),
         }
@@ -536,6 +663,8 @@ pub struct OdataSourceConfig {
     pub status_filter: Option<String>,
     #[serde(default)]
     pub token_env: Option<String>,
+    #[serde(default)]
+    pub oauth2: Option<OAuth2Config>,
     #[serde(default = "poll_ms")]
     pub poll_interval_ms: u64,
     #[serde(default = "timeout_ms")]
@@ -601,11 +730,14 @@ impl OdataSourceConfig {
         {
             errors.push((format!("{path}.token_env"), format!("environment variable ${var} is not set")));
         }
+        if let Some(o) = &self.oauth2 {
+            o.validate(&format!("{path}.oauth2"), errors);
+        }
     }
 
     pub fn client(&self) -> Client {
-        let bearer = self.token_env.as_ref().and_then(|v| std::env::var(v).ok());
-        Client::new(&self.base_url, bearer, Duration::from_millis(self.timeout_ms))
+        let credentials = Credentials::from_settings(self.token_env.as_ref(), self.oauth2.as_ref());
+        Client::new(&self.base_url, credentials, Duration::from_millis(self.timeout_ms))
     }
 
     /// One poll: the records changed at or after `watermark` (an RFC 3339 time; none: all), as

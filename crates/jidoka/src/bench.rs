@@ -675,6 +675,7 @@ pub fn outbox(args: OutboxArgs) -> anyhow::Result<()> {
         profile_name: "opcenter".into(),
         profile: None,
         token_env: None,
+        oauth2: None,
         timeout_ms: 10_000,
         kinds: Vec::new(),
     };
@@ -686,7 +687,7 @@ pub fn outbox(args: OutboxArgs) -> anyhow::Result<()> {
             runtime: runtime_config,
             agents: None,
             master: None,
-            sinks: vec![jidoka_connectors::SinkConfig::Odata(sink)],
+            sinks: vec![jidoka_connectors::SinkConfig::Odata(Box::new(sink))],
             governance: Default::default(),
         },
     )?;

@@ -105,7 +105,7 @@ pub async fn serve(
                 );
             }
             SourceConfig::Odata(c) => {
-                let (c, ingest, store, stop) = (c.clone(), runtime.ingest(), store.clone(), stop.clone());
+                let (c, ingest, store, stop) = ((**c).clone(), runtime.ingest(), store.clone(), stop.clone());
                 source_threads.push(
                     std::thread::Builder::new()
                         .name(format!("source-{}", c.name))

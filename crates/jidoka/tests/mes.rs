@@ -99,6 +99,7 @@ impl Peer {
             profile_name: "opcenter".into(),
             profile: None,
             token_env: None,
+            oauth2: None,
             timeout_ms: 5000,
             kinds: Vec::new(),
         }
@@ -158,7 +159,7 @@ fn run_with_mes(peer: &Peer, n: u32) -> (tempfile::TempDir, Arc<dyn Store>, Runt
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("j.sqlite")).unwrap());
     let mut config = Config::default();
     config.runtime.outbox_poll_ms = 100;
-    config.sinks.push(SinkConfig::Odata(peer.sink("mes")));
+    config.sinks.push(SinkConfig::Odata(Box::new(peer.sink("mes"))));
     let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(&config, None)).unwrap();
     let events: Vec<Event> = (0..n).map(|i| Event::parse(hold_event(i), chrono::Utc::now()).unwrap()).collect();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -375,4 +376,46 @@ fn released_work_orders_are_polled_by_watermark_and_resumed_after_restart() {
     assert_eq!(got, vec!["WO-0001", "WO-0002", "WO-0003", "WO-0005", "WO-0006"], "each once, the planned one never");
     second.kill().unwrap();
     second.wait().unwrap();
+}
+
+#[test]
+fn oauth2_client_credentials_are_fetched_and_renewed_when_refused() {
+    let Some(peer) = peer() else { return };
+    let r = http()
+        .post(&format!("{}/SetFaults", peer.base))
+        .send_json(json!({"every": 0, "delayMs": 0, "down": false, "requireToken": true}))
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let token_url = peer.base.replace(APP, "/oauth/token");
+    let oauth = |secret: &str| jidoka_connectors::odata::Credentials::OAuth2 {
+        config: jidoka_connectors::odata::OAuth2Config {
+            token_url: token_url.clone(),
+            client_id: "jidoka".into(),
+            client_secret_env: "unused".into(),
+            scope: None,
+        },
+        secret: secret.into(),
+    };
+    let config = peer.sink("mes");
+    let mut sink = jidoka_connectors::odata::OdataSink::with_credentials(&config, oauth("s3cret"));
+    sink.deliver(&nc_action(1)).expect("delivered with a fetched token");
+    sink.deliver(&nc_action(2)).expect("delivered with the cached token");
+    assert_eq!(peer.stats()["tokensIssued"], 1, "the token is reused while valid");
+    // The MES forgets its tokens: the next call is refused once, renewed, and goes through.
+    let r = http()
+        .post(&format!("{}/SetFaults", peer.base))
+        .send_json(json!({"every": 0, "delayMs": 0, "down": false, "requireToken": true, "revokeTokens": true}))
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    sink.deliver(&nc_action(3)).expect("delivered after renewing");
+    assert_eq!(peer.stats()["tokensIssued"], 2);
+    assert_eq!(peer.stats()["NonConformance"], 3);
+    // Without credentials the MES refuses: permanent, and the message says why.
+    let err = jidoka_connectors::odata::OdataSink::new(&peer.sink("anon")).deliver(&nc_action(4)).unwrap_err();
+    assert!(matches!(err, jidoka_connectors::sink::SinkError::Permanent(ref m) if m.contains("401")), "{err:?}");
+    // A wrong secret fails at the token server.
+    let err = jidoka_connectors::odata::OdataSink::with_credentials(&config, oauth("nope"))
+        .deliver(&nc_action(5))
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("OAuth2 token"), "{err:?}");
 }

@@ -29,5 +29,5 @@ service AppJidoka {
 
   // Test control: counts per entity, and the fault mode.
   function Stats() returns String;
-  action SetFaults(every : Integer, delayMs : Integer, down : Boolean) returns String;
+  action SetFaults(every : Integer, delayMs : Integer, down : Boolean, requireToken : Boolean, revokeTokens : Boolean) returns String;
 }

@@ -44,13 +44,15 @@ module.exports = cds.service.impl(function () {
     return JSON.stringify({
       NonConformance: await count(NonConformance), Hold: await count(Hold),
       AndonAlert: await count(AndonAlert), OrderLogEntry: await count(OrderLogEntry),
-      calls: faults.calls,
+      calls: faults.calls, tokensIssued: faults.tokensIssued,
     });
   });
   this.on('SetFaults', async (req) => {
     faults.every = req.data.every || 0;
     faults.delayMs = req.data.delayMs || 0;
     faults.down = !!req.data.down;
+    faults.requireToken = !!req.data.requireToken;
+    if (req.data.revokeTokens) faults.revokeTokens = true;
     return 'ok';
   });
 });
