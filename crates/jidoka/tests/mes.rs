@@ -225,48 +225,68 @@ fn jidoka_bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_jidoka"))
 }
 
-#[test]
-fn kill_9_mid_delivery_leaves_no_duplicate_nonconformance() {
-    let Some(peer) = peer() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let token = "jdk_kill9kill9kill9kill9kill9kill9kill9";
-    let port = free_port();
-    let config = dir.path().join("plant.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\ndata_dir = {:?}\n[api]\nlisten = \"127.0.0.1:{port}\"\n[[api.tokens]]\nname = \"line\"\nrole = \"integrator\"\nenv = \"JIDOKA_TEST_TOKEN\"\n[runtime]\noutbox_poll_ms = 50\n[[sinks]]\ntype = \"odata\"\nname = \"mes\"\nbase_url = {:?}\ntimeout_ms = 5000\n",
-            dir.path().join("data"),
-            peer.base
-        ),
-    )
-    .unwrap();
-    let start = || -> Child {
-        let mut child = jidoka_bin()
+/// `jidoka serve` set up by `extra` (sources, sinks...) on a free port with one token of
+/// `role`; `start()` launches it and waits for /health.
+struct Served {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    port: u16,
+    token: &'static str,
+}
+
+impl Served {
+    fn new(role: &str, extra: &str) -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("plant.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[store]\ndata_dir = {:?}\n[api]\nlisten = \"127.0.0.1:{port}\"\n[[api.tokens]]\nname = \"test\"\nrole = \"{role}\"\nenv = \"JIDOKA_TEST_TOKEN\"\n{extra}",
+                dir.path().join("data")
+            ),
+        )
+        .unwrap();
+        Served { _dir: dir, config, port, token: "jdk_testtesttesttesttesttesttesttest" }
+    }
+
+    fn start(&self) -> Child {
+        let child = jidoka_bin()
             .args(["serve", "--config"])
-            .arg(&config)
-            .env("JIDOKA_TEST_TOKEN", token)
+            .arg(&self.config)
+            .env("JIDOKA_TEST_TOKEN", self.token)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        assert!(
-            wait_until(Duration::from_secs(30), || http()
-                .get(&format!("http://127.0.0.1:{port}/health"))
-                .call()
-                .is_ok()),
-            "jidoka did not start"
-        );
-        let _ = child.stdin.take();
+        let health = format!("http://127.0.0.1:{}/health", self.port);
+        assert!(wait_until(Duration::from_secs(30), || http().get(&health).call().is_ok()), "jidoka did not start");
         child
-    };
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+#[test]
+fn kill_9_mid_delivery_leaves_no_duplicate_nonconformance() {
+    let Some(peer) = peer() else { return };
+    let served = Served::new(
+        "integrator",
+        &format!(
+            "[runtime]\noutbox_poll_ms = 50\n[[sinks]]\ntype = \"odata\"\nname = \"mes\"\nbase_url = {:?}\ntimeout_ms = 5000\n",
+            peer.base
+        ),
+    );
+    let start = || served.start();
     // Each MES call takes 300 ms, so the kill lands while writes are in flight.
     peer.faults(0, 300, false);
     let mut first = start();
     let batch: Vec<Value> = (0..12).map(hold_event).collect();
     let r = http()
-        .post(&format!("http://127.0.0.1:{port}/api/events"))
-        .header("Authorization", &format!("Bearer {token}"))
+        .post(&served.url("/api/events"))
+        .header("Authorization", &format!("Bearer {}", served.token))
         .send_json(Value::Array(batch))
         .unwrap();
     assert_eq!(r.status(), 200);
@@ -318,38 +338,18 @@ fn released_work_orders_are_polled_by_watermark_and_resumed_after_restart() {
     }
     // A space in the status: the filter must go out as %20, which CAP insists on.
     create(4, 4, "Planned");
-    let dir = tempfile::tempdir().unwrap();
-    let token = "jdk_pollpollpollpollpollpollpollpoll";
-    let port = free_port();
-    let config = dir.path().join("plant.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\ndata_dir = {:?}\n[api]\nlisten = \"127.0.0.1:{port}\"\n[[api.tokens]]\nname = \"qe\"\nrole = \"quality_engineer\"\nenv = \"JIDOKA_TEST_TOKEN\"\n[[sources]]\ntype = \"odata\"\nname = \"mes\"\nbase_url = {:?}\nstatus_filter = \"Released Now\"\npoll_interval_ms = 200\n",
-            dir.path().join("data"),
+    let served = Served::new(
+        "quality_engineer",
+        &format!(
+            "[[sources]]\ntype = \"odata\"\nname = \"mes\"\nbase_url = {:?}\nstatus_filter = \"Released Now\"\npoll_interval_ms = 200\n",
             peer.base
         ),
-    )
-    .unwrap();
-    let start = || -> Child {
-        let child = jidoka_bin()
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("JIDOKA_TEST_TOKEN", token)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        assert!(wait_until(Duration::from_secs(30), || http()
-            .get(&format!("http://127.0.0.1:{port}/health"))
-            .call()
-            .is_ok()));
-        child
-    };
+    );
+    let start = || served.start();
     let released = || -> Vec<String> {
         let mut r = http()
-            .get(&format!("http://127.0.0.1:{port}/api/events?limit=100"))
-            .header("Authorization", &format!("Bearer {token}"))
+            .get(&served.url("/api/events?limit=100"))
+            .header("Authorization", &format!("Bearer {}", served.token))
             .call()
             .unwrap();
         let v: Value = r.body_mut().read_json().unwrap();
