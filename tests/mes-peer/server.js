@@ -10,6 +10,13 @@ let tokenCounter = 0;
 cds.on('bootstrap', (app) => {
   const listen = app.listen.bind(app);
   app.listen = (port, ...rest) => listen(port, '127.0.0.1', ...rest);
+  // With TLS_CERT and TLS_KEY, serve https (the tests' own CA signs the certificate).
+  if (process.env.TLS_CERT && process.env.TLS_KEY) {
+    const fs = require('fs');
+    const https = require('https');
+    const options = { cert: fs.readFileSync(process.env.TLS_CERT), key: fs.readFileSync(process.env.TLS_KEY) };
+    app.listen = (port, ...rest) => https.createServer(options, app).listen(port, '127.0.0.1', ...rest);
+  }
   const express = require('express');
   app.post('/oauth/token', express.urlencoded({ extended: false }), (req, res) => {
     const b = req.body || {};

@@ -124,7 +124,7 @@ impl SinkConfig {
     pub fn build(&self) -> Result<Box<dyn sink::Sink>, sink::SinkError> {
         match self {
             SinkConfig::Jsonl(c) => Ok(Box::new(sink::JsonlSink::open(c.clone())?)),
-            SinkConfig::Odata(c) => Ok(Box::new(odata::OdataSink::new(c))),
+            SinkConfig::Odata(c) => Ok(Box::new(odata::OdataSink::new(c)?)),
         }
     }
 }

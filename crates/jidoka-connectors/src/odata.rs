@@ -239,11 +239,8 @@ pub struct OAuth2Config {
 
 impl OAuth2Config {
     pub fn validate(&self, path: &str, errors: &mut Vec<(String, String)>) {
-        if !self.token_url.starts_with("http://") {
-            errors.push((
-                format!("{path}.token_url"),
-                "must be an http:// URL (TLS is not built into this version)".into(),
-            ));
+        if !(self.token_url.starts_with("http://") || self.token_url.starts_with("https://")) {
+            errors.push((format!("{path}.token_url"), "must be an http:// or https:// URL".into()));
         }
         if self.client_id.trim().is_empty() {
             errors.push((format!("{path}.client_id"), "must not be empty".into()));
@@ -293,11 +290,28 @@ pub struct Client {
 }
 
 impl Client {
-    /// `base` is the service root, e.g. `http://mes:8080/sit-svc/Application/AppJidoka/odata`.
-    pub fn new(base: &str, credentials: Credentials, timeout: Duration) -> Client {
-        let agent =
-            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build().into();
-        Client { base: base.trim_end_matches('/').to_string(), agent, credentials, token: std::sync::Mutex::new(None) }
+    /// `base` is the service root, e.g. `https://mes:8443/sit-svc/Application/AppJidoka/odata`.
+    /// With `ca_pem`, https is trusted only to certificates issued by those CAs (a plant's own
+    /// PKI); without, to the public web PKI.
+    pub fn new(
+        base: &str,
+        credentials: Credentials,
+        timeout: Duration,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Client, String> {
+        let mut builder = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout));
+        if let Some(pem) = ca_pem {
+            let certs = parse_ca(pem)?;
+            let tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::new_with_certs(&certs)).build();
+            builder = builder.tls_config(tls);
+        }
+        let agent = builder.build().into();
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            agent,
+            credentials,
+            token: std::sync::Mutex::new(None),
+        })
     }
 
     /// The bearer token to send, fetching a new OAuth2 token when there is none or it expires.
@@ -406,6 +420,34 @@ impl Client {
     }
 }
 
+/// The certificates of a PEM bundle; an error when there are none or one is malformed.
+pub fn parse_ca(pem: &[u8]) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => return Err(format!("not a PEM certificate bundle: {e}")),
+        }
+    }
+    if certs.is_empty() {
+        return Err("no certificate in the file".into());
+    }
+    Ok(certs)
+}
+
+/// Read and check a CA file named in the configuration.
+fn check_ca_file(path: &str, file: &std::path::Path, errors: &mut Vec<(String, String)>) {
+    match std::fs::read(file) {
+        Ok(pem) => {
+            if let Err(e) = parse_ca(&pem) {
+                errors.push((format!("{path}.ca_file"), format!("{}: {e}", file.display())));
+            }
+        }
+        Err(e) => errors.push((format!("{path}.ca_file"), format!("cannot read {}: {e}", file.display()))),
+    }
+}
+
 fn with_auth<B>(req: ureq::RequestBuilder<B>, token: Option<&str>) -> ureq::RequestBuilder<B> {
     let req = req.header("Accept", "application/json");
     match token {
@@ -433,6 +475,9 @@ pub struct OdataSinkConfig {
     /// OAuth2 client credentials (instead of a fixed token).
     #[serde(default)]
     pub oauth2: Option<OAuth2Config>,
+    /// PEM bundle of the CAs to trust for https (the plant's own PKI); default: the public ones.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     #[serde(default = "timeout_ms")]
     pub timeout_ms: u64,
     /// Action kinds this sink writes (default: all it knows).
@@ -455,9 +500,8 @@ impl OdataSinkConfig {
         if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
             errors.push((format!("{path}.base_url"), "must be an http:// or https:// URL".into()));
         }
-        if self.base_url.starts_with("https://") {
-            errors
-                .push((format!("{path}.base_url"), "TLS is not built into this version; use a local TLS proxy".into()));
+        if let Some(file) = &self.ca_file {
+            check_ca_file(path, file, errors);
         }
         if self.profile_name != "opcenter" && self.profile_name != "plain" {
             errors.push((format!("{path}.profile_name"), "must be `opcenter` or `plain`".into()));
@@ -497,19 +541,28 @@ pub struct OdataSink {
 }
 
 impl OdataSink {
-    pub fn new(config: &OdataSinkConfig) -> OdataSink {
+    pub fn new(config: &OdataSinkConfig) -> Result<OdataSink, SinkError> {
         let credentials = Credentials::from_settings(config.token_env.as_ref(), config.oauth2.as_ref());
         OdataSink::with_credentials(config, credentials)
     }
 
     /// With credentials given directly rather than read from the environment.
-    pub fn with_credentials(config: &OdataSinkConfig, credentials: Credentials) -> OdataSink {
-        OdataSink {
+    pub fn with_credentials(config: &OdataSinkConfig, credentials: Credentials) -> Result<OdataSink, SinkError> {
+        let ca = match &config.ca_file {
+            Some(f) => {
+                Some(std::fs::read(f).map_err(|e| SinkError::Permanent(format!("cannot read {}: {e}", f.display())))?)
+            }
+            None => None,
+        };
+        let client =
+            Client::new(&config.base_url, credentials, Duration::from_millis(config.timeout_ms), ca.as_deref())
+                .map_err(SinkError::Permanent)?;
+        Ok(OdataSink {
             name: config.name.clone(),
-            client: Client::new(&config.base_url, credentials, Duration::from_millis(config.timeout_ms)),
+            client,
             profile: config.resolved_profile(),
             kinds: config.kinds.clone(),
-        }
+        })
     }
 
     /// The entity set, command and record of an action.
@@ -665,6 +718,9 @@ pub struct OdataSourceConfig {
     pub token_env: Option<String>,
     #[serde(default)]
     pub oauth2: Option<OAuth2Config>,
+    /// PEM bundle of the CAs to trust for https; default: the public ones.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     #[serde(default = "poll_ms")]
     pub poll_interval_ms: u64,
     #[serde(default = "timeout_ms")]
@@ -701,11 +757,11 @@ fn page_size() -> u64 {
 
 impl OdataSourceConfig {
     pub fn validate(&self, path: &str, errors: &mut Vec<(String, String)>) {
-        if !self.base_url.starts_with("http://") {
-            errors.push((
-                format!("{path}.base_url"),
-                "must be an http:// URL (TLS is not built into this version)".into(),
-            ));
+        if let Some(file) = &self.ca_file {
+            check_ca_file(path, file, errors);
+        }
+        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
+            errors.push((format!("{path}.base_url"), "must be an http:// or https:// URL".into()));
         }
         for (name, v) in [
             ("entity_set", &self.entity_set),
@@ -735,9 +791,13 @@ impl OdataSourceConfig {
         }
     }
 
-    pub fn client(&self) -> Client {
+    pub fn client(&self) -> Result<Client, String> {
         let credentials = Credentials::from_settings(self.token_env.as_ref(), self.oauth2.as_ref());
-        Client::new(&self.base_url, credentials, Duration::from_millis(self.timeout_ms))
+        let ca = match &self.ca_file {
+            Some(f) => Some(std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?),
+            None => None,
+        };
+        Client::new(&self.base_url, credentials, Duration::from_millis(self.timeout_ms), ca.as_deref())
     }
 
     /// One poll: the records changed at or after `watermark` (an RFC 3339 time; none: all), as

@@ -676,6 +676,7 @@ pub fn outbox(args: OutboxArgs) -> anyhow::Result<()> {
         profile: None,
         token_env: None,
         oauth2: None,
+        ca_file: None,
         timeout_ms: 10_000,
         kinds: Vec::new(),
     };

@@ -172,7 +172,13 @@ fn odata_source(
             std::thread::sleep(Duration::from_millis(50).min(d));
         }
     };
-    let client = config.client();
+    let client = match config.client() {
+        Ok(c) => c,
+        Err(err) => {
+            tracing::error!(source = %config.name, error = %err, "cannot set up the MES client; source not started");
+            return;
+        }
+    };
     let mut watermark = match store.checkpoint(&checkpoint_name) {
         Ok(w) => w,
         Err(err) => {

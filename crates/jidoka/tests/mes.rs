@@ -47,6 +47,11 @@ fn http() -> ureq::Agent {
 
 /// Start the peer, or `None` (said loudly) where node is missing outside CI.
 fn peer() -> Option<Peer> {
+    peer_with(None)
+}
+
+/// The peer, over https with `tls` = (certificate, key, CA) when given.
+fn peer_with(tls: Option<(&std::path::Path, &std::path::Path, &[u8])>) -> Option<Peer> {
     if Command::new("node").arg("--version").output().is_err() {
         assert!(std::env::var("CI").is_err(), "node is needed for the MES peer under CI");
         eprintln!("node not found: MES tests not run");
@@ -54,20 +59,28 @@ fn peer() -> Option<Peer> {
     }
     let port = free_port();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/mes-peer.sh");
-    let mut child = Command::new("bash")
-        .arg(script)
-        .arg(port.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the MES peer");
+    let mut cmd = Command::new("bash");
+    cmd.arg(script).arg(port.to_string()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    if let Some((cert, key, _)) = tls {
+        cmd.env("TLS_CERT", cert).env("TLS_KEY", key);
+    }
+    let mut child = cmd.spawn().expect("start the MES peer");
     let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || for _ in BufReader::new(stdout).lines() {});
     // From here the peer is stopped however this ends.
-    let peer = Peer { child, base: format!("http://127.0.0.1:{port}{APP}") };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let peer = Peer { child, base: format!("{scheme}://127.0.0.1:{port}{APP}") };
+    let agent = match tls {
+        Some((_, _, ca)) => {
+            let certs = jidoka_connectors::odata::parse_ca(ca).unwrap();
+            let tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::new_with_certs(&certs)).build();
+            ureq::Agent::config_builder().http_status_as_error(false).tls_config(tls).build().into()
+        }
+        None => http(),
+    };
     let deadline = Instant::now() + Duration::from_secs(300);
     while Instant::now() < deadline {
-        if let Ok(r) = http().get(&format!("{}/$metadata", peer.base)).call()
+        if let Ok(r) = agent.get(&format!("{}/$metadata", peer.base)).call()
             && r.status() == 200
         {
             return Some(peer);
@@ -100,6 +113,7 @@ impl Peer {
             profile: None,
             token_env: None,
             oauth2: None,
+            ca_file: None,
             timeout_ms: 5000,
             kinds: Vec::new(),
         }
@@ -132,7 +146,7 @@ fn hold_event(n: u32) -> Value {
 #[test]
 fn the_sink_writes_a_nonconformance_once_per_key() {
     let Some(peer) = peer() else { return };
-    let mut sink = jidoka_connectors::odata::OdataSink::new(&peer.sink("mes"));
+    let mut sink = jidoka_connectors::odata::OdataSink::new(&peer.sink("mes")).unwrap();
     let first = sink.deliver(&nc_action(1)).expect("delivered");
     assert!(first.reference.as_deref().is_some_and(|r| r.starts_with("NC-")), "{first:?}");
     assert!(!first.already_delivered);
@@ -149,7 +163,7 @@ fn the_sink_writes_a_nonconformance_once_per_key() {
     // The wrong service root answers 404: permanent, and the message says so.
     let mut wrong = peer.sink("wrong");
     wrong.base_url = wrong.base_url.replace("AppJidoka", "NoSuchApp");
-    let err = jidoka_connectors::odata::OdataSink::new(&wrong).deliver(&nc_action(3)).unwrap_err();
+    let err = jidoka_connectors::odata::OdataSink::new(&wrong).unwrap().deliver(&nc_action(3)).unwrap_err();
     assert!(matches!(err, jidoka_connectors::sink::SinkError::Permanent(ref m) if m.contains("404")), "{err:?}");
 }
 
@@ -397,7 +411,7 @@ fn oauth2_client_credentials_are_fetched_and_renewed_when_refused() {
         secret: secret.into(),
     };
     let config = peer.sink("mes");
-    let mut sink = jidoka_connectors::odata::OdataSink::with_credentials(&config, oauth("s3cret"));
+    let mut sink = jidoka_connectors::odata::OdataSink::with_credentials(&config, oauth("s3cret")).unwrap();
     sink.deliver(&nc_action(1)).expect("delivered with a fetched token");
     sink.deliver(&nc_action(2)).expect("delivered with the cached token");
     assert_eq!(peer.stats()["tokensIssued"], 1, "the token is reused while valid");
@@ -411,11 +425,86 @@ fn oauth2_client_credentials_are_fetched_and_renewed_when_refused() {
     assert_eq!(peer.stats()["tokensIssued"], 2);
     assert_eq!(peer.stats()["NonConformance"], 3);
     // Without credentials the MES refuses: permanent, and the message says why.
-    let err = jidoka_connectors::odata::OdataSink::new(&peer.sink("anon")).deliver(&nc_action(4)).unwrap_err();
+    let err = jidoka_connectors::odata::OdataSink::new(&peer.sink("anon")).unwrap().deliver(&nc_action(4)).unwrap_err();
     assert!(matches!(err, jidoka_connectors::sink::SinkError::Permanent(ref m) if m.contains("401")), "{err:?}");
     // A wrong secret fails at the token server.
     let err = jidoka_connectors::odata::OdataSink::with_credentials(&config, oauth("nope"))
+        .unwrap()
         .deliver(&nc_action(5))
         .unwrap_err();
     assert!(format!("{err:?}").contains("OAuth2 token"), "{err:?}");
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, made with openssl in `dir`.
+fn plant_pki(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Plant CA",
+    ]);
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "mes.key", "-out", "mes.csr", "-subj", "/CN=127.0.0.1"]);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "mes.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "mes.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (dir.join("mes.pem"), dir.join("mes.key"), dir.join("ca.pem"))
+}
+
+#[test]
+fn https_with_the_plants_own_ca_is_trusted_and_anything_else_is_not() {
+    if Command::new("openssl").arg("version").output().is_err() {
+        assert!(std::env::var("CI").is_err(), "openssl is needed for the TLS test under CI");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, ca) = plant_pki(dir.path());
+    let ca_pem = std::fs::read(&ca).unwrap();
+    let Some(peer) = peer_with(Some((&cert, &key, &ca_pem))) else { return };
+    assert!(peer.base.starts_with("https://"));
+    let mut config = peer.sink("mes");
+    config.ca_file = Some(ca.clone());
+    let mut errors = Vec::new();
+    config.validate("sinks[0]", &mut errors);
+    assert!(errors.is_empty(), "{errors:?}");
+    let mut sink = jidoka_connectors::odata::OdataSink::new(&config).unwrap();
+    let receipt = sink.deliver(&nc_action(1)).expect("delivered over https");
+    assert!(receipt.reference.is_some_and(|r| r.starts_with("NC-")));
+    // Without the plant's CA the certificate is not trusted: nothing is written.
+    let mut untrusted = jidoka_connectors::odata::OdataSink::new(&peer.sink("public-roots")).unwrap();
+    let err = untrusted.deliver(&nc_action(2)).unwrap_err();
+    assert!(format!("{err:?}").to_lowercase().contains("cert"), "{err:?}");
+    // A CA file that is not a certificate is a configuration error naming the field.
+    std::fs::write(dir.path().join("bad.pem"), "not a certificate").unwrap();
+    config.ca_file = Some(dir.path().join("bad.pem"));
+    let mut errors = Vec::new();
+    config.validate("sinks[0]", &mut errors);
+    assert_eq!(errors.first().map(|e| e.0.as_str()), Some("sinks[0].ca_file"), "{errors:?}");
 }
