@@ -420,6 +420,14 @@ impl Client {
     }
 }
 
+/// The MES's number for a record: its number field, else its key (a null number, as a plain
+/// service leaves it, falls back to the key).
+fn reference_of(record: &Value, number_field: &str) -> Option<String> {
+    [number_field, "Id", "ID"].iter().find_map(|f| {
+        record.get(*f).and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_u64().map(|n| n.to_string())))
+    })
+}
+
 /// The certificates of a PEM bundle; an error when there are none or one is malformed.
 pub fn parse_ca(pem: &[u8]) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
     let mut certs = Vec::new();
@@ -631,9 +639,7 @@ impl OdataSink {
         let query =
             Query { filter: Some(format!("{} eq {}", p.key_field, literal(key))), top: Some(1), ..Query::default() };
         let found = self.client.get_all(set, &query, 1)?;
-        Ok(found.first().map(|r| {
-            r.get(&p.number_field).or_else(|| r.get("Id")).and_then(Value::as_str).unwrap_or("existing").to_string()
-        }))
+        Ok(found.first().map(|r| reference_of(r, &p.number_field).unwrap_or_else(|| "existing".to_string())))
     }
 }
 
@@ -657,11 +663,7 @@ impl Sink for OdataSink {
         } else {
             self.client.post(&set, &record)?
         };
-        let reference = answer
-            .get(&self.profile.number_field)
-            .or_else(|| answer.get("Id"))
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let reference = reference_of(&answer, &self.profile.number_field);
         Ok(Receipt { reference, already_delivered: false })
     }
 }

@@ -508,3 +508,28 @@ fn https_with_the_plants_own_ca_is_trusted_and_anything_else_is_not() {
     config.validate("sinks[0]", &mut errors);
     assert_eq!(errors.first().map(|e| e.0.as_str()), Some("sinks[0].ca_file"), "{errors:?}");
 }
+
+#[test]
+fn the_plain_profile_creates_records_by_post_to_the_entity_set() {
+    let Some(peer) = peer() else { return };
+    let mut config = peer.sink("plain-mes");
+    config.base_url = peer.base.replace(APP, "/odata/v4/plain");
+    config.profile_name = "plain".into();
+    let mut sink = jidoka_connectors::odata::OdataSink::new(&config).unwrap();
+    let first = sink.deliver(&nc_action(7)).expect("created by POST");
+    assert!(!first.already_delivered && first.reference.is_some(), "{first:?}");
+    let again = sink.deliver(&nc_action(7)).expect("read back");
+    assert!(again.already_delivered);
+    assert_eq!(again.reference, first.reference);
+    assert_eq!(peer.stats()["NonConformance"], 1, "one record for one key");
+    // The record carries what the MES needs to act on it.
+    let mut r = http()
+        .get(&format!("{}/NonConformance?$filter=IdempotencyKey%20eq%20'jidoka:A7'", config.base_url))
+        .call()
+        .unwrap();
+    let v: Value = r.body_mut().read_json().unwrap();
+    let nc = &v["value"][0];
+    assert_eq!((nc["Severity"].as_str(), nc["SerialNumber"].as_str()), (Some("High"), Some("1HGCM82633A004352")));
+    assert_eq!(nc["CorrelationId"], "ctrl:T7");
+    assert!(nc["Description"].as_str().unwrap_or("").contains("cross-thread"));
+}

@@ -31,3 +31,12 @@ service AppJidoka {
   function Stats() returns String;
   action SetFaults(every : Integer, delayMs : Integer, down : Boolean, requireToken : Boolean, revokeTokens : Boolean) returns String;
 }
+
+// A plain OData v4 service over the same records: created by POST to the entity sets.
+@path: '/odata/v4/plain'
+service PlainMes {
+  entity NonConformance as projection on mes.NonConformance;
+  entity Hold           as projection on mes.Hold;
+  entity AndonAlert     as projection on mes.AndonAlert;
+  entity OrderLogEntry  as projection on mes.OrderLogEntry;
+}
