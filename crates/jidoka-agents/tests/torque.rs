@@ -20,26 +20,9 @@ fn tightening(n: u64, mode: TighteningMode, drift: f64, category: JointCategory,
     let station = &plant.stations[0];
     let spec = &station.joints[0];
     let r = tighten(&plant.joint_physics(spec), mode, drift, rng);
-    TighteningResult {
-        tightening_id: n.to_string(),
-        vin: None,
-        station: station.id.clone(),
-        tool: spec.tool.clone(),
-        controller: None,
-        pset: spec.pset.clone(),
-        joint: spec.joint.clone(),
-        category: Some(category),
-        batch: None,
-        final_torque_nm: r.final_torque_nm,
-        final_angle_deg: r.final_angle_deg,
-        torque_target_nm: Some(spec.target_nm),
-        torque_min_nm: Some(spec.min_nm),
-        torque_max_nm: Some(spec.max_nm),
-        angle_min_deg: Some(spec.angle_min_deg),
-        angle_max_deg: Some(spec.angle_max_deg),
-        controller_verdict: None,
-        curve: Some(r.curve),
-    }
+    let mut t = spec.report(&station.id, &spec.joint, n.to_string(), r);
+    t.category = Some(category);
+    t
 }
 
 fn warmed(rng: &mut Rng) -> Auditor {

@@ -19,93 +19,46 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-/// How the MES names things. Integrators may write their own in the configuration.
+/// How the MES names things. Integrators may write their own in the configuration; fields left
+/// out keep the default (Opcenter) names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Profile {
     /// `command`: writes are commands posted to `{base}/{Command}` with `{"command": {...}}`;
     /// `entity`: writes are POSTs of the record to `{base}/{EntitySet}`.
-    #[serde(default = "command_style")]
     pub write_style: String,
-    #[serde(default = "nc_set")]
     pub nonconformance_set: String,
-    #[serde(default = "hold_set")]
     pub hold_set: String,
-    #[serde(default = "andon_set")]
     pub andon_set: String,
-    #[serde(default = "log_set")]
     pub order_log_set: String,
-    #[serde(default = "nc_cmd")]
     pub create_nonconformance: String,
-    #[serde(default = "hold_cmd")]
     pub place_hold: String,
-    #[serde(default = "release_cmd")]
     pub release_hold: String,
-    #[serde(default = "andon_cmd")]
     pub raise_andon: String,
-    #[serde(default = "log_cmd")]
     pub append_order_log: String,
     /// The field holding Jidoka's idempotency key on every written record.
-    #[serde(default = "key_field")]
     pub key_field: String,
     /// The field holding the MES's own number for a record (reported back).
-    #[serde(default = "number_field")]
     pub number_field: String,
-}
-
-fn command_style() -> String {
-    "command".into()
-}
-fn nc_set() -> String {
-    "NonConformance".into()
-}
-fn hold_set() -> String {
-    "Hold".into()
-}
-fn andon_set() -> String {
-    "AndonAlert".into()
-}
-fn log_set() -> String {
-    "OrderLogEntry".into()
-}
-fn nc_cmd() -> String {
-    "CreateNonConformance".into()
-}
-fn hold_cmd() -> String {
-    "PlaceHold".into()
-}
-fn release_cmd() -> String {
-    "ReleaseHold".into()
-}
-fn andon_cmd() -> String {
-    "RaiseAndonAlert".into()
-}
-fn log_cmd() -> String {
-    "AppendOrderLogEntry".into()
-}
-fn key_field() -> String {
-    "IdempotencyKey".into()
-}
-fn number_field() -> String {
-    "NId".into()
 }
 
 impl Default for Profile {
     /// Opcenter Execution Discrete-style names.
     fn default() -> Self {
+        let s = |v: &str| v.to_string();
         Profile {
-            write_style: command_style(),
-            nonconformance_set: nc_set(),
-            hold_set: hold_set(),
-            andon_set: andon_set(),
-            order_log_set: log_set(),
-            create_nonconformance: nc_cmd(),
-            place_hold: hold_cmd(),
-            release_hold: release_cmd(),
-            raise_andon: andon_cmd(),
-            append_order_log: log_cmd(),
-            key_field: key_field(),
-            number_field: number_field(),
+            write_style: s("command"),
+            nonconformance_set: s("NonConformance"),
+            hold_set: s("Hold"),
+            andon_set: s("AndonAlert"),
+            order_log_set: s("OrderLogEntry"),
+            create_nonconformance: s("CreateNonConformance"),
+            place_hold: s("PlaceHold"),
+            release_hold: s("ReleaseHold"),
+            raise_andon: s("RaiseAndonAlert"),
+            append_order_log: s("AppendOrderLogEntry"),
+            key_field: s("IdempotencyKey"),
+            number_field: s("NId"),
         }
     }
 }

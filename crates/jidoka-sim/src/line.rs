@@ -7,7 +7,7 @@ use crate::plant::{BomLine, JointSpec, Plant};
 use crate::rng::{Rng, label};
 use crate::vin;
 use chrono::{DateTime, Duration, Utc};
-use jidoka_model::event::{BatchCounter, ComponentScanned, OkNok, OperationCompleted, TighteningResult, UnitAtStation};
+use jidoka_model::event::{BatchCounter, ComponentScanned, OkNok, OperationCompleted, UnitAtStation};
 use jidoka_model::master::WorkOrder;
 use jidoka_model::rule::Rule;
 use jidoka_model::{Event, EventPayload, stable_id};
@@ -543,26 +543,15 @@ impl Simulation {
             CurveMode::Faults => mode != TighteningMode::Good,
             CurveMode::None => false,
         };
-        let payload = TighteningResult {
-            tightening_id,
-            vin: Some(unit.vin.clone()),
-            station: station.to_string(),
-            tool: spec.tool.clone(),
-            controller: Some(format!("CTRL-{station}")),
-            pset: spec.pset.clone(),
-            joint: joint.clone(),
-            category: Some(spec.category),
-            batch: Some(BatchCounter { size: spec.count, counter: k }),
-            final_torque_nm: result.final_torque_nm,
-            final_angle_deg: result.final_angle_deg,
-            torque_target_nm: Some(spec.target_nm),
-            torque_min_nm: Some(spec.min_nm),
-            torque_max_nm: Some(spec.max_nm),
-            angle_min_deg: Some(spec.angle_min_deg),
-            angle_max_deg: Some(spec.angle_max_deg),
-            controller_verdict: Some(if torque_ok && angle_ok { OkNok::Ok } else { OkNok::Nok }),
-            curve: keep_curve.then_some(result.curve),
-        };
+        let (final_torque_nm, final_angle_deg) = (result.final_torque_nm, result.final_angle_deg);
+        let mut payload = spec.report(station, &joint, tightening_id, result);
+        payload.vin = Some(unit.vin.clone());
+        payload.controller = Some(format!("CTRL-{station}"));
+        payload.batch = Some(BatchCounter { size: spec.count, counter: k });
+        payload.controller_verdict = Some(if torque_ok && angle_ok { OkNok::Ok } else { OkNok::Nok });
+        if !keep_curve {
+            payload.curve = None;
+        }
         let clamp_factor = match mode {
             TighteningMode::Good | TighteningMode::Rehit => 1.0,
             TighteningMode::SoftJoint => 0.7,
@@ -570,7 +559,7 @@ impl Simulation {
             TighteningMode::Stripped => 0.2,
             TighteningMode::Missing => 0.0,
         };
-        let lost = 1.0 - clamp_factor * result.final_torque_nm.min(spec.max_nm * 1.2) / spec.target_nm;
+        let lost = 1.0 - clamp_factor * final_torque_nm.min(spec.max_nm * 1.2) / spec.target_nm;
         *self.floor.unit(unit.index).clamp_loss.entry(spec.joint.clone()).or_default() += lost;
         let ev = self.event(&format!("ctrl-{station}"), t, EventPayload::TighteningResult(payload));
         if mode != TighteningMode::Good {
@@ -584,7 +573,7 @@ impl Simulation {
                 event_id: Some(ev.event_id.clone()),
                 onset_at: rfc3339(t),
                 detail: json!({"controller_verdict": if torque_ok && angle_ok { "OK" } else { "NOK" },
-                               "final_torque_nm": result.final_torque_nm, "final_angle_deg": result.final_angle_deg}),
+                               "final_torque_nm": final_torque_nm, "final_angle_deg": final_angle_deg}),
             });
         }
         ev

@@ -252,6 +252,40 @@ pub struct JointSpec {
     pub seating_deg: f64,
 }
 
+impl JointSpec {
+    /// The controller's report of one tightening of this joint at `station`: tool, program,
+    /// category, target and windows from the spec, values and curve from `t`. No VIN, batch,
+    /// controller or verdict: the caller adds what it knows.
+    pub fn report(
+        &self,
+        station: &str,
+        joint: &str,
+        tightening_id: String,
+        t: crate::curve::Tightening,
+    ) -> jidoka_model::TighteningResult {
+        jidoka_model::TighteningResult {
+            tightening_id,
+            vin: None,
+            station: station.to_string(),
+            tool: self.tool.clone(),
+            controller: None,
+            pset: self.pset.clone(),
+            joint: joint.to_string(),
+            category: Some(self.category),
+            batch: None,
+            final_torque_nm: t.final_torque_nm,
+            final_angle_deg: t.final_angle_deg,
+            torque_target_nm: Some(self.target_nm),
+            torque_min_nm: Some(self.min_nm),
+            torque_max_nm: Some(self.max_nm),
+            angle_min_deg: Some(self.angle_min_deg),
+            angle_max_deg: Some(self.angle_max_deg),
+            controller_verdict: None,
+            curve: Some(t.curve),
+        }
+    }
+}
+
 fn one() -> u32 {
     1
 }

@@ -426,6 +426,9 @@ fn move_action(
     to: ActionStatus,
     note: Option<&str>,
 ) -> Result<bool> {
+    if !from.can_move_to(to) {
+        return Ok(false);
+    }
     let changed = tx.execute(
         "UPDATE actions SET status = ?1, note = COALESCE(?2, note) WHERE action_id = ?3 AND status = ?4",
         params![to.as_str(), note, action_id, from.as_str()],
@@ -721,9 +724,6 @@ impl Store for SqliteStore {
         to: ActionStatus,
         note: Option<&str>,
     ) -> Result<bool> {
-        if !from.can_move_to(to) {
-            return Ok(false);
-        }
         self.with_writer(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let moved = move_action(&tx, action_id, actor, from, to, note)?;

@@ -577,37 +577,6 @@ fn eval_sim(args: &EvalArgs, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A tightening of `spec` as its controller reports it (no verdict), from a simulated run.
-fn sim_tightening(
-    spec: &jidoka_sim::plant::JointSpec,
-    station: &str,
-    tool: &str,
-    joint: &str,
-    n: u64,
-    r: jidoka_sim::curve::Tightening,
-) -> TighteningResult {
-    TighteningResult {
-        tightening_id: n.to_string(),
-        vin: None,
-        station: station.to_string(),
-        tool: tool.to_string(),
-        controller: None,
-        pset: spec.pset.clone(),
-        joint: joint.to_string(),
-        category: Some(spec.category),
-        batch: None,
-        final_torque_nm: r.final_torque_nm,
-        final_angle_deg: r.final_angle_deg,
-        torque_target_nm: Some(spec.target_nm),
-        torque_min_nm: Some(spec.min_nm),
-        torque_max_nm: Some(spec.max_nm),
-        angle_min_deg: Some(spec.angle_min_deg),
-        angle_max_deg: Some(spec.angle_max_deg),
-        controller_verdict: None,
-        curve: Some(r.curve),
-    }
-}
-
 /// Controlled drift experiment on every joint of the plant: in-control tightenings, then a step
 /// of +5 % of target, each tool's chart fresh per trial; and a long in-control run per joint.
 fn eval_drift_steps(args: &EvalArgs, report: &mut Report) -> anyhow::Result<()> {
@@ -626,7 +595,7 @@ fn eval_drift_steps(args: &EvalArgs, report: &mut Report) -> anyhow::Result<()> 
         let physics = plant.joint_physics(spec);
         let make = |drift: f64, n: u64, rng: &mut Rng| {
             let r = tighten(&physics, TighteningMode::Good, drift, rng);
-            sim_tightening(spec, station, &spec.tool, &spec.joint, n, r)
+            spec.report(station, &spec.joint, n.to_string(), r)
         };
         for _ in 0..trials {
             let mut auditor = Auditor::new(TorqueAuditConfig::default());
@@ -1104,14 +1073,8 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         .map(|i| {
             let mode = if i % 100 == 99 { modes[(i / 100) as usize % modes.len()] } else { TighteningMode::Good };
             let r = tighten(&physics, mode, 0.0, &mut rng);
-            let t = sim_tightening(
-                spec,
-                &format!("ST{:02}", i % 20),
-                &format!("NR-{:02}", i % 20),
-                &format!("J{}", i % 100),
-                i,
-                r,
-            );
+            let mut t = spec.report(&format!("ST{:02}", i % 20), &format!("J{}", i % 100), i.to_string(), r);
+            t.tool = format!("NR-{:02}", i % 20);
             let event = jidoka_model::Event {
                 event_id: jidoka_model::stable_id("ev", &["bench", &i.to_string()]),
                 source: "bench".into(),

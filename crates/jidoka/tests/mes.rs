@@ -4,6 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{http, jidoka_bin};
+
 use jidoka::config::Config;
 use jidoka::runtime::{Runtime, RuntimeParts};
 use jidoka_connectors::SinkConfig;
@@ -35,14 +39,6 @@ impl Drop for Peer {
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn http() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
 }
 
 /// Start the peer, or `None` (said loudly) where node is missing outside CI.
@@ -233,10 +229,6 @@ fn a_slow_mes_never_slows_ingest_or_analysis() {
     assert!(delivered(store.as_ref()) < 30, "deliveries lag behind");
     eprintln!("30 events analysed in {analysed:?} with a 2 s MES");
     runtime.shutdown();
-}
-
-fn jidoka_bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_jidoka"))
 }
 
 /// `jidoka serve` set up by `extra` (sources, sinks...) on a free port with one token of

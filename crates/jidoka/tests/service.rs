@@ -3,6 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{http, jidoka_bin};
+
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
@@ -477,10 +481,6 @@ fn replay_reproduces_stored_findings_and_notices_a_change() {
     assert!(!jidoka::commands::replay(changed, true).expect("replay"));
 }
 
-fn jidoka_bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_jidoka"))
-}
-
 /// Start the binary and read stdout until it says where it listens; also collect the demo
 /// admin token when there is one.
 fn start(mut cmd: Command) -> (Child, String, Option<String>) {
@@ -502,14 +502,6 @@ fn start(mut cmd: Command) -> (Child, String, Option<String>) {
     let _ = child.kill();
     let _ = child.wait();
     panic!("jidoka did not report its address");
-}
-
-fn http() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
 }
 
 fn get_json(agent: &ureq::Agent, url: &str, token: &str) -> Value {

@@ -295,6 +295,12 @@ impl Auditor {
 
     /// Audit one tightening. `reference` names it for later similarity reports.
     pub fn assess(&mut self, t: &TighteningResult, reference: &str) -> Assessment {
+        self.assess_as(t, |_| reference.to_string())
+    }
+
+    /// Audit one tightening; `reference(kind)` names it for later similarity reports once its
+    /// finding kind is known (the agent names it by the id of the finding it will raise).
+    pub fn assess_as(&mut self, t: &TighteningResult, reference: impl Fn(&'static str) -> String) -> Assessment {
         let key = Self::joint_key(t);
         let min_golden = self.config.min_golden;
         let category = self.config.category(t.category).clone();
@@ -438,7 +444,7 @@ impl Auditor {
             }
             joint.cases.push_back(Case {
                 z,
-                reference: reference.to_string(),
+                reference: reference(a.kind),
                 tightening_id: t.tightening_id.clone(),
                 modes: modes.iter().map(|m| m.mode).collect(),
             });
@@ -747,15 +753,10 @@ impl crate::Agent for TorqueAuditAgent {
             }
             _ => return,
         };
-        // The finding this tightening would raise is always the first of the event (ordinal 0),
-        // so its id is known before the router assigns it.
-        let a = self.auditor.assess(t, "");
-        let reference = finding_id(AGENT_NAME, &event.event.event_id, a.kind, 0);
-        if let Some(last) = self.auditor.joints.get_mut(&Auditor::joint_key(t)).and_then(|j| j.cases.back_mut())
-            && last.reference.is_empty()
-        {
-            last.reference = reference;
-        }
+        // The finding this tightening raises is always the first of the event (ordinal 0), so
+        // its id is known before the router assigns it.
+        let event_id = &event.event.event_id;
+        let a = self.auditor.assess_as(t, |kind| finding_id(AGENT_NAME, event_id, kind, 0));
         if a.verdict != Verdict::Pass {
             out.push(FindingDraft {
                 kind: a.kind.into(),
