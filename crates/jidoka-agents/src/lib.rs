@@ -9,12 +9,14 @@
 //! - [`torque`]: the torque audit: every curve against its joint's golden batch, named
 //!   failure modes, anomaly score, tool drift.
 //! - [`sequence`]: scans, operations and tightenings against BOM, ECOs and routing.
+//! - [`patterns`]: defect Pareto and over-represented context values (hypergeometric, BH).
 //!
 //! Invariants: agents do no I/O and never read the clock; their only input is the event log,
 //! in log order. So an agent's state is a function of the log prefix it has seen, and replaying
 //! the log reproduces every finding exactly. An agent that panics on an event is contained: the
 //! router records an `agent.failure` finding and goes on.
 
+pub mod patterns;
 pub mod sequence;
 pub mod torque;
 pub mod torque_window;

@@ -257,4 +257,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Up to `limit` audit records with `seq > after_seq`, as stored (for verification and
     /// export), in chain order.
     fn audit_after(&self, after_seq: u64, limit: usize) -> Result<Vec<jidoka_model::audit::StoredAudit>>;
+
+    /// The audit records about one action or finding (by its id), in chain order.
+    fn audit_of(&self, reference: &str, limit: usize) -> Result<Vec<jidoka_model::audit::StoredAudit>>;
+
+    /// The last audit record's `seq` (0 for an empty trail).
+    fn audit_head(&self) -> Result<u64>;
 }

@@ -87,6 +87,14 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE actions ADD COLUMN approvals TEXT NOT NULL DEFAULT '[]';
     UPDATE actions SET stored_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE stored_at IS NULL;
     "#,
+    // 4: what each audit record is about (its action, else its finding), indexed, so the
+    // history of one action or finding is found without reading the trail. Outside the hashed
+    // body: the chain is unchanged.
+    r#"
+    ALTER TABLE audit ADD COLUMN ref TEXT;
+    UPDATE audit SET ref = COALESCE(json_extract(body, '$.details.action_id'), json_extract(body, '$.details.finding_id'));
+    CREATE INDEX audit_ref ON audit (ref, seq) WHERE ref IS NOT NULL;
+    "#,
 ];
 
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -389,12 +397,10 @@ fn append_audit(tx: &rusqlite::Transaction<'_>, entry: AuditEntry) -> Result<u64
     let record = AuditRecord { seq: last_seq as u64 + 1, prev_hash, entry };
     let body = record.body();
     let hash = audit::chain_hash(&record.prev_hash, &body);
-    tx.prepare_cached("INSERT INTO audit (seq, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4)")?.execute(params![
-        record.seq as i64,
-        body,
-        record.prev_hash,
-        hash
-    ])?;
+    let details = &record.entry.details;
+    let reference = ["action_id", "finding_id"].iter().find_map(|k| details.get(*k).and_then(|v| v.as_str()));
+    tx.prepare_cached("INSERT INTO audit (seq, body, prev_hash, hash, ref) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![record.seq as i64, body, record.prev_hash, hash, reference])?;
     Ok(record.seq)
 }
 
@@ -793,6 +799,30 @@ impl Store for SqliteStore {
             }
             tx.commit()?;
             Ok(Some(approvals))
+        })
+    }
+
+    fn audit_of(&self, reference: &str, limit: usize) -> Result<Vec<StoredAudit>> {
+        self.with_reader(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT seq, body, prev_hash, hash FROM audit WHERE ref = ?1 ORDER BY seq LIMIT ?2")?;
+            let rows = stmt
+                .query_map(params![reference, page_limit(limit) as i64], |r| {
+                    Ok(StoredAudit {
+                        seq: r.get::<_, i64>(0)? as u64,
+                        body: r.get(1)?,
+                        prev_hash: r.get(2)?,
+                        hash: r.get(3)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn audit_head(&self) -> Result<u64> {
+        self.with_reader(|c| {
+            Ok(c.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit", [], |r| r.get::<_, i64>(0))? as u64)
         })
     }
 

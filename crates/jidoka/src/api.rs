@@ -38,6 +38,10 @@ pub struct AppState {
     pub agents: Vec<(&'static str, &'static str)>,
     /// Minutes a proposed action waits for a decision before it expires.
     pub approval_ttl_minutes: u64,
+    /// The line as the dashboard shows it (followed from the log by the server).
+    pub view: Arc<crate::dashboard::view::LineView>,
+    /// New findings as the agents commit them (the dashboard's live stream).
+    pub findings: tokio::sync::broadcast::Sender<Arc<jidoka_model::Finding>>,
 }
 
 /// A client-facing error.
@@ -101,7 +105,7 @@ type ApiResult<T> = Result<T, ApiError>;
 
 /// Run a store call on the blocking pool: SQLite is synchronous, and the async workers (two on
 /// a two-core line PC) must stay free for ingest acknowledgements.
-async fn with_store<T: Send + 'static>(
+pub(crate) async fn with_store<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&dyn Store) -> Result<T, jidoka_store::StoreError> + Send + 'static,
 ) -> ApiResult<T> {
@@ -137,6 +141,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/api/login", post(login))
         .route("/metrics", get(metrics))
         .merge(api)
+        .merge(crate::dashboard::router())
         .fallback(|| async { ApiError::new("not_found", "no such route") })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
@@ -220,7 +225,22 @@ impl std::fmt::Debug for Login {
 /// passwords get the same answer in the same time.
 async fn login(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Json<Value>> {
     let login: Login = serde_json::from_slice(&body).map_err(|e| ApiError::new("invalid", format!("body: {e}")))?;
-    if login.user.len() > 200 || login.password.len() > 1024 {
+    let (token, principal) = check_password(&state, login.user, login.password).await?;
+    Ok(Json(json!({
+        "token": token,
+        "user": principal.name,
+        "role": principal.role.as_str(),
+        "expires_in_s": crate::auth::SESSION_TTL.as_secs(),
+    })))
+}
+
+/// Check a password and open a session (the API's login and the dashboard's sign-in).
+pub(crate) async fn check_password(
+    state: &Arc<AppState>,
+    user: String,
+    password: String,
+) -> ApiResult<(String, Principal)> {
+    if user.len() > 200 || password.len() > 1024 {
         return Err(ApiError::new("invalid", "user or password too long"));
     }
     // At most two password checks at a time (argon2 is costly by design), so a flood of
@@ -232,18 +252,12 @@ async fn login(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Jso
         .await
         .map_err(|_| ApiError::new("unavailable", "shutting down"))?;
     let st = state.clone();
-    let outcome = tokio::task::spawn_blocking(move || st.auth.login(&login.user, &login.password))
-        .await
-        .map_err(ApiError::internal)?;
+    let outcome =
+        tokio::task::spawn_blocking(move || st.auth.login(&user, &password)).await.map_err(ApiError::internal)?;
     match outcome {
         Some((token, principal)) => {
             tracing::info!(user = %principal.name, role = principal.role.as_str(), "login");
-            Ok(Json(json!({
-                "token": token,
-                "user": principal.name,
-                "role": principal.role.as_str(),
-                "expires_in_s": crate::auth::SESSION_TTL.as_secs(),
-            })))
+            Ok((token, principal))
         }
         None => {
             tracing::warn!("failed login");
@@ -507,16 +521,20 @@ async fn finding_curve(State(state): State<Arc<AppState>>, Path(id): Path<String
     })
     .await?;
     let finding = finding.ok_or_else(|| ApiError::new("not_found", format!("no finding `{id}`")))?;
-    let curve = match event.map(|e| e.event.payload) {
-        Some(jidoka_model::EventPayload::TighteningResult(t)) => t.curve,
-        _ => None,
-    }
-    .ok_or_else(|| ApiError::new("not_found", format!("finding `{id}` has no tightening curve")))?;
+    let svg = event
+        .and_then(|e| curve_svg(&finding, &e))
+        .ok_or_else(|| ApiError::new("not_found", format!("finding `{id}` has no tightening curve")))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
+}
+
+/// A tightening finding's curve against its golden envelope, when its event has a curve.
+pub(crate) fn curve_svg(finding: &jidoka_model::Finding, event: &jidoka_model::StoredEvent) -> Option<String> {
+    let jidoka_model::EventPayload::TighteningResult(t) = &event.event.payload else { return None };
+    let curve = t.curve.as_ref()?;
     let envelope: Option<Vec<(f64, f64, f64)>> = serde_json::from_value(finding.details["envelope"].clone()).ok();
     let title =
         format!("{} {} {}", finding.kind, finding.verdict.as_str(), finding.subject.joint.as_deref().unwrap_or(""));
-    let svg = crate::torque::svg(&curve, envelope.as_deref(), &title);
-    Ok(([(axum::http::header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
+    Some(crate::torque::svg(curve, envelope.as_deref(), &title))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -559,7 +577,18 @@ async fn decide(
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::new("invalid", format!("body: {e}")).field("reason"))?
     };
-    let reason = decision.reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
+    Ok(Json(json!(decide_action(&state, principal, id, decision.reason, to).await?)))
+}
+
+/// Approve or reject a waiting action for `principal` (the API and the dashboard's forms).
+pub(crate) async fn decide_action(
+    state: &Arc<AppState>,
+    principal: Principal,
+    id: String,
+    reason: Option<String>,
+    to: ActionStatus,
+) -> ApiResult<Option<jidoka_store::ActionRecord>> {
+    let reason = reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
     if to == ActionStatus::Rejected && reason.is_none() {
         return Err(ApiError::new("invalid", "a rejection needs a reason").field("reason"));
     }
@@ -571,7 +600,7 @@ async fn decide(
     let person = principal.session;
     let role = principal.role;
     let lookup = id.clone();
-    let outcome = with_store(&state, move |s| {
+    let outcome = with_store(state, move |s| {
         let Some(record) = s.action(&lookup)? else { return Ok(Err(("not_found", format!("no action `{lookup}`")))) };
         if !crate::governance::may_decide_action(role, &record.action) {
             return Ok(Err((
@@ -624,10 +653,7 @@ async fn decide(
     })
     .await?;
     // An approved action reaches the sinks at the outbox's next poll.
-    match outcome {
-        Ok(record) => Ok(Json(json!(record))),
-        Err((code, message)) => Err(ApiError::new(code, message)),
-    }
+    outcome.map_err(|(code, message)| ApiError::new(code, message))
 }
 
 #[derive(Debug, Deserialize)]

@@ -254,9 +254,23 @@ impl Auth {
         Some((token, principal))
     }
 
+    /// End a login session (sign-out); API tokens are not affected.
+    pub fn end_session(&self, token: &str) {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&digest(token));
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_hash.is_empty() && self.users.is_empty()
     }
+}
+
+/// A new random password for a one-time login: 16 characters from an alphabet without
+/// look-alikes (about 80 bits).
+pub fn new_password() -> anyhow::Result<String> {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzACDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect())
 }
 
 /// A new random token and its SHA-256.

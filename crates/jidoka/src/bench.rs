@@ -405,6 +405,8 @@ async fn serve_for_bench(agents: jidoka_agents::AgentsConfig, master: jidoka_age
         metrics_open_to_loopback: true,
         agents: jidoka_agents::Router::new(jidoka_agents::build_agents(&agents, &master)).agent_names(),
         approval_ttl_minutes: 480,
+        view: Default::default(),
+        findings: runtime.findings.clone(),
     });
     let app = router(state, 1 << 26);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -2,6 +2,7 @@
 //!
 //! Code map: [`config`] (TOML → validated config), [`runtime`] (writer, agent router, outbox
 //! threads), [`governance`] (findings → proposed actions), [`api`] + [`auth`] (HTTP and roles),
+//! [`dashboard`] (the supervisor dashboard under `/ui`),
 //! [`server`] (serve / demo), [`commands`] (import, replay, token), [`bench`], [`eval`], [`report`]
 //! (tables, JSON, progress), [`metrics`], [`simulate`] (sim, bench sim, the demo feed). The `jidoka` binary is `main.rs`.
 
@@ -10,6 +11,7 @@ pub mod auth;
 pub mod bench;
 pub mod commands;
 pub mod config;
+pub mod dashboard;
 pub mod eval;
 pub mod governance;
 pub mod metrics;

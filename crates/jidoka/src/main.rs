@@ -283,6 +283,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("  {:<17} {token}", role.as_str());
                 logins.push((token, format!("demo-{}", role.as_str()), role));
             }
+            // People sign in to the dashboard with a password, as in a plant; two supervisors
+            // so four-eyes approvals can be tried.
+            println!("one-time dashboard logins for this run (user  password):");
+            for (name, role) in [
+                ("demo-supervisor", Role::Supervisor),
+                ("demo-supervisor-2", Role::Supervisor),
+                ("demo-quality", Role::QualityEngineer),
+                ("demo-operator", Role::Operator),
+                ("demo-admin", Role::Admin),
+            ] {
+                let password = auth::new_password()?;
+                println!("  {name:<17} {password}");
+                config.api.users.push(auth::UserConfig {
+                    name: name.into(),
+                    role,
+                    password_hash: auth::hash_password(&password)?,
+                });
+            }
             let ground_truth = data_dir.join("ground_truth.jsonl");
             let feed = simulate::DemoFeed { plant, seed, speed, units, ground_truth };
             server::serve(config, logins, Some(feed)).await?;

@@ -82,13 +82,18 @@ pub async fn serve(
         metrics_open_to_loopback: config.api.metrics_open_to_loopback,
         agents,
         approval_ttl_minutes: config.governance.approval_ttl_minutes,
+        view: Default::default(),
+        findings: runtime.findings.clone(),
     });
+    let (view_stop, view_stop_rx) = tokio::sync::watch::channel(false);
+    let follower = tokio::spawn(crate::dashboard::view::follow(store.clone(), state.view.clone(), view_stop_rx));
     let app = api::router(state, config.api.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(&config.api.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.api.listen))?;
     let addr = listener.local_addr()?;
     println!("jidoka listening on http://{addr}");
+    println!("dashboard: http://{addr}/ui");
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, data_dir = %config.store.data_dir.display(), "serving");
 
@@ -141,6 +146,9 @@ pub async fn serve(
     }
 
     stop.store(true, Ordering::Relaxed);
+    let _ = view_stop.send(true);
+    follower.abort();
+    let _ = follower.await;
     if let Some(feed) = feed {
         feed.abort();
         let _ = feed.await;

@@ -54,6 +54,8 @@ fn service(config: &Config) -> Service {
         metrics_open_to_loopback: true,
         agents: AgentRouter::new(build_agents(&config.agents, &None)).agent_names(),
         approval_ttl_minutes: config.governance.approval_ttl_minutes,
+        view: Default::default(),
+        findings: runtime.findings.clone(),
     });
     Service { app: router(state, 1 << 20), runtime: Some(runtime), tokens, _dir: dir }
 }

@@ -137,6 +137,11 @@ impl Chart {
         self.in_episode
     }
 
+    /// The baseline mean and standard deviation, once learned.
+    pub fn baseline(&self) -> Option<(f64, f64)> {
+        self.armed().then_some((self.mean, self.sigma))
+    }
+
     /// Feed one value; an alarm when a new episode opens.
     pub fn push(&mut self, x: f64, config: &DriftConfig) -> Option<Alarm> {
         if !x.is_finite() {

@@ -8,6 +8,7 @@ pub fn jidoka_bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_jidoka"))
 }
 
+#[allow(dead_code)] // not every test binary speaks HTTP itself
 /// An HTTP client that returns error statuses as responses, with a 10 s bound per request.
 pub fn http() -> ureq::Agent {
     ureq::Agent::config_builder()

@@ -1,0 +1,283 @@
+//! The line as the dashboard shows it: a projection of the event log kept in memory by a task
+//! that follows the log (units per station, Andon state, each tool's SPC chart, the recent
+//! defects behind the Pareto). It is rebuilt from the tail of the log at start, so it needs no
+//! table of its own and never disagrees with the log for long.
+
+use jidoka_agents::patterns::Defect;
+use jidoka_agents::torque::drift::{Chart, DriftConfig, western_electric};
+use jidoka_model::event::{MaintenanceKind, OkNok};
+use jidoka_model::{EventPayload, StoredEvent, Timestamp};
+use jidoka_store::Store;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Points kept per tool chart.
+pub const CHART_POINTS: usize = 150;
+/// Defects kept for the Pareto and the association table.
+pub const DEFECT_WINDOW: usize = 20_000;
+/// How far back the projection reads at start.
+pub const WARM_EVENTS: u64 = 200_000;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StationState {
+    pub station: String,
+    /// Units that left the station since the projection started.
+    pub units: u64,
+    /// The unit at the station now.
+    pub current_vin: Option<String>,
+    pub andon: Option<AndonState>,
+    pub tightenings: u64,
+    pub tightenings_nok: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AndonState {
+    pub andon_id: String,
+    pub fault_code: String,
+    pub line_stopped: bool,
+    pub since: Timestamp,
+    pub event_id: String,
+}
+
+/// One point of a tool's chart: final torque over target (or final torque without a target).
+#[derive(Debug, Clone, Serialize)]
+pub struct ChartPoint {
+    pub event_id: String,
+    pub at: Timestamp,
+    pub value: f64,
+    /// Standardised against the chart's baseline, once it has one.
+    pub z: Option<f64>,
+    /// Western Electric rules broken at this point.
+    pub rules: Vec<&'static str>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ToolChart {
+    pub tool: String,
+    pub station: String,
+    /// Baseline mean and standard deviation (learned from the first values after a start or a
+    /// calibration, as the torque audit's drift chart does).
+    pub baseline: Option<(f64, f64)>,
+    pub points: VecDeque<ChartPoint>,
+    #[serde(skip)]
+    chart: Chart,
+    #[serde(skip)]
+    recent: VecDeque<f64>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    seq: u64,
+    stations: BTreeMap<String, StationState>,
+    tools: HashMap<String, ToolChart>,
+    defects: VecDeque<(Timestamp, Defect)>,
+    andons_raised: u64,
+}
+
+/// Shared between the follower task and the pages.
+#[derive(Debug, Default)]
+pub struct LineView {
+    state: Mutex<State>,
+    drift: DriftConfig,
+    /// Bumped after every applied page: the live stream waits on it.
+    pub version: tokio::sync::watch::Sender<u64>,
+}
+
+/// What the overview and the live stream show of the line.
+#[derive(Debug, Clone, Serialize)]
+pub struct LineSnapshot {
+    pub seq: u64,
+    pub stations: Vec<StationState>,
+    pub andons_open: usize,
+    pub line_stopped: bool,
+}
+
+impl LineView {
+    pub fn new() -> LineView {
+        LineView::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.lock().seq
+    }
+
+    pub fn snapshot(&self) -> LineSnapshot {
+        let s = self.lock();
+        let stations: Vec<StationState> = s.stations.values().cloned().collect();
+        let andons_open = stations.iter().filter(|st| st.andon.is_some()).count();
+        let line_stopped = stations.iter().any(|st| st.andon.as_ref().is_some_and(|a| a.line_stopped));
+        LineSnapshot { seq: s.seq, stations, andons_open, line_stopped }
+    }
+
+    pub fn tool_chart(&self, tool: &str) -> Option<ToolChart> {
+        self.lock().tools.get(tool).cloned()
+    }
+
+    /// The defects in the window, oldest first.
+    pub fn defects(&self) -> Vec<Defect> {
+        self.lock().defects.iter().map(|(_, d)| d.clone()).collect()
+    }
+
+    /// Apply stored events in log order.
+    pub fn apply(&self, events: &[StoredEvent]) {
+        let mut guard = self.lock();
+        let s = &mut *guard;
+        for ev in events {
+            s.seq = s.seq.max(ev.seq);
+            let at = ev.event.occurred_at;
+            let id = &ev.event.event_id;
+            match &ev.event.payload {
+                EventPayload::UnitEnteredStation(u) => {
+                    station(s, &u.station).current_vin = Some(u.vin.clone());
+                }
+                EventPayload::UnitLeftStation(u) => {
+                    let st = station(s, &u.station);
+                    st.units += 1;
+                    if st.current_vin.as_deref() == Some(u.vin.as_str()) {
+                        st.current_vin = None;
+                    }
+                }
+                EventPayload::AndonRaised(a) => {
+                    s.andons_raised += 1;
+                    station(s, &a.station).andon = Some(AndonState {
+                        andon_id: a.andon_id.clone(),
+                        fault_code: a.fault_code.clone(),
+                        line_stopped: a.line_stopped,
+                        since: at,
+                        event_id: id.clone(),
+                    });
+                }
+                EventPayload::AndonCleared(a) => {
+                    let st = station(s, &a.station);
+                    if st.andon.as_ref().is_some_and(|x| x.andon_id == a.andon_id) {
+                        st.andon = None;
+                    }
+                }
+                EventPayload::TighteningResult(t) => {
+                    let st = station(s, &t.station);
+                    st.tightenings += 1;
+                    if t.controller_verdict == Some(OkNok::Nok) {
+                        st.tightenings_nok += 1;
+                    }
+                    let value = match t.torque_target_nm {
+                        Some(target) if target > 0.0 => t.final_torque_nm / target,
+                        _ => t.final_torque_nm,
+                    };
+                    let chart = s.tools.entry(t.tool.clone()).or_insert_with(|| ToolChart {
+                        tool: t.tool.clone(),
+                        station: t.station.clone(),
+                        ..ToolChart::default()
+                    });
+                    chart.push(id, at, value, &self.drift);
+                }
+                EventPayload::MaintenanceRecord(m)
+                    if matches!(m.maintenance_kind, MaintenanceKind::Calibration | MaintenanceKind::Corrective) =>
+                {
+                    // The audit restarts the tool's charts after a calibration; so does the view.
+                    if let Some(chart) = s.tools.get_mut(&m.equipment) {
+                        chart.chart = Chart::new();
+                        chart.baseline = None;
+                        chart.recent.clear();
+                    }
+                }
+                EventPayload::NcrCreated(n) => {
+                    let mut context = Vec::new();
+                    let fields: [(&'static str, &Option<String>); 7] = [
+                        ("station", &n.station),
+                        ("shift", &n.shift),
+                        ("tool", &n.tool),
+                        ("fixture", &n.fixture),
+                        ("operator", &n.operator),
+                        ("part_number", &n.part_number),
+                        ("supplier_lot", &n.supplier_lot),
+                    ];
+                    for (field, value) in fields {
+                        if let Some(v) = value {
+                            context.push((field, v.clone()));
+                        }
+                    }
+                    let code = n.defect_code.clone().unwrap_or_else(|| "(uncoded)".into());
+                    if s.defects.len() == DEFECT_WINDOW {
+                        s.defects.pop_front();
+                    }
+                    s.defects.push_back((at, Defect { code, context, event_id: id.clone() }));
+                }
+                _ => {}
+            }
+        }
+        drop(guard);
+        self.version.send_modify(|v| *v += 1);
+    }
+}
+
+fn station<'a>(s: &'a mut State, name: &str) -> &'a mut StationState {
+    s.stations.entry(name.to_string()).or_insert_with(|| StationState { station: name.into(), ..Default::default() })
+}
+
+impl ToolChart {
+    fn push(&mut self, event_id: &str, at: Timestamp, value: f64, config: &DriftConfig) {
+        if !value.is_finite() {
+            return;
+        }
+        self.chart.push(value, config);
+        self.baseline = self.chart.baseline();
+        let z = self.baseline.map(|(mean, sigma)| (value - mean) / sigma).filter(|z| z.is_finite());
+        let rules = match z {
+            Some(z) => {
+                if self.recent.len() == 20 {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(z);
+                western_electric(&self.recent)
+            }
+            None => Vec::new(),
+        };
+        if self.points.len() == CHART_POINTS {
+            self.points.pop_front();
+        }
+        self.points.push_back(ChartPoint { event_id: event_id.to_string(), at, value, z, rules });
+    }
+}
+
+/// Follow the log into `view` until `stop` is set: first the tail of the log (the last
+/// [`WARM_EVENTS`]), then every new page as it is stored.
+pub async fn follow(store: Arc<dyn Store>, view: Arc<LineView>, stop: tokio::sync::watch::Receiver<bool>) {
+    let start = match tokio::task::spawn_blocking({
+        let store = store.clone();
+        move || store.last_seq()
+    })
+    .await
+    {
+        Ok(Ok(last)) => last.saturating_sub(WARM_EVENTS),
+        _ => 0,
+    };
+    let mut after = start;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let page = tokio::task::spawn_blocking({
+            let store = store.clone();
+            move || store.events_after(after, 2000)
+        })
+        .await;
+        match page {
+            Ok(Ok(page)) => {
+                if let Some(last) = page.last_seq() {
+                    view.apply(&page.events);
+                    after = last;
+                    continue;
+                }
+            }
+            Ok(Err(err)) => tracing::warn!(error = %err, "dashboard cannot read the event log; retrying"),
+            Err(err) => tracing::warn!(error = %err, "dashboard log follower failed; retrying"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
