@@ -126,6 +126,26 @@ try {
   seen.finding_has_curve = (await sup.locator("figure svg").count()) > 0;
   await shot(sup, "04-supervisor-finding-after-approval");
 
+  // --- A torque HOLD: the curve against its golden envelope, the features, the tool's chart.
+  let torqueId = null;
+  for (let i = 0; i < 120 && !torqueId; i++) {
+    const r = await fetch(`${BASE}/api/findings?agent=torque-audit&verdict=HOLD&limit=1`, {
+      headers: { Authorization: `Bearer ${env("OP_TOKEN")}` },
+    });
+    torqueId = ((await r.json()).items[0] || {}).finding_id || null;
+    if (!torqueId) await sup.waitForTimeout(500);
+  }
+  check(torqueId, "a torque-audit HOLD from the simulated line");
+  await sup.goto(`${BASE}/ui/findings/${encodeURIComponent(torqueId)}`);
+  const curve = sup.locator("figure svg").first();
+  check((await curve.locator("path, polyline").count()) > 0, "the tightening curve is drawn");
+  check((await sup.locator("h2", { hasText: "Features" }).count()) === 1, "the features are listed");
+  check((await sup.locator("h2", { hasText: "Detectors that fired" }).count()) === 1, "the detector that fired is named");
+  seen.spc_points = await sup.locator("svg[aria-label^='SPC chart'] circle").count();
+  check(seen.spc_points > 0, "the tool's SPC chart has points");
+  seen.torque_finding = torqueId;
+  await shot(sup, "04b-supervisor-torque-finding");
+
   // --- The operator still sees no button on that finding, and the API refuses the operator.
   await op.goto(`${BASE}${findingLink}`);
   check((await op.locator("button.approve").count()) === 0, "no approve button for the operator");

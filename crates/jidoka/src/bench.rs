@@ -721,3 +721,203 @@ pub fn outbox(args: OutboxArgs) -> anyhow::Result<()> {
     report.print(args.json);
     Ok(())
 }
+
+/// Options of `jidoka bench dashboard`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DashboardArgs {
+    /// Findings in the store when the pages are timed (a simulated run's findings, copied under
+    /// new ids up to this number, each with its proposed actions and audit records).
+    #[arg(long, default_value_t = 100_000)]
+    pub findings: usize,
+    /// Units of the default plant simulated first (their events fill the line view).
+    #[arg(long, default_value_t = 300)]
+    pub units: u64,
+    /// Requests per page.
+    #[arg(long, default_value_t = 40)]
+    pub requests: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `jidoka bench dashboard`: server time of each dashboard page (request in, page out,
+/// in-process, no network) with a store of `--findings` findings.
+pub async fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
+    use crate::api::{AppState, router};
+    use tower::ServiceExt;
+    let (plant, _) = crate::simulate::load_plant(None)?;
+    let master = crate::config::master_from(plant.master_data())?;
+    let mut sim = jidoka_sim::Simulation::new(plant, 1, Some(args.units), jidoka_sim::CurveMode::All);
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("jidoka.sqlite"))?);
+    let runtime = Runtime::start(
+        store.clone(),
+        RuntimeParts {
+            runtime: RuntimeConfig::default(),
+            agents: Some(jidoka_agents::AgentsConfig::default()),
+            master,
+            sinks: Vec::new(),
+            governance: Default::default(),
+        },
+    )?;
+    let ingest = runtime.ingest();
+    let page_ingest = runtime.ingest();
+    let mut events = 0usize;
+    while sim.has_more() {
+        let slot = sim.next_slot().events;
+        events += slot.len();
+        ingest.append(slot, None).await.map_err(|e| anyhow::anyhow!("append: {e:?}"))?;
+    }
+    let fill_store = store.clone();
+    let target = args.findings;
+    let (real, total) = tokio::task::spawn_blocking(move || -> anyhow::Result<(usize, usize)> {
+        runtime.wait_for_agents(Duration::from_secs(120));
+        let mut real = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = fill_store.findings_in_order(after, 1000)?;
+            let Some(next) = page.next_cursor else {
+                real.extend(page.items);
+                break;
+            };
+            real.extend(page.items);
+            after = next;
+        }
+        anyhow::ensure!(!real.is_empty(), "the simulated run produced no findings");
+        let policies = Vec::new();
+        let (n_real, mut total) = (real.len(), real.len());
+        let mut i = 0;
+        while total < target {
+            let chunk: Vec<jidoka_model::Finding> = (0..(target - total).min(2000))
+                .map(|k| {
+                    let mut f = real[(i + k) % n_real].clone();
+                    f.finding_id = format!("{}-copy{}", f.finding_id, i + k);
+                    f
+                })
+                .collect();
+            let actions = crate::governance::propose_all(&chunk, &policies);
+            fill_store.commit_findings("bench-fill", 0, &chunk, &actions)?;
+            total += chunk.len();
+            i += chunk.len();
+        }
+        runtime.shutdown();
+        Ok((n_real, total))
+    })
+    .await??;
+    let mut auth = crate::auth::Auth::default();
+    let (supervisor, _) = crate::auth::new_token()?;
+    let (quality, _) = crate::auth::new_token()?;
+    auth.add_token(&supervisor, "bench-supervisor", crate::auth::Role::Supervisor);
+    auth.add_token(&quality, "bench-quality", crate::auth::Role::QualityEngineer);
+    let (findings_tx, _) = tokio::sync::broadcast::channel(16);
+    let state = Arc::new(AppState {
+        // Pages never ingest: the stopped runtime's handle is enough.
+        ingest: page_ingest,
+        store: store.clone(),
+        metrics: Default::default(),
+        auth,
+        max_batch_events: 100,
+        metrics_open_to_loopback: false,
+        agents: Vec::new(),
+        approval_ttl_minutes: 100_000,
+        view: Default::default(),
+        findings: findings_tx,
+    });
+    let mut after = 0;
+    let mut ncrs = Vec::new();
+    loop {
+        let page = store.events_after(after, 5000)?;
+        let Some(last) = page.last_seq() else { break };
+        state.view.apply(&page.events);
+        ncrs.extend(page.events.iter().filter(|e| e.event.kind() == jidoka_model::EventKind::NcrCreated).cloned());
+        after = last;
+    }
+    // A full defect window for the Pareto page: the run's NCRs repeated under new ids.
+    let real_ncrs = ncrs.len();
+    if !ncrs.is_empty() {
+        let fill: Vec<jidoka_model::StoredEvent> = (0..crate::dashboard::view::DEFECT_WINDOW)
+            .map(|i| {
+                let mut e = ncrs[i % ncrs.len()].clone();
+                e.event.event_id = format!("{}-copy{i}", e.event.event_id);
+                e
+            })
+            .collect();
+        state.view.apply(&fill);
+    }
+    let app = router(state.clone(), 1 << 20);
+    // A torque HOLD with its curve, and one of its actions, as a supervisor would open them.
+    let hold = store
+        .findings(&jidoka_store::FindingQuery {
+            verdict: Some(jidoka_model::Verdict::Hold),
+            agent: Some("torque-audit".into()),
+            limit: 1,
+            ..Default::default()
+        })?
+        .items
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no torque HOLD in the simulated run"))?;
+    let action = store
+        .actions(&jidoka_store::ActionQuery {
+            finding_id: Some(hold.finding_id.clone()),
+            limit: 1,
+            ..Default::default()
+        })?
+        .items
+        .into_iter()
+        .next()
+        .map(|a| a.action.action_id)
+        .unwrap_or_default();
+    let pages: Vec<(&str, String, &str, usize)> = vec![
+        ("line", "/ui".into(), &supervisor, args.requests),
+        ("queue", "/ui/queue".into(), &supervisor, args.requests),
+        ("queue_hold", "/ui/queue?verdict=HOLD".into(), &supervisor, args.requests),
+        ("finding", format!("/ui/findings/{}", hold.finding_id), &supervisor, args.requests),
+        ("defects", "/ui/patterns".into(), &quality, args.requests),
+        ("audit", "/ui/audit".into(), &quality, args.requests),
+        ("audit_ref", format!("/ui/audit?ref={action}"), &quality, args.requests),
+        ("audit_verify", "/ui/audit?verify=1".into(), &quality, 3),
+    ];
+    let audit_records = store.audit_head()?;
+    let mut report = Report::new(format!(
+        "bench dashboard: server time per page, {total} findings ({real} from {} units of the default plant, the rest copies), {audit_records} audit records",
+        args.units
+    ));
+    report
+        .add("findings", "findings stored", total, "")
+        .add("events", "events stored", events, "")
+        .add("defects", "defects in the Pareto window", state.view.defects().len(), "")
+        .add("defects_real", "of which NCRs of the run", real_ncrs, "");
+    for (key, uri, token, n) in pages {
+        let mut times = Vec::with_capacity(n);
+        let mut bytes = 0;
+        for _ in 0..n {
+            let req = axum::http::Request::builder()
+                .uri(&uri)
+                .header("cookie", format!("jidoka_session={token}"))
+                .body(axum::body::Body::empty())?;
+            let t0 = Instant::now();
+            let resp = app.clone().oneshot(req).await?;
+            anyhow::ensure!(resp.status() == 200, "{uri} answered {}", resp.status());
+            bytes = axum::body::to_bytes(resp.into_body(), 1 << 26).await?.len();
+            times.push(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        report
+            .add(
+                &format!("{key}_p50_ms"),
+                &format!("{uri} p50"),
+                (percentile(&times, 50.0) * 10.0).round() / 10.0,
+                "ms",
+            )
+            .add(
+                &format!("{key}_p99_ms"),
+                &format!("{uri} p99"),
+                (percentile(&times, 99.0) * 10.0).round() / 10.0,
+                "ms",
+            )
+            .add(&format!("{key}_kib"), &format!("{uri} size"), bytes / 1024, "KiB");
+    }
+    report.add("machine", "machine", machine(), "");
+    report.print(args.json);
+    Ok(())
+}

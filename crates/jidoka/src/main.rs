@@ -209,6 +209,8 @@ enum BenchCommand {
     /// The torque audit agent on one thread: curves/s for 1,000-sample curves, the latency of
     /// one curve at a time (p50 / p99) and resident memory over the run.
     Torque(torque::BenchArgs),
+    /// Dashboard pages: server time per page (p50 / p99) with 100,000 findings stored.
+    Dashboard(bench::DashboardArgs),
 }
 
 fn parse_head(s: &str) -> Result<(u64, String), String> {
@@ -380,6 +382,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await.context("bench ingest")?,
         Command::Bench(BenchCommand::Sequence(args)) => bench::sequence(args).await.context("bench sequence")?,
         Command::Bench(BenchCommand::Api(args)) => bench::api(args).await.context("bench api")?,
+        Command::Bench(BenchCommand::Dashboard(args)) => bench::dashboard(args).await.context("bench dashboard")?,
         Command::Bench(BenchCommand::Outbox(args)) => {
             tokio::task::spawn_blocking(move || bench::outbox(args)).await?.context("bench outbox")?
         }

@@ -103,6 +103,7 @@ fn supervisor_approves_a_live_hold_in_the_browser_and_the_operator_cannot() {
         .rev()
         .find_map(|l| serde_json::from_str(l).ok())
         .unwrap_or_else(|| panic!("the browser script printed no report: {stdout}"));
+    eprintln!("browser report: {report}");
     assert!(out.status.success() && report["ok"] == true, "browser checks failed: {report}");
     assert_eq!(report["operator_api_status"], 403);
     assert_eq!(report["operator_form_status"], 403);

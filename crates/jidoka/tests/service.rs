@@ -57,6 +57,9 @@ fn service(config: &Config) -> Service {
         view: Default::default(),
         findings: runtime.findings.clone(),
     });
+    // The dashboard's view of the line follows the log, as in `jidoka serve`.
+    let (_, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(jidoka::dashboard::view::follow(state.store.clone(), state.view.clone(), stop));
     Service { app: router(state, 1 << 20), runtime: Some(runtime), tokens, _dir: dir }
 }
 
@@ -906,6 +909,14 @@ fn every_benchmark_runs_and_reports_its_figures() {
     );
     // 1 % of the curves are faults, and each is a finding.
     assert!(torque["findings_per_1k"].as_f64().is_some_and(|v| v >= 9.0), "{torque}");
+    let ui = run(&["bench", "dashboard", "--findings", "3000", "--units", "60", "--requests", "2", "--json"]);
+    assert_eq!(ui["findings"], 3000, "{ui}");
+    for page in ["line", "queue", "queue_hold", "finding", "defects", "audit", "audit_ref", "audit_verify"] {
+        let (p50, p99) = (ui[format!("{page}_p50_ms")].as_f64(), ui[format!("{page}_p99_ms")].as_f64());
+        assert!(p50.is_some_and(|v| v >= 0.0) && p99 >= p50, "{page}: {ui}");
+    }
+    // The finding page carries the curve and the tool's chart: far more than the page frame.
+    assert!(ui["finding_kib"].as_u64().is_some_and(|k| k >= 5), "{ui}");
 }
 
 /// `shared/data` beside the repository (or `JIDOKA_SHARED_DATA`). Missing data fails under
@@ -1182,4 +1193,148 @@ async fn four_eyes_needs_two_different_people() {
     );
     assert_eq!(item["hash"].as_str(), Some(recomputed.as_str()));
     runtime.shutdown();
+}
+
+/// A dashboard request with the session cookie (an API token opens a dashboard session too).
+async fn ui_call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    form: &str,
+) -> (StatusCode, String, String) {
+    let mut req = Request::builder().method(method).uri(uri).header("host", "jidoka.test");
+    if let Some(t) = token {
+        req = req.header("cookie", format!("other=1; jidoka_session={t}"));
+    }
+    if method == "POST" {
+        req = req.header("content-type", "application/x-www-form-urlencoded");
+    }
+    let mut req = req.body(Body::from(form.to_string())).expect("request");
+    req.extensions_mut().insert(ConnectInfo("10.1.2.3:5000".parse::<SocketAddr>().expect("addr")));
+    let resp = app.clone().oneshot(req).await.expect("response");
+    let status = resp.status();
+    let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24).await.expect("body");
+    (status, location, String::from_utf8_lossy(&bytes).into())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_dashboard_route_checks_every_role() {
+    use jidoka::dashboard::{ROUTES as UI_ROUTES, csrf_of};
+    let svc = service(&Config::default());
+    for (method, path, perm) in UI_ROUTES {
+        let uri = path.replace("{finding_id}", "F-x").replace("{action_id}", "A-x");
+        let (status, location, _) = ui_call(&svc.app, method, &uri, None, "").await;
+        match perm {
+            None if *method == "POST" => assert_eq!(status, StatusCode::SEE_OTHER, "{method} {path}"),
+            None => assert_eq!(status, StatusCode::OK, "{method} {path} is open"),
+            // The live stream is not a page: it answers 401 instead of sending to the sign-in.
+            Some(_) if path.ends_with("/live") => assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}"),
+            Some(_) => {
+                assert_eq!(status, StatusCode::SEE_OTHER, "{method} {path} without a session");
+                assert_eq!(location, "/ui/login", "{method} {path}");
+            }
+        }
+        let Some(perm) = perm else { continue };
+        let (status, location, _) = ui_call(&svc.app, method, &uri, Some("jdk_not_a_token"), "").await;
+        if !path.ends_with("/live") {
+            assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/ui/login"), "{path} wrong session");
+        }
+        for role in Role::ALL {
+            let token = &svc.tokens[role];
+            let form = format!("csrf={}&decision=approve&reason=route+check", csrf_of(token));
+            if path.ends_with("/live") {
+                // An open stream never ends; its status line is all this needs.
+                let req = Request::builder()
+                    .uri(&uri)
+                    .header("cookie", format!("jidoka_session={token}"))
+                    .body(Body::empty())
+                    .expect("request");
+                let resp = svc.app.clone().oneshot(req).await.expect("response");
+                let want = if allows(*role, *perm) { StatusCode::OK } else { StatusCode::FORBIDDEN };
+                assert_eq!(resp.status(), want, "{path} as {role:?}");
+                continue;
+            }
+            let (status, _, body) = ui_call(&svc.app, method, &uri, Some(token), &form).await;
+            if allows(*role, *perm) {
+                // F-x and A-x do not exist: allowed roles get past the check to "not found".
+                assert!(
+                    status == StatusCode::OK || status == StatusCode::NOT_FOUND,
+                    "{method} {path} as {role:?}: {status} {body}"
+                );
+            } else {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path} as {role:?}");
+                assert!(!body.contains("jdk_"), "no token in an error page");
+            }
+        }
+    }
+    // A form without the session's CSRF token, or from another site, changes nothing.
+    let token = &svc.tokens[&Role::Supervisor];
+    let (status, _, _) =
+        ui_call(&svc.app, "POST", "/ui/actions/A-x/decide", Some(token), "csrf=forged&decision=approve&reason=x").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Pages carry a content security policy that forbids scripts from anywhere else.
+    let req = Request::builder()
+        .uri("/ui")
+        .header("cookie", format!("jidoka_session={token}"))
+        .body(Body::empty())
+        .expect("request");
+    let resp = svc.app.clone().oneshot(req).await.expect("response");
+    let csp = resp.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+}
+
+fn ncr(i: usize, code: &str, shift: &str, lot: &str) -> Value {
+    json!({"source": "qms", "source_txn_id": format!("NCR-{i}"), "occurred_at": "2026-11-24T08:00:00Z", "kind": "ncr_created",
+           "data": {"ncr_id": format!("NCR-{i}"), "vin": "1HGCM82633A004352", "station": "ST070", "defect_code": code,
+                    "description": "paint run on door", "shift": shift, "supplier_lot": lot, "part_number": "DOOR-FL"}})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_defect_page_names_the_lot_behind_a_code_and_escapes_what_it_shows() {
+    let svc = service(&Config::default());
+    let hostile = "<img src=x onerror=alert(1)>";
+    let mut events = Vec::new();
+    for i in 0..300 {
+        events.push(ncr(
+            i,
+            ["PAINT-RUN", "SCRATCH", "GAP"][i % 3],
+            ["A", "B", "C"][(i / 3) % 3],
+            &format!("L{}", i % 10),
+        ));
+    }
+    for i in 0..30 {
+        events.push(ncr(1000 + i, "GAP", ["A", "B", "C"][i % 3], hostile));
+    }
+    let integrator = &svc.tokens[&Role::Integrator];
+    for chunk in events.chunks(100) {
+        let batch = Some(Value::Array(chunk.to_vec()));
+        let (status, body) = call(&svc.app, "POST", "/api/events", Some(integrator), batch, "10.1.2.3:5000").await;
+        assert_eq!((status, body["stored"].as_u64()), (StatusCode::OK, Some(chunk.len() as u64)), "{body}");
+    }
+    let qe = &svc.tokens[&Role::QualityEngineer];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let page = loop {
+        let (status, _, page) = ui_call(&svc.app, "GET", "/ui/patterns", Some(qe), "").await;
+        assert_eq!(status, StatusCode::OK);
+        if page.contains("The last 330 ") || Instant::now() > deadline {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(page.contains("The last 330 nonconformances"), "{page}");
+    assert!(page.contains("aria-label=\"Defect Pareto\""));
+    // GAP: 100 + 30 = 130 of 330, the top bar.
+    assert!(page.contains(">GAP</text>") && page.contains(">130 · 39%</text>"), "{page}");
+    // The planted lot is the first over-represented value, escaped.
+    let table = page.split("id=\"associations\"").nth(1).expect("an associations table");
+    let first_row = table.split("<tr>").nth(2).expect("a first row");
+    assert!(
+        first_row.contains("GAP")
+            && first_row.contains("supplier_lot = <strong>&lt;img src=x onerror=alert(1)&gt;</strong>"),
+        "{first_row}"
+    );
+    assert!(first_row.contains("30 of 130"), "{first_row}");
+    assert!(!page.contains(hostile), "raw markup from an event reached the page");
 }

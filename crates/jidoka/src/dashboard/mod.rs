@@ -131,7 +131,8 @@ fn cookie_token(headers: &HeaderMap) -> Option<&str> {
         .filter(|v| !v.is_empty())
 }
 
-fn csrf_of(token: &str) -> String {
+/// The CSRF token of a session: derived from its token, so nothing more is stored.
+pub fn csrf_of(token: &str) -> String {
     hex::encode(Sha256::digest(format!("jidoka-dashboard-csrf\n{token}").as_bytes()))
 }
 
