@@ -108,6 +108,9 @@ fn supervisor_approves_a_live_hold_in_the_browser_and_the_operator_cannot() {
     assert_eq!(report["operator_api_status"], 403);
     assert_eq!(report["operator_form_status"], 403);
     assert_eq!(report["status_after_approval"], "delivered");
+    // axe-core, WCAG 2 A and AA (contrast included), on every page.
+    assert_eq!(report["a11y_pages"], 7, "{report}");
+    assert_eq!(report["a11y_violations"], serde_json::json!([]), "{report}");
     let history: Vec<&str> =
         report["audit_history"].as_array().map(|h| h.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     assert_eq!(history, ["action_proposed", "action_approved", "action_delivered"], "{report}");
