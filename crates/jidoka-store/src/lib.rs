@@ -258,7 +258,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// export), in chain order.
     fn audit_after(&self, after_seq: u64, limit: usize) -> Result<Vec<jidoka_model::audit::StoredAudit>>;
 
-    /// The audit records about one action or finding (by its id), in chain order.
+    /// The audit records about one action, or about a finding and its actions (by id), in
+    /// chain order.
     fn audit_of(&self, reference: &str, limit: usize) -> Result<Vec<jidoka_model::audit::StoredAudit>>;
 
     /// The last audit record's `seq` (0 for an empty trail).

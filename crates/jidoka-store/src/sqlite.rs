@@ -92,7 +92,8 @@ const MIGRATIONS: &[&str] = &[
     // body: the chain is unchanged.
     r#"
     ALTER TABLE audit ADD COLUMN ref TEXT;
-    UPDATE audit SET ref = COALESCE(json_extract(body, '$.details.action_id'), json_extract(body, '$.details.finding_id'));
+    UPDATE audit SET ref = COALESCE(json_extract(body, '$.details.action_id'), json_extract(body, '$.details.finding_id'))
+        WHERE json_valid(body);
     CREATE INDEX audit_ref ON audit (ref, seq) WHERE ref IS NOT NULL;
     "#,
 ];

@@ -82,10 +82,11 @@ pub async fn serve(
         metrics_open_to_loopback: config.api.metrics_open_to_loopback,
         agents,
         approval_ttl_minutes: config.governance.approval_ttl_minutes,
-        view: Default::default(),
+        view: Arc::new(crate::dashboard::view::LineView::new(config.agents.torque_audit.drift.clone())),
         findings: runtime.findings.clone(),
     });
     let (view_stop, view_stop_rx) = tokio::sync::watch::channel(false);
+    let closing_view = state.view.clone();
     let follower = tokio::spawn(crate::dashboard::view::follow(store.clone(), state.view.clone(), view_stop_rx));
     let app = api::router(state, config.api.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(&config.api.listen)
@@ -134,6 +135,8 @@ pub async fn serve(
     let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
+            // Live dashboard streams would hold the drain open until its deadline.
+            closing_view.close();
             let _ = signalled_tx.send(());
         })
         .into_future();

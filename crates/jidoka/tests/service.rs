@@ -18,7 +18,7 @@ use jidoka_agents::{Router as AgentRouter, build_agents};
 use jidoka_store::{SqliteStore, Store};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::path::PathBuf;
@@ -562,8 +562,18 @@ fn demo_serves_health_and_produces_findings_then_drains_on_sigterm() {
     let sequence = sequence.expect("a sequence-integrity HOLD within 60 s");
     assert!(sequence["kind"].as_str().is_some_and(|k| k.starts_with("sequence.")), "{sequence}");
     assert!(!sequence["reason"].as_str().unwrap_or("").ends_with(": "), "the reason names the discrepancy: {sequence}");
+    // A dashboard tab left open on the live stream must not hold the shutdown (the drain waits
+    // for open requests up to 30 s, which is also how long `terminate` waits).
+    let mut live = std::net::TcpStream::connect(url.trim_start_matches("http://")).expect("connect");
+    write!(live, "GET /ui/live HTTP/1.1\r\nHost: x\r\nCookie: jidoka_session={token}\r\n\r\n").expect("send");
+    let mut first = [0u8; 64];
+    let n = std::io::Read::read(&mut live, &mut first).expect("read");
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"), "the live stream is open");
+    let stopping = Instant::now();
     let status = terminate(&mut child);
     assert!(status.success(), "clean exit after SIGTERM: {status:?}");
+    assert!(stopping.elapsed() < Duration::from_secs(25), "an open live stream held the shutdown");
+    drop(live);
     // After the drain the agents have processed every stored event.
     let store = SqliteStore::open(dir.path().join("jidoka.sqlite")).expect("store");
     assert_eq!(store.cursor("agents").expect("cursor"), store.last_seq().expect("seq"));

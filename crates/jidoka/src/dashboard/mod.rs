@@ -414,6 +414,7 @@ async fn live(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respons
     }
     struct Live {
         state: Arc<AppState>,
+        headers: HeaderMap,
         version: tokio::sync::watch::Receiver<u64>,
         findings: tokio::sync::broadcast::Receiver<Arc<Finding>>,
         first: bool,
@@ -422,14 +423,25 @@ async fn live(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respons
         version: state.view.version.subscribe(),
         findings: state.findings.subscribe(),
         state: state.clone(),
+        headers,
         first: true,
     };
     let stream = futures_util::stream::unfold(live, |mut live| async move {
         loop {
+            // The stream ends with the server, and with the session: after sign-out or expiry
+            // it sends nothing more.
+            if live.state.view.is_closed() || session(&live.state, &live.headers, Permission::ReadFindings).is_err() {
+                return None;
+            }
             if !live.first {
                 tokio::select! {
+                    // Re-check the session now and then even when the line is quiet.
+                    _ = tokio::time::sleep(Duration::from_secs(30)) => continue,
                     changed = live.version.changed() => {
                         if changed.is_err() {
+                            return None;
+                        }
+                        if live.state.view.is_closed() {
                             return None;
                         }
                         // At most one summary a second, however busy the line.
@@ -841,7 +853,7 @@ async fn finding_page(State(state): State<Arc<AppState>>, headers: HeaderMap, Pa
     }
     body.push_str(&features_table(&f.details));
     if let Some(tool) = f.subject.tool.as_deref()
-        && let Some(chart) = state.view.tool_chart(tool)
+        && let Some(chart) = state.view.tool_chart(f.subject.station.as_deref().unwrap_or(""), tool)
     {
         let _ = write!(body, "<h2>Tool {} — SPC chart</h2><figure>{}</figure>", esc(tool), html::spc_svg(&chart));
         let broken: Vec<&view::ChartPoint> = chart.points.iter().filter(|p| !p.rules.is_empty()).collect();
@@ -967,8 +979,9 @@ const AUDIT_PAGE: usize = 100;
 
 #[derive(Debug, Default, Deserialize)]
 struct AuditQuery {
+    /// The page of records just before this one.
     #[serde(default)]
-    after: Option<u64>,
+    before: Option<u64>,
     /// Only the records about this action or finding.
     #[serde(default, rename = "ref")]
     reference: Option<String>,
@@ -987,7 +1000,7 @@ async fn audit(
     };
     let Ok(Query(q)) = q else { return (StatusCode::BAD_REQUEST, "after: must be a record number").into_response() };
     let verify = q.verify.is_some();
-    let after = q.after;
+    let before = q.before;
     let reference = q.reference.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
     let filter = reference.clone();
     let loaded = with_store(&state, move |st| {
@@ -995,12 +1008,14 @@ async fn audit(
         if let Some(r) = &filter {
             return Ok((verdict, st.audit_of(r, 1000)?));
         }
-        // Newest first: the page ending at the head, or the page after `after`.
-        let start = match after {
-            Some(a) => a,
-            None => st.audit_head()?.saturating_sub(AUDIT_PAGE as u64),
+        // Newest first: the page ending at the head, or the page ending just before `before`.
+        let end = match before {
+            Some(b) => b.saturating_sub(1),
+            None => st.audit_head()?,
         };
-        Ok((verdict, st.audit_after(start, AUDIT_PAGE)?))
+        let start = end.saturating_sub(AUDIT_PAGE as u64);
+        let rows = if end == 0 { Vec::new() } else { st.audit_after(start, (end - start) as usize)? };
+        Ok((verdict, rows))
     })
     .await;
     let (verdict, rows) = match loaded {
@@ -1056,12 +1071,12 @@ async fn audit(
             esc(rec["what"].as_str().unwrap_or("")),
             esc(&detail),
             esc(subject),
-            esc(&r.hash[..r.hash.len().min(12)])
+            esc(&r.hash.chars().take(12).collect::<String>())
         );
     }
     body.push_str("</tbody></table></div><p class=\"pager\">");
     if first > 1 && reference.is_none() {
-        let _ = write!(body, "<a href=\"/ui/audit?after={}\">Older</a> ", first.saturating_sub(AUDIT_PAGE as u64 + 1));
+        let _ = write!(body, "<a href=\"/ui/audit?before={first}\">Older</a> ");
     }
     body.push_str("<a href=\"/ui/audit\">Newest</a></p>");
     Html(page("Audit trail", Some(&s.nav("/ui/audit")), &body)).into_response()

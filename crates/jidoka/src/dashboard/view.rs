@@ -27,7 +27,12 @@ pub struct StationState {
     pub units: u64,
     /// The unit at the station now.
     pub current_vin: Option<String>,
+    /// The Andon shown for the station: a line stop first, else the oldest open one.
     pub andon: Option<AndonState>,
+    /// Every Andon open at the station.
+    pub andons_open: usize,
+    #[serde(skip)]
+    open: Vec<AndonState>,
     pub tightenings: u64,
     pub tightenings_nok: u64,
 }
@@ -71,7 +76,7 @@ pub struct ToolChart {
 struct State {
     seq: u64,
     stations: BTreeMap<String, StationState>,
-    tools: HashMap<String, ToolChart>,
+    tools: HashMap<(String, String), ToolChart>,
     defects: VecDeque<(Timestamp, Defect)>,
     andons_raised: u64,
 }
@@ -80,9 +85,11 @@ struct State {
 #[derive(Debug, Default)]
 pub struct LineView {
     state: Mutex<State>,
+    /// The torque audit's drift settings, so the charts learn their baseline as its charts do.
     drift: DriftConfig,
     /// Bumped after every applied page: the live stream waits on it.
     pub version: tokio::sync::watch::Sender<u64>,
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// What the overview and the live stream show of the line.
@@ -95,8 +102,18 @@ pub struct LineSnapshot {
 }
 
 impl LineView {
-    pub fn new() -> LineView {
-        LineView::default()
+    pub fn new(drift: DriftConfig) -> LineView {
+        LineView { drift, ..LineView::default() }
+    }
+
+    /// The server is stopping: live streams end at their next wake-up, which this causes.
+    pub fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -110,13 +127,14 @@ impl LineView {
     pub fn snapshot(&self) -> LineSnapshot {
         let s = self.lock();
         let stations: Vec<StationState> = s.stations.values().cloned().collect();
-        let andons_open = stations.iter().filter(|st| st.andon.is_some()).count();
+        let andons_open = stations.iter().map(|st| st.andons_open).sum();
         let line_stopped = stations.iter().any(|st| st.andon.as_ref().is_some_and(|a| a.line_stopped));
         LineSnapshot { seq: s.seq, stations, andons_open, line_stopped }
     }
 
-    pub fn tool_chart(&self, tool: &str) -> Option<ToolChart> {
-        self.lock().tools.get(tool).cloned()
+    /// A tool's chart at a station (the torque audit keeps one per station and tool too).
+    pub fn tool_chart(&self, station: &str, tool: &str) -> Option<ToolChart> {
+        self.lock().tools.get(&(station.to_string(), tool.to_string())).cloned()
     }
 
     /// The defects in the window, oldest first.
@@ -145,19 +163,21 @@ impl LineView {
                 }
                 EventPayload::AndonRaised(a) => {
                     s.andons_raised += 1;
-                    station(s, &a.station).andon = Some(AndonState {
+                    let st = station(s, &a.station);
+                    st.open.retain(|x| x.andon_id != a.andon_id);
+                    st.open.push(AndonState {
                         andon_id: a.andon_id.clone(),
                         fault_code: a.fault_code.clone(),
                         line_stopped: a.line_stopped,
                         since: at,
                         event_id: id.clone(),
                     });
+                    st.show_andon();
                 }
                 EventPayload::AndonCleared(a) => {
                     let st = station(s, &a.station);
-                    if st.andon.as_ref().is_some_and(|x| x.andon_id == a.andon_id) {
-                        st.andon = None;
-                    }
+                    st.open.retain(|x| x.andon_id != a.andon_id);
+                    st.show_andon();
                 }
                 EventPayload::TighteningResult(t) => {
                     let st = station(s, &t.station);
@@ -169,7 +189,7 @@ impl LineView {
                         Some(target) if target > 0.0 => t.final_torque_nm / target,
                         _ => t.final_torque_nm,
                     };
-                    let chart = s.tools.entry(t.tool.clone()).or_insert_with(|| ToolChart {
+                    let chart = s.tools.entry((t.station.clone(), t.tool.clone())).or_insert_with(|| ToolChart {
                         tool: t.tool.clone(),
                         station: t.station.clone(),
                         ..ToolChart::default()
@@ -180,7 +200,7 @@ impl LineView {
                     if matches!(m.maintenance_kind, MaintenanceKind::Calibration | MaintenanceKind::Corrective) =>
                 {
                     // The audit restarts the tool's charts after a calibration; so does the view.
-                    if let Some(chart) = s.tools.get_mut(&m.equipment) {
+                    for chart in s.tools.values_mut().filter(|c| c.tool == m.equipment) {
                         chart.chart = Chart::new();
                         chart.baseline = None;
                         chart.recent.clear();
@@ -213,6 +233,13 @@ impl LineView {
         }
         drop(guard);
         self.version.send_modify(|v| *v += 1);
+    }
+}
+
+impl StationState {
+    fn show_andon(&mut self) {
+        self.andons_open = self.open.len();
+        self.andon = self.open.iter().find(|a| a.line_stopped).or_else(|| self.open.first()).cloned();
     }
 }
 
@@ -279,5 +306,43 @@ pub async fn follow(store: Arc<dyn Store>, view: Arc<LineView>, stop: tokio::syn
             Err(err) => tracing::warn!(error = %err, "dashboard log follower failed; retrying"),
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jidoka_model::{Event, StoredEvent};
+    use serde_json::json;
+
+    fn stored(seq: u64, kind: &str, data: serde_json::Value) -> StoredEvent {
+        let v = json!({"source": "plc", "source_txn_id": format!("t{seq}"), "occurred_at": "2026-11-24T08:00:00Z",
+                       "kind": kind, "data": data});
+        let event = Event::parse(v, chrono::Utc::now()).expect("event");
+        StoredEvent { seq, event }
+    }
+
+    #[test]
+    fn a_second_andon_at_a_station_does_not_hide_a_line_stop() {
+        let view = LineView::default();
+        let raise = |seq, id: &str, stop| {
+            stored(
+                seq,
+                "andon_raised",
+                json!({"andon_id": id, "station": "ST030", "fault_code": "F1", "line_stopped": stop}),
+            )
+        };
+        let clear = |seq, id: &str| stored(seq, "andon_cleared", json!({"andon_id": id, "station": "ST030"}));
+        view.apply(&[raise(1, "A", true), raise(2, "B", false)]);
+        let s = view.snapshot();
+        assert!(s.line_stopped);
+        assert_eq!((s.andons_open, s.stations[0].andon.as_ref().map(|a| a.andon_id.as_str())), (2, Some("A")));
+        view.apply(&[clear(3, "B")]);
+        let s = view.snapshot();
+        assert!(s.line_stopped && s.andons_open == 1);
+        view.apply(&[clear(4, "A")]);
+        let s = view.snapshot();
+        assert!(!s.line_stopped && s.andons_open == 0 && s.stations[0].andon.is_none());
+        assert_eq!(view.seq(), 4);
     }
 }
