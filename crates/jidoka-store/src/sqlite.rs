@@ -405,6 +405,10 @@ fn append_audit(tx: &rusqlite::Transaction<'_>, entry: AuditEntry) -> Result<u64
     Ok(record.seq)
 }
 
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAudit> {
+    Ok(StoredAudit { seq: r.get::<_, i64>(0)? as u64, body: r.get(1)?, prev_hash: r.get(2)?, hash: r.get(3)? })
+}
+
 /// The audit entry of an action's change of state (or its proposal when `from` is `None`).
 fn action_entry(a: &Action, actor: &str, what: &str, at: Timestamp, details: serde_json::Value) -> AuditEntry {
     let subject = a.payload.get("subject").cloned().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
@@ -806,16 +810,12 @@ impl Store for SqliteStore {
     fn audit_of(&self, reference: &str, limit: usize) -> Result<Vec<StoredAudit>> {
         self.with_reader(|c| {
             let mut stmt =
-                c.prepare_cached("SELECT seq, body, prev_hash, hash FROM audit WHERE ref = ?1 ORDER BY seq LIMIT ?2")?;
+                c.prepare_cached(
+                    "SELECT seq, body, prev_hash, hash FROM audit \
+                     WHERE ref = ?1 OR ref IN (SELECT action_id FROM actions WHERE finding_id = ?1) ORDER BY seq LIMIT ?2",
+                )?;
             let rows = stmt
-                .query_map(params![reference, page_limit(limit) as i64], |r| {
-                    Ok(StoredAudit {
-                        seq: r.get::<_, i64>(0)? as u64,
-                        body: r.get(1)?,
-                        prev_hash: r.get(2)?,
-                        hash: r.get(3)?,
-                    })
-                })?
+                .query_map(params![reference, page_limit(limit) as i64], audit_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })
@@ -832,14 +832,7 @@ impl Store for SqliteStore {
             let mut stmt =
                 c.prepare_cached("SELECT seq, body, prev_hash, hash FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
             let rows = stmt
-                .query_map(params![after_seq as i64, page_limit(limit) as i64], |r| {
-                    Ok(StoredAudit {
-                        seq: r.get::<_, i64>(0)? as u64,
-                        body: r.get(1)?,
-                        prev_hash: r.get(2)?,
-                        hash: r.get(3)?,
-                    })
-                })?
+                .query_map(params![after_seq as i64, page_limit(limit) as i64], audit_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })

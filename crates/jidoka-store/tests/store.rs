@@ -332,6 +332,24 @@ fn every_finding_proposal_and_decision_is_in_the_audit_chain() {
     );
 }
 
+#[test]
+fn the_history_of_an_action_or_a_finding_is_found_by_its_id() {
+    let (_dir, _path, store) = audited();
+    let what = |rows: Vec<jidoka_model::audit::StoredAudit>| -> Vec<String> {
+        rows.iter()
+            .map(|r| serde_json::from_str::<jidoka_model::audit::AuditRecord>(&r.body).expect("record").entry.what)
+            .collect()
+    };
+    assert_eq!(what(store.audit_of("A0p", 100).expect("audit")), ["action_proposed", "action_approved"]);
+    // A finding's history holds its own record and those of its actions, in chain order.
+    assert_eq!(
+        what(store.audit_of("F1", 100).expect("audit")),
+        ["finding", "action_proposed", "action_proposed", "action_rejected"]
+    );
+    assert!(store.audit_of("nothing", 100).expect("audit").is_empty());
+    assert_eq!(store.audit_head().expect("head"), 16);
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
 

@@ -434,12 +434,17 @@ pub struct ApiArgs {
     pub json: bool,
 }
 
+/// The default plant's simulation of `units` units (seed 1, every curve) and its master data.
+fn default_plant(units: u64) -> anyhow::Result<(jidoka_sim::Simulation, jidoka_agents::Master)> {
+    let (plant, _) = crate::simulate::load_plant(None)?;
+    let master = crate::config::master_from(plant.master_data())?;
+    Ok((jidoka_sim::Simulation::new(plant, 1, Some(units), jidoka_sim::CurveMode::All), master))
+}
+
 /// `jidoka bench api`: ingest over HTTP into the full service (all agents, governance, audit):
 /// events/s and the latency of each request, closed loop.
 pub async fn api(args: ApiArgs) -> anyhow::Result<()> {
-    let (plant, _) = crate::simulate::load_plant(None)?;
-    let master = crate::config::master_from(plant.master_data())?;
-    let mut sim = jidoka_sim::Simulation::new(plant, 1, Some(args.units), jidoka_sim::CurveMode::All);
+    let (mut sim, master) = default_plant(args.units)?;
     let mut events: Vec<Vec<u8>> = Vec::new();
     while sim.has_more() {
         for e in sim.next_slot().events {
@@ -744,9 +749,7 @@ pub struct DashboardArgs {
 pub async fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
     use crate::api::{AppState, router};
     use tower::ServiceExt;
-    let (plant, _) = crate::simulate::load_plant(None)?;
-    let master = crate::config::master_from(plant.master_data())?;
-    let mut sim = jidoka_sim::Simulation::new(plant, 1, Some(args.units), jidoka_sim::CurveMode::All);
+    let (mut sim, master) = default_plant(args.units)?;
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("jidoka.sqlite"))?);
     let runtime = Runtime::start(
