@@ -480,20 +480,10 @@ async fn get_finding(
         } else {
             Vec::new()
         };
-        let mut similar = Vec::new();
-        let cases = f.as_ref().and_then(|f| f.details.get("similar")).and_then(Value::as_array).cloned();
-        for mut case in cases.unwrap_or_default().into_iter().take(10) {
-            if with_actions && let Some(reference) = case.get("reference").and_then(Value::as_str).map(str::to_string) {
-                let past = s.actions(&ActionQuery { finding_id: Some(reference), limit: 20, ..Default::default() })?;
-                case["resolution"] = past
-                    .items
-                    .iter()
-                    .map(|a| json!({"kind": a.action.kind, "status": a.action.status}))
-                    .collect::<Vec<_>>()
-                    .into();
-            }
-            similar.push(case);
-        }
+        let similar = match &f {
+            Some(f) => similar_cases(s, f, with_actions, 10)?,
+            None => Vec::new(),
+        };
         Ok((f, actions, similar))
     })
     .await?;
@@ -503,6 +493,31 @@ async fn get_finding(
         body["actions"] = json!(actions);
     }
     Ok(Json(body))
+}
+
+/// A finding's similar past cases (at most `limit`), each with how it was resolved (the kind
+/// and status of its actions) when the caller may read actions: the API and the dashboard.
+pub(crate) fn similar_cases(
+    s: &dyn Store,
+    f: &jidoka_model::Finding,
+    with_actions: bool,
+    limit: usize,
+) -> Result<Vec<Value>, jidoka_store::StoreError> {
+    let mut similar = Vec::new();
+    for case in f.details.get("similar").and_then(Value::as_array).into_iter().flatten().take(limit) {
+        let mut case = case.clone();
+        if with_actions && let Some(reference) = case.get("reference").and_then(Value::as_str).map(str::to_string) {
+            let past = s.actions(&ActionQuery { finding_id: Some(reference), limit: 20, ..Default::default() })?;
+            case["resolution"] = past
+                .items
+                .iter()
+                .map(|a| json!({"kind": a.action.kind, "status": a.action.status}))
+                .collect::<Vec<_>>()
+                .into();
+        }
+        similar.push(case);
+    }
+    Ok(similar)
 }
 
 /// The curve of a tightening finding against its golden envelope, as SVG (for the dashboard

@@ -170,7 +170,7 @@ fn session(state: &AppState, headers: &HeaderMap, perm: Permission) -> Result<Se
 }
 
 /// A form that changes state must come from this origin and carry the session's CSRF token.
-fn check_form(headers: &HeaderMap, session: Option<&Session>, csrf: &str) -> Result<(), Denied> {
+fn check_form(headers: &HeaderMap, expected_csrf: Option<&str>, csrf: &str) -> Result<(), Denied> {
     if let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), headers.get(header::HOST)) {
         let origin = origin.to_str().unwrap_or("");
         let host = host.to_str().unwrap_or("");
@@ -179,8 +179,8 @@ fn check_form(headers: &HeaderMap, session: Option<&Session>, csrf: &str) -> Res
             return Err(Denied::Forbidden("This form was sent from another site.".into()));
         }
     }
-    if let Some(s) = session
-        && !constant_time_eq(s.csrf.as_bytes(), csrf.as_bytes())
+    if let Some(expected) = expected_csrf
+        && !constant_time_eq(expected.as_bytes(), csrf.as_bytes())
     {
         return Err(Denied::Forbidden("This form has expired; reload the page and try again.".into()));
     }
@@ -276,17 +276,12 @@ struct CsrfForm {
 
 async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
     if let Some(token) = cookie_token(&headers) {
-        let s = Session { principal: placeholder(), csrf: csrf_of(token) };
-        if let Err(denied) = check_form(&headers, Some(&s), &form.csrf) {
+        if let Err(denied) = check_form(&headers, Some(&csrf_of(token)), &form.csrf) {
             return denied.into_response();
         }
         state.auth.end_session(token);
     }
     ([(header::SET_COOKIE, session_cookie("", 0))], Redirect::to("/ui/login")).into_response()
-}
-
-fn placeholder() -> Principal {
-    Principal { name: String::new(), role: crate::auth::Role::Operator, session: true }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -585,7 +580,9 @@ async fn queue(
                     esc(&f.occurred_at.to_rfc3339())
                 );
                 body.push_str(&evidence_list(f));
-                body.push_str(&similar_list(f, &[]));
+                let cases: Vec<Value> =
+                    f.details.get("similar").and_then(Value::as_array).into_iter().flatten().take(5).cloned().collect();
+                body.push_str(&similar_list(&cases));
             }
             None => {
                 let _ = write!(body, "<h2>Finding {} not found</h2>", esc(&a.action.finding_id));
@@ -607,20 +604,27 @@ fn evidence_list(f: &Finding) -> String {
     out
 }
 
-/// Similar past cases with, when known, how each was resolved.
-fn similar_list(f: &Finding, resolved: &[(String, Vec<(String, String)>)]) -> String {
-    let Some(cases) = f.details.get("similar").and_then(Value::as_array).filter(|c| !c.is_empty()) else {
+/// Similar past cases (from [`crate::api::similar_cases`]) with, when known, how each was
+/// resolved.
+fn similar_list(cases: &[Value]) -> String {
+    if cases.is_empty() {
         return String::new();
-    };
+    }
     let mut out = String::from("<details><summary>Similar past cases</summary><ul>");
-    for c in cases.iter().take(5) {
+    for c in cases {
         let reference = c["reference"].as_str().unwrap_or("");
         let modes: Vec<&str> =
             c["failure_modes"].as_array().map(|m| m.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-        let resolution = resolved
-            .iter()
-            .find(|(r, _)| r == reference)
-            .map(|(_, acts)| acts.iter().map(|(k, s)| format!("{} {}", esc(k), esc(s))).collect::<Vec<_>>().join(", "))
+        let resolution = c["resolution"]
+            .as_array()
+            .map(|acts| {
+                acts.iter()
+                    .map(|a| {
+                        format!("{} {}", esc(a["kind"].as_str().unwrap_or("")), esc(a["status"].as_str().unwrap_or("")))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "no decision recorded".into());
         let _ = write!(
@@ -706,7 +710,7 @@ async fn decide(
         Ok(s) => s,
         Err(d) => return d.into_response(),
     };
-    if let Err(d) = check_form(&headers, Some(&s), &form.csrf) {
+    if let Err(d) = check_form(&headers, Some(&s.csrf), &form.csrf) {
         return d.into_response();
     }
     let to = match form.decision.as_str() {
@@ -757,29 +761,17 @@ async fn finding_page(State(state): State<Arc<AppState>>, headers: HeaderMap, Pa
             None => None,
         };
         let mut actions = Vec::new();
-        let mut resolved = Vec::new();
         if with_actions {
             for a in st.actions(&ActionQuery { finding_id: Some(lookup), limit: 50, ..Default::default() })?.items {
                 let history = st.audit_of(&a.action.action_id, 50)?;
                 actions.push((a, history));
             }
-            for c in f.details.get("similar").and_then(Value::as_array).into_iter().flatten().take(5) {
-                if let Some(r) = c.get("reference").and_then(Value::as_str) {
-                    let past =
-                        st.actions(&ActionQuery { finding_id: Some(r.into()), limit: 20, ..Default::default() })?;
-                    let acts = past
-                        .items
-                        .iter()
-                        .map(|a| (a.action.kind.as_str().into(), a.action.status.as_str().into()))
-                        .collect();
-                    resolved.push((r.to_string(), acts));
-                }
-            }
         }
-        Ok(Some((f, event, actions, resolved)))
+        let similar = crate::api::similar_cases(st, &f, with_actions, 5)?;
+        Ok(Some((f, event, actions, similar)))
     })
     .await;
-    let (f, event, actions, resolved) = match loaded {
+    let (f, event, actions, similar) = match loaded {
         Ok(Some(x)) => x,
         Ok(None) => {
             return (
@@ -886,7 +878,7 @@ async fn finding_page(State(state): State<Arc<AppState>>, headers: HeaderMap, Pa
             body.push_str(&action_block(&s, a, history));
         }
     }
-    body.push_str(&similar_list(&f, &resolved));
+    body.push_str(&similar_list(&similar));
     Html(page(&format!("Finding {}", f.kind), Some(&s.nav("")), &body)).into_response()
 }
 
@@ -1140,14 +1132,15 @@ mod tests {
 
     #[test]
     fn forms_from_another_origin_or_without_the_token_are_refused() {
-        let s = Session { principal: placeholder(), csrf: csrf_of("t") };
+        let t = csrf_of("t");
+        let s = Some(t.as_str());
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("line-pc:8080"));
-        assert!(check_form(&h, Some(&s), &csrf_of("t")).is_ok());
-        assert!(check_form(&h, Some(&s), "forged").is_err());
+        assert!(check_form(&h, s, &csrf_of("t")).is_ok());
+        assert!(check_form(&h, s, "forged").is_err());
         h.insert(header::ORIGIN, HeaderValue::from_static("http://evil.example"));
-        assert!(check_form(&h, Some(&s), &csrf_of("t")).is_err());
+        assert!(check_form(&h, s, &csrf_of("t")).is_err());
         h.insert(header::ORIGIN, HeaderValue::from_static("http://line-pc:8080"));
-        assert!(check_form(&h, Some(&s), &csrf_of("t")).is_ok());
+        assert!(check_form(&h, s, &csrf_of("t")).is_ok());
     }
 }
