@@ -374,6 +374,12 @@ pub struct UnitAtStation {
     pub work_order: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator: Option<String>,
+    /// The shift the unit is built on (as the MES names it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<String>,
+    /// The fixture, carrier or jig holding the unit at the station.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixture: Option<String>,
 }
 
 impl Check for UnitAtStation {
@@ -381,7 +387,9 @@ impl Check for UnitAtStation {
         check_id("data.vin", &self.vin)?;
         check_id("data.station", &self.station)?;
         check_opt_id("data.work_order", &self.work_order)?;
-        check_opt_id("data.operator", &self.operator)
+        check_opt_id("data.operator", &self.operator)?;
+        check_opt_id("data.shift", &self.shift)?;
+        check_opt_id("data.fixture", &self.fixture)
     }
 }
 

@@ -311,15 +311,17 @@ impl Simulation {
         let mut events = Vec::new();
         let mut t = slot_start + ms(1.0);
         let mes = "mes";
+        let fixture = self.fixture_for(&station.id, unit.index);
         let at_station = UnitAtStation {
             vin: unit.vin.clone(),
             station: station.id.clone(),
             work_order: Some(unit.work_order.clone()),
             operator: operator.clone(),
+            shift: Some(shift.clone()),
+            fixture: fixture.clone(),
         };
         let ev = self.event(mes, t, EventPayload::UnitEnteredStation(at_station.clone()));
         events.push((t, ev));
-        let fixture = self.fixture_for(&station.id, unit.index);
         self.floor.unit(unit.index).context.insert(
             station.id.clone(),
             crate::floor::StationContext {
