@@ -10,14 +10,21 @@
 //!   failure modes, anomaly score, tool drift.
 //! - [`sequence`]: scans, operations and tightenings against BOM, ECOs and routing.
 //! - [`patterns`]: defect Pareto and over-represented context values (hypergeometric, BH).
+//! - [`quality`]: defect patterns behind NCRs (against the units built alongside) and triage
+//!   of uncoded NCRs; [`text`] is its short-text model, [`narrative`] its citations.
+//! - [`andon`]: routes each line stop to a team, with first steps from similar past stops.
 //!
 //! Invariants: agents do no I/O and never read the clock; their only input is the event log,
 //! in log order. So an agent's state is a function of the log prefix it has seen, and replaying
 //! the log reproduces every finding exactly. An agent that panics on an event is contained: the
 //! router records an `agent.failure` finding and goes on.
 
+pub mod andon;
+pub mod narrative;
 pub mod patterns;
+pub mod quality;
 pub mod sequence;
+pub mod text;
 pub mod torque;
 pub mod torque_window;
 
@@ -156,6 +163,10 @@ pub struct AgentsConfig {
     pub torque_audit: torque::TorqueAuditConfig,
     #[serde(default)]
     pub sequence: sequence::SequenceConfig,
+    #[serde(default)]
+    pub quality: quality::QualityConfig,
+    #[serde(default)]
+    pub andon: andon::AndonConfig,
 }
 
 impl AgentsConfig {
@@ -164,6 +175,8 @@ impl AgentsConfig {
         let mut errors = Vec::new();
         self.torque_window.validate("agents.torque_window", &mut errors);
         self.torque_audit.validate("agents.torque_audit", &mut errors);
+        self.quality.validate("agents.quality", &mut errors);
+        self.andon.validate("agents.andon", &mut errors);
         errors
     }
 }
@@ -185,6 +198,12 @@ pub fn build_agents(config: &AgentsConfig, master: &Master) -> Vec<Box<dyn Agent
         && let Some(master) = master
     {
         agents.push(Box::new(sequence::SequenceAgent::new(master)));
+    }
+    if config.quality.enabled {
+        agents.push(Box::new(quality::QualityAgent::new(config.quality.clone())));
+    }
+    if config.andon.enabled {
+        agents.push(Box::new(andon::AndonAgent::new(config.andon.clone())));
     }
     agents
 }

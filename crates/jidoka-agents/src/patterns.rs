@@ -133,15 +133,25 @@ pub fn associations(defects: &[Defect], config: &PatternConfig) -> Vec<Associati
 
 /// Adjust every test's p-value (in place) for the false discovery rate.
 fn benjamini_hochberg(tests: &mut [Association]) {
-    let m = tests.len() as f64;
-    let mut order: Vec<usize> = (0..tests.len()).collect();
-    order.sort_by(|&a, &b| tests[b].p_value.total_cmp(&tests[a].p_value));
+    let p: Vec<f64> = tests.iter().map(|t| t.p_value).collect();
+    for (t, q) in tests.iter_mut().zip(bh_adjust(&p)) {
+        t.q_value = q;
+    }
+}
+
+/// Benjamini-Hochberg adjusted p-values (q-values), in the order of `p`.
+pub fn bh_adjust(p: &[f64]) -> Vec<f64> {
+    let m = p.len() as f64;
+    let mut order: Vec<usize> = (0..p.len()).collect();
+    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+    let mut q = vec![1.0; p.len()];
     let mut running = 1.0f64;
     for (i, &idx) in order.iter().enumerate() {
         let rank = m - i as f64;
-        running = running.min(tests[idx].p_value * m / rank);
-        tests[idx].q_value = running.min(1.0);
+        running = running.min(p[idx] * m / rank);
+        q[idx] = running.min(1.0);
     }
+    q
 }
 
 /// `P(X >= k)` for X hypergeometric: `draws` from `population` holding `successes`.

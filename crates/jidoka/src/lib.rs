@@ -4,7 +4,7 @@
 //! threads), [`governance`] (findings → proposed actions), [`api`] + [`auth`] (HTTP and roles),
 //! [`dashboard`] (the supervisor dashboard under `/ui`),
 //! [`server`] (serve / demo), [`commands`] (import, replay, token), [`bench`], [`eval`], [`report`]
-//! (tables, JSON, progress), [`metrics`], [`simulate`] (sim, bench sim, the demo feed). The `jidoka` binary is `main.rs`.
+//! (tables, JSON, progress), [`metrics`], [`simulate`] (sim, bench sim, the demo feed), [`triage`] (eval triage, eval clusters, bench triage). The `jidoka` binary is `main.rs`.
 
 pub mod api;
 pub mod auth;
@@ -21,3 +21,4 @@ pub mod runtime;
 pub mod server;
 pub mod simulate;
 pub mod torque;
+pub mod triage;

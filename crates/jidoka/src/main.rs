@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use jidoka::auth::{self, Role};
 use jidoka::config::Config;
-use jidoka::{bench, commands, eval, server, simulate, torque};
+use jidoka::{bench, commands, eval, server, simulate, torque, triage};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -190,6 +190,13 @@ enum EvalCommand {
     /// The sequence agent against injected sequence errors: per reason code the injected,
     /// flagged, missed and false-alarm counts, and the alerts on a clean run.
     Sequence(eval::SimEvalArgs),
+    /// The text triage model: trained on one labelled file, scored on another (top-1 and
+    /// top-3 accuracy, macro-F1) beside the majority-class baseline.
+    Triage(triage::EvalTriageArgs),
+    /// The defect-pattern agent against the simulator's planted root causes (NCRs from onset
+    /// until ranked first, precision of claims, claims on a clean plant) and the triage of
+    /// uncoded NCRs against their true codes.
+    Clusters(triage::EvalClustersArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,6 +218,9 @@ enum BenchCommand {
     Torque(torque::BenchArgs),
     /// Dashboard pages: server time per page (p50 / p99) with 100,000 findings stored.
     Dashboard(bench::DashboardArgs),
+    /// Triage: training time, NCRs/s and latency of the text model, and events/s and NCRs/s
+    /// through the quality and Andon agents over a simulated run.
+    Triage(triage::BenchTriageArgs),
 }
 
 fn parse_head(s: &str) -> Result<(u64, String), String> {
@@ -379,12 +389,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(EvalCommand::Sequence(args)) => {
             tokio::task::spawn_blocking(move || eval::sequence(args)).await?.context("eval sequence")?
         }
+        Command::Eval(EvalCommand::Triage(args)) => triage::eval_triage(args).context("eval triage")?,
+        Command::Eval(EvalCommand::Clusters(args)) => triage::eval_clusters(args).context("eval clusters")?,
         Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await.context("bench ingest")?,
         Command::Bench(BenchCommand::Sequence(args)) => bench::sequence(args).await.context("bench sequence")?,
         Command::Bench(BenchCommand::Api(args)) => bench::api(args).await.context("bench api")?,
         Command::Bench(BenchCommand::Dashboard(args)) => bench::dashboard(args).await.context("bench dashboard")?,
         Command::Bench(BenchCommand::Outbox(args)) => {
             tokio::task::spawn_blocking(move || bench::outbox(args)).await?.context("bench outbox")?
+        }
+        Command::Bench(BenchCommand::Triage(args)) => {
+            tokio::task::spawn_blocking(move || triage::bench_triage(args)).await?.context("bench triage")?
         }
         Command::Bench(BenchCommand::Torque(args)) => {
             tokio::task::spawn_blocking(move || torque::bench(args)).await?.context("bench torque")?

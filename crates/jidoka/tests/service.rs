@@ -927,6 +927,67 @@ fn every_benchmark_runs_and_reports_its_figures() {
     }
     // The finding page carries the curve and the tool's chart: far more than the page frame.
     assert!(ui["finding_kib"].as_u64().is_some_and(|k| k >= 5), "{ui}");
+    let triage = run(&["bench", "triage", "--units", "1500", "--json"]);
+    assert!(triage["predict_per_s"].as_f64().is_some_and(|v| v > 0.0), "{triage}");
+    assert!(triage["predict_us_p99"].as_f64() >= triage["predict_us_p50"].as_f64(), "{triage}");
+    assert!(triage["agents_findings"].as_u64().is_some_and(|n| n > 0), "{triage}");
+}
+
+#[test]
+fn triage_on_real_failure_mode_text_beats_the_majority_baseline() {
+    let Some(data) = shared_data() else { return };
+    let dir = data.join("maintenance_failure_mode_fmc");
+    let out = jidoka_bin()
+        .args(["eval", "triage", "--train"])
+        .arg(dir.join("train.txt"))
+        .arg("--test")
+        .arg(dir.join("dev.txt"))
+        .arg("--json")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let (acc, base) = (r["accuracy"].as_f64().unwrap_or(0.0), r["baseline_accuracy"].as_f64().unwrap_or(1.0));
+    // 62 held-out observations, 22 labels: the majority class is right 18 % of the time.
+    assert!(acc > base + 0.3, "{r}");
+    assert!(r["top3_accuracy"].as_f64().unwrap_or(0.0) >= acc, "{r}");
+    assert!(r["macro_f1"].as_f64().unwrap_or(0.0) > r["baseline_macro_f1"].as_f64().unwrap_or(1.0) + 0.2, "{r}");
+    assert_eq!(r["unusable_lines"], 0, "{r}");
+    // A file with bad lines: each named on stderr, the rest scored.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bad = tmp.path().join("bad.txt");
+    let mut bytes = std::fs::read(dir.join("dev.txt")).expect("dev");
+    bytes.extend_from_slice(b"\nno comma\n\xff\xfe,Noise\n");
+    std::fs::write(&bad, bytes).expect("write");
+    let out = jidoka_bin()
+        .args(["eval", "triage", "--train"])
+        .arg(dir.join("train.txt"))
+        .arg("--test")
+        .arg(&bad)
+        .arg("--json")
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no comma") && stderr.contains("not UTF-8"), "{stderr}");
+    let r: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(r["unusable_lines"], 2, "{r}");
+}
+
+#[test]
+fn eval_clusters_finds_the_planted_causes_and_nothing_on_a_clean_plant() {
+    let out = jidoka_bin().args(["eval", "clusters", "--sim", "--units", "3000", "--json"]).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    for cause in ["worn_fixture", "bad_lot"] {
+        let n = r[format!("{cause}_ncrs_to_first_rank")].as_u64();
+        assert!(n.is_some_and(|n| n <= 200), "{cause}: {r}");
+        assert!(r[format!("{cause}_p_value")].as_f64().is_some_and(|p| p < 0.01), "{cause}: {r}");
+    }
+    assert_eq!(r["worn_fixture_claim"], "fixture FX-040-B on shift B", "{r}");
+    assert!(r["precision"].as_f64().is_some_and(|p| p >= 0.9), "{r}");
+    assert_eq!(r["clean_run_claims"], 0, "{r}");
+    assert!(r["andon_all_n"].as_u64().is_some_and(|n| n > 0), "{r}");
 }
 
 /// `shared/data` beside the repository (or `JIDOKA_SHARED_DATA`). Missing data fails under

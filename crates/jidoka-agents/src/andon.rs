@@ -1,0 +1,349 @@
+//! [`AndonAgent`]: triage of line stops. For each Andon raised it names the team to send
+//! (electrical, mechanical, quality, material, IT), the first steps that cleared the most
+//! similar past stops, and the station's recent maintenance, each cited.
+//!
+//! The team comes from a text model (see [`crate::text`]) trained on past stops (description,
+//! fault code and station → the team that cleared them, from the Andon-cleared event). Until
+//! it has enough history, or when it is unsure, the stated rules decide: the fault code's first
+//! letter (`E` electrical, `M` mechanical, `Q` quality, `L` material, `I` IT), configurable.
+//! The finding says which one decided.
+
+use crate::narrative::cite;
+use crate::text::{Classifier, Example, Sparse, TrainConfig, cosine, prepare};
+use crate::{Agent, FindingDraft};
+use jidoka_model::{EventKind, EventPayload, Severity, StoredEvent, Subject, Verdict};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// The teams a stop is routed to.
+pub const TEAMS: [&str; 5] = ["electrical", "mechanical", "quality", "material", "it"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AndonConfig {
+    pub enabled: bool,
+    /// Cleared stops needed before the model routes.
+    pub min_history: usize,
+    /// Below this confidence the rules decide.
+    pub min_confidence: f64,
+    /// Fault-code prefix → team, the rules used without (or against an unsure) model.
+    pub rules: BTreeMap<String, String>,
+}
+
+impl Default for AndonConfig {
+    fn default() -> Self {
+        let rules = [("E", "electrical"), ("M", "mechanical"), ("Q", "quality"), ("L", "material"), ("I", "it")]
+            .into_iter()
+            .map(|(p, t)| (p.to_string(), t.to_string()))
+            .collect();
+        AndonConfig { enabled: true, min_history: 20, min_confidence: 0.6, rules }
+    }
+}
+
+impl AndonConfig {
+    pub fn validate(&self, path: &str, errors: &mut Vec<(String, String)>) {
+        for (prefix, team) in &self.rules {
+            if !TEAMS.contains(&team.as_str()) {
+                errors.push((format!("{path}.rules.{prefix}"), format!("team must be one of {}", TEAMS.join(", "))));
+            }
+        }
+        if self.min_history < 10 {
+            errors.push((format!("{path}.min_history"), "must be at least 10".into()));
+        }
+        if !(0.0..=1.0).contains(&self.min_confidence) {
+            errors.push((format!("{path}.min_confidence"), "must be between 0 and 1".into()));
+        }
+    }
+
+    /// The team the rules give a fault code: the longest matching prefix.
+    pub fn rule_for(&self, fault_code: &str) -> Option<(&str, &str)> {
+        self.rules
+            .iter()
+            .filter(|(p, _)| fault_code.starts_with(p.as_str()))
+            .max_by_key(|(p, _)| p.len())
+            .map(|(p, t)| (p.as_str(), t.as_str()))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct OpenStop {
+    event_id: String,
+    text: String,
+    context: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct PastStop {
+    andon_id: String,
+    raised_event: String,
+    cleared_event: String,
+    fault_code: String,
+    text: String,
+    context: Vec<String>,
+    team: String,
+    resolution: Option<String>,
+}
+
+/// Triage of line stops; see the module docs.
+#[derive(Debug)]
+pub struct AndonAgent {
+    config: AndonConfig,
+    open: HashMap<String, OpenStop>,
+    history: VecDeque<PastStop>,
+    vectors: VecDeque<Sparse>,
+    model: Option<Classifier>,
+    trained_on: usize,
+    seen: usize,
+    /// Station → its latest maintenance records (event id, equipment, what was done).
+    maintenance: HashMap<String, VecDeque<(String, String, String)>>,
+}
+
+const MAX_HISTORY: usize = 5000;
+const MAX_OPEN: usize = 10_000;
+
+impl AndonAgent {
+    pub fn new(config: AndonConfig) -> Self {
+        AndonAgent {
+            config,
+            open: HashMap::new(),
+            history: VecDeque::new(),
+            vectors: VecDeque::new(),
+            model: None,
+            trained_on: 0,
+            seen: 0,
+            maintenance: HashMap::new(),
+        }
+    }
+
+    fn text_of(a: &jidoka_model::event::AndonRaised) -> (String, Vec<String>) {
+        let text = a.description.as_deref().and_then(|d| prepare(d).ok()).map(|p| p.0).unwrap_or_default();
+        let prefix: String = a.fault_code.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+        let context =
+            vec![format!("fault={}", a.fault_code), format!("prefix={prefix}"), format!("station={}", a.station)];
+        (text, context)
+    }
+
+    fn learn(&mut self, past: PastStop) {
+        if let Some(model) = &self.model {
+            self.vectors.push_back(model.vectorizer.transform(&past.text, &past.context));
+        }
+        self.history.push_back(past);
+        while self.history.len() > MAX_HISTORY {
+            self.history.pop_front();
+            self.vectors.pop_front();
+        }
+        self.seen += 1;
+        let due = if self.model.is_none() {
+            self.seen >= self.config.min_history && self.seen >= self.trained_on + 5
+        } else {
+            self.seen >= (self.trained_on + self.trained_on / 10).max(self.trained_on + 10)
+        };
+        if !due {
+            return;
+        }
+        self.trained_on = self.seen;
+        let examples: Vec<Example> = self
+            .history
+            .iter()
+            .map(|h| Example { text: h.text.clone(), context: h.context.clone(), label: h.team.clone() })
+            .collect();
+        let config = TrainConfig { epochs: 20, min_examples: self.config.min_history, ..TrainConfig::default() };
+        if let Ok(model) = Classifier::train(&examples, &config) {
+            self.vectors = self.history.iter().map(|h| model.vectorizer.transform(&h.text, &h.context)).collect();
+            self.model = Some(model);
+        }
+    }
+
+    fn triage(&self, event: &StoredEvent, a: &jidoka_model::event::AndonRaised, out: &mut Vec<FindingDraft>) {
+        let (text, context) = Self::text_of(a);
+        let rule = self.config.rule_for(&a.fault_code);
+        let (mut team, mut confidence, mut method, mut alternatives) = (None, 0.0, "none", Vec::new());
+        let mut x = None;
+        if let Some(model) = &self.model {
+            let v = model.vectorizer.transform(&text, &context);
+            let ranked = model.predict_vector(&v);
+            if let Some(best) = ranked.first()
+                && best.confidence >= self.config.min_confidence
+            {
+                team = Some(best.label.clone());
+                confidence = best.confidence;
+                method = "model";
+            }
+            alternatives = ranked.into_iter().take(3).collect();
+            x = Some(v);
+        }
+        if team.is_none()
+            && let Some((_, t)) = rule
+        {
+            team = Some(t.to_string());
+            confidence = 0.5;
+            method = "rules";
+        }
+        let why = match (&self.model, method) {
+            (None, _) => format!(
+                "too little history for the model ({} cleared stops, {} needed)",
+                self.seen, self.config.min_history
+            ),
+            (Some(_), "model") => format!("model trained on {} cleared stops", self.trained_on),
+            (Some(_), _) => format!("the model was unsure (below {:.2})", self.config.min_confidence),
+        };
+        // First steps: how the most similar past stops routed to this team were cleared.
+        let mut steps = Vec::new();
+        if let (Some(x), Some(team)) = (&x, &team) {
+            let mut near: Vec<(f32, usize)> = self
+                .vectors
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| self.history[*i].team == *team && self.history[*i].resolution.is_some())
+                .map(|(i, v)| (cosine(x, v), i))
+                .filter(|(s, _)| *s > 0.0)
+                .collect();
+            near.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
+            let mut seen_steps: Vec<&str> = Vec::new();
+            for (s, i) in near {
+                let h = &self.history[i];
+                let Some(r) = h.resolution.as_deref() else { continue };
+                if seen_steps.contains(&r) {
+                    continue;
+                }
+                seen_steps.push(r);
+                steps.push(json!({"resolution": r, "andon_id": h.andon_id, "fault_code": h.fault_code,
+                                  "event_id": h.cleared_event, "raised_event": h.raised_event, "similarity": s}));
+                if steps.len() == 3 {
+                    break;
+                }
+            }
+        }
+        let maintenance: Vec<serde_json::Value> = self
+            .maintenance
+            .get(&a.station)
+            .map(|m| {
+                m.iter()
+                    .rev()
+                    .take(3)
+                    .map(|(e, eq, d)| json!({"event_id": e, "equipment": eq, "description": d}))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let event_id = &event.event.event_id;
+        let team_text =
+            team.clone().unwrap_or_else(|| "no team (no rule for this fault code): the supervisor decides".into());
+        let mut narrative = format!(
+            "{} {} at {} {}: {} \"{}\". Route to {} ({}, {}).",
+            if a.line_stopped { "Line stop" } else { "Andon" },
+            a.andon_id,
+            a.station,
+            cite(event_id),
+            a.fault_code,
+            a.description.as_deref().unwrap_or(""),
+            team_text,
+            method,
+            why
+        );
+        if let (Some((prefix, t)), true) = (rule, method == "model") {
+            narrative.push_str(&format!(" The rule for prefix {prefix} would send it to {t}."));
+        }
+        if !steps.is_empty() {
+            let list: Vec<String> = steps
+                .iter()
+                .map(|s| {
+                    format!(
+                        "\"{}\" ({} {})",
+                        s["resolution"].as_str().unwrap_or(""),
+                        s["andon_id"].as_str().unwrap_or(""),
+                        cite(s["event_id"].as_str().unwrap_or(""))
+                    )
+                })
+                .collect();
+            narrative.push_str(&format!(" Similar stops were cleared by: {}.", list.join("; ")));
+        }
+        if !maintenance.is_empty() {
+            let list: Vec<String> = maintenance
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{}: {} {}",
+                        m["equipment"].as_str().unwrap_or(""),
+                        m["description"].as_str().unwrap_or(""),
+                        cite(m["event_id"].as_str().unwrap_or(""))
+                    )
+                })
+                .collect();
+            narrative.push_str(&format!(" Latest maintenance at {}: {}.", a.station, list.join("; ")));
+        }
+        out.push(FindingDraft {
+            kind: "andon.triage".into(),
+            verdict: Verdict::Pass,
+            severity: if a.line_stopped { Severity::Warning } else { Severity::Info },
+            confidence,
+            reason: format!("{} at {} ({}): route to {team_text} ({method})", a.andon_id, a.station, a.fault_code),
+            subject: Subject { station: Some(a.station.clone()), ..Subject::default() },
+            extra_evidence: steps.iter().filter_map(|s| s["event_id"].as_str().map(str::to_string)).collect(),
+            details: json!({
+                "andon_id": a.andon_id, "fault_code": a.fault_code, "team": team, "method": method,
+                "rule": rule.map(|(p, t)| json!({"prefix": p, "team": t})),
+                "alternatives": alternatives, "first_steps": steps, "maintenance": maintenance,
+                "trained_on": self.trained_on, "narrative": narrative,
+            }),
+        });
+    }
+}
+
+impl Agent for AndonAgent {
+    fn name(&self) -> &'static str {
+        "andon"
+    }
+
+    fn version(&self) -> &'static str {
+        "1.0.0"
+    }
+
+    fn subscriptions(&self) -> &'static [EventKind] {
+        &[EventKind::AndonRaised, EventKind::AndonCleared, EventKind::MaintenanceRecord]
+    }
+
+    fn on_event(&mut self, event: &StoredEvent, out: &mut Vec<FindingDraft>) {
+        match &event.event.payload {
+            EventPayload::AndonRaised(a) => {
+                self.triage(event, a, out);
+                if self.open.len() < MAX_OPEN {
+                    let (text, context) = Self::text_of(a);
+                    self.open
+                        .insert(a.andon_id.clone(), OpenStop { event_id: event.event.event_id.clone(), text, context });
+                }
+            }
+            EventPayload::AndonCleared(c) => {
+                let Some(open) = self.open.remove(&c.andon_id) else { return };
+                // The team that cleared it, as "electrical" or "electrical-team".
+                let team = c.cleared_by.as_deref().map(|b| b.trim().to_lowercase()).and_then(|b| {
+                    TEAMS.iter().find(|t| b == **t || b.strip_suffix("-team") == Some(**t)).map(|t| t.to_string())
+                });
+                if let Some(team) = team {
+                    let fault_code =
+                        open.context.first().map(|f| f.trim_start_matches("fault=").to_string()).unwrap_or_default();
+                    self.learn(PastStop {
+                        andon_id: c.andon_id.clone(),
+                        raised_event: open.event_id,
+                        cleared_event: event.event.event_id.clone(),
+                        fault_code,
+                        text: open.text,
+                        context: open.context,
+                        team,
+                        resolution: c.resolution.clone().filter(|r| !r.trim().is_empty()),
+                    });
+                }
+            }
+            EventPayload::MaintenanceRecord(m) => {
+                if let Some(station) = &m.station {
+                    let list = self.maintenance.entry(station.clone()).or_default();
+                    list.push_back((event.event.event_id.clone(), m.equipment.clone(), m.description.clone()));
+                    if list.len() > 5 {
+                        list.pop_front();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

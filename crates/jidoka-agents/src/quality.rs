@@ -1,0 +1,774 @@
+//! [`QualityAgent`]: defect patterns behind NCRs and triage of new NCRs.
+//!
+//! **Defect patterns.** For every station the agent keeps a window of the last units through
+//! it, each with its context: shift, operator, fixture (from the MES unit-entered event),
+//! supplier lots and parts scanned, tools that tightened. An NCR is a defect of one code on one
+//! unit at one station, so the right question is "which context do the defective units share
+//! more than the units built alongside them?". For each context value, and each pair of values
+//! of different fields (a worn fixture may only show on one shift), the number of the code's
+//! defective units carrying it is hypergeometric under "no association" with `N` units in the
+//! window of which `K` carry it; the p-value is the upper tail, and the values tested for one
+//! code are corrected together with Benjamini-Hochberg.
+//!
+//! Correlated context (a fixture used only on one shift, an operator who works one shift) makes
+//! several values significant for one cause. Claims are therefore taken greedily, strongest
+//! first: each further value is tested again on the units that carry none of the values already
+//! claimed, and is reported as its own claim only if it is still significant there; otherwise it
+//! is listed as explained by the claim that covers it. A claim reads as "what the defective
+//! units share", not as proof of cause; the suggested action says what to check.
+//!
+//! **Triage.** Coded NCRs train a text model (see [`crate::text`]) on description and station.
+//! An NCR raised without a code gets the top three codes with their probabilities, the most
+//! similar past NCRs, and any defect pattern it matches as the probable cause. With too little
+//! coded history the agent says so instead of guessing. Confidently predicted codes also join
+//! the pattern analysis, so uncoded NCRs are not lost to it.
+//!
+//! Every claim in a finding cites the events it rests on as `[E:event-id]`.
+
+use crate::narrative::{cite, cite_list};
+use crate::patterns::{bh_adjust, hypergeometric_upper_tail};
+use crate::text::{Classifier, Example, Sparse, TrainConfig, cosine, prepare};
+use crate::{Agent, FindingDraft};
+use jidoka_model::{EventKind, EventPayload, Severity, StoredEvent, Subject, Verdict};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QualityConfig {
+    pub enabled: bool,
+    /// Units per station in the window the patterns are tested on.
+    pub window_units: usize,
+    /// Claims need a Benjamini-Hochberg q below this.
+    pub alpha: f64,
+    /// ... at least this many defective units carrying the value ...
+    pub min_hits: u64,
+    /// ... and this ratio of observed to expected.
+    pub min_lift: f64,
+    /// Coded NCRs needed before codes are suggested.
+    pub min_history: usize,
+    /// Coded NCRs kept for training and similar cases.
+    pub max_history: usize,
+    /// A predicted code joins the pattern analysis at this confidence or above.
+    pub use_prediction_at: f64,
+    /// Similar past NCRs shown with a suggestion.
+    pub similar: usize,
+}
+
+impl Default for QualityConfig {
+    fn default() -> Self {
+        QualityConfig {
+            enabled: true,
+            window_units: 2000,
+            alpha: 0.001,
+            min_hits: 8,
+            min_lift: 1.5,
+            min_history: 30,
+            max_history: 5000,
+            use_prediction_at: 0.8,
+            similar: 5,
+        }
+    }
+}
+
+impl QualityConfig {
+    pub fn validate(&self, path: &str, errors: &mut Vec<(String, String)>) {
+        if self.window_units < 50 {
+            errors.push((format!("{path}.window_units"), "must be at least 50".into()));
+        }
+        if !(self.alpha > 0.0 && self.alpha < 0.5) {
+            errors.push((format!("{path}.alpha"), "must be between 0 and 0.5".into()));
+        }
+        if self.min_hits < 2 {
+            errors.push((format!("{path}.min_hits"), "must be at least 2".into()));
+        }
+        if !(self.min_lift >= 1.0 && self.min_lift.is_finite()) {
+            errors.push((format!("{path}.min_lift"), "must be at least 1".into()));
+        }
+        if self.min_history < 10 || self.max_history < self.min_history {
+            errors.push((format!("{path}.min_history"), "must be at least 10 and at most max_history".into()));
+        }
+        if !(0.0..=1.0).contains(&self.use_prediction_at) {
+            errors.push((format!("{path}.use_prediction_at"), "must be between 0 and 1".into()));
+        }
+    }
+}
+
+/// A (field, value) pair of a unit's context, e.g. ("fixture", "FX-040-B").
+pub type Value = (&'static str, String);
+
+/// An over-represented context among one code's defective units at one station.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Claim {
+    pub station: String,
+    pub code: String,
+    /// One value, or two of different fields that occur together.
+    pub values: Vec<Value>,
+    /// Defective units carrying the value(s) / defective units of the code in the window.
+    pub hits: u64,
+    pub defects: u64,
+    /// Units in the window carrying the value(s) / units in the window.
+    pub carriers: u64,
+    pub units: u64,
+    pub lift: f64,
+    pub p_value: f64,
+    pub q_value: f64,
+    /// NCR events behind the claim (the most recent first, at most 20).
+    pub evidence: Vec<String>,
+    /// Values that were also over-represented but are explained by this claim.
+    pub explains: Vec<String>,
+    /// Other values, not part of this claim, carried by nearly the same defective units (a lot
+    /// consumed during one shift): the data cannot yet tell them apart, so the claim is not
+    /// reported until it can.
+    pub ambiguous_with: Vec<String>,
+}
+
+impl Claim {
+    pub fn describe_values(values: &[Value]) -> String {
+        values.iter().map(|(f, v)| format!("{f} {v}")).collect::<Vec<_>>().join(" on ")
+    }
+
+    /// What to check first, by the fields the claim names.
+    pub fn suggestion(&self) -> String {
+        let value = |field: &str| self.values.iter().find(|(f, _)| *f == field).map(|(_, v)| v.as_str());
+        let mut steps = Vec::new();
+        if let Some(f) = value("fixture") {
+            let during = value("shift").map(|s| format!(" during shift {s}")).unwrap_or_default();
+            steps.push(format!(
+                "take fixture {f} out of service and check its locators, clamps and wear; re-inspect the units built on it{during} since the first NCR cited"
+            ));
+        } else if let Some(s) = value("shift") {
+            steps.push(format!("compare shift {s}'s set-up, staffing and material with the other shifts"));
+        }
+        if let Some(l) = value("supplier_lot") {
+            steps.push(format!(
+                "quarantine the remaining stock of lot {l}, contain the units it was fitted to and open a supplier complaint (8D)"
+            ));
+        } else if let Some(p) = value("part_number") {
+            steps.push(format!("check part {p}: revision, supplier and ECO status"));
+        }
+        if let Some(t) = value("tool") {
+            steps.push(format!("check tool {t}: calibration, bit or socket wear, program"));
+        }
+        if let Some(o) = value("operator") {
+            steps.push(format!("review the work instruction and certification with operator {o} and the team leader"));
+        }
+        let mut text = steps.join("; ");
+        if let Some(first) = text.get(..1) {
+            text = first.to_uppercase() + &text[1..];
+        }
+        text + "."
+    }
+
+    /// The claim in words, every number checkable and every NCR cited.
+    pub fn narrative(&self) -> String {
+        let expected = self.defects as f64 * self.carriers as f64 / self.units.max(1) as f64;
+        let mut text = format!(
+            "{} of the {} {} NCRs at {} in the last {} units there came from units built with {}, which carry only {} of those {} units ({:.0} % ; {:.1} expected): {:.1}× the expected share, p = {:.1e}, q = {:.1e}. NCRs: {}.",
+            self.hits,
+            self.defects,
+            self.code,
+            self.station,
+            self.units,
+            Self::describe_values(&self.values),
+            self.carriers,
+            self.units,
+            100.0 * self.carriers as f64 / self.units.max(1) as f64,
+            expected,
+            self.lift,
+            self.p_value,
+            self.q_value,
+            cite_list(&self.evidence, 8),
+        );
+        if !self.explains.is_empty() {
+            text.push_str(&format!(
+                " Also over-represented, but not once these units are set aside: {}.",
+                self.explains.join(", ")
+            ));
+        }
+        text.push_str(" Suggested: ");
+        text.push_str(&self.suggestion());
+        text
+    }
+}
+
+/// One station's recent units and the NCRs raised on them.
+#[derive(Debug, Default)]
+struct StationWindow {
+    order: VecDeque<String>,
+    units: HashMap<String, Vec<Value>>,
+    /// Code → (VIN, NCR event id), oldest first.
+    defects: BTreeMap<String, Vec<(String, String)>>,
+    entered: u64,
+}
+
+impl StationWindow {
+    fn enter(&mut self, vin: &str, context: Vec<Value>, window: usize) {
+        if let Some(existing) = self.units.get_mut(vin) {
+            for v in context {
+                if !existing.contains(&v) {
+                    existing.push(v);
+                }
+            }
+            return;
+        }
+        self.order.push_back(vin.to_string());
+        self.units.insert(vin.to_string(), context);
+        while self.order.len() > window {
+            if let Some(old) = self.order.pop_front() {
+                self.units.remove(&old);
+            }
+        }
+        // Forget NCRs of units that left the window, now and then.
+        self.entered += 1;
+        if self.entered.is_multiple_of(256) {
+            let units = &self.units;
+            for list in self.defects.values_mut() {
+                list.retain(|(v, _)| units.contains_key(v));
+            }
+        }
+    }
+
+    fn add(&mut self, vin: &str, value: Value) {
+        if let Some(ctx) = self.units.get_mut(vin)
+            && !ctx.contains(&value)
+        {
+            ctx.push(value);
+        }
+    }
+}
+
+fn has_all(ctx: &[Value], values: &[Value]) -> bool {
+    values.iter().all(|v| ctx.contains(v))
+}
+
+/// The main claims for one code at one station, strongest first (see the module docs).
+fn analyse(station: &str, code: &str, w: &StationWindow, config: &QualityConfig) -> Vec<Claim> {
+    let mut seen = HashSet::new();
+    let defects: Vec<(&str, &str, &[Value])> = w
+        .defects
+        .get(code)
+        .map(|list| {
+            list.iter()
+                .rev()
+                .filter_map(|(vin, ev)| {
+                    let ctx = w.units.get(vin)?;
+                    seen.insert(vin.as_str()).then_some((vin.as_str(), ev.as_str(), ctx.as_slice()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let (n, big_n) = (defects.len() as u64, w.units.len() as u64);
+    if n < config.min_hits {
+        return Vec::new();
+    }
+    // Candidate values and pairs, from the defective units.
+    let mut hits: HashMap<Vec<Value>, Vec<usize>> = HashMap::new();
+    for (i, (_, _, ctx)) in defects.iter().enumerate() {
+        for (a, va) in ctx.iter().enumerate() {
+            hits.entry(vec![va.clone()]).or_default().push(i);
+            for vb in &ctx[a + 1..] {
+                if vb.0 != va.0 {
+                    let mut pair = vec![va.clone(), vb.clone()];
+                    pair.sort();
+                    hits.entry(pair).or_default().push(i);
+                }
+            }
+        }
+    }
+    // Values with half the hits needed for a claim still count as refinements or rivals of one.
+    hits.retain(|_, h| h.len() as u64 >= config.min_hits.div_ceil(2));
+    let singles: HashSet<&Value> = hits.keys().filter(|k| k.len() == 1).map(|k| &k[0]).collect();
+    let mut carriers: HashMap<&Vec<Value>, u64> = hits.keys().map(|k| (k, 0)).collect();
+    let mut key = Vec::with_capacity(2);
+    for ctx in w.units.values() {
+        let present: Vec<&Value> = ctx.iter().filter(|v| singles.contains(v)).collect();
+        for (a, va) in present.iter().enumerate() {
+            key.clear();
+            key.push((*va).clone());
+            if let Some(c) = carriers.get_mut(&key) {
+                *c += 1;
+            }
+            for vb in &present[a + 1..] {
+                if vb.0 != va.0 {
+                    key.clear();
+                    key.push((*va).clone());
+                    key.push((*vb).clone());
+                    key.sort();
+                    if let Some(c) = carriers.get_mut(&key) {
+                        *c += 1;
+                    }
+                }
+            }
+        }
+    }
+    let mut tests: Vec<(Vec<Value>, u64, u64, f64)> = hits
+        .iter()
+        .filter(|(_, h)| h.len() as u64 >= config.min_hits)
+        .filter_map(|(values, h)| {
+            let k = h.len() as u64;
+            let big_k = carriers.get(values).copied().unwrap_or(0).max(k);
+            (big_k < big_n).then(|| (values.clone(), k, big_k, hypergeometric_upper_tail(big_n, big_k, n, k)))
+        })
+        .collect();
+    let q = bh_adjust(&tests.iter().map(|t| t.3).collect::<Vec<_>>());
+    let p_of: HashMap<Vec<Value>, f64> = tests.iter().map(|t| (t.0.clone(), t.3)).collect();
+    let mut significant: Vec<(Vec<Value>, u64, u64, f64, f64)> = tests
+        .drain(..)
+        .zip(q)
+        .filter(|((_, k, big_k, _), q)| {
+            let lift = (*k as f64 / n as f64) / (*big_k as f64 / big_n as f64);
+            *q < config.alpha && lift >= config.min_lift
+        })
+        .map(|((v, k, big_k, p), q)| (v, k, big_k, p, q))
+        .collect();
+    // Pairs and the second and later claims are tested again (below), each at alpha over the
+    // number of values in question (Bonferroni), so that a refinement or a second claim is not
+    // a chance cluster of the background: the agent looks again at every NCR.
+    let secondary_alpha = config.alpha / significant.len().max(1) as f64;
+    // A pair must say more than each of its values: among the units carrying one value, the
+    // other must still concentrate the defects. Otherwise the pair is only its stronger value
+    // seen through a correlated one (a lot consumed during one shift, a part always tightened
+    // by one tool).
+    let single = |v: &Value| {
+        let key = vec![v.clone()];
+        (carriers.get(&key).copied().unwrap_or(0), hits.get(&key).map(|h| h.len() as u64).unwrap_or(0))
+    };
+    significant.retain(|(values, k, big_k, _, _)| {
+        values.len() == 1
+            || values.iter().all(|v| {
+                let (within, within_hits) = single(v);
+                within > *big_k && hypergeometric_upper_tail(within, *big_k, within_hits, *k) < secondary_alpha
+            })
+    });
+    // Strongest first; on a tie the more specific (a pair) first, then by name for a stable order.
+    significant.sort_by(|a, b| a.3.total_cmp(&b.3).then(b.0.len().cmp(&a.0.len())).then(a.0.cmp(&b.0)));
+    // A claim the data cannot yet tell from another: a different value (or pair) carried by
+    // nearly the same defective units with nearly as strong evidence (a lot consumed during
+    // one shift), or a refinement of it
+    // that holds nearly all its defects on a clearly smaller part of its units (shift B, when
+    // the defects are all on one fixture during shift B but too few yet to say so).
+    // Only informative alternatives: a value not carried by every unit, a pair carried by
+    // fewer units than either of its values.
+    let count = |k: &Vec<Value>| carriers.get(k).copied().unwrap_or(0);
+    let informative = |k: &Vec<Value>| match k.as_slice() {
+        [_] => count(k) < big_n,
+        pair => pair.iter().all(|v| count(k) < count(&vec![v.clone()])),
+    };
+    let hit_sets: HashMap<&Vec<Value>, HashSet<usize>> =
+        hits.iter().filter(|(k, _)| informative(k)).map(|(k, h)| (k, h.iter().copied().collect())).collect();
+    let ambiguous = |values: &Vec<Value>| -> Vec<String> {
+        let Some(mine) = hit_sets.get(values) else { return Vec::new() };
+        let my_p = p_of.get(values).copied().unwrap_or(1.0);
+        let my_carriers = carriers.get(values).copied().unwrap_or(0) as f64;
+        hit_sets
+            .iter()
+            .filter(|(other, _)| **other != values && !other.iter().all(|v| values.contains(v)))
+            .filter(|(other, theirs)| {
+                let common = mine.intersection(theirs).count() as f64;
+                if values.iter().all(|v| other.contains(v)) {
+                    common >= 0.8 * mine.len() as f64
+                        && (carriers.get(*other).copied().unwrap_or(0) as f64) <= 0.8 * my_carriers
+                } else {
+                    // A rival explanation: nearly the same defects, and evidence within a
+                    // factor of 100 of this claim's.
+                    common >= 0.8 * mine.union(theirs).count() as f64
+                        && p_of.get(other.as_slice()).is_some_and(|p| *p <= 100.0 * my_p)
+                }
+            })
+            .map(|(other, _)| Claim::describe_values(other))
+            .collect()
+    };
+    let mut claims: Vec<Claim> = Vec::new();
+    for (values, k, big_k, p, q) in significant {
+        if !claims.is_empty() {
+            // Test again on the units none of the claims so far covers.
+            let covered = |ctx: &[Value]| claims.iter().any(|c| has_all(ctx, &c.values));
+            let rest_n = w.units.values().filter(|ctx| !covered(ctx)).count() as u64;
+            let rest_k = w.units.values().filter(|ctx| !covered(ctx) && has_all(ctx, &values)).count() as u64;
+            let rest_d: Vec<&&[Value]> = defects.iter().map(|d| &d.2).filter(|ctx| !covered(ctx)).collect();
+            let rest_hits = rest_d.iter().filter(|ctx| has_all(ctx, &values)).count() as u64;
+            let rest_p = hypergeometric_upper_tail(rest_n, rest_k, rest_d.len() as u64, rest_hits);
+            let lift = if rest_k == 0 || rest_d.is_empty() {
+                0.0
+            } else {
+                (rest_hits as f64 / rest_d.len() as f64) / (rest_k as f64 / rest_n as f64)
+            };
+            if rest_hits < config.min_hits || rest_p >= secondary_alpha || lift < config.min_lift {
+                // Explained: credit the claim that shares most of its defective units.
+                let overlap =
+                    |c: &Claim| defects.iter().filter(|d| has_all(d.2, &values) && has_all(d.2, &c.values)).count();
+                if let Some(best) = claims.iter_mut().max_by_key(|c| overlap(c)) {
+                    best.explains.push(Claim::describe_values(&values));
+                }
+                continue;
+            }
+        }
+        let evidence: Vec<String> =
+            defects.iter().filter(|d| has_all(d.2, &values)).take(20).map(|d| d.1.to_string()).collect();
+        claims.push(Claim {
+            station: station.to_string(),
+            code: code.to_string(),
+            lift: (k as f64 / n as f64) / (big_k as f64 / big_n as f64),
+            ambiguous_with: ambiguous(&values),
+            values,
+            hits: k,
+            defects: n,
+            carriers: big_k,
+            units: big_n,
+            p_value: p,
+            q_value: q,
+            evidence,
+            explains: Vec::new(),
+        });
+    }
+    claims
+}
+
+/// A coded NCR kept for training and for similar cases.
+#[derive(Debug, Clone)]
+struct PastNcr {
+    event_id: String,
+    ncr_id: String,
+    station: Option<String>,
+    text: String,
+    code: String,
+}
+
+/// Defect patterns and NCR triage; see the module docs.
+#[derive(Debug)]
+pub struct QualityAgent {
+    config: QualityConfig,
+    stations: HashMap<String, StationWindow>,
+    /// Claims already reported, by (station, code, values); cleared when the claim has gone.
+    reported: HashSet<(String, String, Vec<Value>)>,
+    /// The latest claims per (station, code), for the probable cause of new NCRs.
+    claims: HashMap<(String, String), Vec<Claim>>,
+    history: VecDeque<PastNcr>,
+    vectors: VecDeque<Sparse>,
+    model: Option<Classifier>,
+    trained_on: usize,
+    coded_seen: usize,
+    model_error: Option<String>,
+}
+
+impl QualityAgent {
+    pub fn new(config: QualityConfig) -> Self {
+        QualityAgent {
+            config,
+            stations: HashMap::new(),
+            reported: HashSet::new(),
+            claims: HashMap::new(),
+            history: VecDeque::new(),
+            vectors: VecDeque::new(),
+            model: None,
+            trained_on: 0,
+            coded_seen: 0,
+            model_error: None,
+        }
+    }
+
+    fn window(&mut self, station: &str) -> &mut StationWindow {
+        self.stations.entry(station.to_string()).or_default()
+    }
+
+    /// Retrain on a geometric schedule (10 % more coded NCRs, at least 25), so a long log
+    /// costs a few dozen trainings, not one per NCR.
+    fn maybe_retrain(&mut self) {
+        let n = self.coded_seen;
+        let due = if self.model.is_none() {
+            n >= self.config.min_history && n >= self.trained_on + 5
+        } else {
+            n >= (self.trained_on + self.trained_on / 10).max(self.trained_on + 25)
+        };
+        if !due {
+            return;
+        }
+        self.trained_on = n;
+        let examples: Vec<Example> = self
+            .history
+            .iter()
+            .map(|h| Example {
+                text: h.text.clone(),
+                context: context_tokens(h.station.as_deref()),
+                label: h.code.clone(),
+            })
+            .collect();
+        let config = TrainConfig { epochs: 20, min_examples: self.config.min_history, ..TrainConfig::default() };
+        match Classifier::train(&examples, &config) {
+            Ok(model) => {
+                self.vectors = self
+                    .history
+                    .iter()
+                    .map(|h| model.vectorizer.transform(&h.text, &context_tokens(h.station.as_deref())))
+                    .collect();
+                self.model = Some(model);
+                self.model_error = None;
+            }
+            Err(e) => self.model_error = Some(e.reason),
+        }
+    }
+
+    fn remember(&mut self, past: PastNcr) {
+        if let Some(model) = &self.model {
+            self.vectors.push_back(model.vectorizer.transform(&past.text, &context_tokens(past.station.as_deref())));
+        }
+        self.history.push_back(past);
+        while self.history.len() > self.config.max_history {
+            self.history.pop_front();
+            self.vectors.pop_front();
+        }
+        self.coded_seen += 1;
+        self.maybe_retrain();
+    }
+
+    /// Record a defect of `code` and report new patterns for it.
+    fn defect(&mut self, station: &str, vin: &str, code: &str, event_id: &str, out: &mut Vec<FindingDraft>) {
+        let config = self.config.clone();
+        let w = self.window(station);
+        if !w.units.contains_key(vin) {
+            // The unit was never seen at the station (or has left the window): nothing to compare.
+            return;
+        }
+        w.defects.entry(code.to_string()).or_default().push((vin.to_string(), event_id.to_string()));
+        let claims = analyse(station, code, w, &config);
+        let keys: HashSet<Vec<Value>> = claims.iter().map(|c| c.values.clone()).collect();
+        // A claim no longer made may be reported again if it comes back.
+        self.reported.retain(|(s, c, v)| !(s == station && c == code) || keys.contains(v));
+        for (rank, claim) in claims.iter().enumerate() {
+            let key = (station.to_string(), code.to_string(), claim.values.clone());
+            if !claim.ambiguous_with.is_empty() || !self.reported.insert(key) {
+                continue;
+            }
+            let field = |name: &str| claim.values.iter().find(|(f, _)| *f == name).map(|(_, v)| v.clone());
+            let narrative = claim.narrative();
+            out.push(FindingDraft {
+                kind: "defect.pattern".into(),
+                verdict: Verdict::Review,
+                severity: Severity::Warning,
+                confidence: 1.0 - claim.q_value,
+                reason: format!(
+                    "{} NCRs at {} concentrate on {}: {} of {} ({:.1}× expected, q = {:.1e})",
+                    claim.code,
+                    claim.station,
+                    Claim::describe_values(&claim.values),
+                    claim.hits,
+                    claim.defects,
+                    claim.lift,
+                    claim.q_value
+                ),
+                subject: Subject {
+                    station: Some(station.to_string()),
+                    tool: field("tool"),
+                    part_number: field("part_number"),
+                    ..Subject::default()
+                },
+                extra_evidence: claim.evidence.iter().filter(|e| e.as_str() != event_id).cloned().collect(),
+                details: json!({
+                    "code": claim.code,
+                    "values": claim.values.iter().map(|(f, v)| json!({"field": f, "value": v})).collect::<Vec<_>>(),
+                    "hits": claim.hits, "defects": claim.defects, "carriers": claim.carriers, "units": claim.units,
+                    "lift": claim.lift, "p_value": claim.p_value, "q_value": claim.q_value,
+                    "explains": claim.explains,
+                    "rank": rank,
+                    "suggestion": claim.suggestion(),
+                    "narrative": narrative,
+                }),
+            });
+        }
+        self.claims.insert((station.to_string(), code.to_string()), claims);
+    }
+
+    fn triage(&mut self, event: &StoredEvent, ncr: &jidoka_model::event::NcrCreated, out: &mut Vec<FindingDraft>) {
+        let event_id = &event.event.event_id;
+        let subject = Subject { vin: ncr.vin.clone(), station: ncr.station.clone(), ..Subject::default() };
+        let text = match prepare(&ncr.description) {
+            Ok((text, _)) => text,
+            Err(e) => {
+                out.push(FindingDraft {
+                    kind: "ncr.triage".into(),
+                    verdict: Verdict::Pass,
+                    severity: Severity::Info,
+                    confidence: 0.0,
+                    reason: format!("NCR {} has no code and cannot be triaged: description {}", ncr.ncr_id, e.reason),
+                    subject,
+                    extra_evidence: Vec::new(),
+                    details: json!({"ncr_id": ncr.ncr_id, "suggestions": [], "refused": e.to_string(),
+                        "narrative": format!("NCR {} {} has no code and its description cannot be read: {e}.", ncr.ncr_id, cite(event_id))}),
+                });
+                return;
+            }
+        };
+        let Some(model) = &self.model else {
+            let why = self.model_error.clone().unwrap_or_else(|| {
+                format!(
+                    "too little history: {} coded NCRs, at least {} needed",
+                    self.coded_seen, self.config.min_history
+                )
+            });
+            out.push(FindingDraft {
+                kind: "ncr.triage".into(),
+                verdict: Verdict::Pass,
+                severity: Severity::Info,
+                confidence: 0.0,
+                reason: format!("NCR {} has no code; no suggestion: {why}", ncr.ncr_id),
+                subject,
+                extra_evidence: Vec::new(),
+                details: json!({"ncr_id": ncr.ncr_id, "suggestions": [], "insufficient_history": why,
+                    "narrative": format!("NCR {} {} has no code; no code is suggested: {why}.", ncr.ncr_id, cite(event_id))}),
+            });
+            return;
+        };
+        let ctx = context_tokens(ncr.station.as_deref());
+        let x = model.vectorizer.transform(&text, &ctx);
+        let ranked = model.predict_vector(&x);
+        let top: Vec<_> = ranked.iter().take(3).cloned().collect();
+        let mut nearest: Vec<(f32, usize)> =
+            self.vectors.iter().enumerate().map(|(i, v)| (cosine(&x, v), i)).filter(|(s, _)| *s > 0.0).collect();
+        nearest.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
+        nearest.truncate(self.config.similar);
+        let similar: Vec<(f32, &PastNcr)> = nearest.iter().map(|(s, i)| (*s, &self.history[*i])).collect();
+        // The probable cause: a pattern of the suggested code at this station that this NCR fits.
+        let mut causes = Vec::new();
+        if let (Some(best), Some(station), Some(vin)) = (top.first(), &ncr.station, &ncr.vin)
+            && let Some(claims) = self.claims.get(&(station.clone(), best.label.clone()))
+            && let Some(unit) = self.stations.get(station).and_then(|w| w.units.get(vin))
+        {
+            for c in claims.iter().filter(|c| has_all(unit, &c.values)) {
+                causes.push(json!({
+                    "values": Claim::describe_values(&c.values), "p_value": c.p_value, "q_value": c.q_value,
+                    "suggestion": c.suggestion(), "evidence": c.evidence.iter().take(5).collect::<Vec<_>>(),
+                }));
+            }
+        }
+        let suggestion_text =
+            top.iter().map(|s| format!("{} ({:.2})", s.label, s.confidence)).collect::<Vec<_>>().join(", ");
+        let similar_text = similar
+            .iter()
+            .map(|(_, p)| format!("{} {} \"{}\" {}", p.ncr_id, p.code, p.text, cite(&p.event_id)))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut narrative = format!(
+            "NCR {} {} was raised without a code. From its description and station the model ({} coded NCRs, {} codes) suggests {}.",
+            ncr.ncr_id,
+            cite(event_id),
+            self.trained_on,
+            model.labels.len(),
+            suggestion_text
+        );
+        if !similar.is_empty() {
+            narrative.push_str(&format!(" Most similar past NCRs: {similar_text}."));
+        }
+        if let Some(c) = causes.first() {
+            narrative.push_str(&format!(
+                " The unit was built with {}, a pattern of {} at this station (q = {:.1e}, NCRs {}).",
+                c["values"].as_str().unwrap_or(""),
+                top.first().map(|s| s.label.as_str()).unwrap_or(""),
+                c["q_value"].as_f64().unwrap_or(1.0),
+                c["evidence"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|e| e.as_str()).map(cite).collect::<Vec<_>>().join(""))
+                    .unwrap_or_default()
+            ));
+        }
+        let confidence = top.first().map(|s| s.confidence).unwrap_or(0.0);
+        out.push(FindingDraft {
+            kind: "ncr.triage".into(),
+            verdict: Verdict::Pass,
+            severity: Severity::Info,
+            confidence,
+            reason: format!("NCR {} has no code; suggested {suggestion_text}", ncr.ncr_id),
+            subject,
+            extra_evidence: similar.iter().map(|(_, p)| p.event_id.clone()).collect(),
+            details: json!({
+                "ncr_id": ncr.ncr_id,
+                "suggestions": top,
+                "similar": similar.iter().map(|(s, p)| json!({
+                    "ncr_id": p.ncr_id, "code": p.code, "description": p.text, "station": p.station,
+                    "event_id": p.event_id, "similarity": s,
+                })).collect::<Vec<_>>(),
+                "probable_causes": causes,
+                "trained_on": self.trained_on,
+                "narrative": narrative,
+            }),
+        });
+        // A confident suggestion counts for the patterns, so uncoded NCRs are not lost to them.
+        if let (Some(best), Some(station), Some(vin)) = (top.first(), ncr.station.clone(), ncr.vin.clone())
+            && best.confidence >= self.config.use_prediction_at
+        {
+            let code = best.label.clone();
+            self.defect(&station, &vin, &code, event_id, out);
+        }
+    }
+}
+
+fn context_tokens(station: Option<&str>) -> Vec<String> {
+    station.map(|s| vec![format!("station={s}")]).unwrap_or_default()
+}
+
+impl Agent for QualityAgent {
+    fn name(&self) -> &'static str {
+        "quality"
+    }
+
+    fn version(&self) -> &'static str {
+        "1.0.0"
+    }
+
+    fn subscriptions(&self) -> &'static [EventKind] {
+        &[
+            EventKind::UnitEnteredStation,
+            EventKind::ComponentScanned,
+            EventKind::TighteningResult,
+            EventKind::NcrCreated,
+        ]
+    }
+
+    fn on_event(&mut self, event: &StoredEvent, out: &mut Vec<FindingDraft>) {
+        let window = self.config.window_units;
+        match &event.event.payload {
+            EventPayload::UnitEnteredStation(u) => {
+                let mut ctx: Vec<Value> = Vec::new();
+                for (field, value) in [("shift", &u.shift), ("operator", &u.operator), ("fixture", &u.fixture)] {
+                    if let Some(v) = value {
+                        ctx.push((field, v.clone()));
+                    }
+                }
+                self.window(&u.station).enter(&u.vin, ctx, window);
+            }
+            EventPayload::ComponentScanned(c) => {
+                let w = self.window(&c.station);
+                w.add(&c.vin, ("part_number", c.part_number.clone()));
+                if let Some(lot) = &c.supplier_lot {
+                    w.add(&c.vin, ("supplier_lot", lot.clone()));
+                }
+            }
+            EventPayload::TighteningResult(t) => {
+                if let Some(vin) = &t.vin {
+                    self.window(&t.station).add(vin, ("tool", t.tool.clone()));
+                }
+            }
+            EventPayload::NcrCreated(ncr) => {
+                match ncr.defect_code.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+                    Some(code) => {
+                        if let Ok((text, _)) = prepare(&ncr.description) {
+                            self.remember(PastNcr {
+                                event_id: event.event.event_id.clone(),
+                                ncr_id: ncr.ncr_id.clone(),
+                                station: ncr.station.clone(),
+                                text,
+                                code: code.to_string(),
+                            });
+                        }
+                        if let (Some(station), Some(vin)) = (&ncr.station, &ncr.vin) {
+                            self.defect(station, vin, code, &event.event.event_id, out);
+                        }
+                    }
+                    None => self.triage(event, ncr, out),
+                }
+            }
+            _ => {}
+        }
+    }
+}
