@@ -6,7 +6,7 @@
 //! fault code and station → the team that cleared them, from the Andon-cleared event). Until
 //! it has enough history, or when it is unsure, the stated rules decide: the fault code's first
 //! letter (`E` electrical, `M` mechanical, `Q` quality, `L` material, `I` IT), configurable.
-//! The finding says which one decided.
+//! To overrule a rule the model needs 0.9. The finding says which one decided.
 
 use crate::narrative::cite;
 use crate::text::{Classifier, Example, Sparse, TrainConfig, cosine, prepare};
@@ -163,8 +163,14 @@ impl AndonAgent {
         if let Some(model) = &self.model {
             let v = model.vectorizer.transform(&text, &context);
             let ranked = model.predict_vector(&v);
+            // Against a stated rule the model needs to be sure: on a plant whose fault codes
+            // name the team, the rule is right and a model trained on a few dozen stops is not.
+            let needed = match rule {
+                Some((_, t)) if ranked.first().is_some_and(|b| b.label != t) => self.config.min_confidence.max(0.9),
+                _ => self.config.min_confidence,
+            };
             if let Some(best) = ranked.first()
-                && best.confidence >= self.config.min_confidence
+                && best.confidence >= needed
             {
                 team = Some(best.label.clone());
                 confidence = best.confidence;
@@ -186,7 +192,7 @@ impl AndonAgent {
                 self.seen, self.config.min_history
             ),
             (Some(_), "model") => format!("model trained on {} cleared stops", self.trained_on),
-            (Some(_), _) => format!("the model was unsure (below {:.2})", self.config.min_confidence),
+            (Some(_), _) => "the model was unsure, or not sure enough to overrule the rule".to_string(),
         };
         // First steps: how the most similar past stops routed to this team were cleared.
         let mut steps = Vec::new();

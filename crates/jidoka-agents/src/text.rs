@@ -185,9 +185,12 @@ pub struct TrainConfig {
     pub seed: u64,
 }
 
+/// The defaults were chosen by 5-fold cross-validation on the failure-mode training file
+/// (epochs 20–80, L2 0–1e-3, learning rate 0.2–1, balanced or not: accuracy 0.66–0.70, so the
+/// model is not sensitive to them); the held-out files were not used to choose.
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig { epochs: 40, l2: 1e-4, learning_rate: 0.5, balanced: true, min_examples: 20, seed: 17 }
+        TrainConfig { epochs: 40, l2: 0.0, learning_rate: 0.5, balanced: true, min_examples: 20, seed: 17 }
     }
 }
 
