@@ -90,10 +90,15 @@ struct PastStop {
 pub struct AndonAgent {
     config: AndonConfig,
     open: HashMap<String, OpenStop>,
+    /// Open stops in the order raised, so the oldest is dropped when too many stay open.
+    open_order: VecDeque<String>,
     history: VecDeque<PastStop>,
     vectors: VecDeque<Sparse>,
     model: Option<Classifier>,
+    /// Examples the current model was trained on.
     trained_on: usize,
+    /// Cleared stops seen when training last ran.
+    retrained_at: usize,
     seen: usize,
     /// Station → its latest maintenance records (event id, equipment, what was done).
     maintenance: HashMap<String, VecDeque<(String, String, String)>>,
@@ -107,10 +112,12 @@ impl AndonAgent {
         AndonAgent {
             config,
             open: HashMap::new(),
+            open_order: VecDeque::new(),
             history: VecDeque::new(),
             vectors: VecDeque::new(),
             model: None,
             trained_on: 0,
+            retrained_at: 0,
             seen: 0,
             maintenance: HashMap::new(),
         }
@@ -135,23 +142,24 @@ impl AndonAgent {
         }
         self.seen += 1;
         let due = if self.model.is_none() {
-            self.seen >= self.config.min_history && self.seen >= self.trained_on + 5
+            self.seen >= self.config.min_history && self.seen >= self.retrained_at + 5
         } else {
-            self.seen >= (self.trained_on + self.trained_on / 10).max(self.trained_on + 10)
+            self.seen >= self.retrained_at + (self.retrained_at / 10).clamp(10, MAX_HISTORY / 10)
         };
         if !due {
             return;
         }
-        self.trained_on = self.seen;
+        self.retrained_at = self.seen;
         let examples: Vec<Example> = self
             .history
             .iter()
             .map(|h| Example { text: h.text.clone(), context: h.context.clone(), label: h.team.clone() })
             .collect();
-        let config = TrainConfig { epochs: 20, min_examples: self.config.min_history, ..TrainConfig::default() };
+        let config = TrainConfig { min_examples: self.config.min_history, ..TrainConfig::default() };
         if let Ok(model) = Classifier::train(&examples, &config) {
             self.vectors = self.history.iter().map(|h| model.vectorizer.transform(&h.text, &h.context)).collect();
             self.model = Some(model);
+            self.trained_on = examples.len();
         }
     }
 
@@ -313,10 +321,23 @@ impl Agent for AndonAgent {
         match &event.event.payload {
             EventPayload::AndonRaised(a) => {
                 self.triage(event, a, out);
-                if self.open.len() < MAX_OPEN {
-                    let (text, context) = Self::text_of(a);
-                    self.open
-                        .insert(a.andon_id.clone(), OpenStop { event_id: event.event.event_id.clone(), text, context });
+                let (text, context) = Self::text_of(a);
+                let stop = OpenStop { event_id: event.event.event_id.clone(), text, context };
+                if self.open.insert(a.andon_id.clone(), stop).is_none() {
+                    self.open_order.push_back(a.andon_id.clone());
+                }
+                // A stop whose clear never arrives must not stop the learning: drop the oldest.
+                while self.open.len() > MAX_OPEN {
+                    match self.open_order.pop_front() {
+                        Some(old) => {
+                            self.open.remove(&old);
+                        }
+                        None => break,
+                    }
+                }
+                if self.open_order.len() > 2 * MAX_OPEN {
+                    let open = &self.open;
+                    self.open_order.retain(|id| open.contains_key(id));
                 }
             }
             EventPayload::AndonCleared(c) => {

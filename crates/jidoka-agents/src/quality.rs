@@ -165,7 +165,7 @@ impl Claim {
     pub fn narrative(&self) -> String {
         let expected = self.defects as f64 * self.carriers as f64 / self.units.max(1) as f64;
         let mut text = format!(
-            "{} of the {} {} NCRs at {} in the last {} units there came from units built with {}, which carry only {} of those {} units ({:.0} % ; {:.1} expected): {:.1}× the expected share, p = {:.1e}, q = {:.1e}. NCRs: {}.",
+            "{} of the {} units with a {} NCR at {} (of the last {} units there) were built with {}, which only {} of those {} units carry ({:.0} %; {:.1} expected): {:.1}× the expected share, p = {:.1e}, q = {:.1e}. NCRs: {}.",
             self.hits,
             self.defects,
             self.code,
@@ -224,9 +224,10 @@ impl StationWindow {
         self.entered += 1;
         if self.entered.is_multiple_of(256) {
             let units = &self.units;
-            for list in self.defects.values_mut() {
+            self.defects.retain(|_, list| {
                 list.retain(|(v, _)| units.contains_key(v));
-            }
+                !list.is_empty()
+            });
         }
     }
 
@@ -399,7 +400,8 @@ fn analyse(station: &str, code: &str, w: &StationWindow, config: &QualityConfig)
                 // Explained: credit the claim that shares most of its defective units.
                 let overlap =
                     |c: &Claim| defects.iter().filter(|d| has_all(d.2, &values) && has_all(d.2, &c.values)).count();
-                if let Some(best) = claims.iter_mut().max_by_key(|c| overlap(c)) {
+                // The strongest (earliest) claim wins a tie.
+                if let Some(best) = claims.iter_mut().rev().max_by_key(|c| overlap(c)) {
                     best.explains.push(Claim::describe_values(&values));
                 }
                 continue;
@@ -448,7 +450,10 @@ pub struct QualityAgent {
     history: VecDeque<PastNcr>,
     vectors: VecDeque<Sparse>,
     model: Option<Classifier>,
+    /// Examples the current model was trained on.
     trained_on: usize,
+    /// Coded NCRs seen when training last ran.
+    retrained_at: usize,
     coded_seen: usize,
     model_error: Option<String>,
 }
@@ -464,6 +469,7 @@ impl QualityAgent {
             vectors: VecDeque::new(),
             model: None,
             trained_on: 0,
+            retrained_at: 0,
             coded_seen: 0,
             model_error: None,
         }
@@ -473,19 +479,19 @@ impl QualityAgent {
         self.stations.entry(station.to_string()).or_default()
     }
 
-    /// Retrain on a geometric schedule (10 % more coded NCRs, at least 25), so a long log
-    /// costs a few dozen trainings, not one per NCR.
+    /// Retrain on a geometric schedule (10 % more coded NCRs, at least 25, at most a tenth of
+    /// the history kept), so a long log costs a few dozen trainings, not one per NCR.
     fn maybe_retrain(&mut self) {
         let n = self.coded_seen;
         let due = if self.model.is_none() {
-            n >= self.config.min_history && n >= self.trained_on + 5
+            n >= self.config.min_history && n >= self.retrained_at + 5
         } else {
-            n >= (self.trained_on + self.trained_on / 10).max(self.trained_on + 25)
+            n >= self.retrained_at + (self.retrained_at / 10).clamp(25, (self.config.max_history / 10).max(25))
         };
         if !due {
             return;
         }
-        self.trained_on = n;
+        self.retrained_at = n;
         let examples: Vec<Example> = self
             .history
             .iter()
@@ -495,7 +501,7 @@ impl QualityAgent {
                 label: h.code.clone(),
             })
             .collect();
-        let config = TrainConfig { epochs: 20, min_examples: self.config.min_history, ..TrainConfig::default() };
+        let config = TrainConfig { min_examples: self.config.min_history, ..TrainConfig::default() };
         match Classifier::train(&examples, &config) {
             Ok(model) => {
                 self.vectors = self
@@ -504,6 +510,7 @@ impl QualityAgent {
                     .map(|h| model.vectorizer.transform(&h.text, &context_tokens(h.station.as_deref())))
                     .collect();
                 self.model = Some(model);
+                self.trained_on = examples.len();
                 self.model_error = None;
             }
             Err(e) => self.model_error = Some(e.reason),
@@ -526,19 +533,24 @@ impl QualityAgent {
     /// Record a defect of `code` and report new patterns for it.
     fn defect(&mut self, station: &str, vin: &str, code: &str, event_id: &str, out: &mut Vec<FindingDraft>) {
         let config = self.config.clone();
-        let w = self.window(station);
+        let Some(w) = self.stations.get_mut(station) else { return };
         if !w.units.contains_key(vin) {
             // The unit was never seen at the station (or has left the window): nothing to compare.
             return;
         }
-        w.defects.entry(code.to_string()).or_default().push((vin.to_string(), event_id.to_string()));
+        let list = w.defects.entry(code.to_string()).or_default();
+        // One entry per unit and code: a repeat NCR replaces the event cited.
+        match list.iter_mut().find(|(v, _)| v == vin) {
+            Some(entry) => entry.1 = event_id.to_string(),
+            None => list.push((vin.to_string(), event_id.to_string())),
+        }
         let claims = analyse(station, code, w, &config);
         let keys: HashSet<Vec<Value>> = claims.iter().map(|c| c.values.clone()).collect();
         // A claim no longer made may be reported again if it comes back.
         self.reported.retain(|(s, c, v)| !(s == station && c == code) || keys.contains(v));
-        for (rank, claim) in claims.iter().enumerate() {
+        for (rank, claim) in claims.iter().filter(|c| c.ambiguous_with.is_empty()).enumerate() {
             let key = (station.to_string(), code.to_string(), claim.values.clone());
-            if !claim.ambiguous_with.is_empty() || !self.reported.insert(key) {
+            if !self.reported.insert(key) {
                 continue;
             }
             let field = |name: &str| claim.values.iter().find(|(f, _)| *f == name).map(|(_, v)| v.clone());
@@ -549,7 +561,7 @@ impl QualityAgent {
                 severity: Severity::Warning,
                 confidence: 1.0 - claim.q_value,
                 reason: format!(
-                    "{} NCRs at {} concentrate on {}: {} of {} ({:.1}× expected, q = {:.1e})",
+                    "{} NCRs at {} concentrate on {}: {} of {} units ({:.1}× expected, q = {:.1e})",
                     claim.code,
                     claim.station,
                     Claim::describe_values(&claim.values),
@@ -577,7 +589,11 @@ impl QualityAgent {
                 }),
             });
         }
-        self.claims.insert((station.to_string(), code.to_string()), claims);
+        if claims.is_empty() {
+            self.claims.remove(&(station.to_string(), code.to_string()));
+        } else {
+            self.claims.insert((station.to_string(), code.to_string()), claims);
+        }
     }
 
     fn triage(&mut self, event: &StoredEvent, ncr: &jidoka_model::event::NcrCreated, out: &mut Vec<FindingDraft>) {
@@ -635,7 +651,7 @@ impl QualityAgent {
             && let Some(claims) = self.claims.get(&(station.clone(), best.label.clone()))
             && let Some(unit) = self.stations.get(station).and_then(|w| w.units.get(vin))
         {
-            for c in claims.iter().filter(|c| has_all(unit, &c.values)) {
+            for c in claims.iter().filter(|c| c.ambiguous_with.is_empty() && has_all(unit, &c.values)) {
                 causes.push(json!({
                     "values": Claim::describe_values(&c.values), "p_value": c.p_value, "q_value": c.q_value,
                     "suggestion": c.suggestion(), "evidence": c.evidence.iter().take(5).collect::<Vec<_>>(),
@@ -738,15 +754,16 @@ impl Agent for QualityAgent {
                 self.window(&u.station).enter(&u.vin, ctx, window);
             }
             EventPayload::ComponentScanned(c) => {
-                let w = self.window(&c.station);
-                w.add(&c.vin, ("part_number", c.part_number.clone()));
-                if let Some(lot) = &c.supplier_lot {
-                    w.add(&c.vin, ("supplier_lot", lot.clone()));
+                if let Some(w) = self.stations.get_mut(&c.station) {
+                    w.add(&c.vin, ("part_number", c.part_number.clone()));
+                    if let Some(lot) = &c.supplier_lot {
+                        w.add(&c.vin, ("supplier_lot", lot.clone()));
+                    }
                 }
             }
             EventPayload::TighteningResult(t) => {
-                if let Some(vin) = &t.vin {
-                    self.window(&t.station).add(vin, ("tool", t.tool.clone()));
+                if let (Some(vin), Some(w)) = (&t.vin, self.stations.get_mut(&t.station)) {
+                    w.add(vin, ("tool", t.tool.clone()));
                 }
             }
             EventPayload::NcrCreated(ncr) => {

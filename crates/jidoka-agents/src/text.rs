@@ -19,6 +19,13 @@ use std::collections::HashMap;
 /// caller is told, see [`prepare`]).
 pub const MAX_TEXT_BYTES: usize = 4096;
 
+/// Most features a vectorizer keeps (the most frequent), so a model stays below
+/// labels × 50,000 weights whatever the history holds.
+pub const MAX_FEATURES: usize = 50_000;
+
+/// Most labels a model learns (the most frequent); rarer ones are left out of training.
+pub const MAX_LABELS: usize = 200;
+
 /// Why a text or a training set cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextError {
@@ -55,15 +62,11 @@ fn tokens(text: &str, context: &[String], out: &mut Vec<String>) {
     let words: Vec<&str> = text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
     for (i, w) in words.iter().enumerate() {
         out.push(format!("w:{w}"));
-        if std::env::var("NB").is_err()
-            && let Some(next) = words.get(i + 1)
-        {
+        if let Some(next) = words.get(i + 1) {
             out.push(format!("b:{w} {next}"));
         }
         let padded: Vec<char> = std::iter::once(' ').chain(w.chars()).chain(std::iter::once(' ')).collect();
-        let lo: usize = std::env::var("LO").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
-        let hi: usize = std::env::var("HI").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
-        for n in lo..=hi {
+        for n in 2..=5 {
             if padded.len() < n {
                 break;
             }
@@ -110,6 +113,15 @@ impl Vectorizer {
                 }
                 df[id as usize] += 1;
             }
+        }
+        // Bound the model: keep the MAX_FEATURES most frequent tokens (weights are dense per label).
+        if index.len() > MAX_FEATURES {
+            let mut by_df: Vec<(String, u32)> = index.into_iter().collect();
+            by_df.sort_by(|a, b| df[b.1 as usize].cmp(&df[a.1 as usize]).then_with(|| a.0.cmp(&b.0)));
+            by_df.truncate(MAX_FEATURES);
+            let kept_df: Vec<u32> = by_df.iter().map(|(_, id)| df[*id as usize]).collect();
+            index = by_df.into_iter().enumerate().map(|(i, (t, _))| (t, i as u32)).collect();
+            df = kept_df;
         }
         let idf = df.iter().map(|&d| ((1.0 + n as f32) / (1.0 + d as f32)).ln() + 1.0).collect();
         Vectorizer { index, idf }
@@ -226,6 +238,21 @@ impl Classifier {
                 ),
             });
         }
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for e in examples {
+            *counts.entry(e.label.as_str()).or_default() += 1;
+        }
+        let kept: Vec<&Example>;
+        let examples: &[&Example] = if counts.len() > MAX_LABELS {
+            let mut ranked: Vec<(&str, usize)> = counts.into_iter().collect();
+            ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            let top: std::collections::HashSet<&str> = ranked.iter().take(MAX_LABELS).map(|r| r.0).collect();
+            kept = examples.iter().filter(|e| top.contains(e.label.as_str())).collect();
+            &kept
+        } else {
+            kept = examples.iter().collect();
+            &kept
+        };
         let mut label_ix: HashMap<&str, usize> = HashMap::new();
         let mut labels: Vec<String> = Vec::new();
         let mut y = Vec::with_capacity(examples.len());

@@ -196,7 +196,7 @@ enum EvalCommand {
     /// The defect-pattern agent against the simulator's planted root causes (NCRs from onset
     /// until ranked first, precision of claims, claims on a clean plant) and the triage of
     /// uncoded NCRs against their true codes.
-    Clusters(triage::EvalClustersArgs),
+    Clusters(eval::SimEvalArgs),
 }
 
 #[derive(Debug, Subcommand)]

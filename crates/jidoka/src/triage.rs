@@ -38,7 +38,9 @@ pub fn parse_labelled(bytes: &[u8]) -> (Vec<Example>, Vec<LineError>) {
     if let Some((_, first)) = lines.peek()
         && let Ok(first) = std::str::from_utf8(first)
     {
-        let names: Vec<String> = csv_fields(first.trim_end_matches('\r')).iter().map(|f| f.to_lowercase()).collect();
+        // A spreadsheet export may start with a byte-order mark.
+        let first = first.strip_prefix('\u{feff}').unwrap_or(first).trim_end_matches('\r');
+        let names: Vec<String> = csv_fields(first).iter().map(|f| f.to_lowercase()).collect();
         let find = |options: &[&str]| names.iter().position(|n| options.contains(&n.trim()));
         if let (Some(t), Some(l)) =
             (find(&["text", "description", "observation"]), find(&["label", "code", "defect_code"]))
@@ -207,29 +209,13 @@ mod tests {
     #[test]
     fn csv_with_a_header_picks_its_columns() {
         let input =
-            b"id,Description,code\n1,\"seat gap, LH side\",D-SEAT-GAP\n2,\"says \"\"loose\"\"\",D-CAP\n3,short\n";
+            b"\xef\xbb\xbfid,Description,code\n1,\"seat gap, LH side\",D-SEAT-GAP\n2,\"says \"\"loose\"\"\",D-CAP\n3,short\n";
         let (ex, errors) = parse_labelled(input);
         assert_eq!(ex.len(), 2);
         assert_eq!((ex[0].text.as_str(), ex[0].label.as_str()), ("seat gap, lh side", "D-SEAT-GAP"));
         assert_eq!(ex[1].text, "says \"loose\"");
         assert_eq!(errors, vec![LineError { line: 4, reason: "expected 3 columns".into() }]);
     }
-}
-
-/// Options of `jidoka eval clusters --sim`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct EvalClustersArgs {
-    /// Evaluate on the simulator's hidden root causes (worn fixture, bad supplier lot).
-    #[arg(long, required = true)]
-    pub sim: bool,
-    #[arg(long, default_value_t = 6000)]
-    pub units: u64,
-    #[arg(long, default_value_t = 7)]
-    pub seed: u64,
-    #[arg(long)]
-    pub plant: Option<PathBuf>,
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// A hidden cause planted in the simulator: its defect code, the context that defines it (the
@@ -332,7 +318,7 @@ fn matching_cause<'a>(run: &'a QualityRun, f: &jidoka_model::Finding) -> Option<
 
 /// The defect-pattern agent against the simulator's planted causes; NCR triage of uncoded
 /// NCRs against their true codes; a clean plant for false claims.
-pub fn eval_clusters(args: EvalClustersArgs) -> anyhow::Result<()> {
+pub fn eval_clusters(args: crate::eval::SimEvalArgs) -> anyhow::Result<()> {
     let (plant, _) = crate::simulate::load_plant(args.plant.as_deref())?;
     let bar = crate::report::progress(2, "eval clusters");
     let run = run_quality(plant.clone(), args.seed, args.units)?;
@@ -349,7 +335,7 @@ pub fn eval_clusters(args: EvalClustersArgs) -> anyhow::Result<()> {
         run.ncr_times.len(),
         run.causes.len()
     ));
-    let mut worst_ncrs: Option<usize> = Some(0);
+    let mut worst_ncrs: Option<usize> = (!run.causes.is_empty()).then_some(0);
     for cause in &run.causes {
         let first = patterns.iter().find(|f| matching_cause(&run, f).is_some_and(|c| std::ptr::eq(c, cause)));
         let top = patterns.iter().find(|f| {
@@ -367,7 +353,7 @@ pub fn eval_clusters(args: EvalClustersArgs) -> anyhow::Result<()> {
                 report
                     .add(
                         &format!("{key}_ncrs_to_first_rank"),
-                        &format!("{label}: NCRs from onset until ranked first"),
+                        &format!("{label}: NCRs (all codes) from onset until reported first"),
                         n,
                         "",
                     )
@@ -381,13 +367,18 @@ pub fn eval_clusters(args: EvalClustersArgs) -> anyhow::Result<()> {
             }
             None => {
                 worst_ncrs = None;
-                report.add(&format!("{key}_ncrs_to_first_rank"), &format!("{label}: never ranked first"), "never", "");
+                report.add(
+                    &format!("{key}_ncrs_to_first_rank"),
+                    &format!("{label}: never reported first"),
+                    "never",
+                    "",
+                );
             }
         }
         if let Some(f) = first {
             report.add(
                 &format!("{key}_ncrs_to_first_claim"),
-                &format!("{label}: NCRs from onset until first claim"),
+                &format!("{label}: NCRs (all codes) from onset until first claimed"),
                 ncrs_until(f),
                 "",
             );
@@ -401,7 +392,7 @@ pub fn eval_clusters(args: EvalClustersArgs) -> anyhow::Result<()> {
         .add("precision", "precision of claims", correct as f64 / patterns.len().max(1) as f64, "")
         .add(
             "worst_ncrs_to_first_rank",
-            "slowest cause: NCRs from onset until ranked first",
+            "slowest cause: NCRs (all codes) from onset until reported first",
             worst_ncrs.map(|n| n as i64).unwrap_or(-1),
             "",
         )
