@@ -9,7 +9,7 @@
 //! To overrule a rule the model needs 0.9. The finding says which one decided.
 
 use crate::narrative::cite;
-use crate::text::{Classifier, Example, Sparse, TrainConfig, cosine, prepare};
+use crate::text::{Case, Learner, prepare};
 use crate::{Agent, FindingDraft};
 use jidoka_model::{EventKind, EventPayload, Severity, StoredEvent, Subject, Verdict};
 use serde::{Deserialize, Serialize};
@@ -73,6 +73,20 @@ struct OpenStop {
     context: Vec<String>,
 }
 
+impl Case for PastStop {
+    fn text(&self) -> &str {
+        &self.text
+    }
+
+    fn context(&self) -> Vec<String> {
+        self.context.clone()
+    }
+
+    fn label(&self) -> &str {
+        &self.team
+    }
+}
+
 #[derive(Debug, Clone)]
 struct PastStop {
     andon_id: String,
@@ -92,14 +106,8 @@ pub struct AndonAgent {
     open: HashMap<String, OpenStop>,
     /// Open stops in the order raised, so the oldest is dropped when too many stay open.
     open_order: VecDeque<String>,
-    history: VecDeque<PastStop>,
-    vectors: VecDeque<Sparse>,
-    model: Option<Classifier>,
-    /// Examples the current model was trained on.
-    trained_on: usize,
-    /// Cleared stops seen when training last ran.
-    retrained_at: usize,
-    seen: usize,
+    /// Cleared stops and the team model trained on them.
+    learner: Learner<PastStop>,
     /// Station → its latest maintenance records (event id, equipment, what was done).
     maintenance: HashMap<String, VecDeque<(String, String, String)>>,
 }
@@ -110,16 +118,11 @@ const MAX_OPEN: usize = 10_000;
 impl AndonAgent {
     pub fn new(config: AndonConfig) -> Self {
         AndonAgent {
-            config,
             open: HashMap::new(),
             open_order: VecDeque::new(),
-            history: VecDeque::new(),
-            vectors: VecDeque::new(),
-            model: None,
-            trained_on: 0,
-            retrained_at: 0,
-            seen: 0,
+            learner: Learner::new(config.min_history, MAX_HISTORY, 10),
             maintenance: HashMap::new(),
+            config,
         }
     }
 
@@ -131,44 +134,12 @@ impl AndonAgent {
         (text, context)
     }
 
-    fn learn(&mut self, past: PastStop) {
-        if let Some(model) = &self.model {
-            self.vectors.push_back(model.vectorizer.transform(&past.text, &past.context));
-        }
-        self.history.push_back(past);
-        while self.history.len() > MAX_HISTORY {
-            self.history.pop_front();
-            self.vectors.pop_front();
-        }
-        self.seen += 1;
-        let due = if self.model.is_none() {
-            self.seen >= self.config.min_history && self.seen >= self.retrained_at + 5
-        } else {
-            self.seen >= self.retrained_at + (self.retrained_at / 10).clamp(10, MAX_HISTORY / 10)
-        };
-        if !due {
-            return;
-        }
-        self.retrained_at = self.seen;
-        let examples: Vec<Example> = self
-            .history
-            .iter()
-            .map(|h| Example { text: h.text.clone(), context: h.context.clone(), label: h.team.clone() })
-            .collect();
-        let config = TrainConfig { min_examples: self.config.min_history, ..TrainConfig::default() };
-        if let Ok(model) = Classifier::train(&examples, &config) {
-            self.vectors = self.history.iter().map(|h| model.vectorizer.transform(&h.text, &h.context)).collect();
-            self.model = Some(model);
-            self.trained_on = examples.len();
-        }
-    }
-
     fn triage(&self, event: &StoredEvent, a: &jidoka_model::event::AndonRaised, out: &mut Vec<FindingDraft>) {
         let (text, context) = Self::text_of(a);
         let rule = self.config.rule_for(&a.fault_code);
         let (mut team, mut confidence, mut method, mut alternatives) = (None, 0.0, "none", Vec::new());
         let mut x = None;
-        if let Some(model) = &self.model {
+        if let Some(model) = self.learner.model() {
             let v = model.vectorizer.transform(&text, &context);
             let ranked = model.predict_vector(&v);
             // Against a stated rule the model needs to be sure: on a plant whose fault codes
@@ -194,29 +165,17 @@ impl AndonAgent {
             confidence = 0.5;
             method = "rules";
         }
-        let why = match (&self.model, method) {
-            (None, _) => format!(
-                "too little history for the model ({} cleared stops, {} needed)",
-                self.seen, self.config.min_history
-            ),
-            (Some(_), "model") => format!("model trained on {} cleared stops", self.trained_on),
+        let why = match (self.learner.model(), method) {
+            (None, _) => format!("no model yet: {}", self.learner.why_not()),
+            (Some(_), "model") => format!("model trained on {} cleared stops", self.learner.trained_on()),
             (Some(_), _) => "the model was unsure, or not sure enough to overrule the rule".to_string(),
         };
         // First steps: how the most similar past stops routed to this team were cleared.
         let mut steps = Vec::new();
         if let (Some(x), Some(team)) = (&x, &team) {
-            let mut near: Vec<(f32, usize)> = self
-                .vectors
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| self.history[*i].team == *team && self.history[*i].resolution.is_some())
-                .map(|(i, v)| (cosine(x, v), i))
-                .filter(|(s, _)| *s > 0.0)
-                .collect();
-            near.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
+            let near = self.learner.nearest(x, |h| h.team == *team && h.resolution.is_some());
             let mut seen_steps: Vec<&str> = Vec::new();
-            for (s, i) in near {
-                let h = &self.history[i];
+            for (s, h) in near {
                 let Some(r) = h.resolution.as_deref() else { continue };
                 if seen_steps.contains(&r) {
                     continue;
@@ -298,7 +257,7 @@ impl AndonAgent {
                 "andon_id": a.andon_id, "fault_code": a.fault_code, "team": team, "method": method,
                 "rule": rule.map(|(p, t)| json!({"prefix": p, "team": t})),
                 "alternatives": alternatives, "first_steps": steps, "maintenance": maintenance,
-                "trained_on": self.trained_on, "narrative": narrative,
+                "trained_on": self.learner.trained_on(), "narrative": narrative,
             }),
         });
     }
@@ -349,7 +308,7 @@ impl Agent for AndonAgent {
                 if let Some(team) = team {
                     let fault_code =
                         open.context.first().map(|f| f.trim_start_matches("fault=").to_string()).unwrap_or_default();
-                    self.learn(PastStop {
+                    self.learner.learn(PastStop {
                         andon_id: c.andon_id.clone(),
                         raised_event: open.event_id,
                         cleared_event: event.event.event_id.clone(),

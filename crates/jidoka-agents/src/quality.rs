@@ -27,7 +27,7 @@
 
 use crate::narrative::{cite, cite_list};
 use crate::patterns::{bh_adjust, hypergeometric_upper_tail};
-use crate::text::{Classifier, Example, Sparse, TrainConfig, cosine, prepare};
+use crate::text::{Case, Learner, prepare};
 use crate::{Agent, FindingDraft};
 use jidoka_model::{EventKind, EventPayload, Severity, StoredEvent, Subject, Verdict};
 use serde::{Deserialize, Serialize};
@@ -428,6 +428,20 @@ fn analyse(station: &str, code: &str, w: &StationWindow, config: &QualityConfig)
     claims
 }
 
+impl Case for PastNcr {
+    fn text(&self) -> &str {
+        &self.text
+    }
+
+    fn context(&self) -> Vec<String> {
+        context_tokens(self.station.as_deref())
+    }
+
+    fn label(&self) -> &str {
+        &self.code
+    }
+}
+
 /// A coded NCR kept for training and for similar cases.
 #[derive(Debug, Clone)]
 struct PastNcr {
@@ -447,87 +461,23 @@ pub struct QualityAgent {
     reported: HashSet<(String, String, Vec<Value>)>,
     /// The latest claims per (station, code), for the probable cause of new NCRs.
     claims: HashMap<(String, String), Vec<Claim>>,
-    history: VecDeque<PastNcr>,
-    vectors: VecDeque<Sparse>,
-    model: Option<Classifier>,
-    /// Examples the current model was trained on.
-    trained_on: usize,
-    /// Coded NCRs seen when training last ran.
-    retrained_at: usize,
-    coded_seen: usize,
-    model_error: Option<String>,
+    /// Coded NCRs and the code model trained on them.
+    learner: Learner<PastNcr>,
 }
 
 impl QualityAgent {
     pub fn new(config: QualityConfig) -> Self {
         QualityAgent {
-            config,
             stations: HashMap::new(),
             reported: HashSet::new(),
             claims: HashMap::new(),
-            history: VecDeque::new(),
-            vectors: VecDeque::new(),
-            model: None,
-            trained_on: 0,
-            retrained_at: 0,
-            coded_seen: 0,
-            model_error: None,
+            learner: Learner::new(config.min_history, config.max_history, 25),
+            config,
         }
     }
 
     fn window(&mut self, station: &str) -> &mut StationWindow {
         self.stations.entry(station.to_string()).or_default()
-    }
-
-    /// Retrain on a geometric schedule (10 % more coded NCRs, at least 25, at most a tenth of
-    /// the history kept), so a long log costs a few dozen trainings, not one per NCR.
-    fn maybe_retrain(&mut self) {
-        let n = self.coded_seen;
-        let due = if self.model.is_none() {
-            n >= self.config.min_history && n >= self.retrained_at + 5
-        } else {
-            n >= self.retrained_at + (self.retrained_at / 10).clamp(25, (self.config.max_history / 10).max(25))
-        };
-        if !due {
-            return;
-        }
-        self.retrained_at = n;
-        let examples: Vec<Example> = self
-            .history
-            .iter()
-            .map(|h| Example {
-                text: h.text.clone(),
-                context: context_tokens(h.station.as_deref()),
-                label: h.code.clone(),
-            })
-            .collect();
-        let config = TrainConfig { min_examples: self.config.min_history, ..TrainConfig::default() };
-        match Classifier::train(&examples, &config) {
-            Ok(model) => {
-                self.vectors = self
-                    .history
-                    .iter()
-                    .map(|h| model.vectorizer.transform(&h.text, &context_tokens(h.station.as_deref())))
-                    .collect();
-                self.model = Some(model);
-                self.trained_on = examples.len();
-                self.model_error = None;
-            }
-            Err(e) => self.model_error = Some(e.reason),
-        }
-    }
-
-    fn remember(&mut self, past: PastNcr) {
-        if let Some(model) = &self.model {
-            self.vectors.push_back(model.vectorizer.transform(&past.text, &context_tokens(past.station.as_deref())));
-        }
-        self.history.push_back(past);
-        while self.history.len() > self.config.max_history {
-            self.history.pop_front();
-            self.vectors.pop_front();
-        }
-        self.coded_seen += 1;
-        self.maybe_retrain();
     }
 
     /// Record a defect of `code` and report new patterns for it.
@@ -616,13 +566,8 @@ impl QualityAgent {
                 return;
             }
         };
-        let Some(model) = &self.model else {
-            let why = self.model_error.clone().unwrap_or_else(|| {
-                format!(
-                    "too little history: {} coded NCRs, at least {} needed",
-                    self.coded_seen, self.config.min_history
-                )
-            });
+        let Some(model) = self.learner.model() else {
+            let why = self.learner.why_not();
             out.push(FindingDraft {
                 kind: "ncr.triage".into(),
                 verdict: Verdict::Pass,
@@ -640,11 +585,8 @@ impl QualityAgent {
         let x = model.vectorizer.transform(&text, &ctx);
         let ranked = model.predict_vector(&x);
         let top: Vec<_> = ranked.iter().take(3).cloned().collect();
-        let mut nearest: Vec<(f32, usize)> =
-            self.vectors.iter().enumerate().map(|(i, v)| (cosine(&x, v), i)).filter(|(s, _)| *s > 0.0).collect();
-        nearest.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
-        nearest.truncate(self.config.similar);
-        let similar: Vec<(f32, &PastNcr)> = nearest.iter().map(|(s, i)| (*s, &self.history[*i])).collect();
+        let mut similar = self.learner.nearest(&x, |_| true);
+        similar.truncate(self.config.similar);
         // The probable cause: a pattern of the suggested code at this station that this NCR fits.
         let mut causes = Vec::new();
         if let (Some(best), Some(station), Some(vin)) = (top.first(), &ncr.station, &ncr.vin)
@@ -669,7 +611,7 @@ impl QualityAgent {
             "NCR {} {} was raised without a code. From its description and station the model ({} coded NCRs, {} codes) suggests {}.",
             ncr.ncr_id,
             cite(event_id),
-            self.trained_on,
+            self.learner.trained_on(),
             model.labels.len(),
             suggestion_text
         );
@@ -705,7 +647,7 @@ impl QualityAgent {
                     "event_id": p.event_id, "similarity": s,
                 })).collect::<Vec<_>>(),
                 "probable_causes": causes,
-                "trained_on": self.trained_on,
+                "trained_on": self.learner.trained_on(),
                 "narrative": narrative,
             }),
         });
@@ -770,7 +712,7 @@ impl Agent for QualityAgent {
                 match ncr.defect_code.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
                     Some(code) => {
                         if let Ok((text, _)) = prepare(&ncr.description) {
-                            self.remember(PastNcr {
+                            self.learner.learn(PastNcr {
                                 event_id: event.event.event_id.clone(),
                                 ncr_id: ncr.ncr_id.clone(),
                                 station: ncr.station.clone(),

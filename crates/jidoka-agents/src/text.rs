@@ -13,7 +13,7 @@
 //! input: empty or oversized texts are refused or truncated with the reason said.
 
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 /// Longest text considered, in bytes; the rest of a longer description is ignored (and the
 /// caller is told, see [`prepare`]).
@@ -334,6 +334,119 @@ impl Classifier {
             .collect();
         out.sort_by(|a, b| b.confidence.total_cmp(&a.confidence).then_with(|| a.label.cmp(&b.label)));
         out
+    }
+}
+
+/// A labelled case a [`Learner`] keeps: its text, context tokens and label.
+pub trait Case {
+    fn text(&self) -> &str;
+    fn context(&self) -> Vec<String>;
+    fn label(&self) -> &str;
+}
+
+/// Labelled history and the model trained on it, for an agent that learns from the log: the
+/// last `max_history` cases are kept (with their vectors, for similar cases), and the model is
+/// retrained on a geometric schedule (10 % more cases, at least `min_step`, at most a tenth of
+/// the history), so a long log costs a few dozen trainings, not one per case.
+#[derive(Debug)]
+pub struct Learner<T> {
+    history: VecDeque<T>,
+    vectors: VecDeque<Sparse>,
+    model: Option<Classifier>,
+    /// Cases the current model was trained on.
+    trained_on: usize,
+    /// Cases seen when training last ran.
+    retrained_at: usize,
+    seen: usize,
+    error: Option<String>,
+    min_history: usize,
+    max_history: usize,
+    min_step: usize,
+}
+
+impl<T: Case> Learner<T> {
+    pub fn new(min_history: usize, max_history: usize, min_step: usize) -> Self {
+        Learner {
+            history: VecDeque::new(),
+            vectors: VecDeque::new(),
+            model: None,
+            trained_on: 0,
+            retrained_at: 0,
+            seen: 0,
+            error: None,
+            min_history,
+            max_history: max_history.max(min_history),
+            min_step: min_step.max(1),
+        }
+    }
+
+    pub fn model(&self) -> Option<&Classifier> {
+        self.model.as_ref()
+    }
+
+    /// Cases the current model was trained on.
+    pub fn trained_on(&self) -> usize {
+        self.trained_on
+    }
+
+    /// Why there is no model: too little history, or what training said.
+    pub fn why_not(&self) -> String {
+        self.error.clone().unwrap_or_else(|| {
+            format!("too little history: {} labelled cases, at least {} needed", self.seen, self.min_history)
+        })
+    }
+
+    /// Keep a case and retrain when due.
+    pub fn learn(&mut self, case: T) {
+        if let Some(model) = &self.model {
+            self.vectors.push_back(model.vectorizer.transform(case.text(), &case.context()));
+        }
+        self.history.push_back(case);
+        while self.history.len() > self.max_history {
+            self.history.pop_front();
+            self.vectors.pop_front();
+        }
+        self.seen += 1;
+        let due = if self.model.is_none() {
+            self.seen >= self.min_history && self.seen >= self.retrained_at + 5
+        } else {
+            self.seen
+                >= self.retrained_at
+                    + (self.retrained_at / 10).clamp(self.min_step, (self.max_history / 10).max(self.min_step))
+        };
+        if !due {
+            return;
+        }
+        self.retrained_at = self.seen;
+        let examples: Vec<Example> = self
+            .history
+            .iter()
+            .map(|c| Example { text: c.text().to_string(), context: c.context(), label: c.label().to_string() })
+            .collect();
+        let config = TrainConfig { min_examples: self.min_history, ..TrainConfig::default() };
+        match Classifier::train(&examples, &config) {
+            Ok(model) => {
+                self.vectors = examples.iter().map(|e| model.vectorizer.transform(&e.text, &e.context)).collect();
+                self.model = Some(model);
+                self.trained_on = examples.len();
+                self.error = None;
+            }
+            Err(e) => self.error = Some(e.reason),
+        }
+    }
+
+    /// Past cases `keep` accepts, most similar to `x` first (cosine above 0).
+    pub fn nearest(&self, x: &Sparse, keep: impl Fn(&T) -> bool) -> Vec<(f32, &T)> {
+        let mut near: Vec<(f32, usize)> = self
+            .vectors
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| keep(&self.history[*i]))
+            .map(|(i, v)| (cosine(x, v), i))
+            .filter(|(s, _)| *s > 0.0)
+            .collect();
+        near.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
+        near.into_iter().map(|(s, i)| (s, &self.history[i])).collect()
     }
 }
 
