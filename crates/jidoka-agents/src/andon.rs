@@ -170,35 +170,23 @@ impl AndonAgent {
             (Some(_), "model") => format!("model trained on {} cleared stops", self.learner.trained_on()),
             (Some(_), _) => "the model was unsure, or not sure enough to overrule the rule".to_string(),
         };
-        // First steps: how the most similar past stops routed to this team were cleared.
-        let mut steps = Vec::new();
+        // First steps: how the most similar past stops routed to this team were cleared, each
+        // resolution once.
+        let mut steps: Vec<(f32, &PastStop, &str)> = Vec::new();
         if let (Some(x), Some(team)) = (&x, &team) {
-            let near = self.learner.nearest(x, |h| h.team == *team && h.resolution.is_some());
-            let mut seen_steps: Vec<&str> = Vec::new();
-            for (s, h) in near {
-                let Some(r) = h.resolution.as_deref() else { continue };
-                if seen_steps.contains(&r) {
-                    continue;
-                }
-                seen_steps.push(r);
-                steps.push(json!({"resolution": r, "andon_id": h.andon_id, "fault_code": h.fault_code,
-                                  "event_id": h.cleared_event, "raised_event": h.raised_event, "similarity": s}));
-                if steps.len() == 3 {
-                    break;
+            for (s, h) in self.learner.nearest(x, |h| h.team == *team) {
+                if let Some(r) = h.resolution.as_deref()
+                    && !steps.iter().any(|(_, _, seen)| *seen == r)
+                {
+                    steps.push((s, h, r));
+                    if steps.len() == 3 {
+                        break;
+                    }
                 }
             }
         }
-        let maintenance: Vec<serde_json::Value> = self
-            .maintenance
-            .get(&a.station)
-            .map(|m| {
-                m.iter()
-                    .rev()
-                    .take(3)
-                    .map(|(e, eq, d)| json!({"event_id": e, "equipment": eq, "description": d}))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let maintenance: Vec<&(String, String, String)> =
+            self.maintenance.get(&a.station).map(|m| m.iter().rev().take(3).collect()).unwrap_or_default();
         let event_id = &event.event.event_id;
         let team_text =
             team.clone().unwrap_or_else(|| "no team (no rule for this fault code): the supervisor decides".into());
@@ -218,31 +206,12 @@ impl AndonAgent {
             narrative.push_str(&format!(" The rule for prefix {prefix} would send it to {t}."));
         }
         if !steps.is_empty() {
-            let list: Vec<String> = steps
-                .iter()
-                .map(|s| {
-                    format!(
-                        "\"{}\" ({} {})",
-                        s["resolution"].as_str().unwrap_or(""),
-                        s["andon_id"].as_str().unwrap_or(""),
-                        cite(s["event_id"].as_str().unwrap_or(""))
-                    )
-                })
-                .collect();
+            let list: Vec<String> =
+                steps.iter().map(|(_, h, r)| format!("\"{r}\" ({} {})", h.andon_id, cite(&h.cleared_event))).collect();
             narrative.push_str(&format!(" Similar stops were cleared by: {}.", list.join("; ")));
         }
         if !maintenance.is_empty() {
-            let list: Vec<String> = maintenance
-                .iter()
-                .map(|m| {
-                    format!(
-                        "{}: {} {}",
-                        m["equipment"].as_str().unwrap_or(""),
-                        m["description"].as_str().unwrap_or(""),
-                        cite(m["event_id"].as_str().unwrap_or(""))
-                    )
-                })
-                .collect();
+            let list: Vec<String> = maintenance.iter().map(|(e, eq, d)| format!("{eq}: {d} {}", cite(e))).collect();
             narrative.push_str(&format!(" Latest maintenance at {}: {}.", a.station, list.join("; ")));
         }
         out.push(FindingDraft {
@@ -252,11 +221,16 @@ impl AndonAgent {
             confidence,
             reason: format!("{} at {} ({}): route to {team_text} ({method})", a.andon_id, a.station, a.fault_code),
             subject: Subject { station: Some(a.station.clone()), ..Subject::default() },
-            extra_evidence: steps.iter().filter_map(|s| s["event_id"].as_str().map(str::to_string)).collect(),
+            extra_evidence: steps.iter().map(|(_, h, _)| h.cleared_event.clone()).collect(),
             details: json!({
                 "andon_id": a.andon_id, "fault_code": a.fault_code, "team": team, "method": method,
                 "rule": rule.map(|(p, t)| json!({"prefix": p, "team": t})),
-                "alternatives": alternatives, "first_steps": steps, "maintenance": maintenance,
+                "alternatives": alternatives,
+                "first_steps": steps.iter().map(|(s, h, r)| json!({"resolution": r, "andon_id": h.andon_id,
+                    "fault_code": h.fault_code, "event_id": h.cleared_event, "raised_event": h.raised_event,
+                    "similarity": s})).collect::<Vec<_>>(),
+                "maintenance": maintenance.iter().map(|(e, eq, d)| json!({"event_id": e, "equipment": eq,
+                    "description": d})).collect::<Vec<_>>(),
                 "trained_on": self.learner.trained_on(), "narrative": narrative,
             }),
         });

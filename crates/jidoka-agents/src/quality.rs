@@ -588,17 +588,12 @@ impl QualityAgent {
         let mut similar = self.learner.nearest(&x, |_| true);
         similar.truncate(self.config.similar);
         // The probable cause: a pattern of the suggested code at this station that this NCR fits.
-        let mut causes = Vec::new();
+        let mut causes: Vec<&Claim> = Vec::new();
         if let (Some(best), Some(station), Some(vin)) = (top.first(), &ncr.station, &ncr.vin)
             && let Some(claims) = self.claims.get(&(station.clone(), best.label.clone()))
             && let Some(unit) = self.stations.get(station).and_then(|w| w.units.get(vin))
         {
-            for c in claims.iter().filter(|c| c.ambiguous_with.is_empty() && has_all(unit, &c.values)) {
-                causes.push(json!({
-                    "values": Claim::describe_values(&c.values), "p_value": c.p_value, "q_value": c.q_value,
-                    "suggestion": c.suggestion(), "evidence": c.evidence.iter().take(5).collect::<Vec<_>>(),
-                }));
-            }
+            causes.extend(claims.iter().filter(|c| c.ambiguous_with.is_empty() && has_all(unit, &c.values)));
         }
         let suggestion_text =
             top.iter().map(|s| format!("{} ({:.2})", s.label, s.confidence)).collect::<Vec<_>>().join(", ");
@@ -621,13 +616,10 @@ impl QualityAgent {
         if let Some(c) = causes.first() {
             narrative.push_str(&format!(
                 " The unit was built with {}, a pattern of {} at this station (q = {:.1e}, NCRs {}).",
-                c["values"].as_str().unwrap_or(""),
-                top.first().map(|s| s.label.as_str()).unwrap_or(""),
-                c["q_value"].as_f64().unwrap_or(1.0),
-                c["evidence"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|e| e.as_str()).map(cite).collect::<Vec<_>>().join(""))
-                    .unwrap_or_default()
+                Claim::describe_values(&c.values),
+                c.code,
+                c.q_value,
+                cite_list(&c.evidence, 5)
             ));
         }
         let confidence = top.first().map(|s| s.confidence).unwrap_or(0.0);
@@ -646,7 +638,10 @@ impl QualityAgent {
                     "ncr_id": p.ncr_id, "code": p.code, "description": p.text, "station": p.station,
                     "event_id": p.event_id, "similarity": s,
                 })).collect::<Vec<_>>(),
-                "probable_causes": causes,
+                "probable_causes": causes.iter().map(|c| json!({
+                    "values": Claim::describe_values(&c.values), "p_value": c.p_value, "q_value": c.q_value,
+                    "suggestion": c.suggestion(), "evidence": c.evidence.iter().take(5).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
                 "trained_on": self.learner.trained_on(),
                 "narrative": narrative,
             }),
