@@ -6,6 +6,9 @@
 //!   byte-offset checkpoint, one error per bad line, bounded memory per line.
 //! - [`odata`]: an OData v4 client and the MES write-back sink (Opcenter-style commands or
 //!   plain entity sets), reading back by idempotency key before every write.
+//! - [`openprotocol`]: Atlas Copco Open Protocol for tightening controllers: codec, field
+//!   layouts by MID and revision, trace curves, and the client link that acknowledges a
+//!   result only once it is stored.
 //! - [`sink`]: the [`sink::Sink`] trait (deliver one approved action; transient vs permanent
 //!   errors) and the `jsonl` sink.
 //! - [`SourceConfig`] / [`SinkConfig`]: the closed set of connector configs, `type`-tagged, each
@@ -18,6 +21,7 @@ pub mod bosch;
 pub mod curves;
 pub mod jsonl;
 pub mod odata;
+pub mod openprotocol;
 pub mod sink;
 
 use jidoka_model::ActionKind;
@@ -32,6 +36,8 @@ pub enum SourceConfig {
     File(FileSourceConfig),
     /// Released work orders polled from an MES over OData v4 by a modified-timestamp watermark.
     Odata(Box<odata::OdataSourceConfig>),
+    /// Tightening results and curves from a controller over Open Protocol (TCP).
+    OpenProtocol(Box<openprotocol::client::OpenProtocolSourceConfig>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,6 +61,7 @@ impl SourceConfig {
         match self {
             SourceConfig::File(c) => &c.name,
             SourceConfig::Odata(c) => &c.name,
+            SourceConfig::OpenProtocol(c) => &c.name,
         }
     }
 
@@ -70,6 +77,10 @@ impl SourceConfig {
                 }
             }
             SourceConfig::Odata(c) => {
+                check_name(&format!("{path}.name"), &c.name, errors);
+                c.validate(path, errors);
+            }
+            SourceConfig::OpenProtocol(c) => {
                 check_name(&format!("{path}.name"), &c.name, errors);
                 c.validate(path, errors);
             }

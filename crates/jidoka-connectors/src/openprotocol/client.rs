@@ -1,0 +1,770 @@
+//! The integrator side of an Open Protocol link to one tightening controller.
+//!
+//! On connect: communication start (MID 0001) at the configured revision, one lower each time
+//! the controller answers error 97 (MID revision unsupported); recovery of the results made
+//! while the link was down (MID 0064 / 0065, from the last stored tightening id); subscription
+//! to results (MID 0060, with the same fall-back), to traces (MID 0008 for MID 0900) and to
+//! alarms (MID 0070). Then each result (MID 0061) waits briefly for its angle and torque traces,
+//! is stored, and only then acknowledged (MID 0062): a crash or disconnect before the store
+//! commits leaves the result unacknowledged, and the controller sends it again or the next
+//! connection uploads it. Duplicates are absorbed by the store.
+//!
+//! The checkpoint is the highest tightening id below which every result is stored; a gap (a
+//! result id that skips) is filled by MID 0064 before the checkpoint moves past it.
+
+use super::fields::{Lookup, Value};
+use super::frame::{Framed, Framer, OpError, Telegram};
+use super::result::{ResultContext, tightening_id, to_event};
+use super::trace::Trace;
+use super::{Body, build, decode, layouts};
+use jidoka_model::Event;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// `[[sources]] type = "open_protocol"`: one controller link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenProtocolSourceConfig {
+    /// Name under which the checkpoint is kept; events come from `op:<name>`.
+    pub name: String,
+    /// Controller address, `host:port` (Open Protocol's port is 4545).
+    pub address: String,
+    /// The station the controller's tool works at.
+    pub station: String,
+    /// Parameter set number → joint name (unmapped sets become `P<pset>`).
+    #[serde(default)]
+    pub joints: BTreeMap<String, String>,
+    /// Tool serial for revisions that carry none.
+    #[serde(default)]
+    pub tool: Option<String>,
+    /// Highest MID 0001 revision to ask for.
+    #[serde(default = "default_comm_revision")]
+    pub comm_revision: u16,
+    /// Highest MID 0060 / 0064 revision to ask for.
+    #[serde(default = "default_result_revision")]
+    pub result_revision: u16,
+    /// Subscribe to trace curves (MID 0900) and join them to their result.
+    #[serde(default = "default_true")]
+    pub traces: bool,
+    /// How long a result waits for its traces before it is stored without them.
+    #[serde(default = "default_trace_wait_ms")]
+    pub trace_wait_ms: u64,
+    /// Keep-alive interval (MID 9999); the controller drops links silent for about 15 s.
+    #[serde(default = "default_keep_alive_ms")]
+    pub keep_alive_ms: u64,
+    /// How long to wait for the answer to a request.
+    #[serde(default = "default_reply_timeout_ms")]
+    pub reply_timeout_ms: u64,
+    /// Minutes the controller's clock is ahead of UTC.
+    #[serde(default)]
+    pub utc_offset_minutes: i32,
+    /// Most old results uploaded after a reconnect (the newest are kept).
+    #[serde(default = "default_recover_max")]
+    pub recover_max: u64,
+}
+
+fn default_comm_revision() -> u16 {
+    7
+}
+fn default_result_revision() -> u16 {
+    7
+}
+fn default_true() -> bool {
+    true
+}
+fn default_trace_wait_ms() -> u64 {
+    1000
+}
+fn default_keep_alive_ms() -> u64 {
+    10_000
+}
+fn default_reply_timeout_ms() -> u64 {
+    5_000
+}
+fn default_recover_max() -> u64 {
+    10_000
+}
+
+impl OpenProtocolSourceConfig {
+    pub fn validate(&self, path: &str, errors: &mut Vec<(String, String)>) {
+        if self.address.to_socket_addrs().map(|mut a| a.next().is_none()).unwrap_or(true) {
+            errors.push((format!("{path}.address"), format!("'{}' is not a host:port that resolves", self.address)));
+        }
+        if self.station.trim().is_empty() {
+            errors.push((format!("{path}.station"), "must not be empty".into()));
+        }
+        if !(1..=7).contains(&self.comm_revision) {
+            errors.push((format!("{path}.comm_revision"), "must be between 1 and 7".into()));
+        }
+        if !(1..=11).contains(&self.result_revision) {
+            errors.push((format!("{path}.result_revision"), "must be between 1 and 11".into()));
+        }
+        if !(1000..=60_000).contains(&self.keep_alive_ms) {
+            errors.push((format!("{path}.keep_alive_ms"), "must be between 1000 and 60000".into()));
+        }
+        if !(100..=60_000).contains(&self.reply_timeout_ms) {
+            errors.push((format!("{path}.reply_timeout_ms"), "must be between 100 and 60000".into()));
+        }
+        if self.trace_wait_ms > 60_000 {
+            errors.push((format!("{path}.trace_wait_ms"), "must be at most 60000".into()));
+        }
+        if !(-14 * 60..=14 * 60).contains(&self.utc_offset_minutes) {
+            errors.push((format!("{path}.utc_offset_minutes"), "must be within ±840".into()));
+        }
+    }
+
+    /// A link to `address` for `station` with every default.
+    pub fn new(name: &str, address: &str, station: &str) -> OpenProtocolSourceConfig {
+        OpenProtocolSourceConfig {
+            name: name.into(),
+            address: address.into(),
+            station: station.into(),
+            joints: BTreeMap::new(),
+            tool: None,
+            comm_revision: default_comm_revision(),
+            result_revision: default_result_revision(),
+            traces: true,
+            trace_wait_ms: default_trace_wait_ms(),
+            keep_alive_ms: default_keep_alive_ms(),
+            reply_timeout_ms: default_reply_timeout_ms(),
+            utc_offset_minutes: 0,
+            recover_max: default_recover_max(),
+        }
+    }
+
+    pub fn source(&self) -> String {
+        format!("op:{}", self.name)
+    }
+
+    pub fn checkpoint_name(&self) -> String {
+        format!("op:{}", self.name)
+    }
+}
+
+/// What the store did with one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    Stored,
+    Duplicate,
+    Rejected(String),
+}
+
+/// Where results go: a durable append of events with the link's checkpoint, all or nothing.
+pub trait ResultStore {
+    fn append(&mut self, events: Vec<Event>, checkpoint: String) -> Result<Vec<Stored>, String>;
+}
+
+/// Counters of one link, for logs, metrics, tests and benchmarks.
+#[derive(Debug, Default)]
+pub struct LinkStats {
+    pub connects: AtomicU64,
+    pub results_stored: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub recovered: AtomicU64,
+    pub traces_joined: AtomicU64,
+    pub traces_late: AtomicU64,
+    pub garbage: AtomicU64,
+    pub rejected: AtomicU64,
+    pub alarms: AtomicU64,
+    /// Results the controller no longer had when asked (lost on the controller side).
+    pub unrecoverable: AtomicU64,
+}
+
+impl LinkStats {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the controller closed the connection")]
+    Closed,
+    #[error("no answer to MID {0:04} within the reply timeout")]
+    NoReply(u16),
+    #[error("the controller has been silent for {0} ms")]
+    Silent(u128),
+    #[error("MID {mid:04} refused with error {code} ({name})")]
+    Refused { mid: u16, code: i64, name: &'static str },
+    #[error("the store could not take the results: {0}")]
+    Store(String),
+    #[error("{0}")]
+    Protocol(#[from] OpError),
+}
+
+/// The highest id below which everything is stored, and the ids stored above it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tracker {
+    pub high: Option<u64>,
+    above: BTreeSet<u64>,
+}
+
+impl Tracker {
+    pub fn from_checkpoint(text: Option<&str>) -> Tracker {
+        Tracker { high: text.and_then(|t| t.trim().parse().ok()), above: BTreeSet::new() }
+    }
+
+    /// Record `id` as stored (or as given up on).
+    pub fn mark(&mut self, id: u64) {
+        match self.high {
+            None => self.high = Some(id),
+            Some(h) if id <= h => {}
+            Some(h) if id == h + 1 => {
+                let mut h = id;
+                while self.above.remove(&(h + 1)) {
+                    h += 1;
+                }
+                self.high = Some(h);
+            }
+            Some(_) => {
+                self.above.insert(id);
+            }
+        }
+    }
+
+    /// Ids between the high mark and the highest stored id that are not stored.
+    pub fn gaps(&self) -> Vec<u64> {
+        let (Some(h), Some(&top)) = (self.high, self.above.last()) else { return Vec::new() };
+        (h + 1..top).filter(|i| !self.above.contains(i)).collect()
+    }
+
+    pub fn checkpoint(&self) -> String {
+        self.high.map(|h| h.to_string()).unwrap_or_default()
+    }
+}
+
+/// Run the link until `stop`: connect, recover, subscribe, take results; on any failure
+/// reconnect with backoff (0.5 s doubling to 30 s, with jitter).
+pub fn run(
+    cfg: &OpenProtocolSourceConfig,
+    store: &mut dyn ResultStore,
+    checkpoint: Option<String>,
+    stop: &AtomicBool,
+    stats: &LinkStats,
+) {
+    let mut tracker = Tracker::from_checkpoint(checkpoint.as_deref());
+    let mut failures = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        let result = Session::connect(cfg, stats).and_then(|mut s| {
+            failures = 0;
+            s.run(store, &mut tracker, stop)
+        });
+        if let Err(err) = result {
+            tracing_warn(&cfg.name, &err.to_string());
+        }
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        failures = failures.saturating_add(1);
+        let base = 500u64.saturating_mul(1 << failures.min(6)).min(30_000);
+        let jitter = u64::from(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0),
+        ) % (base / 4 + 1);
+        sleep_unless(stop, Duration::from_millis(base + jitter));
+    }
+}
+
+fn tracing_warn(link: &str, message: &str) {
+    tracing::warn!(link, "{message}");
+}
+
+fn sleep_unless(stop: &AtomicBool, d: Duration) {
+    let until = Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20).min(d));
+    }
+}
+
+/// A result waiting for its traces.
+#[derive(Debug)]
+struct Pending {
+    fields: Vec<super::fields::Field>,
+    id: u64,
+    traces: Vec<Trace>,
+    deadline: Instant,
+}
+
+/// One connection.
+pub struct Session<'a> {
+    cfg: &'a OpenProtocolSourceConfig,
+    stats: &'a LinkStats,
+    stream: TcpStream,
+    framer: Framer,
+    backlog: VecDeque<Telegram>,
+    last_sent: Instant,
+    last_recv: Instant,
+    result_rev: u16,
+    traces: bool,
+    pending: Option<Pending>,
+    early: VecDeque<Trace>,
+}
+
+impl std::fmt::Debug for Session<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("link", &self.cfg.name).finish_non_exhaustive()
+    }
+}
+
+impl<'a> Session<'a> {
+    /// Connect and start communication (MID 0001 with revision fall-back).
+    pub fn connect(cfg: &'a OpenProtocolSourceConfig, stats: &'a LinkStats) -> Result<Session<'a>, LinkError> {
+        let addr = cfg
+            .address
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "address does not resolve"))?;
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(cfg.reply_timeout_ms))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_millis(50)))?;
+        stream.set_write_timeout(Some(Duration::from_millis(cfg.reply_timeout_ms)))?;
+        let mut s = Session {
+            cfg,
+            stats,
+            stream,
+            framer: Framer::new(),
+            backlog: VecDeque::new(),
+            last_sent: Instant::now(),
+            last_recv: Instant::now(),
+            result_rev: cfg.result_revision,
+            traces: cfg.traces,
+            pending: None,
+            early: VecDeque::new(),
+        };
+        let mut rev = cfg.comm_revision;
+        loop {
+            let data: Vec<(&str, Value)> = if rev >= 7 { vec![("keep_alive", Value::Int(0))] } else { vec![] };
+            let reply = s.request(build(1, rev, &data)?, &[2])?;
+            match refusal(&reply) {
+                None => break,
+                Some(97) if rev > 1 => rev -= 1,
+                Some(code) => return Err(refused(1, code)),
+            }
+        }
+        LinkStats::add(&stats.connects, 1);
+        Ok(s)
+    }
+
+    fn send(&mut self, t: &Telegram) -> Result<(), LinkError> {
+        self.stream.write_all(&t.to_wire())?;
+        self.last_sent = Instant::now();
+        Ok(())
+    }
+
+    /// The next telegram, waiting at most until `deadline`.
+    fn read_one(&mut self, deadline: Instant) -> Result<Option<Telegram>, LinkError> {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            while let Some(item) = self.framer.take() {
+                match item {
+                    Framed::Telegram(t) => {
+                        self.last_recv = Instant::now();
+                        return Ok(Some(t));
+                    }
+                    Framed::Garbage { bytes, error } => {
+                        LinkStats::add(&self.stats.garbage, 1);
+                        tracing_warn(
+                            &self.cfg.name,
+                            &format!("dropped {bytes} bytes that are not a telegram: {error}"),
+                        );
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Err(LinkError::Closed),
+                Ok(n) => {
+                    self.last_recv = Instant::now();
+                    self.framer.push(&buf[..n]);
+                }
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Send a request and wait for its answer: a telegram with one of `replies`, or a command
+    /// error / accepted (MID 0004 / 0005) about this MID. Other telegrams are kept for later.
+    fn request(&mut self, t: Telegram, replies: &[u16]) -> Result<Telegram, LinkError> {
+        self.send(&t)?;
+        let deadline = Instant::now() + Duration::from_millis(self.cfg.reply_timeout_ms);
+        while let Some(r) = self.read_one(deadline)? {
+            let about = |r: &Telegram, field: &str| {
+                decode(r)
+                    .ok()
+                    .and_then(|b| b.fields().int(field))
+                    .map(|m| m == i64::from(t.header.mid))
+                    .unwrap_or(false)
+            };
+            if replies.contains(&r.header.mid)
+                || (r.header.mid == 4 && about(&r, "failed_mid"))
+                || (r.header.mid == 5 && about(&r, "accepted_mid"))
+            {
+                return Ok(r);
+            }
+            if r.header.mid != 9999 {
+                self.backlog.push_back(r);
+            }
+        }
+        Err(LinkError::NoReply(t.header.mid))
+    }
+
+    /// Ask for a subscription at `rev`, falling back on error 97; the revision granted.
+    fn subscribe(&mut self, mid: u16, mut rev: u16, data: &[(&str, Value)]) -> Result<u16, LinkError> {
+        loop {
+            let reply = self.request(build(mid, rev, data)?, &[])?;
+            match refusal(&reply) {
+                None => return Ok(rev),
+                Some(97) | Some(74) | Some(76) if rev > 1 => rev -= 1,
+                Some(code) => return Err(refused(mid, code)),
+            }
+        }
+    }
+
+    /// Recover, subscribe and take results until `stop` or a failure.
+    pub fn run(
+        &mut self,
+        store: &mut dyn ResultStore,
+        tracker: &mut Tracker,
+        stop: &AtomicBool,
+    ) -> Result<(), LinkError> {
+        if tracker.high.is_some() {
+            self.recover(store, tracker)?;
+        }
+        self.result_rev = self.subscribe(60, self.cfg.result_revision, &[])?;
+        if self.traces {
+            let data = [
+                ("mid", Value::Int(900)),
+                ("wanted_revision", Value::Int(1)),
+                ("extra_data_length", Value::Int(0)),
+                ("extra_data", Value::Text(String::new())),
+            ];
+            if let Err(err) = self.subscribe(8, 1, &data) {
+                tracing_warn(
+                    &self.cfg.name,
+                    &format!("trace subscription refused ({err}); results come without curves"),
+                );
+                self.traces = false;
+            }
+        }
+        if let Err(err) = self.subscribe(70, 2, &[]) {
+            tracing_warn(&self.cfg.name, &format!("alarm subscription refused ({err})"));
+        }
+        let keep_alive = Duration::from_millis(self.cfg.keep_alive_ms);
+        while !stop.load(Ordering::Relaxed) {
+            if let Some(p) = &self.pending
+                && (Instant::now() >= p.deadline || p.traces.len() >= 2)
+            {
+                self.finish_pending(store, tracker)?;
+            }
+            if self.last_sent.elapsed() >= keep_alive {
+                self.send(&Telegram::new(9999, 1, Vec::new()))?;
+            }
+            if self.last_recv.elapsed() >= keep_alive * 3 {
+                return Err(LinkError::Silent(self.last_recv.elapsed().as_millis()));
+            }
+            let next = match self.backlog.pop_front() {
+                Some(t) => Some(t),
+                None => self.read_one(Instant::now() + Duration::from_millis(20))?,
+            };
+            if let Some(t) = next {
+                self.dispatch(t, store, tracker)?;
+            }
+        }
+        if self.pending.is_some() {
+            self.finish_pending(store, tracker)?;
+        }
+        let _ = self.send(&Telegram::new(3, 1, Vec::new()));
+        Ok(())
+    }
+
+    fn dispatch(&mut self, t: Telegram, store: &mut dyn ResultStore, tracker: &mut Tracker) -> Result<(), LinkError> {
+        let mid = t.header.mid;
+        let body = match decode(&t) {
+            Ok(b) => b,
+            Err(err) => {
+                LinkStats::add(&self.stats.rejected, 1);
+                tracing_warn(
+                    &self.cfg.name,
+                    &format!("MID {mid:04} rev {} rejected: {err}", t.header.effective_revision()),
+                );
+                if mid == 61 {
+                    // Unreadable: acknowledge so the controller goes on; the log keeps why.
+                    self.send(&Telegram::new(62, 1, Vec::new()))?;
+                }
+                return Ok(());
+            }
+        };
+        match (mid, body) {
+            (61, Body::Fields(fields)) => {
+                if self.pending.is_some() {
+                    self.finish_pending(store, tracker)?;
+                }
+                let Some(id) = tightening_id(&fields) else {
+                    LinkStats::add(&self.stats.rejected, 1);
+                    tracing_warn(&self.cfg.name, "MID 0061 without a tightening id rejected");
+                    return self.send(&Telegram::new(62, 1, Vec::new()));
+                };
+                let mut traces = Vec::new();
+                self.early.retain(|tr| {
+                    if tr.tightening_id() == Some(id as i64) {
+                        traces.push(tr.clone());
+                        false
+                    } else {
+                        true
+                    }
+                });
+                let wait = if self.traces { self.cfg.trace_wait_ms } else { 0 };
+                self.pending =
+                    Some(Pending { fields, id, traces, deadline: Instant::now() + Duration::from_millis(wait) });
+                if wait == 0 {
+                    self.finish_pending(store, tracker)?;
+                }
+            }
+            (900, Body::Trace(tr)) => {
+                let id = tr.tightening_id().unwrap_or(-1);
+                match &mut self.pending {
+                    Some(p) if p.id as i64 == id => p.traces.push(tr),
+                    _ if tracker.high.is_some_and(|h| id <= h as i64) => {
+                        LinkStats::add(&self.stats.traces_late, 1);
+                        tracing_warn(
+                            &self.cfg.name,
+                            &format!("trace for tightening {id} came after its result was stored"),
+                        );
+                    }
+                    _ => {
+                        if self.early.len() >= 8 {
+                            self.early.pop_front();
+                            LinkStats::add(&self.stats.traces_late, 1);
+                        }
+                        self.early.push_back(tr);
+                    }
+                }
+            }
+            (65, Body::Fields(fields)) => {
+                // An upload reply that came after its request timed out: store it all the same.
+                self.store_results(store, tracker, vec![(fields, Vec::new())], false)?;
+            }
+            (71, Body::Fields(f)) | (76, Body::Fields(f)) => {
+                LinkStats::add(&self.stats.alarms, 1);
+                tracing_warn(
+                    &self.cfg.name,
+                    &format!(
+                        "controller alarm {} {}",
+                        f.text("error_code").unwrap_or_default(),
+                        f.text("alarm_text").unwrap_or_default()
+                    ),
+                );
+                self.send(&Telegram::new(if mid == 71 { 72 } else { 77 }, 1, Vec::new()))?;
+            }
+            (15, _) => self.send(&Telegram::new(16, 1, Vec::new()))?,
+            (52, _) => self.send(&Telegram::new(53, 1, Vec::new()))?,
+            (9999, _) | (5, _) => {}
+            (4, Body::Fields(f)) => tracing_warn(
+                &self.cfg.name,
+                &format!(
+                    "controller refused MID {:04}: error {}",
+                    f.int("failed_mid").unwrap_or(0),
+                    f.int("error_code").map(|c| format!("{c} ({})", error_name(c))).unwrap_or_default()
+                ),
+            ),
+            (other, _) => tracing_warn(
+                &self.cfg.name,
+                &format!("MID {other:04} ({}) not expected; ignored", super::mid_name(other)),
+            ),
+        }
+        Ok(())
+    }
+
+    /// Store the waiting result (with the traces that came), then acknowledge it.
+    fn finish_pending(&mut self, store: &mut dyn ResultStore, tracker: &mut Tracker) -> Result<(), LinkError> {
+        let Some(p) = self.pending.take() else { return Ok(()) };
+        if self.traces && p.traces.len() >= 2 {
+            LinkStats::add(&self.stats.traces_joined, 1);
+        }
+        let id = p.id;
+        self.store_results(store, tracker, vec![(p.fields, p.traces)], false)?;
+        self.send(&Telegram::new(62, 1, Vec::new()))?;
+        if !tracker.gaps().is_empty() {
+            let gaps = tracker.gaps();
+            tracing_warn(&self.cfg.name, &format!("tightening {id} skips {} ids; uploading them", gaps.len()));
+            self.upload(store, tracker, &gaps)?;
+        }
+        Ok(())
+    }
+
+    /// Turn results into events and append them with the checkpoint they make true.
+    fn store_results(
+        &mut self,
+        store: &mut dyn ResultStore,
+        tracker: &mut Tracker,
+        results: Vec<(Vec<super::fields::Field>, Vec<Trace>)>,
+        recovered: bool,
+    ) -> Result<(), LinkError> {
+        let source = self.cfg.source();
+        let ctx = ResultContext {
+            source: &source,
+            station: &self.cfg.station,
+            joints: &self.cfg.joints,
+            tool: self.cfg.tool.as_deref(),
+            utc_offset_minutes: self.cfg.utc_offset_minutes,
+        };
+        let mut next = tracker.clone();
+        let mut events = Vec::new();
+        for (fields, traces) in &results {
+            let Some(id) = tightening_id(fields) else { continue };
+            next.mark(id);
+            match to_event(fields, traces, &ctx, chrono::Utc::now()) {
+                Ok(e) => events.push(e),
+                Err(err) => {
+                    LinkStats::add(&self.stats.rejected, 1);
+                    tracing_warn(&self.cfg.name, &format!("tightening {id} rejected: {err}"));
+                }
+            }
+        }
+        let n = events.len() as u64;
+        let outcomes = store.append(events, next.checkpoint()).map_err(LinkError::Store)?;
+        for o in outcomes {
+            match o {
+                Stored::Stored => LinkStats::add(&self.stats.results_stored, 1),
+                Stored::Duplicate => LinkStats::add(&self.stats.duplicates, 1),
+                Stored::Rejected(reason) => {
+                    LinkStats::add(&self.stats.rejected, 1);
+                    tracing_warn(&self.cfg.name, &format!("result rejected by the store: {reason}"));
+                }
+            }
+        }
+        if recovered {
+            LinkStats::add(&self.stats.recovered, n);
+        }
+        *tracker = next;
+        Ok(())
+    }
+
+    /// Upload results the link missed: from the checkpoint to the controller's latest.
+    fn recover(&mut self, store: &mut dyn ResultStore, tracker: &mut Tracker) -> Result<(), LinkError> {
+        let Some(high) = tracker.high else { return Ok(()) };
+        let (rev, latest) = match self.old_result(0, self.cfg.result_revision)? {
+            Some((rev, fields)) => (rev, fields),
+            None => return Ok(()),
+        };
+        self.result_rev = rev;
+        let Some(newest) = tightening_id(&latest) else { return Ok(()) };
+        if newest < high {
+            tracing_warn(
+                &self.cfg.name,
+                &format!("controller's latest tightening {newest} is below the checkpoint {high}: its ids restarted"),
+            );
+            *tracker = Tracker::default();
+            return self.store_results(store, tracker, vec![(latest, Vec::new())], true);
+        }
+        let start = (high + 1).max(newest.saturating_sub(self.cfg.recover_max));
+        if start > high + 1 && newest > high {
+            let lost = start - high - 1;
+            LinkStats::add(&self.stats.unrecoverable, lost);
+            tracing_warn(
+                &self.cfg.name,
+                &format!("{lost} results older than the last {} are not uploaded", self.cfg.recover_max),
+            );
+            *tracker = Tracker { high: Some(start - 1), ..Tracker::default() };
+        }
+        let ids: Vec<u64> = (start..newest).collect();
+        self.upload(store, tracker, &ids)?;
+        self.store_results(store, tracker, vec![(latest, Vec::new())], true)
+    }
+
+    /// Ask for each id (MID 0064) and store the replies in batches.
+    fn upload(&mut self, store: &mut dyn ResultStore, tracker: &mut Tracker, ids: &[u64]) -> Result<(), LinkError> {
+        let mut batch = Vec::new();
+        for &id in ids {
+            match self.old_result(id, self.result_rev)? {
+                Some((_, fields)) => batch.push((fields, Vec::new())),
+                None => {
+                    LinkStats::add(&self.stats.unrecoverable, 1);
+                    tracing_warn(&self.cfg.name, &format!("controller no longer has tightening {id}"));
+                    tracker.mark(id);
+                }
+            }
+            if batch.len() >= 100 {
+                self.store_results(store, tracker, std::mem::take(&mut batch), true)?;
+            }
+        }
+        if !batch.is_empty() {
+            self.store_results(store, tracker, batch, true)?;
+        }
+        Ok(())
+    }
+
+    /// MID 0064 for `id` (0 = the latest) at `rev` or lower; the reply's revision and fields,
+    /// or `None` when the controller has no such result.
+    fn old_result(&mut self, id: u64, mut rev: u16) -> Result<Option<(u16, Vec<super::fields::Field>)>, LinkError> {
+        loop {
+            let mut data = vec![("tightening_id", Value::Int(id as i64))];
+            if rev >= 10 {
+                data.push(("offline_result", Value::Int(0)));
+            }
+            let reply = self.request(build(64, rev, &data)?, &[65])?;
+            match refusal(&reply) {
+                None if reply.header.mid == 65 => {
+                    return match decode(&reply)? {
+                        Body::Fields(f) => Ok(Some((rev, f))),
+                        _ => Err(OpError::new("data", format!("no layout for MID 0065 revision {rev}")).into()),
+                    };
+                }
+                None => return Ok(None),
+                Some(97) | Some(76) if rev > 1 => rev -= 1,
+                Some(15) => return Ok(None),
+                Some(code) => return Err(refused(64, code)),
+            }
+        }
+    }
+}
+
+/// The error code of a MID 0004 reply, `None` for anything else.
+fn refusal(t: &Telegram) -> Option<i64> {
+    if t.header.mid != 4 {
+        return None;
+    }
+    decode(t).ok().and_then(|b| b.fields().int("error_code")).or(Some(-1))
+}
+
+fn error_name(code: i64) -> &'static str {
+    u16::try_from(code).ok().and_then(layouts::error_name).unwrap_or("unknown error code")
+}
+
+fn refused(mid: u16, code: i64) -> LinkError {
+    LinkError::Refused { mid, code, name: error_name(code) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checkpoint_waits_for_gaps() {
+        let mut t = Tracker::from_checkpoint(Some("10"));
+        t.mark(11);
+        assert_eq!(t.checkpoint(), "11");
+        t.mark(14);
+        assert_eq!(t.checkpoint(), "11");
+        assert_eq!(t.gaps(), vec![12, 13]);
+        t.mark(13);
+        t.mark(12);
+        assert_eq!(t.checkpoint(), "14");
+        assert!(t.gaps().is_empty());
+        t.mark(9);
+        assert_eq!(t.checkpoint(), "14");
+    }
+}
