@@ -12,6 +12,7 @@
 //! events, byte for byte. It is never tuned to flatter an agent: fault signatures follow the
 //! physics, and the controller verdict is computed from the windows only, as real controllers do.
 
+pub mod controller;
 pub mod curve;
 mod floor;
 pub mod line;

@@ -245,7 +245,7 @@ impl Tracker {
 }
 
 /// Run the link until `stop`: connect, recover, subscribe, take results; on any failure
-/// reconnect with backoff (0.5 s doubling to 30 s, with jitter).
+/// reconnect with backoff (0.25 s doubling to 30 s, with jitter).
 pub fn run(
     cfg: &OpenProtocolSourceConfig,
     store: &mut dyn ResultStore,
@@ -267,7 +267,7 @@ pub fn run(
             break;
         }
         failures = failures.saturating_add(1);
-        let base = 500u64.saturating_mul(1 << failures.min(6)).min(30_000);
+        let base = 250u64.saturating_mul(1 << (failures - 1).min(7)).min(30_000);
         let jitter = u64::from(
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0),
         ) % (base / 4 + 1);

@@ -1,0 +1,488 @@
+//! A tightening controller's side of Open Protocol, fed by the plant simulation: the peer the
+//! connector's tests and benchmarks talk to, since no registry offers one that sends correct
+//! results and traces.
+//!
+//! It answers communication start (MID 0001) up to its highest revision and with error 97 above
+//! it, as Nexo and others do; accepts result (0060), trace (0008 for 0900) and alarm (0070)
+//! subscriptions; sends each result made after the subscription as MID 0061 in the subscribed
+//! revision, followed by its angle and torque traces (MID 0900), and waits for the
+//! acknowledgement (0062), resending after a timeout; keeps its last results for old-result
+//! upload (0064 → 0065, error 15 when it no longer has one); echoes keep-alives (9999). It
+//! accepts one integrator at a time.
+//!
+//! [`Faults`] make it misbehave as real links do: drop the connection after a number of
+//! results, delay every answer, never answer, send a result twice, put garbage on the wire.
+
+use chrono::{DateTime, Utc};
+use jidoka_connectors::openprotocol::fields::{Lookup, Value};
+use jidoka_connectors::openprotocol::{self as op, Body, Framed, Framer, Telegram, trace};
+use jidoka_model::TighteningResult;
+use jidoka_model::event::OkNok;
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How the emulated controller behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmulatorConfig {
+    /// Controller name sent in MID 0002 and 0061.
+    pub name: String,
+    /// Highest MID 0001 revision answered; above it, error 97.
+    pub max_comm_revision: u16,
+    /// Highest MID 0060 / 0064 revision served; above it, error 97.
+    pub max_result_revision: u16,
+    /// Results kept for old-result upload.
+    pub history: usize,
+    /// A result not acknowledged within this time is sent again.
+    pub ack_timeout: Duration,
+    pub faults: Faults,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        EmulatorConfig {
+            name: "JIDOKA-SIM PF6000".into(),
+            max_comm_revision: 7,
+            max_result_revision: 7,
+            history: 10_000,
+            ack_timeout: Duration::from_millis(2000),
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// Ways to misbehave; all off by default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Faults {
+    /// Close the connection after every this many results sent.
+    pub drop_after_results: Option<u64>,
+    /// Wait this long before every answer and every result.
+    pub delay: Duration,
+    /// Never answer anything (a controller that hangs).
+    pub silent: bool,
+    /// Send every this-many-th result twice.
+    pub resend_every: Option<u64>,
+    /// Put a broken telegram on the wire before every this-many-th result.
+    pub garbage_every: Option<u64>,
+    /// Do not send traces even when subscribed.
+    pub no_traces: bool,
+}
+
+/// What the controller did, for tests and benchmarks.
+#[derive(Debug, Default)]
+pub struct EmulatorStats {
+    pub connections: AtomicU64,
+    pub results_sent: AtomicU64,
+    pub traces_sent: AtomicU64,
+    pub acks: AtomicU64,
+    pub uploads: AtomicU64,
+    pub refused: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Made {
+    id: u64,
+    result: TighteningResult,
+    at: DateTime<Utc>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    made: VecDeque<Made>,
+    next_id: u64,
+    faults: Faults,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cfg: EmulatorConfig,
+    state: Mutex<State>,
+    stop: AtomicBool,
+    stats: EmulatorStats,
+}
+
+/// A running emulated controller.
+#[derive(Debug)]
+pub struct Controller {
+    inner: Arc<Inner>,
+    addr: SocketAddr,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Controller {
+    /// Listen on `bind` (e.g. `127.0.0.1:0`) and serve integrators in a thread.
+    pub fn start(bind: &str, cfg: EmulatorConfig) -> std::io::Result<Controller> {
+        let listener = TcpListener::bind(bind)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let faults = cfg.faults.clone();
+        let inner = Arc::new(Inner {
+            cfg,
+            state: Mutex::new(State { next_id: 1, faults, ..State::default() }),
+            stop: AtomicBool::new(false),
+            stats: EmulatorStats::default(),
+        });
+        let serving = inner.clone();
+        let thread = std::thread::Builder::new().name("op-controller".into()).spawn(move || {
+            while !serving.stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        serving.stats.connections.fetch_add(1, Ordering::Relaxed);
+                        let _ = Link::new(&serving, stream).and_then(|mut l| l.serve());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        })?;
+        Ok(Controller { inner, addr, thread: Some(thread) })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn stats(&self) -> &EmulatorStats {
+        &self.inner.stats
+    }
+
+    /// A tightening done by the tool at simulated time `at`; its controller tightening id.
+    pub fn push(&self, result: TighteningResult, at: DateTime<Utc>) -> u64 {
+        let mut s = lock(&self.inner.state);
+        let id = s.next_id;
+        s.next_id += 1;
+        s.made.push_back(Made { id, result, at });
+        while s.made.len() > self.inner.cfg.history {
+            s.made.pop_front();
+        }
+        id
+    }
+
+    /// The id the next tightening will get.
+    pub fn next_id(&self) -> u64 {
+        lock(&self.inner.state).next_id
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        lock(&self.inner.state).faults = faults;
+    }
+
+    pub fn shutdown(mut self) {
+        self.inner.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.inner.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One integrator connection.
+struct Link<'a> {
+    inner: &'a Inner,
+    stream: TcpStream,
+    framer: Framer,
+    started: bool,
+    /// Revision of the result subscription.
+    subscribed: Option<u16>,
+    traces: bool,
+    /// Next id to send live.
+    next_live: u64,
+    /// The result sent and not yet acknowledged: id, when, how often.
+    outstanding: Option<(u64, Instant, u32)>,
+    sent: u64,
+}
+
+impl<'a> Link<'a> {
+    fn new(inner: &'a Inner, stream: TcpStream) -> std::io::Result<Link<'a>> {
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(Some(Duration::from_millis(5)))?;
+        stream.set_nodelay(true)?;
+        Ok(Link {
+            inner,
+            stream,
+            framer: Framer::new(),
+            started: false,
+            subscribed: None,
+            traces: false,
+            next_live: u64::MAX,
+            outstanding: None,
+            sent: 0,
+        })
+    }
+
+    fn faults(&self) -> Faults {
+        lock(&self.inner.state).faults.clone()
+    }
+
+    fn send(&mut self, t: &Telegram) -> std::io::Result<()> {
+        self.stream.write_all(&t.to_wire())
+    }
+
+    fn serve(&mut self) -> std::io::Result<()> {
+        let mut buf = [0u8; 16 * 1024];
+        while !self.inner.stop.load(Ordering::Relaxed) {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => self.framer.push(&buf[..n]),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e) => return Err(e),
+            }
+            while let Some(item) = self.framer.take() {
+                if let Framed::Telegram(t) = item
+                    && !self.answer(t)?
+                {
+                    return Ok(());
+                }
+            }
+            if !self.push_results()? {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn reply(&mut self, t: Telegram) -> std::io::Result<()> {
+        let faults = self.faults();
+        if faults.silent {
+            return Ok(());
+        }
+        if !faults.delay.is_zero() {
+            std::thread::sleep(faults.delay);
+        }
+        self.send(&t)
+    }
+
+    fn error(&mut self, mid: u16, code: i64) -> std::io::Result<()> {
+        self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);
+        let t = op::build(4, 1, &[("failed_mid", Value::Int(i64::from(mid))), ("error_code", Value::Int(code))]);
+        self.reply(t.map_err(io_err)?)
+    }
+
+    fn accepted(&mut self, mid: u16) -> std::io::Result<()> {
+        self.reply(op::build(5, 1, &[("accepted_mid", Value::Int(i64::from(mid)))]).map_err(io_err)?)
+    }
+
+    /// Answer one telegram; false to close the connection.
+    fn answer(&mut self, t: Telegram) -> std::io::Result<bool> {
+        let (mid, rev) = (t.header.mid, t.header.effective_revision());
+        let max_result = self.inner.cfg.max_result_revision;
+        if !self.started && mid != 1 {
+            // Communication must start first (error 99-style: unknown in this state).
+            self.error(mid, 99)?;
+            return Ok(true);
+        }
+        match mid {
+            1 if rev > self.inner.cfg.max_comm_revision => self.error(1, 97)?,
+            1 => {
+                self.started = true;
+                let values = [
+                    ("cell_id", Value::Int(1)),
+                    ("channel_id", Value::Int(1)),
+                    ("controller_name", Value::Text(self.inner.cfg.name.clone())),
+                    ("supplier_code", Value::Text("ACT".into())),
+                    ("open_protocol_version", Value::Text("2.16.0".into())),
+                ];
+                self.reply(op::build(2, rev, &values).map_err(io_err)?)?;
+            }
+            3 => return Ok(false),
+            60 if rev > max_result => self.error(60, 97)?,
+            60 => {
+                self.subscribed = Some(rev);
+                self.next_live = lock(&self.inner.state).next_id;
+                self.accepted(60)?;
+            }
+            62 => {
+                if self.outstanding.take().is_some() {
+                    self.inner.stats.acks.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            63 => {
+                self.subscribed = None;
+                self.accepted(63)?;
+            }
+            64 if rev > max_result => self.error(64, 97)?,
+            64 => {
+                let want = op::decode(&t).ok().and_then(|b| b.fields().int("tightening_id")).unwrap_or(-1);
+                let reply = {
+                    let s = lock(&self.inner.state);
+                    let found = if want == 0 { s.made.back() } else { s.made.iter().find(|m| m.id as i64 == want) };
+                    found.map(|m| result_telegram(65, rev, m, &self.inner.cfg.name))
+                };
+                match reply {
+                    Some(r) => {
+                        self.inner.stats.uploads.fetch_add(1, Ordering::Relaxed);
+                        self.reply(r.map_err(io_err)?)?;
+                    }
+                    None => self.error(64, 15)?,
+                }
+            }
+            8 => {
+                let body = op::decode(&t).unwrap_or(Body::Unknown);
+                if body.fields().int("mid") == Some(900) {
+                    self.traces = true;
+                    self.accepted(8)?;
+                } else {
+                    self.error(8, 73)?;
+                }
+            }
+            9 => {
+                self.traces = false;
+                self.accepted(9)?;
+            }
+            70 | 73 => self.accepted(mid)?,
+            72 | 77 | 5 => {}
+            9999 => self.reply(Telegram::new(9999, 1, Vec::new()))?,
+            _ => self.error(mid, 99)?,
+        }
+        Ok(true)
+    }
+
+    /// Send the next live result when nothing is waiting for an acknowledgement, or resend the
+    /// one that is; false to close the connection.
+    fn push_results(&mut self) -> std::io::Result<bool> {
+        let Some(rev) = self.subscribed else { return Ok(true) };
+        let faults = self.faults();
+        if faults.silent {
+            return Ok(true);
+        }
+        let id = match self.outstanding {
+            Some((id, at, tries)) if at.elapsed() >= self.inner.cfg.ack_timeout => {
+                if tries >= 3 {
+                    return Ok(false);
+                }
+                self.outstanding = Some((id, Instant::now(), tries + 1));
+                id
+            }
+            Some(_) => return Ok(true),
+            None => {
+                let s = lock(&self.inner.state);
+                let oldest = s.made.front().map(|m| m.id).unwrap_or(s.next_id);
+                if self.next_live >= s.next_id {
+                    return Ok(true);
+                }
+                let id = self.next_live.max(oldest);
+                drop(s);
+                self.next_live = id + 1;
+                self.outstanding = Some((id, Instant::now(), 0));
+                id
+            }
+        };
+        let (result, traces) = {
+            let s = lock(&self.inner.state);
+            let Some(m) = s.made.iter().find(|m| m.id == id) else { return Ok(true) };
+            let traces = if self.traces && !faults.no_traces { trace_telegrams(m) } else { Vec::new() };
+            (result_telegram(61, rev, m, &self.inner.cfg.name), traces)
+        };
+        if !faults.delay.is_zero() {
+            std::thread::sleep(faults.delay);
+        }
+        self.sent += 1;
+        if faults.garbage_every.is_some_and(|n| n > 0 && self.sent.is_multiple_of(n)) {
+            self.stream.write_all(b"0042006199x garbage that is not a telegram\0")?;
+        }
+        let result = result.map_err(io_err)?;
+        self.send(&result)?;
+        self.inner.stats.results_sent.fetch_add(1, Ordering::Relaxed);
+        for t in traces {
+            self.send(&t.map_err(io_err)?)?;
+            self.inner.stats.traces_sent.fetch_add(1, Ordering::Relaxed);
+        }
+        if faults.resend_every.is_some_and(|n| n > 0 && self.sent.is_multiple_of(n)) {
+            self.send(&result)?;
+        }
+        if faults.drop_after_results.is_some_and(|n| n > 0 && self.sent.is_multiple_of(n)) {
+            return Ok(false);
+        }
+        Ok(true)
+    }
+}
+
+fn io_err(e: op::OpError) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+/// A value × 100 clamped to what `width` digits can carry.
+fn scaled(v: f64, factor: f64, width: u32) -> Value {
+    let max = 10i64.pow(width) - 1;
+    let min = -(10i64.pow(width - 1) - 1);
+    Value::Int(((v * factor).round() as i64).clamp(min, max))
+}
+
+/// 0 low, 1 OK, 2 high against a window.
+fn status(v: f64, lo: Option<f64>, hi: Option<f64>) -> Value {
+    Value::Int(if lo.is_some_and(|l| v < l) {
+        0
+    } else if hi.is_some_and(|h| v > h) {
+        2
+    } else {
+        1
+    })
+}
+
+/// MID 0061 or 0065 for a made result at `rev`.
+fn result_telegram(mid: u16, rev: u16, m: &Made, controller: &str) -> Result<Telegram, op::OpError> {
+    let r = &m.result;
+    let opt = |v: Option<f64>, factor: f64, width: u32| v.map(|v| scaled(v, factor, width)).unwrap_or(Value::Blank);
+    let verdict = r.controller_verdict.map(|v| v == OkNok::Ok).unwrap_or(true);
+    let batch = r.batch.clone();
+    let values = [
+        ("cell_id", Value::Int(1)),
+        ("channel_id", Value::Int(1)),
+        ("torque_controller_name", Value::Text(controller.chars().take(25).collect())),
+        ("vin_number", Value::Text(r.vin.clone().unwrap_or_default().chars().take(25).collect())),
+        ("job_id", Value::Int(0)),
+        ("parameter_set_id", Value::Int(r.pset.parse::<i64>().unwrap_or(0).clamp(0, 999))),
+        ("strategy", Value::Int(1)),
+        ("strategy_options", Value::Int(0)),
+        ("batch_size", Value::Int(batch.as_ref().map(|b| i64::from(b.size)).unwrap_or(0).min(9999))),
+        ("batch_counter", Value::Int(batch.as_ref().map(|b| i64::from(b.counter)).unwrap_or(0).min(9999))),
+        ("tightening_status", Value::Int(i64::from(verdict))),
+        ("batch_status", Value::Int(2)),
+        ("torque_status", status(r.final_torque_nm, r.torque_min_nm, r.torque_max_nm)),
+        ("angle_status", status(r.final_angle_deg, r.angle_min_deg, r.angle_max_deg)),
+        ("torque_min_limit", opt(r.torque_min_nm, 100.0, 6)),
+        ("torque_max_limit", opt(r.torque_max_nm, 100.0, 6)),
+        ("torque_final_target", opt(r.torque_target_nm, 100.0, 6)),
+        ("torque", scaled(r.final_torque_nm, 100.0, 6)),
+        ("angle_min", opt(r.angle_min_deg, 1.0, 5)),
+        ("angle_max", opt(r.angle_max_deg, 1.0, 5)),
+        ("final_angle_target", Value::Int(0)),
+        ("angle", scaled(r.final_angle_deg, 1.0, 5)),
+        ("final_angle_decimal", scaled(r.final_angle_deg, 100.0, 7)),
+        ("tightening_id", Value::Int(m.id as i64)),
+        ("tool_serial_number", Value::Text(r.tool.chars().take(14).collect())),
+        ("timestamp", Value::Timestamp(m.at.format("%Y-%m-%d:%H:%M:%S").to_string())),
+        ("last_change_in_parameter_set", Value::Timestamp("2026-01-05:06:00:00".into())),
+        ("parameter_set_name", Value::Text(format!("{} {}", r.station, r.joint).chars().take(25).collect())),
+        ("torque_values_unit", Value::Int(1)),
+        ("result_type", Value::Int(1)),
+    ];
+    let mut t = op::build(mid, rev, &values)?;
+    t.header.station_id = None;
+    Ok(t)
+}
+
+/// The angle and torque traces (MID 0900) of a result with a curve.
+fn trace_telegrams(m: &Made) -> Vec<Result<Telegram, op::OpError>> {
+    let Some(curve) = &m.result.curve else { return Vec::new() };
+    let interval_ms = (curve.time_s.len() >= 2)
+        .then(|| (curve.time_s[curve.time_s.len() - 1] - curve.time_s[0]) / (curve.time_s.len() - 1) as f64 * 1000.0)
+        .filter(|ms| ms.is_finite() && *ms > 0.0)
+        .map(|ms| (ms * 1e4).round() / 1e4);
+    let at = m.at.format("%Y-%m-%d:%H:%M:%S").to_string();
+    vec![
+        trace::build(m.id, &at, trace::TRACE_ANGLE, &curve.angle_deg, interval_ms),
+        trace::build(m.id, &at, trace::TRACE_TORQUE, &curve.torque_nm, interval_ms),
+    ]
+}

@@ -1,0 +1,242 @@
+//! The Open Protocol client against the emulated controller: results and traces arrive whole,
+//! revisions are negotiated down, and nothing is lost or doubled across dropped connections,
+//! garbage, resends and a store that fails.
+//!
+//! The store here is an in-memory stand-in (`MemStore`) that keeps events by source transaction
+//! id as the real store does; the binary's tests run the same link into the SQLite store.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use chrono::{DateTime, Utc};
+use jidoka_connectors::openprotocol::client::{self, LinkStats, OpenProtocolSourceConfig, ResultStore, Stored};
+use jidoka_model::{Event, EventPayload, TighteningResult};
+use jidoka_sim::controller::{Controller, EmulatorConfig, Faults};
+use jidoka_sim::line::{CurveMode, Simulation};
+use jidoka_sim::plant::Plant;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Tightenings of station ST010 from the simulated line, with curves.
+fn tightenings(n: usize) -> Vec<(TighteningResult, DateTime<Utc>)> {
+    let plant = Plant::default_plant().unwrap();
+    let mut sim = Simulation::new(plant, 11, Some(400), CurveMode::All);
+    let mut out = Vec::new();
+    while sim.has_more() && out.len() < n {
+        for e in sim.next_slot().events {
+            if let EventPayload::TighteningResult(t) = e.payload
+                && t.station == "ST010"
+            {
+                out.push((t, e.occurred_at));
+            }
+        }
+    }
+    out.truncate(n);
+    out
+}
+
+/// In-memory stand-in for the durable store: idempotent by source transaction id, keeps the
+/// checkpoint, and can be told to fail appends.
+#[derive(Default)]
+struct MemStore {
+    events: BTreeMap<String, Event>,
+    checkpoint: Option<String>,
+    fail_next: usize,
+    appends: usize,
+}
+
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<MemStore>>);
+
+impl ResultStore for Shared {
+    fn append(&mut self, events: Vec<Event>, checkpoint: String) -> Result<Vec<Stored>, String> {
+        let mut s = self.0.lock().unwrap();
+        s.appends += 1;
+        if s.fail_next > 0 {
+            s.fail_next -= 1;
+            return Err("disk full (simulated)".into());
+        }
+        let out = events
+            .into_iter()
+            .map(|e| {
+                if s.events.contains_key(&e.source_txn_id) {
+                    Stored::Duplicate
+                } else {
+                    s.events.insert(e.source_txn_id.clone(), e);
+                    Stored::Stored
+                }
+            })
+            .collect();
+        s.checkpoint = Some(checkpoint);
+        Ok(out)
+    }
+}
+
+struct Running {
+    stop: Arc<AtomicBool>,
+    stats: Arc<LinkStats>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+fn link(cfg: OpenProtocolSourceConfig, store: &Shared) -> Running {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(LinkStats::default());
+    let (s2, st2, mut store) = (stop.clone(), stats.clone(), store.clone());
+    let checkpoint = store.0.lock().unwrap().checkpoint.clone();
+    let thread = std::thread::spawn(move || client::run(&cfg, &mut store, checkpoint, &s2, &st2));
+    Running { stop, stats, thread }
+}
+
+impl Running {
+    fn stop(self) -> Arc<LinkStats> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+        self.stats
+    }
+}
+
+fn config(c: &Controller) -> OpenProtocolSourceConfig {
+    let mut cfg = OpenProtocolSourceConfig::new("st010", &c.addr().to_string(), "ST010");
+    cfg.joints.insert("11".into(), "SUBFRAME".into());
+    cfg.trace_wait_ms = 2000;
+    cfg.reply_timeout_ms = 1000;
+    cfg
+}
+
+fn wait_for(store: &Shared, n: usize, secs: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if store.0.lock().unwrap().events.len() >= n {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn results_arrive_with_their_curves_and_the_fields_the_line_made() {
+    let made = tightenings(40);
+    // A controller that speaks communication revision 3 and result revision 5 at most: the
+    // client asks for 7 and steps down on error 97.
+    let emu = EmulatorConfig { max_comm_revision: 3, max_result_revision: 5, ..EmulatorConfig::default() };
+    let c = Controller::start("127.0.0.1:0", emu).unwrap();
+    let store = Shared::default();
+    let running = link(config(&c), &store);
+    std::thread::sleep(Duration::from_millis(300));
+    for (t, at) in &made {
+        c.push(t.clone(), *at);
+    }
+    assert!(wait_for(&store, made.len(), 30), "all results stored");
+    let stats = running.stop();
+    assert!(c.stats().refused.load(Ordering::Relaxed) >= 6, "revisions 7..4 refused for 0001 and 7, 6 for 0060");
+    assert_eq!(LinkStats::get(&stats.traces_joined), made.len() as u64);
+    let s = store.0.lock().unwrap();
+    for (k, (t, at)) in made.iter().enumerate() {
+        let id = k as u64 + 1;
+        let e = s.events.values().find(|e| e.source_txn_id.starts_with(&format!("{id}@"))).expect("stored");
+        assert_eq!(e.source, "op:st010");
+        assert_eq!(e.occurred_at.timestamp(), at.timestamp());
+        let EventPayload::TighteningResult(r) = &e.payload else { panic!("kind") };
+        assert_eq!(r.vin, t.vin);
+        assert_eq!(r.joint, t.joint, "pset 11 maps to SUBFRAME and the batch counter numbers the bolt");
+        assert_eq!(r.tool, t.tool);
+        assert!((r.final_torque_nm - t.final_torque_nm).abs() <= 0.005 + 1e-9);
+        assert!((r.final_angle_deg - t.final_angle_deg).abs() <= 0.5 + 1e-9, "revision 5 carries whole degrees");
+        assert_eq!(r.controller_verdict, t.controller_verdict);
+        let (got, want) = (r.curve.as_ref().unwrap(), t.curve.as_ref().unwrap());
+        assert_eq!(got.torque_nm.len(), want.torque_nm.len());
+        let peak = want.torque_nm.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let worst = got.torque_nm.iter().zip(&want.torque_nm).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(worst <= peak / 30_000.0 + 1e-9, "16-bit samples keep the curve: {worst} of {peak}");
+    }
+    assert_eq!(s.checkpoint.as_deref(), Some(made.len().to_string().as_str()));
+}
+
+#[test]
+fn drops_garbage_resends_and_a_failing_store_lose_nothing_and_double_nothing() {
+    let made = tightenings(300);
+    let faults =
+        Faults { drop_after_results: Some(23), resend_every: Some(7), garbage_every: Some(11), ..Faults::default() };
+    let emu = EmulatorConfig { faults, ack_timeout: Duration::from_millis(300), ..EmulatorConfig::default() };
+    let c = Controller::start("127.0.0.1:0", emu).unwrap();
+    let store = Shared::default();
+    let mut cfg = config(&c);
+    cfg.traces = false;
+    let running = link(cfg.clone(), &store);
+    std::thread::sleep(Duration::from_millis(300));
+    for (k, (t, at)) in made.iter().enumerate() {
+        c.push(t.clone(), *at);
+        if k == 150 {
+            // Two appends fail: the result is not acknowledged and the link starts again.
+            store.0.lock().unwrap().fail_next = 2;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        wait_for(&store, made.len(), 60),
+        "all {} results stored ({} so far)",
+        made.len(),
+        store.0.lock().unwrap().events.len()
+    );
+    let stats = running.stop();
+    let s = store.0.lock().unwrap();
+    assert_eq!(s.events.len(), made.len(), "exactly one event per tightening");
+    assert_eq!(s.checkpoint.as_deref(), Some("300"));
+    eprintln!(
+        "connects {} garbage {} recovered {} duplicates {}",
+        LinkStats::get(&stats.connects),
+        LinkStats::get(&stats.garbage),
+        LinkStats::get(&stats.recovered),
+        LinkStats::get(&stats.duplicates)
+    );
+    assert!(LinkStats::get(&stats.connects) >= 3, "the controller dropped the link every 23 results");
+    assert!(LinkStats::get(&stats.garbage) >= 1, "garbage was seen and skipped");
+    assert!(LinkStats::get(&stats.recovered) > 0, "results made while disconnected were uploaded");
+    assert!(LinkStats::get(&stats.duplicates) > 0, "resends were absorbed as duplicates");
+    assert_eq!(LinkStats::get(&stats.unrecoverable), 0);
+}
+
+#[test]
+fn a_restart_uploads_what_was_made_while_the_link_was_down() {
+    let made = tightenings(120);
+    let c = Controller::start("127.0.0.1:0", EmulatorConfig::default()).unwrap();
+    let store = Shared::default();
+    let mut cfg = config(&c);
+    cfg.traces = false;
+    let running = link(cfg.clone(), &store);
+    std::thread::sleep(Duration::from_millis(300));
+    for (t, at) in &made[..40] {
+        c.push(t.clone(), *at);
+    }
+    assert!(wait_for(&store, 40, 20));
+    running.stop();
+    // The line goes on while Jidoka is down.
+    for (t, at) in &made[40..100] {
+        c.push(t.clone(), *at);
+    }
+    let running = link(cfg, &store);
+    std::thread::sleep(Duration::from_millis(300));
+    for (t, at) in &made[100..] {
+        c.push(t.clone(), *at);
+    }
+    assert!(wait_for(&store, made.len(), 30), "{} of {}", store.0.lock().unwrap().events.len(), made.len());
+    let stats = running.stop();
+    assert_eq!(LinkStats::get(&stats.recovered), 60, "ids 41..=100 uploaded by MID 0064");
+    assert_eq!(store.0.lock().unwrap().checkpoint.as_deref(), Some("120"));
+}
+
+#[test]
+fn a_controller_that_never_answers_is_left_and_retried() {
+    let emu = EmulatorConfig { faults: Faults { silent: true, ..Faults::default() }, ..EmulatorConfig::default() };
+    let c = Controller::start("127.0.0.1:0", emu).unwrap();
+    let store = Shared::default();
+    let mut cfg = config(&c);
+    cfg.reply_timeout_ms = 200;
+    let running = link(cfg, &store);
+    std::thread::sleep(Duration::from_millis(2500));
+    let stats = running.stop();
+    assert_eq!(LinkStats::get(&stats.connects), 0, "no session without a communication start answer");
+    assert!(c.stats().connections.load(Ordering::Relaxed) >= 2, "the link was retried");
+}
