@@ -15,6 +15,7 @@ pub mod dashboard;
 pub mod eval;
 pub mod governance;
 pub mod metrics;
+pub mod op;
 pub mod openapi;
 pub mod report;
 pub mod runtime;

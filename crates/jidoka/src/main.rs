@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use jidoka::auth::{self, Role};
 use jidoka::config::Config;
-use jidoka::{bench, commands, eval, server, simulate, torque, triage};
+use jidoka::{bench, commands, eval, op, server, simulate, torque, triage};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -99,6 +99,16 @@ enum Command {
     /// Benchmarks: figures printed as a table, or one JSON object with --json.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Open Protocol tools for integrators.
+    #[command(subcommand)]
+    Op(OpCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum OpCommand {
+    /// Decode captured telegrams (one per line) to JSON, naming what is wrong with a bad one;
+    /// exits with status 3 when any telegram is bad.
+    Decode(op::DecodeArgs),
 }
 
 /// Options of the commands that work on a store offline.
@@ -221,6 +231,9 @@ enum BenchCommand {
     /// Triage: training time, NCRs/s and latency of the text model, and events/s and NCRs/s
     /// through the quality and Andon agents over a simulated run.
     Triage(triage::BenchTriageArgs),
+    /// Open Protocol: results and traces per second from the emulated controller through the
+    /// link into the durable store (each stored before its acknowledgement), and the codec alone.
+    Openprotocol(op::BenchArgs),
 }
 
 fn parse_head(s: &str) -> Result<(u64, String), String> {
@@ -403,6 +416,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Torque(args)) => {
             tokio::task::spawn_blocking(move || torque::bench(args)).await?.context("bench torque")?
+        }
+        Command::Bench(BenchCommand::Openprotocol(args)) => {
+            tokio::task::spawn_blocking(move || op::bench(args)).await?.context("bench openprotocol")?
+        }
+        Command::Op(OpCommand::Decode(args)) => {
+            let code = tokio::task::spawn_blocking(move || op::decode(args)).await?.context("op decode")?;
+            if code != 0 {
+                return Ok(ExitCode::from(code));
+            }
         }
         Command::Bench(BenchCommand::Sim(args)) => {
             tokio::task::spawn_blocking(move || simulate::bench(args)).await?.context("bench sim")?

@@ -118,6 +118,14 @@ pub async fn serve(
                         .spawn(move || odata_source(c, ingest, store, stop))?,
                 );
             }
+            SourceConfig::OpenProtocol(c) => {
+                let (c, ingest, store, stop) = ((**c).clone(), runtime.ingest(), store.clone(), stop.clone());
+                source_threads.push(
+                    std::thread::Builder::new()
+                        .name(format!("source-{}", c.name))
+                        .spawn(move || crate::op::source(c, ingest, store, stop))?,
+                );
+            }
         }
     }
     let feed = demo.map(|d| {

@@ -2,7 +2,8 @@
 //!
 //! On connect: communication start (MID 0001) at the configured revision, one lower each time
 //! the controller answers error 97 (MID revision unsupported); recovery of the results made
-//! while the link was down (MID 0064 / 0065, from the last stored tightening id); subscription
+//! while the link was down (MID 0064 / 0065, from the last stored tightening id; on the first
+//! connection ever, only the controller's latest result, as the baseline); subscription
 //! to results (MID 0060, with the same fall-back), to traces (MID 0008 for MID 0900) and to
 //! alarms (MID 0070). Then each result (MID 0061) waits briefly for its angle and torque traces,
 //! is stored, and only then acknowledged (MID 0062): a crash or disconnect before the store
@@ -308,6 +309,10 @@ pub struct Session<'a> {
     traces: bool,
     pending: Option<Pending>,
     early: VecDeque<Trace>,
+    /// The controller had no result at all when the link first started: every id it makes
+    /// from then on is new, so the first one received starts from 0 and earlier ids are
+    /// uploaded.
+    empty_at_start: bool,
 }
 
 impl std::fmt::Debug for Session<'_> {
@@ -340,6 +345,7 @@ impl<'a> Session<'a> {
             traces: cfg.traces,
             pending: None,
             early: VecDeque::new(),
+            empty_at_start: false,
         };
         let mut rev = cfg.comm_revision;
         loop {
@@ -440,9 +446,7 @@ impl<'a> Session<'a> {
         tracker: &mut Tracker,
         stop: &AtomicBool,
     ) -> Result<(), LinkError> {
-        if tracker.high.is_some() {
-            self.recover(store, tracker)?;
-        }
+        self.recover(store, tracker)?;
         self.result_rev = self.subscribe(60, self.cfg.result_revision, &[])?;
         if self.traces {
             let data = [
@@ -517,6 +521,9 @@ impl<'a> Session<'a> {
                     tracing_warn(&self.cfg.name, "MID 0061 without a tightening id rejected");
                     return self.send(&Telegram::new(62, 1, Vec::new()));
                 };
+                if tracker.high.is_none() && self.empty_at_start && id <= self.cfg.recover_max + 1 {
+                    tracker.high = Some(0);
+                }
                 let mut traces = Vec::new();
                 self.early.retain(|tr| {
                     if tr.tightening_id() == Some(id as i64) {
@@ -653,15 +660,22 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// Upload results the link missed: from the checkpoint to the controller's latest.
+    /// Upload results the link missed: from the checkpoint to the controller's latest. On the
+    /// very first connection (no checkpoint) only the latest is stored: it sets the baseline
+    /// from which any result the subscription does not deliver is found missing and uploaded.
     fn recover(&mut self, store: &mut dyn ResultStore, tracker: &mut Tracker) -> Result<(), LinkError> {
-        let Some(high) = tracker.high else { return Ok(()) };
         let (rev, latest) = match self.old_result(0, self.cfg.result_revision)? {
             Some((rev, fields)) => (rev, fields),
-            None => return Ok(()),
+            None => {
+                self.empty_at_start = tracker.high.is_none();
+                return Ok(());
+            }
         };
         self.result_rev = rev;
         let Some(newest) = tightening_id(&latest) else { return Ok(()) };
+        let Some(high) = tracker.high else {
+            return self.store_results(store, tracker, vec![(latest, Vec::new())], true);
+        };
         if newest < high {
             tracing_warn(
                 &self.cfg.name,

@@ -1,0 +1,303 @@
+//! Open Protocol in the service and on the command line: the controller link as a source
+//! (results appended through the runtime's durable ingest before they are acknowledged),
+//! `jidoka op decode` for captured telegrams, and `jidoka bench openprotocol`.
+
+use crate::config::RuntimeConfig;
+use crate::report::{Report, machine};
+use crate::runtime::{Ingest, Runtime, RuntimeParts};
+use jidoka_connectors::openprotocol::client::{self, LinkStats, OpenProtocolSourceConfig, ResultStore, Stored};
+use jidoka_connectors::openprotocol::{self as op, Body, Telegram};
+use jidoka_model::Event;
+use jidoka_store::{AppendOutcome, Checkpoint, SqliteStore, Store};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Results go through the runtime's writer: durable (with the link's checkpoint) when this
+/// returns, which is when the link acknowledges them to the controller.
+#[derive(Debug)]
+pub struct IngestStore {
+    pub ingest: Ingest,
+    pub checkpoint_name: String,
+}
+
+impl ResultStore for IngestStore {
+    fn append(&mut self, events: Vec<Event>, checkpoint: String) -> Result<Vec<Stored>, String> {
+        let cp =
+            (!checkpoint.is_empty()).then(|| Checkpoint { source: self.checkpoint_name.clone(), position: checkpoint });
+        let outcomes = self.ingest.blocking_append(events, cp).map_err(|e| e.to_string())?;
+        Ok(outcomes
+            .into_iter()
+            .map(|o| match o {
+                AppendOutcome::Stored { .. } => Stored::Stored,
+                AppendOutcome::Duplicate { .. } => Stored::Duplicate,
+                AppendOutcome::Rejected { error } => Stored::Rejected(error.to_string()),
+            })
+            .collect())
+    }
+}
+
+/// Run one controller link until `stop`, resuming from its stored checkpoint.
+pub fn source(cfg: OpenProtocolSourceConfig, ingest: Ingest, store: Arc<dyn Store>, stop: Arc<AtomicBool>) {
+    let checkpoint = match store.checkpoint(&cfg.checkpoint_name()) {
+        Ok(c) => c,
+        Err(err) => {
+            tracing::error!(source = %cfg.name, error = %err, "cannot read checkpoint; source not started");
+            return;
+        }
+    };
+    let stats = LinkStats::default();
+    let mut sink = IngestStore { ingest, checkpoint_name: cfg.checkpoint_name() };
+    client::run(&cfg, &mut sink, checkpoint, &stop, &stats);
+    tracing::info!(
+        source = %cfg.name,
+        stored = LinkStats::get(&stats.results_stored),
+        duplicates = LinkStats::get(&stats.duplicates),
+        recovered = LinkStats::get(&stats.recovered),
+        rejected = LinkStats::get(&stats.rejected),
+        "open protocol link stopped"
+    );
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DecodeArgs {
+    /// Captured telegrams, one per line (a bare telegram, or a JSON object with a `telegram`
+    /// field as in the public test vectors); standard input when omitted.
+    pub file: Option<PathBuf>,
+    /// Write every decoded telegram back and compare it with the bytes read.
+    #[arg(long)]
+    pub check_roundtrip: bool,
+}
+
+/// The telegram text of one input line: the line itself, or its JSON `telegram` field.
+fn telegram_text(line: &str) -> Result<String, op::OpError> {
+    let line = line.trim_end_matches(['\r', '\n', '\0']);
+    if line.starts_with('{') {
+        let v: Value = serde_json::from_str(line).map_err(|e| op::OpError::new("$", format!("not JSON: {e}")))?;
+        return v["telegram"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| op::OpError::new("telegram", "the JSON object has no `telegram` string"));
+    }
+    Ok(line.to_string())
+}
+
+/// `jidoka op decode`: one JSON object per telegram on stdout, a summary on stderr; exit
+/// status 3 when any telegram was bad (or did not round-trip).
+pub fn decode(args: DecodeArgs) -> anyhow::Result<u8> {
+    let reader: Box<dyn BufRead> = match &args.file {
+        Some(p) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(p).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufReader::new(std::io::stdin())),
+    };
+    let (mut total, mut bad, mut typed, mut unknown, mut roundtrip_ok) = (0usize, 0usize, 0usize, 0usize, 0usize);
+    let mut parsed_ok = 0usize;
+    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for (i, line) in reader.split(b'\n').enumerate() {
+        let bytes = line?;
+        let text = String::from_utf8_lossy(&bytes);
+        if text.trim().is_empty() {
+            continue;
+        }
+        total += 1;
+        let n = i + 1;
+        let result = telegram_text(&text).and_then(|t| {
+            let parsed = Telegram::parse(t.as_bytes())?;
+            let body = op::decode(&parsed)?;
+            Ok((t, parsed, body))
+        });
+        let mut v = match result {
+            Ok((t, parsed, body)) => {
+                parsed_ok += 1;
+                match body {
+                    Body::Unknown => unknown += 1,
+                    _ => typed += 1,
+                }
+                let mut v = op::to_json(&parsed, &body);
+                if args.check_roundtrip {
+                    match op::check_roundtrip(t.as_bytes()) {
+                        Ok(_) => {
+                            roundtrip_ok += 1;
+                            v["roundtrip"] = json!("ok");
+                        }
+                        Err(e) => {
+                            bad += 1;
+                            *failures
+                                .entry(format!(
+                                    "MID {:04} rev {}",
+                                    parsed.header.mid,
+                                    parsed.header.effective_revision()
+                                ))
+                                .or_default() += 1;
+                            v["roundtrip"] = json!({"field": e.field, "reason": e.reason});
+                        }
+                    }
+                }
+                v
+            }
+            Err(e) => {
+                bad += 1;
+                *failures.entry(e.field.clone()).or_default() += 1;
+                json!({"error": {"field": e.field, "reason": e.reason}})
+            }
+        };
+        v["line"] = json!(n);
+        serde_json::to_writer(&mut out, &v)?;
+        std::io::Write::write_all(&mut out, b"\n")?;
+    }
+    std::io::Write::flush(&mut out)?;
+    eprintln!("{total} telegrams: {typed} decoded field by field, {unknown} with no layout (kept as sent), {bad} bad");
+    if args.check_roundtrip {
+        eprintln!("round trip: {roundtrip_ok} of {parsed_ok} decoded telegrams identical");
+    }
+    for (what, n) in &failures {
+        eprintln!("  {n} × {what}");
+    }
+    Ok(if bad > 0 { 3 } else { 0 })
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Tightenings (each a result and, with curves, an angle and a torque trace).
+    #[arg(long, default_value_t = 2000)]
+    pub results: usize,
+    /// Send results without traces.
+    #[arg(long)]
+    pub no_traces: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `jidoka bench openprotocol`: the simulated line's tightenings through the emulated
+/// controller, the link and the runtime into the embedded store, each result durable before it
+/// is acknowledged; and the codec alone.
+pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.results > 0, "--results must be positive");
+    // Tightenings of one station from the simulated line, with curves.
+    let plant = jidoka_sim::Plant::default_plant().map_err(|e| anyhow::anyhow!("default plant: {e:?}"))?;
+    let mut sim = jidoka_sim::Simulation::new(plant, 1, None, jidoka_sim::line::CurveMode::All);
+    let mut made = Vec::with_capacity(args.results);
+    while made.len() < args.results {
+        for e in sim.next_slot().events {
+            if let jidoka_model::EventPayload::TighteningResult(t) = e.payload
+                && t.station == "ST010"
+                && made.len() < args.results
+            {
+                made.push((t, e.occurred_at));
+            }
+        }
+    }
+    let samples: usize = made.iter().map(|(t, _)| t.curve.as_ref().map(|c| c.len()).unwrap_or(0)).sum();
+
+    // Codec alone: build and decode every result and trace telegram once.
+    let wire: Vec<Vec<u8>> = {
+        made.iter()
+            .flat_map(|(t, at)| {
+                let mut v = vec![op::build(61, 7, &sim_values(t, at)).map(|t| t.to_bytes())];
+                if let Some(curve) = &t.curve {
+                    let ts = at.format("%Y-%m-%d:%H:%M:%S").to_string();
+                    v.push(
+                        op::trace::build(1, &ts, op::trace::TRACE_ANGLE, &curve.angle_deg, None).map(|t| t.to_bytes()),
+                    );
+                    v.push(
+                        op::trace::build(1, &ts, op::trace::TRACE_TORQUE, &curve.torque_nm, None).map(|t| t.to_bytes()),
+                    );
+                }
+                v
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let bytes: usize = wire.iter().map(Vec::len).sum();
+    let t0 = Instant::now();
+    for w in &wire {
+        let t = Telegram::parse(w)?;
+        std::hint::black_box(op::decode(&t)?);
+    }
+    let codec_s = t0.elapsed().as_secs_f64();
+
+    // End to end through the link.
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("jidoka.sqlite"))?);
+    let runtime = Runtime::start(
+        store.clone(),
+        RuntimeParts {
+            runtime: RuntimeConfig::default(),
+            agents: None,
+            master: None,
+            sinks: Vec::new(),
+            governance: Default::default(),
+        },
+    )?;
+    let controller = jidoka_sim::controller::Controller::start("127.0.0.1:0", Default::default())?;
+    let mut cfg = OpenProtocolSourceConfig::new("bench", &controller.addr().to_string(), "ST010");
+    cfg.traces = !args.no_traces;
+    cfg.trace_wait_ms = 2000;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(LinkStats::default());
+    let link = {
+        let (cfg, stop, stats) = (cfg.clone(), stop.clone(), stats.clone());
+        let mut sink = IngestStore { ingest: runtime.ingest(), checkpoint_name: cfg.checkpoint_name() };
+        std::thread::spawn(move || client::run(&cfg, &mut sink, None, &stop, &stats))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while LinkStats::get(&stats.connects) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    for (t, at) in &made {
+        controller.push(t.clone(), *at);
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while (LinkStats::get(&stats.results_stored) as usize) < made.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let link_s = t0.elapsed().as_secs_f64();
+    let stored = LinkStats::get(&stats.results_stored);
+    stop.store(true, Ordering::Relaxed);
+    let _ = link.join();
+    let traces = LinkStats::get(&stats.traces_joined) * 2;
+    controller.shutdown();
+    runtime.shutdown();
+    anyhow::ensure!(stored as usize == made.len(), "only {stored} of {} results stored", made.len());
+
+    let mut report = Report::new(format!(
+        "bench openprotocol: {} tightenings of the simulated line through the emulated controller{}",
+        made.len(),
+        if args.no_traces { " (no traces)" } else { ", each with an angle and a torque trace" }
+    ));
+    report
+        .add("results", "results stored", made.len(), "")
+        .add("traces", "traces joined to their result", traces, "")
+        .add("curve_samples", "curve samples", samples, "")
+        .add("results_per_s", "link → durable store, results", made.len() as f64 / link_s, "/s")
+        .add("traces_per_s", "link → durable store, traces", traces as f64 / link_s, "/s")
+        .add("codec_telegrams_per_s", "codec alone (parse + decode)", wire.len() as f64 / codec_s, "telegrams/s")
+        .add("codec_mb_per_s", "codec alone", bytes as f64 / 1e6 / codec_s, "MB/s")
+        .add("machine", "machine", machine(), "");
+    report.print(args.json);
+    Ok(())
+}
+
+/// The MID 0061 values of a simulated tightening (for the codec benchmark).
+fn sim_values(
+    t: &jidoka_model::TighteningResult,
+    at: &chrono::DateTime<chrono::Utc>,
+) -> Vec<(&'static str, op::fields::Value)> {
+    use op::fields::Value;
+    vec![
+        ("vin_number", Value::Text(t.vin.clone().unwrap_or_default())),
+        ("parameter_set_id", Value::Int(t.pset.parse().unwrap_or(0))),
+        ("torque", Value::Int((t.final_torque_nm * 100.0).round() as i64)),
+        ("angle", Value::Int(t.final_angle_deg.round() as i64)),
+        ("tightening_id", Value::Int(t.tightening_id.parse().unwrap_or(0))),
+        ("tool_serial_number", Value::Text(t.tool.clone())),
+        ("timestamp", Value::Timestamp(at.format("%Y-%m-%d:%H:%M:%S").to_string())),
+    ]
+}
