@@ -11,3 +11,6 @@ export JIDOKA_SHARED_DATA="${JIDOKA_SHARED_DATA:-$(cd .. && pwd)/shared/data}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+
+# The Open Protocol parser under libFuzzer for a bounded time (a crash fails the run).
+./scripts/fuzz.sh

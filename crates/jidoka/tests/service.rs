@@ -931,6 +931,11 @@ fn every_benchmark_runs_and_reports_its_figures() {
     assert!(triage["predict_per_s"].as_f64().is_some_and(|v| v > 0.0), "{triage}");
     assert!(triage["predict_us_p99"].as_f64() >= triage["predict_us_p50"].as_f64(), "{triage}");
     assert!(triage["agents_findings"].as_u64().is_some_and(|n| n > 0), "{triage}");
+    let op = run(&["bench", "openprotocol", "--results", "120", "--json"]);
+    assert_eq!(op["results"], 120, "{op}");
+    assert_eq!(op["traces"], 240, "every result joined to its angle and torque trace: {op}");
+    assert!(op["results_per_s"].as_f64().is_some_and(|v| v > 0.0), "{op}");
+    assert!(op["codec_telegrams_per_s"].as_f64().is_some_and(|v| v > 0.0), "{op}");
 }
 
 #[test]

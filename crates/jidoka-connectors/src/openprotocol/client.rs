@@ -51,7 +51,8 @@ pub struct OpenProtocolSourceConfig {
     /// Subscribe to trace curves (MID 0900) and join them to their result.
     #[serde(default = "default_true")]
     pub traces: bool,
-    /// How long a result waits for its traces before it is stored without them.
+    /// How long a result waits for its traces before it is stored without them (100 ms at
+    /// most after a result that came without traces).
     #[serde(default = "default_trace_wait_ms")]
     pub trace_wait_ms: u64,
     /// Keep-alive interval (MID 9999); the controller drops links silent for about 15 s.
@@ -92,8 +93,12 @@ fn default_recover_max() -> u64 {
 
 impl OpenProtocolSourceConfig {
     pub fn validate(&self, path: &str, errors: &mut Vec<(String, String)>) {
-        if self.address.to_socket_addrs().map(|mut a| a.next().is_none()).unwrap_or(true) {
-            errors.push((format!("{path}.address"), format!("'{}' is not a host:port that resolves", self.address)));
+        let port_ok = self
+            .address
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+        if !port_ok {
+            errors.push((format!("{path}.address"), format!("'{}' is not host:port", self.address)));
         }
         if self.station.trim().is_empty() {
             errors.push((format!("{path}.station"), "must not be empty".into()));
@@ -287,6 +292,9 @@ fn sleep_unless(stop: &AtomicBool, d: Duration) {
     }
 }
 
+/// How long a result waits for traces after one that came without them.
+const SHORT_TRACE_WAIT_MS: u64 = 100;
+
 /// A result waiting for its traces.
 #[derive(Debug)]
 struct Pending {
@@ -313,6 +321,9 @@ pub struct Session<'a> {
     /// from then on is new, so the first one received starts from 0 and earlier ids are
     /// uploaded.
     empty_at_start: bool,
+    /// Whether the last result got its traces: when it did not (a parameter set without trace
+    /// recording), the next one waits only briefly, so the link keeps the line's pace.
+    last_had_traces: bool,
 }
 
 impl std::fmt::Debug for Session<'_> {
@@ -346,6 +357,7 @@ impl<'a> Session<'a> {
             pending: None,
             early: VecDeque::new(),
             empty_at_start: false,
+            last_had_traces: true,
         };
         let mut rev = cfg.comm_revision;
         loop {
@@ -533,7 +545,11 @@ impl<'a> Session<'a> {
                         true
                     }
                 });
-                let wait = if self.traces { self.cfg.trace_wait_ms } else { 0 };
+                let wait = match (self.traces, self.last_had_traces) {
+                    (false, _) => 0,
+                    (true, true) => self.cfg.trace_wait_ms,
+                    (true, false) => self.cfg.trace_wait_ms.min(SHORT_TRACE_WAIT_MS),
+                };
                 self.pending =
                     Some(Pending { fields, id, traces, deadline: Instant::now() + Duration::from_millis(wait) });
                 if wait == 0 {
@@ -598,7 +614,8 @@ impl<'a> Session<'a> {
     /// Store the waiting result (with the traces that came), then acknowledge it.
     fn finish_pending(&mut self, store: &mut dyn ResultStore, tracker: &mut Tracker) -> Result<(), LinkError> {
         let Some(p) = self.pending.take() else { return Ok(()) };
-        if self.traces && p.traces.len() >= 2 {
+        self.last_had_traces = p.traces.len() >= 2;
+        if self.traces && self.last_had_traces {
             LinkStats::add(&self.stats.traces_joined, 1);
         }
         let id = p.id;

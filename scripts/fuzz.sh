@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Fuzzes the Open Protocol parser (framer, header, field layouts, traces) for a bounded time,
+# seeded with the public test telegrams. Installs cargo-fuzz when missing; runs on the stable
+# toolchain without a sanitizer (libFuzzer's coverage guidance still applies).
+# Usage: scripts/fuzz.sh [SECONDS]   (default 60; JIDOKA_FUZZ_SECONDS also sets it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-${JIDOKA_FUZZ_SECONDS:-60}}"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked --version 0.13.2
+fi
+corpus=target/fuzz-corpus/op_telegram
+mkdir -p "$corpus"
+python3 - "$corpus" <<'PY'
+import hashlib, json, sys
+for line in open("crates/jidoka-connectors/tests/fixtures/open_protocol/telegrams.jsonl"):
+    t = json.loads(line)["telegram"].encode()
+    open(f"{sys.argv[1]}/{hashlib.sha1(t).hexdigest()[:16]}", "wb").write(t)
+PY
+cd fuzz
+cargo fuzz run op_telegram --sanitizer none "../$corpus" -- -max_total_time="$seconds" -print_final_stats=1
