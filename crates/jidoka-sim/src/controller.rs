@@ -389,7 +389,8 @@ impl<'a> Link<'a> {
         }
         self.sent += 1;
         if faults.garbage_every.is_some_and(|n| n > 0 && self.sent.is_multiple_of(n)) {
-            self.stream.write_all(b"0042006199x garbage that is not a telegram\0")?;
+            // Line noise with no terminator of its own, right before a good telegram.
+            self.stream.write_all(b"\x01\x7f0042 line noise \xff")?;
         }
         let result = result.map_err(io_err)?;
         self.send(&result)?;

@@ -228,6 +228,33 @@ fn a_restart_uploads_what_was_made_while_the_link_was_down() {
 }
 
 #[test]
+fn a_replaced_controller_whose_ids_restart_is_uploaded_from_its_first_result() {
+    let made = tightenings(60);
+    let store = Shared::default();
+    let old = Controller::start("127.0.0.1:0", EmulatorConfig::default()).unwrap();
+    let mut cfg = config(&old);
+    cfg.traces = false;
+    let running = link(cfg.clone(), &store);
+    std::thread::sleep(Duration::from_millis(300));
+    for (t, at) in &made[..40] {
+        old.push(t.clone(), *at);
+    }
+    assert!(wait_for(&store, 40, 20));
+    running.stop();
+    old.shutdown();
+    // The new controller starts counting at 1 and has made 20 results before the link is back.
+    let new = Controller::start("127.0.0.1:0", EmulatorConfig::default()).unwrap();
+    for (t, at) in &made[40..] {
+        new.push(t.clone(), *at);
+    }
+    cfg.address = new.addr().to_string();
+    let running = link(cfg, &store);
+    assert!(wait_for(&store, 60, 20), "{} of 60", store.0.lock().unwrap().events.len());
+    running.stop();
+    assert_eq!(store.0.lock().unwrap().checkpoint.as_deref(), Some("20"));
+}
+
+#[test]
 fn a_controller_that_never_answers_is_left_and_retried() {
     let emu = EmulatorConfig { faults: Faults { silent: true, ..Faults::default() }, ..EmulatorConfig::default() };
     let c = Controller::start("127.0.0.1:0", emu).unwrap();

@@ -55,7 +55,7 @@ pub struct OpenProtocolSourceConfig {
     /// most after a result that came without traces).
     #[serde(default = "default_trace_wait_ms")]
     pub trace_wait_ms: u64,
-    /// Keep-alive interval (MID 9999); the controller drops links silent for about 15 s.
+    /// Keep-alive interval (MID 9999), at most 14 s: the controller drops links silent for 15 s.
     #[serde(default = "default_keep_alive_ms")]
     pub keep_alive_ms: u64,
     /// How long to wait for the answer to a request.
@@ -109,8 +109,14 @@ impl OpenProtocolSourceConfig {
         if !(1..=11).contains(&self.result_revision) {
             errors.push((format!("{path}.result_revision"), "must be between 1 and 11".into()));
         }
-        if !(1000..=60_000).contains(&self.keep_alive_ms) {
-            errors.push((format!("{path}.keep_alive_ms"), "must be between 1000 and 60000".into()));
+        if !(1000..=14_000).contains(&self.keep_alive_ms) {
+            errors.push((
+                format!("{path}.keep_alive_ms"),
+                "must be between 1000 and 14000 (controllers drop a link silent for 15 s)".into(),
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.recover_max) {
+            errors.push((format!("{path}.recover_max"), "must be between 1 and 1000000".into()));
         }
         if !(100..=60_000).contains(&self.reply_timeout_ms) {
             errors.push((format!("{path}.reply_timeout_ms"), "must be between 100 and 60000".into()));
@@ -239,10 +245,25 @@ impl Tracker {
         }
     }
 
-    /// Ids between the high mark and the highest stored id that are not stored.
-    pub fn gaps(&self) -> Vec<u64> {
-        let (Some(h), Some(&top)) = (self.high, self.above.last()) else { return Vec::new() };
-        (h + 1..top).filter(|i| !self.above.contains(i)).collect()
+    /// Ids between the high mark and the highest stored id that are not stored, at most the
+    /// `max` newest: older ones are given up (their count is returned) and the mark moves past
+    /// them, so one wild id never asks for billions of uploads.
+    pub fn gaps(&mut self, max: u64) -> (Vec<u64>, u64) {
+        let (Some(h), Some(&top)) = (self.high, self.above.last()) else { return (Vec::new(), 0) };
+        let mut given_up = 0;
+        if top - h - 1 > max {
+            let start = top - max;
+            given_up = (start - h - 1) - self.above.range(h + 1..start).count() as u64;
+            self.above.retain(|&i| i >= start);
+            let mut high = start - 1;
+            while self.above.remove(&(high + 1)) {
+                high += 1;
+            }
+            self.high = Some(high);
+        }
+        let h = self.high.unwrap_or(0);
+        let top = self.above.last().copied().unwrap_or(h);
+        ((h + 1..top).filter(|i| !self.above.contains(i)).collect(), given_up)
     }
 
     pub fn checkpoint(&self) -> String {
@@ -291,6 +312,9 @@ fn sleep_unless(stop: &AtomicBool, d: Duration) {
         std::thread::sleep(Duration::from_millis(20).min(d));
     }
 }
+
+/// Most telegrams kept aside while a request waits for its answer.
+const MAX_BACKLOG: usize = 1000;
 
 /// How long a result waits for traces after one that came without them.
 const SHORT_TRACE_WAIT_MS: u64 = 100;
@@ -365,7 +389,7 @@ impl<'a> Session<'a> {
             let reply = s.request(build(1, rev, &data)?, &[2])?;
             match refusal(&reply) {
                 None => break,
-                Some(97) if rev > 1 => rev -= 1,
+                Some(97) | Some(76) if rev > 1 => rev -= 1,
                 Some(code) => return Err(refused(1, code)),
             }
         }
@@ -418,13 +442,16 @@ impl<'a> Session<'a> {
     fn request(&mut self, t: Telegram, replies: &[u16]) -> Result<Telegram, LinkError> {
         self.send(&t)?;
         let deadline = Instant::now() + Duration::from_millis(self.cfg.reply_timeout_ms);
-        while let Some(r) = self.read_one(deadline)? {
+        while Instant::now() < deadline
+            && let Some(r) = self.read_one(deadline)?
+        {
+            // A generic subscription (0008) may be answered naming the subscribed MID.
+            let subscribed = if t.header.mid == 8 { decode(&t).ok().and_then(|b| b.fields().int("mid")) } else { None };
             let about = |r: &Telegram, field: &str| {
                 decode(r)
                     .ok()
                     .and_then(|b| b.fields().int(field))
-                    .map(|m| m == i64::from(t.header.mid))
-                    .unwrap_or(false)
+                    .is_some_and(|m| m == i64::from(t.header.mid) || Some(m) == subscribed)
             };
             if replies.contains(&r.header.mid)
                 || (r.header.mid == 4 && about(&r, "failed_mid"))
@@ -433,6 +460,11 @@ impl<'a> Session<'a> {
                 return Ok(r);
             }
             if r.header.mid != 9999 {
+                if self.backlog.len() >= MAX_BACKLOG {
+                    let reason =
+                        format!("{MAX_BACKLOG} telegrams arrived while waiting for MID {:04}'s answer", t.header.mid);
+                    return Err(OpError::new("$", reason).into());
+                }
                 self.backlog.push_back(r);
             }
         }
@@ -533,7 +565,7 @@ impl<'a> Session<'a> {
                     tracing_warn(&self.cfg.name, "MID 0061 without a tightening id rejected");
                     return self.send(&Telegram::new(62, 1, Vec::new()));
                 };
-                if tracker.high.is_none() && self.empty_at_start && id <= self.cfg.recover_max + 1 {
+                if tracker.high.is_none() && self.empty_at_start && id <= self.cfg.recover_max.saturating_add(1) {
                     tracker.high = Some(0);
                 }
                 let mut traces = Vec::new();
@@ -621,8 +653,18 @@ impl<'a> Session<'a> {
         let id = p.id;
         self.store_results(store, tracker, vec![(p.fields, p.traces)], false)?;
         self.send(&Telegram::new(62, 1, Vec::new()))?;
-        if !tracker.gaps().is_empty() {
-            let gaps = tracker.gaps();
+        let (gaps, given_up) = tracker.gaps(self.cfg.recover_max);
+        if given_up > 0 {
+            LinkStats::add(&self.stats.unrecoverable, given_up);
+            tracing_warn(
+                &self.cfg.name,
+                &format!(
+                    "tightening {id} skips more than {} ids; {given_up} older ones are not uploaded",
+                    self.cfg.recover_max
+                ),
+            );
+        }
+        if !gaps.is_empty() {
             tracing_warn(&self.cfg.name, &format!("tightening {id} skips {} ids; uploading them", gaps.len()));
             self.upload(store, tracker, &gaps)?;
         }
@@ -693,14 +735,18 @@ impl<'a> Session<'a> {
         let Some(high) = tracker.high else {
             return self.store_results(store, tracker, vec![(latest, Vec::new())], true);
         };
-        if newest < high {
+        // Ids below the checkpoint: the controller's counter restarted. Everything it now has is
+        // uploaded (transaction ids carry the timestamp, so nothing old collides).
+        let high = if newest < high {
             tracing_warn(
                 &self.cfg.name,
                 &format!("controller's latest tightening {newest} is below the checkpoint {high}: its ids restarted"),
             );
-            *tracker = Tracker::default();
-            return self.store_results(store, tracker, vec![(latest, Vec::new())], true);
-        }
+            *tracker = Tracker { high: Some(0), ..Tracker::default() };
+            0
+        } else {
+            high
+        };
         let start = (high + 1).max(newest.saturating_sub(self.cfg.recover_max));
         if start > high + 1 && newest > high {
             let lost = start - high - 1;
@@ -749,15 +795,32 @@ impl<'a> Session<'a> {
             let reply = self.request(build(64, rev, &data)?, &[65])?;
             match refusal(&reply) {
                 None if reply.header.mid == 65 => {
-                    return match decode(&reply)? {
-                        Body::Fields(f) => Ok(Some((rev, f))),
-                        _ => Err(OpError::new("data", format!("no layout for MID 0065 revision {rev}")).into()),
+                    let fields = match decode(&reply) {
+                        Ok(Body::Fields(f)) => f,
+                        Ok(_) => return Ok(None),
+                        Err(err) => {
+                            LinkStats::add(&self.stats.rejected, 1);
+                            tracing_warn(&self.cfg.name, &format!("MID 0065 for tightening {id} rejected: {err}"));
+                            return Ok(None);
+                        }
                     };
+                    if id != 0 && tightening_id(&fields) != Some(id) {
+                        tracing_warn(
+                            &self.cfg.name,
+                            &format!("asked for tightening {id}, the controller sent {:?}", tightening_id(&fields)),
+                        );
+                        return Ok(None);
+                    }
+                    return Ok(Some((rev, fields)));
                 }
                 None => return Ok(None),
                 Some(97) | Some(76) if rev > 1 => rev -= 1,
                 Some(15) => return Ok(None),
-                Some(code) => return Err(refused(64, code)),
+                Some(code) => {
+                    // Upload unsupported or failing on this controller: go on without it.
+                    tracing_warn(&self.cfg.name, &format!("old result upload refused: {}", refused(64, code)));
+                    return Ok(None);
+                }
             }
         }
     }
@@ -790,12 +853,26 @@ mod tests {
         assert_eq!(t.checkpoint(), "11");
         t.mark(14);
         assert_eq!(t.checkpoint(), "11");
-        assert_eq!(t.gaps(), vec![12, 13]);
+        assert_eq!(t.gaps(100), (vec![12, 13], 0));
         t.mark(13);
         t.mark(12);
         assert_eq!(t.checkpoint(), "14");
-        assert!(t.gaps().is_empty());
+        assert!(t.gaps(100).0.is_empty());
         t.mark(9);
         assert_eq!(t.checkpoint(), "14");
+    }
+
+    #[test]
+    fn one_wild_id_asks_for_a_bounded_upload() {
+        let mut t = Tracker::from_checkpoint(Some("10"));
+        t.mark(4_294_967_295);
+        let (gaps, given_up) = t.gaps(1000);
+        assert_eq!(gaps.len(), 1000);
+        assert_eq!(given_up, 4_294_967_295 - 11 - 1000);
+        assert_eq!(gaps[0], 4_294_967_295 - 1000);
+        for id in gaps {
+            t.mark(id);
+        }
+        assert_eq!(t.checkpoint(), "4294967295");
     }
 }

@@ -274,11 +274,20 @@ impl Framer {
         })
     }
 
-    /// Drop bytes up to and including the next NUL (the end of the broken telegram).
+    /// Drop the broken bytes: up to the next NUL (the end of the broken telegram) or the next
+    /// place a header could start (8 digits), whichever comes first, so garbage without a NUL
+    /// of its own does not take the next good telegram with it.
     fn resync(&mut self, error: OpError) -> Framed {
-        let cut = match self.buf.iter().position(|&b| b == 0) {
-            Some(p) => p + 1,
-            None => self.buf.len(),
+        let nul = self.buf.iter().position(|&b| b == 0).map(|p| p + 1);
+        let header = (1..self.buf.len()).find(|&p| {
+            let rest = &self.buf[p..];
+            rest.iter().take(8).all(u8::is_ascii_digit)
+        });
+        let cut = match (nul, header) {
+            (Some(n), Some(h)) => n.min(h),
+            (Some(n), None) => n,
+            (None, Some(h)) => h,
+            (None, None) => self.buf.len(),
         };
         self.buf.drain(..cut);
         Framed::Garbage { bytes: cut, error }
@@ -328,5 +337,17 @@ mod tests {
         f.push(&binary.split_off(3));
         assert!(matches!(f.take(), Some(Framed::Telegram(t)) if t.data == b"ab\0cd"));
         assert_eq!(f.pending(), 0);
+    }
+
+    #[test]
+    fn garbage_without_a_nul_does_not_take_the_next_telegram() {
+        let mut f = Framer::new();
+        f.push(b"xx junk\x01\x02");
+        f.push(&Telegram::new(65, 1, b"0000000042".to_vec()).to_wire());
+        let mut got = Vec::new();
+        while let Some(item) = f.take() {
+            got.push(item);
+        }
+        assert!(matches!(got.last(), Some(Framed::Telegram(t)) if t.header.mid == 65), "{got:?}");
     }
 }

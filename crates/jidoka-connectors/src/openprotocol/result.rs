@@ -21,7 +21,8 @@ pub struct ResultContext<'a> {
     pub station: &'a str,
     /// Parameter set → joint name; unmapped sets become `P<pset>`.
     pub joints: &'a BTreeMap<String, String>,
-    /// Tool serial when the revision carries none (revision 1, 999, 0065 revision 1).
+    /// Tool serial when the revision carries none (revision 1, 999, 0065 revision 1); without
+    /// one, the source name stands for the tool.
     pub tool: Option<&'a str>,
     /// Minutes the controller's clock is ahead of UTC (its timestamps carry no zone).
     pub utc_offset_minutes: i32,
@@ -76,9 +77,11 @@ pub fn to_event(
     let counter = fields.int("batch_counter").unwrap_or(0);
     let base = ctx.joints.get(&pset).cloned().unwrap_or_else(|| format!("P{pset}"));
     let joint = if size > 1 && counter >= 1 { format!("{base}-{counter}") } else { base };
-    let tool = fields.text("tool_serial_number").or_else(|| ctx.tool.map(str::to_string)).ok_or_else(|| {
-        OpError::new("data.tool_serial_number", "not sent at this revision and no `tool` is configured")
-    })?;
+    // Revisions without a tool serial: the configured tool, else the link itself.
+    let tool = fields
+        .text("tool_serial_number")
+        .or_else(|| ctx.tool.map(str::to_string))
+        .unwrap_or_else(|| ctx.source.to_string());
     // The decimal final angle (revision 7+) when sent, else the whole degrees.
     let angle = fields.int("final_angle_decimal").map(|v| v as f64 / 100.0).or(fields.int("angle").map(|v| v as f64));
     let final_torque = torque("torque").ok_or_else(|| OpError::new("data.torque", "is blank"))?;
@@ -108,7 +111,8 @@ pub fn to_event(
     if size >= 1 && (1..=size).contains(&counter) {
         put("batch", Some(json!({"size": size, "counter": counter})));
     }
-    if let Some(curve) = curve(traces, factor)? {
+    // A trace that cannot be read costs the curve, never the result.
+    if let Ok(Some(curve)) = curve(traces, factor) {
         put("curve", Some(curve));
     }
     let mut event = json!({
@@ -147,4 +151,55 @@ fn curve(traces: &[Trace], torque_factor: f64) -> Result<Option<Json>, OpError> 
     }
     let time_s = torque.times_s().unwrap_or_default();
     Ok(Some(json!({"angle_deg": angle_deg, "torque_nm": torque_nm, "time_s": time_s})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openprotocol::fields::Value;
+    use crate::openprotocol::{Body, build, decode, trace};
+
+    fn result_fields(rev: u16) -> Vec<Field> {
+        let values = [
+            ("tightening_id", Value::Int(42)),
+            ("parameter_set_id", Value::Int(11)),
+            ("batch_size", Value::Int(4)),
+            ("batch_counter", Value::Int(3)),
+            ("torque", Value::Int(2512)),
+            ("angle", Value::Int(187)),
+            ("torque_values_unit", Value::Int(2)),
+            ("timestamp", Value::Timestamp("2026-11-25:09:30:00".into())),
+        ];
+        let t = build(61, rev, &values).unwrap();
+        match decode(&t).unwrap() {
+            Body::Fields(f) => f,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_trace_costs_the_curve_not_the_result() {
+        let joints = BTreeMap::from([("11".to_string(), "SUBFRAME".to_string())]);
+        let ctx =
+            ResultContext { source: "op:st010", station: "ST010", joints: &joints, tool: None, utc_offset_minutes: 60 };
+        let angle = trace::build(42, "2026-11-25:09:30:00", trace::TRACE_ANGLE, &[0.0, 90.0, 180.0], None).unwrap();
+        let mut torque = trace::decode(
+            &trace::build(42, "2026-11-25:09:30:00", trace::TRACE_TORQUE, &[0.0, 10.0, 25.0], None).unwrap().data,
+        )
+        .unwrap();
+        // A coefficient of zero cannot scale anything.
+        for f in torque.head.iter_mut().filter(|f| f.name == "parameter_data_fields[0].data_value") {
+            f.value = Value::Text("0.0E0".into());
+            f.width = 5;
+        }
+        let traces = [trace::decode(&angle.data).unwrap(), torque];
+        let e = to_event(&result_fields(3), &traces, &ctx, Utc::now()).unwrap();
+        let jidoka_model::EventPayload::TighteningResult(r) = &e.payload else { panic!("kind") };
+        assert!(r.curve.is_none());
+        assert_eq!(r.joint, "SUBFRAME-3");
+        assert_eq!(r.tool, "op:st010", "no tool serial sent or configured: the link stands for it");
+        assert!((r.final_torque_nm - 25.12 * 1.355_818).abs() < 1e-9, "lbf·ft converted to N·m");
+        assert_eq!(e.occurred_at.to_rfc3339(), "2026-11-25T08:30:00+00:00", "controller clock one hour ahead of UTC");
+        assert_eq!(e.source_txn_id, "42@2026-11-25T08:30:00Z");
+    }
 }
