@@ -61,16 +61,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         }
     };
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("jidoka.sqlite"))?);
-    let runtime = Runtime::start(
-        store.clone(),
-        RuntimeParts {
-            runtime: RuntimeConfig::default(),
-            agents: None,
-            master: None,
-            sinks: Vec::new(),
-            governance: Default::default(),
-        },
-    )?;
+    let runtime = bare_runtime(store.clone())?;
     let now = chrono::Utc::now();
     let events: Vec<Event> = (0..args.events).map(|i| sample_event(i, now)).collect::<anyhow::Result<_>>()?;
     let bar = progress(args.events as u64, "ingest");
@@ -377,6 +368,20 @@ struct Served {
     runtime: Runtime,
     server: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
+}
+
+/// The runtime alone (writer, no agents, no sinks) on `store`: what ingest benchmarks measure.
+pub fn bare_runtime(store: Arc<dyn Store>) -> anyhow::Result<Runtime> {
+    Runtime::start(
+        store,
+        RuntimeParts {
+            runtime: RuntimeConfig::default(),
+            agents: None,
+            master: None,
+            sinks: Vec::new(),
+            governance: Default::default(),
+        },
+    )
 }
 
 async fn serve_for_bench(agents: jidoka_agents::AgentsConfig, master: jidoka_agents::Master) -> anyhow::Result<Served> {

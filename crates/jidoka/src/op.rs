@@ -2,9 +2,8 @@
 //! (results appended through the runtime's durable ingest before they are acknowledged),
 //! `jidoka op decode` for captured telegrams, and `jidoka bench openprotocol`.
 
-use crate::config::RuntimeConfig;
 use crate::report::{Report, machine};
-use crate::runtime::{Ingest, Runtime, RuntimeParts};
+use crate::runtime::Ingest;
 use jidoka_connectors::openprotocol::client::{self, LinkStats, OpenProtocolSourceConfig, ResultStore, Stored};
 use jidoka_connectors::openprotocol::{self as op, Body, Telegram};
 use jidoka_model::Event;
@@ -224,16 +223,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     // End to end through the link.
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("jidoka.sqlite"))?);
-    let runtime = Runtime::start(
-        store.clone(),
-        RuntimeParts {
-            runtime: RuntimeConfig::default(),
-            agents: None,
-            master: None,
-            sinks: Vec::new(),
-            governance: Default::default(),
-        },
-    )?;
+    let runtime = crate::bench::bare_runtime(store.clone())?;
     let controller = jidoka_sim::controller::Controller::start("127.0.0.1:0", Default::default())?;
     let mut cfg = OpenProtocolSourceConfig::new("bench", &controller.addr().to_string(), "ST010");
     cfg.traces = !args.no_traces;
