@@ -93,7 +93,6 @@ struct Made {
 struct State {
     made: VecDeque<Made>,
     next_id: u64,
-    faults: Faults,
 }
 
 #[derive(Debug)]
@@ -118,10 +117,10 @@ impl Controller {
         let listener = TcpListener::bind(bind)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let faults = cfg.faults.clone();
+
         let inner = Arc::new(Inner {
             cfg,
-            state: Mutex::new(State { next_id: 1, faults, ..State::default() }),
+            state: Mutex::new(State { next_id: 1, ..State::default() }),
             stop: AtomicBool::new(false),
             stats: EmulatorStats::default(),
         });
@@ -158,15 +157,6 @@ impl Controller {
             s.made.pop_front();
         }
         id
-    }
-
-    /// The id the next tightening will get.
-    pub fn next_id(&self) -> u64 {
-        lock(&self.inner.state).next_id
-    }
-
-    pub fn set_faults(&self, faults: Faults) {
-        lock(&self.inner.state).faults = faults;
     }
 
     pub fn shutdown(mut self) {
@@ -221,8 +211,8 @@ impl<'a> Link<'a> {
         })
     }
 
-    fn faults(&self) -> Faults {
-        lock(&self.inner.state).faults.clone()
+    fn faults(&self) -> &'a Faults {
+        &self.inner.cfg.faults
     }
 
     fn send(&mut self, t: &Telegram) -> std::io::Result<()> {

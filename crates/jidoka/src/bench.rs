@@ -61,7 +61,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         }
     };
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("jidoka.sqlite"))?);
-    let runtime = bare_runtime(store.clone())?;
+    let runtime = bench_runtime(store.clone(), None, None)?;
     let now = chrono::Utc::now();
     let events: Vec<Event> = (0..args.events).map(|i| sample_event(i, now)).collect::<anyhow::Result<_>>()?;
     let bar = progress(args.events as u64, "ingest");
@@ -370,14 +370,19 @@ struct Served {
     _dir: tempfile::TempDir,
 }
 
-/// The runtime alone (writer, no agents, no sinks) on `store`: what ingest benchmarks measure.
-pub fn bare_runtime(store: Arc<dyn Store>) -> anyhow::Result<Runtime> {
+/// A runtime with default settings and no sinks on `store`, with `agents` (none: the writer
+/// alone, what ingest benchmarks measure).
+pub fn bench_runtime(
+    store: Arc<dyn Store>,
+    agents: Option<jidoka_agents::AgentsConfig>,
+    master: jidoka_agents::Master,
+) -> anyhow::Result<Runtime> {
     Runtime::start(
         store,
         RuntimeParts {
             runtime: RuntimeConfig::default(),
-            agents: None,
-            master: None,
+            agents,
+            master,
             sinks: Vec::new(),
             governance: Default::default(),
         },
@@ -388,16 +393,7 @@ async fn serve_for_bench(agents: jidoka_agents::AgentsConfig, master: jidoka_age
     use crate::api::{AppState, router};
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("jidoka.sqlite"))?);
-    let runtime = Runtime::start(
-        store.clone(),
-        RuntimeParts {
-            runtime: RuntimeConfig::default(),
-            agents: Some(agents.clone()),
-            master: master.clone(),
-            sinks: Vec::new(),
-            governance: Default::default(),
-        },
-    )?;
+    let runtime = bench_runtime(store.clone(), Some(agents.clone()), master.clone())?;
     let mut auth = crate::auth::Auth::default();
     let (token, _) = crate::auth::new_token()?;
     auth.add_token(&token, "bench", crate::auth::Role::Agent);
@@ -757,16 +753,7 @@ pub async fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
     let (mut sim, master) = default_plant(args.units)?;
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("jidoka.sqlite"))?);
-    let runtime = Runtime::start(
-        store.clone(),
-        RuntimeParts {
-            runtime: RuntimeConfig::default(),
-            agents: Some(jidoka_agents::AgentsConfig::default()),
-            master,
-            sinks: Vec::new(),
-            governance: Default::default(),
-        },
-    )?;
+    let runtime = bench_runtime(store.clone(), Some(jidoka_agents::AgentsConfig::default()), master)?;
     let ingest = runtime.ingest();
     let page_ingest = runtime.ingest();
     let mut events = 0usize;

@@ -223,7 +223,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     // End to end through the link.
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("jidoka.sqlite"))?);
-    let runtime = crate::bench::bare_runtime(store.clone())?;
+    let runtime = crate::bench::bench_runtime(store.clone(), None, None)?;
     let controller = jidoka_sim::controller::Controller::start("127.0.0.1:0", Default::default())?;
     let mut cfg = OpenProtocolSourceConfig::new("bench", &controller.addr().to_string(), "ST010");
     cfg.traces = !args.no_traces;

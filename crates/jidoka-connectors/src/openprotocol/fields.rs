@@ -68,10 +68,6 @@ pub enum Spec {
         count: &'static str,
         fields: &'static [F],
     },
-    /// Everything left, as text (free-form or not yet described tails).
-    Rest {
-        name: &'static str,
-    },
 }
 
 /// A decoded value.
@@ -167,16 +163,6 @@ pub fn decode(layout: &[Spec], data: &[u8]) -> Result<Vec<Field>, OpError> {
                     }
                     out.extend(item);
                 }
-            }
-            Spec::Rest { name } => {
-                out.push(Field {
-                    name: name.to_string(),
-                    id: None,
-                    width: text.len() - pos,
-                    ty: Ty::Text,
-                    value: Value::Text(text[pos..].to_string()),
-                });
-                pos = text.len();
             }
         }
     }
@@ -299,18 +285,6 @@ pub fn build(layout: &[Spec], values: &[(&str, Value)]) -> Result<Vec<Field>, Op
             }
             Spec::Repeat { count, .. } => {
                 return Err(OpError::new(format!("data.{count}"), "repeated fields are not built generically"));
-            }
-            Spec::Rest { name } => {
-                let value = values.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
-                if let Some(Value::Text(t)) = value {
-                    out.push(Field {
-                        name: name.to_string(),
-                        id: None,
-                        width: t.len(),
-                        ty: Ty::Text,
-                        value: Value::Text(t),
-                    });
-                }
             }
         }
     }

@@ -32,9 +32,6 @@ impl OpError {
     }
 }
 
-/// A header field that may be blank on the wire.
-pub type Opt<T> = Option<T>;
-
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Header {
     /// Length of the whole telegram (header and data, without the NUL terminator).
@@ -42,15 +39,15 @@ pub struct Header {
     /// Message id, e.g. 61 for MID 0061.
     pub mid: u16,
     /// `None` when sent blank (which means revision 1); `Some(0)` is kept apart from blank.
-    pub revision: Opt<u16>,
+    pub revision: Option<u16>,
     /// `Some(true)` asks the peer not to acknowledge at link level.
-    pub no_ack: Opt<bool>,
-    pub station_id: Opt<u8>,
-    pub spindle_id: Opt<u8>,
+    pub no_ack: Option<bool>,
+    pub station_id: Option<u8>,
+    pub spindle_id: Option<u8>,
     /// Link-level sequence number (1-99), used with MIDs 9997/9998.
-    pub sequence: Opt<u8>,
-    pub message_parts: Opt<u8>,
-    pub message_part: Opt<u8>,
+    pub sequence: Option<u8>,
+    pub message_parts: Option<u8>,
+    pub message_part: Option<u8>,
 }
 
 impl Header {

@@ -441,19 +441,7 @@ const M0901_R1: &[Spec] = &[
     Spec::Field(F { id: None, name: "result_data_identifier", width: W::Fixed(10), ty: Ty::Int }),
     Spec::Field(F { id: None, name: "timestamp", width: W::Fixed(19), ty: Ty::Timestamp }),
     Spec::Field(F { id: None, name: "number_of_pids", width: W::Fixed(3), ty: Ty::Int }),
-    Spec::Repeat {
-        id: None,
-        name: "data_fields",
-        count: "number_of_pids",
-        fields: &[
-            F { id: None, name: "pid", width: W::Fixed(5), ty: Ty::Int },
-            F { id: None, name: "length", width: W::Fixed(3), ty: Ty::Int },
-            F { id: None, name: "data_type", width: W::Fixed(2), ty: Ty::Int },
-            F { id: None, name: "unit", width: W::Fixed(3), ty: Ty::Int },
-            F { id: None, name: "step_no", width: W::Fixed(4), ty: Ty::Int },
-            F { id: None, name: "data_value", width: W::From("length"), ty: Ty::Text },
-        ],
-    },
+    Spec::Repeat { id: None, name: "data_fields", count: "number_of_pids", fields: super::trace::PID_RECORD },
 ];
 const M9997_R1: &[Spec] = &[Spec::Field(F { id: None, name: "mid", width: W::Fixed(4), ty: Ty::Int })];
 const M9998_R1: &[Spec] = &[

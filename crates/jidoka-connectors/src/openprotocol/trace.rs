@@ -26,7 +26,8 @@ pub const UNIT_DEGREE: i64 = 50;
 /// Most samples the 5-digit count can announce.
 pub const MAX_SAMPLES: usize = 99_999;
 
-const PID_RECORD: &[F] = &[
+/// A PID record (shared with MID 0901): PID, length, data type, unit, step number, value.
+pub const PID_RECORD: &[F] = &[
     F { id: None, name: "pid", width: W::Fixed(5), ty: Ty::Int },
     F { id: None, name: "length", width: W::Fixed(3), ty: Ty::Int },
     F { id: None, name: "data_type", width: W::Fixed(2), ty: Ty::Int },
