@@ -3,7 +3,7 @@
 //! On connect: communication start (MID 0001) at the configured revision, one lower each time
 //! the controller answers error 97 (MID revision unsupported); recovery of the results made
 //! while the link was down (MID 0064 / 0065, from the last stored tightening id; on the first
-//! connection ever, only the controller's latest result, as the baseline); subscription
+//! connection ever, the controller's last `recover_max` results); subscription
 //! to results (MID 0060, with the same fall-back), to traces (MID 0008 for MID 0900) and to
 //! alarms (MID 0070). Then each result (MID 0061) waits briefly for its angle and torque traces,
 //! is stored, and only then acknowledged (MID 0062): a crash or disconnect before the store
@@ -341,10 +341,7 @@ pub struct Session<'a> {
     traces: bool,
     pending: Option<Pending>,
     early: VecDeque<Trace>,
-    /// The controller had no result at all when the link first started: every id it makes
-    /// from then on is new, so the first one received starts from 0 and earlier ids are
-    /// uploaded.
-    empty_at_start: bool,
+
     /// Whether the last result got its traces: when it did not (a parameter set without trace
     /// recording), the next one waits only briefly, so the link keeps the line's pace.
     last_had_traces: bool,
@@ -380,7 +377,7 @@ impl<'a> Session<'a> {
             traces: cfg.traces,
             pending: None,
             early: VecDeque::new(),
-            empty_at_start: false,
+
             last_had_traces: true,
         };
         let mut rev = cfg.comm_revision;
@@ -565,9 +562,7 @@ impl<'a> Session<'a> {
                     tracing_warn(&self.cfg.name, "MID 0061 without a tightening id rejected");
                     return self.send(&Telegram::new(62, 1, Vec::new()));
                 };
-                if tracker.high.is_none() && self.empty_at_start && id <= self.cfg.recover_max.saturating_add(1) {
-                    tracker.high = Some(0);
-                }
+
                 let mut traces = Vec::new();
                 self.early.retain(|tr| {
                     if tr.tightening_id() == Some(id as i64) {
@@ -719,22 +714,24 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// Upload results the link missed: from the checkpoint to the controller's latest. On the
-    /// very first connection (no checkpoint) only the latest is stored: it sets the baseline
-    /// from which any result the subscription does not deliver is found missing and uploaded.
+    /// Upload results the link missed: from the checkpoint to the controller's latest, at most
+    /// the `recover_max` newest. The very first connection (no checkpoint) counts from 0: the
+    /// controller's last `recover_max` results are uploaded, so nothing made before the link
+    /// first subscribed is missed; an empty controller starts the count at 0 as well.
     fn recover(&mut self, store: &mut dyn ResultStore, tracker: &mut Tracker) -> Result<(), LinkError> {
         let (rev, latest) = match self.old_result(0, self.cfg.result_revision)? {
             Some((rev, fields)) => (rev, fields),
             None => {
-                self.empty_at_start = tracker.high.is_none();
+                if tracker.high.is_none() {
+                    tracker.high = Some(0);
+                }
                 return Ok(());
             }
         };
         self.result_rev = rev;
         let Some(newest) = tightening_id(&latest) else { return Ok(()) };
-        let Some(high) = tracker.high else {
-            return self.store_results(store, tracker, vec![(latest, Vec::new())], true);
-        };
+        let first = tracker.high.is_none();
+        let high = tracker.high.unwrap_or(0);
         // Ids below the checkpoint: the controller's counter restarted. Everything it now has is
         // uploaded (transaction ids carry the timestamp, so nothing old collides).
         let high = if newest < high {
@@ -749,12 +746,15 @@ impl<'a> Session<'a> {
         };
         let start = (high + 1).max(newest.saturating_sub(self.cfg.recover_max));
         if start > high + 1 && newest > high {
-            let lost = start - high - 1;
-            LinkStats::add(&self.stats.unrecoverable, lost);
-            tracing_warn(
-                &self.cfg.name,
-                &format!("{lost} results older than the last {} are not uploaded", self.cfg.recover_max),
-            );
+            // On the first connection the older results predate the link: not lost, just not asked for.
+            if !first {
+                let lost = start - high - 1;
+                LinkStats::add(&self.stats.unrecoverable, lost);
+                tracing_warn(
+                    &self.cfg.name,
+                    &format!("{lost} results older than the last {} are not uploaded", self.cfg.recover_max),
+                );
+            }
             *tracker = Tracker { high: Some(start - 1), ..Tracker::default() };
         }
         let ids: Vec<u64> = (start..newest).collect();
