@@ -266,6 +266,11 @@ impl Tracker {
         ((h + 1..top).filter(|i| !self.above.contains(i)).collect(), given_up)
     }
 
+    /// The highest id stored (or given up on).
+    pub fn top(&self) -> Option<u64> {
+        self.above.last().copied().or(self.high)
+    }
+
     pub fn checkpoint(&self) -> String {
         self.high.map(|h| h.to_string()).unwrap_or_default()
     }
@@ -342,6 +347,8 @@ pub struct Session<'a> {
     pending: Option<Pending>,
     early: VecDeque<Trace>,
 
+    /// When the last live result came: a link quiet for a keep-alive interval checks for missed ones.
+    last_result: Instant,
     /// Whether the last result got its traces: when it did not (a parameter set without trace
     /// recording), the next one waits only briefly, so the link keeps the line's pace.
     last_had_traces: bool,
@@ -379,6 +386,7 @@ impl<'a> Session<'a> {
             early: VecDeque::new(),
 
             last_had_traces: true,
+            last_result: Instant::now(),
         };
         let mut rev = cfg.comm_revision;
         loop {
@@ -508,11 +516,19 @@ impl<'a> Session<'a> {
             tracing_warn(&self.cfg.name, &format!("alarm subscription refused ({err})"));
         }
         let keep_alive = Duration::from_millis(self.cfg.keep_alive_ms);
+        let mut last_check = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             if let Some(p) = &self.pending
                 && (Instant::now() >= p.deadline || p.traces.len() >= 2)
             {
                 self.finish_pending(store, tracker)?;
+            }
+            // A quiet link asks for the latest result once per keep-alive interval: a result
+            // the controller believes delivered (an acknowledgement crossed a resend; 0062 names
+            // no id) is found even when no later result would show the gap.
+            if self.pending.is_none() && self.backlog.is_empty() && last_check.elapsed() >= keep_alive {
+                last_check = Instant::now();
+                self.catch_up(store, tracker)?;
             }
             if self.last_sent.elapsed() >= keep_alive {
                 self.send(&Telegram::new(9999, 1, Vec::new()))?;
@@ -554,6 +570,7 @@ impl<'a> Session<'a> {
         };
         match (mid, body) {
             (61, Body::Fields(fields)) => {
+                self.last_result = Instant::now();
                 if self.pending.is_some() {
                     self.finish_pending(store, tracker)?;
                 }
@@ -760,6 +777,27 @@ impl<'a> Session<'a> {
         let ids: Vec<u64> = (start..newest).collect();
         self.upload(store, tracker, &ids)?;
         self.store_results(store, tracker, vec![(latest, Vec::new())], true)
+    }
+
+    /// On a quiet link: if the controller's latest result is newer than anything stored, store it
+    /// and upload what lies between.
+    fn catch_up(&mut self, store: &mut dyn ResultStore, tracker: &mut Tracker) -> Result<(), LinkError> {
+        if self.last_result.elapsed() < Duration::from_millis(self.cfg.keep_alive_ms) {
+            return Ok(());
+        }
+        let Some((_, latest)) = self.old_result(0, self.result_rev)? else { return Ok(()) };
+        let Some(newest) = tightening_id(&latest) else { return Ok(()) };
+        if tracker.top().is_some_and(|top| newest <= top) {
+            return Ok(());
+        }
+        tracing_warn(
+            &self.cfg.name,
+            &format!("tightening {newest} was never sent live; uploading it and any before it"),
+        );
+        self.store_results(store, tracker, vec![(latest, Vec::new())], true)?;
+        let (gaps, given_up) = tracker.gaps(self.cfg.recover_max);
+        LinkStats::add(&self.stats.unrecoverable, given_up);
+        self.upload(store, tracker, &gaps)
     }
 
     /// Ask for each id (MID 0064) and store the replies in batches.
