@@ -6,6 +6,9 @@
 //!   byte-offset checkpoint, one error per bad line, bounded memory per line.
 //! - [`odata`]: an OData v4 client and the MES write-back sink (Opcenter-style commands or
 //!   plain entity sets), reading back by idempotency key before every write.
+//! - [`mqtt`]: MQTT sources (a plant's own JSON topics mapped to events by configuration, and
+//!   Sparkplug B with birth certificates, aliases and sequence checks), acknowledged only once
+//!   stored, and the MQTT sink that publishes actions and station state.
 //! - [`openprotocol`]: Atlas Copco Open Protocol for tightening controllers: codec, field
 //!   layouts by MID and revision, trace curves, and the client link that acknowledges a
 //!   result only once it is stored.
@@ -20,13 +23,48 @@
 pub mod bosch;
 pub mod curves;
 pub mod jsonl;
+pub mod mqtt;
 pub mod odata;
 pub mod openprotocol;
 pub mod sink;
 
-use jidoka_model::ActionKind;
+use jidoka_model::{ActionKind, Event};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// What the store did with one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    Stored,
+    Duplicate,
+    Rejected(String),
+}
+
+/// Where a source's events go: a durable append of events with the source's checkpoint (empty
+/// for none), all or nothing. A source acknowledges to its peer only after this returned `Ok`.
+pub trait ResultStore {
+    fn append(&mut self, events: Vec<Event>, checkpoint: String) -> Result<Vec<Stored>, String>;
+}
+
+/// Wait before reconnect number `failures` (from 1): 0.25 s doubling to 30 s, plus up to a
+/// quarter more of jitter so that links dropped together do not return together.
+pub fn reconnect_delay(failures: u32) -> Duration {
+    let base = 250u64.saturating_mul(1 << failures.saturating_sub(1).min(7)).min(30_000);
+    let jitter = u64::from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0),
+    ) % (base / 4 + 1);
+    Duration::from_millis(base + jitter)
+}
+
+/// Sleep for `d`, waking early when `stop` is set.
+pub fn sleep_unless(stop: &AtomicBool, d: Duration) {
+    let until = Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20).min(d));
+    }
+}
 
 /// A source of events. Registration is explicit: a variant here and a match arm in the runtime.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +76,8 @@ pub enum SourceConfig {
     Odata(Box<odata::OdataSourceConfig>),
     /// Tightening results and curves from a controller over Open Protocol (TCP).
     OpenProtocol(Box<openprotocol::client::OpenProtocolSourceConfig>),
+    /// Messages from an MQTT broker: JSON topics mapped to events, Sparkplug B metrics.
+    Mqtt(Box<mqtt::MqttSourceConfig>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +102,7 @@ impl SourceConfig {
             SourceConfig::File(c) => &c.name,
             SourceConfig::Odata(c) => &c.name,
             SourceConfig::OpenProtocol(c) => &c.name,
+            SourceConfig::Mqtt(c) => &c.name,
         }
     }
 
@@ -84,6 +125,10 @@ impl SourceConfig {
                 check_name(&format!("{path}.name"), &c.name, errors);
                 c.validate(path, errors);
             }
+            SourceConfig::Mqtt(c) => {
+                check_name(&format!("{path}.name"), &c.name, errors);
+                c.validate(path, errors);
+            }
         }
     }
 }
@@ -96,6 +141,8 @@ pub enum SinkConfig {
     Jsonl(JsonlSinkConfig),
     /// Write actions back to an MES over OData v4 (Opcenter-style commands or plain entities).
     Odata(Box<odata::OdataSinkConfig>),
+    /// Publish actions (and, optionally, findings and station state) to an MQTT broker.
+    Mqtt(Box<mqtt::MqttSinkConfig>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,6 +160,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Jsonl(c) => &c.name,
             SinkConfig::Odata(c) => &c.name,
+            SinkConfig::Mqtt(c) => &c.name,
         }
     }
 
@@ -128,6 +176,10 @@ impl SinkConfig {
                 check_name(&format!("{path}.name"), &c.name, errors);
                 c.validate(path, errors);
             }
+            SinkConfig::Mqtt(c) => {
+                check_name(&format!("{path}.name"), &c.name, errors);
+                c.validate(path, errors);
+            }
         }
     }
 
@@ -136,6 +188,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Jsonl(c) => Ok(Box::new(sink::JsonlSink::open(c.clone())?)),
             SinkConfig::Odata(c) => Ok(Box::new(odata::OdataSink::new(c)?)),
+            SinkConfig::Mqtt(c) => Ok(Box::new(mqtt::MqttSink::new(c)?)),
         }
     }
 }

@@ -209,6 +209,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn findings(&self, query: &FindingQuery) -> Result<Page<Finding>>;
 
     /// Findings in the order they were stored, after the given store position (0 = start).
+    /// `next_cursor` is the position of the last finding returned, `None` when there is none,
+    /// so a follower can resume exactly after what it has seen.
     fn findings_in_order(&self, after: i64, limit: usize) -> Result<Page<Finding>>;
 
     fn finding(&self, finding_id: &str) -> Result<Option<Finding>>;

@@ -685,7 +685,10 @@ impl Store for SqliteStore {
             let rows = stmt
                 .query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<Vec<(i64, String)>>>()?;
-            finding_page(rows, limit)
+            let last = rows.last().map(|r| r.0);
+            let mut page = finding_page(rows, limit)?;
+            page.next_cursor = last;
+            Ok(page)
         })
     }
 

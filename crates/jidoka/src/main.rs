@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use jidoka::auth::{self, Role};
 use jidoka::config::Config;
-use jidoka::{bench, commands, eval, op, server, simulate, torque, triage};
+use jidoka::{bench, commands, eval, mqtt, op, server, simulate, torque, triage};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -234,6 +234,9 @@ enum BenchCommand {
     /// Open Protocol: results and traces per second from the emulated controller through the
     /// link into the durable store (each stored before its acknowledgement), and the codec alone.
     Openprotocol(op::BenchArgs),
+    /// MQTT: messages/s from a local Mosquitto through the source into the durable store (each
+    /// acknowledged after its commit), beside mosquitto_sub writing the same queue to a file.
+    Mqtt(mqtt::BenchArgs),
 }
 
 fn parse_head(s: &str) -> Result<(u64, String), String> {
@@ -419,6 +422,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Openprotocol(args)) => {
             tokio::task::spawn_blocking(move || op::bench(args)).await?.context("bench openprotocol")?
+        }
+        Command::Bench(BenchCommand::Mqtt(args)) => {
+            tokio::task::spawn_blocking(move || mqtt::bench(args)).await?.context("bench mqtt")?
         }
         Command::Op(OpCommand::Decode(args)) => {
             let code = tokio::task::spawn_blocking(move || op::decode(args)).await?.context("op decode")?;

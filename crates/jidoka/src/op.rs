@@ -3,11 +3,10 @@
 //! `jidoka op decode` for captured telegrams, and `jidoka bench openprotocol`.
 
 use crate::report::{Report, machine};
-use crate::runtime::Ingest;
-use jidoka_connectors::openprotocol::client::{self, LinkStats, OpenProtocolSourceConfig, ResultStore, Stored};
+use crate::runtime::{Ingest, IngestStore};
+use jidoka_connectors::openprotocol::client::{self, LinkStats, OpenProtocolSourceConfig};
 use jidoka_connectors::openprotocol::{self as op, Body, Telegram};
-use jidoka_model::Event;
-use jidoka_store::{AppendOutcome, Checkpoint, SqliteStore, Store};
+use jidoka_store::{SqliteStore, Store};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -15,30 +14,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-/// Results go through the runtime's writer: durable (with the link's checkpoint) when this
-/// returns, which is when the link acknowledges them to the controller.
-#[derive(Debug)]
-pub struct IngestStore {
-    pub ingest: Ingest,
-    pub checkpoint_name: String,
-}
-
-impl ResultStore for IngestStore {
-    fn append(&mut self, events: Vec<Event>, checkpoint: String) -> Result<Vec<Stored>, String> {
-        let cp =
-            (!checkpoint.is_empty()).then(|| Checkpoint { source: self.checkpoint_name.clone(), position: checkpoint });
-        let outcomes = self.ingest.blocking_append(events, cp).map_err(|e| e.to_string())?;
-        Ok(outcomes
-            .into_iter()
-            .map(|o| match o {
-                AppendOutcome::Stored { .. } => Stored::Stored,
-                AppendOutcome::Duplicate { .. } => Stored::Duplicate,
-                AppendOutcome::Rejected { error } => Stored::Rejected(error.to_string()),
-            })
-            .collect())
-    }
-}
 
 /// Run one controller link until `stop`, resuming from its stored checkpoint.
 pub fn source(cfg: OpenProtocolSourceConfig, ingest: Ingest, store: Arc<dyn Store>, stop: Arc<AtomicBool>) {

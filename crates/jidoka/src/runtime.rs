@@ -96,6 +96,31 @@ impl Ingest {
     }
 }
 
+/// Events of a source's thread go through the runtime's writer: durable (with the source's
+/// checkpoint) when `append` returns, which is when the source acknowledges them to its peer.
+#[derive(Debug)]
+pub struct IngestStore {
+    pub ingest: Ingest,
+    pub checkpoint_name: String,
+}
+
+impl jidoka_connectors::ResultStore for IngestStore {
+    fn append(&mut self, events: Vec<Event>, checkpoint: String) -> Result<Vec<jidoka_connectors::Stored>, String> {
+        use jidoka_connectors::Stored;
+        let cp =
+            (!checkpoint.is_empty()).then(|| Checkpoint { source: self.checkpoint_name.clone(), position: checkpoint });
+        let outcomes = self.ingest.blocking_append(events, cp).map_err(|e| e.to_string())?;
+        Ok(outcomes
+            .into_iter()
+            .map(|o| match o {
+                AppendOutcome::Stored { .. } => Stored::Stored,
+                AppendOutcome::Duplicate { .. } => Stored::Duplicate,
+                AppendOutcome::Rejected { error } => Stored::Rejected(error.to_string()),
+            })
+            .collect())
+    }
+}
+
 /// Wakes a consumer when the position it follows moves, or when it should finish.
 #[derive(Debug, Default)]
 pub struct Progress {

@@ -126,6 +126,28 @@ pub async fn serve(
                         .spawn(move || crate::op::source(c, ingest, store, stop))?,
                 );
             }
+            SourceConfig::Mqtt(c) => {
+                let (c, ingest, stop) = ((**c).clone(), runtime.ingest(), stop.clone());
+                let data_dir = config.store.data_dir.clone();
+                let stats = Arc::new(jidoka_connectors::mqtt::SourceStats::default());
+                source_threads.push(
+                    std::thread::Builder::new()
+                        .name(format!("source-{}", c.name))
+                        .spawn(move || crate::mqtt::source(c, ingest, &data_dir, stop, stats))?,
+                );
+            }
+        }
+    }
+    for sink in &config.sinks {
+        if let jidoka_connectors::SinkConfig::Mqtt(c) = sink
+            && c.publish_findings
+        {
+            let (c, store, stop) = ((**c).clone(), store.clone(), stop.clone());
+            source_threads.push(
+                std::thread::Builder::new()
+                    .name(format!("findings-{}", c.name))
+                    .spawn(move || crate::mqtt::publish_findings(c, store, stop))?,
+            );
         }
     }
     let feed = demo.map(|d| {

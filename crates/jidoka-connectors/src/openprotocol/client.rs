@@ -18,7 +18,6 @@ use super::frame::{Framed, Framer, OpError, Telegram};
 use super::result::{ResultContext, tightening_id, to_event};
 use super::trace::Trace;
 use super::{Body, build, decode, layouts};
-use jidoka_model::Event;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{Read, Write};
@@ -157,18 +156,7 @@ impl OpenProtocolSourceConfig {
     }
 }
 
-/// What the store did with one event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stored {
-    Stored,
-    Duplicate,
-    Rejected(String),
-}
-
-/// Where results go: a durable append of events with the link's checkpoint, all or nothing.
-pub trait ResultStore {
-    fn append(&mut self, events: Vec<Event>, checkpoint: String) -> Result<Vec<Stored>, String>;
-}
+pub use crate::{ResultStore, Stored};
 
 /// Counters of one link, for logs, metrics, tests and benchmarks.
 #[derive(Debug, Default)]
@@ -299,11 +287,7 @@ pub fn run(
             break;
         }
         failures = failures.saturating_add(1);
-        let base = 250u64.saturating_mul(1 << (failures - 1).min(7)).min(30_000);
-        let jitter = u64::from(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0),
-        ) % (base / 4 + 1);
-        sleep_unless(stop, Duration::from_millis(base + jitter));
+        sleep_unless(stop, crate::reconnect_delay(failures));
     }
 }
 
@@ -311,12 +295,7 @@ fn tracing_warn(link: &str, message: &str) {
     tracing::warn!(link, "{message}");
 }
 
-fn sleep_unless(stop: &AtomicBool, d: Duration) {
-    let until = Instant::now() + d;
-    while !stop.load(Ordering::Relaxed) && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(20).min(d));
-    }
-}
+use crate::sleep_unless;
 
 /// Most telegrams kept aside while a request waits for its answer.
 const MAX_BACKLOG: usize = 1000;
