@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 # under CI=true when they are missing instead of passing by skipping.
 export JIDOKA_SHARED_DATA="${JIDOKA_SHARED_DATA:-$(cd .. && pwd)/shared/data}"
 
+# Debian's Mosquitto for the MQTT tests (each test starts its own broker on loopback).
+./scripts/mosquitto.sh
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked

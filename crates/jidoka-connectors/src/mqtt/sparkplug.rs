@@ -404,6 +404,18 @@ fn finish(mut out: Handled, want: bool, node: &mut Node, sp: &SpTopic, now_ms: i
     out
 }
 
+impl Payload {
+    /// Decode a payload from its protobuf bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Payload, String> {
+        Payload::decode(bytes).map_err(|e| e.to_string())
+    }
+
+    /// The protobuf bytes of this payload.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.encode_to_vec()
+    }
+}
+
 /// `spBv1.0/{group}/NCMD/{edge}` with `Node Control/Rebirth = true`.
 pub fn rebirth_command(group: &str, edge: &str, now_ms: i64) -> Command {
     let payload = Payload {
