@@ -51,7 +51,16 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
             prop::collection::btree_map(
-                prop_oneof![Just("id".to_string()), Just("vin".to_string()), Just("part".to_string()), Just("q".to_string()), Just("ts".to_string()), Just("kind".to_string()), Just("data".to_string()), "[a-z]{1,4}".prop_map(String::from)],
+                prop_oneof![
+                    Just("id".to_string()),
+                    Just("vin".to_string()),
+                    Just("part".to_string()),
+                    Just("q".to_string()),
+                    Just("ts".to_string()),
+                    Just("kind".to_string()),
+                    Just("data".to_string()),
+                    "[a-z]{1,4}".prop_map(String::from)
+                ],
                 inner,
                 0..6
             )

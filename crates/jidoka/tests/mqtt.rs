@@ -69,7 +69,8 @@ fn query_i64(db: &Path, sql: &str) -> i64 {
 
 fn payloads(db: &Path, kind: &str) -> Vec<Value> {
     let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    let mut st = conn.prepare("SELECT payload FROM events WHERE source = 'mqtt:line' AND kind = ?1 ORDER BY seq").unwrap();
+    let mut st =
+        conn.prepare("SELECT payload FROM events WHERE source = 'mqtt:line' AND kind = ?1 ORDER BY seq").unwrap();
     st.query_map([kind], |r| r.get::<_, String>(0))
         .unwrap()
         .map(|p| serde_json::from_str::<Value>(&p.unwrap()).unwrap()["data"].clone())
@@ -98,7 +99,8 @@ fn mosquitto_pub(port: u16, topic: &str, payload: &[u8]) {
 }
 
 fn publisher(addr: &str, id: &str) -> Publisher {
-    let login = BrokerLogin { broker: addr, client_id: id.into(), username: None, password_env: None, keep_alive_s: 30 };
+    let login =
+        BrokerLogin { broker: addr, client_id: id.into(), username: None, password_env: None, keep_alive_s: 30 };
     Publisher::connect(&login, Duration::from_secs(5)).unwrap()
 }
 
@@ -190,7 +192,19 @@ format = "event"
     // Sparkplug B: births define aliases, data uses them, a skipped sequence number asks for
     // a rebirth on the node's command topic.
     let mut ncmd = Command::new("mosquitto_sub")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", "spBv1.0/line1/NCMD/edge1", "-C", "1", "-W", "30", "-N"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "spBv1.0/line1/NCMD/edge1",
+            "-C",
+            "1",
+            "-W",
+            "30",
+            "-N",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -308,11 +322,7 @@ fn a_broker_restart_and_a_kill_9_lose_no_message_and_double_none() {
     for n in 1000..total {
         send(n);
     }
-    assert!(
-        wait_until(Duration::from_secs(60), || stored() >= i64::from(total)),
-        "stored {} of {total}",
-        stored()
-    );
+    assert!(wait_until(Duration::from_secs(60), || stored() >= i64::from(total)), "stored {} of {total}", stored());
     std::thread::sleep(Duration::from_millis(500));
     terminate(child);
     assert_eq!(stored(), i64::from(total));
