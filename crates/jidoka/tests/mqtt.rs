@@ -44,6 +44,7 @@ fn serve(config: &Path, data: &Path) -> (Child, String) {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("jidoka did not start");
 }
 
