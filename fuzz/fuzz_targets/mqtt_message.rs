@@ -13,19 +13,12 @@ fn config() -> MqttSourceConfig {
     let mut cfg = MqttSourceConfig::new("fuzz", "127.0.0.1:1883");
     cfg.topics.push(json_mapping());
     for (filter, format) in [("jidoka/events", Format::Event), ("spBv1.0/#", Format::SparkplugB)] {
-        cfg.topics.push(TopicConfig {
-            filter: filter.into(),
-            format,
-            kind: None,
-            txn_id: None,
-            occurred_at: None,
-            correlation_id: None,
-            fields: Default::default(),
-            convert: Default::default(),
-            stations: [("d".to_string(), "ST090".to_string())].into_iter().collect(),
-        });
+        let mut t = TopicConfig::new(filter, format);
+        if format == Format::SparkplugB {
+            t.stations.insert("d".into(), "ST090".into());
+        }
+        cfg.topics.push(t);
     }
-    cfg.topics[1].stations.clear();
     cfg
 }
 

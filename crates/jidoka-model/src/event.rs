@@ -255,7 +255,8 @@ impl EventPayload {
     }
 }
 
-fn json_type(v: &Value) -> &'static str {
+/// How a JSON value is named in error messages (`a number`, `an object`).
+pub fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -266,7 +267,8 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-fn truncate(s: &str, max: usize) -> &str {
+/// At most `max` characters of `s`, cut on a character boundary.
+pub fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((idx, _)) => &s[..idx],
         None => s,

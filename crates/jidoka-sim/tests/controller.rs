@@ -8,7 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::{DateTime, Utc};
-use jidoka_connectors::openprotocol::client::{self, LinkStats, OpenProtocolSourceConfig, ResultStore, Stored};
+use jidoka_connectors::openprotocol::client::{self, LinkStats, OpenProtocolSourceConfig};
+use jidoka_connectors::{ResultStore, Stored};
 use jidoka_model::{Event, EventPayload, TighteningResult};
 use jidoka_sim::controller::{Controller, EmulatorConfig, Faults};
 use jidoka_sim::line::{CurveMode, Simulation};

@@ -213,6 +213,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// so a follower can resume exactly after what it has seen.
     fn findings_in_order(&self, after: i64, limit: usize) -> Result<Page<Finding>>;
 
+    /// The store position of the newest finding (0 when there is none), where a follower that
+    /// wants only new findings starts.
+    fn last_finding_position(&self) -> Result<i64>;
+
     fn finding(&self, finding_id: &str) -> Result<Option<Finding>>;
 
     fn actions(&self, query: &ActionQuery) -> Result<Page<ActionRecord>>;

@@ -692,6 +692,10 @@ impl Store for SqliteStore {
         })
     }
 
+    fn last_finding_position(&self) -> Result<i64> {
+        self.with_reader(|c| Ok(c.query_row("SELECT COALESCE(MAX(id), 0) FROM findings", [], |r| r.get(0))?))
+    }
+
     fn finding(&self, finding_id: &str) -> Result<Option<Finding>> {
         self.with_reader(|c| {
             let row: Option<(i64, String)> = c

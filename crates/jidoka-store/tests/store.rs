@@ -152,6 +152,13 @@ fn findings_actions_and_cursor_commit_together_and_page() {
 
     let in_order = store.findings_in_order(0, 100).expect("ordered");
     assert_eq!(in_order.items.first().map(|f| f.finding_id.as_str()), Some("F0"));
+    // A follower resumes after the last finding of a partial page, which is the newest.
+    let last = in_order.next_cursor.expect("a cursor after a partial page");
+    assert_eq!(store.last_finding_position().expect("last"), last);
+    let rest = store.findings_in_order(last - 1, 100).expect("tail");
+    assert_eq!(rest.items.len(), 1);
+    assert_eq!(rest.items[0].finding_id, "F24");
+    assert!(store.findings_in_order(last, 100).expect("after").next_cursor.is_none());
 
     let pending = store
         .actions(&ActionQuery { status: Some(ActionStatus::PendingApproval), limit: 10, ..Default::default() })

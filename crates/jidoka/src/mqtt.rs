@@ -51,7 +51,7 @@ pub fn publish_findings(cfg: MqttSinkConfig, store: Arc<dyn Store>, stop: Arc<At
     let checkpoint_name = format!("mqtt-findings:{}", cfg.name);
     let mut after: i64 = match store.checkpoint(&checkpoint_name) {
         Ok(Some(p)) => p.parse().unwrap_or(0),
-        Ok(None) => match last_finding_position(store.as_ref()) {
+        Ok(None) => match store.last_finding_position() {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(sink = %cfg.name, error = %e, "cannot read findings; findings are not published");
@@ -100,16 +100,6 @@ pub fn publish_findings(cfg: MqttSinkConfig, store: Arc<dyn Store>, stop: Arc<At
             tracing::warn!(sink = %cfg.name, error = %e, "cannot record the findings checkpoint");
         }
         after = last;
-    }
-}
-
-fn last_finding_position(store: &dyn Store) -> anyhow::Result<i64> {
-    let mut after = 0;
-    loop {
-        match store.findings_in_order(after, 5000)?.next_cursor {
-            Some(c) => after = c,
-            None => return Ok(after),
-        }
     }
 }
 
@@ -233,9 +223,8 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             if messages.len() == n {
                 break;
             }
-            let station = e.vin().map(|_| "line").unwrap_or("plant");
             messages.push(Message {
-                topic: format!("plant/{station}/{}", e.kind()),
+                topic: format!("plant/{}", e.kind()),
                 payload: serde_json::to_vec(&e)?,
                 retain: false,
             });
@@ -265,37 +254,19 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     };
 
     // The broker's own rate: mosquitto_sub on a persistent session, writing to a file.
-    let sub = |extra: &[&str]| -> anyhow::Result<std::process::Output> {
-        Command::new("mosquitto_sub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &broker.port.to_string(),
-                "-q",
-                "1",
-                "-c",
-                "-i",
-                "bench-raw",
-                "-t",
-                "plant/#",
-            ])
-            .args(extra)
-            .stderr(Stdio::null())
-            .output()
-            .context("cannot run mosquitto_sub (scripts/mosquitto.sh installs it)")
+    let port = broker.port.to_string();
+    let sub = || {
+        let mut cmd = Command::new("mosquitto_sub");
+        cmd.args(["-h", "127.0.0.1", "-p", &port, "-q", "1", "-c", "-i", "bench-raw", "-t", "plant/#"])
+            .stderr(Stdio::null());
+        cmd
     };
-    sub(&["-E"])?;
+    let registered = sub().arg("-E").status().context("cannot run mosquitto_sub (scripts/mosquitto.sh installs it)")?;
+    anyhow::ensure!(registered.success(), "mosquitto_sub could not subscribe");
     let publish_s = preload("bench-pub-1")?;
     let out_path = dir.path().join("raw.txt");
     let t0 = Instant::now();
-    let out = Command::new("mosquitto_sub")
-        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-q", "1", "-c", "-i", "bench-raw", "-t", "plant/#"])
-        .args(["-C", &n.to_string()])
-        .stdout(std::fs::File::create(&out_path)?)
-        .stderr(Stdio::null())
-        .status()
-        .context("cannot run mosquitto_sub")?;
+    let out = sub().args(["-C", &n.to_string()]).stdout(std::fs::File::create(&out_path)?).status()?;
     let raw_s = t0.elapsed().as_secs_f64();
     anyhow::ensure!(out.success(), "mosquitto_sub failed");
     let raw_lines = std::fs::read_to_string(&out_path)?.lines().count();
@@ -305,17 +276,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("jidoka.sqlite"))?);
     let runtime = crate::bench::bench_runtime(store.clone(), None, Default::default())?;
     let mut cfg = MqttSourceConfig::new("bench", &broker.addr());
-    cfg.topics.push(TopicConfig {
-        filter: "plant/#".into(),
-        format: jidoka_connectors::mqtt::Format::Event,
-        kind: None,
-        txn_id: None,
-        occurred_at: None,
-        correlation_id: None,
-        fields: Default::default(),
-        convert: Default::default(),
-        stations: Default::default(),
-    });
+    cfg.topics.push(TopicConfig::new("plant/#", jidoka_connectors::mqtt::Format::Event));
     let run_source = |stop: Arc<AtomicBool>, stats: Arc<SourceStats>| {
         let (cfg, ingest, data) = (cfg.clone(), runtime.ingest(), dir.path().to_path_buf());
         std::thread::spawn(move || source(cfg, ingest, &data, stop, stats))

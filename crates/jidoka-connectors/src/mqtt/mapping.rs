@@ -12,6 +12,7 @@
 //! The built envelope goes through [`Event::parse`], so a message that does not make an event
 //! is refused with the field and the reason, as everywhere else.
 
+use jidoka_model::event::{json_type, truncate};
 use jidoka_model::{Event, EventError, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -101,7 +102,7 @@ impl Template {
                     Some(v @ (Value::Number(_) | Value::Bool(_))) => out.push_str(&v.to_string()),
                     Some(Value::Null) | None if *optional => return Ok(None),
                     None => return Err(format!("the payload has no `{pointer}`")),
-                    Some(v) => return Err(format!("`{pointer}` is {}, which cannot be part of a text", kind_of(v))),
+                    Some(v) => return Err(format!("`{pointer}` is {}, which cannot be part of a text", json_type(v))),
                 },
             }
         }
@@ -131,17 +132,6 @@ fn placeholder(inner: &str) -> Result<Part, String> {
 
 fn topic_level(topic: &str, n: usize) -> Result<&str, String> {
     topic.split('/').nth(n).ok_or_else(|| format!("the topic `{topic}` has no level {n}"))
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// A unit conversion as configured: a known name or a linear map.
@@ -224,24 +214,19 @@ impl Conversion {
             Value::Number(n) => convert(n.as_f64().unwrap_or(f64::NAN)),
             Value::String(s) => match s.trim().parse::<f64>() {
                 Ok(x) if x.is_finite() => convert(x),
-                _ => {
-                    Err(EventError::new(format!("data.{field}"), format!("`{}` is not a number to convert", short(&s))))
-                }
+                _ => Err(EventError::new(
+                    format!("data.{field}"),
+                    format!("`{}` is not a number to convert", truncate(&s, 40)),
+                )),
             },
             Value::Array(items) => {
                 items.into_iter().map(|v| self.apply(field, v)).collect::<Result<Vec<_>, _>>().map(Value::Array)
             }
-            other => {
-                Err(EventError::new(format!("data.{field}"), format!("{} is not a number to convert", kind_of(&other))))
-            }
+            other => Err(EventError::new(
+                format!("data.{field}"),
+                format!("{} is not a number to convert", json_type(&other)),
+            )),
         }
-    }
-}
-
-fn short(s: &str) -> String {
-    match s.char_indices().nth(40) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
     }
 }
 
@@ -290,6 +275,23 @@ pub struct TopicConfig {
     /// Sparkplug B: device (or edge node) id → the station it serves.
     #[serde(default)]
     pub stations: BTreeMap<String, String>,
+}
+
+impl TopicConfig {
+    /// A topic entry with nothing mapped yet (the event and Sparkplug formats need nothing more).
+    pub fn new(filter: &str, format: Format) -> TopicConfig {
+        TopicConfig {
+            filter: filter.into(),
+            format,
+            kind: None,
+            txn_id: None,
+            occurred_at: None,
+            correlation_id: None,
+            fields: BTreeMap::new(),
+            convert: BTreeMap::new(),
+            stations: BTreeMap::new(),
+        }
+    }
 }
 
 /// A topic mapping checked and compiled.
@@ -404,11 +406,6 @@ pub fn message_digest(topic: &str, payload: &[u8]) -> String {
     format!("sha256:{}", hex::encode(&h.finalize()[..16]))
 }
 
-/// Milliseconds since 1970 as a timestamp.
-pub fn from_epoch_ms(ms: i64) -> Option<Timestamp> {
-    chrono::DateTime::from_timestamp_millis(ms)
-}
-
 impl Mapping {
     /// The events of one JSON or event-format message, each built or refused on its own.
     pub fn events(
@@ -463,7 +460,7 @@ impl Mapping {
         received_at: Timestamp,
     ) -> Result<Event, EventError> {
         let Value::Object(fields_in) = &item else {
-            return Err(EventError::new("payload", format!("expected a JSON object, found {}", kind_of(&item))));
+            return Err(EventError::new("payload", format!("expected a JSON object, found {}", json_type(&item))));
         };
         let mut envelope = match self.format {
             Format::Event => {
@@ -495,7 +492,7 @@ impl Mapping {
                 Some(Value::String(s)) => envelope.insert("source_txn_id".into(), Value::String(s)),
                 Some(v @ Value::Number(_)) => envelope.insert("source_txn_id".into(), Value::String(v.to_string())),
                 Some(v) => {
-                    return Err(EventError::new("source_txn_id", format!("{} is not an id", kind_of(&v))));
+                    return Err(EventError::new("source_txn_id", format!("{} is not an id", json_type(&v))));
                 }
                 None => None,
             };
@@ -514,7 +511,7 @@ impl Mapping {
             None => Value::String(jidoka_model::event::rfc3339::format(&received_at)),
             Some(Value::Number(n)) => {
                 let ms = n.as_f64().filter(|x| x.is_finite() && x.abs() < 1e15).map(|x| x as i64);
-                let t = ms.and_then(from_epoch_ms).ok_or_else(|| {
+                let t = ms.and_then(chrono::DateTime::from_timestamp_millis).ok_or_else(|| {
                     EventError::new("occurred_at", format!("{n} is not a time in milliseconds since 1970"))
                 })?;
                 Value::String(jidoka_model::event::rfc3339::format(&t))
@@ -543,7 +540,7 @@ mod tests {
     use serde_json::json;
 
     fn t0() -> Timestamp {
-        from_epoch_ms(1_764_000_000_000).unwrap_or_default()
+        chrono::DateTime::from_timestamp_millis(1_764_000_000_000).unwrap_or_default()
     }
 
     fn mapping(toml_text: &str) -> Mapping {

@@ -30,7 +30,8 @@ pub struct MqttSinkConfig {
     pub name: String,
     /// Broker address, `host:port`.
     pub broker: String,
-    /// Client id (default `jidoka-<name>-out`).
+    /// Client id prefix: actions go out as `<client_id>-out`, findings as
+    /// `<client_id>-findings` (default prefix `jidoka-<name>`).
     #[serde(default)]
     pub client_id: Option<String>,
     #[serde(default)]
@@ -88,7 +89,7 @@ impl MqttSinkConfig {
             client_id: self
                 .client_id
                 .clone()
-                .map(|c| format!("{c}{role}"))
+                .map(|c| format!("{c}-{role}"))
                 .unwrap_or_else(|| format!("jidoka-{}-{role}", self.name)),
             username: self.username.as_deref(),
             password_env: self.password_env.as_deref(),

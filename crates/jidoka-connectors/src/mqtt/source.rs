@@ -14,7 +14,7 @@ use super::sparkplug::Host;
 use super::{BrokerLogin, topic};
 use crate::{ResultStore, Stored, reconnect_delay, sleep_unless};
 use jidoka_model::{Event, Timestamp};
-use rumqttc::{Client, Connection, Packet, QoS, RecvTimeoutError, TryRecvError};
+use rumqttc::{Client, Packet, QoS, RecvTimeoutError, TryRecvError};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -187,6 +187,7 @@ pub struct SourceStats {
     pub acknowledged: AtomicU64,
     pub sequence_gaps: AtomicU64,
     pub rebirths_requested: AtomicU64,
+    pub metrics_skipped: AtomicU64,
 }
 
 impl SourceStats {
@@ -202,6 +203,7 @@ fn add(counter: &AtomicU64, n: usize) {
 /// What becomes of one message.
 struct Taken {
     publish: rumqttc::Publish,
+    received_at: Timestamp,
     generation: u64,
     events: Vec<Event>,
     reasons: Vec<String>,
@@ -236,8 +238,10 @@ impl Decoder {
         })
     }
 
+    /// The filters to subscribe to, each once.
     pub fn filters(&self) -> Vec<String> {
         let mut f: Vec<String> = self.mappings.iter().map(|m| m.filter.clone()).collect();
+        f.sort_unstable();
         f.dedup();
         f
     }
@@ -279,15 +283,8 @@ pub fn run(
     stop: &AtomicBool,
     stats: &SourceStats,
 ) {
-    let mut decoder = match Decoder::new(cfg) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::error!(source = %cfg.name, error = %e, "mqtt source not started");
-            return;
-        }
-    };
-    let mut opts = match cfg.login().options() {
-        Ok(o) => o,
+    let (mut decoder, mut opts) = match Decoder::new(cfg).and_then(|d| Ok((d, cfg.login().options()?))) {
+        Ok(setup) => setup,
         Err(e) => {
             tracing::error!(source = %cfg.name, error = %e, "mqtt source not started");
             return;
@@ -338,7 +335,7 @@ pub fn run(
                     {
                         tracing::warn!(source = %cfg.name, topic = %cmd.topic, error = %e, "cannot send rebirth request");
                     }
-                    taken.push(Taken { publish: p, generation, events: d.events, reasons: d.reasons });
+                    taken.push(Taken { publish: p, received_at, generation, events: d.events, reasons: d.reasons });
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -369,6 +366,7 @@ pub fn run(
         let h = decoder.host.stats;
         stats.sequence_gaps.store(h.sequence_gaps, Ordering::Relaxed);
         stats.rebirths_requested.store(h.rebirths_requested, Ordering::Relaxed);
+        stats.metrics_skipped.store(h.metrics_skipped, Ordering::Relaxed);
     }
     let _ = client.try_disconnect();
     // Let the DISCONNECT go out so the broker keeps the session rather than waiting it out.
@@ -429,7 +427,7 @@ fn flush(
             let record = RejectedMessage {
                 source: cfg.source(),
                 topic: t.publish.topic.clone(),
-                received_at: chrono::Utc::now(),
+                received_at: t.received_at,
                 reasons,
                 payload,
                 payload_encoding,
@@ -460,13 +458,6 @@ fn flush(
             }
         }
     }
-}
-
-/// Connect a client and connection with this source's options (tests, benchmarks).
-pub fn connect(cfg: &MqttSourceConfig) -> Result<(Client, Connection), String> {
-    let mut opts = cfg.login().options()?;
-    opts.set_clean_session(false).set_manual_acks(true);
-    Ok(Client::new(opts, cfg.max_batch * 2 + 64))
 }
 
 #[cfg(test)]
@@ -504,17 +495,7 @@ mod tests {
     fn decoder_refuses_with_the_topic_or_size() {
         let mut cfg = MqttSourceConfig::new("line", "127.0.0.1:1883");
         cfg.max_message_bytes = 1024;
-        cfg.topics.push(TopicConfig {
-            filter: "jidoka/events/#".into(),
-            format: Format::Event,
-            kind: None,
-            txn_id: None,
-            occurred_at: None,
-            correlation_id: None,
-            fields: Default::default(),
-            convert: Default::default(),
-            stations: Default::default(),
-        });
+        cfg.topics.push(TopicConfig::new("jidoka/events/#", Format::Event));
         let mut d = Decoder::new(&cfg).unwrap_or_else(|e| panic!("{e}"));
         let now = chrono::Utc::now();
         let out = d.decode("other/topic", b"{}", now);

@@ -7,7 +7,7 @@
 //! numeric or boolean metric becomes a `process_parameter_sample` of its device (or edge node);
 //! text, bytes, data sets and templates are counted and skipped, not refused.
 
-use super::mapping::{from_epoch_ms, message_digest};
+use super::mapping::message_digest;
 use jidoka_model::{Event, EventError, Timestamp};
 use prost::Message as _;
 use serde_json::{Value, json};
@@ -195,17 +195,15 @@ pub struct Handled {
     pub rebirth: Option<Command>,
     /// Something an integrator should see in the log (sequence gap, unknown alias, death).
     pub notes: Vec<String>,
-    /// Metrics skipped because they are not numbers (text, bytes, data sets).
-    pub skipped: usize,
 }
 
 /// Counters over the host's life.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct HostStats {
-    pub births: u64,
-    pub deaths: u64,
     pub sequence_gaps: u64,
     pub rebirths_requested: u64,
+    /// Metrics skipped because they are not numbers (text, bytes, data sets).
+    pub metrics_skipped: u64,
 }
 
 /// The listening host's view of every edge node.
@@ -260,7 +258,6 @@ impl Host {
 
         match sp.message_type {
             MessageType::NBirth => {
-                self.stats.births += 1;
                 *node = Node { online: true, born: true, ..Node::default() };
                 node.bd_seq = payload.metrics.iter().find(|m| m.name.as_deref() == Some("bdSeq")).and_then(metric_u64);
                 if let Some(seq) = payload.seq
@@ -273,7 +270,6 @@ impl Host {
             MessageType::NDeath => {
                 let bd = payload.metrics.iter().find(|m| m.name.as_deref() == Some("bdSeq")).and_then(metric_u64);
                 if node.bd_seq.is_none() || bd.is_none() || bd == node.bd_seq {
-                    self.stats.deaths += 1;
                     node.online = false;
                     node.next_seq = None;
                     out.notes.push(format!("edge node {}/{} is offline (NDEATH)", sp.group, sp.edge));
@@ -360,14 +356,14 @@ impl Host {
                 continue;
             }
             let Some(value) = numeric(metric, datatype) else {
-                out.skipped += 1;
+                self.stats.metrics_skipped += 1;
                 continue;
             };
             let at = metric
                 .timestamp
                 .or(payload.timestamp)
                 .and_then(|ms| i64::try_from(ms).ok())
-                .and_then(from_epoch_ms)
+                .and_then(chrono::DateTime::from_timestamp_millis)
                 .unwrap_or(received_at);
             let unit = eng_unit(metric).or_else(|| node.units.get(&(device.clone(), name.clone())).cloned());
             let envelope = json!({
@@ -484,7 +480,7 @@ mod tests {
     }
 
     fn at(ms: i64) -> Timestamp {
-        from_epoch_ms(ms).unwrap_or_default()
+        chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
     }
 
     fn bytes(seq: u64, metrics: Vec<Metric>) -> Vec<u8> {
@@ -520,7 +516,7 @@ mod tests {
         );
         let h = host.handle("mqtt:p", "spBv1.0/line1/DBIRTH/edge1/filler", &dbirth, at(1), &stations);
         assert_eq!(values(&h), vec![("Coolant/Pressure".into(), 2.5), ("Coolant/Temp".into(), -5.0)]);
-        assert_eq!(h.skipped, 1);
+        assert_eq!(host.stats.metrics_skipped, 1);
         let ddata = bytes(
             2,
             vec![

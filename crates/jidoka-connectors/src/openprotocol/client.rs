@@ -18,6 +18,7 @@ use super::frame::{Framed, Framer, OpError, Telegram};
 use super::result::{ResultContext, tightening_id, to_event};
 use super::trace::Trace;
 use super::{Body, build, decode, layouts};
+use crate::{ResultStore, Stored, sleep_unless};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{Read, Write};
@@ -156,8 +157,6 @@ impl OpenProtocolSourceConfig {
     }
 }
 
-pub use crate::{ResultStore, Stored};
-
 /// Counters of one link, for logs, metrics, tests and benchmarks.
 #[derive(Debug, Default)]
 pub struct LinkStats {
@@ -294,8 +293,6 @@ pub fn run(
 fn tracing_warn(link: &str, message: &str) {
     tracing::warn!(link, "{message}");
 }
-
-use crate::sleep_unless;
 
 /// Most telegrams kept aside while a request waits for its answer.
 const MAX_BACKLOG: usize = 1000;
