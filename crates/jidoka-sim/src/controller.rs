@@ -10,6 +10,14 @@
 //! upload (0064 → 0065, error 15 when it no longer has one); echoes keep-alives (9999). It
 //! accepts one integrator at a time.
 //!
+//! With `link_ack` it reports sequence number support (MID 0002 revision 6 and up), and once
+//! the integrator numbers its telegrams it works at link level: every numbered telegram
+//! received is acknowledged at once (MID 9997 with its sequence number; the same number again
+//! is a resend, acknowledged and not acted on), and every telegram it sends is numbered 1 to
+//! 99 and sent one at a time, each after the acknowledgement of the one before, again after
+//! `ack_timeout` or a refusal (MID 9998), and the connection closed after three tries. The
+//! acknowledgement of a result stands for MID 0062. Keep-alives stay unnumbered.
+//!
 //! [`Faults`] make it misbehave as real links do: drop the connection after a number of
 //! results, delay every answer, never answer, send a result twice, put garbage on the wire.
 
@@ -38,6 +46,8 @@ pub struct EmulatorConfig {
     pub history: usize,
     /// A result not acknowledged within this time is sent again.
     pub ack_timeout: Duration,
+    /// Support link-level acknowledgement (MID 9997 / 9998 with header sequence numbers).
+    pub link_ack: bool,
     pub faults: Faults,
 }
 
@@ -49,6 +59,7 @@ impl Default for EmulatorConfig {
             max_result_revision: 7,
             history: 10_000,
             ack_timeout: Duration::from_millis(2000),
+            link_ack: false,
             faults: Faults::default(),
         }
     }
@@ -69,6 +80,12 @@ pub struct Faults {
     pub garbage_every: Option<u64>,
     /// Do not send traces even when subscribed.
     pub no_traces: bool,
+    /// At link level, refuse every this-many-th numbered telegram received (MID 9998, invalid
+    /// sequence number) instead of acknowledging it.
+    pub refuse_every: Option<u64>,
+    /// At link level, act on every this-many-th numbered telegram received but leave it
+    /// unacknowledged, as if the acknowledgement were lost.
+    pub withhold_ack_every: Option<u64>,
 }
 
 /// What the controller did, for tests and benchmarks.
@@ -80,6 +97,12 @@ pub struct EmulatorStats {
     pub acks: AtomicU64,
     pub uploads: AtomicU64,
     pub refused: AtomicU64,
+    /// Link-level acknowledgements received for telegrams sent.
+    pub link_acks: AtomicU64,
+    /// Telegrams sent again at link level (no acknowledgement in time, or refused).
+    pub link_resends: AtomicU64,
+    /// Numbered telegrams received again with the same sequence number.
+    pub link_repeats: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -191,6 +214,22 @@ struct Link<'a> {
     /// The result sent and not yet acknowledged: id, when, how often.
     outstanding: Option<(u64, Instant, u32)>,
     sent: u64,
+    /// Set once the integrator numbers its telegrams (and `link_ack` is on).
+    link: Option<LinkState>,
+}
+
+/// Link-level state: telegrams wait in `queue` and go out one at a time.
+#[derive(Debug, Default)]
+struct LinkState {
+    next: u8,
+    last_received: Option<u8>,
+    /// Numbered telegrams received (for the refuse / withhold faults).
+    received: u64,
+    /// Telegrams to send, with the result id each carries.
+    queue: VecDeque<(Telegram, Option<u64>)>,
+    /// The telegram sent and not acknowledged: result id, when to send it again, how often
+    /// it has been sent.
+    in_flight: Option<(Telegram, Option<u64>, Instant, u32)>,
 }
 
 impl<'a> Link<'a> {
@@ -208,6 +247,7 @@ impl<'a> Link<'a> {
             next_live: u64::MAX,
             outstanding: None,
             sent: 0,
+            link: None,
         })
     }
 
@@ -215,8 +255,101 @@ impl<'a> Link<'a> {
         &self.inner.cfg.faults
     }
 
+    /// Send now, or at link level queue it behind the unacknowledged ones.
     fn send(&mut self, t: &Telegram) -> std::io::Result<()> {
-        self.stream.write_all(&t.to_wire())
+        self.send_result(t, None)
+    }
+
+    fn send_result(&mut self, t: &Telegram, result: Option<u64>) -> std::io::Result<()> {
+        match &mut self.link {
+            Some(link) if !matches!(t.header.mid, 9997..=9999) => {
+                link.queue.push_back((t.clone(), result));
+                Ok(())
+            }
+            _ => self.stream.write_all(&t.to_wire()),
+        }
+    }
+
+    /// At link level: send the next queued telegram once the last one is acknowledged, or the
+    /// last one again after `ack_timeout`; false to close the connection after three tries.
+    fn pump_link(&mut self) -> std::io::Result<bool> {
+        let timeout = self.inner.cfg.ack_timeout;
+        let Some(link) = &mut self.link else { return Ok(true) };
+        if let Some((t, _, due, tries)) = &mut link.in_flight {
+            if Instant::now() < *due {
+                return Ok(true);
+            }
+            if *tries >= 3 {
+                return Ok(false);
+            }
+            *due = Instant::now() + timeout;
+            *tries += 1;
+            let wire = t.to_wire();
+            self.inner.stats.link_resends.fetch_add(1, Ordering::Relaxed);
+            self.stream.write_all(&wire)?;
+            return Ok(true);
+        }
+        let Some((mut t, result)) = link.queue.pop_front() else { return Ok(true) };
+        t.header.sequence = Some(link.next);
+        link.next = if link.next >= 99 { 1 } else { link.next + 1 };
+        let wire = t.to_wire();
+        link.in_flight = Some((t, result, Instant::now() + timeout, 1));
+        self.stream.write_all(&wire)?;
+        Ok(true)
+    }
+
+    /// Link-level handling of a telegram received; true when it was only about the link.
+    fn link_receive(&mut self, t: &Telegram) -> std::io::Result<bool> {
+        let seq = t.header.sequence.filter(|&n| n > 0);
+        if self.link.is_none() && self.inner.cfg.link_ack && seq.is_some() {
+            self.link = Some(LinkState { next: 1, ..LinkState::default() });
+        }
+        let faults = self.inner.cfg.faults.clone();
+        let Some(link) = &mut self.link else { return Ok(false) };
+        match t.header.mid {
+            9997 => {
+                if let Some((sent, result, _, _)) = &link.in_flight
+                    && sent.header.sequence == seq
+                {
+                    if result.is_some() && self.outstanding.take().is_some() {
+                        self.inner.stats.acks.fetch_add(1, Ordering::Relaxed);
+                    }
+                    link.in_flight = None;
+                    self.inner.stats.link_acks.fetch_add(1, Ordering::Relaxed);
+                }
+                return Ok(true);
+            }
+            9998 => {
+                if let Some((_, _, due, _)) = &mut link.in_flight {
+                    *due = Instant::now();
+                }
+                return Ok(true);
+            }
+            _ => {}
+        }
+        let Some(seq) = seq else { return Ok(false) };
+        link.received += 1;
+        let n = link.received;
+        let mid = i64::from(t.header.mid);
+        if faults.refuse_every.is_some_and(|k| k > 0 && n.is_multiple_of(k)) {
+            let mut nak =
+                op::build(9998, 1, &[("mid", Value::Int(mid)), ("error_code", Value::Int(3))]).map_err(io_err)?;
+            nak.header.sequence = Some(seq);
+            self.stream.write_all(&nak.to_wire())?;
+            return Ok(true);
+        }
+        let repeat = link.last_received == Some(seq);
+        link.last_received = Some(seq);
+        if repeat {
+            self.inner.stats.link_repeats.fetch_add(1, Ordering::Relaxed);
+        } else if faults.withhold_ack_every.is_some_and(|k| k > 0 && n.is_multiple_of(k)) {
+            // Acted on, but the acknowledgement is lost: the integrator sends it again.
+            return Ok(false);
+        }
+        let mut ack = op::build(9997, 1, &[("mid", Value::Int(mid))]).map_err(io_err)?;
+        ack.header.sequence = Some(seq);
+        self.stream.write_all(&ack.to_wire())?;
+        Ok(repeat)
     }
 
     fn serve(&mut self) -> std::io::Result<()> {
@@ -230,12 +363,13 @@ impl<'a> Link<'a> {
             }
             while let Some(item) = self.framer.take() {
                 if let Framed::Telegram(t) = item
+                    && !self.link_receive(&t)?
                     && !self.answer(t)?
                 {
                     return Ok(());
                 }
             }
-            if !self.push_results()? {
+            if !self.push_results()? || !self.pump_link()? {
                 return Ok(());
             }
         }
@@ -282,6 +416,7 @@ impl<'a> Link<'a> {
                     ("controller_name", Value::Text(self.inner.cfg.name.clone())),
                     ("supplier_code", Value::Text("ACT".into())),
                     ("open_protocol_version", Value::Text("2.16.0".into())),
+                    ("sequence_number_support", Value::Int(i64::from(self.inner.cfg.link_ack))),
                 ];
                 self.reply(op::build(2, rev, &values).map_err(io_err)?)?;
             }
@@ -347,6 +482,8 @@ impl<'a> Link<'a> {
             return Ok(true);
         }
         let id = match self.outstanding {
+            // At link level the link resends; the result waits for its acknowledgement there.
+            Some(_) if self.link.is_some() => return Ok(true),
             Some((id, at, tries)) if at.elapsed() >= self.inner.cfg.ack_timeout => {
                 if tries >= 3 {
                     return Ok(false);
@@ -383,14 +520,14 @@ impl<'a> Link<'a> {
             self.stream.write_all(b"\x01\x7f0042 line noise \xff")?;
         }
         let result = result.map_err(io_err)?;
-        self.send(&result)?;
+        self.send_result(&result, Some(id))?;
         self.inner.stats.results_sent.fetch_add(1, Ordering::Relaxed);
         for t in traces {
             self.send(&t.map_err(io_err)?)?;
             self.inner.stats.traces_sent.fetch_add(1, Ordering::Relaxed);
         }
         if faults.resend_every.is_some_and(|n| n > 0 && self.sent.is_multiple_of(n)) {
-            self.send(&result)?;
+            self.send_result(&result, Some(id))?;
         }
         if faults.drop_after_results.is_some_and(|n| n > 0 && self.sent.is_multiple_of(n)) {
             return Ok(false);

@@ -44,6 +44,8 @@ struct MemStore {
     events: BTreeMap<String, Event>,
     checkpoint: Option<String>,
     fail_next: usize,
+    /// Fail every append that carries events (a checkpoint alone still goes through).
+    fail_events: bool,
     appends: usize,
 }
 
@@ -57,6 +59,9 @@ impl ResultStore for Shared {
         if s.fail_next > 0 {
             s.fail_next -= 1;
             return Err("disk full (simulated)".into());
+        }
+        if s.fail_events && !events.is_empty() {
+            return Err("events table locked (simulated)".into());
         }
         let out = events
             .into_iter()
@@ -267,4 +272,114 @@ fn a_controller_that_never_answers_is_left_and_retried() {
     let stats = running.stop();
     assert_eq!(LinkStats::get(&stats.connects), 0, "no session without a communication start answer");
     assert!(c.stats().connections.load(Ordering::Relaxed) >= 2, "the link was retried");
+}
+
+#[test]
+fn link_level_acknowledgement_carries_results_and_traces_whole() {
+    let made = tightenings(60);
+    let emu = EmulatorConfig { link_ack: true, ..EmulatorConfig::default() };
+    let c = Controller::start("127.0.0.1:0", emu).unwrap();
+    let store = Shared::default();
+    let running = link(config(&c), &store);
+    std::thread::sleep(Duration::from_millis(300));
+    for (t, at) in &made {
+        c.push(t.clone(), *at);
+    }
+    assert!(wait_for(&store, made.len(), 30), "{} of {}", store.0.lock().unwrap().events.len(), made.len());
+    let stats = running.stop();
+    assert_eq!(LinkStats::get(&stats.traces_joined), made.len() as u64, "traces follow their acknowledged result");
+    let st = c.stats();
+    assert_eq!(st.acks.load(Ordering::Relaxed), made.len() as u64, "each result acknowledged once, by MID 9997");
+    // Results, two traces each, and the answers to communication start's followers.
+    assert!(st.link_acks.load(Ordering::Relaxed) >= 3 * made.len() as u64);
+    assert_eq!(st.refused.load(Ordering::Relaxed), 1, "only the first upload request, before any result was made");
+    assert_eq!(st.link_resends.load(Ordering::Relaxed), 0);
+    let s = store.0.lock().unwrap();
+    assert_eq!(s.checkpoint.as_deref(), Some("60"), "nothing left held once stored");
+    assert!(s.appends >= 2 * made.len(), "each result is held durably before its acknowledgement, then stored");
+}
+
+#[test]
+fn refused_and_lost_link_acknowledgements_lose_nothing_and_double_nothing() {
+    let made = tightenings(200);
+    let faults = Faults {
+        refuse_every: Some(5),
+        withhold_ack_every: Some(7),
+        drop_after_results: Some(41),
+        resend_every: Some(9),
+        ..Faults::default()
+    };
+    let emu =
+        EmulatorConfig { link_ack: true, faults, ack_timeout: Duration::from_millis(300), ..EmulatorConfig::default() };
+    let c = Controller::start("127.0.0.1:0", emu).unwrap();
+    let store = Shared::default();
+    let mut cfg = config(&c);
+    cfg.reply_timeout_ms = 300;
+    cfg.traces = true;
+    let running = link(cfg, &store);
+    std::thread::sleep(Duration::from_millis(300));
+    for (t, at) in &made {
+        c.push(t.clone(), *at);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(wait_for(&store, made.len(), 90), "{} of {}", store.0.lock().unwrap().events.len(), made.len());
+    let stats = running.stop();
+    let s = store.0.lock().unwrap();
+    assert_eq!(s.events.len(), made.len(), "exactly one event per tightening");
+    assert_eq!(s.checkpoint.as_deref(), Some("200"));
+    let st = c.stats();
+    eprintln!(
+        "connects {} client resends {} controller repeats {} duplicates {} joined {} late {} recovered {}",
+        LinkStats::get(&stats.connects),
+        LinkStats::get(&stats.link_resends),
+        st.link_repeats.load(Ordering::Relaxed),
+        LinkStats::get(&stats.duplicates),
+        LinkStats::get(&stats.traces_joined),
+        LinkStats::get(&stats.traces_late),
+        LinkStats::get(&stats.recovered)
+    );
+    assert!(LinkStats::get(&stats.link_resends) > 0, "refused and unacknowledged telegrams were sent again");
+    assert!(st.link_repeats.load(Ordering::Relaxed) > 0, "a telegram whose acknowledgement was lost came again");
+    assert!(LinkStats::get(&stats.connects) >= 2, "the controller dropped the link after 41 results");
+    assert!(LinkStats::get(&stats.recovered) > 0, "results made while disconnected were uploaded");
+    assert_eq!(LinkStats::get(&stats.unrecoverable), 0);
+}
+
+#[test]
+fn a_result_acknowledged_at_link_level_is_stored_even_when_the_controller_no_longer_has_it() {
+    let made = tightenings(1);
+    let store = Shared::default();
+    store.0.lock().unwrap().fail_events = true;
+    let a = Controller::start("127.0.0.1:0", EmulatorConfig { link_ack: true, ..EmulatorConfig::default() }).unwrap();
+    let mut cfg = config(&a);
+    cfg.traces = false;
+    let running = link(cfg.clone(), &store);
+    std::thread::sleep(Duration::from_millis(300));
+    a.push(made[0].0.clone(), made[0].1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.stats().acks.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(a.stats().acks.load(Ordering::Relaxed), 1, "the result was acknowledged");
+    running.stop();
+    a.shutdown();
+    {
+        let s = store.0.lock().unwrap();
+        assert!(s.events.is_empty(), "the store refused the result itself");
+        let held = client::Tracker::from_checkpoint(s.checkpoint.as_deref());
+        assert_eq!(held.held().keys().copied().collect::<Vec<_>>(), vec![1], "but holds its telegram");
+    }
+    // A replacement controller that never made it; the store works again.
+    store.0.lock().unwrap().fail_events = false;
+    let b = Controller::start("127.0.0.1:0", EmulatorConfig { link_ack: true, ..EmulatorConfig::default() }).unwrap();
+    cfg.address = b.addr().to_string();
+    let running = link(cfg, &store);
+    assert!(wait_for(&store, 1, 10), "the held result is stored");
+    running.stop();
+    let s = store.0.lock().unwrap();
+    let e = s.events.values().next().unwrap();
+    let EventPayload::TighteningResult(r) = &e.payload else { panic!("kind") };
+    assert_eq!(r.vin, made[0].0.vin);
+    assert!((r.final_torque_nm - made[0].0.final_torque_nm).abs() <= 0.005 + 1e-9);
+    assert_eq!(s.checkpoint.as_deref(), Some("1"), "stored and no longer held");
 }

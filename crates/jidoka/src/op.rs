@@ -144,6 +144,10 @@ pub struct BenchArgs {
     /// Send results without traces.
     #[arg(long)]
     pub no_traces: bool,
+    /// Acknowledge every telegram at link level (MID 9997 / 9998), as controllers that offer
+    /// sequence numbers do.
+    #[arg(long)]
+    pub link_ack: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -199,7 +203,8 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("jidoka.sqlite"))?);
     let runtime = crate::bench::bench_runtime(store.clone(), None, None)?;
-    let controller = jidoka_sim::controller::Controller::start("127.0.0.1:0", Default::default())?;
+    let emulator = jidoka_sim::controller::EmulatorConfig { link_ack: args.link_ack, ..Default::default() };
+    let controller = jidoka_sim::controller::Controller::start("127.0.0.1:0", emulator)?;
     let mut cfg = OpenProtocolSourceConfig::new("bench", &controller.addr().to_string(), "ST010");
     cfg.traces = !args.no_traces;
     cfg.trace_wait_ms = 2000;
@@ -233,9 +238,10 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(stored as usize == made.len(), "only {stored} of {} results stored", made.len());
 
     let mut report = Report::new(format!(
-        "bench openprotocol: {} tightenings of the simulated line through the emulated controller{}",
+        "bench openprotocol: {} tightenings of the simulated line through the emulated controller{}{}",
         made.len(),
-        if args.no_traces { " (no traces)" } else { ", each with an angle and a torque trace" }
+        if args.no_traces { " (no traces)" } else { ", each with an angle and a torque trace" },
+        if args.link_ack { ", acknowledged at link level" } else { "" }
     ));
     report
         .add("results", "results stored", made.len(), "")

@@ -49,6 +49,17 @@ fn stored(db: &Path) -> (i64, i64, Option<String>) {
 
 #[test]
 fn a_kill_9_on_a_misbehaving_controller_link_loses_no_result_and_doubles_none() {
+    kill_9_on_a_misbehaving_link(false);
+}
+
+/// The same at link level (MID 9997 / 9998), with refused telegrams: a result acknowledged by
+/// MID 9997 is already held in the store's checkpoint.
+#[test]
+fn a_kill_9_at_link_level_loses_no_result_and_doubles_none() {
+    kill_9_on_a_misbehaving_link(true);
+}
+
+fn kill_9_on_a_misbehaving_link(link_ack: bool) {
     let plant = Plant::default_plant().unwrap();
     let mut sim = Simulation::new(plant, 5, None, CurveMode::All);
     let mut made = Vec::new();
@@ -62,9 +73,14 @@ fn a_kill_9_on_a_misbehaving_controller_link_loses_no_result_and_doubles_none() 
         }
     }
     made.truncate(400);
-    let faults =
+    let mut faults =
         Faults { drop_after_results: Some(37), resend_every: Some(9), garbage_every: Some(13), ..Faults::default() };
-    let emu = EmulatorConfig { faults, ack_timeout: Duration::from_millis(500), ..EmulatorConfig::default() };
+    if link_ack {
+        // Refused telegrams are sent again at once (lost acknowledgements, which cost a reply
+        // timeout each, are in the emulator's own tests).
+        faults.refuse_every = Some(11);
+    }
+    let emu = EmulatorConfig { faults, link_ack, ack_timeout: Duration::from_millis(500), ..EmulatorConfig::default() };
     let controller = Controller::start("127.0.0.1:0", emu).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
@@ -87,12 +103,14 @@ fn a_kill_9_on_a_misbehaving_controller_link_loses_no_result_and_doubles_none() 
     };
     let mut child = start(serve());
     let mut pushed = 0;
+    // 200 tightenings a second: far beyond one tool's pace, so results queue up.
+    let pace = Duration::from_millis(5);
     let push_until = |pushed: &mut usize, n: usize| {
         while *pushed < n {
             let (t, at) = &made[*pushed];
             controller.push(t.clone(), *at);
             *pushed += 1;
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(pace);
         }
     };
     push_until(&mut pushed, 150);
@@ -127,10 +145,12 @@ fn a_kill_9_on_a_misbehaving_controller_link_loses_no_result_and_doubles_none() 
         eprintln!("missing {missing:?} checkpoint {checkpoint:?} at_kill {at_kill}");
     }
     assert_eq!(n, 400, "one event per tightening: none lost, none doubled");
-    assert_eq!(checkpoint.as_deref(), Some("400"));
+    assert_eq!(checkpoint.as_deref(), Some("400"), "every result stored and none left held");
     // Results sent live carry their traces; those uploaded after the restart (MID 0065) cannot.
     assert!(curves >= 100, "{curves} results with curves");
     assert!(controller.stats().uploads.load(std::sync::atomic::Ordering::Relaxed) >= 100, "the gap was uploaded");
+    let link_acks = controller.stats().link_acks.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(link_acks > 0, link_ack, "link-level acknowledgement used exactly when the controller offers it");
 }
 
 #[test]

@@ -67,6 +67,23 @@ pub struct OpenProtocolSourceConfig {
     /// Most old results uploaded after a reconnect (the newest are kept).
     #[serde(default = "default_recover_max")]
     pub recover_max: u64,
+    /// Link-level acknowledgement (MID 9997 / 9998 with header sequence numbers): `auto` uses
+    /// it when the controller reports sequence number support in MID 0002 (revision 6 and up).
+    #[serde(default)]
+    pub link_ack: LinkAck,
+}
+
+/// Whether to acknowledge every telegram at link level (MID 9997 / 9998).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkAck {
+    /// When the controller reports sequence number support.
+    #[default]
+    Auto,
+    /// Always, for controllers configured for it that answer an older MID 0002.
+    On,
+    /// Never: subscription data is acknowledged by its own MID (0062, 0072, ...).
+    Off,
 }
 
 fn default_comm_revision() -> u16 {
@@ -145,6 +162,7 @@ impl OpenProtocolSourceConfig {
             reply_timeout_ms: default_reply_timeout_ms(),
             utc_offset_minutes: 0,
             recover_max: default_recover_max(),
+            link_ack: LinkAck::Auto,
         }
     }
 
@@ -171,6 +189,11 @@ pub struct LinkStats {
     pub alarms: AtomicU64,
     /// Results the controller no longer had when asked (lost on the controller side).
     pub unrecoverable: AtomicU64,
+    /// Telegrams the controller refused at link level (MID 9998) or did not acknowledge in time.
+    pub link_resends: AtomicU64,
+    /// Telegrams the controller sent again with the same sequence number (acknowledged, not
+    /// processed twice).
+    pub link_repeats: AtomicU64,
 }
 
 impl LinkStats {
@@ -192,6 +215,8 @@ pub enum LinkError {
     Closed,
     #[error("no answer to MID {0:04} within the reply timeout")]
     NoReply(u16),
+    #[error("MID {0:04} not acknowledged at link level after {LINK_TRIES} tries")]
+    NoLinkAck(u16),
     #[error("the controller has been silent for {0} ms")]
     Silent(u128),
     #[error("MID {mid:04} refused with error {code} ({name})")]
@@ -202,16 +227,34 @@ pub enum LinkError {
     Protocol(#[from] OpError),
 }
 
-/// The highest id below which everything is stored, and the ids stored above it.
+/// The highest id below which everything is stored, the ids stored above it, and the results
+/// acknowledged at link level before they were stored (kept in the checkpoint, which is as
+/// durable as the events, and stored first on the next start).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tracker {
     pub high: Option<u64>,
     above: BTreeSet<u64>,
+    held: BTreeMap<u64, Vec<u8>>,
 }
 
 impl Tracker {
+    /// The checkpoint's first line is the high mark; each further `held <id> <hex>` line is a
+    /// result telegram received and acknowledged but not yet stored.
     pub fn from_checkpoint(text: Option<&str>) -> Tracker {
-        Tracker { high: text.and_then(|t| t.trim().parse().ok()), above: BTreeSet::new() }
+        let mut lines = text.unwrap_or_default().lines();
+        let high = lines.next().and_then(|t| t.trim().parse().ok());
+        let held = lines
+            .filter_map(|l| {
+                let mut parts = l.strip_prefix("held ")?.split(' ');
+                Some((parts.next()?.parse().ok()?, hex::decode(parts.next()?).ok()?))
+            })
+            .collect();
+        Tracker { high, above: BTreeSet::new(), held }
+    }
+
+    /// Result telegrams acknowledged and not yet stored, by tightening id.
+    pub fn held(&self) -> &BTreeMap<u64, Vec<u8>> {
+        &self.held
     }
 
     /// Record `id` as stored (or as given up on).
@@ -253,13 +296,23 @@ impl Tracker {
         ((h + 1..top).filter(|i| !self.above.contains(i)).collect(), given_up)
     }
 
+    /// Forget every stored id: everything up to `high` counts as stored (held results stay).
+    fn restart_at(&mut self, high: u64) {
+        self.high = Some(high);
+        self.above.clear();
+    }
+
     /// The highest id stored (or given up on).
     pub fn top(&self) -> Option<u64> {
         self.above.last().copied().or(self.high)
     }
 
     pub fn checkpoint(&self) -> String {
-        self.high.map(|h| h.to_string()).unwrap_or_default()
+        let mut out = self.high.map(|h| h.to_string()).unwrap_or_default();
+        for (id, bytes) in &self.held {
+            out.push_str(&format!("\nheld {id} {}", hex::encode(bytes)));
+        }
+        out
     }
 }
 
@@ -275,9 +328,9 @@ pub fn run(
     let mut tracker = Tracker::from_checkpoint(checkpoint.as_deref());
     let mut failures = 0u32;
     while !stop.load(Ordering::Relaxed) {
-        let result = Session::connect(cfg, stats).and_then(|mut s| {
+        let result = Session::connect(cfg, stats, &mut *store, &mut tracker).and_then(|mut s| {
             failures = 0;
-            s.run(store, &mut tracker, stop)
+            s.run(stop)
         });
         if let Err(err) = result {
             tracing_warn(&cfg.name, &err.to_string());
@@ -297,6 +350,25 @@ fn tracing_warn(link: &str, message: &str) {
 /// Most telegrams kept aside while a request waits for its answer.
 const MAX_BACKLOG: usize = 1000;
 
+/// How often a telegram is sent before a missing link-level acknowledgement ends the session.
+const LINK_TRIES: u32 = 3;
+
+/// Link-level acknowledgement state of one connection.
+#[derive(Debug)]
+struct LinkLevel {
+    /// Sequence number of the next telegram sent (1 to 99, then 1 again).
+    next: u8,
+    /// Sequence number of the last telegram received: the same number again is a resend.
+    last_received: Option<u8>,
+    /// The telegram sent and not yet acknowledged, when to send it again and how often it
+    /// has been sent.
+    unacked: Option<(Telegram, Instant, u32)>,
+}
+
+fn next_sequence(n: u8) -> u8 {
+    if n >= 99 { 1 } else { n + 1 }
+}
+
 /// How long a result waits for traces after one that came without them.
 const SHORT_TRACE_WAIT_MS: u64 = 100;
 
@@ -313,6 +385,10 @@ struct Pending {
 pub struct Session<'a> {
     cfg: &'a OpenProtocolSourceConfig,
     stats: &'a LinkStats,
+    store: &'a mut dyn ResultStore,
+    tracker: &'a mut Tracker,
+    /// Set when telegrams are acknowledged at link level.
+    link: Option<LinkLevel>,
     stream: TcpStream,
     framer: Framer,
     backlog: VecDeque<Telegram>,
@@ -337,8 +413,14 @@ impl std::fmt::Debug for Session<'_> {
 }
 
 impl<'a> Session<'a> {
-    /// Connect and start communication (MID 0001 with revision fall-back).
-    pub fn connect(cfg: &'a OpenProtocolSourceConfig, stats: &'a LinkStats) -> Result<Session<'a>, LinkError> {
+    /// Connect and start communication (MID 0001 with revision fall-back); decide on
+    /// link-level acknowledgement from the answer (MID 0002).
+    pub fn connect(
+        cfg: &'a OpenProtocolSourceConfig,
+        stats: &'a LinkStats,
+        store: &'a mut dyn ResultStore,
+        tracker: &'a mut Tracker,
+    ) -> Result<Session<'a>, LinkError> {
         let addr = cfg
             .address
             .to_socket_addrs()?
@@ -351,6 +433,9 @@ impl<'a> Session<'a> {
         let mut s = Session {
             cfg,
             stats,
+            store,
+            tracker,
+            link: None,
             stream,
             framer: Framer::new(),
             backlog: VecDeque::new(),
@@ -369,7 +454,13 @@ impl<'a> Session<'a> {
             let data: Vec<(&str, Value)> = if rev >= 7 { vec![("keep_alive", Value::Int(0))] } else { vec![] };
             let reply = s.request(build(1, rev, &data)?, &[2])?;
             match refusal(&reply) {
-                None => break,
+                None => {
+                    let supported = decode(&reply).ok().and_then(|b| b.fields().int("sequence_number_support"));
+                    if cfg.link_ack == LinkAck::On || (cfg.link_ack == LinkAck::Auto && supported == Some(1)) {
+                        s.link = Some(LinkLevel { next: 1, last_received: None, unacked: None });
+                    }
+                    break;
+                }
                 Some(97) | Some(76) if rev > 1 => rev -= 1,
                 Some(code) => return Err(refused(1, code)),
             }
@@ -378,13 +469,144 @@ impl<'a> Session<'a> {
         Ok(s)
     }
 
+    /// Send a telegram. With link-level acknowledgement, the one before must have been
+    /// acknowledged first (telegrams that arrive meanwhile are kept), and this one gets the
+    /// next sequence number; keep-alives and the acknowledgements themselves go unnumbered.
     fn send(&mut self, t: &Telegram) -> Result<(), LinkError> {
+        if self.link.is_none() || matches!(t.header.mid, 9997..=9999) {
+            return self.write(t);
+        }
+        self.await_link_ack()?;
+        let mut t = t.clone();
+        if let Some(link) = &mut self.link {
+            t.header.sequence = Some(link.next);
+            link.next = next_sequence(link.next);
+        }
+        self.write(&t)?;
+        let due = Instant::now() + Duration::from_millis(self.cfg.reply_timeout_ms);
+        if let Some(link) = &mut self.link {
+            link.unacked = Some((t, due, 1));
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, t: &Telegram) -> Result<(), LinkError> {
         self.stream.write_all(&t.to_wire())?;
         self.last_sent = Instant::now();
         Ok(())
     }
 
-    /// The next telegram, waiting at most until `deadline`.
+    /// Wait for the link-level acknowledgement of the telegram last sent (which
+    /// [`Self::resend_due`] sends again meanwhile).
+    fn await_link_ack(&mut self) -> Result<(), LinkError> {
+        while let Some((t, due, _)) = self.link.as_ref().and_then(|l| l.unacked.clone()) {
+            if let Some(other) = self.read_one(due)? {
+                self.keep(other, t.header.mid)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Send the unacknowledged telegram again when its reply timeout has passed or the
+    /// controller refused it (MID 9998); after [`LINK_TRIES`] sends in all, end the session.
+    fn resend_due(&mut self) -> Result<(), LinkError> {
+        let Some((t, due, tries)) = self.link.as_ref().and_then(|l| l.unacked.clone()) else { return Ok(()) };
+        if Instant::now() < due {
+            return Ok(());
+        }
+        if tries >= LINK_TRIES {
+            return Err(LinkError::NoLinkAck(t.header.mid));
+        }
+        LinkStats::add(&self.stats.link_resends, 1);
+        self.write(&t)?;
+        let due = Instant::now() + Duration::from_millis(self.cfg.reply_timeout_ms);
+        if let Some(link) = &mut self.link {
+            link.unacked = Some((t, due, tries + 1));
+        }
+        Ok(())
+    }
+
+    /// Keep a telegram that came while waiting on `mid` for the main loop.
+    fn keep(&mut self, t: Telegram, mid: u16) -> Result<(), LinkError> {
+        if t.header.mid == 9999 {
+            return Ok(());
+        }
+        if self.backlog.len() >= MAX_BACKLOG {
+            let reason = format!("{MAX_BACKLOG} telegrams arrived while waiting for MID {mid:04}'s answer");
+            return Err(OpError::new("$", reason).into());
+        }
+        self.backlog.push_back(t);
+        Ok(())
+    }
+
+    /// Link-level handling of a telegram received: acknowledgements of ours are consumed, a
+    /// repeat of the last telegram is acknowledged again and dropped, anything else is
+    /// acknowledged (a result only once it is held in the store) and passed on.
+    fn receive(&mut self, t: Telegram) -> Result<Option<Telegram>, LinkError> {
+        let Some(link) = &mut self.link else { return Ok(Some(t)) };
+        let seq = t.header.sequence.filter(|&n| n > 0);
+        match t.header.mid {
+            9997 => {
+                let about = decode(&t).ok().and_then(|b| b.fields().int("mid"));
+                if let Some((sent, _, _)) = &link.unacked
+                    && (seq == sent.header.sequence || (seq.is_none() && about == Some(i64::from(sent.header.mid))))
+                {
+                    link.unacked = None;
+                }
+                return Ok(None);
+            }
+            9998 => {
+                let fields = decode(&t).map(|b| b.fields().to_vec()).unwrap_or_default();
+                let code = fields.int("error_code").unwrap_or(0);
+                if let Some((_, due, _)) = &mut link.unacked {
+                    // Sent again by the next wait, which counts the tries.
+                    *due = Instant::now();
+                }
+                tracing_warn(
+                    &self.cfg.name,
+                    &format!(
+                        "controller refused MID {:04} at link level: error {code} ({})",
+                        fields.int("mid").unwrap_or(0),
+                        link_error_name(code)
+                    ),
+                );
+                return Ok(None);
+            }
+            _ => {}
+        }
+        let Some(seq) = seq else { return Ok(Some(t)) };
+        if link.last_received == Some(seq) {
+            LinkStats::add(&self.stats.link_repeats, 1);
+            self.link_ack(&t, seq)?;
+            return Ok(None);
+        }
+        link.last_received = Some(seq);
+        if t.header.mid == 61 {
+            self.hold(&t)?;
+        }
+        self.link_ack(&t, seq)?;
+        Ok(Some(t))
+    }
+
+    fn link_ack(&mut self, t: &Telegram, seq: u8) -> Result<(), LinkError> {
+        let mut ack = build(9997, 1, &[("mid", Value::Int(i64::from(t.header.mid)))])?;
+        ack.header.sequence = Some(seq);
+        self.write(&ack)
+    }
+
+    /// Make a result durable before its link-level acknowledgement: its telegram goes into
+    /// the checkpoint until the result itself is stored.
+    fn hold(&mut self, t: &Telegram) -> Result<(), LinkError> {
+        let Some(id) = decode(t).ok().and_then(|b| tightening_id(b.fields())) else { return Ok(()) };
+        let mut next = self.tracker.clone();
+        next.held.insert(id, t.to_bytes());
+        self.store.append(Vec::new(), next.checkpoint()).map_err(LinkError::Store)?;
+        *self.tracker = next;
+        Ok(())
+    }
+
+    /// The next telegram, waiting at most until `deadline`; `None` at the deadline or after a
+    /// telegram handled at link level.
     fn read_one(&mut self, deadline: Instant) -> Result<Option<Telegram>, LinkError> {
         let mut buf = [0u8; 16 * 1024];
         loop {
@@ -392,7 +614,9 @@ impl<'a> Session<'a> {
                 match item {
                     Framed::Telegram(t) => {
                         self.last_recv = Instant::now();
-                        return Ok(Some(t));
+                        // A telegram only about the link ends the wait too: it may be the
+                        // acknowledgement a caller waits for.
+                        return self.receive(t);
                     }
                     Framed::Garbage { bytes, error } => {
                         LinkStats::add(&self.stats.garbage, 1);
@@ -403,6 +627,7 @@ impl<'a> Session<'a> {
                     }
                 }
             }
+            self.resend_due()?;
             if Instant::now() >= deadline {
                 return Ok(None);
             }
@@ -422,10 +647,11 @@ impl<'a> Session<'a> {
     /// error / accepted (MID 0004 / 0005) about this MID. Other telegrams are kept for later.
     fn request(&mut self, t: Telegram, replies: &[u16]) -> Result<Telegram, LinkError> {
         self.send(&t)?;
-        let deadline = Instant::now() + Duration::from_millis(self.cfg.reply_timeout_ms);
-        while Instant::now() < deadline
-            && let Some(r) = self.read_one(deadline)?
-        {
+        // At link level a refused or unacknowledged request is sent again before it is answered.
+        let tries = if self.link.is_some() { LINK_TRIES } else { 1 };
+        let deadline = Instant::now() + Duration::from_millis(self.cfg.reply_timeout_ms) * tries;
+        while Instant::now() < deadline {
+            let Some(r) = self.read_one(deadline)? else { continue };
             // A generic subscription (0008) may be answered naming the subscribed MID.
             let subscribed = if t.header.mid == 8 { decode(&t).ok().and_then(|b| b.fields().int("mid")) } else { None };
             let about = |r: &Telegram, field: &str| {
@@ -440,14 +666,7 @@ impl<'a> Session<'a> {
             {
                 return Ok(r);
             }
-            if r.header.mid != 9999 {
-                if self.backlog.len() >= MAX_BACKLOG {
-                    let reason =
-                        format!("{MAX_BACKLOG} telegrams arrived while waiting for MID {:04}'s answer", t.header.mid);
-                    return Err(OpError::new("$", reason).into());
-                }
-                self.backlog.push_back(r);
-            }
+            self.keep(r, t.header.mid)?;
         }
         Err(LinkError::NoReply(t.header.mid))
     }
@@ -465,13 +684,9 @@ impl<'a> Session<'a> {
     }
 
     /// Recover, subscribe and take results until `stop` or a failure.
-    pub fn run(
-        &mut self,
-        store: &mut dyn ResultStore,
-        tracker: &mut Tracker,
-        stop: &AtomicBool,
-    ) -> Result<(), LinkError> {
-        self.recover(store, tracker)?;
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<(), LinkError> {
+        self.store_held()?;
+        self.recover()?;
         self.result_rev = self.subscribe(60, self.cfg.result_revision, &[])?;
         if self.traces {
             let data = [
@@ -497,14 +712,14 @@ impl<'a> Session<'a> {
             if let Some(p) = &self.pending
                 && (Instant::now() >= p.deadline || p.traces.len() >= 2)
             {
-                self.finish_pending(store, tracker)?;
+                self.finish_pending()?;
             }
             // A quiet link asks for the latest result once per keep-alive interval: a result
             // the controller believes delivered (an acknowledgement crossed a resend; 0062 names
             // no id) is found even when no later result would show the gap.
             if self.pending.is_none() && self.backlog.is_empty() && last_check.elapsed() >= keep_alive {
                 last_check = Instant::now();
-                self.catch_up(store, tracker)?;
+                self.catch_up()?;
             }
             if self.last_sent.elapsed() >= keep_alive {
                 self.send(&Telegram::new(9999, 1, Vec::new()))?;
@@ -517,17 +732,17 @@ impl<'a> Session<'a> {
                 None => self.read_one(Instant::now() + Duration::from_millis(20))?,
             };
             if let Some(t) = next {
-                self.dispatch(t, store, tracker)?;
+                self.dispatch(t)?;
             }
         }
         if self.pending.is_some() {
-            self.finish_pending(store, tracker)?;
+            self.finish_pending()?;
         }
         let _ = self.send(&Telegram::new(3, 1, Vec::new()));
         Ok(())
     }
 
-    fn dispatch(&mut self, t: Telegram, store: &mut dyn ResultStore, tracker: &mut Tracker) -> Result<(), LinkError> {
+    fn dispatch(&mut self, t: Telegram) -> Result<(), LinkError> {
         let mid = t.header.mid;
         let body = match decode(&t) {
             Ok(b) => b,
@@ -539,7 +754,7 @@ impl<'a> Session<'a> {
                 );
                 if mid == 61 {
                     // Unreadable: acknowledge so the controller goes on; the log keeps why.
-                    self.send(&Telegram::new(62, 1, Vec::new()))?;
+                    self.acknowledge(62)?;
                 }
                 return Ok(());
             }
@@ -548,12 +763,12 @@ impl<'a> Session<'a> {
             (61, Body::Fields(fields)) => {
                 self.last_result = Instant::now();
                 if self.pending.is_some() {
-                    self.finish_pending(store, tracker)?;
+                    self.finish_pending()?;
                 }
                 let Some(id) = tightening_id(&fields) else {
                     LinkStats::add(&self.stats.rejected, 1);
                     tracing_warn(&self.cfg.name, "MID 0061 without a tightening id rejected");
-                    return self.send(&Telegram::new(62, 1, Vec::new()));
+                    return self.acknowledge(62);
                 };
 
                 let mut traces = Vec::new();
@@ -573,14 +788,14 @@ impl<'a> Session<'a> {
                 self.pending =
                     Some(Pending { fields, id, traces, deadline: Instant::now() + Duration::from_millis(wait) });
                 if wait == 0 {
-                    self.finish_pending(store, tracker)?;
+                    self.finish_pending()?;
                 }
             }
             (900, Body::Trace(tr)) => {
                 let id = tr.tightening_id().unwrap_or(-1);
                 match &mut self.pending {
                     Some(p) if p.id as i64 == id => p.traces.push(tr),
-                    _ if tracker.high.is_some_and(|h| id <= h as i64) => {
+                    _ if self.tracker.high.is_some_and(|h| id <= h as i64) => {
                         LinkStats::add(&self.stats.traces_late, 1);
                         tracing_warn(
                             &self.cfg.name,
@@ -598,7 +813,7 @@ impl<'a> Session<'a> {
             }
             (65, Body::Fields(fields)) => {
                 // An upload reply that came after its request timed out: store it all the same.
-                self.store_results(store, tracker, vec![(fields, Vec::new())], false)?;
+                self.store_results(vec![(fields, Vec::new())], false)?;
             }
             (71, Body::Fields(f)) | (76, Body::Fields(f)) => {
                 LinkStats::add(&self.stats.alarms, 1);
@@ -610,10 +825,10 @@ impl<'a> Session<'a> {
                         f.text("alarm_text").unwrap_or_default()
                     ),
                 );
-                self.send(&Telegram::new(if mid == 71 { 72 } else { 77 }, 1, Vec::new()))?;
+                self.acknowledge(if mid == 71 { 72 } else { 77 })?;
             }
-            (15, _) => self.send(&Telegram::new(16, 1, Vec::new()))?,
-            (52, _) => self.send(&Telegram::new(53, 1, Vec::new()))?,
+            (15, _) => self.acknowledge(16)?,
+            (52, _) => self.acknowledge(53)?,
             (9999, _) | (5, _) => {}
             (4, Body::Fields(f)) => tracing_warn(
                 &self.cfg.name,
@@ -632,16 +847,16 @@ impl<'a> Session<'a> {
     }
 
     /// Store the waiting result (with the traces that came), then acknowledge it.
-    fn finish_pending(&mut self, store: &mut dyn ResultStore, tracker: &mut Tracker) -> Result<(), LinkError> {
+    fn finish_pending(&mut self) -> Result<(), LinkError> {
         let Some(p) = self.pending.take() else { return Ok(()) };
         self.last_had_traces = p.traces.len() >= 2;
         if self.traces && self.last_had_traces {
             LinkStats::add(&self.stats.traces_joined, 1);
         }
         let id = p.id;
-        self.store_results(store, tracker, vec![(p.fields, p.traces)], false)?;
-        self.send(&Telegram::new(62, 1, Vec::new()))?;
-        let (gaps, given_up) = tracker.gaps(self.cfg.recover_max);
+        self.store_results(vec![(p.fields, p.traces)], false)?;
+        self.acknowledge(62)?;
+        let (gaps, given_up) = self.tracker.gaps(self.cfg.recover_max);
         if given_up > 0 {
             LinkStats::add(&self.stats.unrecoverable, given_up);
             tracing_warn(
@@ -654,16 +869,39 @@ impl<'a> Session<'a> {
         }
         if !gaps.is_empty() {
             tracing_warn(&self.cfg.name, &format!("tightening {id} skips {} ids; uploading them", gaps.len()));
-            self.upload(store, tracker, &gaps)?;
+            self.upload(&gaps)?;
         }
         Ok(())
+    }
+
+    /// Acknowledge subscription data with its own MID; with link-level acknowledgement the
+    /// MID 9997 already sent stands for it.
+    fn acknowledge(&mut self, mid: u16) -> Result<(), LinkError> {
+        if self.link.is_some() { Ok(()) } else { self.send(&Telegram::new(mid, 1, Vec::new())) }
+    }
+
+    /// Store the results a previous connection acknowledged at link level and held (without
+    /// traces, which are not held).
+    fn store_held(&mut self) -> Result<(), LinkError> {
+        let mut results = Vec::new();
+        for (id, bytes) in self.tracker.held.clone() {
+            match Telegram::parse(&bytes).and_then(|t| decode(&t)) {
+                Ok(Body::Fields(fields)) => results.push((fields, Vec::new())),
+                _ => {
+                    tracing_warn(&self.cfg.name, &format!("held tightening {id} cannot be read again; dropped"));
+                    self.tracker.held.remove(&id);
+                }
+            }
+        }
+        if results.is_empty() && self.tracker.held.is_empty() {
+            return Ok(());
+        }
+        self.store_results(results, true)
     }
 
     /// Turn results into events and append them with the checkpoint they make true.
     fn store_results(
         &mut self,
-        store: &mut dyn ResultStore,
-        tracker: &mut Tracker,
         results: Vec<(Vec<super::fields::Field>, Vec<Trace>)>,
         recovered: bool,
     ) -> Result<(), LinkError> {
@@ -675,11 +913,12 @@ impl<'a> Session<'a> {
             tool: self.cfg.tool.as_deref(),
             utc_offset_minutes: self.cfg.utc_offset_minutes,
         };
-        let mut next = tracker.clone();
+        let mut next = self.tracker.clone();
         let mut events = Vec::new();
         for (fields, traces) in &results {
             let Some(id) = tightening_id(fields) else { continue };
             next.mark(id);
+            next.held.remove(&id);
             match to_event(fields, traces, &ctx, chrono::Utc::now()) {
                 Ok(e) => events.push(e),
                 Err(err) => {
@@ -689,7 +928,7 @@ impl<'a> Session<'a> {
             }
         }
         let n = events.len() as u64;
-        let outcomes = store.append(events, next.checkpoint()).map_err(LinkError::Store)?;
+        let outcomes = self.store.append(events, next.checkpoint()).map_err(LinkError::Store)?;
         for o in outcomes {
             match o {
                 Stored::Stored => LinkStats::add(&self.stats.results_stored, 1),
@@ -703,7 +942,7 @@ impl<'a> Session<'a> {
         if recovered {
             LinkStats::add(&self.stats.recovered, n);
         }
-        *tracker = next;
+        *self.tracker = next;
         Ok(())
     }
 
@@ -711,20 +950,20 @@ impl<'a> Session<'a> {
     /// the `recover_max` newest. The very first connection (no checkpoint) counts from 0: the
     /// controller's last `recover_max` results are uploaded, so nothing made before the link
     /// first subscribed is missed; an empty controller starts the count at 0 as well.
-    fn recover(&mut self, store: &mut dyn ResultStore, tracker: &mut Tracker) -> Result<(), LinkError> {
+    fn recover(&mut self) -> Result<(), LinkError> {
         let (rev, latest) = match self.old_result(0, self.cfg.result_revision)? {
             Some((rev, fields)) => (rev, fields),
             None => {
-                if tracker.high.is_none() {
-                    tracker.high = Some(0);
+                if self.tracker.high.is_none() {
+                    self.tracker.high = Some(0);
                 }
                 return Ok(());
             }
         };
         self.result_rev = rev;
         let Some(newest) = tightening_id(&latest) else { return Ok(()) };
-        let first = tracker.high.is_none();
-        let high = tracker.high.unwrap_or(0);
+        let first = self.tracker.high.is_none();
+        let high = self.tracker.high.unwrap_or(0);
         // Ids below the checkpoint: the controller's counter restarted. Everything it now has is
         // uploaded (transaction ids carry the timestamp, so nothing old collides).
         let high = if newest < high {
@@ -732,7 +971,7 @@ impl<'a> Session<'a> {
                 &self.cfg.name,
                 &format!("controller's latest tightening {newest} is below the checkpoint {high}: its ids restarted"),
             );
-            *tracker = Tracker { high: Some(0), ..Tracker::default() };
+            self.tracker.restart_at(0);
             0
         } else {
             high
@@ -748,36 +987,36 @@ impl<'a> Session<'a> {
                     &format!("{lost} results older than the last {} are not uploaded", self.cfg.recover_max),
                 );
             }
-            *tracker = Tracker { high: Some(start - 1), ..Tracker::default() };
+            self.tracker.restart_at(start - 1);
         }
         let ids: Vec<u64> = (start..newest).collect();
-        self.upload(store, tracker, &ids)?;
-        self.store_results(store, tracker, vec![(latest, Vec::new())], true)
+        self.upload(&ids)?;
+        self.store_results(vec![(latest, Vec::new())], true)
     }
 
     /// On a quiet link: if the controller's latest result is newer than anything stored, store it
     /// and upload what lies between.
-    fn catch_up(&mut self, store: &mut dyn ResultStore, tracker: &mut Tracker) -> Result<(), LinkError> {
+    fn catch_up(&mut self) -> Result<(), LinkError> {
         if self.last_result.elapsed() < Duration::from_millis(self.cfg.keep_alive_ms) {
             return Ok(());
         }
         let Some((_, latest)) = self.old_result(0, self.result_rev)? else { return Ok(()) };
         let Some(newest) = tightening_id(&latest) else { return Ok(()) };
-        if tracker.top().is_some_and(|top| newest <= top) {
+        if self.tracker.top().is_some_and(|top| newest <= top) {
             return Ok(());
         }
         tracing_warn(
             &self.cfg.name,
             &format!("tightening {newest} was never sent live; uploading it and any before it"),
         );
-        self.store_results(store, tracker, vec![(latest, Vec::new())], true)?;
-        let (gaps, given_up) = tracker.gaps(self.cfg.recover_max);
+        self.store_results(vec![(latest, Vec::new())], true)?;
+        let (gaps, given_up) = self.tracker.gaps(self.cfg.recover_max);
         LinkStats::add(&self.stats.unrecoverable, given_up);
-        self.upload(store, tracker, &gaps)
+        self.upload(&gaps)
     }
 
     /// Ask for each id (MID 0064) and store the replies in batches.
-    fn upload(&mut self, store: &mut dyn ResultStore, tracker: &mut Tracker, ids: &[u64]) -> Result<(), LinkError> {
+    fn upload(&mut self, ids: &[u64]) -> Result<(), LinkError> {
         let mut batch = Vec::new();
         for &id in ids {
             match self.old_result(id, self.result_rev)? {
@@ -785,15 +1024,15 @@ impl<'a> Session<'a> {
                 None => {
                     LinkStats::add(&self.stats.unrecoverable, 1);
                     tracing_warn(&self.cfg.name, &format!("controller no longer has tightening {id}"));
-                    tracker.mark(id);
+                    self.tracker.mark(id);
                 }
             }
             if batch.len() >= 100 {
-                self.store_results(store, tracker, std::mem::take(&mut batch), true)?;
+                self.store_results(std::mem::take(&mut batch), true)?;
             }
         }
         if !batch.is_empty() {
-            self.store_results(store, tracker, batch, true)?;
+            self.store_results(batch, true)?;
         }
         Ok(())
     }
@@ -848,6 +1087,17 @@ fn refusal(t: &Telegram) -> Option<i64> {
     decode(t).ok().and_then(|b| b.fields().int("error_code")).or(Some(-1))
 }
 
+/// The reason a MID 9998 gives.
+fn link_error_name(code: i64) -> &'static str {
+    match code {
+        1 => "invalid length",
+        2 => "invalid revision",
+        3 => "invalid sequence number",
+        4 => "inconsistency of message number",
+        _ => "unknown link error",
+    }
+}
+
 fn error_name(code: i64) -> &'static str {
     u16::try_from(code).ok().and_then(layouts::error_name).unwrap_or("unknown error code")
 }
@@ -874,6 +1124,24 @@ mod tests {
         assert!(t.gaps(100).0.is_empty());
         t.mark(9);
         assert_eq!(t.checkpoint(), "14");
+    }
+
+    #[test]
+    fn held_results_ride_in_the_checkpoint_until_stored() {
+        let mut t = Tracker::from_checkpoint(Some("41"));
+        assert!(t.held().is_empty());
+        t.held.insert(43, b"00230061007         x".to_vec());
+        t.mark(42);
+        let text = t.checkpoint();
+        assert_eq!(text.lines().next(), Some("42"), "the first line stays the high mark");
+        let back = Tracker::from_checkpoint(Some(&text));
+        assert_eq!(back.high, Some(42));
+        assert_eq!(back.held().get(&43).map(Vec::as_slice), Some(&b"00230061007         x"[..]));
+        // Lines that do not parse are ignored, not fatal.
+        let odd = Tracker::from_checkpoint(Some("42\nheld x zz\nheld 7\nother"));
+        assert_eq!(odd.high, Some(42));
+        assert!(odd.held().is_empty());
+        assert_eq!(LinkAck::default(), LinkAck::Auto);
     }
 
     #[test]
