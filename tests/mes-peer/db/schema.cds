@@ -53,3 +53,47 @@ entity OrderLogEntry {
       Text           : String(4000);
       CreatedOn      : Timestamp;
 }
+
+// Master data Jidoka reads: materials, the BOM lines of each production type with the
+// material they consume (a navigation, read with $expand), engineering changes and holds on
+// supplier lots.
+entity Material {
+  key Id           : String(40);
+      NId          : String(60);
+      Description  : String(200);
+      Serialized   : Boolean;
+      Supplier     : String(60);
+}
+
+entity ToBeConsumedMaterial {
+  key Id                    : String(40);
+      ProductionType        : String(40);
+      Material              : Association to Material;
+      Quantity              : Decimal(12, 3);
+      WorkCenter            : String(40);
+      OperationNId          : String(40);
+      OptionRule            : String(400);
+      EffectiveFromSequence : Integer;
+      EffectiveToSequence   : Integer;
+      EffectiveFrom         : Timestamp;
+      EffectiveTo           : Timestamp;
+}
+
+entity ChangePackage {
+  key Id                   : String(40);
+      NId                  : String(40);
+      OldMaterialNId       : String(60);
+      NewMaterialNId       : String(60);
+      CutInSequence        : Integer;
+      CutInDate            : Timestamp;
+      OldValidUntil        : Timestamp;
+      OldValidUntilSequence: Integer;
+      Description          : String(2000);
+      Status               : String(20);
+}
+
+entity LotHold {
+  key Id        : String(40);
+      LotNId    : String(60);
+      Active    : Boolean;
+}

@@ -5,6 +5,10 @@ using mes from '../db/schema';
 @path: '/sit-svc/Application/AppJidoka/odata'
 service AppJidoka {
   entity WorkOrder      as projection on mes.WorkOrder;
+  entity Material             as projection on mes.Material;
+  entity ToBeConsumedMaterial as projection on mes.ToBeConsumedMaterial;
+  entity ChangePackage        as projection on mes.ChangePackage;
+  entity LotHold              as projection on mes.LotHold;
   @readonly entity NonConformance as projection on mes.NonConformance;
   @readonly entity Hold           as projection on mes.Hold;
   @readonly entity AndonAlert     as projection on mes.AndonAlert;
