@@ -37,6 +37,11 @@ cds.on('bootstrap', (app) => {
       if (!m || !issued.has(m[1])) return res.status(401).json({ error: { code: '401', message: 'token missing or expired' } });
     }
     faults.calls += 1;
+    if (/\/\$batch$/.test(req.path)) {
+      // A service without JSON batch, for the fall-back path.
+      if (faults.noBatch) return res.status(404).json({ error: { code: '404', message: 'no $batch here (test fault)' } });
+      faults.batches += 1;
+    }
     if (faults.down) return res.status(503).json({ error: { code: '503', message: 'MES down (test fault)' } });
     if (faults.every > 0 && faults.calls % faults.every === 0) {
       return res.status(500).json({ error: { code: '500', message: 'injected failure (test fault)' } });

@@ -23,6 +23,7 @@
 pub mod bosch;
 pub mod curves;
 pub mod jsonl;
+pub mod mes_master;
 pub mod mqtt;
 pub mod odata;
 pub mod openprotocol;

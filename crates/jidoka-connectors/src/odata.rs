@@ -343,25 +343,82 @@ impl Client {
 
     /// Every record of `entity_set` matching `query`, following server-driven paging.
     pub fn get_all(&self, entity_set: &str, query: &Query, max_pages: usize) -> Result<Vec<Value>, OdataError> {
-        let qs = query.to_query_string();
-        let mut url = if qs.is_empty() {
-            format!("{}/{entity_set}", self.base)
-        } else {
-            format!("{}/{entity_set}?{qs}", self.base)
-        };
+        let url = format!("{}/{}", self.base, relative_url(entity_set, query));
+        let page = self.send(|token| with_auth(self.agent.get(&url), token).call())?;
+        self.rest_of_pages(entity_set, page, max_pages)
+    }
+
+    /// The records of a first page and of the pages its `@odata.nextLink` leads to.
+    fn rest_of_pages(&self, entity_set: &str, mut page: Value, max_pages: usize) -> Result<Vec<Value>, OdataError> {
         let mut out = Vec::new();
         for _ in 0..max_pages.max(1) {
-            let page = self.send(|token| with_auth(self.agent.get(&url), token).call())?;
             if let Some(items) = page.get("value").and_then(Value::as_array) {
                 out.extend(items.iter().cloned());
             }
-            match page.get("@odata.nextLink").and_then(Value::as_str) {
-                Some(next) if next.starts_with("http") => url = next.to_string(),
-                Some(next) => url = format!("{}/{}", self.base, next.trim_start_matches('/')),
+            let url = match page.get("@odata.nextLink").and_then(Value::as_str) {
+                Some(next) if next.starts_with("http") => next.to_string(),
+                Some(next) => format!("{}/{}", self.base, next.trim_start_matches('/')),
                 None => return Ok(out),
-            }
+            };
+            page = self.send(|token| with_auth(self.agent.get(&url), token).call())?;
         }
         Err(OdataError::Permanent(format!("{entity_set}: more than {max_pages} pages")))
+    }
+
+    /// Several reads in one round trip: a JSON `$batch` (OData 4.01) of GETs, each answer's
+    /// further pages followed one by one. `Ok(None)` when the service offers no JSON batch
+    /// (404, 405, 415 or 501 to the batch request), so the caller reads one set at a time.
+    #[allow(clippy::type_complexity)]
+    pub fn batch_get_all(
+        &self,
+        reads: &[(&str, Query)],
+        max_pages: usize,
+    ) -> Result<Option<Vec<Result<Vec<Value>, OdataError>>>, OdataError> {
+        let requests: Vec<Value> = reads
+            .iter()
+            .enumerate()
+            .map(|(i, (set, q))| {
+                json!({"id": (i + 1).to_string(), "method": "GET", "url": relative_url(set, q),
+                       "headers": {"accept": "application/json"}})
+            })
+            .collect();
+        let body = json!({ "requests": requests });
+        let url = format!("{}/$batch", self.base);
+        let answer = self.send(|token| {
+            with_auth(self.agent.post(&url), token)
+                .header("Content-Type", "application/json")
+                .header("Accept", "application/json")
+                .send_json(&body)
+        });
+        let answer = match answer {
+            Ok(a) => a,
+            Err(OdataError::Permanent(m))
+                if ["HTTP 404", "HTTP 405", "HTTP 415", "HTTP 501"].iter().any(|s| m.starts_with(s)) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let responses = answer
+            .get("responses")
+            .and_then(Value::as_array)
+            .ok_or_else(|| OdataError::Permanent("$batch: the answer has no `responses` array".into()))?;
+        let mut out = Vec::with_capacity(reads.len());
+        for (i, (set, _)) in reads.iter().enumerate() {
+            let id = (i + 1).to_string();
+            let Some(r) = responses.iter().find(|r| r.get("id").and_then(Value::as_str) == Some(id.as_str())) else {
+                out.push(Err(OdataError::Permanent(format!("$batch: no answer for {set} (request {id})"))));
+                continue;
+            };
+            let status = r.get("status").and_then(Value::as_u64).unwrap_or(0) as u16;
+            let body = r.get("body").cloned().unwrap_or(Value::Null);
+            out.push(if (200..300).contains(&status) {
+                self.rest_of_pages(set, body, max_pages)
+            } else {
+                Err(classify(status, &body.to_string()))
+            });
+        }
+        Ok(Some(out))
     }
 
     /// POST `body` to `{base}/{path}`.
@@ -371,6 +428,12 @@ impl Client {
             with_auth(self.agent.post(&url), token).header("Content-Type", "application/json").send_json(body)
         })
     }
+}
+
+/// `{entity_set}?{query}` (or the set alone), relative to the service root.
+fn relative_url(entity_set: &str, query: &Query) -> String {
+    let qs = query.to_query_string();
+    if qs.is_empty() { entity_set.to_string() } else { format!("{entity_set}?{qs}") }
 }
 
 /// The MES's number for a record: its number field, else its key (a null number, as a plain

@@ -158,9 +158,13 @@ pub struct MasterDataConfig {
     #[serde(default)]
     pub plant: Option<PathBuf>,
     /// ...or a master data document (TOML: `[[bom]]`, `[[changes]]`, `[[routing]]`,
-    /// `lots_on_hold`; see examples/master_data.toml).
+    /// `lots_on_hold`; see examples/master_data.toml)...
     #[serde(default)]
     pub file: Option<PathBuf>,
+    /// ...or the MES, over OData (BOM lines, released changes, lots on hold), read at start-up;
+    /// the last good read is kept in the data directory for a start while the MES is down.
+    #[serde(default)]
+    pub mes: Option<jidoka_connectors::mes_master::MesMasterConfig>,
 }
 
 /// Governance: how long a proposed action waits for a person before it expires (an expired
@@ -267,8 +271,12 @@ impl Config {
     /// Checks across fields; every problem is returned.
     pub fn validate(&self) -> Vec<ConfigError> {
         let mut errors: Vec<(String, String)> = Vec::new();
-        if self.master_data.plant.is_some() && self.master_data.file.is_some() {
-            errors.push(("master_data".into(), "give one of `plant` and `file`, not both".into()));
+        let given = [self.master_data.plant.is_some(), self.master_data.file.is_some(), self.master_data.mes.is_some()];
+        if given.iter().filter(|g| **g).count() > 1 {
+            errors.push(("master_data".into(), "give one of `plant`, `file` and `mes`, not more".into()));
+        }
+        if let Some(mes) = &self.master_data.mes {
+            mes.validate("master_data.mes", &mut errors);
         }
         if self.store.data_dir.as_os_str().is_empty() {
             errors.push(("store.data_dir".into(), "must not be empty".into()));
@@ -338,6 +346,9 @@ impl Config {
 
     /// Load and validate the master data, when configured; every malformed row is reported.
     pub fn load_master(&self) -> anyhow::Result<jidoka_agents::Master> {
+        if let Some(mes) = &self.master_data.mes {
+            return master_from_mes(mes, &self.store.data_dir);
+        }
         if let Some(path) = &self.master_data.file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("master_data.file: cannot read {}: {e}", path.display()))?;
@@ -383,6 +394,70 @@ impl Config {
 }
 
 /// Validate master data and share it with the agents.
+/// The last good read of the MES's master data, kept for a start while the MES is down.
+#[derive(Debug, Serialize, Deserialize)]
+struct MasterSnapshot {
+    read_at: chrono::DateTime<chrono::Utc>,
+    base_url: String,
+    master: jidoka_model::master::MasterData,
+}
+
+/// Read the master data from the MES and keep a copy; with the MES unreachable, use the copy.
+/// Rows the MES gives that cannot be read are left out and logged; master data that does not
+/// hold together (a change to a part no BOM line has) is refused, row by row.
+pub fn master_from_mes(
+    mes: &jidoka_connectors::mes_master::MesMasterConfig,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<jidoka_agents::Master> {
+    let snapshot = data_dir.join("master-data-mes.json");
+    let client = mes.client().map_err(|e| anyhow::anyhow!("master_data.mes: {e}"))?;
+    let read = match mes.read(&client) {
+        Ok(read) => read,
+        Err(err) => {
+            let kept = std::fs::read(&snapshot).ok().and_then(|b| serde_json::from_slice::<MasterSnapshot>(&b).ok());
+            let Some(kept) = kept.filter(|k| k.base_url == mes.base_url) else {
+                anyhow::bail!("master_data.mes: {err}; no earlier read in {}", snapshot.display());
+            };
+            tracing::warn!(error = %err, read_at = %kept.read_at, "MES master data unreachable; using the last good read");
+            return master_from(kept.master);
+        }
+    };
+    for (row, reason) in &read.skipped {
+        tracing::warn!(row, reason, "MES master data row left out");
+    }
+    let errors = read.errors(&mes.names);
+    if !errors.is_empty() {
+        let lines: Vec<String> = errors.iter().map(|(row, reason)| format!("  {row}: {reason}")).collect();
+        anyhow::bail!("master data from the MES rejected, {} row(s):\n{}", errors.len(), lines.join("\n"));
+    }
+    tracing::info!(
+        bom_lines = read.master.bom.len(),
+        changes = read.master.changes.len(),
+        lots_on_hold = read.master.lots_on_hold.len(),
+        left_out = read.skipped.len(),
+        batched = read.batched,
+        "master data read from the MES"
+    );
+    let copy = MasterSnapshot { read_at: chrono::Utc::now(), base_url: mes.base_url.clone(), master: read.master };
+    if let Err(e) = write_atomically(&snapshot, &serde_json::to_vec(&copy)?) {
+        tracing::warn!(error = %e, path = %snapshot.display(), "cannot keep a copy of the MES master data");
+    }
+    master_from(copy.master)
+}
+
+/// Write a file whole or not at all: a temporary file beside it, fsynced, renamed over it.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 pub fn master_from(master: jidoka_model::master::MasterData) -> anyhow::Result<jidoka_agents::Master> {
     let errors = master.validate();
     if !errors.is_empty() {

@@ -525,3 +525,105 @@ fn the_plain_profile_creates_records_by_post_to_the_entity_set() {
     assert_eq!(nc["CorrelationId"], "ctrl:T7");
     assert!(nc["Description"].as_str().unwrap_or("").contains("cross-thread"));
 }
+
+impl Peer {
+    fn post(&self, set: &str, body: Value) {
+        let r = http().post(&format!("{}/{set}", self.base)).send_json(&body).unwrap();
+        assert_eq!(r.status(), 201, "{set} {body}");
+    }
+
+    fn set_faults(&self, faults: Value) {
+        let r = http().post(&format!("{}/SetFaults", self.base)).send_json(faults).unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}
+
+fn master_config(peer: &Peer, data_dir: &std::path::Path) -> Config {
+    Config::parse(&format!(
+        "[store]\ndata_dir = \"{}\"\n[master_data.mes]\nbase_url = \"{}\"\ntimeout_ms = 5000\n",
+        data_dir.display(),
+        peer.base
+    ))
+    .unwrap()
+}
+
+#[test]
+fn master_data_is_read_from_the_mes_in_one_batch_and_kept_for_a_start_while_it_is_down() {
+    let Some(peer) = peer() else { return };
+    for (id, nid) in [("m1", "P-100"), ("m2", "P-101"), ("m3", "P-200")] {
+        peer.post("Material", json!({"Id": id, "NId": nid, "Description": "test part"}));
+    }
+    peer.post(
+        "ToBeConsumedMaterial",
+        json!({"Id": "B-1", "ProductionType": "SEDAN", "Material_Id": "m1", "Quantity": 2, "WorkCenter": "ST010",
+               "OptionRule": "ENGINE=V6", "EffectiveFromSequence": 1}),
+    );
+    peer.post(
+        "ToBeConsumedMaterial",
+        json!({"Id": "B-2", "ProductionType": "SEDAN", "Material_Id": "m3", "Quantity": 1, "WorkCenter": "ST020",
+               "EffectiveTo": "2030-01-01T00:00:00Z"}),
+    );
+    // A line without its material: left out and named, the rest still read.
+    peer.post(
+        "ToBeConsumedMaterial",
+        json!({"Id": "B-3", "ProductionType": "SEDAN", "Quantity": 1, "WorkCenter": "ST030"}),
+    );
+    peer.post(
+        "ChangePackage",
+        json!({"Id": "C-1", "NId": "ECO-1", "OldMaterialNId": "P-100", "NewMaterialNId": "P-101",
+               "CutInSequence": 500, "OldValidUntilSequence": 520, "Status": "Released"}),
+    );
+    peer.post(
+        "ChangePackage",
+        json!({"Id": "C-2", "NId": "ECO-2", "OldMaterialNId": "P-200", "NewMaterialNId": "P-201",
+               "CutInSequence": 900, "Status": "Draft"}),
+    );
+    peer.post("LotHold", json!({"Id": "H-1", "LotNId": "LOT-7", "Active": true}));
+    peer.post("LotHold", json!({"Id": "H-2", "LotNId": "LOT-8", "Active": false}));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = master_config(&peer, dir.path());
+    let mes = config.master_data.mes.clone().unwrap();
+    let read = mes.read(&mes.client().unwrap()).unwrap();
+    assert!(read.batched, "the three sets came in one $batch");
+    assert_eq!(peer.stats()["batches"], 1);
+    assert_eq!(read.skipped, vec![("ToBeConsumedMaterial(B-3).Material.NId".to_string(), "missing".to_string())]);
+
+    let master = config.load_master().unwrap().expect("master data");
+    let parts: Vec<(&str, &str, f64)> =
+        master.bom.iter().map(|b| (b.part_number.as_str(), b.station.as_str(), b.quantity)).collect();
+    assert_eq!(parts, vec![("P-100", "ST010", 2.0), ("P-200", "ST020", 1.0)]);
+    assert_eq!(master.bom[0].option_rule.as_deref(), Some("ENGINE=V6"));
+    assert_eq!(master.bom[0].effectivity.from_sequence, Some(1));
+    assert!(master.bom[1].effectivity.to_date.is_some());
+    assert_eq!(master.changes.len(), 1, "only released changes count");
+    assert_eq!(master.changes[0].change_id, "ECO-1");
+    assert_eq!(master.changes[0].cut_in.from_sequence, Some(500));
+    assert_eq!(master.changes[0].old_valid_until_sequence, Some(520));
+    assert_eq!(master.lots_on_hold, vec!["LOT-7".to_string()]);
+
+    // A service without $batch: the same data, one set at a time.
+    peer.set_faults(json!({"noBatch": true}));
+    let again = mes.read(&mes.client().unwrap()).unwrap();
+    assert!(!again.batched);
+    assert_eq!(again.master, read.master);
+    assert_eq!(peer.stats()["batches"], 2, "the refused batch is not counted; the read and the load before it are");
+
+    // The MES down at start-up: the last good read.
+    peer.set_faults(json!({"down": true}));
+    assert_eq!(config.load_master().unwrap().unwrap(), master);
+    // With no earlier read there is nothing to start from, and it says so.
+    let fresh = tempfile::tempdir().unwrap();
+    let err = master_config(&peer, fresh.path()).load_master().unwrap_err().to_string();
+    assert!(err.contains("503") && err.contains("no earlier read"), "{err}");
+
+    // A released change to a part no BOM line has: refused, named by its MES key.
+    peer.set_faults(json!({}));
+    peer.post(
+        "ChangePackage",
+        json!({"Id": "C-3", "NId": "ECO-3", "OldMaterialNId": "P-999", "NewMaterialNId": "P-998",
+               "CutInSequence": 10, "Status": "Released"}),
+    );
+    let err = config.load_master().unwrap_err().to_string();
+    assert!(err.contains("ChangePackage(C-3).old_part_number") && err.contains("P-999"), "{err}");
+}

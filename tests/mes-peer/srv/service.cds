@@ -33,7 +33,7 @@ service AppJidoka {
 
   // Test control: counts per entity, and the fault mode.
   function Stats() returns String;
-  action SetFaults(every : Integer, delayMs : Integer, down : Boolean, requireToken : Boolean, revokeTokens : Boolean) returns String;
+  action SetFaults(every : Integer, delayMs : Integer, down : Boolean, requireToken : Boolean, revokeTokens : Boolean, noBatch : Boolean) returns String;
 }
 
 // A plain OData v4 service over the same records: created by POST to the entity sets.

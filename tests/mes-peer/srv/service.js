@@ -44,7 +44,7 @@ module.exports = cds.service.impl(function () {
     return JSON.stringify({
       NonConformance: await count(NonConformance), Hold: await count(Hold),
       AndonAlert: await count(AndonAlert), OrderLogEntry: await count(OrderLogEntry),
-      calls: faults.calls, tokensIssued: faults.tokensIssued,
+      calls: faults.calls, tokensIssued: faults.tokensIssued, batches: faults.batches,
     });
   });
   this.on('SetFaults', async (req) => {
@@ -53,6 +53,7 @@ module.exports = cds.service.impl(function () {
     faults.down = !!req.data.down;
     faults.requireToken = !!req.data.requireToken;
     if (req.data.revokeTokens) faults.revokeTokens = true;
+    faults.noBatch = !!req.data.noBatch;
     return 'ok';
   });
 });

@@ -1,0 +1,471 @@
+//! Master data read from the MES over OData: the BOM lines of each production type
+//! (`ToBeConsumedMaterial`, with the part number read through the `Material` navigation by
+//! `$expand`), the released engineering changes (`ChangePackage`) and the supplier lots on hold.
+//! The three reads go in one JSON `$batch` when the service offers it, else one by one; every
+//! set follows server-driven paging.
+//!
+//! A row that cannot be read is left out and reported with its key and field
+//! (`ToBeConsumedMaterial(B-17).Quantity: missing`), so one bad row does not take the rest of
+//! the plant's master data with it; what was read is then validated as a whole.
+
+use crate::odata::{Client, Credentials, OAuth2Config, OdataError, Query, literal};
+use chrono::{DateTime, Utc};
+use jidoka_model::master::{BomItem, ChangePackage, Effectivity, MasterData};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::time::Duration;
+
+/// `[master_data.mes]`: where and how to read the master data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MesMasterConfig {
+    /// Service root, e.g. `https://mes:8443/sit-svc/Application/AppJidoka/odata`.
+    pub base_url: String,
+    #[serde(default)]
+    pub token_env: Option<String>,
+    #[serde(default)]
+    pub oauth2: Option<OAuth2Config>,
+    /// PEM bundle of the CAs to trust for https; default: the public ones.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    #[serde(default = "timeout_ms")]
+    pub timeout_ms: u64,
+    /// Ask for the three sets in one `$batch` (falls back by itself when the service has none).
+    #[serde(default = "yes")]
+    pub batch: bool,
+    /// Entity set and field names; left out, the Opcenter-style defaults.
+    #[serde(default)]
+    pub names: MasterNames,
+}
+
+fn timeout_ms() -> u64 {
+    30_000
+}
+fn yes() -> bool {
+    true
+}
+
+/// What the MES calls the master data's sets and fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MasterNames {
+    pub bom_set: String,
+    /// The BOM line's navigation to its material, expanded to read the part number...
+    pub material_navigation: String,
+    /// ...from this field of the material.
+    pub material_number: String,
+    pub bom_key: String,
+    pub bom_model: String,
+    pub bom_quantity: String,
+    pub bom_station: String,
+    pub bom_operation: String,
+    pub bom_option_rule: String,
+    pub bom_from_sequence: String,
+    pub bom_to_sequence: String,
+    pub bom_from_date: String,
+    pub bom_to_date: String,
+    pub change_set: String,
+    pub change_key: String,
+    pub change_number: String,
+    pub change_old_material: String,
+    pub change_new_material: String,
+    pub change_cut_in_sequence: String,
+    pub change_cut_in_date: String,
+    pub change_old_valid_until: String,
+    pub change_old_valid_until_sequence: String,
+    pub change_description: String,
+    pub change_status: String,
+    /// Only changes in this status count (empty: all).
+    pub change_released: String,
+    /// Supplier lots on hold (empty: none read).
+    pub lot_hold_set: String,
+    pub lot_hold_lot: String,
+    pub lot_hold_active: String,
+}
+
+impl Default for MasterNames {
+    fn default() -> Self {
+        let s = |v: &str| v.to_string();
+        MasterNames {
+            bom_set: s("ToBeConsumedMaterial"),
+            material_navigation: s("Material"),
+            material_number: s("NId"),
+            bom_key: s("Id"),
+            bom_model: s("ProductionType"),
+            bom_quantity: s("Quantity"),
+            bom_station: s("WorkCenter"),
+            bom_operation: s("OperationNId"),
+            bom_option_rule: s("OptionRule"),
+            bom_from_sequence: s("EffectiveFromSequence"),
+            bom_to_sequence: s("EffectiveToSequence"),
+            bom_from_date: s("EffectiveFrom"),
+            bom_to_date: s("EffectiveTo"),
+            change_set: s("ChangePackage"),
+            change_key: s("Id"),
+            change_number: s("NId"),
+            change_old_material: s("OldMaterialNId"),
+            change_new_material: s("NewMaterialNId"),
+            change_cut_in_sequence: s("CutInSequence"),
+            change_cut_in_date: s("CutInDate"),
+            change_old_valid_until: s("OldValidUntil"),
+            change_old_valid_until_sequence: s("OldValidUntilSequence"),
+            change_description: s("Description"),
+            change_status: s("Status"),
+            change_released: s("Released"),
+            lot_hold_set: s("LotHold"),
+            lot_hold_lot: s("LotNId"),
+            lot_hold_active: s("Active"),
+        }
+    }
+}
+
+/// What one read gave: the master data, the rows left out (`(row, reason)`), and whether the
+/// sets came in one `$batch`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MasterRead {
+    pub master: MasterData,
+    pub skipped: Vec<(String, String)>,
+    pub batched: bool,
+    /// The MES keys of `master.bom` and `master.changes`, row by row.
+    pub bom_keys: Vec<String>,
+    pub change_keys: Vec<String>,
+}
+
+impl MasterRead {
+    /// Validation errors of the master data with each row named by its set and MES key
+    /// (`ChangePackage(C-9).old_part_number` for `changes[4].old_part_number`).
+    pub fn errors(&self, names: &MasterNames) -> Vec<(String, String)> {
+        self.master
+            .validate()
+            .into_iter()
+            .map(|(row, reason)| {
+                let named =
+                    [("bom[", &names.bom_set, &self.bom_keys), ("changes[", &names.change_set, &self.change_keys)]
+                        .iter()
+                        .find_map(|(prefix, set, keys)| {
+                            let rest = row.strip_prefix(prefix)?;
+                            let (index, tail) = rest.split_once(']')?;
+                            let key = keys.get(index.parse::<usize>().ok()?)?;
+                            Some(format!("{set}({key}){tail}"))
+                        });
+                (named.unwrap_or(row), reason)
+            })
+            .collect()
+    }
+}
+
+fn is_identifier(v: &str) -> bool {
+    !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl MesMasterConfig {
+    pub fn validate(&self, path: &str, errors: &mut Vec<(String, String)>) {
+        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
+            errors.push((format!("{path}.base_url"), "must be an http:// or https:// URL".into()));
+        }
+        if let Some(var) = &self.token_env
+            && std::env::var(var).is_err()
+        {
+            errors.push((format!("{path}.token_env"), format!("environment variable ${var} is not set")));
+        }
+        if let Some(o) = &self.oauth2 {
+            o.validate(&format!("{path}.oauth2"), errors);
+        }
+        if let Some(f) = &self.ca_file
+            && let Err(e) = std::fs::read(f).map_err(|e| e.to_string()).and_then(|pem| crate::odata::parse_ca(&pem))
+        {
+            errors.push((format!("{path}.ca_file"), e));
+        }
+        if !(100..=600_000).contains(&self.timeout_ms) {
+            errors.push((format!("{path}.timeout_ms"), "must be between 100 and 600000".into()));
+        }
+        let n = &self.names;
+        let optional = [&n.change_released, &n.lot_hold_set];
+        for (name, v) in [
+            ("bom_set", &n.bom_set),
+            ("material_navigation", &n.material_navigation),
+            ("material_number", &n.material_number),
+            ("bom_key", &n.bom_key),
+            ("bom_model", &n.bom_model),
+            ("bom_quantity", &n.bom_quantity),
+            ("bom_station", &n.bom_station),
+            ("bom_operation", &n.bom_operation),
+            ("bom_option_rule", &n.bom_option_rule),
+            ("bom_from_sequence", &n.bom_from_sequence),
+            ("bom_to_sequence", &n.bom_to_sequence),
+            ("bom_from_date", &n.bom_from_date),
+            ("bom_to_date", &n.bom_to_date),
+            ("change_set", &n.change_set),
+            ("change_key", &n.change_key),
+            ("change_number", &n.change_number),
+            ("change_old_material", &n.change_old_material),
+            ("change_new_material", &n.change_new_material),
+            ("change_cut_in_sequence", &n.change_cut_in_sequence),
+            ("change_cut_in_date", &n.change_cut_in_date),
+            ("change_old_valid_until", &n.change_old_valid_until),
+            ("change_old_valid_until_sequence", &n.change_old_valid_until_sequence),
+            ("change_description", &n.change_description),
+            ("change_status", &n.change_status),
+            ("lot_hold_set", &n.lot_hold_set),
+            ("lot_hold_lot", &n.lot_hold_lot),
+            ("lot_hold_active", &n.lot_hold_active),
+        ] {
+            let may_be_empty = optional.iter().any(|o| std::ptr::eq(*o, v));
+            if !(is_identifier(v) || (may_be_empty && v.is_empty())) {
+                errors.push((format!("{path}.names.{name}"), "must be an OData identifier".into()));
+            }
+        }
+    }
+
+    pub fn client(&self) -> Result<Client, String> {
+        let credentials = Credentials::from_settings(self.token_env.as_ref(), self.oauth2.as_ref());
+        let ca = match &self.ca_file {
+            Some(f) => Some(std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?),
+            None => None,
+        };
+        Client::new(&self.base_url, credentials, Duration::from_millis(self.timeout_ms), ca.as_deref())
+    }
+
+    /// The queries, in the order BOM, changes, lot holds (when configured).
+    fn queries(&self) -> Vec<(&str, Query)> {
+        let n = &self.names;
+        let bom_fields = [
+            &n.bom_key,
+            &n.bom_model,
+            &n.bom_quantity,
+            &n.bom_station,
+            &n.bom_operation,
+            &n.bom_option_rule,
+            &n.bom_from_sequence,
+            &n.bom_to_sequence,
+            &n.bom_from_date,
+            &n.bom_to_date,
+        ];
+        let mut out = vec![
+            (
+                n.bom_set.as_str(),
+                Query {
+                    select: Some(bom_fields.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",")),
+                    expand: Some(format!("{}($select={})", n.material_navigation, n.material_number)),
+                    orderby: Some(n.bom_key.clone()),
+                    ..Query::default()
+                },
+            ),
+            (
+                n.change_set.as_str(),
+                Query {
+                    filter: (!n.change_released.is_empty())
+                        .then(|| format!("{} eq {}", n.change_status, literal(&n.change_released))),
+                    orderby: Some(n.change_key.clone()),
+                    ..Query::default()
+                },
+            ),
+        ];
+        if !n.lot_hold_set.is_empty() {
+            out.push((
+                n.lot_hold_set.as_str(),
+                Query { filter: Some(format!("{} eq true", n.lot_hold_active)), ..Query::default() },
+            ));
+        }
+        out
+    }
+
+    /// Read the master data. A failed request (MES down, a set refused) is an error; a row that
+    /// cannot be read is left out and listed in [`MasterRead::skipped`].
+    pub fn read(&self, client: &Client) -> Result<MasterRead, OdataError> {
+        const MAX_PAGES: usize = 10_000;
+        let queries = self.queries();
+        let batched = if self.batch { client.batch_get_all(&queries, MAX_PAGES)? } else { None };
+        let (answers, batched) = match batched {
+            Some(a) => (a, true),
+            None => (queries.iter().map(|(set, q)| client.get_all(set, q, MAX_PAGES)).collect(), false),
+        };
+        let mut sets = Vec::with_capacity(answers.len());
+        for (answer, (set, _)) in answers.into_iter().zip(&queries) {
+            sets.push(answer.map_err(|e| match e {
+                OdataError::Transient(m) => OdataError::Transient(format!("{set}: {m}")),
+                OdataError::Permanent(m) => OdataError::Permanent(format!("{set}: {m}")),
+            })?);
+        }
+        let mut sets = sets.into_iter();
+        let (bom_rows, change_rows) = (sets.next().unwrap_or_default(), sets.next().unwrap_or_default());
+        let lot_rows = sets.next().unwrap_or_default();
+        let n = &self.names;
+        let mut skipped = Vec::new();
+        let mut master = MasterData::default();
+        let (mut bom_keys, mut change_keys) = (Vec::new(), Vec::new());
+        for r in &bom_rows {
+            match self.bom_item(r) {
+                Ok(b) => {
+                    master.bom.push(b);
+                    bom_keys.push(key(r, &n.bom_key));
+                }
+                Err((field, reason)) => {
+                    skipped.push((format!("{}({}).{field}", n.bom_set, key(r, &n.bom_key)), reason));
+                }
+            }
+        }
+        for r in &change_rows {
+            match self.change(r) {
+                Ok(c) => {
+                    master.changes.push(c);
+                    change_keys.push(key(r, &n.change_key));
+                }
+                Err((field, reason)) => {
+                    skipped.push((format!("{}({}).{field}", n.change_set, key(r, &n.change_key)), reason));
+                }
+            }
+        }
+        for r in &lot_rows {
+            match text(r, &n.lot_hold_lot) {
+                Some(lot) if !lot.trim().is_empty() => master.lots_on_hold.push(lot),
+                _ => skipped.push((format!("{}.{}", n.lot_hold_set, n.lot_hold_lot), "missing".into())),
+            }
+        }
+        master.lots_on_hold.sort();
+        master.lots_on_hold.dedup();
+        Ok(MasterRead { master, skipped, batched, bom_keys, change_keys })
+    }
+
+    fn bom_item(&self, r: &Value) -> Result<BomItem, (String, String)> {
+        let n = &self.names;
+        let part = r
+            .get(&n.material_navigation)
+            .and_then(|m| text(m, &n.material_number))
+            .ok_or_else(|| (format!("{}.{}", n.material_navigation, n.material_number), "missing".to_string()))?;
+        let quantity = r
+            .get(&n.bom_quantity)
+            .and_then(|v| v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+            .ok_or_else(|| (n.bom_quantity.clone(), "missing or not a number".to_string()))?;
+        Ok(BomItem {
+            model: required(r, &n.bom_model)?,
+            part_number: part,
+            quantity,
+            station: required(r, &n.bom_station)?,
+            operation: text(r, &n.bom_operation),
+            option_rule: text(r, &n.bom_option_rule).filter(|s| !s.trim().is_empty()),
+            effectivity: Effectivity {
+                from_date: time(r, &n.bom_from_date)?,
+                to_date: time(r, &n.bom_to_date)?,
+                from_sequence: count(r, &n.bom_from_sequence)?,
+                to_sequence: count(r, &n.bom_to_sequence)?,
+                from_serial: None,
+                to_serial: None,
+            },
+        })
+    }
+
+    fn change(&self, r: &Value) -> Result<ChangePackage, (String, String)> {
+        let n = &self.names;
+        Ok(ChangePackage {
+            change_id: text(r, &n.change_number).unwrap_or_else(|| key(r, &n.change_key)),
+            old_part_number: required(r, &n.change_old_material)?,
+            new_part_number: required(r, &n.change_new_material)?,
+            cut_in: Effectivity {
+                from_date: time(r, &n.change_cut_in_date)?,
+                from_sequence: count(r, &n.change_cut_in_sequence)?,
+                ..Effectivity::default()
+            },
+            old_valid_until: time(r, &n.change_old_valid_until)?,
+            old_valid_until_sequence: count(r, &n.change_old_valid_until_sequence)?,
+            description: text(r, &n.change_description),
+        })
+    }
+}
+
+/// A field as text (strings, and numbers written out); `None` when absent or null.
+fn text(r: &Value, field: &str) -> Option<String> {
+    match r.get(field)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn key(r: &Value, field: &str) -> String {
+    text(r, field).unwrap_or_else(|| "?".into())
+}
+
+fn required(r: &Value, field: &str) -> Result<String, (String, String)> {
+    text(r, field).filter(|s| !s.trim().is_empty()).ok_or_else(|| (field.to_string(), "missing".to_string()))
+}
+
+fn count(r: &Value, field: &str) -> Result<Option<u64>, (String, String)> {
+    match r.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => {
+            v.as_u64().map(Some).ok_or_else(|| (field.to_string(), format!("must be a whole number ≥ 0, found {v}")))
+        }
+    }
+}
+
+fn time(r: &Value, field: &str) -> Result<Option<DateTime<Utc>>, (String, String)> {
+    match r.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|e| (field.to_string(), format!("`{s}` is not an RFC 3339 time: {e}"))),
+        Some(v) => Err((field.to_string(), format!("must be an RFC 3339 time, found {v}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config() -> MesMasterConfig {
+        MesMasterConfig {
+            base_url: "http://mes".into(),
+            token_env: None,
+            oauth2: None,
+            ca_file: None,
+            timeout_ms: 1000,
+            batch: true,
+            names: MasterNames::default(),
+        }
+    }
+
+    #[test]
+    fn rows_become_bom_lines_and_changes_or_are_named() {
+        let c = config();
+        let b = c
+            .bom_item(&json!({"Id": "B1", "ProductionType": "SEDAN", "Quantity": 2, "WorkCenter": "ST010",
+                "OptionRule": "ENGINE=V6", "EffectiveFromSequence": 100, "EffectiveTo": "2027-01-01T00:00:00Z",
+                "Material": {"NId": "P-100"}}))
+            .unwrap();
+        assert_eq!((b.part_number.as_str(), b.quantity, b.station.as_str()), ("P-100", 2.0, "ST010"));
+        assert_eq!(b.effectivity.from_sequence, Some(100));
+        assert!(b.effectivity.to_date.is_some());
+        let no_material = c.bom_item(&json!({"Id": "B2", "ProductionType": "SEDAN", "Quantity": 1, "WorkCenter": "X"}));
+        assert_eq!(no_material.unwrap_err(), ("Material.NId".into(), "missing".into()));
+        let bad_seq = c.bom_item(&json!({"ProductionType": "S", "Quantity": 1, "WorkCenter": "X",
+            "Material": {"NId": "P"}, "EffectiveFromSequence": -3}));
+        assert_eq!(bad_seq.unwrap_err().0, "EffectiveFromSequence");
+        let ch = c
+            .change(&json!({"Id": "C1", "NId": "ECO-7", "OldMaterialNId": "P-100", "NewMaterialNId": "P-101",
+                "CutInSequence": 500, "Status": "Released"}))
+            .unwrap();
+        assert_eq!((ch.change_id.as_str(), ch.cut_in.from_sequence), ("ECO-7", Some(500)));
+        let bad_date = c.change(&json!({"OldMaterialNId": "a", "NewMaterialNId": "b", "CutInDate": "tomorrow"}));
+        assert_eq!(bad_date.unwrap_err().0, "CutInDate");
+    }
+
+    #[test]
+    fn names_are_checked_and_queries_follow_them() {
+        let mut c = config();
+        c.names.bom_set = "Bad Set".into();
+        c.names.lot_hold_set = String::new();
+        let mut errors = Vec::new();
+        c.validate("master_data.mes", &mut errors);
+        assert_eq!(
+            errors,
+            vec![("master_data.mes.names.bom_set".to_string(), "must be an OData identifier".to_string())]
+        );
+        let c = config();
+        let q = c.queries();
+        assert_eq!(q.len(), 3);
+        assert_eq!(q[0].1.expand.as_deref(), Some("Material($select=NId)"));
+        assert_eq!(q[1].1.filter.as_deref(), Some("Status eq 'Released'"));
+    }
+}
