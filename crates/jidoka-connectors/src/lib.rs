@@ -27,6 +27,7 @@ pub mod mes_master;
 pub mod mqtt;
 pub mod odata;
 pub mod openprotocol;
+pub mod reject;
 pub mod sink;
 
 use jidoka_model::{ActionKind, Event};

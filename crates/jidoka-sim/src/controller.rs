@@ -80,6 +80,9 @@ pub struct Faults {
     pub garbage_every: Option<u64>,
     /// Do not send traces even when subscribed.
     pub no_traces: bool,
+    /// Send every this-many-th live result with its first data field spoiled (letters where the
+    /// cell id's digits belong): framed correctly, but not decodable. Uploads stay correct.
+    pub corrupt_every: Option<u64>,
     /// At link level, refuse every this-many-th numbered telegram received (MID 9998, invalid
     /// sequence number) instead of acknowledging it.
     pub refuse_every: Option<u64>,
@@ -519,7 +522,10 @@ impl<'a> Link<'a> {
             // Line noise with no terminator of its own, right before a good telegram.
             self.stream.write_all(b"\x01\x7f0042 line noise \xff")?;
         }
-        let result = result.map_err(io_err)?;
+        let mut result = result.map_err(io_err)?;
+        if faults.corrupt_every.is_some_and(|n| n > 0 && self.sent.is_multiple_of(n)) && result.data.len() >= 6 {
+            result.data[2..6].copy_from_slice(b"CELL");
+        }
         self.send_result(&result, Some(id))?;
         self.inner.stats.results_sent.fetch_add(1, Ordering::Relaxed);
         for t in traces {

@@ -90,7 +90,11 @@ fn link(cfg: OpenProtocolSourceConfig, store: &Shared) -> Running {
     let stats = Arc::new(LinkStats::default());
     let (s2, st2, mut store) = (stop.clone(), stats.clone(), store.clone());
     let checkpoint = store.0.lock().unwrap().checkpoint.clone();
-    let thread = std::thread::spawn(move || client::run(&cfg, &mut store, checkpoint, &s2, &st2));
+    let thread = std::thread::spawn(move || {
+        let mut rejects = jidoka_connectors::reject::RejectMemory::default();
+        client::run(&cfg, &mut store, &mut rejects, checkpoint, &s2, &st2);
+        assert!(rejects.0.is_empty(), "no result refused: {:?}", rejects.0);
+    });
     Running { stop, stats, thread }
 }
 
@@ -382,4 +386,42 @@ fn a_result_acknowledged_at_link_level_is_stored_even_when_the_controller_no_lon
     assert_eq!(r.vin, made[0].0.vin);
     assert!((r.final_torque_nm - made[0].0.final_torque_nm).abs() <= 0.005 + 1e-9);
     assert_eq!(s.checkpoint.as_deref(), Some("1"), "stored and no longer held");
+}
+
+#[test]
+fn an_undecodable_result_is_kept_with_why_and_then_uploaded_whole() {
+    let made = tightenings(40);
+    let faults = Faults { corrupt_every: Some(5), ..Faults::default() };
+    let c = Controller::start("127.0.0.1:0", EmulatorConfig { faults, ..EmulatorConfig::default() }).unwrap();
+    let store = Shared::default();
+    let mut cfg = config(&c);
+    cfg.traces = false;
+    let (stop, stats) = (Arc::new(AtomicBool::new(false)), Arc::new(LinkStats::default()));
+    let thread = {
+        let (stop, stats, mut store) = (stop.clone(), stats.clone(), store.clone());
+        std::thread::spawn(move || {
+            let mut rejects = jidoka_connectors::reject::RejectMemory::default();
+            client::run(&cfg, &mut store, &mut rejects, None, &stop, &stats);
+            rejects.0
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    for (t, at) in &made {
+        c.push(t.clone(), *at);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The spoiled ones are found missing when the next id arrives, and uploaded (MID 0065
+    // carries them correctly); the last one by the quiet-link check.
+    assert!(wait_for(&store, made.len(), 30), "{} of {}", store.0.lock().unwrap().events.len(), made.len());
+    stop.store(true, Ordering::Relaxed);
+    let rejects = thread.join().unwrap();
+    assert_eq!(rejects.len(), 8, "every fifth live result kept: {rejects:#?}");
+    for r in &rejects {
+        assert_eq!(r.source, "op:st010");
+        assert_eq!(r.origin, "MID 0061 rev 7");
+        assert!(r.reasons[0].starts_with("data.cell_id"), "{:?}", r.reasons);
+        assert!(r.payload.contains("CELL"), "the telegram as received");
+    }
+    assert_eq!(store.0.lock().unwrap().events.len(), made.len(), "and each tightening stored once");
+    assert!(LinkStats::get(&stats.recovered) >= 7);
 }

@@ -7,8 +7,9 @@ use crate::report::{Report, machine};
 use crate::runtime::{Ingest, IngestStore};
 use anyhow::Context;
 use jidoka_connectors::mqtt::sink::{Message, finding_messages};
-use jidoka_connectors::mqtt::source::{self, RejectFile};
+use jidoka_connectors::mqtt::source;
 use jidoka_connectors::mqtt::{MqttSinkConfig, MqttSourceConfig, Publisher, SourceStats, TopicConfig};
+use jidoka_connectors::reject::RejectFile;
 use jidoka_connectors::{reconnect_delay, sleep_unless};
 use jidoka_store::{AppendBatch, Checkpoint, SqliteStore, Store};
 use std::path::{Path, PathBuf};
@@ -17,14 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Where a source keeps the messages it could not turn into events.
-pub fn rejected_path(data_dir: &Path, source_name: &str) -> PathBuf {
-    data_dir.join("rejected").join(format!("mqtt-{source_name}.jsonl"))
-}
-
 /// Run one MQTT source until `stop`.
 pub fn source(cfg: MqttSourceConfig, ingest: Ingest, data_dir: &Path, stop: Arc<AtomicBool>, stats: Arc<SourceStats>) {
-    let path = rejected_path(data_dir, &cfg.name);
+    let path = RejectFile::path_for(data_dir, "mqtt", &cfg.name);
     let mut rejects = match RejectFile::open(&path) {
         Ok(r) => r,
         Err(e) => {

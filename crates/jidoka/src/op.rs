@@ -6,6 +6,7 @@ use crate::report::{Report, machine};
 use crate::runtime::{Ingest, IngestStore};
 use jidoka_connectors::openprotocol::client::{self, LinkStats, OpenProtocolSourceConfig};
 use jidoka_connectors::openprotocol::{self as op, Body, Telegram};
+use jidoka_connectors::reject::{RejectFile, RejectMemory};
 use jidoka_store::{SqliteStore, Store};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -15,8 +16,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Run one controller link until `stop`, resuming from its stored checkpoint.
-pub fn source(cfg: OpenProtocolSourceConfig, ingest: Ingest, store: Arc<dyn Store>, stop: Arc<AtomicBool>) {
+/// Run one controller link until `stop`, resuming from its stored checkpoint; results that
+/// cannot be stored are kept in `<data-dir>/rejected/op-<name>.jsonl`.
+pub fn source(
+    cfg: OpenProtocolSourceConfig,
+    ingest: Ingest,
+    store: Arc<dyn Store>,
+    data_dir: &std::path::Path,
+    stop: Arc<AtomicBool>,
+) {
     let checkpoint = match store.checkpoint(&cfg.checkpoint_name()) {
         Ok(c) => c,
         Err(err) => {
@@ -24,9 +32,17 @@ pub fn source(cfg: OpenProtocolSourceConfig, ingest: Ingest, store: Arc<dyn Stor
             return;
         }
     };
+    let path = RejectFile::path_for(data_dir, "op", &cfg.name);
+    let mut rejects = match RejectFile::open(&path) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(source = %cfg.name, error = %e, "cannot open the rejected-results file; source not started");
+            return;
+        }
+    };
     let stats = LinkStats::default();
     let mut sink = IngestStore { ingest, checkpoint_name: cfg.checkpoint_name() };
-    client::run(&cfg, &mut sink, checkpoint, &stop, &stats);
+    client::run(&cfg, &mut sink, &mut rejects, checkpoint, &stop, &stats);
     tracing::info!(
         source = %cfg.name,
         stored = LinkStats::get(&stats.results_stored),
@@ -213,7 +229,8 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let link = {
         let (cfg, stop, stats) = (cfg.clone(), stop.clone(), stats.clone());
         let mut sink = IngestStore { ingest: runtime.ingest(), checkpoint_name: cfg.checkpoint_name() };
-        std::thread::spawn(move || client::run(&cfg, &mut sink, None, &stop, &stats))
+        let mut rejects = RejectMemory::default();
+        std::thread::spawn(move || client::run(&cfg, &mut sink, &mut rejects, None, &stop, &stats))
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     while LinkStats::get(&stats.connects) == 0 && Instant::now() < deadline {

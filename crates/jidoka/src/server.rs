@@ -120,10 +120,11 @@ pub async fn serve(
             }
             SourceConfig::OpenProtocol(c) => {
                 let (c, ingest, store, stop) = ((**c).clone(), runtime.ingest(), store.clone(), stop.clone());
+                let data_dir = config.store.data_dir.clone();
                 source_threads.push(
                     std::thread::Builder::new()
                         .name(format!("source-{}", c.name))
-                        .spawn(move || crate::op::source(c, ingest, store, stop))?,
+                        .spawn(move || crate::op::source(c, ingest, store, &data_dir, stop))?,
                 );
             }
             SourceConfig::Mqtt(c) => {

@@ -254,14 +254,15 @@ format = "event"
     assert_eq!(values, [2.5, 2.75, 2.9]);
     assert!(samples.iter().all(|s| s["station"] == "ST090" && s["unit"] == "bar" && s["equipment"] == "filler"));
 
-    let rejected = std::fs::read_to_string(jidoka::mqtt::rejected_path(&data, "line")).unwrap();
+    let rejected =
+        std::fs::read_to_string(jidoka_connectors::reject::RejectFile::path_for(&data, "mqtt", "line")).unwrap();
     let rejected: Vec<Value> = rejected.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(rejected.len(), 3, "{rejected:#?}");
     let reasons: Vec<String> = rejected.iter().map(|r| r["reasons"][0].as_str().unwrap().to_string()).collect();
     assert!(reasons[0].starts_with("data.vin:"), "{}", reasons[0]);
     assert!(reasons[1].starts_with("payload: not JSON"), "{}", reasons[1]);
     assert!(reasons[2].starts_with("payload: not UTF-8"), "{}", reasons[2]);
-    assert!(rejected.iter().all(|r| r["topic"] == "plant/ST010/scan"));
+    assert!(rejected.iter().all(|r| r["origin"] == "plant/ST010/scan"));
     assert_eq!(rejected[2]["payload_encoding"], "hex");
     terminate(child);
 }

@@ -12,13 +12,11 @@
 use super::mapping::{Format, Mapping, TopicConfig};
 use super::sparkplug::Host;
 use super::{BrokerLogin, topic};
+use crate::reject::{RejectLog, RejectedMessage};
 use crate::{ResultStore, Stored, reconnect_delay, sleep_unless};
 use jidoka_model::{Event, Timestamp};
 use rumqttc::{Client, Packet, QoS, RecvTimeoutError, TryRecvError};
 use serde::{Deserialize, Serialize};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -120,59 +118,6 @@ impl MqttSourceConfig {
             Some((path, reason)) => Err(format!("{path}: {reason}")),
             None => Ok(out),
         }
-    }
-}
-
-/// A message that made no event (or not all of its events), kept with why.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RejectedMessage {
-    pub source: String,
-    pub topic: String,
-    #[serde(with = "jidoka_model::event::rfc3339")]
-    pub received_at: Timestamp,
-    /// Each reason names the field (`payload[2].data.vin: ...`).
-    pub reasons: Vec<String>,
-    /// The payload as text when it is UTF-8, else as hex.
-    pub payload: String,
-    pub payload_encoding: &'static str,
-    /// Events of the same message that were stored.
-    pub events_stored: usize,
-}
-
-/// Where rejected messages are kept before they are acknowledged.
-pub trait RejectLog {
-    fn keep(&mut self, message: &RejectedMessage) -> Result<(), String>;
-}
-
-/// Rejected messages as JSON Lines, fsynced before the broker hears of them.
-#[derive(Debug)]
-pub struct RejectFile {
-    path: PathBuf,
-    file: File,
-}
-
-impl RejectFile {
-    pub fn open(path: &Path) -> Result<RejectFile, String> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        Ok(RejectFile { path: path.to_path_buf(), file })
-    }
-}
-
-impl RejectLog for RejectFile {
-    fn keep(&mut self, message: &RejectedMessage) -> Result<(), String> {
-        let mut line = serde_json::to_vec(message).map_err(|e| e.to_string())?;
-        line.push(b'\n');
-        self.file
-            .write_all(&line)
-            .and_then(|_| self.file.sync_data())
-            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
     }
 }
 
@@ -420,19 +365,14 @@ fn flush(
         add(&stats.events_stored, stored);
         if !reasons.is_empty() {
             tracing::warn!(source = %cfg.name, topic = %t.publish.topic, reason = %reasons[0], more = reasons.len() - 1, "message refused");
-            let (payload, payload_encoding) = match std::str::from_utf8(&t.publish.payload) {
-                Ok(s) => (s.to_string(), "utf8"),
-                Err(_) => (hex::encode(&t.publish.payload), "hex"),
-            };
-            let record = RejectedMessage {
-                source: cfg.source(),
-                topic: t.publish.topic.clone(),
-                received_at: t.received_at,
+            let record = RejectedMessage::new(
+                cfg.source(),
+                t.publish.topic.clone(),
+                t.received_at,
                 reasons,
-                payload,
-                payload_encoding,
-                events_stored: stored,
-            };
+                &t.publish.payload,
+                stored,
+            );
             let mut failures = 0u32;
             loop {
                 match rejects.keep(&record) {

@@ -18,6 +18,7 @@ use super::frame::{Framed, Framer, OpError, Telegram};
 use super::result::{ResultContext, tightening_id, to_event};
 use super::trace::Trace;
 use super::{Body, build, decode, layouts};
+use crate::reject::{RejectLog, RejectedMessage};
 use crate::{ResultStore, Stored, sleep_unless};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -317,10 +318,12 @@ impl Tracker {
 }
 
 /// Run the link until `stop`: connect, recover, subscribe, take results; on any failure
-/// reconnect with backoff (0.25 s doubling to 30 s, with jitter).
+/// reconnect with backoff (0.25 s doubling to 30 s, with jitter). A result that cannot be
+/// decoded or turned into an event is kept in `rejects` with why before it is acknowledged.
 pub fn run(
     cfg: &OpenProtocolSourceConfig,
     store: &mut dyn ResultStore,
+    rejects: &mut dyn RejectLog,
     checkpoint: Option<String>,
     stop: &AtomicBool,
     stats: &LinkStats,
@@ -328,7 +331,7 @@ pub fn run(
     let mut tracker = Tracker::from_checkpoint(checkpoint.as_deref());
     let mut failures = 0u32;
     while !stop.load(Ordering::Relaxed) {
-        let result = Session::connect(cfg, stats, &mut *store, &mut tracker).and_then(|mut s| {
+        let result = Session::connect(cfg, stats, &mut *store, &mut *rejects, &mut tracker).and_then(|mut s| {
             failures = 0;
             s.run(stop)
         });
@@ -372,10 +375,14 @@ fn next_sequence(n: u8) -> u8 {
 /// How long a result waits for traces after one that came without them.
 const SHORT_TRACE_WAIT_MS: u64 = 100;
 
+/// A result: its fields, the traces joined to it and the telegram it came in.
+type Received = (Vec<super::fields::Field>, Vec<Trace>, Vec<u8>);
+
 /// A result waiting for its traces.
 #[derive(Debug)]
 struct Pending {
     fields: Vec<super::fields::Field>,
+    raw: Vec<u8>,
     id: u64,
     traces: Vec<Trace>,
     deadline: Instant,
@@ -386,6 +393,7 @@ pub struct Session<'a> {
     cfg: &'a OpenProtocolSourceConfig,
     stats: &'a LinkStats,
     store: &'a mut dyn ResultStore,
+    rejects: &'a mut dyn RejectLog,
     tracker: &'a mut Tracker,
     /// Set when telegrams are acknowledged at link level.
     link: Option<LinkLevel>,
@@ -419,6 +427,7 @@ impl<'a> Session<'a> {
         cfg: &'a OpenProtocolSourceConfig,
         stats: &'a LinkStats,
         store: &'a mut dyn ResultStore,
+        rejects: &'a mut dyn RejectLog,
         tracker: &'a mut Tracker,
     ) -> Result<Session<'a>, LinkError> {
         let addr = cfg
@@ -434,6 +443,7 @@ impl<'a> Session<'a> {
             cfg,
             stats,
             store,
+            rejects,
             tracker,
             link: None,
             stream,
@@ -752,8 +762,11 @@ impl<'a> Session<'a> {
                     &self.cfg.name,
                     &format!("MID {mid:04} rev {} rejected: {err}", t.header.effective_revision()),
                 );
+                if matches!(mid, 61 | 65 | 900) {
+                    // Unreadable: kept with why, then acknowledged so the controller goes on.
+                    self.reject(&t, vec![err.to_string()])?;
+                }
                 if mid == 61 {
-                    // Unreadable: acknowledge so the controller goes on; the log keeps why.
                     self.acknowledge(62)?;
                 }
                 return Ok(());
@@ -768,6 +781,7 @@ impl<'a> Session<'a> {
                 let Some(id) = tightening_id(&fields) else {
                     LinkStats::add(&self.stats.rejected, 1);
                     tracing_warn(&self.cfg.name, "MID 0061 without a tightening id rejected");
+                    self.reject(&t, vec!["data.tightening_id: missing".into()])?;
                     return self.acknowledge(62);
                 };
 
@@ -785,8 +799,8 @@ impl<'a> Session<'a> {
                     (true, true) => self.cfg.trace_wait_ms,
                     (true, false) => self.cfg.trace_wait_ms.min(SHORT_TRACE_WAIT_MS),
                 };
-                self.pending =
-                    Some(Pending { fields, id, traces, deadline: Instant::now() + Duration::from_millis(wait) });
+                let deadline = Instant::now() + Duration::from_millis(wait);
+                self.pending = Some(Pending { fields, raw: t.to_bytes(), id, traces, deadline });
                 if wait == 0 {
                     self.finish_pending()?;
                 }
@@ -813,7 +827,7 @@ impl<'a> Session<'a> {
             }
             (65, Body::Fields(fields)) => {
                 // An upload reply that came after its request timed out: store it all the same.
-                self.store_results(vec![(fields, Vec::new())], false)?;
+                self.store_results(vec![(fields, Vec::new(), t.to_bytes())], false)?;
             }
             (71, Body::Fields(f)) | (76, Body::Fields(f)) => {
                 LinkStats::add(&self.stats.alarms, 1);
@@ -854,7 +868,7 @@ impl<'a> Session<'a> {
             LinkStats::add(&self.stats.traces_joined, 1);
         }
         let id = p.id;
-        self.store_results(vec![(p.fields, p.traces)], false)?;
+        self.store_results(vec![(p.fields, p.traces, p.raw)], false)?;
         self.acknowledge(62)?;
         let (gaps, given_up) = self.tracker.gaps(self.cfg.recover_max);
         if given_up > 0 {
@@ -874,6 +888,13 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    /// Keep a telegram that makes no event, with why, in the rejected log.
+    fn reject(&mut self, t: &Telegram, reasons: Vec<String>) -> Result<(), LinkError> {
+        let origin = format!("MID {:04} rev {}", t.header.mid, t.header.effective_revision());
+        let record = RejectedMessage::new(self.cfg.source(), origin, chrono::Utc::now(), reasons, &t.to_bytes(), 0);
+        self.rejects.keep(&record).map_err(LinkError::Store)
+    }
+
     /// Acknowledge subscription data with its own MID; with link-level acknowledgement the
     /// MID 9997 already sent stands for it.
     fn acknowledge(&mut self, mid: u16) -> Result<(), LinkError> {
@@ -886,7 +907,7 @@ impl<'a> Session<'a> {
         let mut results = Vec::new();
         for (id, bytes) in self.tracker.held.clone() {
             match Telegram::parse(&bytes).and_then(|t| decode(&t)) {
-                Ok(Body::Fields(fields)) => results.push((fields, Vec::new())),
+                Ok(Body::Fields(fields)) => results.push((fields, Vec::new(), bytes)),
                 _ => {
                     tracing_warn(&self.cfg.name, &format!("held tightening {id} cannot be read again; dropped"));
                     self.tracker.held.remove(&id);
@@ -900,11 +921,7 @@ impl<'a> Session<'a> {
     }
 
     /// Turn results into events and append them with the checkpoint they make true.
-    fn store_results(
-        &mut self,
-        results: Vec<(Vec<super::fields::Field>, Vec<Trace>)>,
-        recovered: bool,
-    ) -> Result<(), LinkError> {
+    fn store_results(&mut self, results: Vec<Received>, recovered: bool) -> Result<(), LinkError> {
         let source = self.cfg.source();
         let ctx = ResultContext {
             source: &source,
@@ -915,28 +932,36 @@ impl<'a> Session<'a> {
         };
         let mut next = self.tracker.clone();
         let mut events = Vec::new();
-        for (fields, traces) in &results {
+        let mut raws = Vec::new();
+        let mut refused = Vec::new();
+        for (fields, traces, raw) in &results {
             let Some(id) = tightening_id(fields) else { continue };
             next.mark(id);
             next.held.remove(&id);
             match to_event(fields, traces, &ctx, chrono::Utc::now()) {
-                Ok(e) => events.push(e),
-                Err(err) => {
-                    LinkStats::add(&self.stats.rejected, 1);
-                    tracing_warn(&self.cfg.name, &format!("tightening {id} rejected: {err}"));
+                Ok(e) => {
+                    events.push(e);
+                    raws.push(raw);
                 }
+                Err(err) => refused.push((raw, format!("tightening {id}: {err}"))),
             }
         }
         let n = events.len() as u64;
         let outcomes = self.store.append(events, next.checkpoint()).map_err(LinkError::Store)?;
-        for o in outcomes {
+        for (o, raw) in outcomes.into_iter().zip(raws) {
             match o {
                 Stored::Stored => LinkStats::add(&self.stats.results_stored, 1),
                 Stored::Duplicate => LinkStats::add(&self.stats.duplicates, 1),
-                Stored::Rejected(reason) => {
-                    LinkStats::add(&self.stats.rejected, 1);
-                    tracing_warn(&self.cfg.name, &format!("result rejected by the store: {reason}"));
-                }
+                Stored::Rejected(reason) => refused.push((raw, format!("refused by the store: {reason}"))),
+            }
+        }
+        // Kept before the tracker moves on and before any acknowledgement.
+        for (raw, reason) in refused {
+            LinkStats::add(&self.stats.rejected, 1);
+            tracing_warn(&self.cfg.name, &format!("result rejected: {reason}"));
+            match Telegram::parse(raw) {
+                Ok(t) => self.reject(&t, vec![reason])?,
+                Err(e) => self.reject(&Telegram::new(61, 1, raw.clone()), vec![reason, e.to_string()])?,
             }
         }
         if recovered {
@@ -961,7 +986,7 @@ impl<'a> Session<'a> {
             }
         };
         self.result_rev = rev;
-        let Some(newest) = tightening_id(&latest) else { return Ok(()) };
+        let Some(newest) = tightening_id(&latest.0) else { return Ok(()) };
         let first = self.tracker.high.is_none();
         let high = self.tracker.high.unwrap_or(0);
         // Ids below the checkpoint: the controller's counter restarted. Everything it now has is
@@ -991,7 +1016,7 @@ impl<'a> Session<'a> {
         }
         let ids: Vec<u64> = (start..newest).collect();
         self.upload(&ids)?;
-        self.store_results(vec![(latest, Vec::new())], true)
+        self.store_results(vec![latest], true)
     }
 
     /// On a quiet link: if the controller's latest result is newer than anything stored, store it
@@ -1001,7 +1026,7 @@ impl<'a> Session<'a> {
             return Ok(());
         }
         let Some((_, latest)) = self.old_result(0, self.result_rev)? else { return Ok(()) };
-        let Some(newest) = tightening_id(&latest) else { return Ok(()) };
+        let Some(newest) = tightening_id(&latest.0) else { return Ok(()) };
         if self.tracker.top().is_some_and(|top| newest <= top) {
             return Ok(());
         }
@@ -1009,7 +1034,7 @@ impl<'a> Session<'a> {
             &self.cfg.name,
             &format!("tightening {newest} was never sent live; uploading it and any before it"),
         );
-        self.store_results(vec![(latest, Vec::new())], true)?;
+        self.store_results(vec![latest], true)?;
         let (gaps, given_up) = self.tracker.gaps(self.cfg.recover_max);
         LinkStats::add(&self.stats.unrecoverable, given_up);
         self.upload(&gaps)
@@ -1020,7 +1045,7 @@ impl<'a> Session<'a> {
         let mut batch = Vec::new();
         for &id in ids {
             match self.old_result(id, self.result_rev)? {
-                Some((_, fields)) => batch.push((fields, Vec::new())),
+                Some((_, received)) => batch.push(received),
                 None => {
                     LinkStats::add(&self.stats.unrecoverable, 1);
                     tracing_warn(&self.cfg.name, &format!("controller no longer has tightening {id}"));
@@ -1039,7 +1064,7 @@ impl<'a> Session<'a> {
 
     /// MID 0064 for `id` (0 = the latest) at `rev` or lower; the reply's revision and fields,
     /// or `None` when the controller has no such result.
-    fn old_result(&mut self, id: u64, mut rev: u16) -> Result<Option<(u16, Vec<super::fields::Field>)>, LinkError> {
+    fn old_result(&mut self, id: u64, mut rev: u16) -> Result<Option<(u16, Received)>, LinkError> {
         loop {
             let mut data = vec![("tightening_id", Value::Int(id as i64))];
             if rev >= 10 {
@@ -1054,6 +1079,7 @@ impl<'a> Session<'a> {
                         Err(err) => {
                             LinkStats::add(&self.stats.rejected, 1);
                             tracing_warn(&self.cfg.name, &format!("MID 0065 for tightening {id} rejected: {err}"));
+                            self.reject(&reply, vec![err.to_string()])?;
                             return Ok(None);
                         }
                     };
@@ -1064,7 +1090,7 @@ impl<'a> Session<'a> {
                         );
                         return Ok(None);
                     }
-                    return Ok(Some((rev, fields)));
+                    return Ok(Some((rev, (fields, Vec::new(), reply.to_bytes()))));
                 }
                 None => return Ok(None),
                 Some(97) | Some(76) if rev > 1 => rev -= 1,
