@@ -16,7 +16,10 @@
 //!   `sequence.tightening_missing`: work undone when the unit leaves the station (one finding
 //!   per departure, naming everything missing);
 //! - `sequence.station_not_on_routing`, `sequence.unknown_vin`, `sequence.unknown_station`,
-//!   `sequence.unknown_part`: data the agent cannot place (never ignored, never a crash).
+//!   `sequence.unknown_part`: data the agent cannot place (never ignored, never a crash);
+//! - `sequence.tool_calibration_overdue`: a tightening made with a tool past its calibration
+//!   due date (one finding per tool and due date, naming the first such result: every result
+//!   of the tool since then is suspect).
 //!
 //! The VIN's configuration comes from `work_order_released` events; master data is given at
 //! construction.
@@ -69,6 +72,8 @@ struct Index {
     routing_by_station: HashMap<String, Vec<jidoka_model::master::RoutingStep>>,
     known_parts: HashSet<String>,
     lots_on_hold: HashSet<String>,
+    /// Tool → when its calibration is due.
+    calibration_due: HashMap<String, Timestamp>,
 }
 
 struct Order {
@@ -127,6 +132,8 @@ pub struct SequenceAgent {
     /// Where each unit is, and which unit is at each station (for results without a VIN).
     current: HashMap<String, String>,
     at_station: HashMap<String, String>,
+    /// (tool, due date) already reported overdue.
+    overdue_flagged: HashSet<(String, Timestamp)>,
 }
 
 impl std::fmt::Debug for SequenceAgent {
@@ -201,7 +208,13 @@ impl SequenceAgent {
                 routing_by_station,
                 known_parts,
                 lots_on_hold: master.lots_on_hold.iter().cloned().collect(),
+                calibration_due: master
+                    .equipment
+                    .iter()
+                    .filter_map(|e| Some((e.equipment.clone(), e.calibration_due?)))
+                    .collect(),
             },
+            overdue_flagged: HashSet::new(),
             orders: HashMap::new(),
             visits: HashMap::new(),
             serials: HashMap::new(),
@@ -648,6 +661,32 @@ impl Agent for SequenceAgent {
             EventPayload::TighteningResult(t) => {
                 // Many controllers send no VIN: the result belongs to the unit at the station.
                 let vin = t.vin.clone().or_else(|| self.at_station.get(&t.station).cloned());
+                if let Some(due) = self.index.calibration_due.get(&t.tool).copied()
+                    && event.event.occurred_at > due
+                    && self.overdue_flagged.insert((t.tool.clone(), due))
+                {
+                    let subject = Subject {
+                        vin: vin.clone(),
+                        station: Some(t.station.clone()),
+                        tool: Some(t.tool.clone()),
+                        joint: Some(t.joint.clone()),
+                        ..Subject::default()
+                    };
+                    out.push(draft(
+                        "tool_calibration_overdue",
+                        Verdict::Review,
+                        format!(
+                            "tool {} tightened {} at {} after its calibration fell due ({}): this and every later \
+                             result of the tool until it is recalibrated need review",
+                            t.tool,
+                            t.joint,
+                            t.station,
+                            due.to_rfc3339()
+                        ),
+                        subject,
+                        json!({"tool": t.tool, "calibration_due": due.to_rfc3339(), "first_result_at": event.event.occurred_at.to_rfc3339()}),
+                    ));
+                }
                 if let Some(vin) = vin
                     && self.orders.contains_key(&vin)
                 {

@@ -142,7 +142,9 @@ fn unsubscribed_kinds_reach_no_agent() {
 mod sequence {
     use super::*;
     use jidoka_agents::sequence::SequenceAgent;
-    use jidoka_model::master::{BomItem, ChangePackage, Effectivity, MasterData, RoutingStep};
+    use jidoka_model::master::{
+        BomItem, ChangePackage, Effectivity, Equipment, EquipmentKind, MasterData, RoutingStep,
+    };
 
     fn master() -> MasterData {
         let item = |part: &str, station: &str, rule: Option<&str>, qty: f64| BomItem {
@@ -197,6 +199,17 @@ mod sequence {
                 },
             ],
             lots_on_hold: vec!["LOT-BAD".into()],
+            // Calibrated a year before the due date.
+            equipment: [("T", 2027, 6), ("T-OLD", 2026, 11)]
+                .into_iter()
+                .map(|(tool, year, month)| Equipment {
+                    equipment: tool.into(),
+                    kind: EquipmentKind::Nutrunner,
+                    station: Some("S1".into()),
+                    calibrated_at: Some(Utc.with_ymd_and_hms(year - 1, month, 1, 0, 0, 0).unwrap()),
+                    calibration_due: Some(Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0).unwrap()),
+                })
+                .collect(),
         }
     }
 
@@ -249,6 +262,30 @@ mod sequence {
             self.send("operation_completed", json!({"vin": vin, "station": "S1", "operation": "OP1"}));
             self.send("operation_completed", json!({"vin": vin, "station": "S1", "operation": "OP1B"}));
         }
+    }
+
+    #[test]
+    fn a_tool_past_its_calibration_due_date_is_reported_once() {
+        let mut l = Line::new();
+        l.release("V1", "I4", 10);
+        l.send("unit_entered_station", json!({"vin": "V1", "station": "S1"}));
+        let result = |tool: &str, id: &str| {
+            json!({"tightening_id": id, "vin": "V1", "station": "S1", "tool": tool, "pset": "1", "joint": "J1",
+                   "final_torque_nm": 10.0, "final_angle_deg": 30.0})
+        };
+        assert!(l.send("tightening_result", result("T", "1")).is_empty(), "calibrated until 2027");
+        assert_eq!(l.send("tightening_result", result("T-OLD", "2")), vec!["tool_calibration_overdue"]);
+        assert!(l.send("tightening_result", result("T-OLD", "3")).is_empty(), "one finding per tool and due date");
+        let f = l.out.last().unwrap();
+        assert_eq!(f.subject.tool.as_deref(), Some("T-OLD"));
+        assert_eq!(f.details["calibration_due"], "2026-11-01T00:00:00+00:00");
+        assert_eq!(f.verdict, Verdict::Review);
+        // Bad calibration data is refused when the master data is loaded.
+        let mut m = master();
+        m.equipment[0].calibration_due = Some(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
+        m.equipment.push(m.equipment[1].clone());
+        let errors: Vec<String> = m.validate().into_iter().map(|(row, _)| row).collect();
+        assert_eq!(errors, vec!["equipment[0].calibration_due", "equipment[2].equipment"]);
     }
 
     #[test]

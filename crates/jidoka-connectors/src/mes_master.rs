@@ -1,8 +1,9 @@
 //! Master data read from the MES over OData: the BOM lines of each production type
 //! (`ToBeConsumedMaterial`, with the part number read through the `Material` navigation by
-//! `$expand`), the released engineering changes (`ChangePackage`) and the supplier lots on hold.
-//! The three reads go in one JSON `$batch` when the service offers it, else one by one; every
-//! set follows server-driven paging.
+//! `$expand`), the released engineering changes (`ChangePackage`), the supplier lots on hold
+//! and the equipment with its calibration dates (`Equipment`). The reads go in one JSON
+//! `$batch` when the service offers it, else one by one; every set follows server-driven
+//! paging.
 //!
 //! A row that cannot be read is left out and reported with its key and field
 //! (`ToBeConsumedMaterial(B-17).Quantity: missing`), so one bad row does not take the rest of
@@ -10,7 +11,7 @@
 
 use crate::odata::{Client, Credentials, OAuth2Config, OdataError, Query, literal};
 use chrono::{DateTime, Utc};
-use jidoka_model::master::{BomItem, ChangePackage, Effectivity, MasterData};
+use jidoka_model::master::{BomItem, ChangePackage, Effectivity, Equipment, EquipmentKind, MasterData};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
@@ -81,6 +82,15 @@ pub struct MasterNames {
     pub lot_hold_set: String,
     pub lot_hold_lot: String,
     pub lot_hold_active: String,
+    /// Tools and machines with their calibration dates (empty: none read).
+    pub equipment_set: String,
+    pub equipment_number: String,
+    /// Its type (`Nutrunner`, `Scanner`, `Fixture`, `Tester`, `Conveyor`, `Robot`; anything
+    /// else is `other`).
+    pub equipment_kind: String,
+    pub equipment_station: String,
+    pub equipment_calibrated: String,
+    pub equipment_due: String,
 }
 
 impl Default for MasterNames {
@@ -115,6 +125,12 @@ impl Default for MasterNames {
             lot_hold_set: s("LotHold"),
             lot_hold_lot: s("LotNId"),
             lot_hold_active: s("Active"),
+            equipment_set: s("Equipment"),
+            equipment_number: s("NId"),
+            equipment_kind: s("EquipmentType"),
+            equipment_station: s("WorkCenter"),
+            equipment_calibrated: s("LastCalibratedOn"),
+            equipment_due: s("CalibrationDueOn"),
         }
     }
 }
@@ -133,21 +149,25 @@ pub struct MasterRead {
 
 impl MasterRead {
     /// Validation errors of the master data with each row named by its set and MES key
-    /// (`ChangePackage(C-9).old_part_number` for `changes[4].old_part_number`).
+    /// (`ChangePackage(C-9).old_part_number` for `changes[4].old_part_number`; equipment by
+    /// its number).
     pub fn errors(&self, names: &MasterNames) -> Vec<(String, String)> {
+        let equipment_keys: Vec<String> = self.master.equipment.iter().map(|e| e.equipment.clone()).collect();
+        let sets = [
+            ("bom[", &names.bom_set, &self.bom_keys),
+            ("changes[", &names.change_set, &self.change_keys),
+            ("equipment[", &names.equipment_set, &equipment_keys),
+        ];
         self.master
             .validate()
             .into_iter()
             .map(|(row, reason)| {
-                let named =
-                    [("bom[", &names.bom_set, &self.bom_keys), ("changes[", &names.change_set, &self.change_keys)]
-                        .iter()
-                        .find_map(|(prefix, set, keys)| {
-                            let rest = row.strip_prefix(prefix)?;
-                            let (index, tail) = rest.split_once(']')?;
-                            let key = keys.get(index.parse::<usize>().ok()?)?;
-                            Some(format!("{set}({key}){tail}"))
-                        });
+                let named = sets.iter().find_map(|(prefix, set, keys)| {
+                    let rest = row.strip_prefix(prefix)?;
+                    let (index, tail) = rest.split_once(']')?;
+                    let key = keys.get(index.parse::<usize>().ok()?)?;
+                    Some(format!("{set}({key}){tail}"))
+                });
                 (named.unwrap_or(row), reason)
             })
             .collect()
@@ -180,7 +200,7 @@ impl MesMasterConfig {
             errors.push((format!("{path}.timeout_ms"), "must be between 100 and 600000".into()));
         }
         let n = &self.names;
-        let optional = [&n.change_released, &n.lot_hold_set];
+        let optional = [&n.change_released, &n.lot_hold_set, &n.equipment_set];
         for (name, v) in [
             ("bom_set", &n.bom_set),
             ("material_navigation", &n.material_navigation),
@@ -209,6 +229,12 @@ impl MesMasterConfig {
             ("lot_hold_set", &n.lot_hold_set),
             ("lot_hold_lot", &n.lot_hold_lot),
             ("lot_hold_active", &n.lot_hold_active),
+            ("equipment_set", &n.equipment_set),
+            ("equipment_number", &n.equipment_number),
+            ("equipment_kind", &n.equipment_kind),
+            ("equipment_station", &n.equipment_station),
+            ("equipment_calibrated", &n.equipment_calibrated),
+            ("equipment_due", &n.equipment_due),
         ] {
             let may_be_empty = optional.iter().any(|o| std::ptr::eq(*o, v));
             if !(is_identifier(v) || (may_be_empty && v.is_empty())) {
@@ -267,6 +293,23 @@ impl MesMasterConfig {
                 Query { filter: Some(format!("{} eq true", n.lot_hold_active)), ..Query::default() },
             ));
         }
+        if !n.equipment_set.is_empty() {
+            let fields = [
+                &n.equipment_number,
+                &n.equipment_kind,
+                &n.equipment_station,
+                &n.equipment_calibrated,
+                &n.equipment_due,
+            ];
+            out.push((
+                n.equipment_set.as_str(),
+                Query {
+                    select: Some(fields.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",")),
+                    orderby: Some(n.equipment_number.clone()),
+                    ..Query::default()
+                },
+            ));
+        }
         out
     }
 
@@ -289,8 +332,9 @@ impl MesMasterConfig {
         }
         let mut sets = sets.into_iter();
         let (bom_rows, change_rows) = (sets.next().unwrap_or_default(), sets.next().unwrap_or_default());
-        let lot_rows = sets.next().unwrap_or_default();
         let n = &self.names;
+        let lot_rows = if n.lot_hold_set.is_empty() { Vec::new() } else { sets.next().unwrap_or_default() };
+        let equipment_rows = if n.equipment_set.is_empty() { Vec::new() } else { sets.next().unwrap_or_default() };
         let mut skipped = Vec::new();
         let mut master = MasterData::default();
         let (mut bom_keys, mut change_keys) = (Vec::new(), Vec::new());
@@ -324,6 +368,14 @@ impl MesMasterConfig {
         }
         master.lots_on_hold.sort();
         master.lots_on_hold.dedup();
+        for r in &equipment_rows {
+            match self.equipment(r) {
+                Ok(e) => master.equipment.push(e),
+                Err((field, reason)) => {
+                    skipped.push((format!("{}({}).{field}", n.equipment_set, key(r, &n.equipment_number)), reason));
+                }
+            }
+        }
         Ok(MasterRead { master, skipped, batched, bom_keys, change_keys })
     }
 
@@ -352,6 +404,26 @@ impl MesMasterConfig {
                 from_serial: None,
                 to_serial: None,
             },
+        })
+    }
+
+    fn equipment(&self, r: &Value) -> Result<Equipment, (String, String)> {
+        let n = &self.names;
+        let kind = match text(r, &n.equipment_kind).unwrap_or_default().to_ascii_lowercase().as_str() {
+            "nutrunner" => EquipmentKind::Nutrunner,
+            "scanner" => EquipmentKind::Scanner,
+            "fixture" => EquipmentKind::Fixture,
+            "tester" => EquipmentKind::Tester,
+            "conveyor" => EquipmentKind::Conveyor,
+            "robot" => EquipmentKind::Robot,
+            _ => EquipmentKind::Other,
+        };
+        Ok(Equipment {
+            equipment: required(r, &n.equipment_number)?,
+            kind,
+            station: text(r, &n.equipment_station),
+            calibrated_at: time(r, &n.equipment_calibrated)?,
+            calibration_due: time(r, &n.equipment_due)?,
         })
     }
 
@@ -464,7 +536,8 @@ mod tests {
         );
         let c = config();
         let q = c.queries();
-        assert_eq!(q.len(), 3);
+        assert_eq!(q.len(), 4);
+        assert_eq!(q[3].0, "Equipment");
         assert_eq!(q[0].1.expand.as_deref(), Some("Material($select=NId)"));
         assert_eq!(q[1].1.filter.as_deref(), Some("Status eq 'Released'"));
     }

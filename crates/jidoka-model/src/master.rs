@@ -186,6 +186,9 @@ pub struct MasterData {
     pub routing: Vec<RoutingStep>,
     #[serde(default)]
     pub lots_on_hold: Vec<String>,
+    /// Tools and machines with their calibration state.
+    #[serde(default)]
+    pub equipment: Vec<Equipment>,
 }
 
 impl MasterData {
@@ -228,6 +231,19 @@ impl MasterData {
         for (i, r) in self.routing.iter().enumerate() {
             if r.station.trim().is_empty() || r.operation.trim().is_empty() {
                 errors.push((format!("routing[{i}]"), "station and operation must not be empty".into()));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, e) in self.equipment.iter().enumerate() {
+            if e.equipment.trim().is_empty() {
+                errors.push((format!("equipment[{i}].equipment"), "must not be empty".into()));
+            } else if !seen.insert(e.equipment.as_str()) {
+                errors.push((format!("equipment[{i}].equipment"), format!("`{}` is listed twice", e.equipment)));
+            }
+            if let (Some(at), Some(due)) = (e.calibrated_at, e.calibration_due)
+                && due < at
+            {
+                errors.push((format!("equipment[{i}].calibration_due"), format!("{due} is before calibrated_at {at}")));
             }
         }
         errors

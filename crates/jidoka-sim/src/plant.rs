@@ -298,6 +298,9 @@ pub struct Tool {
     pub precision: f64,
     #[serde(default)]
     pub calibrated_at: Option<String>,
+    /// When the next calibration is due (RFC 3339): results after it are flagged.
+    #[serde(default)]
+    pub calibration_due: Option<String>,
 }
 
 /// One BOM line: a part fitted at a station to every unit whose options satisfy `rule`.
@@ -469,7 +472,9 @@ impl Plant {
     /// The plant as the MES would describe it to the sequence checks: BOM (one item per model
     /// restriction, `*` for all), engineering changes, routing with the joints to tighten.
     pub fn master_data(&self) -> jidoka_model::master::MasterData {
-        use jidoka_model::master::{BomItem, ChangePackage, Effectivity, MasterData, RoutingStep};
+        use jidoka_model::master::{
+            BomItem, ChangePackage, Effectivity, Equipment, EquipmentKind, MasterData, RoutingStep,
+        };
         let operation_of = |station: &str| self.stations.iter().find(|s| s.id == station).map(|s| s.operation.clone());
         let mut bom = Vec::new();
         for b in &self.bom {
@@ -530,7 +535,23 @@ impl Plant {
                     .collect(),
             })
             .collect();
-        MasterData { bom, changes, routing, lots_on_hold: Vec::new() }
+        let time = |t: &Option<String>| {
+            t.as_deref()
+                .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+                .map(|d| d.with_timezone(&chrono::Utc))
+        };
+        let equipment = self
+            .tools
+            .iter()
+            .map(|t| Equipment {
+                equipment: t.serial.clone(),
+                kind: EquipmentKind::Nutrunner,
+                station: None,
+                calibrated_at: time(&t.calibrated_at),
+                calibration_due: time(&t.calibration_due),
+            })
+            .collect();
+        MasterData { bom, changes, routing, lots_on_hold: Vec::new(), equipment }
     }
 
     pub fn default_plant() -> Result<Plant, PlantErrors> {

@@ -580,12 +580,18 @@ fn master_data_is_read_from_the_mes_in_one_batch_and_kept_for_a_start_while_it_i
     );
     peer.post("LotHold", json!({"Id": "H-1", "LotNId": "LOT-7", "Active": true}));
     peer.post("LotHold", json!({"Id": "H-2", "LotNId": "LOT-8", "Active": false}));
+    peer.post(
+        "Equipment",
+        json!({"Id": "E-1", "NId": "NR-0101", "EquipmentType": "Nutrunner", "WorkCenter": "ST010",
+               "LastCalibratedOn": "2025-11-01T00:00:00Z", "CalibrationDueOn": "2026-11-01T00:00:00Z"}),
+    );
+    peer.post("Equipment", json!({"Id": "E-2", "NId": "SC-0010", "EquipmentType": "Handheld scanner"}));
 
     let dir = tempfile::tempdir().unwrap();
     let config = master_config(&peer, dir.path());
     let mes = config.master_data.mes.clone().unwrap();
     let read = mes.read(&mes.client().unwrap()).unwrap();
-    assert!(read.batched, "the three sets came in one $batch");
+    assert!(read.batched, "the four sets came in one $batch");
     assert_eq!(peer.stats()["batches"], 1);
     assert_eq!(read.skipped, vec![("ToBeConsumedMaterial(B-3).Material.NId".to_string(), "missing".to_string())]);
 
@@ -601,6 +607,10 @@ fn master_data_is_read_from_the_mes_in_one_batch_and_kept_for_a_start_while_it_i
     assert_eq!(master.changes[0].cut_in.from_sequence, Some(500));
     assert_eq!(master.changes[0].old_valid_until_sequence, Some(520));
     assert_eq!(master.lots_on_hold, vec!["LOT-7".to_string()]);
+    use jidoka_model::master::EquipmentKind::{Nutrunner, Other};
+    let tools: Vec<(&str, jidoka_model::master::EquipmentKind, bool)> =
+        master.equipment.iter().map(|e| (e.equipment.as_str(), e.kind, e.calibration_due.is_some())).collect();
+    assert_eq!(tools, vec![("NR-0101", Nutrunner, true), ("SC-0010", Other, false)]);
 
     // A service without $batch: the same data, one set at a time.
     peer.set_faults(json!({"noBatch": true}));

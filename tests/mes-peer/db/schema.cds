@@ -55,8 +55,8 @@ entity OrderLogEntry {
 }
 
 // Master data Jidoka reads: materials, the BOM lines of each production type with the
-// material they consume (a navigation, read with $expand), engineering changes and holds on
-// supplier lots.
+// material they consume (a navigation, read with $expand), engineering changes, holds on
+// supplier lots and equipment with its calibration dates.
 entity Material {
   key Id           : String(40);
       NId          : String(60);
@@ -96,4 +96,13 @@ entity LotHold {
   key Id        : String(40);
       LotNId    : String(60);
       Active    : Boolean;
+}
+
+entity Equipment {
+  key Id               : String(40);
+      NId              : String(60);
+      EquipmentType    : String(40);
+      WorkCenter       : String(40);
+      LastCalibratedOn : Timestamp;
+      CalibrationDueOn : Timestamp;
 }

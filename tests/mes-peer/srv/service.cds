@@ -9,6 +9,7 @@ service AppJidoka {
   entity ToBeConsumedMaterial as projection on mes.ToBeConsumedMaterial;
   entity ChangePackage        as projection on mes.ChangePackage;
   entity LotHold              as projection on mes.LotHold;
+  entity Equipment            as projection on mes.Equipment;
   @readonly entity NonConformance as projection on mes.NonConformance;
   @readonly entity Hold           as projection on mes.Hold;
   @readonly entity AndonAlert     as projection on mes.AndonAlert;
