@@ -210,6 +210,7 @@ mod sequence {
                     calibration_due: Some(Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0).unwrap()),
                 })
                 .collect(),
+            instructions: Vec::new(),
         }
     }
 

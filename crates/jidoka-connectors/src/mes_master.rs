@@ -1,7 +1,8 @@
 //! Master data read from the MES over OData: the BOM lines of each production type
 //! (`ToBeConsumedMaterial`, with the part number read through the `Material` navigation by
-//! `$expand`), the released engineering changes (`ChangePackage`), the supplier lots on hold
-//! and the equipment with its calibration dates (`Equipment`). The reads go in one JSON
+//! `$expand`), the released engineering changes (`ChangePackage`), the supplier lots on hold,
+//! the equipment with its calibration dates (`Equipment`) and the work instructions
+//! (`WorkInstruction`). The reads go in one JSON
 //! `$batch` when the service offers it, else one by one; every set follows server-driven
 //! paging.
 //!
@@ -11,7 +12,9 @@
 
 use crate::odata::{Client, Credentials, OAuth2Config, OdataError, Query, literal};
 use chrono::{DateTime, Utc};
-use jidoka_model::master::{BomItem, ChangePackage, Effectivity, Equipment, EquipmentKind, MasterData};
+use jidoka_model::master::{
+    BomItem, ChangePackage, Effectivity, Equipment, EquipmentKind, MasterData, WorkInstruction,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
@@ -91,6 +94,15 @@ pub struct MasterNames {
     pub equipment_station: String,
     pub equipment_calibrated: String,
     pub equipment_due: String,
+    /// Work instructions (empty: none read).
+    pub instruction_set: String,
+    pub instruction_number: String,
+    pub instruction_station: String,
+    pub instruction_operation: String,
+    pub instruction_title: String,
+    pub instruction_text: String,
+    /// Lowest operator certification level allowed to follow it alone (a whole number).
+    pub instruction_certification: String,
 }
 
 impl Default for MasterNames {
@@ -131,6 +143,13 @@ impl Default for MasterNames {
             equipment_station: s("WorkCenter"),
             equipment_calibrated: s("LastCalibratedOn"),
             equipment_due: s("CalibrationDueOn"),
+            instruction_set: s("WorkInstruction"),
+            instruction_number: s("NId"),
+            instruction_station: s("WorkCenter"),
+            instruction_operation: s("OperationNId"),
+            instruction_title: s("Name"),
+            instruction_text: s("Description"),
+            instruction_certification: s("MinCertificationLevel"),
         }
     }
 }
@@ -200,7 +219,7 @@ impl MesMasterConfig {
             errors.push((format!("{path}.timeout_ms"), "must be between 100 and 600000".into()));
         }
         let n = &self.names;
-        let optional = [&n.change_released, &n.lot_hold_set, &n.equipment_set];
+        let optional = [&n.change_released, &n.lot_hold_set, &n.equipment_set, &n.instruction_set];
         for (name, v) in [
             ("bom_set", &n.bom_set),
             ("material_navigation", &n.material_navigation),
@@ -235,6 +254,13 @@ impl MesMasterConfig {
             ("equipment_station", &n.equipment_station),
             ("equipment_calibrated", &n.equipment_calibrated),
             ("equipment_due", &n.equipment_due),
+            ("instruction_set", &n.instruction_set),
+            ("instruction_number", &n.instruction_number),
+            ("instruction_station", &n.instruction_station),
+            ("instruction_operation", &n.instruction_operation),
+            ("instruction_title", &n.instruction_title),
+            ("instruction_text", &n.instruction_text),
+            ("instruction_certification", &n.instruction_certification),
         ] {
             let may_be_empty = optional.iter().any(|o| std::ptr::eq(*o, v));
             if !(is_identifier(v) || (may_be_empty && v.is_empty())) {
@@ -310,6 +336,12 @@ impl MesMasterConfig {
                 },
             ));
         }
+        if !n.instruction_set.is_empty() {
+            out.push((
+                n.instruction_set.as_str(),
+                Query { orderby: Some(n.instruction_number.clone()), ..Query::default() },
+            ));
+        }
         out
     }
 
@@ -335,6 +367,7 @@ impl MesMasterConfig {
         let n = &self.names;
         let lot_rows = if n.lot_hold_set.is_empty() { Vec::new() } else { sets.next().unwrap_or_default() };
         let equipment_rows = if n.equipment_set.is_empty() { Vec::new() } else { sets.next().unwrap_or_default() };
+        let instruction_rows = if n.instruction_set.is_empty() { Vec::new() } else { sets.next().unwrap_or_default() };
         let mut skipped = Vec::new();
         let mut master = MasterData::default();
         let (mut bom_keys, mut change_keys) = (Vec::new(), Vec::new());
@@ -373,6 +406,14 @@ impl MesMasterConfig {
                 Ok(e) => master.equipment.push(e),
                 Err((field, reason)) => {
                     skipped.push((format!("{}({}).{field}", n.equipment_set, key(r, &n.equipment_number)), reason));
+                }
+            }
+        }
+        for r in &instruction_rows {
+            match self.instruction(r) {
+                Ok(w) => master.instructions.push(w),
+                Err((field, reason)) => {
+                    skipped.push((format!("{}({}).{field}", n.instruction_set, key(r, &n.instruction_number)), reason));
                 }
             }
         }
@@ -424,6 +465,20 @@ impl MesMasterConfig {
             station: text(r, &n.equipment_station),
             calibrated_at: time(r, &n.equipment_calibrated)?,
             calibration_due: time(r, &n.equipment_due)?,
+        })
+    }
+
+    fn instruction(&self, r: &Value) -> Result<WorkInstruction, (String, String)> {
+        let n = &self.names;
+        let level = count(r, &n.instruction_certification)?.unwrap_or(0);
+        Ok(WorkInstruction {
+            instruction_id: required(r, &n.instruction_number)?,
+            station: required(r, &n.instruction_station)?,
+            operation: text(r, &n.instruction_operation).unwrap_or_default(),
+            title: required(r, &n.instruction_title)?,
+            text: text(r, &n.instruction_text).unwrap_or_default(),
+            min_certification: u8::try_from(level)
+                .map_err(|_| (n.instruction_certification.clone(), format!("{level} is above 255")))?,
         })
     }
 
@@ -536,7 +591,7 @@ mod tests {
         );
         let c = config();
         let q = c.queries();
-        assert_eq!(q.len(), 4);
+        assert_eq!(q.len(), 5);
         assert_eq!(q[3].0, "Equipment");
         assert_eq!(q[0].1.expand.as_deref(), Some("Material($select=NId)"));
         assert_eq!(q[1].1.filter.as_deref(), Some("Status eq 'Released'"));

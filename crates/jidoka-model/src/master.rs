@@ -189,6 +189,9 @@ pub struct MasterData {
     /// Tools and machines with their calibration state.
     #[serde(default)]
     pub equipment: Vec<Equipment>,
+    /// Work instructions per station and operation, shown beside the findings there.
+    #[serde(default)]
+    pub instructions: Vec<WorkInstruction>,
 }
 
 impl MasterData {
@@ -231,6 +234,12 @@ impl MasterData {
         for (i, r) in self.routing.iter().enumerate() {
             if r.station.trim().is_empty() || r.operation.trim().is_empty() {
                 errors.push((format!("routing[{i}]"), "station and operation must not be empty".into()));
+            }
+        }
+        for (i, w) in self.instructions.iter().enumerate() {
+            if w.instruction_id.trim().is_empty() || w.station.trim().is_empty() || w.title.trim().is_empty() {
+                errors
+                    .push((format!("instructions[{i}]"), "instruction_id, station and title must not be empty".into()));
             }
         }
         let mut seen = std::collections::HashSet::new();

@@ -551,7 +551,7 @@ impl Plant {
                 calibration_due: time(&t.calibration_due),
             })
             .collect();
-        MasterData { bom, changes, routing, lots_on_hold: Vec::new(), equipment }
+        MasterData { bom, changes, routing, lots_on_hold: Vec::new(), equipment, instructions: Vec::new() }
     }
 
     pub fn default_plant() -> Result<Plant, PlantErrors> {

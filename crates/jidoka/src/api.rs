@@ -42,6 +42,8 @@ pub struct AppState {
     pub view: Arc<crate::dashboard::view::LineView>,
     /// New findings as the agents commit them (the dashboard's live stream).
     pub findings: tokio::sync::broadcast::Sender<Arc<jidoka_model::Finding>>,
+    /// The plant's master data, when configured (work instructions beside findings).
+    pub master: jidoka_agents::Master,
 }
 
 /// A client-facing error.

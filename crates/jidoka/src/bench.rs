@@ -201,7 +201,7 @@ fn synthetic_master(bom_lines: usize, ecos: usize, rng: &mut jidoka_sim::rng::Rn
             required_tightenings: Vec::new(),
         })
         .collect();
-    MasterData { bom, changes, routing, lots_on_hold: Vec::new(), equipment: Vec::new() }
+    MasterData { bom, changes, routing, lots_on_hold: Vec::new(), equipment: Vec::new(), instructions: Vec::new() }
 }
 
 /// The events of `units` units passing every station, each scanning what its options need
@@ -408,6 +408,7 @@ async fn serve_for_bench(agents: jidoka_agents::AgentsConfig, master: jidoka_age
         approval_ttl_minutes: 480,
         view: Default::default(),
         findings: runtime.findings.clone(),
+        master: master.clone(),
     });
     let app = router(state, 1 << 26);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -816,6 +817,7 @@ pub async fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
         approval_ttl_minutes: 100_000,
         view: Default::default(),
         findings: findings_tx,
+        master: None,
     });
     let mut after = 0;
     let mut ncrs = Vec::new();

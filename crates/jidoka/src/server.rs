@@ -84,6 +84,7 @@ pub async fn serve(
         approval_ttl_minutes: config.governance.approval_ttl_minutes,
         view: Arc::new(crate::dashboard::view::LineView::new(config.agents.torque_audit.drift.clone())),
         findings: runtime.findings.clone(),
+        master: master.clone(),
     });
     let (view_stop, view_stop_rx) = tokio::sync::watch::channel(false);
     let closing_view = state.view.clone();

@@ -586,14 +586,25 @@ fn master_data_is_read_from_the_mes_in_one_batch_and_kept_for_a_start_while_it_i
                "LastCalibratedOn": "2025-11-01T00:00:00Z", "CalibrationDueOn": "2026-11-01T00:00:00Z"}),
     );
     peer.post("Equipment", json!({"Id": "E-2", "NId": "SC-0010", "EquipmentType": "Handheld scanner"}));
+    peer.post(
+        "WorkInstruction",
+        json!({"Id": "W-1", "NId": "WI-010-3", "WorkCenter": "ST010", "OperationNId": "OP010",
+               "Name": "Subframe bolts", "Description": "Cross pattern, then re-hit", "MinCertificationLevel": 2}),
+    );
+    // No station: left out and named.
+    peer.post("WorkInstruction", json!({"Id": "W-2", "NId": "WI-X", "Name": "Orphan"}));
 
     let dir = tempfile::tempdir().unwrap();
     let config = master_config(&peer, dir.path());
     let mes = config.master_data.mes.clone().unwrap();
     let read = mes.read(&mes.client().unwrap()).unwrap();
-    assert!(read.batched, "the four sets came in one $batch");
+    assert!(read.batched, "the five sets came in one $batch");
     assert_eq!(peer.stats()["batches"], 1);
-    assert_eq!(read.skipped, vec![("ToBeConsumedMaterial(B-3).Material.NId".to_string(), "missing".to_string())]);
+    let skipped: Vec<(&str, &str)> = read.skipped.iter().map(|(r, why)| (r.as_str(), why.as_str())).collect();
+    assert_eq!(
+        skipped,
+        vec![("ToBeConsumedMaterial(B-3).Material.NId", "missing"), ("WorkInstruction(WI-X).WorkCenter", "missing")]
+    );
 
     let master = config.load_master().unwrap().expect("master data");
     let parts: Vec<(&str, &str, f64)> =
@@ -611,6 +622,9 @@ fn master_data_is_read_from_the_mes_in_one_batch_and_kept_for_a_start_while_it_i
     let tools: Vec<(&str, jidoka_model::master::EquipmentKind, bool)> =
         master.equipment.iter().map(|e| (e.equipment.as_str(), e.kind, e.calibration_due.is_some())).collect();
     assert_eq!(tools, vec![("NR-0101", Nutrunner, true), ("SC-0010", Other, false)]);
+    let w = &master.instructions;
+    assert_eq!(w.len(), 1);
+    assert_eq!((w[0].instruction_id.as_str(), w[0].station.as_str(), w[0].min_certification), ("WI-010-3", "ST010", 2));
 
     // A service without $batch: the same data, one set at a time.
     peer.set_faults(json!({"noBatch": true}));

@@ -56,6 +56,7 @@ fn service(config: &Config) -> Service {
         approval_ttl_minutes: config.governance.approval_ttl_minutes,
         view: Default::default(),
         findings: runtime.findings.clone(),
+        master: config.load_master().expect("master data"),
     });
     // The dashboard's view of the line follows the log, as in `jidoka serve`.
     let (_, stop) = tokio::sync::watch::channel(false);
@@ -158,7 +159,19 @@ fn curve_event(n: u64, mode: jidoka_sim::curve::TighteningMode, rng: &mut jidoka
 #[tokio::test(flavor = "multi_thread")]
 async fn a_torque_finding_shows_similar_past_cases_with_their_resolution() {
     use jidoka_sim::curve::TighteningMode;
-    let mut svc = service(&Config::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let master = dir.path().join("master.toml");
+    std::fs::write(
+        &master,
+        "[[instructions]]\ninstruction_id = \"WI-010-3\"\nstation = \"ST010\"\noperation = \"OP010\"\n\
+         title = \"Subframe bolts\"\ntext = \"Run down in a cross pattern <then> re-hit\"\nmin_certification = 2\n\
+         [[instructions]]\ninstruction_id = \"WI-020-1\"\nstation = \"ST020\"\noperation = \"OP020\"\n\
+         title = \"Door harness\"\ntext = \"Route behind the clip\"\n",
+    )
+    .expect("write");
+    let config =
+        Config::parse(&format!("[master_data]\nfile = \"{}\"\n", master.display())).expect("config with master data");
+    let mut svc = service(&config);
     let token = svc.tokens[&Role::Integrator].clone();
     let mut rng = jidoka_sim::rng::Rng::new(4);
     let mut batch: Vec<Value> = (0..30).map(|n| curve_event(n, TighteningMode::Good, &mut rng)).collect();
@@ -205,6 +218,12 @@ async fn a_torque_finding_shows_similar_past_cases_with_their_resolution() {
     let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22).await.expect("body");
     let svg = String::from_utf8_lossy(&bytes);
     assert!(svg.starts_with("<svg") && svg.contains("<polyline") && svg.contains("<polygon"), "{svg}");
+    // The finding's page shows the station's work instructions (and only that station's).
+    let (status, _, page) = ui_call(&svc.app, "GET", &format!("/ui/findings/{id}"), Some(&op), "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Work instructions at ST010") && page.contains("Subframe bolts"), "{page}");
+    assert!(page.contains("cross pattern &lt;then&gt; re-hit") && page.contains("certification ≥ 2"), "{page}");
+    assert!(!page.contains("Door harness"));
     runtime.shutdown();
 }
 

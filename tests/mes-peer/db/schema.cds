@@ -56,7 +56,7 @@ entity OrderLogEntry {
 
 // Master data Jidoka reads: materials, the BOM lines of each production type with the
 // material they consume (a navigation, read with $expand), engineering changes, holds on
-// supplier lots and equipment with its calibration dates.
+// supplier lots, equipment with its calibration dates and work instructions.
 entity Material {
   key Id           : String(40);
       NId          : String(60);
@@ -105,4 +105,14 @@ entity Equipment {
       WorkCenter       : String(40);
       LastCalibratedOn : Timestamp;
       CalibrationDueOn : Timestamp;
+}
+
+entity WorkInstruction {
+  key Id                    : String(40);
+      NId                   : String(40);
+      WorkCenter            : String(40);
+      OperationNId          : String(40);
+      Name                  : String(200);
+      Description           : String(4000);
+      MinCertificationLevel : Integer;
 }

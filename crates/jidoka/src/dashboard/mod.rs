@@ -747,6 +747,37 @@ async fn decide(
 // ---------------------------------------------------------------------------------------------
 // A finding
 
+/// The work instructions of the finding's station (its operation's first), for the person who
+/// has to act on it at the line.
+fn instructions_at(state: &AppState, f: &jidoka_model::Finding) -> String {
+    let (Some(master), Some(station)) = (&state.master, &f.subject.station) else { return String::new() };
+    let mut here: Vec<&jidoka_model::master::WorkInstruction> =
+        master.instructions.iter().filter(|w| &w.station == station).collect();
+    if here.is_empty() {
+        return String::new();
+    }
+    let operation = f.details.get("operation").and_then(Value::as_str);
+    here.sort_by_key(|w| (Some(w.operation.as_str()) != operation, w.instruction_id.clone()));
+    let mut out = format!("<h2>Work instructions at {}</h2><ul class=\"instructions\">", esc(station));
+    for w in here {
+        let _ = write!(
+            out,
+            "<li><strong>{}</strong> <span class=\"muted\">{} {}{}</span><p>{}</p></li>",
+            esc(&w.title),
+            esc(&w.instruction_id),
+            esc(&w.operation),
+            if w.min_certification > 0 {
+                format!(" · certification ≥ {}", w.min_certification)
+            } else {
+                String::new()
+            },
+            esc(&w.text)
+        );
+    }
+    out.push_str("</ul>");
+    out
+}
+
 async fn finding_page(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let s = match session(&state, &headers, Permission::ReadFindings) {
         Ok(s) => s,
@@ -818,6 +849,7 @@ async fn finding_page(State(state): State<Arc<AppState>>, headers: HeaderMap, Pa
         esc(&f.correlation_id)
     );
     body.push_str(&evidence_list(&f));
+    body.push_str(&instructions_at(&state, &f));
     if let Some(modes) = f.details.get("failure_modes").and_then(Value::as_array).filter(|m| !m.is_empty()) {
         body.push_str("<h2>Detectors that fired</h2><ul>");
         for m in modes {
