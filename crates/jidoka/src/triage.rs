@@ -12,13 +12,61 @@ use std::path::{Path, PathBuf};
 pub struct EvalTriageArgs {
     /// Labelled training file: lines `text,label` (split on the last comma) or CSV with a
     /// header naming a `text` (or `description`) and a `label` (or `code`) column.
-    #[arg(long)]
-    pub train: PathBuf,
+    #[arg(long, required_unless_present = "nhtsa", requires = "test")]
+    pub train: Option<PathBuf>,
     /// Labelled file to score, same formats.
-    #[arg(long)]
-    pub test: PathBuf,
+    #[arg(long, requires = "train")]
+    pub test: Option<PathBuf>,
+    /// Instead: an NHTSA ODI complaints flat file (FLAT_CMPL: tab-separated, no header), the
+    /// complaint text (CDESCR) labelled by its top-level component (COMPDESC before the first
+    /// `:`), scored by k-fold cross-validation.
+    #[arg(long, conflicts_with_all = ["train", "test"])]
+    pub nhtsa: Option<PathBuf>,
+    /// Folds for `--nhtsa` (each complaint is scored once, by a model that never saw it).
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
     #[arg(long)]
     pub json: bool,
+}
+
+/// Fields of an ODI complaints flat-file row (NHTSA's published order, 1-based 12 and 20).
+const ODI_FIELDS: usize = 48;
+const ODI_COMPDESC: usize = 11;
+const ODI_CDESCR: usize = 19;
+
+/// Parse an NHTSA ODI complaints flat file: each row's complaint text and top-level component.
+/// The files are Latin-1; rows with the wrong number of fields or an empty text or component
+/// are named and left out.
+pub fn parse_odi_complaints(bytes: &[u8]) -> (Vec<Example>, Vec<LineError>) {
+    let mut examples = Vec::new();
+    let mut errors = Vec::new();
+    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line_no = i + 1;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        // Latin-1: every byte is the code point of the same number.
+        let line: String = raw.iter().map(|&b| char::from(b)).collect();
+        let fields: Vec<&str> = line.split('\t').collect();
+        if fields.len() != ODI_FIELDS {
+            errors.push(LineError {
+                line: line_no,
+                reason: format!("expected {ODI_FIELDS} tab-separated fields, found {}", fields.len()),
+            });
+            continue;
+        }
+        let component = fields[ODI_COMPDESC].split(':').next().unwrap_or_default().trim();
+        if component.is_empty() {
+            errors.push(LineError { line: line_no, reason: "COMPDESC: empty".into() });
+            continue;
+        }
+        match prepare(fields[ODI_CDESCR]) {
+            Ok((text, _)) => examples.push(Example { text, context: Vec::new(), label: component.to_string() }),
+            Err(e) => errors.push(LineError { line: line_no, reason: format!("CDESCR: {e}") }),
+        }
+    }
+    (examples, errors)
 }
 
 /// A line of a labelled file that could not be used, and why.
@@ -128,10 +176,70 @@ fn read_labelled(path: &Path, what: &str) -> anyhow::Result<(Vec<Example>, Vec<L
     Ok((examples, errors))
 }
 
+/// The three most frequent labels of `examples`, most frequent first (ties by name).
+fn majority(examples: &[Example]) -> Vec<String> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for e in examples {
+        *counts.entry(e.label.as_str()).or_default() += 1;
+    }
+    let mut ranked: Vec<(&str, usize)> = counts.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    ranked.iter().take(3).map(|(l, _)| l.to_string()).collect()
+}
+
+/// `--nhtsa`: k-fold cross-validation over one complaints file (row `i` in fold `i mod k`),
+/// each fold scored by a model trained on the others, beside each fold's majority class.
+fn eval_nhtsa(path: &Path, folds: usize, json: bool) -> anyhow::Result<()> {
+    anyhow::ensure!((2..=100).contains(&folds), "--folds must be between 2 and 100");
+    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let (examples, errors) = parse_odi_complaints(&bytes);
+    for e in errors.iter().take(10) {
+        eprintln!("{}:{}: {}", path.display(), e.line, e.reason);
+    }
+    anyhow::ensure!(examples.len() >= folds * 2, "{}: {} usable complaints, too few", path.display(), examples.len());
+    let config = TrainConfig::default();
+    let (mut results, mut baseline) = (Vec::new(), Vec::new());
+    for k in 0..folds {
+        let (test, train): (Vec<_>, Vec<_>) = examples.iter().cloned().enumerate().partition(|(i, _)| i % folds == k);
+        let train: Vec<Example> = train.into_iter().map(|(_, e)| e).collect();
+        let model = Classifier::train(&train, &config).map_err(|e| anyhow::anyhow!("fold {k}: {e}"))?;
+        let top = majority(&train);
+        for (_, e) in test {
+            results.push((e.label.clone(), model.predict(&e.text, &e.context).into_iter().map(|s| s.label).collect()));
+            baseline.push((e.label, top.clone()));
+        }
+    }
+    let (scores, base) = (score(&results), score(&baseline));
+    let labels: std::collections::BTreeSet<&str> = examples.iter().map(|e| e.label.as_str()).collect();
+    let mut report = Report::new(format!(
+        "eval triage --nhtsa: {} ({} complaints, {} components), {folds}-fold cross-validation",
+        path.display(),
+        examples.len(),
+        labels.len()
+    ));
+    report
+        .add("accuracy", "accuracy (top-1)", scores.accuracy, "")
+        .add("top3_accuracy", "top-3 accuracy", scores.top3_accuracy, "")
+        .add("macro_f1", "macro-F1", scores.macro_f1, "")
+        .add("weighted_f1", "weighted F1", scores.weighted_f1, "")
+        .add("baseline_accuracy", "majority-class baseline: accuracy", base.accuracy, "")
+        .add("baseline_top3_accuracy", "baseline: 3 most frequent labels, top-3 accuracy", base.top3_accuracy, "")
+        .add("baseline_macro_f1", "majority-class baseline: macro-F1", base.macro_f1, "")
+        .add("unusable_lines", "unusable rows", errors.len(), "");
+    report.print(json);
+    Ok(())
+}
+
 /// Train on one labelled file, score the other, beside the majority-class baseline.
 pub fn eval_triage(args: EvalTriageArgs) -> anyhow::Result<()> {
-    let (train, train_errors) = read_labelled(&args.train, "train")?;
-    let (test, test_errors) = read_labelled(&args.test, "test")?;
+    if let Some(path) = &args.nhtsa {
+        return eval_nhtsa(path, args.folds, args.json);
+    }
+    let (Some(train_path), Some(test_path)) = (&args.train, &args.test) else {
+        anyhow::bail!("give --train and --test, or --nhtsa");
+    };
+    let (train, train_errors) = read_labelled(train_path, "train")?;
+    let (test, test_errors) = read_labelled(test_path, "test")?;
     let config = TrainConfig::default();
     let started = std::time::Instant::now();
     let model = Classifier::train(&train, &config).map_err(|e| anyhow::anyhow!("train: {e}"))?;
@@ -150,20 +258,14 @@ pub fn eval_triage(args: EvalTriageArgs) -> anyhow::Result<()> {
     unseen.dedup();
     scores.unseen_labels = unseen;
     // The majority class of the training file, predicted for everything.
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for e in &train {
-        *counts.entry(e.label.as_str()).or_default() += 1;
-    }
-    let mut ranked: Vec<(&str, usize)> = counts.into_iter().collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let majority: Vec<String> = ranked.iter().take(3).map(|(l, _)| l.to_string()).collect();
+    let majority = majority(&train);
     let baseline = score(&test.iter().map(|e| (e.label.clone(), majority.clone())).collect::<Vec<_>>());
     let mut report = Report::new(format!(
         "eval triage: train {} ({} examples, {} labels), test {} ({} examples)",
-        args.train.display(),
+        train_path.display(),
         train.len(),
         model.labels.len(),
-        args.test.display(),
+        test_path.display(),
         test.len()
     ));
     report
@@ -204,6 +306,38 @@ mod tests {
                 (5, "label: empty")
             ]
         );
+    }
+
+    #[test]
+    fn odi_complaint_rows_give_text_and_top_level_component_and_bad_rows_are_named() {
+        let row = |component: &str, text: &str| {
+            let mut f = vec![""; ODI_FIELDS];
+            f[ODI_COMPDESC] = component;
+            f[ODI_CDESCR] = text;
+            f.join("\t")
+        };
+        let mut file = [
+            row("SERVICE BRAKES, HYDRAULIC:ANTILOCK", "ABS SYSTEM FAILURE, AT 20MPH."),
+            row("AIR BAGS:FRONTAL", ""),
+            row("", "NO COMPONENT"),
+            "1\t2\t3".to_string(),
+        ]
+        .join("\r\n")
+        .into_bytes();
+        // Latin-1 text (0xE9, é) is read, not refused.
+        file.extend_from_slice(b"\r\n");
+        file.extend(row("STEERING", "VOLANT DUR X @").bytes().map(|b| if b == b'@' { 0xE9 } else { b }));
+        let (examples, errors) = parse_odi_complaints(&file);
+        let got: Vec<(&str, &str)> = examples.iter().map(|e| (e.text.as_str(), e.label.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![("abs system failure, at 20mph.", "SERVICE BRAKES, HYDRAULIC"), ("volant dur x é", "STEERING")]
+        );
+        let named: Vec<(usize, &str)> = errors.iter().map(|e| (e.line, e.reason.as_str())).collect();
+        assert_eq!(named.len(), 3, "{named:?}");
+        assert!(named[0].0 == 2 && named[0].1.starts_with("CDESCR"), "{named:?}");
+        assert_eq!(named[1], (3, "COMPDESC: empty"));
+        assert_eq!(named[2], (4, "expected 48 tab-separated fields, found 3"));
     }
 
     #[test]

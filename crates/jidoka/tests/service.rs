@@ -958,6 +958,22 @@ fn every_benchmark_runs_and_reports_its_figures() {
 }
 
 #[test]
+fn triage_on_real_vehicle_complaints_beats_the_majority_baseline() {
+    let Some(data) = shared_data() else { return };
+    let file = data.join("nhtsa_odi_flatfile_samples/complaints.txt");
+    let out = jidoka_bin().args(["eval", "triage", "--nhtsa"]).arg(&file).arg("--json").output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    // 100 complaints, 21 top-level components, the largest 19 of them.
+    assert!(r["accuracy"].as_f64().unwrap_or(0.0) > r["baseline_accuracy"].as_f64().unwrap_or(1.0) + 0.15, "{r}");
+    assert!(r["macro_f1"].as_f64().unwrap_or(0.0) > r["baseline_macro_f1"].as_f64().unwrap_or(1.0) + 0.15, "{r}");
+    assert_eq!(r["unusable_lines"], 0, "{r}");
+    // Asking for both kinds of input is refused by the argument parser.
+    let out = jidoka_bin().args(["eval", "triage", "--nhtsa"]).arg(&file).args(["--train", "x"]).output().expect("run");
+    assert!(!out.status.success());
+}
+
+#[test]
 fn triage_on_real_failure_mode_text_beats_the_majority_baseline() {
     let Some(data) = shared_data() else { return };
     let dir = data.join("maintenance_failure_mode_fmc");
