@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 pub struct EvalTriageArgs {
     /// Labelled training file: lines `text,label` (split on the last comma) or CSV with a
     /// header naming a `text` (or `description`) and a `label` (or `code`) column.
-    #[arg(long, required_unless_present = "nhtsa", requires = "test")]
+    #[arg(long, required_unless_present_any = ["nhtsa", "maintie"], requires = "test")]
     pub train: Option<PathBuf>,
     /// Labelled file to score, same formats.
     #[arg(long, requires = "train")]
@@ -22,7 +22,15 @@ pub struct EvalTriageArgs {
     /// `:`), scored by k-fold cross-validation.
     #[arg(long, conflicts_with_all = ["train", "test"])]
     pub nhtsa: Option<PathBuf>,
-    /// Folds for `--nhtsa` (each complaint is scored once, by a model that never saw it).
+    /// Instead: MaintIE's annotated maintenance work orders (`gold_release.json`), each text
+    /// labelled by the class of the object its activity or state is about (the patient of the
+    /// first `hasParticipant/hasPatient` relation from an Activity or State to a PhysicalObject,
+    /// at the second level: `GuidingObject`, `DrivingObject`, ...), scored by k-fold
+    /// cross-validation. Texts without such a relation are counted, not scored.
+    #[arg(long, conflicts_with_all = ["train", "test", "nhtsa"])]
+    pub maintie: Option<PathBuf>,
+    /// Folds for `--nhtsa` and `--maintie` (each text is scored once, by a model that never
+    /// saw it).
     #[arg(long, default_value_t = 5)]
     pub folds: usize,
     #[arg(long)]
@@ -187,16 +195,73 @@ fn majority(examples: &[Example]) -> Vec<String> {
     ranked.iter().take(3).map(|(l, _)| l.to_string()).collect()
 }
 
-/// `--nhtsa`: k-fold cross-validation over one complaints file (row `i` in fold `i mod k`),
-/// each fold scored by a model trained on the others, beside each fold's majority class.
-fn eval_nhtsa(path: &Path, folds: usize, json: bool) -> anyhow::Result<()> {
-    anyhow::ensure!((2..=100).contains(&folds), "--folds must be between 2 and 100");
-    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let (examples, errors) = parse_odi_complaints(&bytes);
-    for e in errors.iter().take(10) {
-        eprintln!("{}:{}: {}", path.display(), e.line, e.reason);
+/// Parse MaintIE's `gold_release.json`: each work order's text (its `<id>` placeholders left
+/// out) labelled by the class of the object it is about; `(examples, unusable records,
+/// records without an object relation)`.
+pub fn parse_maintie(bytes: &[u8]) -> Result<(Vec<Example>, Vec<LineError>, usize), String> {
+    let records: Vec<serde_json::Value> =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a JSON array: {e}"))?;
+    let (mut examples, mut errors, mut unlabelled) = (Vec::new(), Vec::new(), 0);
+    for (i, r) in records.iter().enumerate() {
+        let bad = |reason: &str| LineError { line: i + 1, reason: reason.to_string() };
+        let (Some(text), Some(entities), Some(relations)) = (
+            r.get("text").and_then(|t| t.as_str()),
+            r.get("entities").and_then(|e| e.as_array()),
+            r.get("relations").and_then(|e| e.as_array()),
+        ) else {
+            errors.push(bad("expected `text`, `entities` and `relations`"));
+            continue;
+        };
+        let type_of = |ix: Option<u64>| {
+            ix.and_then(|ix| entities.get(usize::try_from(ix).ok()?))
+                .and_then(|e| e.get("type"))
+                .and_then(|t| t.as_str())
+        };
+        let mut label = None;
+        for rel in relations {
+            if rel.get("type").and_then(|t| t.as_str()) != Some("hasParticipant/hasPatient") {
+                continue;
+            }
+            let (Some(head), Some(tail)) =
+                (type_of(rel.get("head").and_then(|h| h.as_u64())), type_of(rel.get("tail").and_then(|h| h.as_u64())))
+            else {
+                errors.push(bad("a relation names an entity that is not there"));
+                label = None;
+                break;
+            };
+            if (head.starts_with("Activity") || head.starts_with("State"))
+                && let Some(class) = tail.strip_prefix("PhysicalObject/")
+            {
+                label = class.split('/').next().map(str::to_string);
+                break;
+            }
+        }
+        let Some(label) = label else {
+            if errors.last().is_none_or(|e| e.line != i + 1) {
+                unlabelled += 1;
+            }
+            continue;
+        };
+        let text = text.split_whitespace().filter(|w| *w != "<id>").collect::<Vec<_>>().join(" ");
+        match prepare(&text) {
+            Ok((text, _)) => examples.push(Example { text, context: Vec::new(), label }),
+            Err(e) => errors.push(bad(&format!("text: {e}"))),
+        }
     }
-    anyhow::ensure!(examples.len() >= folds * 2, "{}: {} usable complaints, too few", path.display(), examples.len());
+    Ok((examples, errors, unlabelled))
+}
+
+/// `--nhtsa` / `--maintie`: k-fold cross-validation over one file (item `i` in fold `i mod k`),
+/// each fold scored by a model trained on the others, beside each fold's majority class.
+fn cross_validate(
+    title: String,
+    examples: &[Example],
+    unusable: usize,
+    folds: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    anyhow::ensure!((2..=100).contains(&folds), "--folds must be between 2 and 100");
+    anyhow::ensure!(examples.len() >= folds * 2, "{} usable texts, too few for {folds} folds", examples.len());
     let config = TrainConfig::default();
     let (mut results, mut baseline) = (Vec::new(), Vec::new());
     for k in 0..folds {
@@ -212,8 +277,7 @@ fn eval_nhtsa(path: &Path, folds: usize, json: bool) -> anyhow::Result<()> {
     let (scores, base) = (score(&results), score(&baseline));
     let labels: std::collections::BTreeSet<&str> = examples.iter().map(|e| e.label.as_str()).collect();
     let mut report = Report::new(format!(
-        "eval triage --nhtsa: {} ({} complaints, {} components), {folds}-fold cross-validation",
-        path.display(),
+        "{title}: {} texts, {} labels, {folds}-fold cross-validation",
         examples.len(),
         labels.len()
     ));
@@ -225,15 +289,42 @@ fn eval_nhtsa(path: &Path, folds: usize, json: bool) -> anyhow::Result<()> {
         .add("baseline_accuracy", "majority-class baseline: accuracy", base.accuracy, "")
         .add("baseline_top3_accuracy", "baseline: 3 most frequent labels, top-3 accuracy", base.top3_accuracy, "")
         .add("baseline_macro_f1", "majority-class baseline: macro-F1", base.macro_f1, "")
-        .add("unusable_lines", "unusable rows", errors.len(), "");
+        .add("unusable_lines", "unusable rows", unusable, "");
     report.print(json);
     Ok(())
+}
+
+fn eval_nhtsa(path: &Path, folds: usize, json: bool) -> anyhow::Result<()> {
+    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let (examples, errors) = parse_odi_complaints(&bytes);
+    for e in errors.iter().take(10) {
+        eprintln!("{}:{}: {}", path.display(), e.line, e.reason);
+    }
+    let title = format!("eval triage --nhtsa: {} (complaint → top-level component)", path.display());
+    cross_validate(title, &examples, errors.len(), folds, json)
+}
+
+fn eval_maintie(path: &Path, folds: usize, json: bool) -> anyhow::Result<()> {
+    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let (examples, errors, unlabelled) =
+        parse_maintie(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    for e in errors.iter().take(10) {
+        eprintln!("{}: record {}: {}", path.display(), e.line, e.reason);
+    }
+    let title = format!(
+        "eval triage --maintie: {} (work order → class of the object it is about; {unlabelled} without one left out)",
+        path.display()
+    );
+    cross_validate(title, &examples, errors.len(), folds, json)
 }
 
 /// Train on one labelled file, score the other, beside the majority-class baseline.
 pub fn eval_triage(args: EvalTriageArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.nhtsa {
         return eval_nhtsa(path, args.folds, args.json);
+    }
+    if let Some(path) = &args.maintie {
+        return eval_maintie(path, args.folds, args.json);
     }
     let (Some(train_path), Some(test_path)) = (&args.train, &args.test) else {
         anyhow::bail!("give --train and --test, or --nhtsa");
@@ -338,6 +429,33 @@ mod tests {
         assert!(named[0].0 == 2 && named[0].1.starts_with("CDESCR"), "{named:?}");
         assert_eq!(named[1], (3, "COMPDESC: empty"));
         assert_eq!(named[2], (4, "expected 48 tab-separated fields, found 3"));
+    }
+
+    #[test]
+    fn maintie_work_orders_are_labelled_by_the_object_they_are_about() {
+        let file = serde_json::json!([
+            {"text": "<id> air conditioner thermostat not working", "entities": [
+                {"start": 1, "end": 3, "type": "PhysicalObject/EmittingObject/ElectricCoolingObject"},
+                {"start": 3, "end": 4, "type": "PhysicalObject/SensingObject/TemperatureSensingObject"},
+                {"start": 4, "end": 6, "type": "State/UndesirableState/FailedState"}],
+             "relations": [{"head": 0, "tail": 1, "type": "hasPart"}, {"head": 2, "tail": 1, "type": "hasParticipant/hasPatient"}]},
+            {"text": "replace", "entities": [{"start": 0, "end": 1, "type": "Activity/MaintenanceActivity/Replace"}], "relations": []},
+            {"text": "broken", "entities": [], "relations": [{"head": 0, "tail": 7, "type": "hasParticipant/hasPatient"}]},
+            {"tokens": []}
+        ]);
+        let (examples, errors, unlabelled) = parse_maintie(file.to_string().as_bytes()).expect("array");
+        let got: Vec<(&str, &str)> = examples.iter().map(|e| (e.text.as_str(), e.label.as_str())).collect();
+        assert_eq!(got, vec![("air conditioner thermostat not working", "SensingObject")]);
+        assert_eq!(unlabelled, 1);
+        let named: Vec<(usize, &str)> = errors.iter().map(|e| (e.line, e.reason.as_str())).collect();
+        assert_eq!(
+            named,
+            vec![
+                (3, "a relation names an entity that is not there"),
+                (4, "expected `text`, `entities` and `relations`")
+            ]
+        );
+        assert!(parse_maintie(b"{").is_err());
     }
 
     #[test]

@@ -958,7 +958,7 @@ fn every_benchmark_runs_and_reports_its_figures() {
 }
 
 #[test]
-fn triage_on_real_vehicle_complaints_beats_the_majority_baseline() {
+fn triage_on_real_vehicle_complaints_and_work_orders_beats_the_majority_baseline() {
     let Some(data) = shared_data() else { return };
     let file = data.join("nhtsa_odi_flatfile_samples/complaints.txt");
     let out = jidoka_bin().args(["eval", "triage", "--nhtsa"]).arg(&file).arg("--json").output().expect("run");
@@ -968,6 +968,14 @@ fn triage_on_real_vehicle_complaints_beats_the_majority_baseline() {
     assert!(r["accuracy"].as_f64().unwrap_or(0.0) > r["baseline_accuracy"].as_f64().unwrap_or(1.0) + 0.15, "{r}");
     assert!(r["macro_f1"].as_f64().unwrap_or(0.0) > r["baseline_macro_f1"].as_f64().unwrap_or(1.0) + 0.15, "{r}");
     assert_eq!(r["unusable_lines"], 0, "{r}");
+    // Maintenance work orders, labelled by the class of the object each is about.
+    let file = data.join("maintenance_maintie_gold/gold_release.json");
+    let out = jidoka_bin().args(["eval", "triage", "--maintie"]).arg(&file).arg("--json").output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let m: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert!(m["accuracy"].as_f64().unwrap_or(0.0) > m["baseline_accuracy"].as_f64().unwrap_or(1.0) + 0.3, "{m}");
+    assert!(m["macro_f1"].as_f64().unwrap_or(0.0) > 0.3, "{m}");
+    assert_eq!(m["unusable_lines"], 0, "{m}");
     // Asking for both kinds of input is refused by the argument parser.
     let out = jidoka_bin().args(["eval", "triage", "--nhtsa"]).arg(&file).args(["--train", "x"]).output().expect("run");
     assert!(!out.status.success());
