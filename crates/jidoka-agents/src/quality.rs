@@ -21,7 +21,10 @@
 //! An NCR raised without a code gets the top three codes with their probabilities, the most
 //! similar past NCRs, and any defect pattern it matches as the probable cause. With too little
 //! coded history the agent says so instead of guessing. Confidently predicted codes also join
-//! the pattern analysis, so uncoded NCRs are not lost to it.
+//! the pattern analysis, so uncoded NCRs are not lost to it. The similar NCRs carry their
+//! dispositions (`ncr_dispositioned`: use as is, rework, repair, scrap, return to supplier)
+//! when they have been decided, and the most frequent one among them is offered as the likely
+//! disposition, with the decisions it rests on cited.
 //!
 //! Every claim in a finding cites the events it rests on as `[E:event-id]`.
 
@@ -29,6 +32,7 @@ use crate::narrative::{cite, cite_list};
 use crate::patterns::{bh_adjust, hypergeometric_upper_tail};
 use crate::text::{Case, Learner, prepare};
 use crate::{Agent, FindingDraft};
+use jidoka_model::event::Disposition;
 use jidoka_model::{EventKind, EventPayload, Severity, StoredEvent, Subject, Verdict};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -463,6 +467,9 @@ pub struct QualityAgent {
     claims: HashMap<(String, String), Vec<Claim>>,
     /// Coded NCRs and the code model trained on them.
     learner: Learner<PastNcr>,
+    /// Dispositions by NCR id (event id, decision, cause), the oldest dropped first.
+    dispositions: HashMap<String, (String, Disposition, Option<String>)>,
+    disposition_order: VecDeque<String>,
 }
 
 impl QualityAgent {
@@ -472,6 +479,8 @@ impl QualityAgent {
             reported: HashSet::new(),
             claims: HashMap::new(),
             learner: Learner::new(config.min_history, config.max_history, 25),
+            dispositions: HashMap::new(),
+            disposition_order: VecDeque::new(),
             config,
         }
     }
@@ -597,11 +606,32 @@ impl QualityAgent {
         }
         let suggestion_text =
             top.iter().map(|s| format!("{} ({:.2})", s.label, s.confidence)).collect::<Vec<_>>().join(", ");
+        let decided = |ncr_id: &str| self.dispositions.get(ncr_id);
         let similar_text = similar
             .iter()
-            .map(|(_, p)| format!("{} {} \"{}\" {}", p.ncr_id, p.code, p.text, cite(&p.event_id)))
+            .map(|(_, p)| {
+                let decision = decided(&p.ncr_id)
+                    .map(|(ev, d, _)| format!(", {} {}", d.as_str().replace('_', " "), cite(ev)))
+                    .unwrap_or_default();
+                format!("{} {} \"{}\" {}{decision}", p.ncr_id, p.code, p.text, cite(&p.event_id))
+            })
             .collect::<Vec<_>>()
             .join("; ");
+        // The likely disposition: the most frequent among the similar NCRs decided so far
+        // (ties: the decision of the most similar one).
+        let mut tally: BTreeMap<Disposition, (usize, usize, Vec<String>)> = BTreeMap::new();
+        for (rank, (_, p)) in similar.iter().enumerate() {
+            if let Some((ev, d, _)) = decided(&p.ncr_id) {
+                let entry = tally.entry(*d).or_insert((0, rank, Vec::new()));
+                entry.0 += 1;
+                entry.2.push(ev.clone());
+            }
+        }
+        let likely = tally
+            .iter()
+            .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1)))
+            .map(|(d, (n, _, evs))| (*d, *n, evs.clone()));
+        let decided_count: usize = tally.values().map(|t| t.0).sum();
         let mut narrative = format!(
             "NCR {} {} was raised without a code. From its description and station the model ({} coded NCRs, {} codes) suggests {}.",
             ncr.ncr_id,
@@ -612,6 +642,13 @@ impl QualityAgent {
         );
         if !similar.is_empty() {
             narrative.push_str(&format!(" Most similar past NCRs: {similar_text}."));
+        }
+        if let Some((d, n, evs)) = &likely {
+            narrative.push_str(&format!(
+                " {n} of the {decided_count} decided similar NCRs were dispositioned {} ({}).",
+                d.as_str().replace('_', " "),
+                cite_list(evs, 5)
+            ));
         }
         if let Some(c) = causes.first() {
             narrative.push_str(&format!(
@@ -630,14 +667,28 @@ impl QualityAgent {
             confidence,
             reason: format!("NCR {} has no code; suggested {suggestion_text}", ncr.ncr_id),
             subject,
-            extra_evidence: similar.iter().map(|(_, p)| p.event_id.clone()).collect(),
+            extra_evidence: similar
+                .iter()
+                .flat_map(|(_, p)| {
+                    std::iter::once(p.event_id.clone()).chain(decided(&p.ncr_id).map(|(ev, _, _)| ev.clone()))
+                })
+                .collect(),
             details: json!({
                 "ncr_id": ncr.ncr_id,
                 "suggestions": top,
-                "similar": similar.iter().map(|(s, p)| json!({
-                    "ncr_id": p.ncr_id, "code": p.code, "description": p.text, "station": p.station,
-                    "event_id": p.event_id, "similarity": s,
-                })).collect::<Vec<_>>(),
+                "similar": similar.iter().map(|(s, p)| {
+                    let decision = decided(&p.ncr_id);
+                    json!({
+                        "ncr_id": p.ncr_id, "code": p.code, "description": p.text, "station": p.station,
+                        "event_id": p.event_id, "similarity": s,
+                        "disposition": decision.map(|(_, d, _)| d.as_str()),
+                        "disposition_event_id": decision.map(|(ev, _, _)| ev),
+                        "cause": decision.and_then(|(_, _, c)| c.as_deref()),
+                    })
+                }).collect::<Vec<_>>(),
+                "likely_disposition": likely.as_ref().map(|(d, n, evs)| json!({
+                    "disposition": d.as_str(), "of_similar": n, "decided_similar": decided_count, "evidence": evs,
+                })),
                 "probable_causes": causes.iter().map(|c| json!({
                     "values": Claim::describe_values(&c.values), "p_value": c.p_value, "q_value": c.q_value,
                     "suggestion": c.suggestion(), "evidence": c.evidence.iter().take(5).collect::<Vec<_>>(),
@@ -666,7 +717,7 @@ impl Agent for QualityAgent {
     }
 
     fn version(&self) -> &'static str {
-        "1.0.0"
+        "1.1.0"
     }
 
     fn subscriptions(&self) -> &'static [EventKind] {
@@ -675,6 +726,7 @@ impl Agent for QualityAgent {
             EventKind::ComponentScanned,
             EventKind::TighteningResult,
             EventKind::NcrCreated,
+            EventKind::NcrDispositioned,
         ]
     }
 
@@ -720,6 +772,19 @@ impl Agent for QualityAgent {
                         }
                     }
                     None => self.triage(event, ncr, out),
+                }
+            }
+            EventPayload::NcrDispositioned(d) => {
+                let bound = self.config.max_history.max(1) * 2;
+                let decision = (event.event.event_id.clone(), d.disposition, d.cause.clone());
+                // A later decision for the same NCR replaces the earlier one.
+                if self.dispositions.insert(d.ncr_id.clone(), decision).is_none() {
+                    self.disposition_order.push_back(d.ncr_id.clone());
+                }
+                while self.disposition_order.len() > bound {
+                    if let Some(old) = self.disposition_order.pop_front() {
+                        self.dispositions.remove(&old);
+                    }
                 }
             }
             _ => {}

@@ -68,6 +68,9 @@ fn every_claim_cites_events_of_the_stream_and_the_planted_causes_are_found() {
     assert!(ncr[0].details["insufficient_history"].as_str().is_some_and(|w| w.contains("too little history")));
     let suggested = ncr.iter().filter(|f| f.details["suggestions"].as_array().is_some_and(|s| s.len() == 3)).count();
     assert!(suggested > ncr.len() / 2, "{suggested} of {}", ncr.len());
+    // Past decisions come with the similar NCRs once the review board has made them.
+    let with_decision = ncr.iter().filter(|f| f.details["likely_disposition"]["disposition"].is_string()).count();
+    assert!(with_decision > suggested / 2, "{with_decision} of {suggested}");
 }
 
 #[test]
@@ -91,4 +94,89 @@ fn an_ncr_without_usable_text_is_refused_with_the_reason() {
     // The longest description the event model accepts (64 KiB) is cut, not refused.
     agent.on_event(&ncr(&"seat gap ".repeat(7000)), &mut out);
     assert!(out[0].reason.contains("too little history"), "{}", out[0].reason);
+}
+
+#[test]
+fn similar_ncrs_bring_their_dispositions_and_the_most_frequent_is_offered() {
+    let config = QualityConfig { min_history: 6, ..QualityConfig::default() };
+    let mut router = Router::new(vec![Box::new(QualityAgent::new(config))]);
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut seq = 0;
+    let mut send = |kind: &str, data: serde_json::Value, findings: &mut Vec<Finding>| {
+        seq += 1;
+        let at = Utc.with_ymd_and_hms(2026, 11, 2, 6, 0, 0).single().unwrap_or_default();
+        let event = Event::parse(
+            json!({"source": "qms", "source_txn_id": seq.to_string(), "occurred_at": "2026-11-02T06:00:00Z",
+                   "kind": kind, "data": data}),
+            at,
+        )
+        .expect("valid");
+        let id = event.event_id.clone();
+        router.process(&StoredEvent { seq, event }, findings);
+        id
+    };
+    let texts = [
+        ("D-SEAT-GAP", "seat rail gap at front mount"),
+        ("D-SEAT-GAP", "gap between seat rail and floor"),
+        ("D-SEAT-GAP", "seat rail not flush gap"),
+        ("D-PAINT", "scratch on door paint"),
+        ("D-PAINT", "paint chip near hinge"),
+        ("D-PAINT", "small paint scratch door skin"),
+    ];
+    let mut decisions = Vec::new();
+    for (i, (code, text)) in texts.iter().enumerate() {
+        let ncr_id = format!("NCR-{i}");
+        send(
+            "ncr_created",
+            json!({"ncr_id": ncr_id, "station": "ST040", "defect_code": code, "description": text}),
+            &mut findings,
+        );
+        let disposition = match (i, *code) {
+            (0, _) => "scrap",
+            (_, "D-SEAT-GAP") => "rework",
+            _ => "use_as_is",
+        };
+        decisions.push(send(
+            "ncr_dispositioned",
+            json!({"ncr_id": ncr_id, "disposition": disposition, "cause": "rail bolt", "decided_by": "MRB"}),
+            &mut findings,
+        ));
+    }
+    // A later decision replaces an earlier one: NCR-1 is reworked after all, then scrapped.
+    send("ncr_dispositioned", json!({"ncr_id": "NCR-1", "disposition": "scrap"}), &mut findings);
+    let last = send("ncr_dispositioned", json!({"ncr_id": "NCR-1", "disposition": "rework"}), &mut findings);
+    decisions[1] = last;
+    send(
+        "ncr_created",
+        json!({"ncr_id": "NCR-9", "station": "ST040", "description": "seat rail gap at the front"}),
+        &mut findings,
+    );
+    let f = findings.iter().find(|f| f.kind == "ncr.triage").expect("triage");
+    assert_eq!(f.details["suggestions"][0]["label"], "D-SEAT-GAP", "{}", f.details);
+    let likely = &f.details["likely_disposition"];
+    assert_eq!(likely["disposition"], "rework", "{}", f.details);
+    assert_eq!(likely["of_similar"], 2);
+    let seat: Vec<&serde_json::Value> =
+        f.details["similar"].as_array().unwrap().iter().filter(|s| s["code"] == "D-SEAT-GAP").collect();
+    assert_eq!(seat.len(), 3);
+    for s in &seat {
+        let i: usize = s["ncr_id"].as_str().unwrap()[4..].parse().unwrap();
+        assert_eq!(s["disposition_event_id"], decisions[i].as_str(), "{s}");
+        assert_eq!(s["disposition"], if i == 0 { "scrap" } else { "rework" });
+    }
+    let narrative = f.details["narrative"].as_str().unwrap();
+    assert!(narrative.contains("dispositioned rework"), "{narrative}");
+    for d in &decisions[1..3] {
+        assert!(f.evidence.contains(d), "the decisions behind the suggestion are evidence");
+        assert!(narrative.contains(&format!("[E:{d}]")), "{narrative}");
+    }
+    // An unknown disposition is refused with the field named.
+    let at = Utc.with_ymd_and_hms(2026, 11, 2, 6, 0, 0).single().unwrap_or_default();
+    let bad = Event::parse(
+        json!({"source": "qms", "source_txn_id": "x", "occurred_at": "2026-11-02T06:00:00Z", "kind": "ncr_dispositioned",
+               "data": {"ncr_id": "NCR-1", "disposition": "bin it"}}),
+        at,
+    )
+    .unwrap_err();
+    assert_eq!(bad.field, "data.disposition", "{bad}");
 }

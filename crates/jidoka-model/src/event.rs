@@ -125,6 +125,7 @@ event_kinds! {
     TighteningResult(TighteningResult) = "tightening_result",
     InspectionResult(InspectionResult) = "inspection_result",
     NcrCreated(NcrCreated) = "ncr_created",
+    NcrDispositioned(NcrDispositioned) = "ncr_dispositioned",
     AndonRaised(AndonRaised) = "andon_raised",
     AndonCleared(AndonCleared) = "andon_cleared",
     MaintenanceRecord(MaintenanceRecord) = "maintenance_record",
@@ -712,6 +713,58 @@ impl Check for NcrCreated {
         check_opt_id("data.station", &self.station)?;
         check_opt_id("data.defect_code", &self.defect_code)?;
         check_text("data.description", &self.description)
+    }
+}
+
+/// What the material review board decided for a nonconforming unit or part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    UseAsIs,
+    Rework,
+    Repair,
+    Scrap,
+    ReturnToSupplier,
+}
+
+impl Disposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::UseAsIs => "use_as_is",
+            Disposition::Rework => "rework",
+            Disposition::Repair => "repair",
+            Disposition::Scrap => "scrap",
+            Disposition::ReturnToSupplier => "return_to_supplier",
+        }
+    }
+}
+
+/// An NCR's disposition, decided after it was raised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NcrDispositioned {
+    pub ncr_id: String,
+    pub disposition: Disposition,
+    /// The cause found, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrective_action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+}
+
+impl Check for NcrDispositioned {
+    fn check(&self) -> Result<(), EventError> {
+        check_id("data.ncr_id", &self.ncr_id)?;
+        check_opt_id("data.decided_by", &self.decided_by)?;
+        if let Some(c) = &self.cause {
+            check_text("data.cause", c)?;
+        }
+        if let Some(c) = &self.corrective_action {
+            check_text("data.corrective_action", c)?;
+        }
+        Ok(())
     }
 }
 

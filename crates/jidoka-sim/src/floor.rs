@@ -474,6 +474,38 @@ impl Simulation {
         out
     }
 
+    /// The review board's decision on an NCR, some hours later. A defect traced to a part from
+    /// a bad supplier lot goes back to the supplier; otherwise the decision follows the
+    /// severity (major: mostly rework, some scrap; minor: mostly used as is after review, some
+    /// rework). The draw is a hash of the NCR id, so deciding takes nothing from the line's
+    /// random stream.
+    fn disposition(&mut self, ncr_id: &str, severity: &str, bad_lot: bool, at: DateTime<Utc>) {
+        use jidoka_model::event::{Disposition, NcrDispositioned};
+        // FNV-1a: a stable fraction in [0, 1) from the id.
+        let h = ncr_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let u = (h >> 11) as f64 / (1u64 << 53) as f64;
+        let (disposition, cause) = match (bad_lot, severity) {
+            (true, _) => (Disposition::ReturnToSupplier, "supplier lot out of specification"),
+            (false, "critical") => (if u < 0.6 { Disposition::Scrap } else { Disposition::Rework }, "assembly defect"),
+            (false, "major") => (if u < 0.8 { Disposition::Rework } else { Disposition::Scrap }, "assembly defect"),
+            (false, _) => (if u < 0.7 { Disposition::UseAsIs } else { Disposition::Rework }, "cosmetic, within limits"),
+        };
+        let hours = 2.0 + 6.0 * u;
+        self.floor.schedule(
+            at + minutes(hours * 60.0),
+            Scheduled::Emit {
+                source: "qms",
+                payload: Box::new(EventPayload::NcrDispositioned(NcrDispositioned {
+                    ncr_id: ncr_id.to_string(),
+                    disposition,
+                    cause: Some(cause.to_string()),
+                    corrective_action: None,
+                    decided_by: Some("MRB".into()),
+                })),
+            },
+        );
+    }
+
     /// Inspection finds the unit's defects and raises NCRs; end-of-line tests measure it.
     pub(crate) fn inspect(
         &mut self,
@@ -485,6 +517,8 @@ impl Simulation {
         let station = self.plant.quality.inspection_station.clone();
         let mut out = Vec::new();
         let state = self.floor.units.remove(&unit.index).unwrap_or_default();
+        let bad_lot_parts: HashSet<(String, u64)> =
+            self.plant.faults.bad_lot.iter().map(|b| (b.part.clone(), b.lot)).collect();
         for d in &state.defects {
             let Some(kind) = self.plant.quality.defects.iter().find(|k| k.code == d.code).cloned() else { continue };
             let ctx = state.context.get(&d.station).cloned().unwrap_or_default();
@@ -523,9 +557,9 @@ impl Simulation {
             });
             let ev = self.event("qms", *t, ncr);
             out.push((*t, ev));
+            let from_bad_lot = d.part.as_ref().is_some_and(|p| bad_lot_parts.contains(&(p.part.clone(), p.lot_no)));
+            self.disposition(&d.ncr_id, &kind.severity, from_bad_lot, *t);
         }
-        let bad_lot_parts: HashSet<(String, u64)> =
-            self.plant.faults.bad_lot.iter().map(|b| (b.part.clone(), b.lot)).collect();
         let has_bad_lot = state.parts.iter().any(|p| bad_lot_parts.contains(&(p.part.clone(), p.lot_no)));
         for test in self.plant.eol_tests.clone() {
             let loss = test.joint.as_ref().and_then(|j| state.clamp_loss.get(j)).copied().unwrap_or(0.0);

@@ -343,9 +343,38 @@ fn ncrs_carry_their_hidden_causes_and_nothing_else_does() {
     assert_eq!(expected.len(), ncrs.len());
     let worn = &plant.faults.worn_fixture[0];
     let bad = &plant.faults.bad_lot[0];
+    // The review board decides each NCR once, hours after it was raised.
+    let mut decided: HashMap<String, jidoka_model::event::Disposition> = HashMap::new();
+    let mut raised_at: HashMap<&str, chrono::DateTime<chrono::Utc>> = HashMap::new();
+    for e in &r.events {
+        match &e.payload {
+            EventPayload::NcrCreated(n) => {
+                raised_at.insert(n.ncr_id.as_str(), e.occurred_at);
+            }
+            EventPayload::NcrDispositioned(d) => {
+                let raised = raised_at.get(d.ncr_id.as_str()).expect("decided after raised");
+                assert!(e.occurred_at >= *raised + chrono::Duration::hours(2), "{}", d.ncr_id);
+                assert!(decided.insert(d.ncr_id.clone(), d.disposition).is_none(), "{} decided twice", d.ncr_id);
+            }
+            _ => {}
+        }
+    }
+    // The run ends before the last few are decided.
+    assert!(decided.len() + 40 >= ncrs.len() && decided.len() < ncrs.len() + 1, "{} of {}", decided.len(), ncrs.len());
     let (mut by_fixture, mut by_lot) = (0, 0);
     for d in expected {
         let ncr = ncrs[d.detail["ncr_id"].as_str().unwrap()];
+        // A part from the bad lot goes back to the supplier, whatever caused this one defect.
+        use jidoka_model::event::Disposition::ReturnToSupplier;
+        let bad_lot = format!("LOT-{}-{:04}", bad.part, bad.lot);
+        if let Some(disposition) = decided.get(&ncr.ncr_id) {
+            assert_eq!(
+                *disposition == ReturnToSupplier,
+                ncr.supplier_lot.as_deref() == Some(&bad_lot),
+                "{}",
+                ncr.ncr_id
+            );
+        }
         assert_eq!(ncr.vin.as_deref(), Some(d.vin.as_str()));
         assert_eq!(ncr.station.as_deref(), Some(d.station.as_str()));
         match d.detail["cause"].as_str().unwrap() {
