@@ -44,6 +44,8 @@ pub struct AppState {
     pub findings: tokio::sync::broadcast::Sender<Arc<jidoka_model::Finding>>,
     /// The plant's master data, when configured (work instructions beside findings).
     pub master: jidoka_agents::Master,
+    /// The language model that may rewrite narratives, when configured.
+    pub narrator: Option<Arc<crate::narrate::Narrator>>,
 }
 
 /// A client-facing error.

@@ -409,6 +409,7 @@ async fn serve_for_bench(agents: jidoka_agents::AgentsConfig, master: jidoka_age
         view: Default::default(),
         findings: runtime.findings.clone(),
         master: master.clone(),
+        narrator: None,
     });
     let app = router(state, 1 << 26);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -818,6 +819,7 @@ pub async fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
         view: Default::default(),
         findings: findings_tx,
         master: None,
+        narrator: None,
     });
     let mut after = 0;
     let mut ncrs = Vec::new();

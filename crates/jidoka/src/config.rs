@@ -201,9 +201,12 @@ pub struct Config {
     pub governance: GovernanceConfig,
     pub sources: Vec<SourceConfig>,
     pub sinks: Vec<SinkConfig>,
+    /// An on-prem language model that may rewrite narratives for people (optional).
+    pub narrative: Option<crate::narrate::NarrativeConfig>,
 }
 
-const SECTIONS: &[&str] = &["store", "master_data", "api", "runtime", "agents", "governance", "sources", "sinks"];
+const SECTIONS: &[&str] =
+    &["store", "master_data", "api", "runtime", "agents", "governance", "sources", "sinks", "narrative"];
 
 fn read_section<T: DeserializeOwned>(path: &str, value: toml::Value, errors: &mut Vec<ConfigError>) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(value) {
@@ -258,6 +261,7 @@ impl Config {
                 "governance" => config.governance = read_section(&key, value, &mut errors).unwrap_or_default(),
                 "sources" => config.sources = read_list(&key, value, &mut errors),
                 "sinks" => config.sinks = read_list(&key, value, &mut errors),
+                "narrative" => config.narrative = read_section(&key, value, &mut errors),
                 other => errors.push(ConfigError {
                     path: other.to_string(),
                     message: format!("unknown section, expected one of: {}", SECTIONS.join(", ")),
@@ -274,6 +278,9 @@ impl Config {
         let given = [self.master_data.plant.is_some(), self.master_data.file.is_some(), self.master_data.mes.is_some()];
         if given.iter().filter(|g| **g).count() > 1 {
             errors.push(("master_data".into(), "give one of `plant`, `file` and `mes`, not more".into()));
+        }
+        if let Some(n) = &self.narrative {
+            n.validate("narrative", &mut errors);
         }
         if let Some(mes) = &self.master_data.mes {
             mes.validate("master_data.mes", &mut errors);

@@ -85,6 +85,7 @@ pub async fn serve(
         view: Arc::new(crate::dashboard::view::LineView::new(config.agents.torque_audit.drift.clone())),
         findings: runtime.findings.clone(),
         master: master.clone(),
+        narrator: config.narrative.clone().map(|n| Arc::new(crate::narrate::Narrator::new(n))),
     });
     let (view_stop, view_stop_rx) = tokio::sync::watch::channel(false);
     let closing_view = state.view.clone();

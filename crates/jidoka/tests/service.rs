@@ -57,6 +57,7 @@ fn service(config: &Config) -> Service {
         view: Default::default(),
         findings: runtime.findings.clone(),
         master: config.load_master().expect("master data"),
+        narrator: config.narrative.clone().map(|n| Arc::new(jidoka::narrate::Narrator::new(n))),
     });
     // The dashboard's view of the line follows the log, as in `jidoka serve`.
     let (_, stop) = tokio::sync::watch::channel(false);
@@ -1456,4 +1457,127 @@ async fn the_defect_page_names_the_lot_behind_a_code_and_escapes_what_it_shows()
     );
     assert!(first_row.contains("30 of 130"), "{first_row}");
     assert!(!page.contains(hostile), "raw markup from an event reached the page");
+}
+
+/// MOCK of an on-prem language model behind an OpenAI-compatible `/v1/chat/completions` (no
+/// model can run here): it answers per `mode` with a rewrite that keeps the narrative's
+/// citations (1), one that drops them (2), or HTTP 500 (3). Named as the mock it is.
+struct MockLlm {
+    addr: SocketAddr,
+    mode: Arc<std::sync::atomic::AtomicU8>,
+    calls: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl MockLlm {
+    fn start() -> MockLlm {
+        use std::io::Read;
+        use std::sync::atomic::Ordering::Relaxed;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mode = Arc::new(std::sync::atomic::AtomicU8::new(1));
+        let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (m, c) = (mode.clone(), calls.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let body = loop {
+                    let Ok(n) = stream.read(&mut chunk) else { break None };
+                    if n == 0 {
+                        break None;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    let Some(end) = text.find("\r\n\r\n") else { continue };
+                    let length: usize = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                        })
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + length {
+                        break Some(buf[end + 4..end + 4 + length].to_vec());
+                    }
+                };
+                let Some(body) = body else { continue };
+                c.fetch_add(1, Relaxed);
+                let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+                let narrative = request["messages"][1]["content"].as_str().unwrap_or_default().to_string();
+                let (status, answer) = match m.load(Relaxed) {
+                    1 => (
+                        "200 OK",
+                        json!({"choices": [{"message": {"role": "assistant", "content": format!("In short: {narrative}")}}]}),
+                    ),
+                    2 => (
+                        "200 OK",
+                        json!({"choices": [{"message": {"role": "assistant", "content": "An NCR came in; nothing to say."}}]}),
+                    ),
+                    _ => ("500 Internal Server Error", json!({"error": "overloaded"})),
+                };
+                let text = answer.to_string();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+            }
+        });
+        MockLlm { addr, mode, calls }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rewritten_narrative_is_shown_only_when_it_keeps_every_citation() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let llm = MockLlm::start();
+    let config = Config::parse(&format!(
+        "[narrative]\nendpoint = \"http://{}/v1\"\nmodel = \"mock-llm\"\ntimeout_ms = 5000\n",
+        llm.addr
+    ))
+    .expect("config");
+    let mut svc = service(&config);
+    let integrator = svc.tokens[&Role::Integrator].clone();
+    // Three uncoded NCRs: each gets a triage finding whose narrative cites its NCR.
+    let events: Vec<Value> = (0..3)
+        .map(|i| {
+            json!({"source": "qms", "source_txn_id": format!("U-{i}"), "occurred_at": "2026-11-24T08:00:00Z",
+                   "kind": "ncr_created", "data": {"ncr_id": format!("U-{i}"), "station": "ST070", "description": "paint run on door"}})
+        })
+        .collect();
+    let (status, _) =
+        call(&svc.app, "POST", "/api/events", Some(&integrator), Some(Value::Array(events)), "10.1.2.3:5000").await;
+    assert_eq!(status, StatusCode::OK);
+    let runtime = svc.runtime.take().expect("runtime");
+    assert!(runtime.wait_for_agents(Duration::from_secs(10)));
+    let op = svc.tokens[&Role::Operator].clone();
+    let (_, list) = call(&svc.app, "GET", "/api/findings?kind=ncr.triage", Some(&op), None, "10.1.2.3:5000").await;
+    let ids: Vec<String> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|f| f["finding_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 3, "{list}");
+    let page = |id: String| {
+        let app = svc.app.clone();
+        let op = op.clone();
+        async move { ui_call(&app, "GET", &format!("/ui/findings/{id}"), Some(&op), "").await.2 }
+    };
+    let kept = page(ids[0].clone()).await;
+    assert!(kept.contains("In short: NCR U-") && kept.contains("Rewritten by mock-llm"), "{kept}");
+    assert!(kept.contains("<code class=\"cite\">[E:"), "citations are marked: {kept}");
+    // Asked once per finding.
+    page(ids[0].clone()).await;
+    assert_eq!(llm.calls.load(Relaxed), 1);
+    llm.mode.store(2, Relaxed);
+    let dropped = page(ids[1].clone()).await;
+    assert!(dropped.contains("Not rewritten: the rewrite dropped the citation [E:"), "{dropped}");
+    assert!(!dropped.contains("nothing to say"));
+    llm.mode.store(3, Relaxed);
+    let failed = page(ids[2].clone()).await;
+    assert!(failed.contains("Not rewritten: the model endpoint answered HTTP 500"), "{failed}");
+    assert!(failed.contains("has no code"), "the original narrative is shown: {failed}");
+    runtime.shutdown();
 }

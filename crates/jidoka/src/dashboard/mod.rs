@@ -747,6 +747,35 @@ async fn decide(
 // ---------------------------------------------------------------------------------------------
 // A finding
 
+/// The narrative with its citations marked; the language model's rewrite instead when one is
+/// configured and kept every citation (the grounded original stays a click away).
+fn narrative_section(original: &str, shown: Option<crate::narrate::Shown>) -> String {
+    use crate::narrate::Shown;
+    let mark = |text: &str| {
+        let mut out = esc(text);
+        for c in jidoka_agents::narrative::citations(text) {
+            let token = format!("[{c}]");
+            out = out.replace(&esc(&token), &format!("<code class=\"cite\">{}</code>", esc(&token)));
+        }
+        out
+    };
+    match shown {
+        Some(Shown::Rewritten { text, model }) => format!(
+            "<h2>Narrative</h2><p class=\"narrative\">{}</p><p class=\"muted\">Rewritten by {} for reading; every \
+             citation checked against the original.</p><details><summary>Original</summary><p>{}</p></details>",
+            mark(&text),
+            esc(&model),
+            mark(original)
+        ),
+        Some(Shown::Original { reason }) => format!(
+            "<h2>Narrative</h2><p class=\"narrative\">{}</p><p class=\"muted\">Not rewritten: {}.</p>",
+            mark(original),
+            esc(&reason)
+        ),
+        None => format!("<h2>Narrative</h2><p class=\"narrative\">{}</p>", mark(original)),
+    }
+}
+
 /// The work instructions of the finding's station (its operation's first), for the person who
 /// has to act on it at the line.
 fn instructions_at(state: &AppState, f: &jidoka_model::Finding) -> String {
@@ -848,6 +877,16 @@ async fn finding_page(State(state): State<Arc<AppState>>, headers: HeaderMap, Pa
         esc(&f.occurred_at.to_rfc3339()),
         esc(&f.correlation_id)
     );
+    if let Some(narrative) = f.details.get("narrative").and_then(Value::as_str) {
+        let shown = match state.narrator.clone() {
+            Some(n) => {
+                let (id, text) = (f.finding_id.clone(), narrative.to_string());
+                tokio::task::spawn_blocking(move || n.show(&id, &text)).await.ok()
+            }
+            None => None,
+        };
+        body.push_str(&narrative_section(narrative, shown));
+    }
     body.push_str(&evidence_list(&f));
     body.push_str(&instructions_at(&state, &f));
     if let Some(modes) = f.details.get("failure_modes").and_then(Value::as_array).filter(|m| !m.is_empty()) {
