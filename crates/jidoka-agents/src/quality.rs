@@ -26,11 +26,17 @@
 //! when they have been decided, and the most frequent one among them is offered as the likely
 //! disposition, with the decisions it rests on cited.
 //!
+//! **Uncoded NCRs without a confident code** are clustered by their text within their station
+//! (hashed word and character n-gram features, cosine to each cluster's centroid at
+//! `text_cluster_similarity` or a new cluster), and each cluster is analysed for patterns as a
+//! code is, so a plant whose NCRs carry no codes, or a model with too little history, still
+//! has its patterns found.
+//!
 //! Every claim in a finding cites the events it rests on as `[E:event-id]`.
 
 use crate::narrative::{cite, cite_list};
 use crate::patterns::{bh_adjust, hypergeometric_upper_tail};
-use crate::text::{Case, Learner, prepare};
+use crate::text::{Case, Learner, cosine, normalized, prepare};
 use crate::{Agent, FindingDraft};
 use jidoka_model::event::Disposition;
 use jidoka_model::{EventKind, EventPayload, Severity, StoredEvent, Subject, Verdict};
@@ -58,6 +64,10 @@ pub struct QualityConfig {
     pub use_prediction_at: f64,
     /// Similar past NCRs shown with a suggestion.
     pub similar: usize,
+    /// An uncoded NCR without a confident code joins the text cluster of its station whose
+    /// centroid is at least this similar (cosine), or starts a new one; the clusters are
+    /// analysed for patterns like codes.
+    pub text_cluster_similarity: f64,
 }
 
 impl Default for QualityConfig {
@@ -72,6 +82,7 @@ impl Default for QualityConfig {
             max_history: 5000,
             use_prediction_at: 0.8,
             similar: 5,
+            text_cluster_similarity: 0.3,
         }
     }
 }
@@ -92,6 +103,9 @@ impl QualityConfig {
         }
         if self.min_history < 10 || self.max_history < self.min_history {
             errors.push((format!("{path}.min_history"), "must be at least 10 and at most max_history".into()));
+        }
+        if !(0.0..=1.0).contains(&self.text_cluster_similarity) {
+            errors.push((format!("{path}.text_cluster_similarity"), "must be between 0 and 1".into()));
         }
         if !(0.0..=1.0).contains(&self.use_prediction_at) {
             errors.push((format!("{path}.use_prediction_at"), "must be between 0 and 1".into()));
@@ -446,6 +460,48 @@ impl Case for PastNcr {
     }
 }
 
+/// Uncoded NCRs of one station grouped by their text: each cluster keeps the sum of its
+/// members' hashed features (its centroid, once normalised), its first text and its size.
+#[derive(Debug, Clone)]
+struct TextCluster {
+    label: String,
+    exemplar: String,
+    sum: HashMap<u32, f32>,
+    size: usize,
+}
+
+/// Most text clusters kept per station; beyond it an NCR joins the nearest one.
+const MAX_TEXT_CLUSTERS: usize = 200;
+
+/// Put `text` (of NCR `ncr_id`) in the nearest cluster at `threshold` or above, or a new one;
+/// the cluster joined.
+fn cluster_text<'a>(clusters: &'a mut Vec<TextCluster>, ncr_id: &str, text: &str, threshold: f64) -> &'a TextCluster {
+    let x = crate::text::hashed(text);
+    let nearest = clusters
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (i, cosine(&normalized(c.sum.iter().map(|(k, v)| (*k, *v)).collect()), &x)))
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
+    let index = match nearest {
+        Some((i, s)) if f64::from(s) >= threshold || clusters.len() >= MAX_TEXT_CLUSTERS => i,
+        _ => {
+            clusters.push(TextCluster {
+                label: format!("text:{ncr_id}"),
+                exemplar: text.to_string(),
+                sum: HashMap::new(),
+                size: 0,
+            });
+            clusters.len() - 1
+        }
+    };
+    let c = &mut clusters[index];
+    for (k, v) in x {
+        *c.sum.entry(k).or_default() += v;
+    }
+    c.size += 1;
+    &clusters[index]
+}
+
 /// A coded NCR kept for training and for similar cases.
 #[derive(Debug, Clone)]
 struct PastNcr {
@@ -467,6 +523,8 @@ pub struct QualityAgent {
     claims: HashMap<(String, String), Vec<Claim>>,
     /// Coded NCRs and the code model trained on them.
     learner: Learner<PastNcr>,
+    /// Uncoded NCRs without a confident code, clustered by text per station.
+    text_clusters: HashMap<String, Vec<TextCluster>>,
     /// Dispositions by NCR id (event id, decision, cause), the oldest dropped first.
     dispositions: HashMap<String, (String, Disposition, Option<String>)>,
     disposition_order: VecDeque<String>,
@@ -481,6 +539,7 @@ impl QualityAgent {
             learner: Learner::new(config.min_history, config.max_history, 25),
             dispositions: HashMap::new(),
             disposition_order: VecDeque::new(),
+            text_clusters: HashMap::new(),
             config,
         }
     }
@@ -514,6 +573,16 @@ impl QualityAgent {
             }
             let field = |name: &str| claim.values.iter().find(|(f, _)| *f == name).map(|(_, v)| v.clone());
             let narrative = claim.narrative();
+            // A text cluster is named by its first text as well as by its label.
+            let exemplar = self
+                .text_clusters
+                .get(station)
+                .and_then(|cs| cs.iter().find(|c| c.label == code))
+                .map(|c| c.exemplar.clone());
+            let what = match &exemplar {
+                Some(e) => format!("{code} (uncoded, like \"{e}\")"),
+                None => code.to_string(),
+            };
             out.push(FindingDraft {
                 kind: "defect.pattern".into(),
                 verdict: Verdict::Review,
@@ -521,7 +590,7 @@ impl QualityAgent {
                 confidence: 1.0 - claim.q_value,
                 reason: format!(
                     "{} NCRs at {} concentrate on {}: {} of {} units ({:.1}× expected, q = {:.1e})",
-                    claim.code,
+                    what,
                     claim.station,
                     Claim::describe_values(&claim.values),
                     claim.hits,
@@ -538,6 +607,7 @@ impl QualityAgent {
                 extra_evidence: claim.evidence.iter().filter(|e| e.as_str() != event_id).cloned().collect(),
                 details: json!({
                     "code": claim.code,
+                    "text_cluster_exemplar": exemplar,
                     "values": claim.values.iter().map(|(f, v)| json!({"field": f, "value": v})).collect::<Vec<_>>(),
                     "hits": claim.hits, "defects": claim.defects, "carriers": claim.carriers, "units": claim.units,
                     "lift": claim.lift, "p_value": claim.p_value, "q_value": claim.q_value,
@@ -588,6 +658,7 @@ impl QualityAgent {
                 details: json!({"ncr_id": ncr.ncr_id, "suggestions": [], "insufficient_history": why,
                     "narrative": format!("NCR {} {} has no code; no code is suggested: {why}.", ncr.ncr_id, cite(event_id))}),
             });
+            self.by_text_cluster(ncr, &text, event_id, out);
             return;
         };
         let ctx = context_tokens(ncr.station.as_deref());
@@ -697,12 +768,37 @@ impl QualityAgent {
                 "narrative": narrative,
             }),
         });
-        // A confident suggestion counts for the patterns, so uncoded NCRs are not lost to them.
+        // A confident suggestion counts for the patterns, so uncoded NCRs are not lost to them;
+        // without one, the NCR's text cluster does.
         if let (Some(best), Some(station), Some(vin)) = (top.first(), ncr.station.clone(), ncr.vin.clone())
             && best.confidence >= self.config.use_prediction_at
         {
             let code = best.label.clone();
             self.defect(&station, &vin, &code, event_id, out);
+        } else {
+            self.by_text_cluster(ncr, &text, event_id, out);
+        }
+    }
+
+    /// An NCR without a (confident) code: it joins its station's text cluster, which the
+    /// triage finding just pushed names, and counts as a defect of that cluster for the patterns.
+    fn by_text_cluster(
+        &mut self,
+        ncr: &jidoka_model::event::NcrCreated,
+        text: &str,
+        event_id: &str,
+        out: &mut Vec<FindingDraft>,
+    ) {
+        let Some(station) = ncr.station.clone() else { return };
+        let threshold = self.config.text_cluster_similarity;
+        let clusters = self.text_clusters.entry(station.clone()).or_default();
+        let c = cluster_text(clusters, &ncr.ncr_id, text, threshold);
+        let label = c.label.clone();
+        if let Some(f) = out.last_mut() {
+            f.details["text_cluster"] = json!({"label": c.label, "exemplar": c.exemplar, "size": c.size});
+        }
+        if let Some(vin) = &ncr.vin {
+            self.defect(&station, vin, &label, event_id, out);
         }
     }
 }

@@ -145,16 +145,33 @@ impl Vectorizer {
                 *counts.entry(id).or_default() += 1.0;
             }
         }
-        let mut v: Sparse = counts.into_iter().map(|(id, tf)| (id, (1.0 + tf.ln()) * self.idf[id as usize])).collect();
-        v.sort_unstable_by_key(|e| e.0);
-        let norm = v.iter().map(|e| e.1 * e.1).sum::<f32>().sqrt();
-        if norm > 0.0 {
-            for e in &mut v {
-                e.1 /= norm;
-            }
-        }
-        v
+        normalized(counts.into_iter().map(|(id, tf)| (id, (1.0 + tf.ln()) * self.idf[id as usize])).collect())
     }
+}
+
+/// Features without a fitted vocabulary, for texts no model has been trained on: the same
+/// tokens hashed (FNV-1a) into 2^20 buckets, sublinear TF, L2-normalised.
+pub fn hashed(text: &str) -> Sparse {
+    let mut buf = Vec::new();
+    tokens(text, &[], &mut buf);
+    let mut counts: HashMap<u32, f32> = HashMap::new();
+    for t in &buf {
+        let h = t.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+        *counts.entry(h & 0xF_FFFF).or_default() += 1.0;
+    }
+    normalized(counts.into_iter().map(|(id, tf)| (id, 1.0 + tf.ln())).collect())
+}
+
+/// Sorted by index and scaled to unit length (an all-zero vector stays as it is).
+pub fn normalized(mut v: Sparse) -> Sparse {
+    v.sort_unstable_by_key(|e| e.0);
+    let norm = v.iter().map(|e| e.1 * e.1).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        for e in &mut v {
+            e.1 /= norm;
+        }
+    }
+    v
 }
 
 /// Cosine similarity of two L2-normalised sparse vectors.

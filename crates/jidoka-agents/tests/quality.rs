@@ -180,3 +180,32 @@ fn similar_ncrs_bring_their_dispositions_and_the_most_frequent_is_offered() {
     .unwrap_err();
     assert_eq!(bad.field, "data.disposition", "{bad}");
 }
+
+#[test]
+fn with_no_codes_at_all_the_text_clusters_still_find_the_planted_causes() {
+    let mut plant = jidoka_sim::Plant::default_plant().expect("default plant");
+    plant.quality.uncoded_share = 1.0;
+    let mut sim = jidoka_sim::Simulation::new(plant, 11, Some(3000), jidoka_sim::CurveMode::None);
+    let mut events = Vec::new();
+    while sim.has_more() {
+        events.extend(sim.next_slot().events);
+    }
+    let mut router = Router::new(vec![Box::new(QualityAgent::new(QualityConfig::default()))]);
+    let mut findings: Vec<Finding> = Vec::new();
+    for (i, event) in events.into_iter().enumerate() {
+        router.process(&StoredEvent { seq: i as u64 + 1, event }, &mut findings);
+    }
+    let claims: Vec<&Finding> = findings.iter().filter(|f| f.kind == "defect.pattern").collect();
+    let reasons: Vec<&str> = claims.iter().map(|f| f.reason.as_str()).collect();
+    // No code anywhere: every claim is on a text cluster, named by its first text.
+    assert!(claims.iter().all(|f| f.details["code"].as_str().is_some_and(|c| c.starts_with("text:"))), "{reasons:?}");
+    let seat = claims.iter().find(|f| f.reason.contains("fixture FX-040-B on shift B")).expect("worn fixture found");
+    assert!(seat.details["text_cluster_exemplar"].as_str().is_some_and(|e| e.contains("rail")), "{}", seat.reason);
+    assert!(
+        reasons.iter().any(|r| r.contains("supplier_lot LOT-HEADLINER-STD-0003") && r.contains("headliner")),
+        "{reasons:?}"
+    );
+    // Each uncoded NCR's triage names the cluster it joined.
+    let triage: Vec<&Finding> = findings.iter().filter(|f| f.kind == "ncr.triage").collect();
+    assert!(!triage.is_empty() && triage.iter().all(|f| f.details["text_cluster"]["label"].is_string()));
+}

@@ -491,6 +491,8 @@ struct QualityRun {
     ncr_times: Vec<chrono::DateTime<chrono::Utc>>,
     /// NCR id → its true code (from the ground truth).
     true_codes: HashMap<String, String>,
+    /// NCR event id → NCR id.
+    ncr_of_event: HashMap<String, String>,
     /// Andon id → the team the simulator's cause belongs to.
     true_teams: HashMap<String, String>,
     events: u64,
@@ -540,8 +542,9 @@ fn run_quality(plant: jidoka_sim::Plant, seed: u64, units: u64) -> anyhow::Resul
             }
         }
         for event in slot.events {
-            if matches!(event.payload, EventPayload::NcrCreated(_)) {
+            if let EventPayload::NcrCreated(n) = &event.payload {
                 run.ncr_times.push(event.occurred_at);
+                run.ncr_of_event.insert(event.event_id.clone(), n.ncr_id.clone());
             }
             seq += 1;
             router.process(&StoredEvent { seq, event }, &mut run.findings);
@@ -554,6 +557,21 @@ fn run_quality(plant: jidoka_sim::Plant, seed: u64, units: u64) -> anyhow::Resul
 /// Whether a defect-pattern finding names (part of) a planted cause, and which.
 fn matching_cause<'a>(run: &'a QualityRun, f: &jidoka_model::Finding) -> Option<&'a Cause> {
     let code = f.details["code"].as_str()?;
+    // A claim on a text cluster of uncoded NCRs stands for the true code most of the NCRs it
+    // cites have.
+    let dominant;
+    let code = if code.starts_with("text:") {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for e in &f.evidence {
+            if let Some(c) = run.ncr_of_event.get(e).and_then(|n| run.true_codes.get(n)) {
+                *counts.entry(c.as_str()).or_default() += 1;
+            }
+        }
+        dominant = counts.into_iter().max_by_key(|(_, n)| *n).map(|(c, _)| c.to_string())?;
+        dominant.as_str()
+    } else {
+        code
+    };
     let values: Vec<(String, String)> = f.details["values"]
         .as_array()?
         .iter()
