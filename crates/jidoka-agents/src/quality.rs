@@ -461,12 +461,14 @@ impl Case for PastNcr {
 }
 
 /// Uncoded NCRs of one station grouped by their text: each cluster keeps the sum of its
-/// members' hashed features (its centroid, once normalised), its first text and its size.
+/// members' hashed features, that sum normalised (its centroid, updated when a member joins),
+/// its first text and its size.
 #[derive(Debug, Clone)]
 struct TextCluster {
     label: String,
     exemplar: String,
     sum: HashMap<u32, f32>,
+    centroid: crate::text::Sparse,
     size: usize,
 }
 
@@ -480,7 +482,7 @@ fn cluster_text<'a>(clusters: &'a mut Vec<TextCluster>, ncr_id: &str, text: &str
     let nearest = clusters
         .iter()
         .enumerate()
-        .map(|(i, c)| (i, cosine(&normalized(c.sum.iter().map(|(k, v)| (*k, *v)).collect()), &x)))
+        .map(|(i, c)| (i, cosine(&c.centroid, &x)))
         .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
     let index = match nearest {
         Some((i, s)) if f64::from(s) >= threshold || clusters.len() >= MAX_TEXT_CLUSTERS => i,
@@ -489,6 +491,7 @@ fn cluster_text<'a>(clusters: &'a mut Vec<TextCluster>, ncr_id: &str, text: &str
                 label: format!("text:{ncr_id}"),
                 exemplar: text.to_string(),
                 sum: HashMap::new(),
+                centroid: Vec::new(),
                 size: 0,
             });
             clusters.len() - 1
@@ -498,6 +501,7 @@ fn cluster_text<'a>(clusters: &'a mut Vec<TextCluster>, ncr_id: &str, text: &str
     for (k, v) in x {
         *c.sum.entry(k).or_default() += v;
     }
+    c.centroid = normalized(c.sum.iter().map(|(k, v)| (*k, *v)).collect());
     c.size += 1;
     &clusters[index]
 }

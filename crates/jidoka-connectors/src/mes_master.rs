@@ -10,14 +10,13 @@
 //! (`ToBeConsumedMaterial(B-17).Quantity: missing`), so one bad row does not take the rest of
 //! the plant's master data with it; what was read is then validated as a whole.
 
-use crate::odata::{Client, Credentials, OAuth2Config, OdataError, Query, literal};
+use crate::odata::{Client, Endpoint, OAuth2Config, OdataError, Query, is_identifier, literal};
 use chrono::{DateTime, Utc};
 use jidoka_model::master::{
     BomItem, ChangePackage, Effectivity, Equipment, EquipmentKind, MasterData, WorkInstruction,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::time::Duration;
 
 /// `[master_data.mes]`: where and how to read the master data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,28 +192,9 @@ impl MasterRead {
     }
 }
 
-fn is_identifier(v: &str) -> bool {
-    !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 impl MesMasterConfig {
     pub fn validate(&self, path: &str, errors: &mut Vec<(String, String)>) {
-        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
-            errors.push((format!("{path}.base_url"), "must be an http:// or https:// URL".into()));
-        }
-        if let Some(var) = &self.token_env
-            && std::env::var(var).is_err()
-        {
-            errors.push((format!("{path}.token_env"), format!("environment variable ${var} is not set")));
-        }
-        if let Some(o) = &self.oauth2 {
-            o.validate(&format!("{path}.oauth2"), errors);
-        }
-        if let Some(f) = &self.ca_file
-            && let Err(e) = std::fs::read(f).map_err(|e| e.to_string()).and_then(|pem| crate::odata::parse_ca(&pem))
-        {
-            errors.push((format!("{path}.ca_file"), e));
-        }
+        self.endpoint().validate(path, errors);
         if !(100..=600_000).contains(&self.timeout_ms) {
             errors.push((format!("{path}.timeout_ms"), "must be between 100 and 600000".into()));
         }
@@ -269,13 +249,18 @@ impl MesMasterConfig {
         }
     }
 
+    pub fn endpoint(&self) -> Endpoint<'_> {
+        Endpoint {
+            base_url: &self.base_url,
+            token_env: self.token_env.as_ref(),
+            oauth2: self.oauth2.as_ref(),
+            ca_file: self.ca_file.as_deref(),
+            timeout_ms: self.timeout_ms,
+        }
+    }
+
     pub fn client(&self) -> Result<Client, String> {
-        let credentials = Credentials::from_settings(self.token_env.as_ref(), self.oauth2.as_ref());
-        let ca = match &self.ca_file {
-            Some(f) => Some(std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?),
-            None => None,
-        };
-        Client::new(&self.base_url, credentials, Duration::from_millis(self.timeout_ms), ca.as_deref())
+        self.endpoint().client()
     }
 
     /// The queries, in the order BOM, changes, lot holds (when configured).
@@ -370,29 +355,17 @@ impl MesMasterConfig {
         let instruction_rows = if n.instruction_set.is_empty() { Vec::new() } else { sets.next().unwrap_or_default() };
         let mut skipped = Vec::new();
         let mut master = MasterData::default();
-        let (mut bom_keys, mut change_keys) = (Vec::new(), Vec::new());
-        for r in &bom_rows {
-            match self.bom_item(r) {
-                Ok(b) => {
-                    master.bom.push(b);
-                    bom_keys.push(key(r, &n.bom_key));
-                }
-                Err((field, reason)) => {
-                    skipped.push((format!("{}({}).{field}", n.bom_set, key(r, &n.bom_key)), reason));
-                }
-            }
-        }
-        for r in &change_rows {
-            match self.change(r) {
-                Ok(c) => {
-                    master.changes.push(c);
-                    change_keys.push(key(r, &n.change_key));
-                }
-                Err((field, reason)) => {
-                    skipped.push((format!("{}({}).{field}", n.change_set, key(r, &n.change_key)), reason));
-                }
-            }
-        }
+        let bom_keys;
+        (master.bom, bom_keys) = convert(&bom_rows, &n.bom_set, &n.bom_key, &mut skipped, |r| self.bom_item(r));
+        let change_keys;
+        (master.changes, change_keys) =
+            convert(&change_rows, &n.change_set, &n.change_key, &mut skipped, |r| self.change(r));
+        (master.equipment, _) =
+            convert(&equipment_rows, &n.equipment_set, &n.equipment_number, &mut skipped, |r| self.equipment(r));
+        (master.instructions, _) =
+            convert(&instruction_rows, &n.instruction_set, &n.instruction_number, &mut skipped, |r| {
+                self.instruction(r)
+            });
         for r in &lot_rows {
             match text(r, &n.lot_hold_lot) {
                 Some(lot) if !lot.trim().is_empty() => master.lots_on_hold.push(lot),
@@ -401,22 +374,6 @@ impl MesMasterConfig {
         }
         master.lots_on_hold.sort();
         master.lots_on_hold.dedup();
-        for r in &equipment_rows {
-            match self.equipment(r) {
-                Ok(e) => master.equipment.push(e),
-                Err((field, reason)) => {
-                    skipped.push((format!("{}({}).{field}", n.equipment_set, key(r, &n.equipment_number)), reason));
-                }
-            }
-        }
-        for r in &instruction_rows {
-            match self.instruction(r) {
-                Ok(w) => master.instructions.push(w),
-                Err((field, reason)) => {
-                    skipped.push((format!("{}({}).{field}", n.instruction_set, key(r, &n.instruction_number)), reason));
-                }
-            }
-        }
         Ok(MasterRead { master, skipped, batched, bom_keys, change_keys })
     }
 
@@ -498,6 +455,28 @@ impl MesMasterConfig {
             description: text(r, &n.change_description),
         })
     }
+}
+
+/// The rows of `set` that `one` converts, with their keys; each row left out is named in
+/// `skipped` by its key and field (`Set(key).Field`).
+fn convert<T>(
+    rows: &[Value],
+    set: &str,
+    key_field: &str,
+    skipped: &mut Vec<(String, String)>,
+    one: impl Fn(&Value) -> Result<T, (String, String)>,
+) -> (Vec<T>, Vec<String>) {
+    let (mut out, mut keys) = (Vec::new(), Vec::new());
+    for r in rows {
+        match one(r) {
+            Ok(item) => {
+                out.push(item);
+                keys.push(key(r, key_field));
+            }
+            Err((field, reason)) => skipped.push((format!("{set}({}).{field}", key(r, key_field)), reason)),
+        }
+    }
+    (out, keys)
 }
 
 /// A field as text (strings, and numbers written out); `None` when absent or null.

@@ -80,7 +80,7 @@ impl Profile {
             ("order_log_set", &self.order_log_set),
             ("key_field", &self.key_field),
         ] {
-            if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            if !is_identifier(v) {
                 errors.push((format!("{path}.{name}"), "must be an OData identifier".into()));
             }
         }
@@ -461,6 +461,60 @@ pub fn parse_ca(pem: &[u8]) -> Result<Vec<ureq::tls::Certificate<'static>>, Stri
 }
 
 /// Read and check a CA file named in the configuration.
+/// Whether `v` is an OData identifier (an entity set or field name).
+pub fn is_identifier(v: &str) -> bool {
+    !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Where an OData service is and how to reach it; shared by the source, the sink and the
+/// master data reader.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint<'a> {
+    pub base_url: &'a str,
+    pub token_env: Option<&'a String>,
+    pub oauth2: Option<&'a OAuth2Config>,
+    pub ca_file: Option<&'a std::path::Path>,
+    pub timeout_ms: u64,
+}
+
+impl Endpoint<'_> {
+    /// The URL, the CA file, the token variable and the OAuth2 settings.
+    pub fn validate(&self, path: &str, errors: &mut Vec<(String, String)>) {
+        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
+            errors.push((format!("{path}.base_url"), "must be an http:// or https:// URL".into()));
+        }
+        if let Some(file) = self.ca_file {
+            check_ca_file(path, file, errors);
+        }
+        if let Some(var) = self.token_env
+            && std::env::var(var).is_err()
+        {
+            errors.push((format!("{path}.token_env"), format!("environment variable ${var} is not set")));
+        }
+        if let Some(o) = self.oauth2 {
+            o.validate(&format!("{path}.oauth2"), errors);
+        }
+    }
+
+    /// A client with these settings and `credentials` (normally [`Self::credentials`]).
+    pub fn client_with(&self, credentials: Credentials) -> Result<Client, String> {
+        let ca = match self.ca_file {
+            Some(f) => Some(std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?),
+            None => None,
+        };
+        Client::new(self.base_url, credentials, Duration::from_millis(self.timeout_ms), ca.as_deref())
+    }
+
+    /// The credentials the settings name, read from the environment.
+    pub fn credentials(&self) -> Credentials {
+        Credentials::from_settings(self.token_env, self.oauth2)
+    }
+
+    pub fn client(&self) -> Result<Client, String> {
+        self.client_with(self.credentials())
+    }
+}
+
 fn check_ca_file(path: &str, file: &std::path::Path, errors: &mut Vec<(String, String)>) {
     match std::fs::read(file) {
         Ok(pem) => {
@@ -521,28 +575,25 @@ impl OdataSinkConfig {
         if self.name.trim().is_empty() {
             errors.push((format!("{path}.name"), "must not be empty".into()));
         }
-        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
-            errors.push((format!("{path}.base_url"), "must be an http:// or https:// URL".into()));
-        }
-        if let Some(file) = &self.ca_file {
-            check_ca_file(path, file, errors);
-        }
+        self.endpoint().validate(path, errors);
         if self.profile_name != "opcenter" && self.profile_name != "plain" {
             errors.push((format!("{path}.profile_name"), "must be `opcenter` or `plain`".into()));
         }
         if let Some(p) = &self.profile {
             p.validate(&format!("{path}.profile"), errors);
         }
-        if let Some(var) = &self.token_env
-            && std::env::var(var).is_err()
-        {
-            errors.push((format!("{path}.token_env"), format!("environment variable ${var} is not set")));
-        }
         if !(100..=600_000).contains(&self.timeout_ms) {
             errors.push((format!("{path}.timeout_ms"), "must be between 100 and 600000".into()));
         }
-        if let Some(o) = &self.oauth2 {
-            o.validate(&format!("{path}.oauth2"), errors);
+    }
+
+    pub fn endpoint(&self) -> Endpoint<'_> {
+        Endpoint {
+            base_url: &self.base_url,
+            token_env: self.token_env.as_ref(),
+            oauth2: self.oauth2.as_ref(),
+            ca_file: self.ca_file.as_deref(),
+            timeout_ms: self.timeout_ms,
         }
     }
 
@@ -566,21 +617,12 @@ pub struct OdataSink {
 
 impl OdataSink {
     pub fn new(config: &OdataSinkConfig) -> Result<OdataSink, SinkError> {
-        let credentials = Credentials::from_settings(config.token_env.as_ref(), config.oauth2.as_ref());
-        OdataSink::with_credentials(config, credentials)
+        OdataSink::with_credentials(config, config.endpoint().credentials())
     }
 
     /// With credentials given directly rather than read from the environment.
     pub fn with_credentials(config: &OdataSinkConfig, credentials: Credentials) -> Result<OdataSink, SinkError> {
-        let ca = match &config.ca_file {
-            Some(f) => {
-                Some(std::fs::read(f).map_err(|e| SinkError::Permanent(format!("cannot read {}: {e}", f.display())))?)
-            }
-            None => None,
-        };
-        let client =
-            Client::new(&config.base_url, credentials, Duration::from_millis(config.timeout_ms), ca.as_deref())
-                .map_err(SinkError::Permanent)?;
+        let client = config.endpoint().client_with(credentials).map_err(SinkError::Permanent)?;
         Ok(OdataSink {
             name: config.name.clone(),
             client,
@@ -775,12 +817,7 @@ fn page_size() -> u64 {
 
 impl OdataSourceConfig {
     pub fn validate(&self, path: &str, errors: &mut Vec<(String, String)>) {
-        if let Some(file) = &self.ca_file {
-            check_ca_file(path, file, errors);
-        }
-        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
-            errors.push((format!("{path}.base_url"), "must be an http:// or https:// URL".into()));
-        }
+        self.endpoint().validate(path, errors);
         for (name, v) in [
             ("entity_set", &self.entity_set),
             ("modified_field", &self.modified_field),
@@ -789,7 +826,7 @@ impl OdataSourceConfig {
             ("model_field", &self.model_field),
             ("sequence_field", &self.sequence_field),
         ] {
-            if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            if !is_identifier(v) {
                 errors.push((format!("{path}.{name}"), "must be an OData identifier".into()));
             }
         }
@@ -799,23 +836,20 @@ impl OdataSourceConfig {
         if !(1..=10_000).contains(&self.page_size) {
             errors.push((format!("{path}.page_size"), "must be between 1 and 10000".into()));
         }
-        if let Some(var) = &self.token_env
-            && std::env::var(var).is_err()
-        {
-            errors.push((format!("{path}.token_env"), format!("environment variable ${var} is not set")));
-        }
-        if let Some(o) = &self.oauth2 {
-            o.validate(&format!("{path}.oauth2"), errors);
+    }
+
+    pub fn endpoint(&self) -> Endpoint<'_> {
+        Endpoint {
+            base_url: &self.base_url,
+            token_env: self.token_env.as_ref(),
+            oauth2: self.oauth2.as_ref(),
+            ca_file: self.ca_file.as_deref(),
+            timeout_ms: self.timeout_ms,
         }
     }
 
     pub fn client(&self) -> Result<Client, String> {
-        let credentials = Credentials::from_settings(self.token_env.as_ref(), self.oauth2.as_ref());
-        let ca = match &self.ca_file {
-            Some(f) => Some(std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?),
-            None => None,
-        };
-        Client::new(&self.base_url, credentials, Duration::from_millis(self.timeout_ms), ca.as_deref())
+        self.endpoint().client()
     }
 
     /// One poll: the records changed at or after `watermark` (an RFC 3339 time; none: all), as

@@ -307,7 +307,7 @@ impl<'a> Link<'a> {
         if self.link.is_none() && self.inner.cfg.link_ack && seq.is_some() {
             self.link = Some(LinkState { next: 1, ..LinkState::default() });
         }
-        let faults = self.inner.cfg.faults.clone();
+        let faults = self.faults();
         let Some(link) = &mut self.link else { return Ok(false) };
         match t.header.mid {
             9997 => {

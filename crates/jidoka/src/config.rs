@@ -373,6 +373,12 @@ impl Config {
 
     /// A one-paragraph summary for `config check`.
     pub fn summary(&self) -> String {
+        // Which agents run depends only on whether there is master data: the MES is not asked
+        // (nor its copy rewritten) just to list them.
+        let master = match &self.master_data.mes {
+            Some(_) => Some(std::sync::Arc::new(jidoka_model::master::MasterData::default())),
+            None => self.load_master().ok().flatten(),
+        };
         let roles: Vec<String> = self.api.tokens.iter().map(|t| format!("{} ({})", t.name, t.role.as_str())).collect();
         format!(
             "store: {}\napi: {} ({} token(s){}{})\nagents: {}\nsources: {}\nsinks: {}",
@@ -381,11 +387,7 @@ impl Config {
             self.api.tokens.len(),
             if roles.is_empty() { "" } else { ": " },
             roles.join(", "),
-            jidoka_agents::build_agents(&self.agents, &self.load_master().ok().flatten())
-                .iter()
-                .map(|a| a.name())
-                .collect::<Vec<_>>()
-                .join(", "),
+            jidoka_agents::build_agents(&self.agents, &master).iter().map(|a| a.name()).collect::<Vec<_>>().join(", "),
             if self.sources.is_empty() {
                 "none besides the HTTP API".to_string()
             } else {

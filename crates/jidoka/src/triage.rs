@@ -169,15 +169,32 @@ fn csv_fields(line: &str) -> Vec<String> {
     fields
 }
 
+/// Name the first ten unusable lines (or records) of `source` on stderr, and count the rest.
+fn print_unusable(errors: &[LineError], source: &str, item: &str) {
+    for e in errors.iter().take(10) {
+        eprintln!("{source}: {item} {}: {}", e.line, e.reason);
+    }
+    if errors.len() > 10 {
+        eprintln!("{source}: {} more unusable {item}s", errors.len() - 10);
+    }
+}
+
+/// The rows every triage report has: the model's scores beside the baseline's.
+fn add_scores(report: &mut Report, scores: &jidoka_agents::text::Scores, baseline: &jidoka_agents::text::Scores) {
+    report
+        .add("accuracy", "accuracy (top-1)", scores.accuracy, "")
+        .add("top3_accuracy", "top-3 accuracy", scores.top3_accuracy, "")
+        .add("macro_f1", "macro-F1", scores.macro_f1, "")
+        .add("weighted_f1", "weighted F1", scores.weighted_f1, "")
+        .add("baseline_accuracy", "majority-class baseline: accuracy", baseline.accuracy, "")
+        .add("baseline_top3_accuracy", "baseline: 3 most frequent labels, top-3 accuracy", baseline.top3_accuracy, "")
+        .add("baseline_macro_f1", "majority-class baseline: macro-F1", baseline.macro_f1, "");
+}
+
 fn read_labelled(path: &Path, what: &str) -> anyhow::Result<(Vec<Example>, Vec<LineError>)> {
     let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{what} {}: {e}", path.display()))?;
     let (examples, errors) = parse_labelled(&bytes);
-    for e in errors.iter().take(10) {
-        eprintln!("{what} {}:{}: {}", path.display(), e.line, e.reason);
-    }
-    if errors.len() > 10 {
-        eprintln!("{what} {}: {} more unusable lines", path.display(), errors.len() - 10);
-    }
+    print_unusable(&errors, &format!("{what} {}", path.display()), "line");
     if examples.is_empty() {
         anyhow::bail!("{what} {}: no usable labelled line", path.display());
     }
@@ -281,15 +298,8 @@ fn cross_validate(
         examples.len(),
         labels.len()
     ));
-    report
-        .add("accuracy", "accuracy (top-1)", scores.accuracy, "")
-        .add("top3_accuracy", "top-3 accuracy", scores.top3_accuracy, "")
-        .add("macro_f1", "macro-F1", scores.macro_f1, "")
-        .add("weighted_f1", "weighted F1", scores.weighted_f1, "")
-        .add("baseline_accuracy", "majority-class baseline: accuracy", base.accuracy, "")
-        .add("baseline_top3_accuracy", "baseline: 3 most frequent labels, top-3 accuracy", base.top3_accuracy, "")
-        .add("baseline_macro_f1", "majority-class baseline: macro-F1", base.macro_f1, "")
-        .add("unusable_lines", "unusable rows", unusable, "");
+    add_scores(&mut report, &scores, &base);
+    report.add("unusable_lines", "unusable rows", unusable, "");
     report.print(json);
     Ok(())
 }
@@ -297,9 +307,7 @@ fn cross_validate(
 fn eval_nhtsa(path: &Path, folds: usize, json: bool) -> anyhow::Result<()> {
     let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let (examples, errors) = parse_odi_complaints(&bytes);
-    for e in errors.iter().take(10) {
-        eprintln!("{}:{}: {}", path.display(), e.line, e.reason);
-    }
+    print_unusable(&errors, &path.display().to_string(), "row");
     let title = format!("eval triage --nhtsa: {} (complaint → top-level component)", path.display());
     cross_validate(title, &examples, errors.len(), folds, json)
 }
@@ -308,9 +316,7 @@ fn eval_maintie(path: &Path, folds: usize, json: bool) -> anyhow::Result<()> {
     let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let (examples, errors, unlabelled) =
         parse_maintie(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    for e in errors.iter().take(10) {
-        eprintln!("{}: record {}: {}", path.display(), e.line, e.reason);
-    }
+    print_unusable(&errors, &path.display().to_string(), "record");
     let title = format!(
         "eval triage --maintie: {} (work order → class of the object it is about; {unlabelled} without one left out)",
         path.display()
@@ -359,15 +365,9 @@ pub fn eval_triage(args: EvalTriageArgs) -> anyhow::Result<()> {
         test_path.display(),
         test.len()
     ));
+    add_scores(&mut report, &scores, &baseline);
     report
-        .add("accuracy", "accuracy (top-1)", scores.accuracy, "")
-        .add("top3_accuracy", "top-3 accuracy", scores.top3_accuracy, "")
-        .add("macro_f1", "macro-F1", scores.macro_f1, "")
-        .add("weighted_f1", "weighted F1", scores.weighted_f1, "")
         .add("baseline_label", "majority-class baseline: label", majority.first().cloned().unwrap_or_default(), "")
-        .add("baseline_accuracy", "majority-class baseline: accuracy", baseline.accuracy, "")
-        .add("baseline_top3_accuracy", "baseline: 3 most frequent labels, top-3 accuracy", baseline.top3_accuracy, "")
-        .add("baseline_macro_f1", "majority-class baseline: macro-F1", baseline.macro_f1, "")
         .add("unseen_labels", "test labels never seen in training", scores.unseen_labels.len(), "")
         .add("unusable_lines", "unusable lines (train + test)", train_errors.len() + test_errors.len(), "")
         .add("train_ms", "training time", train_ms, "ms")

@@ -376,13 +376,13 @@ fn next_sequence(n: u8) -> u8 {
 const SHORT_TRACE_WAIT_MS: u64 = 100;
 
 /// A result: its fields, the traces joined to it and the telegram it came in.
-type Received = (Vec<super::fields::Field>, Vec<Trace>, Vec<u8>);
+type Received = (Vec<super::fields::Field>, Vec<Trace>, Telegram);
 
 /// A result waiting for its traces.
 #[derive(Debug)]
 struct Pending {
     fields: Vec<super::fields::Field>,
-    raw: Vec<u8>,
+    telegram: Telegram,
     id: u64,
     traces: Vec<Trace>,
     deadline: Instant,
@@ -800,7 +800,7 @@ impl<'a> Session<'a> {
                     (true, false) => self.cfg.trace_wait_ms.min(SHORT_TRACE_WAIT_MS),
                 };
                 let deadline = Instant::now() + Duration::from_millis(wait);
-                self.pending = Some(Pending { fields, raw: t.to_bytes(), id, traces, deadline });
+                self.pending = Some(Pending { fields, telegram: t, id, traces, deadline });
                 if wait == 0 {
                     self.finish_pending()?;
                 }
@@ -827,7 +827,7 @@ impl<'a> Session<'a> {
             }
             (65, Body::Fields(fields)) => {
                 // An upload reply that came after its request timed out: store it all the same.
-                self.store_results(vec![(fields, Vec::new(), t.to_bytes())], false)?;
+                self.store_results(vec![(fields, Vec::new(), t)], false)?;
             }
             (71, Body::Fields(f)) | (76, Body::Fields(f)) => {
                 LinkStats::add(&self.stats.alarms, 1);
@@ -868,7 +868,7 @@ impl<'a> Session<'a> {
             LinkStats::add(&self.stats.traces_joined, 1);
         }
         let id = p.id;
-        self.store_results(vec![(p.fields, p.traces, p.raw)], false)?;
+        self.store_results(vec![(p.fields, p.traces, p.telegram)], false)?;
         self.acknowledge(62)?;
         let (gaps, given_up) = self.tracker.gaps(self.cfg.recover_max);
         if given_up > 0 {
@@ -906,8 +906,9 @@ impl<'a> Session<'a> {
     fn store_held(&mut self) -> Result<(), LinkError> {
         let mut results = Vec::new();
         for (id, bytes) in self.tracker.held.clone() {
-            match Telegram::parse(&bytes).and_then(|t| decode(&t)) {
-                Ok(Body::Fields(fields)) => results.push((fields, Vec::new(), bytes)),
+            let held = Telegram::parse(&bytes).and_then(|t| Ok((decode(&t)?, t)));
+            match held {
+                Ok((Body::Fields(fields), t)) => results.push((fields, Vec::new(), t)),
                 _ => {
                     tracing_warn(&self.cfg.name, &format!("held tightening {id} cannot be read again; dropped"));
                     self.tracker.held.remove(&id);
@@ -932,37 +933,34 @@ impl<'a> Session<'a> {
         };
         let mut next = self.tracker.clone();
         let mut events = Vec::new();
-        let mut raws = Vec::new();
+        let mut telegrams = Vec::new();
         let mut refused = Vec::new();
-        for (fields, traces, raw) in &results {
+        for (fields, traces, telegram) in &results {
             let Some(id) = tightening_id(fields) else { continue };
             next.mark(id);
             next.held.remove(&id);
             match to_event(fields, traces, &ctx, chrono::Utc::now()) {
                 Ok(e) => {
                     events.push(e);
-                    raws.push(raw);
+                    telegrams.push(telegram);
                 }
-                Err(err) => refused.push((raw, format!("tightening {id}: {err}"))),
+                Err(err) => refused.push((telegram, format!("tightening {id}: {err}"))),
             }
         }
         let n = events.len() as u64;
         let outcomes = self.store.append(events, next.checkpoint()).map_err(LinkError::Store)?;
-        for (o, raw) in outcomes.into_iter().zip(raws) {
+        for (o, telegram) in outcomes.into_iter().zip(telegrams) {
             match o {
                 Stored::Stored => LinkStats::add(&self.stats.results_stored, 1),
                 Stored::Duplicate => LinkStats::add(&self.stats.duplicates, 1),
-                Stored::Rejected(reason) => refused.push((raw, format!("refused by the store: {reason}"))),
+                Stored::Rejected(reason) => refused.push((telegram, format!("refused by the store: {reason}"))),
             }
         }
         // Kept before the tracker moves on and before any acknowledgement.
-        for (raw, reason) in refused {
+        for (telegram, reason) in refused {
             LinkStats::add(&self.stats.rejected, 1);
             tracing_warn(&self.cfg.name, &format!("result rejected: {reason}"));
-            match Telegram::parse(raw) {
-                Ok(t) => self.reject(&t, vec![reason])?,
-                Err(e) => self.reject(&Telegram::new(61, 1, raw.clone()), vec![reason, e.to_string()])?,
-            }
+            self.reject(telegram, vec![reason])?;
         }
         if recovered {
             LinkStats::add(&self.stats.recovered, n);
@@ -1090,7 +1088,7 @@ impl<'a> Session<'a> {
                         );
                         return Ok(None);
                     }
-                    return Ok(Some((rev, (fields, Vec::new(), reply.to_bytes()))));
+                    return Ok(Some((rev, (fields, Vec::new(), reply))));
                 }
                 None => return Ok(None),
                 Some(97) | Some(76) if rev > 1 => rev -= 1,
