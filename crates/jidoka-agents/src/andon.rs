@@ -116,11 +116,11 @@ const MAX_HISTORY: usize = 5000;
 const MAX_OPEN: usize = 10_000;
 
 impl AndonAgent {
-    pub fn new(config: AndonConfig) -> Self {
+    pub fn new(config: AndonConfig, encoder: Option<std::sync::Arc<crate::encoder::Encoder>>) -> Self {
         AndonAgent {
             open: HashMap::new(),
             open_order: VecDeque::new(),
-            learner: Learner::new(config.min_history, MAX_HISTORY, 10),
+            learner: Learner::new(config.min_history, MAX_HISTORY, 10).with_encoder(encoder),
             maintenance: HashMap::new(),
             config,
         }

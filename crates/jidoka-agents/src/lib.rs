@@ -20,6 +20,7 @@
 //! router records an `agent.failure` finding and goes on.
 
 pub mod andon;
+pub mod encoder;
 pub mod narrative;
 pub mod patterns;
 pub mod quality;
@@ -167,6 +168,29 @@ pub struct AgentsConfig {
     pub quality: quality::QualityConfig,
     #[serde(default)]
     pub andon: andon::AndonConfig,
+    /// A sentence-encoder directory (`config.json`, `vocab.txt`, `model.safetensors`, e.g. the
+    /// all-MiniLM-L6-v2 that `scripts/minilm.sh` installs): its embedding joins the TF-IDF
+    /// features of NCR and Andon triage. Without it they use TF-IDF alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embeddings: Option<std::path::PathBuf>,
+    /// The encoder loaded from `embeddings` by [`AgentsConfig::load_encoder`].
+    #[serde(skip)]
+    pub encoder: SharedEncoder,
+}
+
+/// A loaded sentence encoder shared by the agents' text models; not a setting (two are equal
+/// when they are the same loaded encoder).
+#[derive(Debug, Clone, Default)]
+pub struct SharedEncoder(pub Option<std::sync::Arc<encoder::Encoder>>);
+
+impl PartialEq for SharedEncoder {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
 }
 
 impl AgentsConfig {
@@ -178,6 +202,14 @@ impl AgentsConfig {
         self.quality.validate("agents.quality", &mut errors);
         self.andon.validate("agents.andon", &mut errors);
         errors
+    }
+
+    /// Load the encoder `embeddings` names (once; a second call keeps the loaded one).
+    pub fn load_encoder(&mut self) -> Result<(), encoder::EncoderError> {
+        if let (Some(dir), None) = (&self.embeddings, &self.encoder.0) {
+            self.encoder = SharedEncoder(Some(std::sync::Arc::new(encoder::Encoder::load(dir)?)));
+        }
+        Ok(())
     }
 }
 
@@ -200,10 +232,10 @@ pub fn build_agents(config: &AgentsConfig, master: &Master) -> Vec<Box<dyn Agent
         agents.push(Box::new(sequence::SequenceAgent::new(master)));
     }
     if config.quality.enabled {
-        agents.push(Box::new(quality::QualityAgent::new(config.quality.clone())));
+        agents.push(Box::new(quality::QualityAgent::new(config.quality.clone(), config.encoder.0.clone())));
     }
     if config.andon.enabled {
-        agents.push(Box::new(andon::AndonAgent::new(config.andon.clone())));
+        agents.push(Box::new(andon::AndonAgent::new(config.andon.clone(), config.encoder.0.clone())));
     }
     agents
 }

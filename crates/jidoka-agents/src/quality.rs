@@ -535,12 +535,12 @@ pub struct QualityAgent {
 }
 
 impl QualityAgent {
-    pub fn new(config: QualityConfig) -> Self {
+    pub fn new(config: QualityConfig, encoder: Option<std::sync::Arc<crate::encoder::Encoder>>) -> Self {
         QualityAgent {
             stations: HashMap::new(),
             reported: HashSet::new(),
             claims: HashMap::new(),
-            learner: Learner::new(config.min_history, config.max_history, 25),
+            learner: Learner::new(config.min_history, config.max_history, 25).with_encoder(encoder),
             dispositions: HashMap::new(),
             disposition_order: VecDeque::new(),
             text_clusters: HashMap::new(),

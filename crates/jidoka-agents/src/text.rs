@@ -12,8 +12,10 @@
 //! texts, so agents retrain from the log instead of shipping weights. Nothing here panics on
 //! input: empty or oversized texts are refused or truncated with the reason said.
 
+use crate::encoder::Encoder;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 /// Longest text considered, in bytes; the rest of a longer description is ignored (and the
 /// caller is told, see [`prepare`]).
@@ -86,16 +88,25 @@ fn tokens(text: &str, context: &[String], out: &mut Vec<String>) {
 /// A sparse, L2-normalised feature vector (sorted by index).
 pub type Sparse = Vec<(u32, f32)>;
 
-/// The vocabulary and inverse document frequencies learned from a training set.
+/// The vocabulary and inverse document frequencies learned from a training set, and the
+/// sentence encoder whose embedding joins the TF-IDF features, when one is given.
 #[derive(Debug, Clone, Default)]
 pub struct Vectorizer {
     index: HashMap<String, u32>,
     idf: Vec<f32>,
+    encoder: Option<Arc<Encoder>>,
+    /// Length of the embedding part against the TF-IDF part (each unit length before).
+    embedding_weight: f32,
 }
 
 impl Vectorizer {
-    /// Learn the vocabulary from `docs` (text, context tokens).
-    pub fn fit<'a>(docs: impl Iterator<Item = (&'a str, &'a [String])>) -> Vectorizer {
+    /// Learn the vocabulary from `docs` (text, context tokens); with an encoder, its embedding
+    /// (scaled by `embedding_weight`) follows the TF-IDF features in every vector.
+    pub fn fit<'a>(
+        docs: impl Iterator<Item = (&'a str, &'a [String])>,
+        encoder: Option<Arc<Encoder>>,
+        embedding_weight: f32,
+    ) -> Vectorizer {
         let mut index: HashMap<String, u32> = HashMap::new();
         let mut df: Vec<u32> = Vec::new();
         let mut buf = Vec::new();
@@ -124,19 +135,38 @@ impl Vectorizer {
             df = kept_df;
         }
         let idf = df.iter().map(|&d| ((1.0 + n as f32) / (1.0 + d as f32)).ln() + 1.0).collect();
-        Vectorizer { index, idf }
+        Vectorizer { index, idf, encoder, embedding_weight }
     }
 
+    /// Features of a vector: the vocabulary, then the embedding's width.
     pub fn len(&self) -> usize {
-        self.idf.len()
+        self.idf.len() + self.encoder.as_ref().map_or(0, |e| e.dim())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.idf.is_empty()
+        self.len() == 0
     }
 
-    /// Sublinear TF × IDF, L2-normalised; tokens unseen in training are dropped.
+    /// The encoder whose embedding is part of the features.
+    pub fn encoder(&self) -> Option<&Arc<Encoder>> {
+        self.encoder.as_ref()
+    }
+
+    /// Sublinear TF × IDF, L2-normalised (tokens unseen in training are dropped); with an
+    /// encoder, its embedding × `embedding_weight` appended and the whole made unit length.
     pub fn transform(&self, text: &str, context: &[String]) -> Sparse {
+        let tfidf = self.tfidf(text, context);
+        let Some(encoder) = &self.encoder else {
+            return tfidf;
+        };
+        let offset = self.idf.len() as u32;
+        let embedding = encoder.embed(text);
+        let mut v = tfidf;
+        v.extend(embedding.iter().enumerate().map(|(i, &a)| (offset + i as u32, a * self.embedding_weight)));
+        normalized(v)
+    }
+
+    fn tfidf(&self, text: &str, context: &[String]) -> Sparse {
         let mut buf = Vec::new();
         tokens(text, context, &mut buf);
         let mut counts: HashMap<u32, f32> = HashMap::new();
@@ -201,7 +231,7 @@ pub struct Example {
 }
 
 /// Training settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct TrainConfig {
     pub epochs: usize,
     /// L2 penalty per example.
@@ -212,6 +242,10 @@ pub struct TrainConfig {
     /// Fewest examples to train on; fewer and the model says it has too little history.
     pub min_examples: usize,
     pub seed: u64,
+    /// A pretrained sentence encoder whose embedding joins the TF-IDF features.
+    pub encoder: Option<Arc<Encoder>>,
+    /// Weight of the embedding against the TF-IDF part.
+    pub embedding_weight: f32,
 }
 
 /// The defaults were chosen by 5-fold cross-validation on the failure-mode training file
@@ -219,7 +253,16 @@ pub struct TrainConfig {
 /// model is not sensitive to them); the held-out files were not used to choose.
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig { epochs: 40, l2: 0.0, learning_rate: 0.5, balanced: true, min_examples: 20, seed: 17 }
+        TrainConfig {
+            epochs: 40,
+            l2: 0.0,
+            learning_rate: 0.5,
+            balanced: true,
+            min_examples: 20,
+            seed: 17,
+            encoder: None,
+            embedding_weight: 1.0,
+        }
     }
 }
 
@@ -284,7 +327,11 @@ impl Classifier {
         if labels.len() < 2 {
             return Err(TextError { field: "history", reason: "too little history: only one label seen".into() });
         }
-        let vectorizer = Vectorizer::fit(examples.iter().map(|e| (e.text.as_str(), e.context.as_slice())));
+        let vectorizer = Vectorizer::fit(
+            examples.iter().map(|e| (e.text.as_str(), e.context.as_slice())),
+            config.encoder.clone(),
+            config.embedding_weight,
+        );
         let x: Vec<Sparse> = examples.iter().map(|e| vectorizer.transform(&e.text, &e.context)).collect();
         let (k, d) = (labels.len(), vectorizer.len());
         let mut support = vec![0u32; k];
@@ -379,6 +426,7 @@ pub struct Learner<T> {
     min_history: usize,
     max_history: usize,
     min_step: usize,
+    encoder: Option<Arc<Encoder>>,
 }
 
 impl<T: Case> Learner<T> {
@@ -394,7 +442,14 @@ impl<T: Case> Learner<T> {
             min_history,
             max_history: max_history.max(min_history),
             min_step: min_step.max(1),
+            encoder: None,
         }
+    }
+
+    /// Models trained from now on also use this sentence encoder's embedding.
+    pub fn with_encoder(mut self, encoder: Option<Arc<Encoder>>) -> Self {
+        self.encoder = encoder;
+        self
     }
 
     pub fn model(&self) -> Option<&Classifier> {
@@ -440,7 +495,8 @@ impl<T: Case> Learner<T> {
             .iter()
             .map(|c| Example { text: c.text().to_string(), context: c.context(), label: c.label().to_string() })
             .collect();
-        let config = TrainConfig { min_examples: self.min_history, ..TrainConfig::default() };
+        let config =
+            TrainConfig { min_examples: self.min_history, encoder: self.encoder.clone(), ..TrainConfig::default() };
         match Classifier::train(&examples, &config) {
             Ok(model) => {
                 self.vectors = examples.iter().map(|e| model.vectorizer.transform(&e.text, &e.context)).collect();

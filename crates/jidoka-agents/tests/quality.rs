@@ -12,23 +12,16 @@ use jidoka_model::{Event, EventPayload, Finding, StoredEvent};
 use serde_json::json;
 use std::collections::HashSet;
 
-fn simulate(units: u64, seed: u64) -> Vec<StoredEvent> {
-    let plant = jidoka_sim::Plant::default_plant().expect("default plant");
-    let mut sim = jidoka_sim::Simulation::new(plant, seed, Some(units), jidoka_sim::CurveMode::None);
-    let mut events = Vec::new();
-    while sim.has_more() {
-        events.extend(sim.next_slot().events);
-    }
-    events.into_iter().enumerate().map(|(i, event)| StoredEvent { seq: i as u64 + 1, event }).collect()
-}
+mod common;
+use common::simulate;
 
 #[test]
 fn every_claim_cites_events_of_the_stream_and_the_planted_causes_are_found() {
     let events = simulate(3000, 11);
     let ids: HashSet<&str> = events.iter().map(|e| e.event.event_id.as_str()).collect();
     let mut router = Router::new(vec![
-        Box::new(QualityAgent::new(QualityConfig::default())),
-        Box::new(AndonAgent::new(AndonConfig::default())),
+        Box::new(QualityAgent::new(QualityConfig::default(), None)),
+        Box::new(AndonAgent::new(AndonConfig::default(), None)),
     ]);
     let mut findings: Vec<Finding> = Vec::new();
     for e in &events {
@@ -75,7 +68,7 @@ fn every_claim_cites_events_of_the_stream_and_the_planted_causes_are_found() {
 
 #[test]
 fn an_ncr_without_usable_text_is_refused_with_the_reason() {
-    let mut agent = QualityAgent::new(QualityConfig::default());
+    let mut agent = QualityAgent::new(QualityConfig::default(), None);
     let ncr = |description: &str| {
         let at = Utc.with_ymd_and_hms(2026, 11, 2, 6, 0, 0).single().unwrap_or_default();
         let event = Event::parse(
@@ -99,7 +92,7 @@ fn an_ncr_without_usable_text_is_refused_with_the_reason() {
 #[test]
 fn similar_ncrs_bring_their_dispositions_and_the_most_frequent_is_offered() {
     let config = QualityConfig { min_history: 6, ..QualityConfig::default() };
-    let mut router = Router::new(vec![Box::new(QualityAgent::new(config))]);
+    let mut router = Router::new(vec![Box::new(QualityAgent::new(config, None))]);
     let mut findings: Vec<Finding> = Vec::new();
     let mut seq = 0;
     let mut send = |kind: &str, data: serde_json::Value, findings: &mut Vec<Finding>| {
@@ -190,7 +183,7 @@ fn with_no_codes_at_all_the_text_clusters_still_find_the_planted_causes() {
     while sim.has_more() {
         events.extend(sim.next_slot().events);
     }
-    let mut router = Router::new(vec![Box::new(QualityAgent::new(QualityConfig::default()))]);
+    let mut router = Router::new(vec![Box::new(QualityAgent::new(QualityConfig::default(), None))]);
     let mut findings: Vec<Finding> = Vec::new();
     for (i, event) in events.into_iter().enumerate() {
         router.process(&StoredEvent { seq: i as u64 + 1, event }, &mut findings);

@@ -269,6 +269,11 @@ impl Config {
             }
         }
         errors.extend(config.validate());
+        if errors.is_empty()
+            && let Err(e) = config.agents.load_encoder()
+        {
+            errors.push(ConfigError { path: "agents.embeddings".into(), message: e.to_string() });
+        }
         if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) }
     }
 

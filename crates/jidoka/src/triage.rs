@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, clap::Args)]
 pub struct EvalTriageArgs {
     /// Labelled training file: lines `text,label` (split on the last comma) or CSV with a
-    /// header naming a `text` (or `description`) and a `label` (or `code`) column.
-    #[arg(long, required_unless_present_any = ["nhtsa", "maintie"], requires = "test")]
+    /// header naming a `text` (or `description`) and a `label` (or `code`) column. Without
+    /// `--test`, scored by k-fold cross-validation on itself.
+    #[arg(long, required_unless_present_any = ["nhtsa", "maintie"])]
     pub train: Option<PathBuf>,
     /// Labelled file to score, same formats.
     #[arg(long, requires = "train")]
@@ -29,12 +30,52 @@ pub struct EvalTriageArgs {
     /// cross-validation. Texts without such a relation are counted, not scored.
     #[arg(long, conflicts_with_all = ["train", "test", "nhtsa"])]
     pub maintie: Option<PathBuf>,
-    /// Folds for `--nhtsa` and `--maintie` (each text is scored once, by a model that never
-    /// saw it).
+    /// Folds for `--nhtsa`, `--maintie` and `--train` alone (each text is scored once, by a
+    /// model that never saw it).
     #[arg(long, default_value_t = 5)]
     pub folds: usize,
+    #[command(flatten)]
+    pub model: ModelArgs,
     #[arg(long)]
     pub json: bool,
+}
+
+/// The text model's optional pretrained part.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelArgs {
+    /// A sentence-encoder directory (`config.json`, `vocab.txt`, `model.safetensors`, e.g. the
+    /// all-MiniLM-L6-v2 that `scripts/minilm.sh` installs): its embedding joins the TF-IDF
+    /// features.
+    #[arg(long, value_name = "DIR")]
+    pub embeddings: Option<PathBuf>,
+    /// Weight of the embedding against the TF-IDF features.
+    #[arg(long, default_value_t = 1.0)]
+    pub embedding_weight: f32,
+}
+
+impl ModelArgs {
+    /// Training settings, with the encoder loaded when one is named.
+    pub fn train_config(&self) -> anyhow::Result<TrainConfig> {
+        anyhow::ensure!(
+            self.embedding_weight.is_finite() && self.embedding_weight > 0.0,
+            "--embedding-weight must be a positive number"
+        );
+        let encoder = match &self.embeddings {
+            Some(dir) => Some(std::sync::Arc::new(
+                jidoka_agents::encoder::Encoder::load(dir).map_err(|e| anyhow::anyhow!("--embeddings: {e}"))?,
+            )),
+            None => None,
+        };
+        Ok(TrainConfig { encoder, embedding_weight: self.embedding_weight, ..TrainConfig::default() })
+    }
+
+    /// How the model is made, for report titles.
+    fn describe(&self) -> String {
+        match &self.embeddings {
+            Some(dir) => format!("TF-IDF + {} embedding (weight {})", dir.display(), self.embedding_weight),
+            None => "TF-IDF".into(),
+        }
+    }
 }
 
 /// Fields of an ODI complaints flat-file row (NHTSA's published order, 1-based 12 and 20).
@@ -270,16 +311,11 @@ pub fn parse_maintie(bytes: &[u8]) -> Result<(Vec<Example>, Vec<LineError>, usiz
 
 /// `--nhtsa` / `--maintie`: k-fold cross-validation over one file (item `i` in fold `i mod k`),
 /// each fold scored by a model trained on the others, beside each fold's majority class.
-fn cross_validate(
-    title: String,
-    examples: &[Example],
-    unusable: usize,
-    folds: usize,
-    json: bool,
-) -> anyhow::Result<()> {
+fn cross_validate(title: String, examples: &[Example], unusable: usize, args: &EvalTriageArgs) -> anyhow::Result<()> {
+    let (folds, json) = (args.folds, args.json);
     anyhow::ensure!((2..=100).contains(&folds), "--folds must be between 2 and 100");
     anyhow::ensure!(examples.len() >= folds * 2, "{} usable texts, too few for {folds} folds", examples.len());
-    let config = TrainConfig::default();
+    let config = args.model.train_config()?;
     let (mut results, mut baseline) = (Vec::new(), Vec::new());
     for k in 0..folds {
         let (test, train): (Vec<_>, Vec<_>) = examples.iter().cloned().enumerate().partition(|(i, _)| i % folds == k);
@@ -294,9 +330,10 @@ fn cross_validate(
     let (scores, base) = (score(&results), score(&baseline));
     let labels: std::collections::BTreeSet<&str> = examples.iter().map(|e| e.label.as_str()).collect();
     let mut report = Report::new(format!(
-        "{title}: {} texts, {} labels, {folds}-fold cross-validation",
+        "{title}: {} texts, {} labels, {folds}-fold cross-validation, {}",
         examples.len(),
-        labels.len()
+        labels.len(),
+        args.model.describe()
     ));
     add_scores(&mut report, &scores, &base);
     report.add("unusable_lines", "unusable rows", unusable, "");
@@ -304,15 +341,15 @@ fn cross_validate(
     Ok(())
 }
 
-fn eval_nhtsa(path: &Path, folds: usize, json: bool) -> anyhow::Result<()> {
+fn eval_nhtsa(path: &Path, args: &EvalTriageArgs) -> anyhow::Result<()> {
     let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let (examples, errors) = parse_odi_complaints(&bytes);
     print_unusable(&errors, &path.display().to_string(), "row");
     let title = format!("eval triage --nhtsa: {} (complaint → top-level component)", path.display());
-    cross_validate(title, &examples, errors.len(), folds, json)
+    cross_validate(title, &examples, errors.len(), args)
 }
 
-fn eval_maintie(path: &Path, folds: usize, json: bool) -> anyhow::Result<()> {
+fn eval_maintie(path: &Path, args: &EvalTriageArgs) -> anyhow::Result<()> {
     let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let (examples, errors, unlabelled) =
         parse_maintie(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -321,23 +358,27 @@ fn eval_maintie(path: &Path, folds: usize, json: bool) -> anyhow::Result<()> {
         "eval triage --maintie: {} (work order → class of the object it is about; {unlabelled} without one left out)",
         path.display()
     );
-    cross_validate(title, &examples, errors.len(), folds, json)
+    cross_validate(title, &examples, errors.len(), args)
 }
 
 /// Train on one labelled file, score the other, beside the majority-class baseline.
 pub fn eval_triage(args: EvalTriageArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.nhtsa {
-        return eval_nhtsa(path, args.folds, args.json);
+        return eval_nhtsa(path, &args);
     }
     if let Some(path) = &args.maintie {
-        return eval_maintie(path, args.folds, args.json);
+        return eval_maintie(path, &args);
     }
-    let (Some(train_path), Some(test_path)) = (&args.train, &args.test) else {
-        anyhow::bail!("give --train and --test, or --nhtsa");
+    let Some(train_path) = &args.train else {
+        anyhow::bail!("give --train (and --test), --nhtsa or --maintie");
     };
     let (train, train_errors) = read_labelled(train_path, "train")?;
+    let Some(test_path) = &args.test else {
+        let title = format!("eval triage: {}", train_path.display());
+        return cross_validate(title, &train, train_errors.len(), &args);
+    };
     let (test, test_errors) = read_labelled(test_path, "test")?;
-    let config = TrainConfig::default();
+    let config = args.model.train_config()?;
     let started = std::time::Instant::now();
     let model = Classifier::train(&train, &config).map_err(|e| anyhow::anyhow!("train: {e}"))?;
     let train_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -358,12 +399,13 @@ pub fn eval_triage(args: EvalTriageArgs) -> anyhow::Result<()> {
     let majority = majority(&train);
     let baseline = score(&test.iter().map(|e| (e.label.clone(), majority.clone())).collect::<Vec<_>>());
     let mut report = Report::new(format!(
-        "eval triage: train {} ({} examples, {} labels), test {} ({} examples)",
+        "eval triage: train {} ({} examples, {} labels), test {} ({} examples), {}",
         train_path.display(),
         train.len(),
         model.labels.len(),
         test_path.display(),
-        test.len()
+        test.len(),
+        args.model.describe()
     ));
     add_scores(&mut report, &scores, &baseline);
     report
@@ -749,6 +791,8 @@ pub struct BenchTriageArgs {
     pub units: u64,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    #[command(flatten)]
+    pub model: ModelArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -782,7 +826,7 @@ pub fn bench_triage(args: BenchTriageArgs) -> anyhow::Result<()> {
             (coded, format!("coded NCRs of a {}-unit simulated run", args.units))
         }
     };
-    let config = TrainConfig::default();
+    let config = args.model.train_config()?;
     let mut train_ms = Vec::new();
     let mut model = None;
     for _ in 0..5 {
@@ -791,7 +835,18 @@ pub fn bench_triage(args: BenchTriageArgs) -> anyhow::Result<()> {
         train_ms.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     let model = model.ok_or_else(|| anyhow::anyhow!("no model"))?;
+    // The first training embedded every text; the others found the embeddings cached.
+    let train_cold_ms = train_ms[0];
     train_ms.sort_by(f64::total_cmp);
+    let mut embed_ms = Vec::new();
+    if let Some(encoder) = &config.encoder {
+        for e in examples.iter().take(200) {
+            let t = std::time::Instant::now();
+            std::hint::black_box(encoder.embed_uncached(&e.text));
+            embed_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        embed_ms.sort_by(f64::total_cmp);
+    }
     let mut latency_us = Vec::with_capacity(examples.len() * 10);
     let started = std::time::Instant::now();
     for _ in 0..10 {
@@ -806,6 +861,7 @@ pub fn bench_triage(args: BenchTriageArgs) -> anyhow::Result<()> {
     // The agents over the whole stream.
     let agents_config = jidoka_agents::AgentsConfig {
         torque_audit: jidoka_agents::torque::TorqueAuditConfig { enabled: false, ..Default::default() },
+        encoder: jidoka_agents::SharedEncoder(config.encoder.clone()),
         ..jidoka_agents::AgentsConfig::default()
     };
     let mut router = jidoka_agents::Router::new(jidoka_agents::build_agents(&agents_config, &None));
@@ -818,21 +874,31 @@ pub fn bench_triage(args: BenchTriageArgs) -> anyhow::Result<()> {
     }
     let agent_s = started.elapsed().as_secs_f64();
     let mut report = Report::new(format!(
-        "bench triage: {} examples, {} labels ({source}); agents over {n_events} events, {ncrs} NCRs",
+        "bench triage: {} examples, {} labels ({source}), {}; agents over {n_events} events, {ncrs} NCRs",
         examples.len(),
-        model.labels.len()
+        model.labels.len(),
+        args.model.describe()
     ));
     report
-        .add("train_ms_p50", "training time (median of 5)", percentile(&train_ms, 0.5), "ms")
+        .add("train_ms_cold", "training time, first (every text embedded)", train_cold_ms, "ms")
+        .add("train_ms_p50", "training time (median of 5)", percentile(&train_ms, 50.0), "ms")
         .add(
             "train_examples_per_s",
             "training: examples/s",
-            examples.len() as f64 / (percentile(&train_ms, 0.5) / 1000.0),
+            examples.len() as f64 / (percentile(&train_ms, 50.0) / 1000.0),
             "/s",
         )
-        .add("predict_per_s", "prediction: NCRs/s (one thread)", predict_rate, "/s")
-        .add("predict_us_p50", "prediction latency p50", percentile(&latency_us, 0.5), "µs")
-        .add("predict_us_p99", "prediction latency p99", percentile(&latency_us, 0.99), "µs")
+        .add("predict_per_s", "prediction: NCRs/s (one thread, embeddings cached)", predict_rate, "/s")
+        .add("predict_us_p50", "prediction latency p50", percentile(&latency_us, 50.0), "µs")
+        .add("predict_us_p99", "prediction latency p99", percentile(&latency_us, 99.0), "µs")
+        .add("embed_ms_p50", "embedding a new text: p50 (0 without an encoder)", percentile(&embed_ms, 50.0), "ms")
+        .add("embed_ms_p99", "embedding a new text: p99", percentile(&embed_ms, 99.0), "ms")
+        .add(
+            "new_text_per_s",
+            "prediction of a new text: NCRs/s (one thread, embedding included)",
+            1000.0 / (percentile(&embed_ms, 50.0) + percentile(&latency_us, 50.0) / 1000.0),
+            "/s",
+        )
         .add("agents_events_per_s", "quality + Andon agents: events/s", n_events as f64 / agent_s, "/s")
         .add("agents_s", "quality + Andon agents: the whole run (patterns, triage, retraining)", agent_s, "s")
         .add("agents_findings", "findings from the run", findings.len(), "");

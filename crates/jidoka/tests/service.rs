@@ -1023,6 +1023,73 @@ fn triage_on_real_failure_mode_text_beats_the_majority_baseline() {
     assert_eq!(r["unusable_lines"], 2, "{r}");
 }
 
+/// The all-MiniLM-L6-v2 directory `scripts/minilm.sh` installs. Under CI=true a failed install
+/// fails the test; elsewhere the test says it did not run.
+fn minilm() -> Option<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/minilm.sh");
+    match std::process::Command::new("bash").arg(&script).output() {
+        Ok(out) if out.status.success() => Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())),
+        other => {
+            assert!(std::env::var("CI").is_err(), "scripts/minilm.sh failed under CI: {other:?}");
+            eprintln!("sentence encoder not installed ({other:?}): not run");
+            None
+        }
+    }
+}
+
+#[test]
+fn the_sentence_encoder_lifts_triage_on_real_failure_mode_text() {
+    let Some(data) = shared_data() else { return };
+    let Some(model) = minilm() else { return };
+    let dir = data.join("maintenance_failure_mode_fmc");
+    let eval = |extra: &[&std::ffi::OsStr]| -> Value {
+        let out = jidoka_bin()
+            .args(["eval", "triage", "--train"])
+            .arg(dir.join("train.txt"))
+            .args(extra)
+            .arg("--json")
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("one JSON object")
+    };
+    let dev = dir.join("dev.txt");
+    let plain = eval(&["--test".as_ref(), dev.as_os_str()]);
+    let with = eval(&["--test".as_ref(), dev.as_os_str(), "--embeddings".as_ref(), model.as_os_str()]);
+    // 62 held-out observations; TF-IDF alone measured 0.69 / 0.51, with the encoder 0.77 / 0.63.
+    let (a0, a1) = (plain["accuracy"].as_f64().unwrap_or(1.0), with["accuracy"].as_f64().unwrap_or(0.0));
+    assert!(a1 >= 0.72 && a1 > a0, "{plain} {with}");
+    assert!(with["macro_f1"].as_f64().unwrap_or(0.0) >= 0.55, "{with}");
+    // Cross-validation on the training file alone (the way the defaults were chosen).
+    let cv = eval(&["--embeddings".as_ref(), model.as_os_str(), "--folds".as_ref(), "5".as_ref()]);
+    assert!(cv["accuracy"].as_f64().is_some_and(|a| a > 0.7), "{cv}");
+    // A directory that holds no model is refused, naming what is missing.
+    let out = jidoka_bin()
+        .args(["eval", "triage", "--train"])
+        .arg(dir.join("train.txt"))
+        .arg("--embeddings")
+        .arg(&dir)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("config.json"), "{}", String::from_utf8_lossy(&out.stderr));
+    // The agents take it from the configuration; a wrong directory is a configuration error.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("plant.toml");
+    let toml_path = |p: &Path| p.display().to_string().replace('\\', "/");
+    std::fs::write(&config, format!("[agents]\nembeddings = \"{}\"\n", toml_path(&model))).expect("write");
+    let out = jidoka_bin().args(["config", "check"]).arg(&config).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(&config, format!("[agents]\nembeddings = \"{}\"\n", toml_path(&dir))).expect("write");
+    let out = jidoka_bin().args(["config", "check"]).arg(&config).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("agents.embeddings:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn eval_clusters_finds_the_planted_causes_and_nothing_on_a_clean_plant() {
     let out = jidoka_bin().args(["eval", "clusters", "--sim", "--units", "3000", "--json"]).output().expect("run");
