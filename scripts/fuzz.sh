@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes the Open Protocol parser (framer, header, field layouts, traces) for a bounded time,
 # seeded with the public test telegrams, then the MQTT message decoder (JSON mapping, event
-# envelopes, Sparkplug B) for half that time. Installs cargo-fuzz when missing; runs on the stable
+# envelopes, Sparkplug B) for half that time, then the image decoders behind the perceptual hash
+# (PNG, JPEG, PGM; seeded with the test pictures) for a quarter. Installs cargo-fuzz when missing; runs on the stable
 # toolchain without a sanitizer (libFuzzer's coverage guidance still applies).
 # Usage: scripts/fuzz.sh [SECONDS]   (default 60; JIDOKA_FUZZ_SECONDS also sets it)
 set -euo pipefail
@@ -22,6 +23,10 @@ mqtt_corpus=target/fuzz-corpus/mqtt_message
 mkdir -p "$mqtt_corpus"
 printf '\x00{"id": 1, "t": 10, "a": 90, "tool": "NR", "ts": 1764000000000, "c": {"a": [0, 1], "t": [0, 2]}}' > "$mqtt_corpus/json"
 printf '\x01{"source_txn_id": "x", "occurred_at": "2026-11-24T08:00:00Z", "kind": "andon_raised", "data": {"andon_id": "A", "station": "S", "fault_code": "E"}}' > "$mqtt_corpus/event"
+image_corpus=target/fuzz-corpus/image_hash
+mkdir -p "$image_corpus"
+cp crates/jidoka-connectors/tests/fixtures/images/scratch-* "$image_corpus/"
 cd fuzz
 cargo fuzz run op_telegram --sanitizer none "../$corpus" -- -max_total_time="$seconds" -print_final_stats=1
 cargo fuzz run mqtt_message --sanitizer none "../$mqtt_corpus" -- -max_total_time="$((seconds / 2))" -print_final_stats=1
+cargo fuzz run image_hash --sanitizer none "../$image_corpus" -- -max_total_time="$((seconds / 4))" -print_final_stats=1

@@ -30,7 +30,10 @@
 //! (hashed word and character n-gram features, cosine to each cluster's centroid at
 //! `text_cluster_similarity` or a new cluster), and each cluster is analysed for patterns as a
 //! code is, so a plant whose NCRs carry no codes, or a model with too little history, still
-//! has its patterns found.
+//! has its patterns found. An uncoded NCR whose image has a perceptual hash (`image_hash`, set
+//! at ingest) is clustered by its picture instead: it joins the station's image cluster whose
+//! first image is at most `image_cluster_bits` bits away (Hamming), since two photos of one
+//! kind of defect are alike even when their descriptions are not.
 //!
 //! Every claim in a finding cites the events it rests on as `[E:event-id]`.
 
@@ -68,6 +71,9 @@ pub struct QualityConfig {
     /// centroid is at least this similar (cosine), or starts a new one; the clusters are
     /// analysed for patterns like codes.
     pub text_cluster_similarity: f64,
+    /// An uncoded NCR with an image hash joins the image cluster of its station whose first
+    /// image is at most this many bits away (of 64), or starts a new one.
+    pub image_cluster_bits: u32,
 }
 
 impl Default for QualityConfig {
@@ -83,6 +89,7 @@ impl Default for QualityConfig {
             use_prediction_at: 0.8,
             similar: 5,
             text_cluster_similarity: 0.3,
+            image_cluster_bits: 10,
         }
     }
 }
@@ -106,6 +113,9 @@ impl QualityConfig {
         }
         if !(0.0..=1.0).contains(&self.text_cluster_similarity) {
             errors.push((format!("{path}.text_cluster_similarity"), "must be between 0 and 1".into()));
+        }
+        if self.image_cluster_bits > 32 {
+            errors.push((format!("{path}.image_cluster_bits"), "must be at most 32 (of 64 bits)".into()));
         }
         if !(0.0..=1.0).contains(&self.use_prediction_at) {
             errors.push((format!("{path}.use_prediction_at"), "must be between 0 and 1".into()));
@@ -506,6 +516,46 @@ fn cluster_text<'a>(clusters: &'a mut Vec<TextCluster>, ncr_id: &str, text: &str
     &clusters[index]
 }
 
+/// Uncoded NCRs of one station grouped by their image: each cluster keeps its first image's
+/// hash and reference, and its size.
+#[derive(Debug, Clone)]
+struct ImageCluster {
+    label: String,
+    hash: u64,
+    exemplar: String,
+    size: usize,
+}
+
+/// Put an image hash (of NCR `ncr_id`) in the nearest cluster at most `bits` away, or a new one;
+/// the cluster joined.
+fn cluster_image<'a>(
+    clusters: &'a mut Vec<ImageCluster>,
+    ncr_id: &str,
+    hash: u64,
+    exemplar: &str,
+    bits: u32,
+) -> &'a ImageCluster {
+    let nearest = clusters
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (i, (c.hash ^ hash).count_ones()))
+        .min_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+    let index = match nearest {
+        Some((i, d)) if d <= bits || clusters.len() >= MAX_TEXT_CLUSTERS => i,
+        _ => {
+            clusters.push(ImageCluster {
+                label: format!("image:{ncr_id}"),
+                hash,
+                exemplar: exemplar.to_string(),
+                size: 0,
+            });
+            clusters.len() - 1
+        }
+    };
+    clusters[index].size += 1;
+    &clusters[index]
+}
+
 /// A coded NCR kept for training and for similar cases.
 #[derive(Debug, Clone)]
 struct PastNcr {
@@ -529,6 +579,8 @@ pub struct QualityAgent {
     learner: Learner<PastNcr>,
     /// Uncoded NCRs without a confident code, clustered by text per station.
     text_clusters: HashMap<String, Vec<TextCluster>>,
+    /// Uncoded NCRs without a confident code that have an image hash, clustered by it.
+    image_clusters: HashMap<String, Vec<ImageCluster>>,
     /// Dispositions by NCR id (event id, decision, cause), the oldest dropped first.
     dispositions: HashMap<String, (String, Disposition, Option<String>)>,
     disposition_order: VecDeque<String>,
@@ -544,6 +596,7 @@ impl QualityAgent {
             dispositions: HashMap::new(),
             disposition_order: VecDeque::new(),
             text_clusters: HashMap::new(),
+            image_clusters: HashMap::new(),
             config,
         }
     }
@@ -577,14 +630,20 @@ impl QualityAgent {
             }
             let field = |name: &str| claim.values.iter().find(|(f, _)| *f == name).map(|(_, v)| v.clone());
             let narrative = claim.narrative();
-            // A text cluster is named by its first text as well as by its label.
+            // A cluster is named by its first text or image as well as by its label.
             let exemplar = self
                 .text_clusters
                 .get(station)
                 .and_then(|cs| cs.iter().find(|c| c.label == code))
-                .map(|c| c.exemplar.clone());
+                .map(|c| format!("\"{}\"", c.exemplar))
+                .or_else(|| {
+                    self.image_clusters
+                        .get(station)
+                        .and_then(|cs| cs.iter().find(|c| c.label == code))
+                        .map(|c| format!("image {}", c.exemplar))
+                });
             let what = match &exemplar {
-                Some(e) => format!("{code} (uncoded, like \"{e}\")"),
+                Some(e) => format!("{code} (uncoded, like {e})"),
                 None => code.to_string(),
             };
             out.push(FindingDraft {
@@ -646,6 +705,10 @@ impl QualityAgent {
                     details: json!({"ncr_id": ncr.ncr_id, "suggestions": [], "refused": e.to_string(),
                         "narrative": format!("NCR {} {} has no code and its description cannot be read: {e}.", ncr.ncr_id, cite(event_id))}),
                 });
+                // Its picture can still place it.
+                if ncr.image_hash.is_some() {
+                    self.by_cluster(ncr, "", event_id, out);
+                }
                 return;
             }
         };
@@ -662,7 +725,7 @@ impl QualityAgent {
                 details: json!({"ncr_id": ncr.ncr_id, "suggestions": [], "insufficient_history": why,
                     "narrative": format!("NCR {} {} has no code; no code is suggested: {why}.", ncr.ncr_id, cite(event_id))}),
             });
-            self.by_text_cluster(ncr, &text, event_id, out);
+            self.by_cluster(ncr, &text, event_id, out);
             return;
         };
         let ctx = context_tokens(ncr.station.as_deref());
@@ -780,13 +843,14 @@ impl QualityAgent {
             let code = best.label.clone();
             self.defect(&station, &vin, &code, event_id, out);
         } else {
-            self.by_text_cluster(ncr, &text, event_id, out);
+            self.by_cluster(ncr, &text, event_id, out);
         }
     }
 
-    /// An NCR without a (confident) code: it joins its station's text cluster, which the
-    /// triage finding just pushed names, and counts as a defect of that cluster for the patterns.
-    fn by_text_cluster(
+    /// An NCR without a (confident) code: it joins its station's image cluster when it has an
+    /// image hash, else its text cluster; the triage finding just pushed names the cluster, and
+    /// the NCR counts as a defect of that cluster for the patterns.
+    fn by_cluster(
         &mut self,
         ncr: &jidoka_model::event::NcrCreated,
         text: &str,
@@ -794,13 +858,25 @@ impl QualityAgent {
         out: &mut Vec<FindingDraft>,
     ) {
         let Some(station) = ncr.station.clone() else { return };
-        let threshold = self.config.text_cluster_similarity;
-        let clusters = self.text_clusters.entry(station.clone()).or_default();
-        let c = cluster_text(clusters, &ncr.ncr_id, text, threshold);
-        let label = c.label.clone();
-        if let Some(f) = out.last_mut() {
-            f.details["text_cluster"] = json!({"label": c.label, "exemplar": c.exemplar, "size": c.size});
-        }
+        let hash = ncr.image_hash.as_deref().and_then(jidoka_model::event::parse_image_hash);
+        let label = if let Some(hash) = hash {
+            let bits = self.config.image_cluster_bits;
+            let exemplar = ncr.image_ref.clone().unwrap_or_else(|| format!("{hash:016x}"));
+            let clusters = self.image_clusters.entry(station.clone()).or_default();
+            let c = cluster_image(clusters, &ncr.ncr_id, hash, &exemplar, bits);
+            if let Some(f) = out.last_mut() {
+                f.details["image_cluster"] = json!({"label": c.label, "exemplar": c.exemplar, "size": c.size});
+            }
+            c.label.clone()
+        } else {
+            let threshold = self.config.text_cluster_similarity;
+            let clusters = self.text_clusters.entry(station.clone()).or_default();
+            let c = cluster_text(clusters, &ncr.ncr_id, text, threshold);
+            if let Some(f) = out.last_mut() {
+                f.details["text_cluster"] = json!({"label": c.label, "exemplar": c.exemplar, "size": c.size});
+            }
+            c.label.clone()
+        };
         if let Some(vin) = &ncr.vin {
             self.defect(&station, vin, &label, event_id, out);
         }

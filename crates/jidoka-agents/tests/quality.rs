@@ -202,3 +202,83 @@ fn with_no_codes_at_all_the_text_clusters_still_find_the_planted_causes() {
     let triage: Vec<&Finding> = findings.iter().filter(|f| f.kind == "ncr.triage").collect();
     assert!(!triage.is_empty() && triage.iter().all(|f| f.details["text_cluster"]["label"].is_string()));
 }
+
+/// A photo of a defect as an inspection camera takes it: a grey part with a dark mark whose
+/// place and direction depend on the kind of defect, each photo with its own light, a small
+/// shift of the part and sensor noise.
+fn defect_photo(code: &str, photo: u64) -> jidoka_connectors::image::Gray {
+    let h = code.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let at = |shift: u32| ((h >> shift) & 0xff) as f64 / 255.0 * 0.8 + 0.1;
+    let (from, to) = ((at(0), at(8)), (at(16), at(24)));
+    let mut rng = photo.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let light = 0.8 + (next() % 30) as f64 / 100.0;
+    let (jx, jy) = ((next() % 5) as f64 / 100.0 - 0.02, (next() % 5) as f64 / 100.0 - 0.02);
+    let (w, hgt) = (80usize, 60usize);
+    let mut pixels = Vec::with_capacity(w * hgt);
+    for y in 0..hgt {
+        for x in 0..w {
+            let (px, py) = (x as f64 / w as f64 - jx, y as f64 / hgt as f64 - jy);
+            let (dx, dy) = (to.0 - from.0, to.1 - from.1);
+            let t = (((px - from.0) * dx + (py - from.1) * dy) / (dx * dx + dy * dy).max(1e-9)).clamp(0.0, 1.0);
+            let d = ((px - from.0 - t * dx).powi(2) + (py - from.1 - t * dy).powi(2)).sqrt();
+            let noise = (next() % 21) as f64 - 10.0;
+            let v = light * (150.0 + 40.0 * px) - if d < 0.04 { 110.0 } else { 0.0 } + noise;
+            pixels.push(v.clamp(0.0, 255.0) as u8);
+        }
+    }
+    jidoka_connectors::image::Gray { width: w, height: hgt, pixels }
+}
+
+/// A plant whose NCRs carry no code and a description that says nothing ("see photo"), but a
+/// photo: the photos' perceptual hashes alone let the agent find the worn fixture and the bad
+/// lot.
+#[test]
+fn photos_find_the_planted_causes_when_the_ncr_text_says_nothing() {
+    use jidoka_connectors::image::{format_hash, phash_gray};
+    let events = simulate(3000, 11);
+    let mut router = Router::new(vec![Box::new(QualityAgent::new(QualityConfig::default(), None))]);
+    let mut findings: Vec<Finding> = Vec::new();
+    // The inspection just before each NCR names the true defect.
+    let mut truth: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut photos = 0;
+    for mut e in events {
+        match &mut e.event.payload {
+            EventPayload::InspectionResult(i) => {
+                if let Some(code) = &i.defect_code {
+                    truth.insert(i.vin.clone(), code.clone());
+                }
+            }
+            EventPayload::NcrCreated(n) => {
+                let code = n.vin.as_ref().and_then(|v| truth.get(v)).cloned().unwrap_or_default();
+                photos += 1;
+                n.defect_code = None;
+                n.description = format!("see photo {photos}");
+                n.image_ref = Some(format!("ncr/{}.png", n.ncr_id));
+                n.image_hash = Some(format_hash(phash_gray(&defect_photo(&code, photos))));
+            }
+            _ => {}
+        }
+        router.process(&e, &mut findings);
+    }
+    assert!(photos > 50, "{photos} NCRs");
+    let claims: Vec<&Finding> = findings.iter().filter(|f| f.kind == "defect.pattern").collect();
+    let image_claims: Vec<String> = claims
+        .iter()
+        .filter(|f| f.details["code"].as_str().is_some_and(|c| c.starts_with("image:")))
+        .map(|f| f.reason.clone())
+        .collect();
+    assert_eq!(image_claims.len(), claims.len(), "every claim rests on an image cluster: {image_claims:?}");
+    assert!(image_claims.iter().any(|c| c.contains("fixture FX-040-B on shift B")), "{image_claims:?}");
+    assert!(image_claims.iter().any(|c| c.contains("supplier_lot LOT-HEADLINER-STD-0003")), "{image_claims:?}");
+    assert!(image_claims.iter().all(|c| c.contains("like image ncr/")), "{image_claims:?}");
+    // The triage findings name the image cluster each NCR joined.
+    assert!(
+        findings.iter().filter(|f| f.kind == "ncr.triage").all(|f| f.details["image_cluster"]["label"].is_string())
+    );
+}

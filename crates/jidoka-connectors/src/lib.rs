@@ -22,6 +22,7 @@
 
 pub mod bosch;
 pub mod curves;
+pub mod image;
 pub mod jsonl;
 pub mod mes_master;
 pub mod mqtt;

@@ -649,6 +649,10 @@ pub struct InspectionResult {
     /// Reference to an image (file name or URL inside the plant network).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_ref: Option<String>,
+    /// 64-bit perceptual hash of the referenced image, 16 hex digits: set at ingest from
+    /// `image_ref` when the service is given an image folder, or sent by the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inspector: Option<String>,
 }
@@ -662,8 +666,24 @@ impl Check for InspectionResult {
         if let Some(v) = self.measured {
             check_finite("data.measured", v)?;
         }
+        check_image_hash(&self.image_hash)?;
         check_limits("data.lower_limit", self.lower_limit, self.upper_limit)
     }
+}
+
+/// An image hash is 16 hex digits.
+fn check_image_hash(v: &Option<String>) -> Result<(), EventError> {
+    match v {
+        Some(h) if h.len() != 16 || !h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Err(EventError::new("data.image_hash", format!("`{h}` is not 16 hex digits")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The value of an image hash (16 hex digits), as events carry it.
+pub fn parse_image_hash(h: &str) -> Option<u64> {
+    if h.len() == 16 { u64::from_str_radix(h, 16).ok() } else { None }
 }
 
 /// Longest accepted free text (NCR descriptions, Andon notes).
@@ -704,6 +724,10 @@ pub struct NcrCreated {
     pub supplier_lot: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_ref: Option<String>,
+    /// 64-bit perceptual hash of the referenced image, 16 hex digits: set at ingest from
+    /// `image_ref` when the service is given an image folder, or sent by the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_hash: Option<String>,
 }
 
 impl Check for NcrCreated {
@@ -712,6 +736,7 @@ impl Check for NcrCreated {
         check_opt_id("data.vin", &self.vin)?;
         check_opt_id("data.station", &self.station)?;
         check_opt_id("data.defect_code", &self.defect_code)?;
+        check_image_hash(&self.image_hash)?;
         check_text("data.description", &self.description)
     }
 }

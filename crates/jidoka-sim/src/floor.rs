@@ -535,6 +535,7 @@ impl Simulation {
                 upper_limit: None,
                 text: Some(text.clone()),
                 image_ref: None,
+                image_hash: None,
                 inspector: Some(format!("QI-{}", ctx.shift)),
             });
             let ev = self.event("qms", *t, inspection);
@@ -554,6 +555,7 @@ impl Simulation {
                 part_number: d.part.as_ref().map(|p| p.part.clone()),
                 supplier_lot: d.part.as_ref().map(|p| p.lot.clone()),
                 image_ref: None,
+                image_hash: None,
             });
             let ev = self.event("qms", *t, ncr);
             out.push((*t, ev));

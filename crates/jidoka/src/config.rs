@@ -124,6 +124,11 @@ pub struct RuntimeConfig {
     /// How often the outbox looks for approved actions when nothing wakes it.
     #[serde(default = "default_outbox_poll")]
     pub outbox_poll_ms: u64,
+    /// A folder of inspection and NCR images: an event whose `image_ref` is a relative path in
+    /// it gets the image's perceptual hash (`image_hash`) before it is stored, which the defect
+    /// pattern agent clusters uncoded NCRs by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_dir: Option<PathBuf>,
 }
 
 fn default_channel() -> usize {
@@ -146,6 +151,7 @@ impl Default for RuntimeConfig {
             group_commit_max_events: default_group(),
             agent_chunk_events: default_agent_chunk(),
             outbox_poll_ms: default_outbox_poll(),
+            image_dir: None,
         }
     }
 }
@@ -324,6 +330,11 @@ impl Config {
             }
         }
         let rt = &self.runtime;
+        if let Some(dir) = &rt.image_dir
+            && !dir.is_dir()
+        {
+            errors.push(("runtime.image_dir".into(), format!("{} is not a folder", dir.display())));
+        }
         for (name, value, lo, hi) in [
             ("runtime.channel_capacity", rt.channel_capacity as u64, 1, 1_000_000),
             ("runtime.group_commit_max_events", rt.group_commit_max_events as u64, 1, 1_000_000),

@@ -14,6 +14,7 @@ pub mod config;
 pub mod dashboard;
 pub mod eval;
 pub mod governance;
+pub mod images;
 pub mod metrics;
 pub mod mqtt;
 pub mod narrate;

@@ -17,6 +17,7 @@
 
 use crate::config::{Config, RuntimeConfig};
 use crate::governance;
+use crate::images::ImageFolder;
 use crate::metrics::Metrics;
 use jidoka_agents::{AgentsConfig, Router, build_agents};
 use jidoka_connectors::SinkConfig;
@@ -59,6 +60,8 @@ enum WriterMsg {
 #[derive(Clone)]
 pub struct Ingest {
     tx: mpsc::Sender<WriterMsg>,
+    /// Where referenced images are read to hash them before the events are stored.
+    images: Option<Arc<ImageFolder>>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -74,6 +77,19 @@ impl Ingest {
         events: Vec<Event>,
         checkpoint: Option<Checkpoint>,
     ) -> Result<Vec<AppendOutcome>, IngestError> {
+        let events = match &self.images {
+            Some(folder) if ImageFolder::wanted(&events) => {
+                let folder = folder.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut events = events;
+                    folder.enrich(&mut events);
+                    events
+                })
+                .await
+                .map_err(|_| IngestError::ShuttingDown)?
+            }
+            _ => events,
+        };
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(WriterMsg::Append(AppendRequest { events, checkpoint, reply }))
@@ -85,9 +101,14 @@ impl Ingest {
     /// The same, for callers on plain threads.
     pub fn blocking_append(
         &self,
-        events: Vec<Event>,
+        mut events: Vec<Event>,
         checkpoint: Option<Checkpoint>,
     ) -> Result<Vec<AppendOutcome>, IngestError> {
+        if let Some(folder) = &self.images
+            && ImageFolder::wanted(&events)
+        {
+            folder.enrich(&mut events);
+        }
         let (reply, rx) = oneshot::channel();
         self.tx
             .blocking_send(WriterMsg::Append(AppendRequest { events, checkpoint, reply }))
@@ -205,6 +226,7 @@ impl Runtime {
         let outbox_wake = Arc::new(Progress::default());
         let (findings_tx, _) = broadcast::channel(1024);
         let (tx, rx) = mpsc::channel(parts.runtime.channel_capacity);
+        let images = parts.runtime.image_dir.as_deref().map(ImageFolder::new).transpose()?.map(Arc::new);
         let mut sinks = Vec::new();
         for sink in &parts.sinks {
             sinks.push(sink.build().map_err(|e| anyhow::anyhow!("sink `{}`: {e}", sink.name()))?);
@@ -239,7 +261,7 @@ impl Runtime {
             store,
             metrics,
             findings: findings_tx,
-            ingest: Some(Ingest { tx }),
+            ingest: Some(Ingest { tx, images }),
             outbox_wake,
             writer: Some(writer),
             outbox,
@@ -249,7 +271,7 @@ impl Runtime {
     /// A handle to append events.
     pub fn ingest(&self) -> Ingest {
         // Present until shutdown, which consumes the runtime.
-        self.ingest.clone().unwrap_or_else(|| Ingest { tx: mpsc::channel(1).0 })
+        self.ingest.clone().unwrap_or_else(|| Ingest { tx: mpsc::channel(1).0, images: None })
     }
 
     /// Block until the agents have processed every stored event (used by import and tests).

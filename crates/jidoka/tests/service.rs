@@ -289,6 +289,64 @@ async fn batch_ingest_reports_each_event_and_keeps_the_good_ones() {
     tokio::task::spawn_blocking(move || runtime.shutdown()).await.expect("shutdown");
 }
 
+/// Inspection and NCR images referenced by events are hashed at ingest from the configured
+/// folder; an image that cannot be read costs the hash, never the event.
+#[tokio::test(flavor = "multi_thread")]
+async fn referenced_images_get_their_perceptual_hash_at_ingest() {
+    let images = tempfile::tempdir().expect("tempdir");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../jidoka-connectors/tests/fixtures/images");
+    std::fs::create_dir_all(images.path().join("st040")).expect("mkdir");
+    for name in ["scratch-a.jpg", "scratch-a-again.jpg", "scratch-b.png"] {
+        std::fs::copy(fixtures.join(name), images.path().join("st040").join(name)).expect("copy");
+    }
+    std::fs::write(images.path().join("st040/broken.jpg"), b"\xff\xd8 not really").expect("write");
+    let mut config = Config::default();
+    config.runtime.image_dir = Some(images.path().to_path_buf());
+    let mut svc = service(&config);
+    let token = svc.tokens[&Role::Integrator].clone();
+    let ncr = |id: &str, image: &str| {
+        json!({"source": "qms", "source_txn_id": id, "occurred_at": "2026-11-24T08:00:00Z", "kind": "ncr_created",
+               "data": {"ncr_id": id, "vin": "1HGCM82633A004352", "station": "ST040", "description": "see photo",
+                        "image_ref": image}})
+    };
+    let mut given = ncr("N6", "st040/scratch-b.png");
+    given["data"]["image_hash"] = json!("not-a-hash");
+    let batch = json!([
+        ncr("N1", "st040/scratch-a.jpg"),
+        ncr("N2", "st040/scratch-a-again.jpg"),
+        ncr("N3", "st040/scratch-b.png"),
+        ncr("N4", "st040/broken.jpg"),
+        ncr("N5", "../../etc/passwd"),
+        given
+    ]);
+    let (status, body) = call(&svc.app, "POST", "/api/events", Some(&token), Some(batch), "127.0.0.1:1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((body["stored"].as_u64(), body["rejected"].as_u64()), (Some(5), Some(1)), "{body}");
+    assert_eq!(body["results"][5]["error"]["field"], "data.image_hash", "{body}");
+    let reader = svc.tokens[&Role::QualityEngineer].clone();
+    fn find<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+        match v {
+            Value::Object(m) => m.get(key).or_else(|| m.values().find_map(|x| find(x, key))),
+            _ => None,
+        }
+    }
+    let hash =
+        |event: &Value| find(event, "image_hash").and_then(Value::as_str).and_then(|h| u64::from_str_radix(h, 16).ok());
+    let mut hashes = Vec::new();
+    for id in body["results"].as_array().expect("results").iter().take(5) {
+        let event_id = id["event_id"].as_str().expect("event id");
+        let (status, event) =
+            call(&svc.app, "GET", &format!("/api/events/{event_id}"), Some(&reader), None, "127.0.0.1:1").await;
+        assert_eq!(status, StatusCode::OK, "{event}");
+        hashes.push(hash(&event));
+    }
+    let (a, again, b) = (hashes[0].expect("N1 hashed"), hashes[1].expect("N2 hashed"), hashes[2].expect("N3 hashed"));
+    assert!((a ^ again).count_ones() <= 10, "the same defect photographed again");
+    assert!((a ^ b).count_ones() >= 16, "another defect");
+    assert_eq!((hashes[3], hashes[4]), (None, None), "kept without a hash: a broken image, a path out of the folder");
+    svc.runtime.take().expect("runtime").shutdown();
+}
+
 fn write_events(path: &Path, n: usize) {
     let text: String = (0..n)
         .map(|i| {
