@@ -21,7 +21,7 @@ use unicode_normalization::UnicodeNormalization;
 /// triage text is short and its first words carry it.
 pub const MAX_TOKENS: usize = 128;
 
-/// Most embeddings kept in the cache; it is emptied when full.
+/// Embeddings per cache generation (two are kept: about 60 MB at 384 wide).
 const CACHE_ENTRIES: usize = 20_000;
 
 /// Why an encoder cannot be loaded: the file, and what is wrong with it.
@@ -84,7 +84,35 @@ pub struct Encoder {
     heads: usize,
     eps: f32,
     max_positions: usize,
-    cache: Mutex<HashMap<String, Arc<[f32]>>>,
+    cache: Mutex<Cache>,
+}
+
+/// Embeddings by text in two generations: a text used since the current one began stays
+/// cached; when the current generation is full it becomes the old one and the oldest is
+/// dropped. A retraining that touches every case of a history smaller than the generation
+/// keeps all of them.
+#[derive(Default)]
+struct Cache {
+    current: HashMap<String, Arc<[f32]>>,
+    old: HashMap<String, Arc<[f32]>>,
+}
+
+impl Cache {
+    fn get(&mut self, text: &str) -> Option<Arc<[f32]>> {
+        if let Some(e) = self.current.get(text) {
+            return Some(e.clone());
+        }
+        let e = self.old.remove(text)?;
+        self.put(text, e.clone());
+        Some(e)
+    }
+
+    fn put(&mut self, text: &str, e: Arc<[f32]>) {
+        if self.current.len() >= CACHE_ENTRIES {
+            self.old = std::mem::take(&mut self.current);
+        }
+        self.current.insert(text.to_string(), e);
+    }
 }
 
 impl std::fmt::Debug for Encoder {
@@ -131,23 +159,19 @@ fn read_safetensors(path: &Path) -> Result<Tensors, EncoderError> {
             }
             return Err(err(&field, format!("tensor {name}: dtype {dtype}, only F32 is read")));
         }
-        let shape: Vec<usize> = info
-            .get("shape")
-            .and_then(|s| s.as_array())
-            .map(|a| a.iter().filter_map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok())).collect())
-            .ok_or_else(|| err(&field, format!("tensor {name}: no shape")))?;
-        let offsets: Vec<usize> = info
-            .get("data_offsets")
-            .and_then(|s| s.as_array())
-            .map(|a| a.iter().filter_map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok())).collect())
-            .unwrap_or_default();
+        let numbers = |key: &str| -> Option<Vec<usize>> {
+            info.get(key)?.as_array()?.iter().map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok())).collect()
+        };
+        let shape =
+            numbers("shape").ok_or_else(|| err(&field, format!("tensor {name}: shape is not a list of sizes")))?;
+        let offsets = numbers("data_offsets").unwrap_or_default();
         let [start, end] = offsets[..] else {
             return Err(err(&field, format!("tensor {name}: data_offsets is not [start, end]")));
         };
-        let count = shape.iter().product::<usize>();
+        let bytes_needed = shape.iter().try_fold(4usize, |n, &d| n.checked_mul(d));
         let raw = data
             .get(start..end)
-            .filter(|r| r.len() == count * 4)
+            .filter(|r| Some(r.len()) == bytes_needed)
             .ok_or_else(|| err(&field, format!("tensor {name}: offsets {start}..{end} do not hold shape {shape:?}")))?;
         let values = raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         out.insert(name, (shape, values));
@@ -222,6 +246,19 @@ impl Encoder {
         let max_positions = config_usize(&config, "max_position_embeddings", &field)?;
         let type_vocab = config_usize(&config, "type_vocab_size", &field)?;
         let eps = config.get("layer_norm_eps").and_then(|v| v.as_f64()).unwrap_or(1e-12) as f32;
+        for (key, value, most) in [
+            ("hidden_size", hidden, 4096),
+            ("num_attention_heads", heads, 128),
+            ("num_hidden_layers", n_layers, 64),
+            ("intermediate_size", inner, 16384),
+            ("vocab_size", vocab_size, 1_000_000),
+            ("max_position_embeddings", max_positions, 8192),
+            ("type_vocab_size", type_vocab, 16),
+        ] {
+            if value > most {
+                return Err(err(&field, format!("{key} {value} is more than {most}: not a small sentence encoder")));
+            }
+        }
         if hidden % heads != 0 {
             return Err(err(&field, format!("hidden_size {hidden} is not a multiple of num_attention_heads {heads}")));
         }
@@ -234,9 +271,15 @@ impl Encoder {
         let vocab_path = dir.join("vocab.txt");
         let vocab_field = vocab_path.display().to_string();
         let text = std::fs::read_to_string(&vocab_path).map_err(|e| err(&vocab_field, e.to_string()))?;
-        let vocab: HashMap<String, u32> = text.lines().enumerate().map(|(i, t)| (t.to_string(), i as u32)).collect();
-        if vocab.len() > vocab_size {
-            return Err(err(&vocab_field, format!("{} tokens, config says {vocab_size}", vocab.len())));
+        let lines = text.lines().count();
+        if lines > vocab_size {
+            return Err(err(&vocab_field, format!("{lines} tokens, config says {vocab_size}")));
+        }
+        // A token listed twice keeps its first id, as the reference tokenizer's does not matter:
+        // every id stays below `vocab_size`, so the embedding row exists.
+        let mut vocab: HashMap<String, u32> = HashMap::with_capacity(lines);
+        for (i, t) in text.lines().enumerate() {
+            vocab.entry(t.to_string()).or_insert(i as u32);
         }
         let special = |t: &str| vocab.get(t).copied().ok_or_else(|| err(&vocab_field, format!("no {t} token")));
         let (unk, cls, sep) = (special("[UNK]")?, special("[CLS]")?, special("[SEP]")?);
@@ -279,7 +322,7 @@ impl Encoder {
             heads,
             eps,
             max_positions,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::default()),
         })
     }
 
@@ -293,8 +336,9 @@ impl Encoder {
         self.hidden
     }
 
-    /// WordPiece tokens of a text, as BERT's uncased tokenizer makes them: control characters
-    /// dropped, accents stripped and lower-cased, punctuation split off, each word matched
+    /// WordPiece tokens of a text, as BERT's uncased tokenizer makes them: control and format
+    /// characters dropped, accents stripped (the combining marks of the common blocks) and
+    /// lower-cased, punctuation split off, each word matched
     /// greedily against the vocabulary (`[UNK]` when it cannot be), `[CLS]` … `[SEP]` around,
     /// at most [`MAX_TOKENS`].
     pub fn tokens(&self, text: &str) -> Vec<u32> {
@@ -352,15 +396,12 @@ impl Encoder {
     /// The unit-length mean-pooled embedding of a text (cached). An empty text gives the
     /// embedding of `[CLS] [SEP]`.
     pub fn embed(&self, text: &str) -> Arc<[f32]> {
-        if let Some(e) = self.cache.lock().ok().and_then(|c| c.get(text).cloned()) {
+        if let Some(e) = self.cache.lock().ok().and_then(|mut c| c.get(text)) {
             return e;
         }
         let e: Arc<[f32]> = self.embed_uncached(text).into();
         if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_ENTRIES {
-                cache.clear();
-            }
-            cache.insert(text.to_string(), e.clone());
+            cache.put(text, e.clone());
         }
         e
     }
@@ -454,7 +495,7 @@ fn basic_words(text: &str, lowercase: bool) -> Vec<String> {
         text.to_string()
     };
     for c in cleaned.chars() {
-        if c == '\0' || c == '\u{fffd}' || (c.is_control() && !c.is_whitespace()) {
+        if c == '\0' || c == '\u{fffd}' || (c.is_control() && !c.is_whitespace()) || is_format(c) {
             continue;
         }
         if c.is_whitespace() {
@@ -470,13 +511,32 @@ fn basic_words(text: &str, lowercase: bool) -> Vec<String> {
     words
 }
 
-/// ASCII non-alphanumeric printable characters count as punctuation (as in BERT), and so
-/// does any other character that is neither a letter, digit, mark nor space.
+/// Punctuation as BERT splits it off: every ASCII non-alphanumeric printable character, and
+/// the Unicode punctuation (category P) of the Latin-1, general, supplemental, CJK and
+/// full-width blocks. Symbols such as `°`, `±` or `€` stay inside their word, as there.
 fn is_punctuation(c: char) -> bool {
     if c.is_ascii() {
         return c.is_ascii_punctuation();
     }
-    !c.is_alphanumeric() && !c.is_whitespace() && !is_combining_mark(c)
+    matches!(c as u32,
+        0x00A1 | 0x00A7 | 0x00AB | 0x00B6 | 0x00B7 | 0x00BB | 0x00BF | 0x037E | 0x0387
+        | 0x055A..=0x055F | 0x0589 | 0x05BE | 0x05C0 | 0x05C3 | 0x05C6 | 0x05F3 | 0x05F4
+        | 0x060C | 0x060D | 0x061B | 0x061F | 0x066A..=0x066D | 0x06D4
+        | 0x2010..=0x2027 | 0x2030..=0x2043 | 0x2045..=0x2051 | 0x2053..=0x205E
+        | 0x207D | 0x207E | 0x208D | 0x208E | 0x2308..=0x230B | 0x2329 | 0x232A
+        | 0x2768..=0x2775 | 0x27C5 | 0x27C6 | 0x27E6..=0x27EF | 0x2983..=0x2998
+        | 0x29D8..=0x29DB | 0x29FC | 0x29FD | 0x2E00..=0x2E4F
+        | 0x3001..=0x3003 | 0x3008..=0x3011 | 0x3014..=0x301F | 0x3030 | 0x303D | 0x30A0 | 0x30FB
+        | 0xFE10..=0xFE19 | 0xFE30..=0xFE52 | 0xFE54..=0xFE61 | 0xFE63 | 0xFE68 | 0xFE6A | 0xFE6B
+        | 0xFF01..=0xFF03 | 0xFF05..=0xFF0A | 0xFF0C..=0xFF0F | 0xFF1A | 0xFF1B | 0xFF1F | 0xFF20
+        | 0xFF3B..=0xFF3D | 0xFF3F | 0xFF5B | 0xFF5D | 0xFF5F..=0xFF65)
+}
+
+/// Invisible format characters (category Cf), which BERT drops with the control characters.
+fn is_format(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x180E | 0x200B..=0x200F
+        | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB)
 }
 
 fn is_combining_mark(c: char) -> bool {
@@ -560,6 +620,9 @@ mod tests {
         );
         assert_eq!(basic_words("  ", true), Vec::<String>::new());
         assert_eq!(basic_words("Ölwechsel 漏油", true), vec!["olwechsel", "漏", "油"]);
+        // Symbols stay in their word, invisible format characters go, Unicode punctuation splits.
+        assert_eq!(basic_words("90° ±2\u{ad}mm «ok»", true), vec!["90°", "±2mm", "«", "ok", "»"]);
+        assert_eq!(basic_words("\u{feff}bolt\u{200b}nut", true), vec!["boltnut"]);
     }
 
     #[test]

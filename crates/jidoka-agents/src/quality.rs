@@ -111,6 +111,12 @@ impl QualityConfig {
         if self.min_history < 10 || self.max_history < self.min_history {
             errors.push((format!("{path}.min_history"), "must be at least 10 and at most max_history".into()));
         }
+        if self.max_history > 20_000 {
+            errors.push((
+                format!("{path}.max_history"),
+                "must be at most 20000 (each case is kept with its vector, and retraining reads them all)".into(),
+            ));
+        }
         if !(0.0..=1.0).contains(&self.text_cluster_similarity) {
             errors.push((format!("{path}.text_cluster_similarity"), "must be between 0 and 1".into()));
         }
@@ -482,8 +488,24 @@ struct TextCluster {
     size: usize,
 }
 
-/// Most text clusters kept per station; beyond it an NCR joins the nearest one.
+/// Most text (and image) clusters kept per station; beyond it the oldest cluster of a single
+/// NCR makes room, or, with none, an NCR joins the nearest one.
 const MAX_TEXT_CLUSTERS: usize = 200;
+
+/// Whether a new cluster may be started: below the cap, or once the oldest cluster of one NCR
+/// has been dropped to make room. With none to drop, the NCR joins the nearest cluster.
+fn make_room<C>(clusters: &mut Vec<C>, size: impl Fn(&C) -> usize) -> bool {
+    if clusters.len() < MAX_TEXT_CLUSTERS {
+        return true;
+    }
+    match clusters.iter().position(|c| size(c) == 1) {
+        Some(i) => {
+            clusters.remove(i);
+            true
+        }
+        None => false,
+    }
+}
 
 /// Put `text` (of NCR `ncr_id`) in the nearest cluster at `threshold` or above, or a new one;
 /// the cluster joined.
@@ -495,7 +517,8 @@ fn cluster_text<'a>(clusters: &'a mut Vec<TextCluster>, ncr_id: &str, text: &str
         .map(|(i, c)| (i, cosine(&c.centroid, &x)))
         .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
     let index = match nearest {
-        Some((i, s)) if f64::from(s) >= threshold || clusters.len() >= MAX_TEXT_CLUSTERS => i,
+        Some((i, s)) if f64::from(s) >= threshold => i,
+        Some((i, _)) if !make_room(clusters, |c| c.size) => i,
         _ => {
             clusters.push(TextCluster {
                 label: format!("text:{ncr_id}"),
@@ -541,7 +564,8 @@ fn cluster_image<'a>(
         .map(|(i, c)| (i, (c.hash ^ hash).count_ones()))
         .min_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
     let index = match nearest {
-        Some((i, d)) if d <= bits || clusters.len() >= MAX_TEXT_CLUSTERS => i,
+        Some((i, d)) if d <= bits => i,
+        Some((i, _)) if !make_room(clusters, |c| c.size) => i,
         _ => {
             clusters.push(ImageCluster {
                 label: format!("image:{ncr_id}"),
@@ -965,5 +989,38 @@ impl Agent for QualityAgent {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_station_drops_its_oldest_single_cluster_instead_of_merging_unrelated_ones() {
+        let mut images = Vec::new();
+        // Cluster 0 has two NCRs; the rest one each, all far apart.
+        cluster_image(&mut images, "N0", 0, "a.png", 10);
+        cluster_image(&mut images, "N0b", 1, "a2.png", 10);
+        for i in 1..MAX_TEXT_CLUSTERS as u64 {
+            cluster_image(&mut images, &format!("N{i}"), i.wrapping_mul(0x9E37_79B9_7F4A_7C15), "x.png", 0);
+        }
+        assert_eq!(images.len(), MAX_TEXT_CLUSTERS);
+        let far = u64::MAX;
+        let c = cluster_image(&mut images, "NEW", far, "new.png", 10);
+        assert_eq!((c.label.as_str(), c.size), ("image:NEW", 1));
+        assert_eq!(images.len(), MAX_TEXT_CLUSTERS);
+        assert_eq!(images[0].size, 2, "the cluster of two stays");
+        assert!(!images.iter().any(|c| c.label == "image:N1"), "the oldest single one made room");
+        // With no single-NCR cluster left, an NCR joins the nearest rather than growing the list.
+        for c in &mut images {
+            c.size = 2;
+        }
+        let c = cluster_image(&mut images, "LAST", far ^ 1, "last.png", 0);
+        assert_eq!(c.label, "image:NEW");
+        let mut texts = Vec::new();
+        cluster_text(&mut texts, "T0", "seat gap left", 0.3);
+        assert_eq!(cluster_text(&mut texts, "T1", "seat gap left side", 0.3).label, "text:T0");
+        assert_eq!(cluster_text(&mut texts, "T2", "paint run roof", 0.3).label, "text:T2");
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! The hash is the DCT hash (pHash): the picture in grey, averaged down to 32 × 32, its 2-D
 //! DCT-II, and of the 8 × 8 lowest frequencies one bit each, set when the coefficient is above
-//! their median. PNG (any colour type and depth), baseline and progressive JPEG and binary PGM
+//! the median of the 63 AC ones (the DC bit, the mean brightness, is always set). PNG (any colour type and depth), baseline and progressive JPEG and binary PGM
 //! are read. Decoding is bounded: at most [`MAX_IMAGE_BYTES`] of file and [`MAX_PIXELS`]
 //! pixels, and nothing in here panics on input.
 
@@ -182,7 +182,7 @@ fn shrink(g: &Gray) -> Vec<f64> {
             let (mut sum, mut n) = (0u64, 0u64);
             for y in y0..y1.min(g.height) {
                 for x in x0..x1.min(g.width) {
-                    sum += u64::from(g.pixels[y * g.width + x]);
+                    sum += u64::from(g.pixels.get(y * g.width + x).copied().unwrap_or(0));
                     n += 1;
                 }
             }
@@ -192,7 +192,8 @@ fn shrink(g: &Gray) -> Vec<f64> {
     out
 }
 
-/// The 64-bit DCT perceptual hash of a grey picture.
+/// The 64-bit DCT perceptual hash of a grey picture (bit 0, the mean brightness, is always set,
+/// so 63 bits carry the picture). Pixels missing from a short buffer count as black.
 pub fn phash_gray(g: &Gray) -> u64 {
     let small = shrink(g);
     // DCT-II basis for the 8 lowest frequencies over 32 samples.
@@ -324,7 +325,10 @@ mod tests {
     #[test]
     fn tiny_pictures_hash_too() {
         let g = Gray { width: 3, height: 2, pixels: vec![0, 255, 0, 255, 0, 255] };
-        let _ = phash_gray(&g);
+        assert_eq!(phash_gray(&g) & 1, 1);
+        // A picture built by hand with too few pixels hashes as if the rest were black.
+        let short = Gray { width: 40, height: 40, pixels: vec![200; 100] };
+        let _ = phash_gray(&short);
         assert_eq!(format_hash(0xab), "00000000000000ab");
     }
 }

@@ -11,11 +11,15 @@ use jidoka_connectors::image::{MAX_IMAGE_BYTES, format_hash, phash};
 use jidoka_model::{Event, EventPayload};
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
 
 /// The folder image references are read from.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ImageFolder {
     root: PathBuf,
+    /// One picture decoded at a time: a large PNG takes a few hundred MB while it is decoded,
+    /// and ingest requests arrive in parallel.
+    decoding: Mutex<()>,
 }
 
 impl ImageFolder {
@@ -23,7 +27,7 @@ impl ImageFolder {
     pub fn new(root: &Path) -> anyhow::Result<ImageFolder> {
         let root = root.canonicalize().map_err(|e| anyhow::anyhow!("runtime.image_dir: {}: {e}", root.display()))?;
         anyhow::ensure!(root.is_dir(), "runtime.image_dir: {} is not a folder", root.display());
-        Ok(ImageFolder { root })
+        Ok(ImageFolder { root, decoding: Mutex::new(()) })
     }
 
     /// The file a reference names, if it is a relative path inside the folder.
@@ -39,6 +43,10 @@ impl ImageFolder {
         if !full.starts_with(&self.root) {
             return Err("leads out of the image folder".into());
         }
+        // Not a folder, a pipe or a device, which could block the read.
+        if !full.is_file() {
+            return Err("not a regular file".into());
+        }
         Ok(full)
     }
 
@@ -49,7 +57,12 @@ impl ImageFolder {
         std::fs::File::open(&path)
             .and_then(|f| f.take(MAX_IMAGE_BYTES as u64 + 1).read_to_end(&mut bytes))
             .map_err(|e| e.to_string())?;
-        phash(&bytes).map(format_hash).map_err(|e| e.to_string())
+        let _one_at_a_time = self.decoding.lock().unwrap_or_else(|p| p.into_inner());
+        // A decoder fault on a hostile file costs this picture's hash, not the batch.
+        match std::panic::catch_unwind(|| phash(&bytes)) {
+            Ok(hash) => hash.map(format_hash).map_err(|e| e.to_string()),
+            Err(_) => Err("the image decoder failed on this file".into()),
+        }
     }
 
     /// Whether any event references an image it has no hash for.
@@ -123,6 +136,7 @@ mod tests {
             let e = folder.hash(reference).unwrap_err();
             assert!(e.contains(want), "{reference}: {e}");
         }
+        assert!(folder.hash("st040").unwrap_err().contains("not a regular file"));
         #[cfg(unix)]
         {
             std::os::unix::fs::symlink(dir.path().join("secret.pgm"), root.join("link.pgm")).unwrap();
