@@ -147,12 +147,17 @@ fn kill_9_on_a_misbehaving_link(link_ack: bool) {
     assert_eq!(n, 400, "one event per tightening: none lost, none doubled");
     assert_eq!(checkpoint.as_deref(), Some("400"), "every result stored and none left held");
     // Results sent live carry their traces; those uploaded after the restart (MID 0065) cannot.
-    // At link level each telegram waits for the one before, so at this pace fewer results go
-    // out live (at least one connection's worth); that every live result gets its traces at link
-    // level is checked exactly in the emulator's tests.
-    let min_curves = if link_ack { 30 } else { 100 };
-    assert!(curves >= min_curves, "{curves} results with curves");
-    assert!(controller.stats().uploads.load(std::sync::atomic::Ordering::Relaxed) >= 100, "the gap was uploaded");
+    // How many go out live depends on how fast the restarted link catches up with the line (at
+    // link level each telegram also waits for the one before), so the check is that every
+    // result came live with its traces or was uploaded (at link level, results held when the
+    // link was killed are stored without traces too); that every live result gets its traces
+    // is checked exactly in the emulator's tests.
+    let uploads = controller.stats().uploads.load(std::sync::atomic::Ordering::Relaxed) as i64;
+    assert!(curves >= 30, "{curves} results with curves");
+    if !link_ack {
+        assert!(curves + uploads >= 400, "{curves} results with curves and {uploads} uploads, of 400");
+    }
+    assert!(uploads >= 100, "the gap was uploaded");
     let link_acks = controller.stats().link_acks.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(link_acks > 0, link_ack, "link-level acknowledgement used exactly when the controller offers it");
 }
