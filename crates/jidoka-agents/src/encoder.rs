@@ -326,11 +326,6 @@ impl Encoder {
         })
     }
 
-    /// The directory name the encoder was loaded from (for reports).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Width of an embedding.
     pub fn dim(&self) -> usize {
         self.hidden

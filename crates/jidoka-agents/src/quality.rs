@@ -476,29 +476,62 @@ impl Case for PastNcr {
     }
 }
 
-/// Uncoded NCRs of one station grouped by their text: each cluster keeps the sum of its
-/// members' hashed features, that sum normalised (its centroid, updated when a member joins),
-/// its first text and its size.
+/// What an uncoded NCR is clustered by: its text (hashed features) or its picture's hash.
+enum Feature {
+    Text(crate::text::Sparse),
+    Image(u64),
+}
+
+/// What a cluster compares newcomers with: a text cluster the sum of its members' hashed
+/// features and that sum normalised (its centroid, updated when a member joins); an image
+/// cluster its first picture's hash.
 #[derive(Debug, Clone)]
-struct TextCluster {
+enum Likeness {
+    Text { sum: HashMap<u32, f32>, centroid: crate::text::Sparse },
+    Image(u64),
+}
+
+/// Uncoded NCRs of one station grouped by their text or their picture, with the first text or
+/// picture reference and the size.
+#[derive(Debug, Clone)]
+struct Cluster {
     label: String,
     exemplar: String,
-    sum: HashMap<u32, f32>,
-    centroid: crate::text::Sparse,
+    likeness: Likeness,
     size: usize,
 }
 
-/// Most text (and image) clusters kept per station; beyond it the oldest cluster of a single
-/// NCR makes room, or, with none, an NCR joins the nearest one.
-const MAX_TEXT_CLUSTERS: usize = 200;
+impl Cluster {
+    /// How close a newcomer is (cosine for text, minus the bits apart for pictures); `None`
+    /// for the other kind.
+    fn closeness(&self, f: &Feature) -> Option<f64> {
+        match (&self.likeness, f) {
+            (Likeness::Text { centroid, .. }, Feature::Text(x)) => Some(f64::from(cosine(centroid, x))),
+            (Likeness::Image(h), Feature::Image(g)) => Some(-f64::from((h ^ g).count_ones())),
+            _ => None,
+        }
+    }
+
+    /// The cluster in a claim: its first text, quoted, or its first picture.
+    fn describe(&self) -> String {
+        match self.likeness {
+            Likeness::Text { .. } => format!("\"{}\"", self.exemplar),
+            Likeness::Image(_) => format!("image {}", self.exemplar),
+        }
+    }
+}
+
+/// Most text clusters, and most image clusters, kept per station; beyond it the oldest cluster
+/// of a single NCR makes room, or, with none, an NCR joins the nearest one.
+const MAX_CLUSTERS: usize = 200;
 
 /// Whether a new cluster may be started: below the cap, or once the oldest cluster of one NCR
-/// has been dropped to make room. With none to drop, the NCR joins the nearest cluster.
-fn make_room<C>(clusters: &mut Vec<C>, size: impl Fn(&C) -> usize) -> bool {
-    if clusters.len() < MAX_TEXT_CLUSTERS {
+/// has been dropped to make room.
+fn make_room(clusters: &mut Vec<Cluster>) -> bool {
+    if clusters.len() < MAX_CLUSTERS {
         return true;
     }
-    match clusters.iter().position(|c| size(c) == 1) {
+    match clusters.iter().position(|c| c.size == 1) {
         Some(i) => {
             clusters.remove(i);
             true
@@ -507,76 +540,46 @@ fn make_room<C>(clusters: &mut Vec<C>, size: impl Fn(&C) -> usize) -> bool {
     }
 }
 
-/// Put `text` (of NCR `ncr_id`) in the nearest cluster at `threshold` or above, or a new one;
-/// the cluster joined.
-fn cluster_text<'a>(clusters: &'a mut Vec<TextCluster>, ncr_id: &str, text: &str, threshold: f64) -> &'a TextCluster {
-    let x = crate::text::hashed(text);
+/// Put NCR `ncr_id` (its first text or picture reference `exemplar`) in the nearest cluster at
+/// `min_closeness` or closer, or in a new one (making room at the cap, or else joining the
+/// nearest); the cluster joined.
+fn join_cluster<'a>(
+    clusters: &'a mut Vec<Cluster>,
+    ncr_id: &str,
+    exemplar: &str,
+    feature: Feature,
+    min_closeness: f64,
+) -> &'a Cluster {
     let nearest = clusters
         .iter()
         .enumerate()
-        .map(|(i, c)| (i, cosine(&c.centroid, &x)))
+        .filter_map(|(i, c)| c.closeness(&feature).map(|s| (i, s)))
         .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
     let index = match nearest {
-        Some((i, s)) if f64::from(s) >= threshold => i,
-        Some((i, _)) if !make_room(clusters, |c| c.size) => i,
+        Some((i, s)) if s >= min_closeness => i,
+        Some((i, _)) if !make_room(clusters) => i,
         _ => {
-            clusters.push(TextCluster {
-                label: format!("text:{ncr_id}"),
-                exemplar: text.to_string(),
-                sum: HashMap::new(),
-                centroid: Vec::new(),
+            let (kind, likeness) = match &feature {
+                Feature::Text(_) => ("text", Likeness::Text { sum: HashMap::new(), centroid: Vec::new() }),
+                Feature::Image(h) => ("image", Likeness::Image(*h)),
+            };
+            clusters.push(Cluster {
+                label: format!("{kind}:{ncr_id}"),
+                exemplar: exemplar.to_string(),
+                likeness,
                 size: 0,
             });
             clusters.len() - 1
         }
     };
     let c = &mut clusters[index];
-    for (k, v) in x {
-        *c.sum.entry(k).or_default() += v;
-    }
-    c.centroid = normalized(c.sum.iter().map(|(k, v)| (*k, *v)).collect());
     c.size += 1;
-    &clusters[index]
-}
-
-/// Uncoded NCRs of one station grouped by their image: each cluster keeps its first image's
-/// hash and reference, and its size.
-#[derive(Debug, Clone)]
-struct ImageCluster {
-    label: String,
-    hash: u64,
-    exemplar: String,
-    size: usize,
-}
-
-/// Put an image hash (of NCR `ncr_id`) in the nearest cluster at most `bits` away, or a new one;
-/// the cluster joined.
-fn cluster_image<'a>(
-    clusters: &'a mut Vec<ImageCluster>,
-    ncr_id: &str,
-    hash: u64,
-    exemplar: &str,
-    bits: u32,
-) -> &'a ImageCluster {
-    let nearest = clusters
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (i, (c.hash ^ hash).count_ones()))
-        .min_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
-    let index = match nearest {
-        Some((i, d)) if d <= bits => i,
-        Some((i, _)) if !make_room(clusters, |c| c.size) => i,
-        _ => {
-            clusters.push(ImageCluster {
-                label: format!("image:{ncr_id}"),
-                hash,
-                exemplar: exemplar.to_string(),
-                size: 0,
-            });
-            clusters.len() - 1
+    if let (Likeness::Text { sum, centroid }, Feature::Text(x)) = (&mut c.likeness, feature) {
+        for (k, v) in x {
+            *sum.entry(k).or_default() += v;
         }
-    };
-    clusters[index].size += 1;
+        *centroid = normalized(sum.iter().map(|(k, v)| (*k, *v)).collect());
+    }
     &clusters[index]
 }
 
@@ -602,9 +605,9 @@ pub struct QualityAgent {
     /// Coded NCRs and the code model trained on them.
     learner: Learner<PastNcr>,
     /// Uncoded NCRs without a confident code, clustered by text per station.
-    text_clusters: HashMap<String, Vec<TextCluster>>,
+    text_clusters: HashMap<String, Vec<Cluster>>,
     /// Uncoded NCRs without a confident code that have an image hash, clustered by it.
-    image_clusters: HashMap<String, Vec<ImageCluster>>,
+    image_clusters: HashMap<String, Vec<Cluster>>,
     /// Dispositions by NCR id (event id, decision, cause), the oldest dropped first.
     dispositions: HashMap<String, (String, Disposition, Option<String>)>,
     disposition_order: VecDeque<String>,
@@ -655,17 +658,12 @@ impl QualityAgent {
             let field = |name: &str| claim.values.iter().find(|(f, _)| *f == name).map(|(_, v)| v.clone());
             let narrative = claim.narrative();
             // A cluster is named by its first text or image as well as by its label.
-            let exemplar = self
-                .text_clusters
-                .get(station)
-                .and_then(|cs| cs.iter().find(|c| c.label == code))
-                .map(|c| format!("\"{}\"", c.exemplar))
-                .or_else(|| {
-                    self.image_clusters
-                        .get(station)
-                        .and_then(|cs| cs.iter().find(|c| c.label == code))
-                        .map(|c| format!("image {}", c.exemplar))
-                });
+            let exemplar = [&self.text_clusters, &self.image_clusters]
+                .iter()
+                .filter_map(|by_station| by_station.get(station))
+                .flatten()
+                .find(|c| c.label == code)
+                .map(Cluster::describe);
             let what = match &exemplar {
                 Some(e) => format!("{code} (uncoded, like {e})"),
                 None => code.to_string(),
@@ -883,24 +881,27 @@ impl QualityAgent {
     ) {
         let Some(station) = ncr.station.clone() else { return };
         let hash = ncr.image_hash.as_deref().and_then(jidoka_model::event::parse_image_hash);
-        let label = if let Some(hash) = hash {
-            let bits = self.config.image_cluster_bits;
-            let exemplar = ncr.image_ref.clone().unwrap_or_else(|| format!("{hash:016x}"));
-            let clusters = self.image_clusters.entry(station.clone()).or_default();
-            let c = cluster_image(clusters, &ncr.ncr_id, hash, &exemplar, bits);
-            if let Some(f) = out.last_mut() {
-                f.details["image_cluster"] = json!({"label": c.label, "exemplar": c.exemplar, "size": c.size});
-            }
-            c.label.clone()
-        } else {
-            let threshold = self.config.text_cluster_similarity;
-            let clusters = self.text_clusters.entry(station.clone()).or_default();
-            let c = cluster_text(clusters, &ncr.ncr_id, text, threshold);
-            if let Some(f) = out.last_mut() {
-                f.details["text_cluster"] = json!({"label": c.label, "exemplar": c.exemplar, "size": c.size});
-            }
-            c.label.clone()
+        let (clusters, key, feature, exemplar, min_closeness) = match hash {
+            Some(h) => (
+                self.image_clusters.entry(station.clone()).or_default(),
+                "image_cluster",
+                Feature::Image(h),
+                ncr.image_ref.clone().unwrap_or_else(|| format!("{h:016x}")),
+                -f64::from(self.config.image_cluster_bits),
+            ),
+            None => (
+                self.text_clusters.entry(station.clone()).or_default(),
+                "text_cluster",
+                Feature::Text(crate::text::hashed(text)),
+                text.to_string(),
+                self.config.text_cluster_similarity,
+            ),
         };
+        let c = join_cluster(clusters, &ncr.ncr_id, &exemplar, feature, min_closeness);
+        let label = c.label.clone();
+        if let Some(f) = out.last_mut() {
+            f.details[key] = json!({"label": c.label, "exemplar": c.exemplar, "size": c.size});
+        }
         if let Some(vin) = &ncr.vin {
             self.defect(&station, vin, &label, event_id, out);
         }
@@ -996,31 +997,37 @@ impl Agent for QualityAgent {
 mod tests {
     use super::*;
 
+    fn image(clusters: &mut Vec<Cluster>, ncr: &str, hash: u64, bits: u32) -> (String, usize) {
+        let c = join_cluster(clusters, ncr, "x.png", Feature::Image(hash), -f64::from(bits));
+        (c.label.clone(), c.size)
+    }
+
     #[test]
     fn a_full_station_drops_its_oldest_single_cluster_instead_of_merging_unrelated_ones() {
         let mut images = Vec::new();
         // Cluster 0 has two NCRs; the rest one each, all far apart.
-        cluster_image(&mut images, "N0", 0, "a.png", 10);
-        cluster_image(&mut images, "N0b", 1, "a2.png", 10);
-        for i in 1..MAX_TEXT_CLUSTERS as u64 {
-            cluster_image(&mut images, &format!("N{i}"), i.wrapping_mul(0x9E37_79B9_7F4A_7C15), "x.png", 0);
+        image(&mut images, "N0", 0, 10);
+        image(&mut images, "N0b", 1, 10);
+        for i in 1..MAX_CLUSTERS as u64 {
+            image(&mut images, &format!("N{i}"), i.wrapping_mul(0x9E37_79B9_7F4A_7C15), 0);
         }
-        assert_eq!(images.len(), MAX_TEXT_CLUSTERS);
+        assert_eq!(images.len(), MAX_CLUSTERS);
         let far = u64::MAX;
-        let c = cluster_image(&mut images, "NEW", far, "new.png", 10);
-        assert_eq!((c.label.as_str(), c.size), ("image:NEW", 1));
-        assert_eq!(images.len(), MAX_TEXT_CLUSTERS);
+        assert_eq!(image(&mut images, "NEW", far, 10), ("image:NEW".to_string(), 1));
+        assert_eq!(images.len(), MAX_CLUSTERS);
         assert_eq!(images[0].size, 2, "the cluster of two stays");
         assert!(!images.iter().any(|c| c.label == "image:N1"), "the oldest single one made room");
         // With no single-NCR cluster left, an NCR joins the nearest rather than growing the list.
         for c in &mut images {
             c.size = 2;
         }
-        let c = cluster_image(&mut images, "LAST", far ^ 1, "last.png", 0);
-        assert_eq!(c.label, "image:NEW");
+        assert_eq!(image(&mut images, "LAST", far ^ 1, 0).0, "image:NEW");
         let mut texts = Vec::new();
-        cluster_text(&mut texts, "T0", "seat gap left", 0.3);
-        assert_eq!(cluster_text(&mut texts, "T1", "seat gap left side", 0.3).label, "text:T0");
-        assert_eq!(cluster_text(&mut texts, "T2", "paint run roof", 0.3).label, "text:T2");
+        let mut text = |ncr: &str, t: &str| {
+            join_cluster(&mut texts, ncr, t, Feature::Text(crate::text::hashed(t)), 0.3).label.clone()
+        };
+        text("T0", "seat gap left");
+        assert_eq!(text("T1", "seat gap left side"), "text:T0");
+        assert_eq!(text("T2", "paint run roof"), "text:T2");
     }
 }

@@ -147,11 +147,6 @@ impl Vectorizer {
         self.len() == 0
     }
 
-    /// The encoder whose embedding is part of the features.
-    pub fn encoder(&self) -> Option<&Arc<Encoder>> {
-        self.encoder.as_ref()
-    }
-
     /// Sublinear TF × IDF, L2-normalised (tokens unseen in training are dropped); with an
     /// encoder, its embedding × `embedding_weight` appended and the whole made unit length.
     pub fn transform(&self, text: &str, context: &[String]) -> Sparse {
