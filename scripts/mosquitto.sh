@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs (once) what the MQTT tests and `jidoka bench mqtt` need: Debian's Mosquitto broker
 # and its command-line clients. Nothing is started here: each test starts its own broker on a
-# free loopback port with its own persistence folder (`jidoka::mqtt::Broker`).
+# free loopback port with its own persistence folder (`jidoka_lab::mqtt::Broker`).
 #
 # Usage: scripts/mosquitto.sh
 set -euo pipefail

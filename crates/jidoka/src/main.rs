@@ -2,9 +2,10 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use jidoka::auth::{self, Role};
-use jidoka::config::Config;
-use jidoka::{bench, commands, eval, mqtt, op, server, simulate, torque, triage};
+use jidoka_lab::{bench, eval, mqtt, op, simulate, torque, triage};
+use jidoka_service::auth::{self, Role};
+use jidoka_service::config::Config;
+use jidoka_service::{audit, commands, server};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -286,52 +287,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             server::serve(config, Vec::new(), None).await?;
         }
         Command::Demo { data_dir, listen, speed, seed, units, plant } => {
-            anyhow::ensure!(speed > 0.0 && speed.is_finite(), "--speed must be a positive number");
-            let (plant, _) = simulate::load_plant(plant.as_deref())?;
-            let mut config = Config::default();
-            config.store.data_dir = data_dir.clone();
-            config.api.listen = listen;
-            config.sinks.push(jidoka_connectors::SinkConfig::Jsonl(jidoka_connectors::JsonlSinkConfig {
-                name: "demo-mes-outbox".into(),
-                path: data_dir.join("mes-actions.jsonl"),
-                kinds: Vec::new(),
-            }));
-            let mut logins = Vec::new();
-            std::fs::create_dir_all(&data_dir)?;
-            println!(
-                "jidoka demo: {} ({} JPH, {} stations), seed {seed}, {speed}x real time, data in {}",
-                plant.line.name,
-                plant.line.jph,
-                plant.stations.len(),
-                data_dir.display()
-            );
-            println!("one-time API tokens for this run (valid until it stops):");
-            for role in [Role::Admin, Role::Supervisor, Role::QualityEngineer, Role::Operator] {
-                let (token, _) = auth::new_token()?;
-                println!("  {:<17} {token}", role.as_str());
-                logins.push((token, format!("demo-{}", role.as_str()), role));
-            }
-            // People sign in to the dashboard with a password, as in a plant; two supervisors
-            // so four-eyes approvals can be tried.
-            println!("one-time dashboard logins for this run (user  password):");
-            for (name, role) in [
-                ("demo-supervisor", Role::Supervisor),
-                ("demo-supervisor-2", Role::Supervisor),
-                ("demo-quality", Role::QualityEngineer),
-                ("demo-operator", Role::Operator),
-                ("demo-admin", Role::Admin),
-            ] {
-                let password = auth::new_password()?;
-                println!("  {name:<17} {password}");
-                config.api.users.push(auth::UserConfig {
-                    name: name.into(),
-                    role,
-                    password_hash: auth::hash_password(&password)?,
-                });
-            }
-            let ground_truth = data_dir.join("ground_truth.jsonl");
-            let feed = simulate::DemoFeed { plant, seed, speed, units, ground_truth };
-            server::serve(config, logins, Some(feed)).await?;
+            server::demo(server::DemoOptions { data_dir, listen, speed, seed, units, plant }).await?;
         }
         Command::Sim(args) => {
             tokio::task::spawn_blocking(move || simulate::sim(args)).await??;
@@ -362,7 +318,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Audit(AuditCommand::Verify { store: StoreArgs { config, data_dir, json }, expect_head }) => {
             let config = load_config(config.as_ref(), data_dir)?;
-            let ok = tokio::task::spawn_blocking(move || commands::audit_verify(config, json, expect_head)).await??;
+            let ok = tokio::task::spawn_blocking(move || audit::audit_verify(config, json, expect_head)).await??;
             if !ok {
                 return Ok(ExitCode::FAILURE);
             }
@@ -375,11 +331,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         let mut file = std::io::BufWriter::new(
                             std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
                         );
-                        let n = commands::audit_export(config, from, to, &mut file)?;
+                        let n = audit::audit_export(config, from, to, &mut file)?;
                         std::io::Write::flush(&mut file)?;
                         Ok(n)
                     }
-                    None => commands::audit_export(config, from, to, &mut std::io::stdout().lock()),
+                    None => audit::audit_export(config, from, to, &mut std::io::stdout().lock()),
                 }
             })
             .await??;

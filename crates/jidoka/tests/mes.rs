@@ -8,12 +8,12 @@ mod common;
 
 use common::{http, jidoka_bin};
 
-use jidoka::config::Config;
-use jidoka::runtime::{Runtime, RuntimeParts};
 use jidoka_connectors::SinkConfig;
 use jidoka_connectors::odata::OdataSinkConfig;
 use jidoka_connectors::sink::Sink;
 use jidoka_model::{Action, ActionKind, ActionStatus, Event};
+use jidoka_service::config::Config;
+use jidoka_service::runtime::{Runtime, RuntimeParts};
 use jidoka_store::{ActionQuery, SqliteStore, Store};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};

@@ -9,10 +9,10 @@
 mod common;
 
 use common::{http, jidoka_bin};
-use jidoka::mqtt::Broker;
 use jidoka_connectors::mqtt::sink::Message;
 use jidoka_connectors::mqtt::sparkplug::{Metric, MetricValue, Payload, PropertySet, PropertyValue, datatype};
 use jidoka_connectors::mqtt::{BrokerLogin, Publisher};
+use jidoka_lab::mqtt::Broker;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -338,7 +338,7 @@ fn a_broker_restart_and_a_kill_9_lose_no_message_and_double_none() {
 fn findings_and_andon_alerts_are_published_with_the_stations_retained_state() {
     let dir = tempfile::tempdir().unwrap();
     let broker = broker(dir.path());
-    let (token, hash) = jidoka::auth::new_token().unwrap();
+    let (token, hash) = jidoka_service::auth::new_token().unwrap();
     let config = dir.path().join("plant.toml");
     std::fs::write(
         &config,

@@ -10,11 +10,11 @@ use common::{http, jidoka_bin};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
-use jidoka::api::{AppState, ROUTES, router};
-use jidoka::auth::{Auth, Role, allows, new_token};
-use jidoka::config::Config;
-use jidoka::runtime::{Runtime, RuntimeParts};
 use jidoka_agents::{Router as AgentRouter, build_agents};
+use jidoka_service::api::{AppState, ROUTES, router};
+use jidoka_service::auth::{Auth, Role, allows, new_token};
+use jidoka_service::config::Config;
+use jidoka_service::runtime::{Runtime, RuntimeParts};
 use jidoka_store::{SqliteStore, Store};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -57,11 +57,11 @@ fn service(config: &Config) -> Service {
         view: Default::default(),
         findings: runtime.findings.clone(),
         master: config.load_master().expect("master data"),
-        narrator: config.narrative.clone().map(|n| Arc::new(jidoka::narrate::Narrator::new(n))),
+        narrator: config.narrative.clone().map(|n| Arc::new(jidoka_service::narrate::Narrator::new(n))),
     });
     // The dashboard's view of the line follows the log, as in `jidoka serve`.
     let (_, stop) = tokio::sync::watch::channel(false);
-    tokio::spawn(jidoka::dashboard::view::follow(state.store.clone(), state.view.clone(), stop));
+    tokio::spawn(jidoka_service::dashboard::view::follow(state.store.clone(), state.view.clone(), stop));
     Service { app: router(state, 1 << 20), runtime: Some(runtime), tokens, _dir: dir }
 }
 
@@ -548,20 +548,23 @@ fn replay_reproduces_stored_findings_and_notices_a_change() {
     write_events(&file, 400);
     let mut config = Config::default();
     config.store.data_dir = dir.path().join("data");
-    let rejected = jidoka::commands::import(config.clone(), std::slice::from_ref(&file), true).expect("import");
+    let rejected = jidoka_service::commands::import(config.clone(), std::slice::from_ref(&file), true).expect("import");
     assert_eq!(rejected, 0);
     let store = SqliteStore::open(config.store.data_dir.join("jidoka.sqlite")).expect("store");
     let stats = store.stats().expect("stats");
     assert_eq!(stats.events, 400);
     assert!(stats.findings > 50, "{stats:?}");
-    assert!(jidoka::commands::replay(config.clone(), true).expect("replay"), "replay must reproduce every finding");
+    assert!(
+        jidoka_service::commands::replay(config.clone(), true).expect("replay"),
+        "replay must reproduce every finding"
+    );
     // Importing again stores nothing new and changes no finding.
-    jidoka::commands::import(config.clone(), &[file], true).expect("re-import");
+    jidoka_service::commands::import(config.clone(), &[file], true).expect("re-import");
     assert_eq!(store.stats().expect("stats").events, 400);
     // Agents configured differently do not reproduce the log: replay says so.
     let mut changed = config.clone();
     changed.agents.torque_audit.enabled = false;
-    assert!(!jidoka::commands::replay(changed, true).expect("replay"));
+    assert!(!jidoka_service::commands::replay(changed, true).expect("replay"));
 }
 
 /// Start the binary and read stdout until it says where it listens; also collect the demo
@@ -848,7 +851,7 @@ fn a_corrupt_stored_event_becomes_a_finding_and_replay_agrees() {
     );
     assert_eq!(findings[2].severity, jidoka_model::Severity::Critical);
     assert!(findings[2].reason.contains("seq 3"));
-    assert!(jidoka::commands::replay(config, true).expect("replay"));
+    assert!(jidoka_service::commands::replay(config, true).expect("replay"));
 }
 
 #[test]
@@ -1315,16 +1318,16 @@ fn api_fuzzer_finds_no_server_error_and_no_undocumented_response() {
         .and_then(|n| n.trim().parse::<usize>().ok())
         .expect("a count of tested operations");
     // Every operation but the document itself.
-    assert!(tested >= jidoka::api::ROUTES.len() - 1, "{stdout}");
+    assert!(tested >= jidoka_service::api::ROUTES.len() - 1, "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn people_log_in_with_a_password_and_act_in_their_role() {
     let mut config = Config::default();
-    config.api.users.push(jidoka::auth::UserConfig {
+    config.api.users.push(jidoka_service::auth::UserConfig {
         name: "anna".into(),
         role: Role::Supervisor,
-        password_hash: jidoka::auth::hash_password("a long enough passphrase").expect("hash"),
+        password_hash: jidoka_service::auth::hash_password("a long enough passphrase").expect("hash"),
     });
     let svc = service(&config);
     let login = |password: &str| {
@@ -1363,7 +1366,7 @@ fn user_hash_prints_config_lines_that_log_in() {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(!text.contains("correct horse"), "the password is never printed");
     let config = Config::parse(&text).expect("valid configuration");
-    let auth = jidoka::auth::Auth::from_config(&[], &config.api.users);
+    let auth = jidoka_service::auth::Auth::from_config(&[], &config.api.users);
     assert_eq!(auth.login("anna", "correct horse battery staple").map(|(_, p)| p.role), Some(Role::QualityEngineer));
     // Too short a password is refused.
     let mut child = jidoka_bin()
@@ -1389,10 +1392,10 @@ async fn four_eyes_needs_two_different_people() {
     )
     .expect("valid policy");
     for (name, role) in [("anna", Role::QualityEngineer), ("ben", Role::Supervisor)] {
-        config.api.users.push(jidoka::auth::UserConfig {
+        config.api.users.push(jidoka_service::auth::UserConfig {
             name: name.into(),
             role,
-            password_hash: jidoka::auth::hash_password(&format!("{name}'s long passphrase")).expect("hash"),
+            password_hash: jidoka_service::auth::hash_password(&format!("{name}'s long passphrase")).expect("hash"),
         });
     }
     let mut svc = service(&config);
@@ -1466,7 +1469,7 @@ async fn ui_call(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_dashboard_route_checks_every_role() {
-    use jidoka::dashboard::{ROUTES as UI_ROUTES, csrf_of};
+    use jidoka_service::dashboard::{ROUTES as UI_ROUTES, csrf_of};
     let svc = service(&Config::default());
     for (method, path, perm) in UI_ROUTES {
         let uri = path.replace("{finding_id}", "F-x").replace("{action_id}", "A-x");

@@ -2,16 +2,17 @@
 //! torque` (accuracy on simulator ground truth and on the real data sets) and the SVG of a
 //! curve against its golden envelope.
 
-use crate::report::{Report, progress};
-use crate::simulate::load_plant;
 use anyhow::Context;
 use jidoka_agents::torque::features::{self, Features};
 use jidoka_agents::torque::golden::GoldenBatch;
 use jidoka_agents::torque::{Assessment, Auditor, TorqueAuditConfig};
 use jidoka_agents::{AgentsConfig, Router, build_agents};
 use jidoka_connectors::curves::{CurveRecord, expand, read_file};
-use jidoka_model::event::{Curve, OkNok};
+use jidoka_model::event::OkNok;
 use jidoka_model::{EventPayload, Finding, StoredEvent, TighteningResult, Verdict};
+use jidoka_service::curve_svg::svg;
+use jidoka_service::demo::load_plant;
+use jidoka_service::report::{Report, progress};
 use jidoka_sim::curve::{TighteningMode, tighten};
 use jidoka_sim::rng::Rng;
 use jidoka_sim::{CurveMode, Simulation};
@@ -41,7 +42,7 @@ pub struct AnalyzeArgs {
 fn audit_config(path: Option<&Path>) -> anyhow::Result<TorqueAuditConfig> {
     match path {
         None => Ok(TorqueAuditConfig::default()),
-        Some(p) => Ok(crate::config::Config::load(p)?.agents.torque_audit),
+        Some(p) => Ok(jidoka_service::config::Config::load(p)?.agents.torque_audit),
     }
 }
 
@@ -217,74 +218,6 @@ pub fn record_json(r: &CurveRecord, t: &TighteningResult, a: &Assessment) -> Val
         "features": a.features,
         "similar": a.similar,
     })
-}
-
-/// An SVG of `curve` (torque over the angle turned) with the golden envelope as a band.
-pub fn svg(curve: &Curve, envelope: Option<&[(f64, f64, f64)]>, title: &str) -> String {
-    let (w, h, m) = (640.0, 400.0, 48.0);
-    let sign = if curve.torque_nm.iter().copied().fold(0.0, f64::min).abs()
-        > curve.torque_nm.iter().copied().fold(0.0, f64::max)
-    {
-        -1.0
-    } else {
-        1.0
-    };
-    let a0 = curve.angle_deg.first().copied().unwrap_or(0.0);
-    let pts: Vec<(f64, f64)> =
-        curve.angle_deg.iter().zip(&curve.torque_nm).map(|(a, t)| ((a - a0).abs(), t * sign)).collect();
-    let env = envelope.unwrap_or(&[]);
-    let max_x = pts.iter().map(|p| p.0).chain(env.iter().map(|e| e.0)).fold(1e-9, f64::max);
-    let max_y = pts.iter().map(|p| p.1).chain(env.iter().map(|e| e.2)).fold(1e-9, f64::max) * 1.05;
-    let min_y = pts.iter().map(|p| p.1).fold(0.0, f64::min);
-    let x = |v: f64| m + (w - 2.0 * m) * v / max_x;
-    let y = |v: f64| h - m - (h - 2.0 * m) * (v - min_y) / (max_y - min_y).max(1e-9);
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{m}\" y=\"20\">{}</text>\n",
-        escape(title)
-    );
-    if !env.is_empty() {
-        let upper: Vec<String> = env.iter().map(|e| format!("{:.1},{:.1}", x(e.0), y(e.2))).collect();
-        let lower: Vec<String> = env.iter().rev().map(|e| format!("{:.1},{:.1}", x(e.0), y(e.1.max(min_y)))).collect();
-        s.push_str(&format!(
-            "<polygon points=\"{} {}\" fill=\"#9ecae1\" fill-opacity=\"0.5\" stroke=\"none\"><title>golden envelope (median ± 3 scale)</title></polygon>\n",
-            upper.join(" "),
-            lower.join(" ")
-        ));
-    }
-    // At most ~1,000 points: a long curve is decimated, keeping each bucket's extremes.
-    let step = (pts.len() / 500).max(1);
-    let mut line = Vec::with_capacity(pts.len() / step * 2 + 2);
-    for chunk in pts.chunks(step) {
-        let lo = chunk.iter().fold(chunk[0], |b, p| if p.1 < b.1 { *p } else { b });
-        let hi = chunk.iter().fold(chunk[0], |b, p| if p.1 > b.1 { *p } else { b });
-        for p in if lo.0 <= hi.0 { [lo, hi] } else { [hi, lo] } {
-            line.push(format!("{:.1},{:.1}", x(p.0), y(p.1)));
-        }
-    }
-    s.push_str(&format!(
-        "<polyline points=\"{}\" fill=\"none\" stroke=\"#d62728\" stroke-width=\"1.5\"/>\n",
-        line.join(" ")
-    ));
-    s.push_str(&format!(
-        "<line x1=\"{m}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"black\"/><line x1=\"{m}\" y1=\"{m}\" x2=\"{m}\" y2=\"{0}\" stroke=\"black\"/>\n",
-        h - m,
-        w - m
-    ));
-    s.push_str(&format!(
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">angle {:.0}°</text><text x=\"4\" y=\"{}\">{:.2} N·m</text><text x=\"4\" y=\"{}\">{:.2}</text>\n</svg>\n",
-        w - m,
-        h - m + 20.0,
-        max_x,
-        m,
-        max_y,
-        h - m,
-        min_y
-    ));
-    s
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -634,7 +567,7 @@ fn eval_drift_steps(args: &EvalArgs, report: &mut Report) -> anyhow::Result<()> 
     bar.finish_and_clear();
     delays.sort_by(f64::total_cmp);
     good_scores.sort_by(f64::total_cmp);
-    let pct = |p: f64| crate::report::percentile(&good_scores, p);
+    let pct = |p: f64| jidoka_service::report::percentile(&good_scores, p);
     report.add(
         "good_score_percentiles",
         "anomaly score of good simulated curves: p50 / p99 / p99.9 / max",
@@ -658,13 +591,13 @@ fn eval_drift_steps(args: &EvalArgs, report: &mut Report) -> anyhow::Result<()> 
         .add(
             "drift_step_delay_median",
             "drift step: tightenings to detection, median",
-            crate::report::percentile(&delays, 50.0),
+            jidoka_service::report::percentile(&delays, 50.0),
             "",
         )
         .add(
             "drift_step_delay_p95",
             "drift step: tightenings to detection, p95",
-            crate::report::percentile(&delays, 95.0),
+            jidoka_service::report::percentile(&delays, 95.0),
             "",
         )
         .add(
@@ -1014,15 +947,6 @@ mod tests {
         assert_eq!(rec, 0.5);
         assert!(fpr <= 0.05);
     }
-
-    #[test]
-    fn svg_draws_curve_and_envelope() {
-        let c = Curve { angle_deg: vec![0.0, 10.0, 20.0], torque_nm: vec![0.0, 5.0, 10.0], time_s: vec![] };
-        let s = svg(&c, Some(&[(5.0, 1.0, 3.0), (15.0, 6.0, 9.0)]), "a <b>");
-        assert!(
-            s.starts_with("<svg") && s.contains("<polyline") && s.contains("<polygon") && s.contains("a &lt;b&gt;")
-        );
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1138,7 +1062,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     ));
     let kib = |v: Option<u64>| v.map_or(Value::Null, |k| json!(k / 1024));
     report
-        .add("machine", "machine", crate::report::machine(), "")
+        .add("machine", "machine", jidoka_service::report::machine(), "")
         .add("curves", "curves", args.curves, "")
         .add("samples_per_curve", "samples per curve (mean)", mean_samples.round(), "")
         .add("curves_per_s", "throughput", (args.curves as f64 / elapsed).round(), "curves/s")
@@ -1149,8 +1073,8 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             "M samples/s",
         )
         .add("findings_per_1k", "findings per 1,000 curves", flagged as f64 * 1000.0 / args.curves.max(1) as f64, "")
-        .add("latency_p50_us", "one curve: p50", crate::report::percentile(&lat, 50.0), "µs")
-        .add("latency_p99_us", "one curve: p99", crate::report::percentile(&lat, 99.0), "µs")
+        .add("latency_p50_us", "one curve: p50", jidoka_service::report::percentile(&lat, 50.0), "µs")
+        .add("latency_p99_us", "one curve: p99", jidoka_service::report::percentile(&lat, 99.0), "µs")
         .add("latency_max_us", "one curve: max", lat.last().copied().unwrap_or(0.0), "µs")
         .add("rss_start_mib", "resident memory after warm-up", kib(rss_start), "MiB")
         .add("rss_at_10pct_mib", "resident memory at 10 % of the curves", kib(rss_mid), "MiB")

@@ -1,9 +1,9 @@
 //! `jidoka bench ...`: throughput and latency figures, printed as a table or JSON.
 
-use crate::config::RuntimeConfig;
-use crate::report::{Report, machine, percentile, progress};
-use crate::runtime::{Runtime, RuntimeParts};
 use jidoka_model::Event;
+use jidoka_service::config::RuntimeConfig;
+use jidoka_service::report::{Report, machine, percentile, progress};
+use jidoka_service::runtime::{Runtime, RuntimeParts, bench_runtime};
 use jidoka_store::{SqliteStore, Store};
 use serde_json::json;
 use std::path::PathBuf;
@@ -271,7 +271,7 @@ pub async fn sequence(args: SequenceArgs) -> anyhow::Result<()> {
         "--rate, --seconds, --units and --connections must be positive"
     );
     let mut rng = jidoka_sim::rng::Rng::new(1);
-    let master = crate::config::master_from(synthetic_master(args.bom_lines, args.ecos, &mut rng))?;
+    let master = jidoka_service::config::master_from(synthetic_master(args.bom_lines, args.ecos, &mut rng))?;
     let Some(master_data) = master.clone() else { anyhow::bail!("no master data") };
     // 1. Pure validation on one thread.
     let values = synthetic_events(&master_data, args.units, 50, &mut rng);
@@ -370,33 +370,14 @@ struct Served {
     _dir: tempfile::TempDir,
 }
 
-/// A runtime with default settings and no sinks on `store`, with `agents` (none: the writer
-/// alone, what ingest benchmarks measure).
-pub fn bench_runtime(
-    store: Arc<dyn Store>,
-    agents: Option<jidoka_agents::AgentsConfig>,
-    master: jidoka_agents::Master,
-) -> anyhow::Result<Runtime> {
-    Runtime::start(
-        store,
-        RuntimeParts {
-            runtime: RuntimeConfig::default(),
-            agents,
-            master,
-            sinks: Vec::new(),
-            governance: Default::default(),
-        },
-    )
-}
-
 async fn serve_for_bench(agents: jidoka_agents::AgentsConfig, master: jidoka_agents::Master) -> anyhow::Result<Served> {
-    use crate::api::{AppState, router};
+    use jidoka_service::api::{AppState, router};
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("jidoka.sqlite"))?);
     let runtime = bench_runtime(store.clone(), Some(agents.clone()), master.clone())?;
-    let mut auth = crate::auth::Auth::default();
-    let (token, _) = crate::auth::new_token()?;
-    auth.add_token(&token, "bench", crate::auth::Role::Agent);
+    let mut auth = jidoka_service::auth::Auth::default();
+    let (token, _) = jidoka_service::auth::new_token()?;
+    auth.add_token(&token, "bench", jidoka_service::auth::Role::Agent);
     let state = Arc::new(AppState {
         ingest: runtime.ingest(),
         store: store.clone(),
@@ -439,8 +420,8 @@ pub struct ApiArgs {
 
 /// The default plant's simulation of `units` units (seed 1, every curve) and its master data.
 fn default_plant(units: u64) -> anyhow::Result<(jidoka_sim::Simulation, jidoka_agents::Master)> {
-    let (plant, _) = crate::simulate::load_plant(None)?;
-    let master = crate::config::master_from(plant.master_data())?;
+    let (plant, _) = jidoka_service::demo::load_plant(None)?;
+    let master = jidoka_service::config::master_from(plant.master_data())?;
     Ok((jidoka_sim::Simulation::new(plant, 1, Some(units), jidoka_sim::CurveMode::All), master))
 }
 
@@ -750,7 +731,7 @@ pub struct DashboardArgs {
 /// `jidoka bench dashboard`: server time of each dashboard page (request in, page out,
 /// in-process, no network) with a store of `--findings` findings.
 pub async fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
-    use crate::api::{AppState, router};
+    use jidoka_service::api::{AppState, router};
     use tower::ServiceExt;
     let (mut sim, master) = default_plant(args.units)?;
     let dir = tempfile::tempdir()?;
@@ -791,7 +772,7 @@ pub async fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
                     f
                 })
                 .collect();
-            let actions = crate::governance::propose_all(&chunk, &policies);
+            let actions = jidoka_service::governance::propose_all(&chunk, &policies);
             fill_store.commit_findings("bench-fill", 0, &chunk, &actions)?;
             total += chunk.len();
             i += chunk.len();
@@ -800,11 +781,11 @@ pub async fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
         Ok((n_real, total))
     })
     .await??;
-    let mut auth = crate::auth::Auth::default();
-    let (supervisor, _) = crate::auth::new_token()?;
-    let (quality, _) = crate::auth::new_token()?;
-    auth.add_token(&supervisor, "bench-supervisor", crate::auth::Role::Supervisor);
-    auth.add_token(&quality, "bench-quality", crate::auth::Role::QualityEngineer);
+    let mut auth = jidoka_service::auth::Auth::default();
+    let (supervisor, _) = jidoka_service::auth::new_token()?;
+    let (quality, _) = jidoka_service::auth::new_token()?;
+    auth.add_token(&supervisor, "bench-supervisor", jidoka_service::auth::Role::Supervisor);
+    auth.add_token(&quality, "bench-quality", jidoka_service::auth::Role::QualityEngineer);
     let (findings_tx, _) = tokio::sync::broadcast::channel(16);
     let state = Arc::new(AppState {
         // Pages never ingest: the stopped runtime's handle is enough.
@@ -833,7 +814,7 @@ pub async fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
     // A full defect window for the Pareto page: the run's NCRs repeated under new ids.
     let real_ncrs = ncrs.len();
     if !ncrs.is_empty() {
-        let fill: Vec<jidoka_model::StoredEvent> = (0..crate::dashboard::view::DEFECT_WINDOW)
+        let fill: Vec<jidoka_model::StoredEvent> = (0..jidoka_service::dashboard::view::DEFECT_WINDOW)
             .map(|i| {
                 let mut e = ncrs[i % ncrs.len()].clone();
                 e.event.event_id = format!("{}-copy{i}", e.event.event_id);

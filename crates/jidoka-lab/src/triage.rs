@@ -2,8 +2,8 @@
 //! triage model scored on labelled files, the defect-pattern agent on the simulator's hidden
 //! root causes, and the speed of both.
 
-use crate::report::Report;
 use jidoka_agents::text::{Classifier, Example, TrainConfig, prepare, score};
+use jidoka_service::report::Report;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -631,8 +631,8 @@ fn matching_cause<'a>(run: &'a QualityRun, f: &jidoka_model::Finding) -> Option<
 /// The defect-pattern agent against the simulator's planted causes; NCR triage of uncoded
 /// NCRs against their true codes; a clean plant for false claims.
 pub fn eval_clusters(args: crate::eval::SimEvalArgs) -> anyhow::Result<()> {
-    let (plant, _) = crate::simulate::load_plant(args.plant.as_deref())?;
-    let bar = crate::report::progress(2, "eval clusters");
+    let (plant, _) = jidoka_service::demo::load_plant(args.plant.as_deref())?;
+    let bar = jidoka_service::report::progress(2, "eval clusters");
     let run = run_quality(plant.clone(), args.seed, args.units)?;
     bar.inc(1);
     let mut clean_plant = plant;
@@ -800,9 +800,9 @@ pub struct BenchTriageArgs {
 /// Training time, prediction throughput and latency of the text model; events/s and NCRs/s
 /// through the quality and Andon agents over a simulated run.
 pub fn bench_triage(args: BenchTriageArgs) -> anyhow::Result<()> {
-    use crate::report::percentile;
     use jidoka_model::EventPayload;
-    let (plant, _) = crate::simulate::load_plant(None)?;
+    use jidoka_service::report::percentile;
+    let (plant, _) = jidoka_service::demo::load_plant(None)?;
     // The simulated stream, kept in memory so only the agents are timed.
     let mut sim = jidoka_sim::Simulation::new(plant, args.seed, Some(args.units), jidoka_sim::CurveMode::None);
     let mut events = Vec::new();

@@ -553,7 +553,7 @@ pub(crate) fn curve_svg(finding: &jidoka_model::Finding, event: &jidoka_model::S
     let envelope: Option<Vec<(f64, f64, f64)>> = serde_json::from_value(finding.details["envelope"].clone()).ok();
     let title =
         format!("{} {} {}", finding.kind, finding.verdict.as_str(), finding.subject.joint.as_deref().unwrap_or(""));
-    Some(crate::torque::svg(curve, envelope.as_deref(), &title))
+    Some(crate::curve_svg::svg(curve, envelope.as_deref(), &title))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -699,3 +699,22 @@ fn deliver_pass(
         }
     }
 }
+
+/// A runtime with default settings and no sinks on `store`, with `agents` (none: the writer
+/// alone, what ingest benchmarks measure).
+pub fn bench_runtime(
+    store: Arc<dyn Store>,
+    agents: Option<jidoka_agents::AgentsConfig>,
+    master: jidoka_agents::Master,
+) -> anyhow::Result<Runtime> {
+    Runtime::start(
+        store,
+        RuntimeParts {
+            runtime: RuntimeConfig::default(),
+            agents,
+            master,
+            sinks: Vec::new(),
+            governance: Default::default(),
+        },
+    )
+}

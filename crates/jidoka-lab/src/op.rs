@@ -1,12 +1,11 @@
-//! Open Protocol in the service and on the command line: the controller link as a source
-//! (results appended through the runtime's durable ingest before they are acknowledged),
-//! `jidoka op decode` for captured telegrams, and `jidoka bench openprotocol`.
+//! Open Protocol on the command line: `jidoka op decode` for captured telegrams, and `jidoka
+//! bench openprotocol` (the service's controller link against the emulated controller).
 
-use crate::report::{Report, machine};
-use crate::runtime::{Ingest, IngestStore};
 use jidoka_connectors::openprotocol::client::{self, LinkStats, OpenProtocolSourceConfig};
 use jidoka_connectors::openprotocol::{self as op, Body, Telegram};
-use jidoka_connectors::reject::{RejectFile, RejectMemory};
+use jidoka_connectors::reject::RejectMemory;
+use jidoka_service::report::{Report, machine};
+use jidoka_service::runtime::IngestStore;
 use jidoka_store::{SqliteStore, Store};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -15,43 +14,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-/// Run one controller link until `stop`, resuming from its stored checkpoint; results that
-/// cannot be stored are kept in `<data-dir>/rejected/op-<name>.jsonl`.
-pub fn source(
-    cfg: OpenProtocolSourceConfig,
-    ingest: Ingest,
-    store: Arc<dyn Store>,
-    data_dir: &std::path::Path,
-    stop: Arc<AtomicBool>,
-) {
-    let checkpoint = match store.checkpoint(&cfg.checkpoint_name()) {
-        Ok(c) => c,
-        Err(err) => {
-            tracing::error!(source = %cfg.name, error = %err, "cannot read checkpoint; source not started");
-            return;
-        }
-    };
-    let path = RejectFile::path_for(data_dir, "op", &cfg.name);
-    let mut rejects = match RejectFile::open(&path) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(source = %cfg.name, error = %e, "cannot open the rejected-results file; source not started");
-            return;
-        }
-    };
-    let stats = LinkStats::default();
-    let mut sink = IngestStore { ingest, checkpoint_name: cfg.checkpoint_name() };
-    client::run(&cfg, &mut sink, &mut rejects, checkpoint, &stop, &stats);
-    tracing::info!(
-        source = %cfg.name,
-        stored = LinkStats::get(&stats.results_stored),
-        duplicates = LinkStats::get(&stats.duplicates),
-        recovered = LinkStats::get(&stats.recovered),
-        rejected = LinkStats::get(&stats.rejected),
-        "open protocol link stopped"
-    );
-}
 
 #[derive(Debug, clap::Args)]
 pub struct DecodeArgs {
@@ -218,7 +180,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     // End to end through the link.
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("jidoka.sqlite"))?);
-    let runtime = crate::bench::bench_runtime(store.clone(), None, None)?;
+    let runtime = jidoka_service::runtime::bench_runtime(store.clone(), None, None)?;
     let emulator = jidoka_sim::controller::EmulatorConfig { link_ack: args.link_ack, ..Default::default() };
     let controller = jidoka_sim::controller::Controller::start("127.0.0.1:0", emulator)?;
     let mut cfg = OpenProtocolSourceConfig::new("bench", &controller.addr().to_string(), "ST010");

@@ -1067,7 +1067,7 @@ async fn audit(
     let reference = q.reference.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
     let filter = reference.clone();
     let loaded = with_store(&state, move |st| {
-        let verdict = if verify { Some(crate::commands::verify_chain(st)?) } else { None };
+        let verdict = if verify { Some(crate::audit::verify_chain(st)?) } else { None };
         if let Some(r) = &filter {
             return Ok((verdict, st.audit_of(r, 1000)?));
         }
@@ -1170,7 +1170,7 @@ async fn audit_export(
     let store = state.store.clone();
     let out = tokio::task::spawn_blocking(move || {
         let mut buf = Vec::new();
-        crate::commands::write_audit(store.as_ref(), from, to, &mut buf).map(|_| buf)
+        crate::audit::write_audit(store.as_ref(), from, to, &mut buf).map(|_| buf)
     })
     .await;
     match out {

@@ -1,11 +1,11 @@
 //! `jidoka eval ...`: accuracy measured on data, never asserted. Each evaluation prints a
 //! table (or one JSON object with `--json`).
 
-use crate::report::{Report, progress};
-use crate::simulate::load_plant;
 use jidoka_agents::{AgentsConfig, Router, build_agents};
 use jidoka_model::event::OkNok;
 use jidoka_model::{EventPayload, Finding, StoredEvent};
+use jidoka_service::demo::load_plant;
+use jidoka_service::report::{Report, progress};
 use jidoka_sim::{CurveMode, Simulation};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -44,7 +44,7 @@ struct SequenceRun {
 }
 
 fn run_sequence(plant: jidoka_sim::Plant, seed: u64, units: u64) -> anyhow::Result<SequenceRun> {
-    let master = crate::config::master_from(plant.master_data())?;
+    let master = jidoka_service::config::master_from(plant.master_data())?;
     let mut router = Router::new(build_agents(&AgentsConfig::default(), &master));
     let mut sim = Simulation::new(plant, seed, Some(units), CurveMode::None);
     let mut run = SequenceRun { truth: Vec::new(), findings: Vec::new(), nok: HashSet::new() };

@@ -4,8 +4,8 @@
 use crate::api::{self, AppState};
 use crate::auth::{Auth, Role};
 use crate::config::Config;
+use crate::demo::DemoFeed;
 use crate::runtime::{Ingest, Runtime, RuntimeParts};
-use crate::simulate::DemoFeed;
 use anyhow::Context;
 use jidoka_agents::{Router, build_agents};
 use jidoka_connectors::jsonl::{Position, read_chunk};
@@ -14,7 +14,7 @@ use jidoka_store::{Checkpoint, SqliteStore, Store};
 use std::future::IntoFuture;
 use std::io::{BufReader, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -48,6 +48,72 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down: draining in-flight work");
+}
+
+/// What `jidoka demo` was asked for.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    /// Plant time runs this many times faster than real time.
+    pub speed: f64,
+    pub seed: u64,
+    /// Stop feeding after this many units (`None`: until stopped).
+    pub units: Option<u64>,
+    /// Plant description; `None`: the embedded default.
+    pub plant: Option<PathBuf>,
+}
+
+/// `jidoka demo`: the simulated plant feeding all agents, with one-time logins printed for the
+/// roles a plant has, until a shutdown signal.
+pub async fn demo(options: DemoOptions) -> anyhow::Result<()> {
+    let DemoOptions { data_dir, listen, speed, seed, units, plant } = options;
+    anyhow::ensure!(speed > 0.0 && speed.is_finite(), "--speed must be a positive number");
+    let (plant, _) = crate::demo::load_plant(plant.as_deref())?;
+    let mut config = Config::default();
+    config.store.data_dir = data_dir.clone();
+    config.api.listen = listen;
+    config.sinks.push(jidoka_connectors::SinkConfig::Jsonl(jidoka_connectors::JsonlSinkConfig {
+        name: "demo-mes-outbox".into(),
+        path: data_dir.join("mes-actions.jsonl"),
+        kinds: Vec::new(),
+    }));
+    let mut logins = Vec::new();
+    std::fs::create_dir_all(&data_dir)?;
+    println!(
+        "jidoka demo: {} ({} JPH, {} stations), seed {seed}, {speed}x real time, data in {}",
+        plant.line.name,
+        plant.line.jph,
+        plant.stations.len(),
+        data_dir.display()
+    );
+    println!("one-time API tokens for this run (valid until it stops):");
+    for role in [Role::Admin, Role::Supervisor, Role::QualityEngineer, Role::Operator] {
+        let (token, _) = crate::auth::new_token()?;
+        println!("  {:<17} {token}", role.as_str());
+        logins.push((token, format!("demo-{}", role.as_str()), role));
+    }
+    // People sign in to the dashboard with a password, as in a plant; two supervisors
+    // so four-eyes approvals can be tried.
+    println!("one-time dashboard logins for this run (user  password):");
+    for (name, role) in [
+        ("demo-supervisor", Role::Supervisor),
+        ("demo-supervisor-2", Role::Supervisor),
+        ("demo-quality", Role::QualityEngineer),
+        ("demo-operator", Role::Operator),
+        ("demo-admin", Role::Admin),
+    ] {
+        let password = crate::auth::new_password()?;
+        println!("  {name:<17} {password}");
+        config.api.users.push(crate::auth::UserConfig {
+            name: name.into(),
+            role,
+            password_hash: crate::auth::hash_password(&password)?,
+        });
+    }
+    let ground_truth = data_dir.join("ground_truth.jsonl");
+    let feed = DemoFeed { plant, seed, speed, units, ground_truth };
+    serve(config, logins, Some(feed)).await
 }
 
 /// Run until a shutdown signal. `extra_tokens` are added to the configured ones (demo logins).
@@ -126,7 +192,7 @@ pub async fn serve(
                 source_threads.push(
                     std::thread::Builder::new()
                         .name(format!("source-{}", c.name))
-                        .spawn(move || crate::op::source(c, ingest, store, &data_dir, stop))?,
+                        .spawn(move || crate::op_link::source(c, ingest, store, &data_dir, stop))?,
                 );
             }
             SourceConfig::Mqtt(c) => {
@@ -136,7 +202,7 @@ pub async fn serve(
                 source_threads.push(
                     std::thread::Builder::new()
                         .name(format!("source-{}", c.name))
-                        .spawn(move || crate::mqtt::source(c, ingest, &data_dir, stop, stats))?,
+                        .spawn(move || crate::mqtt_link::source(c, ingest, &data_dir, stop, stats))?,
                 );
             }
         }
@@ -149,14 +215,14 @@ pub async fn serve(
             source_threads.push(
                 std::thread::Builder::new()
                     .name(format!("findings-{}", c.name))
-                    .spawn(move || crate::mqtt::publish_findings(c, store, stop))?,
+                    .spawn(move || crate::mqtt_link::publish_findings(c, store, stop))?,
             );
         }
     }
     let feed = demo.map(|d| {
         let ingest = runtime.ingest();
         tokio::spawn(async move {
-            if let Err(err) = crate::simulate::run_demo(ingest, d).await {
+            if let Err(err) = crate::demo::run_demo(ingest, d).await {
                 tracing::error!(error = %err, "demo feed stopped");
             }
         })
