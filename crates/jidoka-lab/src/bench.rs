@@ -395,8 +395,10 @@ async fn serve_for_bench(agents: jidoka_agents::AgentsConfig, master: jidoka_age
     let app = router(state, 1 << 26);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
+    let metrics = runtime.metrics.clone();
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
+        let limits = jidoka_service::http::HttpLimits::default();
+        let _ = jidoka_service::http::serve(listener, app, limits, metrics, std::future::pending()).await;
     });
     Ok(Served { addr, token, runtime, server, _dir: dir })
 }

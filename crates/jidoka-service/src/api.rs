@@ -121,6 +121,10 @@ pub(crate) async fn with_store<T: Send + 'static>(
 }
 
 /// Build the router with every route and its permission.
+/// The largest body of a route that reads it before it knows who is asking (sign-in) or that
+/// takes a form: a few KiB is plenty, and a stranger cannot make the service hold megabytes.
+pub const SMALL_BODY_BYTES: usize = 16 * 1024;
+
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     let guarded = |perm: Permission| middleware::from_fn_with_state((state.clone(), perm), require);
     let api = Router::new()
@@ -142,7 +146,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/openapi.json", get(openapi))
-        .route("/api/login", post(login))
+        .route("/api/login", post(login).layer(DefaultBodyLimit::max(SMALL_BODY_BYTES)))
         .route("/metrics", get(metrics))
         .merge(api)
         .merge(crate::dashboard::router())
@@ -321,7 +325,12 @@ fn body_items(headers: &HeaderMap, body: &[u8]) -> ApiResult<(Vec<Result<Value, 
     }
 }
 
-async fn ingest(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+async fn ingest(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let (items, single) = body_items(&headers, &body)?;
     if items.len() > state.max_batch_events {
         return Err(ApiError::new(
@@ -333,10 +342,20 @@ async fn ingest(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
     let mut results: Vec<Value> = Vec::with_capacity(items.len());
     let mut events = Vec::new();
     let mut positions = Vec::new();
+    let mut forbidden_sources = 0;
     for (idx, item) in items.into_iter().enumerate() {
         let parsed = item
             .map_err(|reason| jidoka_model::EventError::new("$", reason))
-            .and_then(|v| Event::parse(v, received_at));
+            .and_then(|v| Event::parse(v, received_at))
+            .and_then(|ev| {
+                if principal.may_write(&ev.source) {
+                    Ok(ev)
+                } else {
+                    forbidden_sources += 1;
+                    let reason = format!("token `{}` may not write source `{}`", principal.name, ev.source);
+                    Err(jidoka_model::EventError::new("source", reason))
+                }
+            });
         match parsed {
             Ok(ev) => {
                 positions.push(idx);
@@ -350,6 +369,10 @@ async fn ingest(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
     let rejected_invalid = results.len() - events.len();
     if rejected_invalid > 0 {
         state.metrics.events_rejected.fetch_add(rejected_invalid as u64, Relaxed);
+    }
+    if single && forbidden_sources == 1 {
+        let reason = results[0]["error"]["reason"].as_str().unwrap_or("").to_string();
+        return Err(ApiError::new("forbidden", format!("source: {reason}")).field("source"));
     }
     if single && rejected_invalid == 1 {
         let err = &results[0]["error"];
@@ -377,7 +400,7 @@ async fn ingest(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
             }
         })?
     };
-    let (mut stored, mut duplicates, mut rejected) = (0, 0, rejected_invalid);
+    let (mut stored, mut duplicates, mut conflicts, mut rejected) = (0, 0, 0, rejected_invalid);
     for (idx, outcome) in positions.into_iter().zip(outcomes) {
         results[idx] = match outcome {
             AppendOutcome::Stored { seq, event_id } => {
@@ -388,15 +411,30 @@ async fn ingest(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
                 duplicates += 1;
                 json!({"index": idx, "status": "duplicate", "seq": seq, "event_id": event_id})
             }
+            AppendOutcome::Conflict { seq, event_id, field } => {
+                conflicts += 1;
+                json!({"index": idx, "status": "conflict", "seq": seq, "event_id": event_id,
+                       "error": {"field": field, "reason": format!(
+                           "this source transaction is already stored at seq {seq} with a different `{field}`; \
+                            it was not stored")}})
+            }
             AppendOutcome::Rejected { error } => {
                 rejected += 1;
                 json!({"index": idx, "status": "rejected", "error": {"field": error.field, "reason": error.reason}})
             }
         };
     }
-    let status =
-        if rejected > 0 && stored + duplicates == 0 { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-    let body = json!({"stored": stored, "duplicates": duplicates, "rejected": rejected, "results": results});
+    let status = if stored + duplicates > 0 {
+        StatusCode::OK
+    } else if conflicts > 0 {
+        StatusCode::CONFLICT
+    } else if rejected > 0 {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let body = json!({"stored": stored, "duplicates": duplicates, "conflicts": conflicts, "rejected": rejected,
+                      "results": results});
     Ok((status, Json(body)).into_response())
 }
 

@@ -9,7 +9,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -99,12 +99,21 @@ pub struct TokenConfig {
     /// Environment variable that holds the token itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<String>,
+    /// The event sources this token may write (`source` of each event); empty: any. Bind a
+    /// controller's or gateway's token to its own sources so no other token can forge them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
 }
 
 impl TokenConfig {
     pub fn validate(&self, path: &str, errors: &mut Vec<(String, String)>) {
         if self.name.trim().is_empty() {
             errors.push((format!("{path}.name"), "must not be empty".into()));
+        }
+        for (i, source) in self.sources.iter().enumerate() {
+            if source.trim().is_empty() {
+                errors.push((format!("{path}.sources[{i}]"), "must not be empty".into()));
+            }
         }
         match (&self.sha256, &self.env) {
             (Some(_), Some(_)) | (None, None) => {
@@ -168,6 +177,8 @@ pub struct Principal {
     pub role: Role,
     /// Logged in with a password (a person), rather than holding an API token.
     pub session: bool,
+    /// The event sources it may write; `None`: any.
+    pub sources: Option<Arc<[String]>>,
 }
 
 impl Principal {
@@ -175,6 +186,11 @@ impl Principal {
     /// an API token, so a token can never pass for a person.
     pub fn actor(&self) -> String {
         if self.session { format!("user:{}", self.name) } else { format!("token:{}", self.name) }
+    }
+
+    /// Whether it may append events under `source`.
+    pub fn may_write(&self, source: &str) -> bool {
+        self.sources.as_ref().is_none_or(|allowed| allowed.iter().any(|s| s == source))
     }
 }
 
@@ -206,7 +222,8 @@ impl Auth {
             auth.users.insert(u.name.clone(), (u.password_hash.clone(), u.role));
         }
         for t in tokens {
-            let principal = Principal { name: t.name.clone(), role: t.role, session: false };
+            let sources = (!t.sources.is_empty()).then(|| Arc::from(t.sources.clone()));
+            let principal = Principal { name: t.name.clone(), role: t.role, session: false, sources };
             if let Some(h) = &t.sha256
                 && let Ok(bytes) = hex::decode(h)
                 && let Ok(arr) = <[u8; 32]>::try_from(bytes.as_slice())
@@ -222,7 +239,7 @@ impl Auth {
     }
 
     pub fn add_token(&mut self, token: &str, name: &str, role: Role) {
-        self.by_hash.insert(digest(token), Principal { name: name.into(), role, session: false });
+        self.by_hash.insert(digest(token), Principal { name: name.into(), role, session: false, sources: None });
     }
 
     /// The principal of an API token or of a live login session.
@@ -246,7 +263,7 @@ impl Auth {
             PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok());
         let role = role.filter(|_| ok)?;
         let (token, _) = new_token().ok()?;
-        let principal = Principal { name: user.to_string(), role, session: true };
+        let principal = Principal { name: user.to_string(), role, session: true, sources: None };
         let now = Instant::now();
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         sessions.retain(|_, (_, until)| *until > now);
@@ -291,7 +308,13 @@ mod tests {
         let (token, hash) = new_token().expect("token");
         assert!(token.starts_with("jdk_") && token.len() == 68);
         let auth = Auth::from_config(
-            &[TokenConfig { name: "qe".into(), role: Role::QualityEngineer, sha256: Some(hash), env: None }],
+            &[TokenConfig {
+                name: "qe".into(),
+                role: Role::QualityEngineer,
+                sha256: Some(hash),
+                env: None,
+                sources: Vec::new(),
+            }],
             &[],
         );
         assert_eq!(auth.authenticate(&token).map(|p| p.role), Some(Role::QualityEngineer));

@@ -48,6 +48,18 @@ pub fn import(config: Config, files: &[PathBuf], json: bool) -> anyhow::Result<u
                     match outcome {
                         AppendOutcome::Stored { .. } => stored += 1,
                         AppendOutcome::Duplicate { .. } => duplicates += 1,
+                        AppendOutcome::Conflict { seq, field, .. } => {
+                            rejected += 1;
+                            if shown < 20 {
+                                bar.suspend(|| {
+                                    eprintln!(
+                                        "{}:{line}: {field}: this source transaction is already stored at seq {seq} with other content",
+                                        path.display()
+                                    )
+                                });
+                                shown += 1;
+                            }
+                        }
                         AppendOutcome::Rejected { error } => {
                             rejected += 1;
                             if shown < 20 {

@@ -80,6 +80,43 @@ pub struct ApiConfig {
     /// People who log in with a password (`POST /api/login`).
     #[serde(default)]
     pub users: Vec<crate::auth::UserConfig>,
+    /// Open HTTP connections at once, all peers together (lowered to fit the open-file limit).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Open HTTP connections at once from one address.
+    #[serde(default = "default_max_connections_per_peer")]
+    pub max_connections_per_peer: usize,
+    /// A connection that sends no complete request head for this long is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_seconds: u64,
+    /// A request whose body has not arrived and been answered within this time gets 408.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_seconds: u64,
+}
+
+fn default_max_connections() -> usize {
+    crate::http::HttpLimits::default().max_connections
+}
+fn default_max_connections_per_peer() -> usize {
+    crate::http::HttpLimits::default().max_connections_per_peer
+}
+fn default_idle_timeout() -> u64 {
+    crate::http::HttpLimits::default().idle_timeout.as_secs()
+}
+fn default_request_timeout() -> u64 {
+    crate::http::HttpLimits::default().request_timeout.as_secs()
+}
+
+impl ApiConfig {
+    /// The listener's limits as configured.
+    pub fn http_limits(&self) -> crate::http::HttpLimits {
+        crate::http::HttpLimits {
+            max_connections: self.max_connections,
+            max_connections_per_peer: self.max_connections_per_peer,
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_seconds),
+            request_timeout: std::time::Duration::from_secs(self.request_timeout_seconds),
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -103,6 +140,10 @@ impl Default for ApiConfig {
             max_body_bytes: default_max_body(),
             max_batch_events: default_max_batch(),
             metrics_open_to_loopback: true,
+            max_connections: default_max_connections(),
+            max_connections_per_peer: default_max_connections_per_peer(),
+            idle_timeout_seconds: default_idle_timeout(),
+            request_timeout_seconds: default_request_timeout(),
             tokens: Vec::new(),
             users: Vec::new(),
         }
@@ -308,6 +349,18 @@ impl Config {
         }
         if !(1..=1_000_000).contains(&self.api.max_batch_events) {
             errors.push(("api.max_batch_events".into(), "must be between 1 and 1000000".into()));
+        }
+        if !(1..=1_000_000).contains(&self.api.max_connections) {
+            errors.push(("api.max_connections".into(), "must be between 1 and 1000000".into()));
+        }
+        if !(1..=self.api.max_connections.max(1)).contains(&self.api.max_connections_per_peer) {
+            errors.push(("api.max_connections_per_peer".into(), "must be between 1 and api.max_connections".into()));
+        }
+        if !(1..=3600).contains(&self.api.idle_timeout_seconds) {
+            errors.push(("api.idle_timeout_seconds".into(), "must be between 1 and 3600".into()));
+        }
+        if !(1..=3600).contains(&self.api.request_timeout_seconds) {
+            errors.push(("api.request_timeout_seconds".into(), "must be between 1 and 3600".into()));
         }
         let mut user_names = HashSet::new();
         for (idx, user) in self.api.users.iter().enumerate() {

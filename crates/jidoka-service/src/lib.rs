@@ -3,7 +3,8 @@
 //! Code map: [`config`] (TOML → validated config), [`runtime`] (writer, agent router, outbox
 //! threads; [`runtime::bench_runtime`] starts a bare one for tests and benchmarks),
 //! [`governance`] (findings → proposed actions), [`api`] + [`auth`] (HTTP and roles),
-//! [`openapi`] (the document of every route), [`dashboard`] (the supervisor dashboard under
+//! [`openapi`] (the document of every route), [`http`] (the listener: connection caps, idle and
+//! request timeouts), [`dashboard`] (the supervisor dashboard under
 //! `/ui`), [`server`] (serve / demo), [`op_link`] and [`mqtt_link`] (the Open Protocol and MQTT
 //! source threads, the findings publisher), [`demo`] (the simulated plant behind `jidoka
 //! demo`), [`commands`] (import, replay, token), [`audit`] (chain verification and export, for
@@ -22,6 +23,7 @@ pub mod curve_svg;
 pub mod dashboard;
 pub mod demo;
 pub mod governance;
+pub mod http;
 pub mod images;
 pub mod metrics;
 pub mod mqtt_link;

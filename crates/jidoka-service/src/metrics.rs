@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub struct Metrics {
     pub events_stored: AtomicU64,
     pub events_duplicate: AtomicU64,
+    /// Redeliveries whose content differed from the stored event (refused).
+    pub events_conflict: AtomicU64,
     pub events_rejected: AtomicU64,
     pub ingest_requests: AtomicU64,
     pub group_commits: AtomicU64,
@@ -26,6 +28,8 @@ pub struct Metrics {
     pub http_requests: AtomicU64,
     pub http_client_errors: AtomicU64,
     pub http_server_errors: AtomicU64,
+    /// What the HTTP listener turned away.
+    pub http: crate::http::HttpStats,
     findings: Mutex<BTreeMap<(String, Verdict), u64>>,
 }
 
@@ -57,6 +61,12 @@ impl Metrics {
             "Redelivered events absorbed by idempotency.",
             "counter",
             self.events_duplicate.load(Relaxed),
+        );
+        counter(
+            "jidoka_events_conflict_total",
+            "Redelivered source transactions refused because their content differed from the stored event.",
+            "counter",
+            self.events_conflict.load(Relaxed),
         );
         counter(
             "jidoka_events_rejected_total",
@@ -115,6 +125,30 @@ impl Metrics {
             self.delivery_failures.load(Relaxed),
         );
         counter("jidoka_http_requests_total", "HTTP requests served.", "counter", self.http_requests.load(Relaxed));
+        counter(
+            "jidoka_http_connections_refused_total",
+            "HTTP connections closed on accept: over the total cap.",
+            "counter",
+            self.http.refused_total_cap.load(Relaxed),
+        );
+        counter(
+            "jidoka_http_connections_refused_peer_total",
+            "HTTP connections closed on accept: over the per-address cap.",
+            "counter",
+            self.http.refused_peer_cap.load(Relaxed),
+        );
+        counter(
+            "jidoka_http_request_timeouts_total",
+            "HTTP requests answered 408: body or answer slower than the request timeout.",
+            "counter",
+            self.http.request_timeouts.load(Relaxed),
+        );
+        counter(
+            "jidoka_http_accept_errors_total",
+            "Failed accepts (out of file descriptors, network errors).",
+            "counter",
+            self.http.accept_errors.load(Relaxed),
+        );
         counter(
             "jidoka_http_client_errors_total",
             "HTTP responses with a 4xx status.",

@@ -155,6 +155,11 @@ fn operation(method: &str, path: &str) -> Value {
         // per-event results.
         op["responses"]["422"] = json!({"description": "nothing stored", "content": {"application/json": {"schema": {
             "oneOf": [{"$ref": "#/components/schemas/Error"}, {"$ref": "#/components/schemas/IngestResult"}]}}}});
+        // Every event a redelivery of a stored source transaction with other content.
+        op["responses"]["409"] = json!({"description": "nothing stored: conflicting redeliveries", "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/IngestResult"}}}});
+        op["responses"]["403"] = json!({"description": "the token may not write this event's source", "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     }
     if !open {
         op["security"] = json!([{"bearer": []}]);
@@ -182,8 +187,8 @@ pub fn document() -> Value {
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object",
                     "required": ["code", "message"],
                     "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}}},
-                "IngestResult": {"type": "object", "required": ["stored", "duplicates", "rejected", "results"],
-                    "properties": {"stored": {"type": "integer"}, "duplicates": {"type": "integer"}, "rejected": {"type": "integer"},
+                "IngestResult": {"type": "object", "required": ["stored", "duplicates", "conflicts", "rejected", "results"],
+                    "properties": {"stored": {"type": "integer"}, "duplicates": {"type": "integer"}, "conflicts": {"type": "integer"}, "rejected": {"type": "integer"},
                         "results": {"type": "array", "items": {"type": "object"}}}},
                 "Login": {"type": "object", "additionalProperties": false, "required": ["user", "password"],
                     "properties": {"user": {"type": "string", "maxLength": 200}, "password": {"type": "string", "maxLength": 1024}}},

@@ -136,6 +136,9 @@ impl jidoka_connectors::ResultStore for IngestStore {
             .map(|o| match o {
                 AppendOutcome::Stored { .. } => Stored::Stored,
                 AppendOutcome::Duplicate { .. } => Stored::Duplicate,
+                AppendOutcome::Conflict { seq, field, .. } => Stored::Rejected(format!(
+                    "{field}: this source transaction is already stored at seq {seq} with other content"
+                )),
                 AppendOutcome::Rejected { error } => Stored::Rejected(error.to_string()),
             })
             .collect())
@@ -390,6 +393,10 @@ fn writer_loop(ctx: WriterContext, mut rx: mpsc::Receiver<WriterMsg>) {
                         }
                         AppendOutcome::Duplicate { .. } => {
                             metrics.events_duplicate.fetch_add(1, Relaxed);
+                        }
+                        AppendOutcome::Conflict { seq, field, .. } => {
+                            metrics.events_conflict.fetch_add(1, Relaxed);
+                            tracing::warn!(seq, field = %field, "a redelivered source transaction differs from the stored one; refused");
                         }
                         AppendOutcome::Rejected { .. } => {
                             metrics.events_rejected.fetch_add(1, Relaxed);

@@ -11,9 +11,7 @@ use jidoka_agents::{Router, build_agents};
 use jidoka_connectors::jsonl::{Position, read_chunk};
 use jidoka_connectors::{FileSourceConfig, SourceConfig};
 use jidoka_store::{Checkpoint, SqliteStore, Store};
-use std::future::IntoFuture;
 use std::io::{BufReader, Seek, SeekFrom, Write};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,8 +20,17 @@ use std::time::Duration;
 /// How long in-flight HTTP requests may take to finish after a shutdown signal.
 const HTTP_DRAIN: Duration = Duration::from_secs(30);
 
+/// Open (or create) the store in `data_dir`. The folder is made readable by its owner only: it
+/// holds every event, finding and audit record of the plant.
 pub fn open_store(data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
     std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data folder {}", data_dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(err) = std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)) {
+            tracing::warn!(dir = %data_dir.display(), error = %err, "cannot make the data folder private to its owner");
+        }
+    }
     let store = SqliteStore::open(data_dir.join("jidoka.sqlite"))?;
     Ok(Arc::new(store))
 }
@@ -231,14 +238,13 @@ pub async fn serve(
     // Drain in-flight requests after the signal, but not for ever: a client that stalls
     // mid-request must not keep the plant's service from stopping.
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // Live dashboard streams would hold the drain open until its deadline.
-            closing_view.close();
-            let _ = signalled_tx.send(());
-        })
-        .into_future();
+    let limits = config.api.http_limits().fitted_to_open_files();
+    let server = crate::http::serve(listener, app, limits, runtime.metrics.clone(), async move {
+        shutdown_signal().await;
+        // Live dashboard streams would hold the drain open until its deadline.
+        closing_view.close();
+        let _ = signalled_tx.send(());
+    });
     tokio::select! {
         result = server => result?,
         _ = async {
@@ -423,5 +429,22 @@ fn file_source(config: FileSourceConfig, ingest: Ingest, store: Arc<dyn Store>, 
             }
             pause(poll);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Regression: the data folder was created world-readable (0755), so any account on the
+    /// line PC could read the plant's events, findings and audit trail.
+    #[cfg(unix)]
+    #[test]
+    fn the_data_folder_is_private_to_its_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("plant");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let _store = super::open_store(&data).unwrap();
+        assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
     }
 }

@@ -63,8 +63,11 @@ pub struct AppendBatch<'a> {
 pub enum AppendOutcome {
     /// Newly stored at this position.
     Stored { seq: u64, event_id: String },
-    /// Already stored (same source and source transaction id): not stored again.
+    /// Already stored (same source and source transaction id, same content): not stored again.
     Duplicate { seq: u64, event_id: String },
+    /// The source transaction is already stored at `seq` with other content (first differing
+    /// field: `field`): refused, since keeping either silently would hide the other.
+    Conflict { seq: u64, event_id: String, field: String },
     /// Not stored.
     Rejected { error: EventError },
 }

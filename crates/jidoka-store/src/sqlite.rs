@@ -287,6 +287,50 @@ fn to_json<T: Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Database(format!("cannot encode record: {e}")))
 }
 
+/// Where a redelivered event (same source and source transaction) differs from the one stored:
+/// the path of the first differing field, or `None` when it is the same event. What the
+/// service derives at ingest (`data.image_hash`) and when it arrived do not count.
+fn redelivery_difference(ev: &Event, stored_occurred_at: &str, stored_payload: &str) -> Option<String> {
+    let new_payload = ev.payload_json();
+    if new_payload == stored_payload {
+        return (rfc3339::format(&ev.occurred_at) != stored_occurred_at).then(|| "occurred_at".to_string());
+    }
+    let parse = |text: &str| {
+        let mut v: serde_json::Value = serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
+        if let Some(data) = v.get_mut("data").and_then(|d| d.as_object_mut()) {
+            data.remove("image_hash");
+        }
+        v
+    };
+    let (old, new) = (parse(stored_payload), parse(&new_payload));
+    if let Some(path) = first_difference(&old, &new, String::new()) {
+        return Some(path);
+    }
+    (rfc3339::format(&ev.occurred_at) != stored_occurred_at).then(|| "occurred_at".to_string())
+}
+
+/// The path (`data.final_torque_nm`, `data.curve.torque_nm[3]`) of the first place two JSON
+/// values differ, in key order.
+fn first_difference(a: &serde_json::Value, b: &serde_json::Value, path: String) -> Option<String> {
+    use serde_json::Value;
+    let join = |key: &str| if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().find_map(|k| match (x.get(k), y.get(k)) {
+                (Some(p), Some(q)) => first_difference(p, q, join(k)),
+                _ => Some(join(k)),
+            })
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            let diff =
+                x.iter().zip(y).enumerate().find_map(|(i, (p, q))| first_difference(p, q, format!("{path}[{i}]")));
+            diff.or_else(|| (x.len() != y.len()).then(|| format!("{path}[{}]", x.len().min(y.len()))))
+        }
+        _ => (a != b).then(|| if path.is_empty() { "payload".to_string() } else { path }),
+    }
+}
+
 fn append_one(tx: &rusqlite::Transaction<'_>, ev: &Event) -> Result<AppendOutcome> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO events (event_id, source, source_txn_id, correlation_id, kind, vin, occurred_at, received_at, payload)
@@ -306,11 +350,17 @@ fn append_one(tx: &rusqlite::Transaction<'_>, ev: &Event) -> Result<AppendOutcom
     if inserted == 1 {
         return Ok(AppendOutcome::Stored { seq: tx.last_insert_rowid() as u64, event_id: ev.event_id.clone() });
     }
-    let mut by_txn = tx.prepare_cached("SELECT seq, event_id FROM events WHERE source = ?1 AND source_txn_id = ?2")?;
-    let existing: Option<(i64, String)> =
-        by_txn.query_row(params![ev.source, ev.source_txn_id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+    let mut by_txn = tx.prepare_cached(
+        "SELECT seq, event_id, occurred_at, payload FROM events WHERE source = ?1 AND source_txn_id = ?2",
+    )?;
+    let existing: Option<(i64, String, String, String)> = by_txn
+        .query_row(params![ev.source, ev.source_txn_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .optional()?;
     Ok(match existing {
-        Some((seq, event_id)) => AppendOutcome::Duplicate { seq: seq as u64, event_id },
+        Some((seq, event_id, occurred_at, payload)) => match redelivery_difference(ev, &occurred_at, &payload) {
+            None => AppendOutcome::Duplicate { seq: seq as u64, event_id },
+            Some(field) => AppendOutcome::Conflict { seq: seq as u64, event_id, field },
+        },
         None => AppendOutcome::Rejected {
             error: EventError::new(
                 "event_id",
@@ -839,7 +889,9 @@ impl Store for SqliteStore {
             let mut stmt =
                 c.prepare_cached("SELECT seq, body, prev_hash, hash FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
             let rows = stmt
-                .query_map(params![after_seq as i64, page_limit(limit) as i64], audit_row)?
+                // Above i64::MAX there are no records; a cast would wrap to a negative
+                // position and return the chain from its start.
+                .query_map(params![i64::try_from(after_seq).unwrap_or(i64::MAX), page_limit(limit) as i64], audit_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })

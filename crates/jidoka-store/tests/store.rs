@@ -56,6 +56,34 @@ fn open() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
+/// Regression: a second event under a stored `(source, source_txn_id)` with other content was
+/// answered "duplicate" and dropped, so a forged or garbled result could swallow the real one
+/// that arrived after it. It is now refused as a conflict naming the stored seq and the field.
+#[test]
+fn a_redelivery_with_other_content_is_a_conflict_naming_the_field() {
+    let (_dir, store) = open();
+    let first = vec![scan("T1", "V1")];
+    store.append(&[AppendBatch { events: &first, checkpoint: None }]).expect("append");
+    let other_vin = vec![scan("T1", "V9")];
+    let out = store.append(&[AppendBatch { events: &other_vin, checkpoint: None }]).expect("append");
+    match &out[0][0] {
+        AppendOutcome::Conflict { seq, field, .. } => assert_eq!((*seq, field.as_str()), (1, "data.vin")),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let mut later = scan("T1", "V1");
+    later.occurred_at += chrono::Duration::seconds(5);
+    let out = store.append(&[AppendBatch { events: &[later], checkpoint: None }]).expect("append");
+    assert!(matches!(&out[0][0], AppendOutcome::Conflict { seq: 1, field, .. } if field == "occurred_at"), "{out:?}");
+    // The same content again (received later) is still an ordinary duplicate.
+    let mut same = scan("T1", "V1");
+    same.received_at += chrono::Duration::seconds(60);
+    let out = store.append(&[AppendBatch { events: &[same], checkpoint: None }]).expect("append");
+    assert!(matches!(out[0][0], AppendOutcome::Duplicate { seq: 1, .. }));
+    assert_eq!(store.stats().expect("stats").events, 1);
+    let stored = store.events_after(0, 10).expect("read").events;
+    assert_eq!(stored[0].event, first[0], "the stored event is untouched");
+}
+
 #[test]
 fn redelivered_events_are_stored_once() {
     let (_dir, store) = open();
@@ -391,4 +419,20 @@ proptest::proptest! {
         let broken = jidoka_model::audit::verify(&rows).expect_err("tampering must be found");
         proptest::prop_assert_eq!(broken.seq, target, "{}", broken.reason);
     }
+}
+
+/// Regression: `audit_after` cast its position to i64, so a position above i64::MAX wrapped to
+/// a negative one and returned the chain from its start instead of nothing.
+#[test]
+fn audit_positions_above_i64_max_find_nothing() {
+    let (_dir, store) = open();
+    let events = [scan("T1", "V1")];
+    store
+        .append_deriving(&[AppendBatch { events: &events, checkpoint: None }], "agents", &mut |_| {
+            (vec![finding("F-1", Verdict::Hold, "V1")], Vec::new())
+        })
+        .expect("append");
+    assert!(!store.audit_after(0, 10).expect("audit").is_empty(), "the finding is audited");
+    assert!(store.audit_after(u64::MAX, 10).expect("audit").is_empty());
+    assert!(store.audit_after(i64::MAX as u64 + 1, 10).expect("audit").is_empty());
 }

@@ -38,7 +38,7 @@ fn service(config: &Config) -> Service {
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("jidoka.sqlite")).expect("store"));
     let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(config, None)).expect("runtime");
-    let mut auth = Auth::from_config(&[], &config.api.users);
+    let mut auth = Auth::from_config(&config.api.tokens, &config.api.users);
     let mut tokens = HashMap::new();
     for role in Role::ALL {
         let (token, _) = new_token().expect("token");
@@ -1708,4 +1708,225 @@ async fn a_rewritten_narrative_is_shown_only_when_it_keeps_every_citation() {
     assert!(failed.contains("Not rewritten: the model endpoint answered HTTP 500"), "{failed}");
     assert!(failed.contains("has no code"), "the original narrative is shown: {failed}");
     runtime.shutdown();
+}
+
+/// Regression: the sign-in routes and the dashboard's forms read up to the global 16 MiB body
+/// before anyone was authenticated, so a stranger could make the service hold megabytes per
+/// connection. They now refuse anything over a few KiB before reading it.
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_and_form_routes_refuse_large_bodies_before_reading_them() {
+    use jidoka_service::api::SMALL_BODY_BYTES;
+    let svc = service(&Config::default());
+    let big = "x".repeat(SMALL_BODY_BYTES + 1);
+    let (status, _) =
+        call(&svc.app, "POST", "/api/login", None, Some(json!({"user": big, "password": "p"})), "10.9.9.9:1").await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "/api/login");
+    // A small wrong sign-in is still an ordinary refusal.
+    let (status, _) =
+        call(&svc.app, "POST", "/api/login", None, Some(json!({"user": "nobody", "password": "p"})), "10.9.9.9:1")
+            .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let form = format!("user=nobody&password={big}");
+    let (status, _, _) = ui_call(&svc.app, "POST", "/ui/login", None, &form).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "/ui/login");
+    let token = svc.tokens[&Role::Supervisor].clone();
+    let csrf = jidoka_service::dashboard::csrf_of(&token);
+    for path in ["/ui/logout", "/ui/actions/A-x/decide"] {
+        let form = format!("csrf={csrf}&decision=approve&reason={big}");
+        let (status, _, _) = ui_call(&svc.app, "POST", path, Some(&token), &form).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+    }
+    // The authenticated ingest route keeps the configured limit.
+    let events: Vec<Value> = (0..40).map(|i| tightening(&format!("T-big-{i}"), 25.0)).collect();
+    let (status, _) =
+        call(&svc.app, "POST", "/api/events", Some(&svc.tokens[&Role::Agent]), Some(json!(events)), "10.9.9.9:1").await;
+    assert_eq!(status, StatusCode::OK, "a 40-event batch of ~{} bytes", json!(events).to_string().len());
+}
+
+/// Read what the server sends until it closes the connection or `wait` passes; true when it
+/// closed (end of stream or reset).
+fn closed_within(stream: &mut std::net::TcpStream, wait: Duration) -> (bool, String) {
+    use std::io::Read;
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (true, String::from_utf8_lossy(&got).into()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (true, String::from_utf8_lossy(&got).into());
+            }
+            Err(_) => return (false, String::from_utf8_lossy(&got).into()),
+        }
+    }
+}
+
+/// Regression: the listener had no idle, header or body timeout and no connection cap: idle
+/// sockets used up the file descriptors (`accept error: Too many open files`, `/health` timing
+/// out) and a client that sent part of a body and stalled held its buffer for ever.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_listener_caps_connections_and_closes_idle_and_stalled_ones() {
+    use jidoka_service::http::{HttpLimits, serve};
+    use std::sync::atomic::Ordering::Relaxed;
+    let svc = service(&Config::default());
+    let metrics = svc.runtime.as_ref().unwrap().metrics.clone();
+    let limits = HttpLimits {
+        max_connections: 16,
+        max_connections_per_peer: 3,
+        idle_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(1),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, svc.app.clone(), limits, metrics.clone(), async move {
+        let _ = stop_rx.await;
+    }));
+    tokio::task::spawn_blocking(move || {
+        let health = || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: jidoka.test\r\nConnection: close\r\n\r\n").unwrap();
+            let (closed, text) = closed_within(&mut s, Duration::from_secs(5));
+            assert!(closed && text.starts_with("HTTP/1.1 200"), "health: {text:?}");
+        };
+        // Three idle sockets fill this peer's share; the fourth is closed on accept.
+        let mut idle: Vec<std::net::TcpStream> = (0..3).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let mut fourth = std::net::TcpStream::connect(addr).unwrap();
+        let (closed, _) = closed_within(&mut fourth, Duration::from_millis(800));
+        assert!(closed, "a connection over the per-peer cap is closed at once");
+        // The idle ones are closed after the idle timeout, and the service answers again.
+        for s in &mut idle {
+            let (closed, _) = closed_within(s, Duration::from_secs(4));
+            assert!(closed, "an idle connection is closed after the idle timeout");
+        }
+        health();
+        // A body that stops half way is answered 408 after the request timeout, and the
+        // connection closed, while other requests are served meanwhile.
+        let mut slow = std::net::TcpStream::connect(addr).unwrap();
+        slow.write_all(b"POST /api/login HTTP/1.1\r\nHost: jidoka.test\r\nContent-Type: application/json\r\nContent-Length: 2000\r\n\r\n{\"user\":").unwrap();
+        health();
+        let (closed, text) = closed_within(&mut slow, Duration::from_secs(5));
+        assert!(closed && text.starts_with("HTTP/1.1 408"), "stalled body: {text:?}");
+        // Headers that never end are cut by the idle timeout.
+        let mut headers = std::net::TcpStream::connect(addr).unwrap();
+        headers.write_all(b"GET /health HTTP/1.1\r\nHost: jid").unwrap();
+        let (closed, _) = closed_within(&mut headers, Duration::from_secs(4));
+        assert!(closed, "a request head that never ends is cut");
+        health();
+    })
+    .await
+    .unwrap();
+    assert!(metrics.http.refused_peer_cap.load(Relaxed) >= 1);
+    assert!(metrics.http.request_timeouts.load(Relaxed) >= 1);
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(10), server).await.expect("the listener stops").unwrap().unwrap();
+}
+
+/// Regression (the API side): a redelivery under a stored source transaction with another
+/// verdict is refused with 409, the stored seq and the first differing field, and counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redelivery_with_other_content_is_refused_with_409() {
+    let svc = service(&Config::default());
+    let agent = svc.tokens[&Role::Agent].clone();
+    let (status, body) =
+        call(&svc.app, "POST", "/api/events", Some(&agent), Some(tightening("T-c1", 25.0)), "10.9.9.9:1").await;
+    assert_eq!((status, body["stored"].as_u64()), (StatusCode::OK, Some(1)), "{body}");
+    let seq = body["results"][0]["seq"].as_u64().unwrap();
+    // A forged OK under the same transaction id.
+    let (status, body) =
+        call(&svc.app, "POST", "/api/events", Some(&agent), Some(tightening("T-c1", 30.0)), "10.9.9.9:1").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["results"][0]["status"], "conflict");
+    assert_eq!(body["results"][0]["seq"].as_u64(), Some(seq));
+    assert_eq!(body["results"][0]["error"]["field"], "data.controller_verdict");
+    // The identical redelivery is a duplicate as before.
+    let (status, body) =
+        call(&svc.app, "POST", "/api/events", Some(&agent), Some(tightening("T-c1", 25.0)), "10.9.9.9:1").await;
+    assert_eq!((status, body["duplicates"].as_u64()), (StatusCode::OK, Some(1)), "{body}");
+    let metrics = &svc.runtime.as_ref().unwrap().metrics;
+    assert_eq!(metrics.events_conflict.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+/// Regression: any ingest token could write any source, so a token of one gateway could forge a
+/// controller's results. A token bound to its sources is refused for every other source.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_bound_to_its_sources_cannot_write_another() {
+    let (token, hash) = new_token().unwrap();
+    let mut config = Config::default();
+    config.api.tokens.push(jidoka_service::auth::TokenConfig {
+        name: "st040-gateway".into(),
+        role: Role::Agent,
+        sha256: Some(hash),
+        env: None,
+        sources: vec!["st040-nutrunner".into()],
+    });
+    let svc = service(&config);
+    let mine = |txn: &str| {
+        let mut ev = tightening(txn, 25.0);
+        ev["source"] = json!("st040-nutrunner");
+        ev
+    };
+    let (status, body) = call(&svc.app, "POST", "/api/events", Some(&token), Some(mine("T-own")), "10.9.9.9:1").await;
+    assert_eq!((status, body["stored"].as_u64()), (StatusCode::OK, Some(1)), "{body}");
+    // `tightening` writes source ctrl-1: not this token's.
+    let (status, body) =
+        call(&svc.app, "POST", "/api/events", Some(&token), Some(tightening("T-forged", 20.0)), "10.9.9.9:1").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["field"], "source", "{body}");
+    let batch = json!([mine("T-own-2"), tightening("T-forged-2", 20.0)]);
+    let (status, body) = call(&svc.app, "POST", "/api/events", Some(&token), Some(batch), "10.9.9.9:1").await;
+    assert_eq!(
+        (status, body["stored"].as_u64(), body["rejected"].as_u64()),
+        (StatusCode::OK, Some(1), Some(1)),
+        "{body}"
+    );
+    assert_eq!(body["results"][1]["error"]["field"], "source");
+    // An unbound token still writes any source.
+    let (status, _) = call(
+        &svc.app,
+        "POST",
+        "/api/events",
+        Some(&svc.tokens[&Role::Agent]),
+        Some(tightening("T-any", 25.0)),
+        "10.9.9.9:1",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Regression: one session could open hundreds of `/ui/live` streams (200 took the server from
+/// 5 to 68 % CPU); a session now holds at most a few, and a closed one gives its place back.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_session_holds_a_bounded_number_of_live_streams() {
+    use jidoka_service::dashboard::MAX_LIVE_STREAMS_PER_SESSION;
+    let svc = service(&Config::default());
+    let open = |token: String| {
+        let app = svc.app.clone();
+        async move {
+            let mut req = Request::builder()
+                .uri("/ui/live")
+                .header("host", "jidoka.test")
+                .header("cookie", format!("jidoka_session={token}"))
+                .body(Body::empty())
+                .unwrap();
+            req.extensions_mut().insert(ConnectInfo("10.1.2.3:5000".parse::<SocketAddr>().unwrap()));
+            app.oneshot(req).await.unwrap()
+        }
+    };
+    let token = svc.tokens[&Role::Supervisor].clone();
+    let mut streams = Vec::new();
+    for _ in 0..MAX_LIVE_STREAMS_PER_SESSION {
+        let resp = open(token.clone()).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        streams.push(resp);
+    }
+    assert_eq!(open(token.clone()).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Another session is not affected.
+    let other = open(svc.tokens[&Role::QualityEngineer].clone()).await;
+    assert_eq!(other.status(), StatusCode::OK);
+    // Closing one stream gives its place back.
+    drop(streams.pop());
+    assert_eq!(open(token).await.status(), StatusCode::OK);
 }

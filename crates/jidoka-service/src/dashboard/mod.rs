@@ -11,11 +11,11 @@
 pub mod html;
 pub mod view;
 
-use crate::api::{ApiError, AppState, check_password, decide_action, with_store};
+use crate::api::{ApiError, AppState, SMALL_BODY_BYTES, check_password, decide_action, with_store};
 use crate::auth::{Permission, Principal, allows};
 use axum::Form;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -59,12 +59,12 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/", get(|| async { Redirect::to("/ui") }))
         .route("/ui", get(overview))
         .route("/ui/", get(|| async { Redirect::to("/ui") }))
-        .route("/ui/login", get(login_page).post(login))
-        .route("/ui/logout", post(logout))
+        .route("/ui/login", get(login_page).post(login).layer(DefaultBodyLimit::max(SMALL_BODY_BYTES)))
+        .route("/ui/logout", post(logout).layer(DefaultBodyLimit::max(SMALL_BODY_BYTES)))
         .route("/ui/live", get(live))
         .route("/ui/queue", get(queue))
         .route("/ui/findings/{finding_id}", get(finding_page))
-        .route("/ui/actions/{action_id}/decide", post(decide))
+        .route("/ui/actions/{action_id}/decide", post(decide).layer(DefaultBodyLimit::max(SMALL_BODY_BYTES)))
         .route("/ui/patterns", get(patterns))
         .route("/ui/audit", get(audit))
         .route("/ui/audit/export", get(audit_export))
@@ -400,14 +400,22 @@ fn finding_item(f: &Finding) -> String {
 
 /// Server-sent events: `line` (the summary) when the line moved, at most once a second, and
 /// `finding` for each new REVIEW / HOLD.
+/// Live streams one dashboard session may hold open at once (a few tabs); each costs a task and
+/// a summary every second, so one session must not open hundreds.
+pub const MAX_LIVE_STREAMS_PER_SESSION: usize = 6;
+
 async fn live(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(d) = session(&state, &headers, Permission::ReadFindings) {
-        return match d {
-            Denied::SignIn => (StatusCode::UNAUTHORIZED, "sign in first").into_response(),
-            other => other.into_response(),
-        };
-    }
+    let signed_in = match session(&state, &headers, Permission::ReadFindings) {
+        Ok(s) => s,
+        Err(Denied::SignIn) => return (StatusCode::UNAUTHORIZED, "sign in first").into_response(),
+        Err(other) => return other.into_response(),
+    };
+    let Some(slot) = state.view.open_stream(&signed_in.csrf, MAX_LIVE_STREAMS_PER_SESSION) else {
+        return (StatusCode::TOO_MANY_REQUESTS, "too many live streams open for this session; close a tab")
+            .into_response();
+    };
     struct Live {
+        _slot: crate::dashboard::view::StreamSlot,
         state: Arc<AppState>,
         headers: HeaderMap,
         version: tokio::sync::watch::Receiver<u64>,
@@ -415,6 +423,7 @@ async fn live(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respons
         first: bool,
     }
     let live = Live {
+        _slot: slot,
         version: state.view.version.subscribe(),
         findings: state.findings.subscribe(),
         state: state.clone(),

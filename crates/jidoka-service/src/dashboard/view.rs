@@ -90,6 +90,28 @@ pub struct LineView {
     /// Bumped after every applied page: the live stream waits on it.
     pub version: tokio::sync::watch::Sender<u64>,
     closed: std::sync::atomic::AtomicBool,
+    /// Live streams open per dashboard session (keyed by the session's CSRF digest, never the
+    /// token itself).
+    streams: Mutex<HashMap<String, usize>>,
+}
+
+/// One open live stream of a session; given back when the stream ends.
+#[derive(Debug)]
+pub struct StreamSlot {
+    view: Arc<LineView>,
+    key: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut streams = self.view.streams.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = streams.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                streams.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// What the overview and the live stream show of the line.
@@ -104,6 +126,17 @@ pub struct LineSnapshot {
 impl LineView {
     pub fn new(drift: DriftConfig) -> LineView {
         LineView { drift, ..LineView::default() }
+    }
+
+    /// A place for one more live stream of the session `key`, unless it has `cap` open.
+    pub fn open_stream(self: &Arc<Self>, key: &str, cap: usize) -> Option<StreamSlot> {
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        let n = streams.entry(key.to_string()).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot { view: self.clone(), key: key.to_string() })
     }
 
     /// The server is stopping: live streams end at their next wake-up, which this causes.
