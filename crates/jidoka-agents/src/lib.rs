@@ -66,6 +66,8 @@ pub struct Router {
     agents: Vec<Box<dyn Agent>>,
     routes: HashMap<EventKind, Vec<usize>>,
     drafts: Vec<FindingDraft>,
+    /// The master data in force at the current log position.
+    master: Master,
 }
 
 impl std::fmt::Debug for Router {
@@ -85,7 +87,19 @@ impl Router {
                 routes.entry(*kind).or_default().push(idx);
             }
         }
-        Router { agents, routes, drafts: Vec::new() }
+        Router { agents, routes, drafts: Vec::new(), master: None }
+    }
+
+    /// Start with `master` in force (a store whose log has no master data of its own).
+    pub fn with_master(mut self, master: Master) -> Router {
+        self.master = master;
+        self
+    }
+
+    /// The master data in force after the events processed so far: the start-up master data
+    /// with every `master_data_changed` that held together applied in log order.
+    pub fn master(&self) -> &Master {
+        &self.master
     }
 
     pub fn agent_names(&self) -> Vec<(&'static str, &'static str)> {
@@ -94,6 +108,12 @@ impl Router {
 
     /// Run every subscribed agent on one event; findings come out in agent order.
     pub fn process(&mut self, event: &StoredEvent, findings: &mut Vec<Finding>) {
+        if let jidoka_model::EventPayload::MasterDataChanged(change) = &event.event.payload
+            && let Ok(next) = self.master.as_deref().cloned().unwrap_or_default().apply(change)
+        {
+            // A refused change is the sequence agent's finding; the last good data stays.
+            self.master = Some(std::sync::Arc::new(next));
+        }
         let Some(targets) = self.routes.get(&event.event.kind()) else {
             return;
         };
@@ -226,10 +246,12 @@ pub fn build_agents(config: &AgentsConfig, master: &Master) -> Vec<Box<dyn Agent
     if config.torque_audit.enabled {
         agents.push(Box::new(torque::TorqueAuditAgent::new(config.torque_audit.clone())));
     }
-    if config.sequence.enabled
-        && let Some(master) = master
-    {
-        agents.push(Box::new(sequence::SequenceAgent::new(master)));
+    if config.sequence.enabled {
+        // Without start-up master data it takes its master data from the log.
+        agents.push(Box::new(match master {
+            Some(master) => sequence::SequenceAgent::new(master),
+            None => sequence::SequenceAgent::from_log(),
+        }));
     }
     if config.quality.enabled {
         agents.push(Box::new(quality::QualityAgent::new(config.quality.clone(), config.encoder.0.clone())));

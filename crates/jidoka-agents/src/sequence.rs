@@ -21,8 +21,12 @@
 //!   due date (one finding per tool and due date, naming the first such result: every result
 //!   of the tool since then is suspect).
 //!
-//! The VIN's configuration comes from `work_order_released` events; master data is given at
-//! construction.
+//! - `sequence.master_data_refused`: a `master_data_changed` event that does not hold together
+//!   (each row named); the master data in force before it stays in force.
+//!
+//! The VIN's configuration comes from `work_order_released` events; master data from
+//! `master_data_changed` events, in force from the next event after each (or, for a store
+//! without them, given at construction). Without master data the agent checks nothing.
 
 use crate::{Agent, FindingDraft};
 use jidoka_model::master::{MasterData, WorkOrder};
@@ -124,6 +128,8 @@ struct Visit {
 }
 
 pub struct SequenceAgent {
+    /// The master data in force, and its index; `None`: nothing to check against yet.
+    master: Option<MasterData>,
     index: Index,
     orders: HashMap<String, Order>,
     visits: HashMap<(String, String), Visit>,
@@ -169,6 +175,67 @@ impl SequenceAgent {
     /// Build from master data; malformed rows must have been rejected by
     /// [`MasterData::validate`] (a rule that does not parse here never matches).
     pub fn new(master: &MasterData) -> SequenceAgent {
+        SequenceAgent {
+            master: Some(master.clone()),
+            index: Self::index(master),
+            overdue_flagged: HashSet::new(),
+            orders: HashMap::new(),
+            visits: HashMap::new(),
+            serials: HashMap::new(),
+            current: HashMap::new(),
+            at_station: HashMap::new(),
+        }
+    }
+
+    /// An agent that takes its master data from the log alone: quiet until the first
+    /// `master_data_changed` event.
+    pub fn from_log() -> SequenceAgent {
+        let mut agent = SequenceAgent::new(&MasterData::default());
+        agent.master = None;
+        agent
+    }
+
+    /// Put `change` in force after the rows it names were checked against what is in force;
+    /// a change that does not hold together is a finding, and changes nothing.
+    fn on_master_data(
+        &mut self,
+        event: &StoredEvent,
+        change: &jidoka_model::master::MasterDataChange,
+        out: &mut Vec<FindingDraft>,
+    ) {
+        let had_master = self.master.is_some();
+        let base = self.master.take().unwrap_or_default();
+        match base.apply(change) {
+            Ok(next) => {
+                self.index = Self::index(&next);
+                self.master = Some(next);
+            }
+            Err(errors) => {
+                let rows: Vec<String> = errors.iter().map(|(row, reason)| format!("{row}: {reason}")).collect();
+                out.push(FindingDraft {
+                    kind: "sequence.master_data_refused".into(),
+                    verdict: Verdict::Review,
+                    severity: Severity::Warning,
+                    confidence: 1.0,
+                    reason: format!(
+                        "master data change from {} refused, {} row(s) do not hold together ({}); the master data in force stays",
+                        event.event.source,
+                        errors.len(),
+                        rows.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+                    ),
+                    subject: Subject::default(),
+                    extra_evidence: Vec::new(),
+                    details: json!({"rows": errors.iter().map(|(row, reason)| json!({"row": row, "reason": reason})).collect::<Vec<_>>(),
+                                    "revision": change.revision}),
+                });
+                if had_master {
+                    self.master = Some(base);
+                }
+            }
+        }
+    }
+
+    fn index(master: &MasterData) -> Index {
         let mut bom_by_station: HashMap<String, Vec<BomLine>> = HashMap::new();
         let mut known_parts = HashSet::new();
         for b in &master.bom {
@@ -201,25 +268,17 @@ impl SequenceAgent {
         for r in &master.routing {
             routing_by_station.entry(r.station.clone()).or_default().push(r.clone());
         }
-        SequenceAgent {
-            index: Index {
-                bom_by_station,
-                changes,
-                routing_by_station,
-                known_parts,
-                lots_on_hold: master.lots_on_hold.iter().cloned().collect(),
-                calibration_due: master
-                    .equipment
-                    .iter()
-                    .filter_map(|e| Some((e.equipment.clone(), e.calibration_due?)))
-                    .collect(),
-            },
-            overdue_flagged: HashSet::new(),
-            orders: HashMap::new(),
-            visits: HashMap::new(),
-            serials: HashMap::new(),
-            current: HashMap::new(),
-            at_station: HashMap::new(),
+        Index {
+            bom_by_station,
+            changes,
+            routing_by_station,
+            known_parts,
+            lots_on_hold: master.lots_on_hold.iter().cloned().collect(),
+            calibration_due: master
+                .equipment
+                .iter()
+                .filter_map(|e| Some((e.equipment.clone(), e.calibration_due?)))
+                .collect(),
         }
     }
 
@@ -561,10 +620,19 @@ impl Agent for SequenceAgent {
             EventKind::OperationCompleted,
             EventKind::TighteningResult,
             EventKind::UnitLeftStation,
+            EventKind::MasterDataChanged,
         ]
     }
 
     fn on_event(&mut self, event: &StoredEvent, out: &mut Vec<FindingDraft>) {
+        if let EventPayload::MasterDataChanged(change) = &event.event.payload {
+            self.on_master_data(event, change, out);
+            return;
+        }
+        // Orders are kept before any master data arrives; checks need it.
+        if self.master.is_none() && !matches!(event.event.payload, EventPayload::WorkOrderReleased(_)) {
+            return;
+        }
         match &event.event.payload {
             EventPayload::WorkOrderReleased(WorkOrder { vin, model, options, sequence, planned_start, .. }) => {
                 let serial = vin.get(vin.len().saturating_sub(6)..).unwrap_or(vin).to_string();

@@ -389,7 +389,7 @@ async fn serve_for_bench(agents: jidoka_agents::AgentsConfig, master: jidoka_age
         approval_ttl_minutes: 480,
         view: Default::default(),
         findings: runtime.findings.clone(),
-        master: master.clone(),
+        master: runtime.master.clone(),
         narrator: None,
     });
     let app = router(state, 1 << 26);
@@ -801,7 +801,7 @@ pub async fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
         approval_ttl_minutes: 100_000,
         view: Default::default(),
         findings: findings_tx,
-        master: None,
+        master: Default::default(),
         narrator: None,
     });
     let mut after = 0;

@@ -134,6 +134,7 @@ event_kinds! {
     EolTestResult(EolTestResult) = "eol_test_result",
     ProcessParameterSample(ProcessParameterSample) = "process_parameter_sample",
     WorkOrderReleased(crate::master::WorkOrder) = "work_order_released",
+    MasterDataChanged(crate::master::MasterDataChange) = "master_data_changed",
 }
 
 impl fmt::Display for EventKind {
@@ -1002,6 +1003,24 @@ impl Check for crate::master::WorkOrder {
             if o.split_once('=').is_none_or(|(f, v)| f.is_empty() || v.is_empty()) {
                 return Err(EventError::new(format!("data.options[{i}]"), format!("`{o}` is not FAMILY=VALUE")));
             }
+        }
+        Ok(())
+    }
+}
+
+impl Check for crate::master::MasterDataChange {
+    fn check(&self) -> Result<(), EventError> {
+        check_opt_id("data.revision", &self.revision)?;
+        // Each row by itself; whether it holds together with what is in force is for the
+        // moment it takes effect (the writer and the agents, in log order).
+        if let Some((row, reason)) = self.rows.row_errors().into_iter().next() {
+            return Err(EventError::new(format!("data.rows.{row}"), reason));
+        }
+        for (i, lot) in self.lots_released.iter().enumerate() {
+            check_id(&format!("data.lots_released[{i}]"), lot)?;
+        }
+        for (i, id) in self.changes_withdrawn.iter().enumerate() {
+            check_id(&format!("data.changes_withdrawn[{i}]"), id)?;
         }
         Ok(())
     }

@@ -37,3 +37,29 @@ pub fn stable_id(prefix: &str, parts: &[&str]) -> String {
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
+
+/// The path (`data.final_torque_nm`, `data.curve.torque_nm[3]`) of the first place two JSON
+/// values differ, in key order (`payload` when they differ at the top); `None` when equal.
+pub fn first_difference(a: &serde_json::Value, b: &serde_json::Value) -> Option<String> {
+    difference_below(a, b, String::new())
+}
+
+fn difference_below(a: &serde_json::Value, b: &serde_json::Value, path: String) -> Option<String> {
+    use serde_json::Value;
+    let join = |key: &str| if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().find_map(|k| match (x.get(k), y.get(k)) {
+                (Some(p), Some(q)) => difference_below(p, q, join(k)),
+                _ => Some(join(k)),
+            })
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            let diff =
+                x.iter().zip(y).enumerate().find_map(|(i, (p, q))| difference_below(p, q, format!("{path}[{i}]")));
+            diff.or_else(|| (x.len() != y.len()).then(|| format!("{path}[{}]", x.len().min(y.len()))))
+        }
+        _ => (a != b).then(|| if path.is_empty() { "payload".to_string() } else { path }),
+    }
+}

@@ -197,6 +197,14 @@ pub struct MasterData {
 impl MasterData {
     /// Every malformed row, as `(row, reason)`, e.g. `("bom[12].option_rule", "expected `=`...")`.
     pub fn validate(&self) -> Vec<(String, String)> {
+        let mut errors = self.row_errors();
+        let parts: std::collections::HashSet<&str> = self.bom.iter().map(|b| b.part_number.as_str()).collect();
+        self.reference_errors(&parts, &mut errors);
+        errors
+    }
+
+    /// What is wrong with each row by itself, whatever else the master data holds.
+    pub fn row_errors(&self) -> Vec<(String, String)> {
         let mut errors = Vec::new();
         for (i, b) in self.bom.iter().enumerate() {
             if b.part_number.trim().is_empty() || b.station.trim().is_empty() || b.model.trim().is_empty() {
@@ -216,13 +224,9 @@ impl MasterData {
                 errors.push((format!("bom[{i}].effectivity"), format!("from_sequence {f} after to_sequence {t}")));
             }
         }
-        let parts: std::collections::HashSet<&str> = self.bom.iter().map(|b| b.part_number.as_str()).collect();
         for (i, c) in self.changes.iter().enumerate() {
-            if !parts.contains(c.old_part_number.as_str()) {
-                errors.push((
-                    format!("changes[{i}].old_part_number"),
-                    format!("`{}` is not in the BOM", c.old_part_number),
-                ));
+            if c.change_id.trim().is_empty() {
+                errors.push((format!("changes[{i}].change_id"), "must not be empty".into()));
             }
             if c.old_part_number == c.new_part_number {
                 errors.push((format!("changes[{i}]"), "old and new part are the same".into()));
@@ -257,6 +261,99 @@ impl MasterData {
         }
         errors
     }
+
+    /// Rows that name what `parts` (the BOM's part numbers) does not have: a change to a part
+    /// no BOM line has.
+    fn reference_errors(&self, parts: &std::collections::HashSet<&str>, errors: &mut Vec<(String, String)>) {
+        for (i, c) in self.changes.iter().enumerate() {
+            if !parts.contains(c.old_part_number.as_str()) {
+                errors.push((
+                    format!("changes[{i}].old_part_number"),
+                    format!("`{}` is not in the BOM", c.old_part_number),
+                ));
+            }
+        }
+    }
+
+    /// The master data in force after `change`: its rows added, or put in place of the rows
+    /// with the same key (BOM line: model, station, part, operation; change: its id; routing
+    /// step: model, station, operation; equipment: its id; instruction: its id), lots put on
+    /// and taken off hold, changes withdrawn; with `replace`, its rows alone. A change that
+    /// does not hold together is refused whole, each row named under `rows.` (`rows.changes[0].
+    /// old_part_number: `P-9` is not in the BOM`), and `self` stays in force.
+    pub fn apply(&self, change: &MasterDataChange) -> Result<MasterData, Vec<(String, String)>> {
+        let mut errors: Vec<(String, String)> =
+            change.rows.row_errors().into_iter().map(|(row, reason)| (format!("rows.{row}"), reason)).collect();
+        let mut next = if change.replace { MasterData::default() } else { self.clone() };
+        fn upsert<T: Clone, K: PartialEq>(rows: &mut Vec<T>, new: &[T], key: impl Fn(&T) -> K) {
+            for n in new {
+                match rows.iter_mut().find(|r| key(r) == key(n)) {
+                    Some(r) => *r = n.clone(),
+                    None => rows.push(n.clone()),
+                }
+            }
+        }
+        upsert(&mut next.bom, &change.rows.bom, |b| {
+            (b.model.clone(), b.station.clone(), b.part_number.clone(), b.operation.clone())
+        });
+        upsert(&mut next.changes, &change.rows.changes, |c| c.change_id.clone());
+        upsert(&mut next.routing, &change.rows.routing, |r| (r.model.clone(), r.station.clone(), r.operation.clone()));
+        upsert(&mut next.equipment, &change.rows.equipment, |e| e.equipment.clone());
+        upsert(&mut next.instructions, &change.rows.instructions, |w| w.instruction_id.clone());
+        for lot in &change.rows.lots_on_hold {
+            if !next.lots_on_hold.contains(lot) {
+                next.lots_on_hold.push(lot.clone());
+            }
+        }
+        for (i, lot) in change.lots_released.iter().enumerate() {
+            if change.rows.lots_on_hold.contains(lot) {
+                errors.push((format!("lots_released[{i}]"), format!("`{lot}` is also put on hold by this change")));
+            }
+        }
+        next.lots_on_hold.retain(|l| !change.lots_released.contains(l));
+        for (i, id) in change.changes_withdrawn.iter().enumerate() {
+            if change.rows.changes.iter().any(|c| &c.change_id == id) {
+                errors.push((format!("changes_withdrawn[{i}]"), format!("`{id}` is also released by this change")));
+            } else if !next.changes.iter().any(|c| &c.change_id == id) {
+                errors.push((format!("changes_withdrawn[{i}]"), format!("no change `{id}` is in force")));
+            }
+        }
+        next.changes.retain(|c| !change.changes_withdrawn.contains(&c.change_id));
+        let parts: std::collections::HashSet<&str> = next.bom.iter().map(|b| b.part_number.as_str()).collect();
+        let mut refs = Vec::new();
+        change.rows.reference_errors(&parts, &mut refs);
+        errors.extend(refs.into_iter().map(|(row, reason)| (format!("rows.{row}"), reason)));
+        let mut seen = std::collections::HashSet::new();
+        for (i, e) in change.rows.equipment.iter().enumerate() {
+            if !seen.insert(e.equipment.as_str()) {
+                errors.push((format!("rows.equipment[{i}].equipment"), format!("`{}` is listed twice", e.equipment)));
+            }
+        }
+        if errors.is_empty() { Ok(next) } else { Err(errors) }
+    }
+}
+
+/// A change of the plant's master data, in force for every event after it in the log (the
+/// `master_data_changed` event). Sources: the MES reader, the master data file, `POST
+/// /api/master-data`, the demo plant.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MasterDataChange {
+    /// Which version this is at its source (an MES modification time, a file digest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// The rows are the whole master data (a file, a full MES read), not additions.
+    #[serde(default)]
+    pub replace: bool,
+    /// Rows added, or put in place of those with the same key.
+    #[serde(default)]
+    pub rows: MasterData,
+    /// Supplier lots taken off quality hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lots_released: Vec<String>,
+    /// Engineering changes withdrawn (by id).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes_withdrawn: Vec<String>,
 }
 
 /// A work instruction shown to operators.

@@ -296,3 +296,112 @@ proptest! {
         }
     }
 }
+
+mod master_data_changes {
+    use jidoka_model::master::{BomItem, ChangePackage, Effectivity, MasterData, MasterDataChange};
+
+    fn bom(part: &str, station: &str) -> BomItem {
+        BomItem {
+            model: "*".into(),
+            part_number: part.into(),
+            quantity: 1.0,
+            station: station.into(),
+            operation: None,
+            option_rule: None,
+            effectivity: Effectivity::default(),
+        }
+    }
+
+    fn eco(id: &str, old: &str, new: &str) -> ChangePackage {
+        ChangePackage {
+            change_id: id.into(),
+            old_part_number: old.into(),
+            new_part_number: new.into(),
+            cut_in: Effectivity { from_sequence: Some(10), ..Effectivity::default() },
+            old_valid_until: None,
+            old_valid_until_sequence: None,
+            description: None,
+        }
+    }
+
+    fn in_force() -> MasterData {
+        MasterData { bom: vec![bom("P-1", "ST010"), bom("P-2", "ST020")], ..MasterData::default() }
+    }
+
+    #[test]
+    fn rows_are_added_or_put_in_place_by_their_key() {
+        let mut line = bom("P-1", "ST010");
+        line.quantity = 2.0;
+        let change = MasterDataChange {
+            rows: MasterData {
+                bom: vec![line, bom("P-3", "ST030")],
+                changes: vec![eco("ECO-1", "P-1", "P-1B")],
+                lots_on_hold: vec!["LOT-7".into()],
+                ..MasterData::default()
+            },
+            ..MasterDataChange::default()
+        };
+        let next = in_force().apply(&change).expect("holds together");
+        assert_eq!(next.bom.len(), 3, "P-1 replaced, P-3 added, P-2 kept");
+        assert_eq!(next.bom.iter().find(|b| b.part_number == "P-1").map(|b| b.quantity), Some(2.0));
+        assert_eq!(next.changes.len(), 1);
+        // Releasing the lot and withdrawing the ECO take them out again.
+        let undo = MasterDataChange {
+            lots_released: vec!["LOT-7".into()],
+            changes_withdrawn: vec!["ECO-1".into()],
+            ..MasterDataChange::default()
+        };
+        let back = next.apply(&undo).expect("holds together");
+        assert!(back.lots_on_hold.is_empty() && back.changes.is_empty());
+        // A whole replacement keeps nothing of what was in force.
+        let whole = MasterDataChange {
+            replace: true,
+            rows: MasterData { bom: vec![bom("P-9", "ST090")], ..MasterData::default() },
+            ..MasterDataChange::default()
+        };
+        assert_eq!(next.apply(&whole).expect("holds").bom.len(), 1);
+    }
+
+    #[test]
+    fn a_change_that_does_not_hold_together_is_refused_with_every_row_named() {
+        let change = MasterDataChange {
+            rows: MasterData {
+                bom: vec![BomItem { quantity: 0.0, ..bom("P-4", "ST040") }],
+                changes: vec![eco("ECO-2", "P-NONE", "P-X"), eco("ECO-3", "P-2", "P-2")],
+                ..MasterData::default()
+            },
+            changes_withdrawn: vec!["ECO-404".into()],
+            ..MasterDataChange::default()
+        };
+        let errors = in_force().apply(&change).expect_err("refused");
+        let rows: Vec<&str> = errors.iter().map(|(row, _)| row.as_str()).collect();
+        for row in
+            ["rows.bom[0].quantity", "rows.changes[0].old_part_number", "rows.changes[1]", "changes_withdrawn[0]"]
+        {
+            assert!(rows.contains(&row), "{row} named in {errors:?}");
+        }
+        // An ECO on a part that this very change adds to the BOM holds together.
+        let both = MasterDataChange {
+            rows: MasterData {
+                bom: vec![bom("P-5", "ST050")],
+                changes: vec![eco("ECO-5", "P-5", "P-5B")],
+                ..MasterData::default()
+            },
+            ..MasterDataChange::default()
+        };
+        assert!(in_force().apply(&both).is_ok());
+    }
+
+    #[test]
+    fn a_master_data_event_names_a_bad_row_by_its_path() {
+        let at = chrono::Utc::now();
+        let err = jidoka_model::Event::parse(
+            serde_json::json!({"source": "mes", "source_txn_id": "r1", "occurred_at": "2026-11-24T08:00:00Z",
+                "kind": "master_data_changed", "data": {"rows": {"bom": [
+                    {"model": "*", "part_number": "P-1", "quantity": -1.0, "station": "ST010"}]}}}),
+            at,
+        )
+        .expect_err("bad row");
+        assert_eq!(err.field, "data.rows.bom[0].quantity");
+    }
+}

@@ -42,8 +42,9 @@ pub struct AppState {
     pub view: Arc<crate::dashboard::view::LineView>,
     /// New findings as the agents commit them (the dashboard's live stream).
     pub findings: tokio::sync::broadcast::Sender<Arc<jidoka_model::Finding>>,
-    /// The plant's master data, when configured (work instructions beside findings).
-    pub master: jidoka_agents::Master,
+    /// The plant's master data in force (work instructions beside findings; changes through
+    /// the API are checked against it).
+    pub master: crate::runtime::MasterInForce,
     /// The language model that may rewrite narratives, when configured.
     pub narrator: Option<Arc<crate::narrate::Narrator>>,
 }
@@ -142,7 +143,9 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/api/actions/{action_id}/approve", post(approve_action).route_layer(guarded(Permission::DecideActions)))
         .route("/api/actions/{action_id}/reject", post(reject_action).route_layer(guarded(Permission::DecideActions)))
         .route("/api/audit", get(list_audit).route_layer(guarded(Permission::ReadAudit)))
-        .route("/api/status", get(status).route_layer(guarded(Permission::ReadStatus)));
+        .route("/api/status", get(status).route_layer(guarded(Permission::ReadStatus)))
+        .route("/api/master-data", get(get_master_data).route_layer(guarded(Permission::ReadEvents)))
+        .route("/api/master-data", post(post_master_data).route_layer(guarded(Permission::ChangeMasterData)));
     Router::new()
         .route("/health", get(health))
         .route("/openapi.json", get(openapi))
@@ -174,6 +177,8 @@ pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("POST", "/api/actions/{action_id}/reject", Some(Permission::DecideActions)),
     ("GET", "/api/audit", Some(Permission::ReadAudit)),
     ("GET", "/api/status", Some(Permission::ReadStatus)),
+    ("GET", "/api/master-data", Some(Permission::ReadEvents)),
+    ("POST", "/api/master-data", Some(Permission::ChangeMasterData)),
 ];
 
 async fn count_requests(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -781,6 +786,71 @@ async fn get_action(State(state): State<Arc<AppState>>, Path(id): Path<String>) 
         .await?
         .ok_or_else(|| ApiError::new("not_found", format!("no action `{id}`")))?;
     Ok(Json(json!(a)))
+}
+
+/// The master data in force at the writer's position.
+async fn get_master_data(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    let master = state.master.get();
+    Ok(Json(json!({"in_force": master.is_some(), "master_data": master.as_deref().cloned().unwrap_or_default()})))
+}
+
+/// Release a master data change (a `MasterDataChange`): refused whole, each row named, when it
+/// does not hold together with what is in force; otherwise logged, and in force for every
+/// event after it. `revision` is its idempotency key: the same revision again is a duplicate.
+async fn post_master_data(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let de = &mut serde_json::Deserializer::from_slice(&body);
+    let change: jidoka_model::master::MasterDataChange = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::new("invalid_event", format!("{path}: {}", e.inner())).field(path)
+    })?;
+    // Checked against what is in force now; the writer checks again at its own position, so
+    // a change that races another is still judged in log order.
+    let in_force = state.master.get().as_deref().cloned().unwrap_or_default();
+    if let Err(errors) = in_force.apply(&change) {
+        let rows: Vec<Value> = errors.iter().map(|(row, reason)| json!({"row": row, "reason": reason})).collect();
+        let message = format!(
+            "the change does not hold together, nothing changed: {}",
+            errors.iter().map(|(row, reason)| format!("{row}: {reason}")).collect::<Vec<_>>().join("; ")
+        );
+        let body =
+            json!({"error": {"code": "invalid_master_data", "message": message, "field": errors[0].0, "rows": rows}});
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response());
+    }
+    let txn = match &change.revision {
+        Some(r) => r.clone(),
+        None => format!("sha256:{}", jidoka_model::sha256_hex(&body)),
+    };
+    let event = crate::master_data::change_event(&format!("api:{}", principal.name), &txn, &change)
+        .map_err(|e| ApiError::new("invalid_event", format!("{}: {}", e.field, e.reason)).field(e.field.clone()))?;
+    let outcome = state.ingest.append(vec![event], None).await.map_err(|e| match e {
+        IngestError::ShuttingDown => ApiError::new("unavailable", "shutting down; nothing was stored, retry later"),
+        IngestError::Store(err) => {
+            tracing::error!(error = %err, "master data commit failed");
+            ApiError::new("unavailable", "the event store could not commit; nothing was stored, retry")
+        }
+    })?;
+    let body = match outcome.into_iter().next() {
+        Some(AppendOutcome::Stored { seq, event_id }) => json!({"status": "stored", "seq": seq, "event_id": event_id}),
+        Some(AppendOutcome::Duplicate { seq, event_id }) => {
+            json!({"status": "duplicate", "seq": seq, "event_id": event_id})
+        }
+        Some(AppendOutcome::Conflict { seq, field, .. }) => {
+            return Err(ApiError::new(
+                "conflict",
+                format!("revision `{txn}` is already stored at seq {seq} with a different `{field}`"),
+            )
+            .field("revision"));
+        }
+        Some(AppendOutcome::Rejected { error }) => {
+            return Err(ApiError::new("invalid_event", format!("{}: {}", error.field, error.reason)).field(error.field));
+        }
+        None => return Err(ApiError::internal("no outcome for the master data event")),
+    };
+    Ok(Json(body).into_response())
 }
 
 async fn status(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {

@@ -56,6 +56,8 @@ pub enum Permission {
     /// Approve or reject a proposed action (which kinds, per role: `governance::may_decide`).
     DecideActions,
     ReadAudit,
+    /// Release master data changes (an ECO, a lot hold) through the API.
+    ChangeMasterData,
 }
 
 impl Permission {
@@ -68,6 +70,7 @@ impl Permission {
         Permission::ReadMetrics,
         Permission::DecideActions,
         Permission::ReadAudit,
+        Permission::ChangeMasterData,
     ];
 }
 
@@ -84,6 +87,7 @@ pub fn allows(role: Role, permission: Permission) -> bool {
         ReadMetrics => matches!(role, Integrator | Admin),
         DecideActions => matches!(role, Supervisor | QualityEngineer | Admin),
         ReadAudit => matches!(role, QualityEngineer | Admin),
+        ChangeMasterData => matches!(role, Integrator | Admin),
     }
 }
 

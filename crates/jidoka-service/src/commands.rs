@@ -19,8 +19,18 @@ pub fn import(config: Config, files: &[PathBuf], json: bool) -> anyhow::Result<u
     let store = open_store(&config.store.data_dir)?;
     let before = store.stats()?;
     let master = config.load_master()?;
-    let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(&config, master))?;
+    let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(&config, None))?;
     let ingest = runtime.ingest();
+    // As in `serve`: the configured master data goes into the log before the events.
+    if let Some(m) = &master {
+        crate::master_data::offer_blocking(
+            &ingest,
+            &runtime.master,
+            m,
+            config.master_data.origin(),
+            store.last_seq()?,
+        )?;
+    }
     let total_bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
     let bar = progress(total_bytes, "import");
     let (mut lines, mut stored, mut duplicates, mut rejected) = (0u64, 0u64, 0u64, 0u64);
@@ -105,8 +115,9 @@ pub fn import(config: Config, files: &[PathBuf], json: bool) -> anyhow::Result<u
 pub fn replay(config: Config, json: bool) -> anyhow::Result<bool> {
     let store = open_store(&config.store.data_dir)?;
     let cursor = store.cursor(AGENTS_CURSOR)?;
-    let mut router = Router::new(build_agents(&config.agents, &config.load_master()?));
-    let mut replayed: HashMap<String, String> = HashMap::new();
+    // Master data comes from the log, as it did for the agents that made the findings.
+    let mut router = Router::new(build_agents(&config.agents, &None));
+    let mut replayed: HashMap<String, Finding> = HashMap::new();
     let bar = progress(cursor, "replay");
     let mut seq = 0;
     let mut findings: Vec<Finding> = Vec::new();
@@ -118,8 +129,8 @@ pub fn replay(config: Config, json: bool) -> anyhow::Result<bool> {
         let Some(last) = page.last_seq() else { break };
         findings.clear();
         process_page(&mut router, &page.events, &page.corrupt, &mut last_time, &mut findings);
-        for f in &findings {
-            replayed.insert(f.finding_id.clone(), f.content_digest());
+        for f in findings.drain(..) {
+            replayed.insert(f.finding_id.clone(), f);
         }
         seq = last;
         bar.set_position(seq);
@@ -133,11 +144,40 @@ pub fn replay(config: Config, json: bool) -> anyhow::Result<bool> {
         for f in &page.items {
             stored_n += 1;
             match replayed.remove(&f.finding_id) {
-                Some(d) if d == f.content_digest() => identical += 1,
-                Some(_) => {
+                Some(r) if r.content_digest() == f.content_digest() => identical += 1,
+                Some(r) => {
                     differing += 1;
                     if examples.len() < 10 {
-                        examples.push(format!("differs: {} ({} {})", f.finding_id, f.agent, f.kind));
+                        let (stored, again) = (serde_json::to_value(f)?, serde_json::to_value(&r)?);
+                        let at = jidoka_model::first_difference(&stored, &again).unwrap_or_default();
+                        let shown = |v: &serde_json::Value| {
+                            // `details.features.profile[5]`: keys and indices.
+                            let step = |v: &'_ serde_json::Value, part: &str| -> Option<serde_json::Value> {
+                                let (key, index) = match part.split_once('[') {
+                                    Some((k, i)) => (k, i.trim_end_matches(']').parse::<usize>().ok()),
+                                    None => (part, None),
+                                };
+                                let v = if key.is_empty() { v } else { v.get(key)? };
+                                match index {
+                                    Some(i) => v.get(i).cloned(),
+                                    None => Some(v.clone()),
+                                }
+                            };
+                            let text = at
+                                .split('.')
+                                .try_fold(v.clone(), |v, part| step(&v, part))
+                                .map(|v| v.to_string())
+                                .unwrap_or_default();
+                            text.chars().take(120).collect::<String>()
+                        };
+                        examples.push(format!(
+                            "differs: {} ({} {}) at {at}: stored {}, replayed {}",
+                            f.finding_id,
+                            f.agent,
+                            f.kind,
+                            shown(&stored),
+                            shown(&again)
+                        ));
                     }
                 }
                 None => {

@@ -212,6 +212,31 @@ pub struct MasterDataConfig {
     /// the last good read is kept in the data directory for a start while the MES is down.
     #[serde(default)]
     pub mes: Option<jidoka_connectors::mes_master::MesMasterConfig>,
+    /// While serving, read the source again this often (seconds; default 5 for a file, 300
+    /// for the MES; 0: only at start-up) and log what changed as a `master_data_changed`.
+    #[serde(default)]
+    pub poll_seconds: Option<u64>,
+}
+
+impl MasterDataConfig {
+    /// How often the source is read again while serving; `None`: never.
+    pub fn poll_interval(&self) -> Option<std::time::Duration> {
+        let default = if self.mes.is_some() { 300 } else { 5 };
+        let secs = self.poll_seconds.unwrap_or(default);
+        let configured = self.mes.is_some() || self.file.is_some() || self.plant.is_some();
+        (configured && secs > 0).then(|| std::time::Duration::from_secs(secs))
+    }
+
+    /// The origin a logged change names (`master-data:<origin>` is its event source).
+    pub fn origin(&self) -> &'static str {
+        if self.mes.is_some() {
+            "mes"
+        } else if self.file.is_some() {
+            "file"
+        } else {
+            "plant"
+        }
+    }
 }
 
 /// Governance: how long a proposed action waits for a person before it expires (an expired
@@ -333,6 +358,9 @@ impl Config {
         }
         if let Some(n) = &self.narrative {
             n.validate("narrative", &mut errors);
+        }
+        if self.master_data.poll_seconds.is_some_and(|s| s > 86_400) {
+            errors.push(("master_data.poll_seconds".into(), "must be at most 86400 (0: read only at start-up)".into()));
         }
         if let Some(mes) = &self.master_data.mes {
             mes.validate("master_data.mes", &mut errors);

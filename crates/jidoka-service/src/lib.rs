@@ -9,7 +9,8 @@
 //! source threads, the findings publisher), [`demo`] (the simulated plant behind `jidoka
 //! demo`), [`commands`] (import, replay, token), [`audit`] (chain verification and export, for
 //! the command line and the dashboard alike), [`curve_svg`] (a tightening against its golden
-//! envelope), [`images`] (picture hashes at ingest), [`narrate`] (the optional language-model
+//! envelope), [`images`] (picture hashes at ingest), [`master_data`] (master data
+//! into the log as `master_data_changed` events), [`narrate`] (the optional language-model
 //! rewrite of narratives, citations checked), [`metrics`], [`report`] (tables, JSON, progress).
 //!
 //! Invariant: no module here imports `jidoka-lab`.
@@ -25,6 +26,7 @@ pub mod demo;
 pub mod governance;
 pub mod http;
 pub mod images;
+pub mod master_data;
 pub mod metrics;
 pub mod mqtt_link;
 pub mod narrate;

@@ -138,6 +138,15 @@ fn operation(method: &str, path: &str) -> Value {
             ok("a session", json!({"application/json": {"schema": {"$ref": "#/components/schemas/Session"}}})),
         ),
         ("GET", "/openapi.json") => ("This document", vec![], None, ok("OpenAPI 3.0", json_any.clone())),
+        ("GET", "/api/master-data") => {
+            ("The master data in force at the writer's position", vec![], None, ok("master data", json_any.clone()))
+        }
+        ("POST", "/api/master-data") => (
+            "Release a master data change (rows by key, lots on and off hold, changes withdrawn); refused whole, each row named, when it does not hold together",
+            vec![],
+            Some(json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}})),
+            ok("stored or duplicate, with its seq", json_any.clone()),
+        ),
         _ => ("", vec![], None, ok("ok", json_any.clone())),
     };
     let open = ROUTES.iter().any(|(m, p, perm)| *m == method && *p == path && perm.is_none());

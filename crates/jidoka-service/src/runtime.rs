@@ -179,10 +179,40 @@ impl Progress {
     }
 }
 
+/// The master data in force at the writer's position in the log: what the agents check against,
+/// shared with the API (to refuse a change that does not hold together) and the dashboard.
+#[derive(Debug, Clone, Default)]
+pub struct MasterInForce(Arc<std::sync::RwLock<jidoka_agents::Master>>);
+
+impl MasterInForce {
+    /// A handle that holds `master` (tests and tools without a writer).
+    pub fn fixed(master: jidoka_agents::Master) -> MasterInForce {
+        MasterInForce(Arc::new(std::sync::RwLock::new(master)))
+    }
+
+    pub fn get(&self) -> jidoka_agents::Master {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, master: &jidoka_agents::Master) {
+        let mut m = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let same = match (&*m, master) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            *m = master.clone();
+        }
+    }
+}
+
 /// The running pipeline.
 pub struct Runtime {
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
+    /// The master data in force, as the writer's agents see it.
+    pub master: MasterInForce,
     pub findings: broadcast::Sender<Arc<Finding>>,
     ingest: Option<Ingest>,
     outbox_wake: Arc<Progress>,
@@ -201,7 +231,8 @@ impl std::fmt::Debug for Runtime {
 pub struct RuntimeParts {
     pub runtime: RuntimeConfig,
     pub agents: Option<AgentsConfig>,
-    /// Master data for the agents that need it (sequence checks).
+    /// Master data in force before the first `master_data_changed` of the log (a store from
+    /// before master data was logged); the service logs its configured master data instead.
     pub master: jidoka_agents::Master,
     pub sinks: Vec<SinkConfig>,
     pub governance: crate::config::GovernanceConfig,
@@ -234,8 +265,12 @@ impl Runtime {
         for sink in &parts.sinks {
             sinks.push(sink.build().map_err(|e| anyhow::anyhow!("sink `{}`: {e}", sink.name()))?);
         }
+        let in_force = MasterInForce::fixed(parts.master.clone());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let writer = {
             let ctx = WriterContext {
+                master: in_force.clone(),
+                ready: ready_tx,
                 store: store.clone(),
                 max_events: parts.runtime.group_commit_max_events,
                 metrics: metrics.clone(),
@@ -250,6 +285,9 @@ impl Runtime {
             };
             std::thread::Builder::new().name("store-writer".into()).spawn(move || writer_loop(ctx, rx))?
         };
+        // The agents' state, and so the master data in force, is rebuilt from the log before
+        // anyone may ask what is in force.
+        let _ = ready_rx.recv();
         let outbox = {
             let (store, metrics, wake) = (store.clone(), metrics.clone(), outbox_wake.clone());
             let poll = Duration::from_millis(parts.runtime.outbox_poll_ms);
@@ -263,6 +301,7 @@ impl Runtime {
         Ok(Runtime {
             store,
             metrics,
+            master: in_force,
             findings: findings_tx,
             ingest: Some(Ingest { tx, images }),
             outbox_wake,
@@ -312,6 +351,9 @@ impl Runtime {
 
 /// The writer's context: the store, and the agents it runs inside each commit.
 struct WriterContext {
+    master: MasterInForce,
+    /// Told once the agents have warmed up from the log (or failed to).
+    ready: std::sync::mpsc::Sender<()>,
     store: Arc<dyn Store>,
     max_events: usize,
     metrics: Arc<Metrics>,
@@ -321,7 +363,16 @@ struct WriterContext {
 }
 
 fn writer_loop(ctx: WriterContext, mut rx: mpsc::Receiver<WriterMsg>) {
-    let WriterContext { store, max_events, metrics, agents: setup, findings: findings_tx, outbox_wake } = ctx;
+    let WriterContext {
+        master: in_force,
+        ready,
+        store,
+        max_events,
+        metrics,
+        agents: setup,
+        findings: findings_tx,
+        outbox_wake,
+    } = ctx;
     let mut agents: Option<Agents> = None;
     // Starting the agents replays the log: after a failure, try again only after a pause, not
     // on every group commit.
@@ -332,7 +383,10 @@ fn writer_loop(ctx: WriterContext, mut rx: mpsc::Receiver<WriterMsg>) {
             && let Some(setup) = &setup
         {
             match start_agents(store.as_ref(), setup, &metrics, &findings_tx) {
-                Ok(a) => *agents = Some(a),
+                Ok(a) => {
+                    in_force.set(a.router.master());
+                    *agents = Some(a);
+                }
                 Err(err) => {
                     next_start = Instant::now() + Duration::from_secs(5);
                     metrics.store_errors.fetch_add(1, Relaxed);
@@ -342,6 +396,7 @@ fn writer_loop(ctx: WriterContext, mut rx: mpsc::Receiver<WriterMsg>) {
         }
     };
     ensure_agents(&mut agents);
+    let _ = ready.send(());
     while let Some(first) = rx.blocking_recv() {
         let mut requests = Vec::new();
         let mut queued = 0;
@@ -406,6 +461,10 @@ fn writer_loop(ctx: WriterContext, mut rx: mpsc::Receiver<WriterMsg>) {
                 if max_seq > 0 {
                     metrics.log_seq.fetch_max(max_seq, Relaxed);
                 }
+                // In force before anyone hears the change was stored.
+                if let Some(a) = &agents {
+                    in_force.set(a.router.master());
+                }
                 for (req, outcome) in requests.into_iter().zip(outcomes) {
                     let _ = req.reply.send(Ok(outcome));
                 }
@@ -455,7 +514,7 @@ fn start_agents(
     findings_tx: &broadcast::Sender<Arc<Finding>>,
 ) -> anyhow::Result<Agents> {
     let mut agents = Agents {
-        router: Router::new(build_agents(&setup.config, &setup.master)),
+        router: Router::new(build_agents(&setup.config, &setup.master)).with_master(setup.master.clone()),
         last_time: Default::default(),
         policies: setup.policies.clone(),
     };

@@ -134,10 +134,19 @@ pub async fn serve(
         Some(feed) => crate::config::master_from(feed.plant.master_data())?,
         None => config.load_master()?,
     };
-    if master.is_none() {
-        tracing::info!("no master data configured ([master_data] plant): sequence checks are off");
+    // Agents take master data from the log: the configured master data is logged (when it is
+    // not what the log already has in force) before any source starts.
+    let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(&config, None))?;
+    match &master {
+        Some(m) => {
+            let origin = if demo.is_some() { "demo-plant" } else { config.master_data.origin() };
+            crate::master_data::offer(&runtime.ingest(), &runtime.master, m, origin, store.last_seq()?).await?;
+        }
+        None if runtime.master.get().is_none() => {
+            tracing::info!("no master data configured or logged ([master_data]): sequence checks are off")
+        }
+        None => tracing::info!("master data from the log stays in force"),
     }
-    let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(&config, master.clone()))?;
     let mut auth = Auth::from_config(&config.api.tokens, &config.api.users);
     for (token, name, role) in &extra_tokens {
         auth.add_token(token, name, *role);
@@ -157,7 +166,7 @@ pub async fn serve(
         approval_ttl_minutes: config.governance.approval_ttl_minutes,
         view: Arc::new(crate::dashboard::view::LineView::new(config.agents.torque_audit.drift.clone())),
         findings: runtime.findings.clone(),
-        master: master.clone(),
+        master: runtime.master.clone(),
         narrator: config.narrative.clone().map(|n| Arc::new(crate::narrate::Narrator::new(n))),
     });
     let (view_stop, view_stop_rx) = tokio::sync::watch::channel(false);
@@ -226,6 +235,17 @@ pub async fn serve(
             );
         }
     }
+    if demo.is_none()
+        && let Some(every) = config.master_data.poll_interval()
+    {
+        let (config, ingest, in_force, store, stop) =
+            (config.clone(), runtime.ingest(), runtime.master.clone(), store.clone(), stop.clone());
+        source_threads.push(
+            std::thread::Builder::new()
+                .name("master-data".into())
+                .spawn(move || watch_master_data(&config, &ingest, &in_force, store.as_ref(), &stop, every))?,
+        );
+    }
     let feed = demo.map(|d| {
         let ingest = runtime.ingest();
         tokio::spawn(async move {
@@ -270,6 +290,49 @@ pub async fn serve(
     .await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Read the configured master data again every `every` and log it when it differs from what is
+/// in force. A source that cannot be read, or whose data does not hold together (each row
+/// named in the log), changes nothing: the last good master data stays in force.
+fn watch_master_data(
+    config: &Config,
+    ingest: &Ingest,
+    in_force: &crate::runtime::MasterInForce,
+    store: &dyn Store,
+    stop: &AtomicBool,
+    every: Duration,
+) {
+    let file = config.master_data.file.as_ref().or(config.master_data.plant.as_ref());
+    let modified = |p: &std::path::PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut last_modified = file.and_then(modified);
+    let origin = config.master_data.origin();
+    loop {
+        jidoka_connectors::sleep_unless(stop, every);
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        // A file is read again only when it changed on disk.
+        if let Some(path) = file {
+            let now = modified(path);
+            if now == last_modified {
+                continue;
+            }
+            last_modified = now;
+        }
+        match config.load_master() {
+            Ok(Some(master)) => {
+                let last_seq = store.last_seq().unwrap_or(0);
+                if let Err(err) = crate::master_data::offer_blocking(ingest, in_force, &master, origin, last_seq) {
+                    tracing::error!(error = %err, "changed master data not logged; the master data in force stays");
+                }
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::error!(error = %format!("{err:#}"), "master data not read again; the master data in force stays")
+            }
+        }
+    }
 }
 
 /// Poll an MES over OData for released work orders from the watermark checkpoint; each page's

@@ -303,32 +303,10 @@ fn redelivery_difference(ev: &Event, stored_occurred_at: &str, stored_payload: &
         v
     };
     let (old, new) = (parse(stored_payload), parse(&new_payload));
-    if let Some(path) = first_difference(&old, &new, String::new()) {
+    if let Some(path) = jidoka_model::first_difference(&old, &new) {
         return Some(path);
     }
     (rfc3339::format(&ev.occurred_at) != stored_occurred_at).then(|| "occurred_at".to_string())
-}
-
-/// The path (`data.final_torque_nm`, `data.curve.torque_nm[3]`) of the first place two JSON
-/// values differ, in key order.
-fn first_difference(a: &serde_json::Value, b: &serde_json::Value, path: String) -> Option<String> {
-    use serde_json::Value;
-    let join = |key: &str| if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
-            keys.into_iter().find_map(|k| match (x.get(k), y.get(k)) {
-                (Some(p), Some(q)) => first_difference(p, q, join(k)),
-                _ => Some(join(k)),
-            })
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            let diff =
-                x.iter().zip(y).enumerate().find_map(|(i, (p, q))| first_difference(p, q, format!("{path}[{i}]")));
-            diff.or_else(|| (x.len() != y.len()).then(|| format!("{path}[{}]", x.len().min(y.len()))))
-        }
-        _ => (a != b).then(|| if path.is_empty() { "payload".to_string() } else { path }),
-    }
 }
 
 fn append_one(tx: &rusqlite::Transaction<'_>, ev: &Event) -> Result<AppendOutcome> {

@@ -788,7 +788,8 @@ fn narrative_section(original: &str, shown: Option<crate::narrate::Shown>) -> St
 /// The work instructions of the finding's station (its operation's first), for the person who
 /// has to act on it at the line.
 fn instructions_at(state: &AppState, f: &jidoka_model::Finding) -> String {
-    let (Some(master), Some(station)) = (&state.master, &f.subject.station) else { return String::new() };
+    let master = state.master.get();
+    let (Some(master), Some(station)) = (&master, &f.subject.station) else { return String::new() };
     let mut here: Vec<&jidoka_model::master::WorkInstruction> =
         master.instructions.iter().filter(|w| &w.station == station).collect();
     if here.is_empty() {
