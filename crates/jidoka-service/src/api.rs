@@ -838,6 +838,11 @@ async fn post_master_data(
         Some(AppendOutcome::Duplicate { seq, event_id }) => {
             json!({"status": "duplicate", "seq": seq, "event_id": event_id})
         }
+        // The time is this service's stamp, not the client's: the same revision with the same
+        // rows sent again is the same change.
+        Some(AppendOutcome::Conflict { seq, event_id, field }) if field == "occurred_at" => {
+            json!({"status": "duplicate", "seq": seq, "event_id": event_id})
+        }
         Some(AppendOutcome::Conflict { seq, field, .. }) => {
             return Err(ApiError::new(
                 "conflict",

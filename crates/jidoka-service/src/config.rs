@@ -92,6 +92,9 @@ pub struct ApiConfig {
     /// A request whose body has not arrived and been answered within this time gets 408.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_seconds: u64,
+    /// TLS on the listener with the plant's certificate and key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 fn default_max_connections() -> usize {
@@ -144,6 +147,7 @@ impl Default for ApiConfig {
             max_connections_per_peer: default_max_connections_per_peer(),
             idle_timeout_seconds: default_idle_timeout(),
             request_timeout_seconds: default_request_timeout(),
+            tls: None,
             tokens: Vec::new(),
             users: Vec::new(),
         }
@@ -383,6 +387,9 @@ impl Config {
         }
         if !(1..=self.api.max_connections.max(1)).contains(&self.api.max_connections_per_peer) {
             errors.push(("api.max_connections_per_peer".into(), "must be between 1 and api.max_connections".into()));
+        }
+        if let Some(tls) = &self.api.tls {
+            tls.validate("api.tls", &mut errors);
         }
         if !(1..=3600).contains(&self.api.idle_timeout_seconds) {
             errors.push(("api.idle_timeout_seconds".into(), "must be between 1 and 3600".into()));

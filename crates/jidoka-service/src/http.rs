@@ -139,6 +139,7 @@ pub struct HttpStats {
     pub refused_peer_cap: std::sync::atomic::AtomicU64,
     pub request_timeouts: std::sync::atomic::AtomicU64,
     pub accept_errors: std::sync::atomic::AtomicU64,
+    pub tls_handshake_failures: std::sync::atomic::AtomicU64,
 }
 
 /// Serve `app` on `listener` under `limits` until `shutdown` completes and every connection
@@ -148,6 +149,18 @@ pub async fn serve(
     app: Router,
     limits: HttpLimits,
     metrics: Arc<crate::metrics::Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with(listener, app, limits, metrics, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given: the handshake must finish within the idle timeout.
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    metrics: Arc<crate::metrics::Metrics>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use std::sync::atomic::Ordering::Relaxed;
@@ -202,36 +215,16 @@ pub async fn serve(
         let metrics = metrics.clone();
         let mut stop = stop_rx.clone();
         let done = done_tx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                let app = app.clone();
-                let metrics = metrics.clone();
-                async move {
-                    let req = req.map(axum::body::Body::new);
-                    let response = match tokio::time::timeout(limits.request_timeout, app.oneshot(req)).await {
-                        Ok(Ok(r)) => r,
-                        Ok(Err(never)) => match never {},
-                        Err(_) => {
-                            metrics.http.request_timeouts.fetch_add(1, Relaxed);
-                            request_timeout_response()
-                        }
-                    };
-                    Ok::<Response, std::convert::Infallible>(response)
-                }
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(limits.idle_timeout).keep_alive(true);
-            let mut conn = pin!(builder.serve_connection(TokioIo::new(stream), service).with_upgrades());
-            let mut stopping = false;
-            loop {
-                tokio::select! {
-                    _ = conn.as_mut() => break,
-                    _ = stop.wait_for(|s| *s), if !stopping => {
-                        stopping = true;
-                        conn.as_mut().graceful_shutdown();
+            match tls {
+                None => connection(stream, app, peer, limits, metrics, &mut stop).await,
+                Some(acceptor) => match tokio::time::timeout(limits.idle_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => connection(stream, app, peer, limits, metrics, &mut stop).await,
+                    Ok(Err(_)) | Err(_) => {
+                        metrics.http.tls_handshake_failures.fetch_add(1, Relaxed);
                     }
-                }
+                },
             }
             drop(slot);
             drop(done);
@@ -242,6 +235,50 @@ pub async fn serve(
     // Every connection task holds a sender; the channel closes when the last one ends.
     let _ = done_rx.recv().await;
     Ok(())
+}
+
+/// One connection, plain or TLS, until it ends or the server stops.
+async fn connection<S>(
+    stream: S,
+    app: Router,
+    peer: std::net::SocketAddr,
+    limits: HttpLimits,
+    metrics: Arc<crate::metrics::Metrics>,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use std::sync::atomic::Ordering::Relaxed;
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let app = app.clone();
+        let metrics = metrics.clone();
+        async move {
+            let req = req.map(axum::body::Body::new);
+            let response = match tokio::time::timeout(limits.request_timeout, app.oneshot(req)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(never)) => match never {},
+                Err(_) => {
+                    metrics.http.request_timeouts.fetch_add(1, Relaxed);
+                    request_timeout_response()
+                }
+            };
+            Ok::<Response, std::convert::Infallible>(response)
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.idle_timeout).keep_alive(true);
+    let mut conn = pin!(builder.serve_connection(TokioIo::new(stream), service).with_upgrades());
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => break,
+            _ = stop.wait_for(|s| *s), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
 }
 
 fn request_timeout_response() -> Response {

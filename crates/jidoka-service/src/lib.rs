@@ -4,7 +4,7 @@
 //! threads; [`runtime::bench_runtime`] starts a bare one for tests and benchmarks),
 //! [`governance`] (findings → proposed actions), [`api`] + [`auth`] (HTTP and roles),
 //! [`openapi`] (the document of every route), [`http`] (the listener: connection caps, idle and
-//! request timeouts), [`dashboard`] (the supervisor dashboard under
+//! request timeouts), [`tls`] (the listener's certificate, HSTS and secure cookies), [`dashboard`] (the supervisor dashboard under
 //! `/ui`), [`server`] (serve / demo), [`op_link`] and [`mqtt_link`] (the Open Protocol and MQTT
 //! source threads, the findings publisher), [`demo`] (the simulated plant behind `jidoka
 //! demo`), [`commands`] (import, replay, token), [`audit`] (chain verification and export, for
@@ -35,3 +35,4 @@ pub mod openapi;
 pub mod report;
 pub mod runtime;
 pub mod server;
+pub mod tls;

@@ -150,6 +150,12 @@ impl Metrics {
             self.http.accept_errors.load(Relaxed),
         );
         counter(
+            "jidoka_http_tls_handshake_failures_total",
+            "TLS handshakes that failed or did not finish within the idle timeout.",
+            "counter",
+            self.http.tls_handshake_failures.load(Relaxed),
+        );
+        counter(
             "jidoka_http_client_errors_total",
             "HTTP responses with a 4xx status.",
             "counter",

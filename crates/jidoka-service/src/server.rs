@@ -172,13 +172,21 @@ pub async fn serve(
     let (view_stop, view_stop_rx) = tokio::sync::watch::channel(false);
     let closing_view = state.view.clone();
     let follower = tokio::spawn(crate::dashboard::view::follow(store.clone(), state.view.clone(), view_stop_rx));
-    let app = api::router(state, config.api.max_body_bytes);
+    let tls = match &config.api.tls {
+        Some(t) => Some(t.acceptor().map_err(|(field, reason)| anyhow::anyhow!("api.tls.{field}: {reason}"))?),
+        None => None,
+    };
+    let mut app = api::router(state, config.api.max_body_bytes);
+    if tls.is_some() {
+        app = app.layer(axum::middleware::map_response(|r| async move { crate::tls::secure_response(r) }));
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(&config.api.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.api.listen))?;
     let addr = listener.local_addr()?;
-    println!("jidoka listening on http://{addr}");
-    println!("dashboard: http://{addr}/ui");
+    println!("jidoka listening on {scheme}://{addr}");
+    println!("dashboard: {scheme}://{addr}/ui");
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, data_dir = %config.store.data_dir.display(), "serving");
 
@@ -259,7 +267,7 @@ pub async fn serve(
     // mid-request must not keep the plant's service from stopping.
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     let limits = config.api.http_limits().fitted_to_open_files();
-    let server = crate::http::serve(listener, app, limits, runtime.metrics.clone(), async move {
+    let server = crate::http::serve_with(listener, app, limits, runtime.metrics.clone(), tls, async move {
         shutdown_signal().await;
         // Live dashboard streams would hold the drain open until its deadline.
         closing_view.close();

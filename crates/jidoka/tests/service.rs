@@ -2086,3 +2086,106 @@ fn an_edited_master_data_file_takes_effect_without_a_restart() {
     assert!(terminate(&mut child).success());
     assert_eq!(count(), 2);
 }
+
+/// Hardening: the listener speaks TLS with the plant's certificate; over it every response
+/// carries HSTS and the session cookie is `Secure`, and plain HTTP gets no answer.
+#[test]
+fn the_listener_serves_tls_with_secure_cookies_and_hsts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A plant CA and a server certificate it issued, as a plant's own PKI would.
+    let (cert, key, ca_cert) = (dir.path().join("cert.pem"), dir.path().join("key.pem"), dir.path().join("ca.pem"));
+    let openssl = |args: &[&str]| {
+        let ok = Command::new("openssl")
+            .current_dir(dir.path())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(ok.success(), "openssl {args:?}");
+    };
+    openssl(
+        &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"]
+            .into_iter()
+            .chain(["-subj", "/CN=Plant CA", "-keyout", "ca.key", "-out", "ca.pem"])
+            .collect::<Vec<_>>(),
+    );
+    openssl(
+        &["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+            .into_iter()
+            .chain(["-subj", "/CN=localhost", "-keyout", "key.pem", "-out", "server.csr"])
+            .collect::<Vec<_>>(),
+    );
+    std::fs::write(
+        dir.path().join("ext.cnf"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .expect("ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cert.pem",
+    ]);
+    let hash = jidoka_service::auth::hash_password("a long enough passphrase").expect("hash");
+    let config = dir.path().join("plant.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[api.tls]\ncert = {:?}\nkey = {:?}\n\n[[api.users]]\nname = \"anna\"\nrole = \"supervisor\"\npassword_hash = {hash:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    )
+    .expect("config");
+    let mut cmd = jidoka_bin();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"));
+    let (mut child, url, _) = start(cmd);
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let pem = std::fs::read(&ca_cert).expect("ca");
+    let ca: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+        .filter_map(|i| match i {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .tls_config(ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::new_with_certs(&ca)).build())
+        .build()
+        .into();
+    let health = agent.get(&format!("{url}/health")).call().expect("health over TLS");
+    assert_eq!(health.status().as_u16(), 200);
+    assert!(health.headers().get("strict-transport-security").is_some(), "HSTS over TLS");
+    let login = agent
+        .post(&format!("{url}/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send("user=anna&password=a+long+enough+passphrase")
+        .expect("login");
+    let cookie = login.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    assert!(cookie.starts_with("jidoka_session=") && cookie.contains("; Secure"), "{cookie}");
+    // Plain HTTP on the TLS port: no HTTP answer.
+    let mut plain = std::net::TcpStream::connect(url.trim_start_matches("https://")).expect("connect");
+    plain.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    plain.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut buf = [0u8; 64];
+    let n = std::io::Read::read(&mut plain, &mut buf).unwrap_or(0);
+    assert!(!String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "no plain answer on the TLS port");
+    assert!(terminate(&mut child).success());
+}
