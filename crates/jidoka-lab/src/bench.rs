@@ -64,6 +64,8 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let runtime = bench_runtime(store.clone(), None, None)?;
     let now = chrono::Utc::now();
     let events: Vec<Event> = (0..args.events).map(|i| sample_event(i, now)).collect::<anyhow::Result<_>>()?;
+    // The peer writes the same rows afterwards.
+    let rows: Vec<[String; 9]> = events.iter().map(event_row).collect();
     let bar = progress(args.events as u64, "ingest");
     let mut per_producer: Vec<Vec<Event>> = (0..args.producers).map(|_| Vec::new()).collect();
     for (i, ev) in events.into_iter().enumerate() {
@@ -104,6 +106,9 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     runtime.shutdown();
     anyhow::ensure!(stored as usize == args.events, "stored {stored} of {} events", args.events);
     latencies.sort_by(f64::total_cmp);
+    let per_commit = (args.events as f64 / commits.max(1) as f64).round().max(1.0) as usize;
+    let raw = raw_sqlite(&dir.join("raw-peer.sqlite"), &rows, per_commit)?;
+    let rate = args.events as f64 / elapsed;
     let mut report = Report::new("bench ingest: durable appends to the embedded store (SQLite WAL, synchronous=FULL)");
     report
         .add("events", "events", args.events, "")
@@ -115,9 +120,55 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         .add("max_ms", "append latency max", percentile(&latencies, 100.0), "ms")
         .add("group_commits", "group commits (fsyncs)", commits, "")
         .add("events_per_commit", "events per commit", args.events as f64 / commits.max(1) as f64, "")
+        .add("raw_sqlite_events_per_s", "peer: the same rows, plain SQLite, same events per commit", raw, "events/s")
+        .add("ratio_to_raw_sqlite", "Jidoka / plain SQLite", rate / raw, "")
         .add("machine", "machine", machine(), "");
     report.print(args.json);
     Ok(())
+}
+
+/// An event as the store's row: the columns of `events`, as the store writes them.
+fn event_row(ev: &Event) -> [String; 9] {
+    let ts = jidoka_model::event::rfc3339::format;
+    [
+        ev.event_id.clone(),
+        ev.source.clone(),
+        ev.source_txn_id.clone(),
+        ev.correlation_id.clone(),
+        ev.kind().as_str().to_string(),
+        ev.vin().unwrap_or_default().to_string(),
+        ts(&ev.occurred_at),
+        ts(&ev.received_at),
+        ev.payload_json(),
+    ]
+}
+
+/// The peer a practitioner would write: one connection, WAL, `synchronous=FULL`, the same table
+/// and unique keys, `per_commit` rows per transaction. Events per second.
+fn raw_sqlite(path: &std::path::Path, rows: &[[String; 9]], per_commit: usize) -> anyhow::Result<f64> {
+    let mut conn = rusqlite::Connection::open(path)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+         CREATE TABLE events (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, source TEXT NOT NULL,
+           source_txn_id TEXT NOT NULL, correlation_id TEXT NOT NULL, kind TEXT NOT NULL, vin TEXT,
+           occurred_at TEXT NOT NULL, received_at TEXT NOT NULL, payload TEXT NOT NULL, UNIQUE (source, source_txn_id));
+         CREATE INDEX events_vin ON events (vin) WHERE vin IS NOT NULL;",
+    )?;
+    let start = Instant::now();
+    for chunk in rows.chunks(per_commit) {
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (event_id, source, source_txn_id, correlation_id, kind, vin, occurred_at, received_at, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
+            )?;
+            for r in chunk {
+                insert.execute(rusqlite::params_from_iter(r.iter()))?;
+            }
+        }
+        tx.commit()?;
+    }
+    Ok(rows.len() as f64 / start.elapsed().as_secs_f64())
 }
 
 /// Options of `jidoka bench sequence`.

@@ -696,25 +696,21 @@ fn deliver_pass(
             }
         }
     }
+    // The pass's outcomes are marked together, one transaction (one fsync) instead of one per
+    // action: the writer shares the store, and a commit per delivery stalled its group
+    // commits. A crash before the marks only means a redelivery, which sinks absorb by key.
+    let mut marks = Marks::default();
     for record in pending {
         // On shutdown, stop between deliveries: what is left stays approved in the outbox and
         // goes out after the restart (the sink reads back by key first).
         if wake.is_closed() {
-            return;
+            break;
         }
         let action = &record.action;
         let now = Instant::now();
         let Some(idx) = sinks.iter().position(|s| s.accepts(action.kind)) else {
             let note = format!("no sink accepts action kind {}", action.kind);
-            if let Ok(true) = store.set_action_status(
-                &action.action_id,
-                "governance",
-                ActionStatus::Approved,
-                ActionStatus::DeadLetter,
-                Some(&note),
-            ) {
-                metrics.actions_dead_letter.fetch_add(1, Relaxed);
-            }
+            marks.push(&action.action_id, "governance".into(), ActionStatus::DeadLetter, note);
             continue;
         };
         if !backoff[idx].ready(now) {
@@ -728,20 +724,7 @@ fn deliver_pass(
                     (None, false) => format!("delivered by {}", sinks[idx].name()),
                 };
                 backoff[idx] = Backoff::default();
-                match store.set_action_status(
-                    &action.action_id,
-                    &format!("sink:{}", sinks[idx].name()),
-                    ActionStatus::Approved,
-                    ActionStatus::Delivered,
-                    Some(&note),
-                ) {
-                    Ok(_) => {
-                        metrics.actions_delivered.fetch_add(1, Relaxed);
-                    }
-                    Err(err) => {
-                        tracing::error!(error = %err, action = %action.action_id, "delivered but not marked; the sink's idempotency absorbs the retry")
-                    }
-                }
+                marks.push(&action.action_id, format!("sink:{}", sinks[idx].name()), ActionStatus::Delivered, note);
             }
             Err(SinkError::Transient(reason)) => {
                 metrics.delivery_failures.fetch_add(1, Relaxed);
@@ -752,15 +735,48 @@ fn deliver_pass(
             Err(SinkError::Permanent(reason)) => {
                 tracing::error!(sink = sinks[idx].name(), action = %action.action_id, %reason, "delivery failed permanently");
                 let _ = store.record_delivery_attempt(&action.action_id, &reason);
-                if let Ok(true) = store.set_action_status(
-                    &action.action_id,
-                    &format!("sink:{}", sinks[idx].name()),
-                    ActionStatus::Approved,
-                    ActionStatus::DeadLetter,
-                    Some(&reason),
-                ) {
-                    metrics.actions_dead_letter.fetch_add(1, Relaxed);
+                marks.push(&action.action_id, format!("sink:{}", sinks[idx].name()), ActionStatus::DeadLetter, reason);
+            }
+        }
+    }
+    marks.commit(store, metrics);
+}
+
+/// Status moves of approved actions decided in one outbox pass.
+#[derive(Default)]
+struct Marks {
+    moves: Vec<(String, String, ActionStatus, String)>,
+}
+
+impl Marks {
+    fn push(&mut self, action_id: &str, actor: String, to: ActionStatus, note: String) {
+        self.moves.push((action_id.to_string(), actor, to, note));
+    }
+
+    fn commit(self, store: &dyn Store, metrics: &Metrics) {
+        let moves: Vec<jidoka_store::StatusMove<'_>> = self
+            .moves
+            .iter()
+            .map(|(id, actor, to, note)| jidoka_store::StatusMove {
+                action_id: id,
+                actor,
+                from: ActionStatus::Approved,
+                to: *to,
+                note: Some(note),
+            })
+            .collect();
+        match store.set_action_statuses(&moves) {
+            Ok(moved) => {
+                for (m, done) in moves.iter().zip(moved) {
+                    match (done, m.to) {
+                        (true, ActionStatus::Delivered) => metrics.actions_delivered.fetch_add(1, Relaxed),
+                        (true, _) => metrics.actions_dead_letter.fetch_add(1, Relaxed),
+                        (false, _) => 0,
+                    };
                 }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, actions = moves.len(), "delivery outcomes not marked; they are tried again and the sinks' idempotency absorbs the repeat")
             }
         }
     }

@@ -57,6 +57,16 @@ pub struct AppendBatch<'a> {
     pub checkpoint: Option<&'a Checkpoint>,
 }
 
+/// One forward move of an action's status, with who made it and why.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusMove<'a> {
+    pub action_id: &'a str,
+    pub actor: &'a str,
+    pub from: ActionStatus,
+    pub to: ActionStatus,
+    pub note: Option<&'a str>,
+}
+
 /// What happened to one event of a batch.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
@@ -237,6 +247,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         to: ActionStatus,
         note: Option<&str>,
     ) -> Result<bool>;
+
+    /// Several moves in one transaction (one fsync), as the outbox marks a pass's deliveries;
+    /// each answers like [`Store::set_action_status`]. All or none are recorded.
+    fn set_action_statuses(&self, moves: &[StatusMove<'_>]) -> Result<Vec<bool>>;
 
     /// Approved actions waiting for delivery, oldest first, after store position `after`
     /// (0 = from the start); each with its position for the next page.

@@ -113,6 +113,9 @@ pub struct SqliteStore {
 /// Copies the WAL back into the database file from its own connection, so that work never
 /// lands inside a commit (SQLite's automatic checkpoint would run it on the writer and stall
 /// the appends queued behind it). PASSIVE mode never blocks the writer or readers.
+/// WAL size past which the checkpointer restarts the log (see `Checkpointer`).
+const WAL_RESTART_BYTES: u64 = 32 * 1024 * 1024;
+
 #[derive(Debug)]
 struct Checkpointer {
     stop: std::sync::Arc<(Mutex<bool>, std::sync::Condvar)>,
@@ -123,6 +126,9 @@ impl Checkpointer {
     fn start(path: &Path) -> Result<Checkpointer> {
         let conn = Connection::open(path).map_err(|e| open_err(path, e))?;
         conn.execute_batch("PRAGMA busy_timeout = 10000;")?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = std::path::PathBuf::from(wal);
         let stop = std::sync::Arc::new((Mutex::new(false), std::sync::Condvar::new()));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -138,6 +144,14 @@ impl Checkpointer {
                     drop(stopped);
                     // A failed checkpoint is retried on the next tick; the WAL keeps every commit.
                     let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    // Under a steady stream of commits a passive checkpoint never catches the
+                    // last frame, so the WAL would never start again from its beginning and
+                    // grows without bound (seen: 2.9 GB in 40 s beside a 125 MB store, commits
+                    // slowing as it grew). Past a size, a RESTART checkpoint finishes the few
+                    // frames left and makes the next commit write from the start again.
+                    if std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_RESTART_BYTES) {
+                        let _ = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+                    }
                     stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
                 }
                 let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
@@ -180,7 +194,8 @@ impl SqliteStore {
                  PRAGMA foreign_keys = ON;
                  PRAGMA busy_timeout = 10000;
                  PRAGMA temp_store = MEMORY;
-                 PRAGMA wal_autocheckpoint = 0;",
+                 PRAGMA wal_autocheckpoint = 0;
+                 PRAGMA journal_size_limit = 67108864;",
             )
             .map_err(|e| open_err(&path, e))?;
         migrate(&mut writer)?;
@@ -773,6 +788,21 @@ impl Store for SqliteStore {
         self.with_writer(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let moved = move_action(&tx, action_id, actor, from, to, note)?;
+            tx.commit()?;
+            Ok(moved)
+        })
+    }
+
+    fn set_action_statuses(&self, moves: &[crate::StatusMove<'_>]) -> Result<Vec<bool>> {
+        if moves.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with_writer(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut moved = Vec::with_capacity(moves.len());
+            for m in moves {
+                moved.push(move_action(&tx, m.action_id, m.actor, m.from, m.to, m.note)?);
+            }
             tx.commit()?;
             Ok(moved)
         })
