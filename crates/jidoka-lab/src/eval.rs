@@ -23,6 +23,11 @@ pub struct SimEvalArgs {
     pub seed: u64,
     #[arg(long)]
     pub plant: Option<PathBuf>,
+    /// eval sequence: the master data arrives as events during the run (BOM and routing first,
+    /// each ECO shortly before its cut-in) instead of being given up front, and the run is
+    /// replayed to check that it reproduces every finding.
+    #[arg(long)]
+    pub live_master_data: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -41,26 +46,111 @@ struct SequenceRun {
     findings: Vec<Finding>,
     /// (VIN, station, joint) with a NOK tightening result in the stream.
     nok: HashSet<(String, String, String)>,
+    /// With live master data: whether a second pass over the same log gave the same findings.
+    replay_identical: Option<bool>,
+    /// Master data events logged during the run.
+    master_events: usize,
 }
 
-fn run_sequence(plant: jidoka_sim::Plant, seed: u64, units: u64) -> anyhow::Result<SequenceRun> {
+/// Units of lead: an ECO is released when the work order this many sequence numbers before
+/// its cut-in is.
+const ECO_LEAD: u64 = 20;
+
+/// A `master_data_changed` event, stamped at `at`.
+fn master_event(
+    id: &str,
+    change: &jidoka_model::master::MasterDataChange,
+    at: jidoka_model::Timestamp,
+) -> anyhow::Result<jidoka_model::Event> {
+    let data = serde_json::to_value(change)?;
+    jidoka_model::Event::parse(
+        serde_json::json!({"source": "eval-mes", "source_txn_id": id, "occurred_at": jidoka_model::event::rfc3339::format(&at),
+                           "kind": "master_data_changed", "data": data}),
+        at,
+    )
+    .map_err(|e| anyhow::anyhow!("master data event: {e}"))
+}
+
+fn run_sequence(plant: jidoka_sim::Plant, seed: u64, units: u64, live: bool) -> anyhow::Result<SequenceRun> {
+    use jidoka_model::master::MasterDataChange;
     let master = jidoka_service::config::master_from(plant.master_data())?;
-    let mut router = Router::new(build_agents(&AgentsConfig::default(), &master));
+    let all = master.as_deref().cloned().unwrap_or_default();
+    // Live: the agents start with nothing and learn the master data from the log.
+    let mut router = Router::new(build_agents(&AgentsConfig::default(), if live { &None } else { &master }));
+    let mut pending_ecos: Vec<jidoka_model::master::ChangePackage> =
+        if live { all.changes.clone() } else { Vec::new() };
     let mut sim = Simulation::new(plant, seed, Some(units), CurveMode::None);
-    let mut run = SequenceRun { truth: Vec::new(), findings: Vec::new(), nok: HashSet::new() };
+    let mut run = SequenceRun {
+        truth: Vec::new(),
+        findings: Vec::new(),
+        nok: HashSet::new(),
+        replay_identical: None,
+        master_events: 0,
+    };
+    let mut log: Vec<StoredEvent> = Vec::new();
     let mut seq = 0;
+    let mut first = true;
     while sim.has_more() {
         let slot = sim.next_slot();
         run.truth.extend(slot.truth.into_iter().filter(|t| SEQUENCE_FAULTS.iter().any(|(f, _)| *f == t.fault)));
         for event in slot.events {
+            if live {
+                let mut due = Vec::new();
+                if first {
+                    first = false;
+                    let base = MasterDataChange {
+                        revision: Some("base".into()),
+                        replace: true,
+                        rows: jidoka_model::master::MasterData { changes: Vec::new(), ..all.clone() },
+                        ..MasterDataChange::default()
+                    };
+                    due.push(("base".to_string(), base));
+                }
+                if let EventPayload::WorkOrderReleased(w) = &event.payload {
+                    let (now, later): (Vec<_>, Vec<_>) = pending_ecos
+                        .drain(..)
+                        .partition(|c| c.cut_in.from_sequence.is_none_or(|cut| w.sequence + ECO_LEAD >= cut));
+                    pending_ecos = later;
+                    for c in now {
+                        let change = MasterDataChange {
+                            revision: Some(c.change_id.clone()),
+                            rows: jidoka_model::master::MasterData { changes: vec![c.clone()], ..Default::default() },
+                            ..MasterDataChange::default()
+                        };
+                        due.push((c.change_id.clone(), change));
+                    }
+                }
+                for (id, change) in due {
+                    seq += 1;
+                    run.master_events += 1;
+                    let ev = StoredEvent { seq, event: master_event(&id, &change, event.occurred_at)? };
+                    router.process(&ev, &mut run.findings);
+                    log.push(ev);
+                }
+            }
             if let EventPayload::TighteningResult(t) = &event.payload
                 && t.controller_verdict == Some(OkNok::Nok)
             {
                 run.nok.insert((t.vin.clone().unwrap_or_default(), t.station.clone(), t.joint.clone()));
             }
             seq += 1;
-            router.process(&StoredEvent { seq, event }, &mut run.findings);
+            let stored = StoredEvent { seq, event };
+            router.process(&stored, &mut run.findings);
+            if live {
+                log.push(stored);
+            }
         }
+    }
+    if live {
+        // The same log through fresh agents: the same findings, to the byte.
+        let mut again = Router::new(build_agents(&AgentsConfig::default(), &None));
+        let mut replayed = Vec::new();
+        for ev in &log {
+            again.process(ev, &mut replayed);
+        }
+        let digests =
+            |fs: &[Finding]| fs.iter().map(|f| (f.finding_id.clone(), f.content_digest())).collect::<Vec<_>>();
+        run.replay_identical = Some(digests(&replayed) == digests(&run.findings));
     }
     // An agent that fails counts against it.
     run.findings.retain(|f| f.kind.starts_with("sequence.") || f.kind == "agent.failure");
@@ -71,12 +161,12 @@ fn run_sequence(plant: jidoka_sim::Plant, seed: u64, units: u64) -> anyhow::Resu
 pub fn sequence(args: SimEvalArgs) -> anyhow::Result<()> {
     let (plant, _) = load_plant(args.plant.as_deref())?;
     let bar = progress(2, "eval sequence");
-    let run = run_sequence(plant.clone(), args.seed, args.units)?;
+    let run = run_sequence(plant.clone(), args.seed, args.units, args.live_master_data)?;
     bar.inc(1);
     // The clean run is a clean plant: no injected fault of any kind.
     let mut clean_plant = plant;
     clean_plant.faults = jidoka_sim::plant::Faults::default();
-    let clean = run_sequence(clean_plant, args.seed, args.units)?;
+    let clean = run_sequence(clean_plant, args.seed, args.units, args.live_master_data)?;
     bar.finish_and_clear();
     // Match each injected error to the finding that names it: scans by their event, skipped
     // operations by unit and station.
@@ -173,6 +263,16 @@ pub fn sequence(args: SimEvalArgs) -> anyhow::Result<()> {
         .add("nok_departures", "departures with a NOK tightening (confirmed in the stream)", nok_departures, "")
         .add("clean_run_alerts", "alerts on a clean plant (same seed, no injected faults)", clean_sequence_alerts, "")
         .add("clean_run_nok_departures", "clean plant: departures with a confirmed NOK tightening", clean_nok, "");
+    if let Some(identical) = run.replay_identical {
+        report
+            .add(
+                "master_data_events",
+                "master data events during the run (base, then each ECO before its cut-in)",
+                run.master_events,
+                "",
+            )
+            .add("replay_identical", "replay of the run's log reproduces every finding", identical, "");
+    }
     report.print(args.json);
     Ok(())
 }

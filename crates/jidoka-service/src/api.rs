@@ -148,6 +148,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/api/master-data", post(post_master_data).route_layer(guarded(Permission::ChangeMasterData)));
     Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/openapi.json", get(openapi))
         .route("/api/login", post(login).layer(DefaultBodyLimit::max(SMALL_BODY_BYTES)))
         .route("/metrics", get(metrics))
@@ -162,6 +163,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
 /// Every route and the permission it needs (`None` = open). Tests walk this table with every role.
 pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("GET", "/health", None),
+    ("GET", "/ready", None),
     ("GET", "/openapi.json", None),
     ("POST", "/api/login", None),
     ("GET", "/metrics", Some(Permission::ReadMetrics)),
@@ -294,6 +296,19 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"}))).into_response()
         }
     }
+}
+
+/// Readiness: 200 when the store can read and commit and the agents keep up; 503 with the
+/// reason otherwise (a load balancer or the line PC's monitor takes this one).
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let readable = with_store(&state, |s| s.last_seq()).await.is_ok();
+    let failing = state.metrics.store_failing.load(Relaxed);
+    let lag = state.metrics.lag();
+    let body = json!({"status": if readable && !failing { "ready" } else { "not_ready" },
+                      "store": if !readable { "unreadable" } else if failing { "cannot_commit" } else { "ok" },
+                      "agent_lag_events": lag});
+    let status = if readable && !failing { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
 }
 
 async fn metrics(

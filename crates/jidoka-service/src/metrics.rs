@@ -17,6 +17,10 @@ pub struct Metrics {
     pub ingest_requests: AtomicU64,
     pub group_commits: AtomicU64,
     pub store_errors: AtomicU64,
+    /// The last group commit failed and the writer refuses appends until its backoff passes.
+    pub store_failing: std::sync::atomic::AtomicBool,
+    /// Times the agents' state was rebuilt from the log (at start, and after a failed commit).
+    pub agent_rebuilds: AtomicU64,
     /// Highest seq in the event log.
     pub log_seq: AtomicU64,
     /// Highest seq the agents have processed and committed.
@@ -85,6 +89,18 @@ impl Metrics {
             "Store transactions committed by the writer.",
             "counter",
             self.group_commits.load(Relaxed),
+        );
+        counter(
+            "jidoka_store_failing",
+            "1 while the store cannot commit (appends are refused until it can).",
+            "gauge",
+            u64::from(self.store_failing.load(Relaxed)),
+        );
+        counter(
+            "jidoka_agent_rebuilds_total",
+            "Agent state rebuilt from the log (at start and after a failed commit).",
+            "counter",
+            self.agent_rebuilds.load(Relaxed),
         );
         counter(
             "jidoka_store_errors_total",

@@ -382,6 +382,7 @@ fn writer_loop(ctx: WriterContext, mut rx: mpsc::Receiver<WriterMsg>) {
             && Instant::now() >= next_start
             && let Some(setup) = &setup
         {
+            metrics.agent_rebuilds.fetch_add(1, Relaxed);
             match start_agents(store.as_ref(), setup, &metrics, &findings_tx) {
                 Ok(a) => {
                     in_force.set(a.router.master());
@@ -397,6 +398,10 @@ fn writer_loop(ctx: WriterContext, mut rx: mpsc::Receiver<WriterMsg>) {
     };
     ensure_agents(&mut agents);
     let _ = ready.send(());
+    // After a failed commit (a full disk, an I/O error) appends are refused at once until the
+    // backoff passes, doubling from 250 ms to 30 s: a store that cannot write must not make
+    // every request wait for a commit attempt and a rebuild of the agents from the log.
+    let mut failing: Option<(Instant, Duration, String)> = None;
     while let Some(first) = rx.blocking_recv() {
         let mut requests = Vec::new();
         let mut queued = 0;
@@ -419,6 +424,15 @@ fn writer_loop(ctx: WriterContext, mut rx: mpsc::Receiver<WriterMsg>) {
             rx.close();
         }
         if requests.is_empty() {
+            continue;
+        }
+        if let Some((until, _, reason)) = &failing
+            && Instant::now() < *until
+        {
+            for req in requests {
+                let _ =
+                    req.reply.send(Err(IngestError::Store(format!("the store cannot write ({reason}); retry later"))));
+            }
             continue;
         }
         ensure_agents(&mut agents);
@@ -461,6 +475,10 @@ fn writer_loop(ctx: WriterContext, mut rx: mpsc::Receiver<WriterMsg>) {
                 if max_seq > 0 {
                     metrics.log_seq.fetch_max(max_seq, Relaxed);
                 }
+                if failing.take().is_some() {
+                    metrics.store_failing.store(false, Relaxed);
+                    tracing::info!("the store commits again");
+                }
                 // In force before anyone hears the change was stored.
                 if let Some(a) = &agents {
                     in_force.set(a.router.master());
@@ -478,8 +496,14 @@ fn writer_loop(ctx: WriterContext, mut rx: mpsc::Receiver<WriterMsg>) {
             }
             Err(err) => {
                 metrics.store_errors.fetch_add(1, Relaxed);
-                // The agents may have seen events that are not stored: rebuild them from the log.
+                // The agents may have seen events that are not stored: rebuild them from the log
+                // (once the backoff has passed, not on every request).
                 agents = None;
+                let pause = failing
+                    .as_ref()
+                    .map_or(Duration::from_millis(250), |(_, d, _)| (*d * 2).min(Duration::from_secs(30)));
+                failing = Some((Instant::now() + pause, pause, err.to_string()));
+                metrics.store_failing.store(true, Relaxed);
                 tracing::error!(error = %err, requests = requests.len(), "group commit failed; nothing acknowledged");
                 for req in requests {
                     let _ = req.reply.send(Err(IngestError::Store(err.to_string())));

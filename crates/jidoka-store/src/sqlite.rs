@@ -199,6 +199,17 @@ impl SqliteStore {
             )
             .map_err(|e| open_err(&path, e))?;
         migrate(&mut writer)?;
+        // A corrupt store is refused with a clear message rather than served: every answer
+        // from it could be wrong, and appending to it could make it worse.
+        let check: String = writer
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+            .map_err(|e| open_err(&path, format!("the integrity check could not run: {e}")))?;
+        if check != "ok" {
+            return Err(open_err(
+                &path,
+                format!("the store fails its integrity check ({check}); restore it from a backup or move it aside"),
+            ));
+        }
         let checkpointer = Checkpointer::start(&path)?;
         Ok(SqliteStore {
             path,
@@ -206,6 +217,19 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             _checkpointer: checkpointer,
         })
+    }
+
+    /// Cap the store at `pages` database pages (`PRAGMA max_page_count`): past it every write
+    /// fails as on a full disk. For failure tests and dry runs; a fresh open has no cap.
+    pub fn limit_pages(&self, pages: u64) -> Result<u64> {
+        self.with_writer(|c| {
+            Ok(c.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| r.get::<_, i64>(0))? as u64)
+        })
+    }
+
+    /// Pages in use now.
+    pub fn page_count(&self) -> Result<u64> {
+        self.with_writer(|c| Ok(c.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))? as u64))
     }
 
     fn with_writer<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {

@@ -436,3 +436,26 @@ fn audit_positions_above_i64_max_find_nothing() {
     assert!(store.audit_after(u64::MAX, 10).expect("audit").is_empty());
     assert!(store.audit_after(i64::MAX as u64 + 1, 10).expect("audit").is_empty());
 }
+
+/// Regression: a corrupted store was served (`/health` said ok) and every answer from it could
+/// be wrong. It is now refused at open with a message that says what to do.
+#[test]
+fn a_corrupt_store_is_refused_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("jidoka.sqlite");
+    {
+        let store = SqliteStore::open(&path).expect("open");
+        let events: Vec<Event> = (0..400).map(|i| scan(&format!("T{i}"), &format!("V{i}"))).collect();
+        store.append(&[AppendBatch { events: &events, checkpoint: None }]).expect("append");
+    }
+    // Garbage over the middle of the file (the WAL was checkpointed into it on close).
+    let mut bytes = std::fs::read(&path).expect("read");
+    assert!(bytes.len() > 16 * 4096, "a store of some size: {} bytes", bytes.len());
+    for b in &mut bytes[8 * 4096..12 * 4096] {
+        *b = 0x5a;
+    }
+    std::fs::write(&path, &bytes).expect("write");
+    let err = SqliteStore::open(&path).expect_err("a corrupt store is refused").to_string();
+    assert!(err.contains("jidoka.sqlite"), "{err}");
+    assert!(err.contains("integrity") || err.contains("malformed"), "{err}");
+}

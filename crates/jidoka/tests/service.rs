@@ -931,6 +931,27 @@ fn eval_sequence_flags_every_injected_error_and_nothing_else() {
     assert_eq!(v["clean_run_alerts"], 0);
 }
 
+/// Spine v2: with the master data arriving as events during the run (the ECOs shortly before
+/// their cut-ins), every injected error is still flagged, nothing else is, and a replay of the
+/// run's log reproduces every finding.
+#[test]
+fn eval_sequence_with_live_master_data_flags_the_same_and_replays() {
+    let out = jidoka_bin()
+        .args(["eval", "sequence", "--sim", "--units", "700", "--seed", "5", "--live-master-data", "--json"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert!(v["superseded_injected"].as_u64().unwrap() > 0, "an ECO cut in during the run: {v}");
+    assert_eq!(v["superseded_flagged"], v["superseded_injected"]);
+    assert_eq!(
+        (v["missed"].as_u64(), v["false_alarms"].as_u64(), v["clean_run_alerts"].as_u64()),
+        (Some(0), Some(0), Some(0))
+    );
+    assert!(v["master_data_events"].as_u64().unwrap() >= 3, "the base and each ECO: {v}");
+    assert_eq!(v["replay_identical"], true);
+}
+
 #[test]
 fn master_data_loads_from_its_own_file_and_bad_rows_are_named() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/master_data.toml");
@@ -2188,4 +2209,57 @@ fn the_listener_serves_tls_with_secure_cookies_and_hsts() {
     let n = std::io::Read::read(&mut plain, &mut buf).unwrap_or(0);
     assert!(!String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "no plain answer on the TLS port");
     assert!(terminate(&mut child).success());
+}
+
+/// Regression: after a failed group commit (a full disk) every request rebuilt the agents by
+/// replaying the whole log (2.4 s per request on a 44k-event store) and nothing said the store
+/// was failing. Now appends are refused at once while a backoff runs, the agents are rebuilt at
+/// most once per backoff, the failing state is visible, and once the store writes again
+/// everything acknowledged is there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_that_cannot_write_fails_fast_and_recovers() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = Arc::new(SqliteStore::open(dir.path().join("jidoka.sqlite")).expect("store"));
+    let store: Arc<dyn Store> = sqlite.clone();
+    let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(&Config::default(), None)).expect("runtime");
+    let ingest = runtime.ingest();
+    let event = |txn: String| jidoka_model::Event::parse(tightening(&txn, 25.0), chrono::Utc::now()).expect("event");
+    let first: Vec<_> = (0..50).map(|i| event(format!("T-ok-{i}"))).collect();
+    assert!(ingest.append(first, None).await.expect("stored").iter().all(|o| o.is_stored()));
+    // The disk is full: the store may not grow by a page.
+    sqlite.limit_pages(sqlite.page_count().expect("pages")).expect("limit");
+    let big: Vec<_> = (0..3000).map(|i| event(format!("T-full-{i}"))).collect();
+    assert!(ingest.append(big, None).await.is_err(), "a commit that needs room fails");
+    assert!(runtime.metrics.store_failing.load(Relaxed), "the failing store is visible");
+    let rebuilds = runtime.metrics.agent_rebuilds.load(Relaxed);
+    for i in 0..20 {
+        assert!(ingest.append(vec![event(format!("T-wait-{i}"))], None).await.is_err());
+    }
+    assert!(
+        runtime.metrics.agent_rebuilds.load(Relaxed) <= rebuilds + 1,
+        "20 refused requests rebuilt the agents {} times",
+        runtime.metrics.agent_rebuilds.load(Relaxed) - rebuilds
+    );
+    // Room again: after the backoff the same events are accepted, nothing is doubled.
+    sqlite.limit_pages(1 << 30).expect("lift");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let retry: Vec<_> = (0..3000).map(|i| event(format!("T-full-{i}"))).collect();
+    let mut stored = false;
+    while Instant::now() < deadline && !stored {
+        stored = ingest.append(retry.clone(), None).await.is_ok();
+        if !stored {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert!(stored, "the store commits again once it has room");
+    assert!(!runtime.metrics.store_failing.load(Relaxed));
+    assert_eq!(store.stats().expect("stats").events, 3050);
+    let rt = runtime;
+    tokio::task::spawn_blocking(move || {
+        assert!(rt.wait_for_agents(Duration::from_secs(30)), "the agents catch up");
+        rt.shutdown();
+    })
+    .await
+    .unwrap();
 }
