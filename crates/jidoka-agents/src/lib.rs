@@ -23,6 +23,7 @@ pub mod andon;
 pub mod encoder;
 pub mod narrative;
 pub mod patterns;
+pub mod planner;
 pub mod quality;
 pub mod sequence;
 pub mod text;

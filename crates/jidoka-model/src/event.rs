@@ -135,6 +135,22 @@ event_kinds! {
     ProcessParameterSample(ProcessParameterSample) = "process_parameter_sample",
     WorkOrderReleased(crate::master::WorkOrder) = "work_order_released",
     MasterDataChanged(crate::master::MasterDataChange) = "master_data_changed",
+    PlanComputed(PlanComputed) = "plan_computed",
+}
+
+/// A planner's result (see `jidoka_agents::planner`), logged with the log position it was
+/// computed from; replay reads it, never recomputes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanComputed {
+    pub planner: String,
+    #[serde(default)]
+    pub planner_version: String,
+    /// The log position whose prefix the planner read.
+    pub computed_from_seq: u64,
+    #[serde(default)]
+    pub took_ms: u64,
+    pub result: Value,
 }
 
 impl fmt::Display for EventKind {
@@ -1023,6 +1039,12 @@ impl Check for crate::master::MasterDataChange {
             check_id(&format!("data.changes_withdrawn[{i}]"), id)?;
         }
         Ok(())
+    }
+}
+
+impl Check for PlanComputed {
+    fn check(&self) -> Result<(), EventError> {
+        check_id("data.planner", &self.planner)
     }
 }
 

@@ -279,10 +279,40 @@ pub struct Config {
     pub sinks: Vec<SinkConfig>,
     /// An on-prem language model that may rewrite narratives for people (optional).
     pub narrative: Option<crate::narrate::NarrativeConfig>,
+    pub planners: PlannersConfig,
+}
+
+/// `[planners]`: slow computations on a worker thread, their results logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlannersConfig {
+    /// Every joint's capability (Cp, Cpk, golden batch statistics) recomputed this often
+    /// (minutes; 0: never).
+    #[serde(default = "default_capability_minutes")]
+    pub joint_capability_minutes: u64,
+    /// A plan still running after this long is stopped and nothing is logged.
+    #[serde(default = "default_plan_deadline")]
+    pub deadline_seconds: u64,
+}
+
+fn default_capability_minutes() -> u64 {
+    60
+}
+fn default_plan_deadline() -> u64 {
+    60
+}
+
+impl Default for PlannersConfig {
+    fn default() -> Self {
+        PlannersConfig {
+            joint_capability_minutes: default_capability_minutes(),
+            deadline_seconds: default_plan_deadline(),
+        }
+    }
 }
 
 const SECTIONS: &[&str] =
-    &["store", "master_data", "api", "runtime", "agents", "governance", "sources", "sinks", "narrative"];
+    &["store", "master_data", "api", "runtime", "agents", "governance", "sources", "sinks", "narrative", "planners"];
 
 fn read_section<T: DeserializeOwned>(path: &str, value: toml::Value, errors: &mut Vec<ConfigError>) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(value) {
@@ -338,6 +368,7 @@ impl Config {
                 "sources" => config.sources = read_list(&key, value, &mut errors),
                 "sinks" => config.sinks = read_list(&key, value, &mut errors),
                 "narrative" => config.narrative = read_section(&key, value, &mut errors),
+                "planners" => config.planners = read_section(&key, value, &mut errors).unwrap_or_default(),
                 other => errors.push(ConfigError {
                     path: other.to_string(),
                     message: format!("unknown section, expected one of: {}", SECTIONS.join(", ")),
@@ -362,6 +393,9 @@ impl Config {
         }
         if let Some(n) = &self.narrative {
             n.validate("narrative", &mut errors);
+        }
+        if !(1..=3600).contains(&self.planners.deadline_seconds) {
+            errors.push(("planners.deadline_seconds".into(), "must be between 1 and 3600".into()));
         }
         if self.master_data.poll_seconds.is_some_and(|s| s > 86_400) {
             errors.push(("master_data.poll_seconds".into(), "must be at most 86400 (0: read only at start-up)".into()));

@@ -10,7 +10,8 @@
 //! demo`), [`commands`] (import, replay, token), [`audit`] (chain verification and export, for
 //! the command line and the dashboard alike), [`curve_svg`] (a tightening against its golden
 //! envelope), [`images`] (picture hashes at ingest), [`master_data`] (master data
-//! into the log as `master_data_changed` events), [`narrate`] (the optional language-model
+//! into the log as `master_data_changed` events), [`planners`] (slow computations on a worker
+//! thread, their results logged as `plan_computed`), [`narrate`] (the optional language-model
 //! rewrite of narratives, citations checked), [`metrics`], [`report`] (tables, JSON, progress).
 //!
 //! Invariant: no module here imports `jidoka-lab`.
@@ -32,6 +33,7 @@ pub mod mqtt_link;
 pub mod narrate;
 pub mod op_link;
 pub mod openapi;
+pub mod planners;
 pub mod report;
 pub mod runtime;
 pub mod server;

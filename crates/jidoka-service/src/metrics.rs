@@ -21,6 +21,11 @@ pub struct Metrics {
     pub store_failing: std::sync::atomic::AtomicBool,
     /// Times the agents' state was rebuilt from the log (at start, and after a failed commit).
     pub agent_rebuilds: AtomicU64,
+    pub planner_runs: AtomicU64,
+    pub planner_superseded: AtomicU64,
+    pub planner_deadline_exceeded: AtomicU64,
+    /// How long the last plan took.
+    pub planner_last_ms: AtomicU64,
     /// Highest seq in the event log.
     pub log_seq: AtomicU64,
     /// Highest seq the agents have processed and committed.
@@ -96,6 +101,20 @@ impl Metrics {
             "gauge",
             u64::from(self.store_failing.load(Relaxed)),
         );
+        counter("jidoka_planner_runs_total", "Plans computed and logged.", "counter", self.planner_runs.load(Relaxed));
+        counter(
+            "jidoka_planner_superseded_total",
+            "Plans cancelled because a newer request replaced them.",
+            "counter",
+            self.planner_superseded.load(Relaxed),
+        );
+        counter(
+            "jidoka_planner_deadline_exceeded_total",
+            "Plans stopped at their deadline (nothing logged).",
+            "counter",
+            self.planner_deadline_exceeded.load(Relaxed),
+        );
+        counter("jidoka_planner_last_ms", "Duration of the last plan.", "gauge", self.planner_last_ms.load(Relaxed));
         counter(
             "jidoka_agent_rebuilds_total",
             "Agent state rebuilt from the log (at start and after a failed commit).",

@@ -254,6 +254,32 @@ pub async fn serve(
                 .spawn(move || watch_master_data(&config, &ingest, &in_force, store.as_ref(), &stop, every))?,
         );
     }
+    // Planners: the joint capability on its schedule, off the writer's commit.
+    let planners = crate::planners::Planners::start(
+        vec![(
+            Arc::new(jidoka_agents::planner::JointCapability::default()) as Arc<dyn jidoka_agents::planner::Planner>,
+            Duration::from_secs(config.planners.deadline_seconds),
+        )],
+        store.clone(),
+        runtime.ingest(),
+        runtime.metrics.clone(),
+    )?;
+    let planners = Arc::new(planners);
+    if config.planners.joint_capability_minutes > 0 {
+        let every = Duration::from_secs(config.planners.joint_capability_minutes * 60);
+        let (planners, store, stop) = (planners.clone(), store.clone(), stop.clone());
+        source_threads.push(std::thread::Builder::new().name("planner-schedule".into()).spawn(move || {
+            loop {
+                jidoka_connectors::sleep_unless(&stop, every);
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                if let Ok(seq) = store.last_seq() {
+                    planners.request("joint-capability", seq);
+                }
+            }
+        })?);
+    }
     let feed = demo.map(|d| {
         let ingest = runtime.ingest();
         tokio::spawn(async move {
@@ -292,6 +318,9 @@ pub async fn serve(
     tokio::task::spawn_blocking(move || {
         for t in source_threads {
             let _ = t.join();
+        }
+        if let Ok(planners) = Arc::try_unwrap(planners) {
+            planners.shutdown();
         }
         runtime.shutdown();
     })

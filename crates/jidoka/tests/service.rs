@@ -2263,3 +2263,87 @@ async fn a_store_that_cannot_write_fails_fast_and_recovers() {
     .await
     .unwrap();
 }
+
+/// Spine v2, planners: a plan is computed off the writer from the log up to a position and
+/// logged as a `plan_computed` event naming that position (the same request twice is one
+/// event); a newer request replaces an older one; a plan out of time logs nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn planners_log_their_result_with_the_position_it_was_computed_from() {
+    use jidoka_agents::planner::{Budget, JointCapability, PlanStop, Planner};
+    use jidoka_service::planners::{Asked, Planners};
+    use std::sync::atomic::Ordering::Relaxed;
+    /// Works until it is told to stop.
+    struct Endless;
+    impl Planner for Endless {
+        fn name(&self) -> &'static str {
+            "endless"
+        }
+        fn version(&self) -> &'static str {
+            "1"
+        }
+        fn reads(&self) -> &'static [jidoka_model::EventKind] {
+            &[]
+        }
+        fn window(&self) -> u64 {
+            0
+        }
+        fn plan(&self, _: &[jidoka_model::StoredEvent], budget: &Budget) -> Result<Value, PlanStop> {
+            loop {
+                budget.check()?;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("jidoka.sqlite")).expect("store"));
+    let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(&Config::default(), None)).expect("runtime");
+    let events: Vec<_> = (0..120)
+        .map(|i| {
+            jidoka_model::Event::parse(tightening(&format!("T-p{i}"), 24.0 + (i % 5) as f64 * 0.5), chrono::Utc::now())
+                .unwrap()
+        })
+        .collect();
+    runtime.ingest().append(events, None).await.expect("stored");
+    let at = store.last_seq().unwrap();
+    let planners = Planners::start(
+        vec![
+            (Arc::new(JointCapability::default()) as Arc<dyn Planner>, Duration::from_secs(30)),
+            (Arc::new(Endless) as Arc<dyn Planner>, Duration::from_millis(300)),
+        ],
+        store.clone(),
+        runtime.ingest(),
+        runtime.metrics.clone(),
+    )
+    .expect("planners");
+    assert_eq!(planners.request("no-such-planner", at), Asked::UnknownPlanner);
+    // An endless plan, replaced by a newer request, which then runs out of time.
+    assert_eq!(planners.request("endless", at), Asked::Queued);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(planners.request("endless", at), Asked::Queued);
+    assert_eq!(planners.request("joint-capability", at), Asked::Queued);
+    assert_eq!(planners.request("joint-capability", at), Asked::Queued);
+    let m = runtime.metrics.clone();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && m.planner_runs.load(Relaxed) < 1 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(m.planner_superseded.load(Relaxed) >= 2, "the older endless and capability requests were replaced");
+    assert_eq!(m.planner_deadline_exceeded.load(Relaxed), 1, "the newer endless plan ran out of time");
+    assert_eq!(m.planner_runs.load(Relaxed), 1);
+    planners.shutdown();
+    let plans: Vec<jidoka_model::StoredEvent> = store
+        .events_after(at, 100)
+        .unwrap()
+        .events
+        .into_iter()
+        .filter(|e| e.event.kind() == jidoka_model::EventKind::PlanComputed)
+        .collect();
+    assert_eq!(plans.len(), 1, "one plan logged");
+    let jidoka_model::EventPayload::PlanComputed(p) = &plans[0].event.payload else { unreachable!() };
+    assert_eq!((p.planner.as_str(), p.computed_from_seq), ("joint-capability", at));
+    let joint = &p.result["joints"][0];
+    assert_eq!((joint["joint"].as_str(), joint["n"].as_u64()), (Some("J1"), Some(50)), "{joint}");
+    assert!(joint["cpk"].as_f64().is_some_and(|c| c > 0.0), "{joint}");
+    let rt = runtime;
+    tokio::task::spawn_blocking(move || rt.shutdown()).await.unwrap();
+}
