@@ -3,8 +3,116 @@
 
 use crate::config::Config;
 use crate::server::open_store;
-use jidoka_model::audit::ChainBreak;
-use jidoka_store::Store;
+use jidoka_model::audit::{AuditRecord, ChainBreak, GENESIS, StoredAudit, chain_hash};
+use jidoka_model::{Action, ActionStatus};
+use jidoka_store::{ActionQuery, Store, StoreError};
+use std::collections::BTreeSet;
+
+/// Whether the audit chain proves that `action` may go to a sink: every record about it is
+/// intact and linked into the chain (its hash is its body's, the record before it has the
+/// hash it names), and it was approved as its proposal demanded: proposed as approved by its
+/// policy, or moved to approved after enough different people recorded their approval (two
+/// for four-eyes). `Ok(Err(why))` when it is not proven: a status set in the database by hand
+/// is not an approval.
+pub fn approval_proof(store: &dyn Store, action: &Action) -> Result<Result<(), String>, StoreError> {
+    let records = store.audit_of(&action.action_id, 1000)?;
+    let (mut auto_approved, mut waited, mut moved) = (false, false, false);
+    let mut approvers = BTreeSet::new();
+    for r in &records {
+        if let Err(why) = linked(store, r)? {
+            return Ok(Err(why));
+        }
+        let Ok(rec) = serde_json::from_str::<AuditRecord>(&r.body) else {
+            return Ok(Err(format!("audit record {} cannot be read", r.seq)));
+        };
+        if rec.entry.details.get("action_id").and_then(|v| v.as_str()) != Some(action.action_id.as_str()) {
+            return Ok(Err(format!("audit record {} is filed under this action but is about another", r.seq)));
+        }
+        match rec.entry.what.as_str() {
+            "action_proposed" => {
+                let status = rec.entry.details.get("status").and_then(|v| v.as_str());
+                auto_approved = status == Some(ActionStatus::Approved.as_str());
+                waited = status == Some(ActionStatus::PendingApproval.as_str());
+            }
+            "action_approval_recorded" => {
+                approvers.insert(rec.entry.actor.clone());
+            }
+            "action_approved" => moved = true,
+            _ => {}
+        }
+    }
+    if auto_approved {
+        return Ok(Ok(()));
+    }
+    if !waited {
+        return Ok(Err("the audit trail has no proposal of this action".into()));
+    }
+    let needed = if crate::governance::needs_four_eyes(action) { 2 } else { 1 };
+    if !moved || approvers.len() < needed {
+        return Ok(Err(format!(
+            "the audit trail records {} approval(s) of the {needed} needed and {} move to approved",
+            approvers.len(),
+            if moved { "a" } else { "no" }
+        )));
+    }
+    Ok(Ok(()))
+}
+
+/// A record matches its hash and follows the record before it.
+fn linked(store: &dyn Store, r: &StoredAudit) -> Result<Result<(), String>, StoreError> {
+    if chain_hash(&r.prev_hash, &r.body) != r.hash {
+        return Ok(Err(format!("audit record {} does not match its hash", r.seq)));
+    }
+    let before = match r.seq {
+        0 | 1 => Some(GENESIS.to_string()),
+        n => store.audit_after(n - 2, 1)?.into_iter().next().filter(|p| p.seq == n - 1).map(|p| p.hash),
+    };
+    if before.as_deref() != Some(r.prev_hash.as_str()) {
+        return Ok(Err(format!("audit record {} is not linked into the chain", r.seq)));
+    }
+    Ok(Ok(()))
+}
+
+/// Actions whose status says approved or delivered but whose approval the chain does not
+/// prove, and findings with no intact audit record: `(subject id, why)`, at most `limit`.
+pub fn governance_gaps(store: &dyn Store, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+    let mut gaps = Vec::new();
+    for status in [ActionStatus::Approved, ActionStatus::Delivered] {
+        let mut before = None;
+        loop {
+            let page =
+                store.actions(&ActionQuery { status: Some(status), before, limit: 500, ..Default::default() })?;
+            for a in &page.items {
+                if let Err(why) = approval_proof(store, &a.action)? {
+                    gaps.push((a.action.action_id.clone(), format!("{}: {why}", status.as_str())));
+                }
+            }
+            match page.next_cursor {
+                Some(c) if gaps.len() < limit => before = Some(c),
+                _ => break,
+            }
+        }
+    }
+    let mut after = 0;
+    while gaps.len() < limit {
+        let page = store.findings_in_order(after, 1000)?;
+        for f in &page.items {
+            let records = store.audit_of(&f.finding_id, 10)?;
+            let intact = records
+                .iter()
+                .any(|r| chain_hash(&r.prev_hash, &r.body) == r.hash && r.body.contains("\"what\":\"finding\""));
+            if !intact {
+                gaps.push((f.finding_id.clone(), "finding: no intact audit record".into()));
+            }
+        }
+        match page.next_cursor {
+            Some(c) => after = c,
+            None => break,
+        }
+    }
+    gaps.truncate(limit);
+    Ok(gaps)
+}
 
 /// `jidoka audit verify`: walk the whole audit chain; false (and the first broken record on
 /// stderr) when any record was changed, removed or reordered. A chain cut short at its end
@@ -14,6 +122,25 @@ pub fn audit_verify(config: Config, json: bool, expect_head: Option<(u64, String
     let store = open_store(&config.store.data_dir)?;
     let mut verifier = jidoka_model::audit::Verifier::default();
     let outcome = walk_chain(store.as_ref(), &mut verifier, expect_head.as_ref())?;
+    // An intact chain must also account for every approved or delivered action and every
+    // finding: a status changed in the database by hand is not in it.
+    let gaps = match &outcome {
+        Ok(()) => governance_gaps(store.as_ref(), 20)?,
+        Err(_) => Vec::new(),
+    };
+    if !gaps.is_empty() {
+        if json {
+            let list: Vec<serde_json::Value> =
+                gaps.iter().map(|(id, why)| serde_json::json!({"id": id, "reason": why})).collect();
+            println!("{}", serde_json::json!({"intact": false, "records": verifier.records, "unproven": list}));
+        } else {
+            eprintln!("audit chain intact ({} records) but it does not prove what the store says:", verifier.records);
+            for (id, why) in &gaps {
+                eprintln!("  {id}: {why}");
+            }
+        }
+        return Ok(false);
+    }
     match outcome {
         Ok(()) => {
             if json {

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub actions_proposed: AtomicU64,
     pub actions_delivered: AtomicU64,
     pub actions_dead_letter: AtomicU64,
+    /// Approved actions the audit chain does not prove approved (not delivered).
+    pub actions_unproven: AtomicU64,
     pub delivery_failures: AtomicU64,
     pub http_requests: AtomicU64,
     pub http_client_errors: AtomicU64,
@@ -100,6 +102,12 @@ impl Metrics {
             "1 while the store cannot commit (appends are refused until it can).",
             "gauge",
             u64::from(self.store_failing.load(Relaxed)),
+        );
+        counter(
+            "jidoka_actions_unproven_total",
+            "Approved actions not delivered because the audit chain does not prove their approval.",
+            "counter",
+            self.actions_unproven.load(Relaxed),
         );
         counter("jidoka_planner_runs_total", "Plans computed and logged.", "counter", self.planner_runs.load(Relaxed));
         counter(

@@ -740,6 +740,22 @@ fn deliver_pass(
         if !backoff[idx].ready(now) {
             continue;
         }
+        // Only what the audit chain proves approved leaves for a sink: a status set in the
+        // database by hand is not an approval.
+        match crate::audit::approval_proof(store, action) {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => {
+                metrics.actions_unproven.fetch_add(1, Relaxed);
+                tracing::error!(action = %action.action_id, %why, "not delivered: the audit chain does not prove its approval");
+                let note = format!("not delivered: the audit chain does not prove its approval ({why})");
+                marks.push(&action.action_id, "governance".into(), ActionStatus::DeadLetter, note);
+                continue;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, action = %action.action_id, "cannot read the audit trail; delivery waits");
+                continue;
+            }
+        }
         match sinks[idx].deliver(action) {
             Ok(receipt) => {
                 let note = match (&receipt.reference, receipt.already_delivered) {

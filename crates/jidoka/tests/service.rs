@@ -2347,3 +2347,58 @@ async fn planners_log_their_result_with_the_position_it_was_computed_from() {
     let rt = runtime;
     tokio::task::spawn_blocking(move || rt.shutdown()).await.unwrap();
 }
+
+/// Regression: `UPDATE actions SET status = 'approved'` in the database was delivered to the
+/// MES, and `audit verify` still passed. Now the outbox delivers only what the audit chain
+/// proves approved, and `audit verify` names an action whose status the chain does not prove.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approval_forged_in_the_database_is_not_delivered_and_audit_verify_names_it() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = dir.path().join("mes.jsonl");
+    let mut config = Config::parse(&format!(
+        "[runtime]\noutbox_poll_ms = 100\n\n[[sinks]]\ntype = \"jsonl\"\nname = \"mes\"\npath = {:?}\n",
+        outbox.display().to_string()
+    ))
+    .expect("config");
+    config.store.data_dir = dir.path().join("data");
+    let store = jidoka_service::server::open_store(&config.store.data_dir).expect("store");
+    let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(&config, None)).expect("runtime");
+    // An out-of-window tightening: a HOLD whose hold waits for a person.
+    let ev = jidoka_model::Event::parse(tightening("T-forge", 31.0), chrono::Utc::now()).expect("event");
+    runtime.ingest().append(vec![ev], None).await.expect("stored");
+    let rt = runtime;
+    let rt = tokio::task::spawn_blocking(move || {
+        assert!(rt.wait_for_agents(Duration::from_secs(10)));
+        rt
+    })
+    .await
+    .unwrap();
+    let pending = store
+        .actions(&jidoka_store::ActionQuery {
+            status: Some(jidoka_model::ActionStatus::PendingApproval),
+            limit: 10,
+            ..Default::default()
+        })
+        .expect("actions");
+    let forged = pending.items.first().expect("a pending action").action.action_id.clone();
+    // Somebody with the database file approves it by hand.
+    let db = rusqlite::Connection::open(config.store.data_dir.join("jidoka.sqlite")).expect("db");
+    db.execute("UPDATE actions SET status = 'approved' WHERE action_id = ?1", [&forged]).expect("forge");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && rt.metrics.actions_unproven.load(Relaxed) == 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(rt.metrics.actions_unproven.load(Relaxed), 1, "the forged approval is caught");
+    let sent = std::fs::read_to_string(&outbox).unwrap_or_default();
+    assert!(!sent.contains(&forged), "the forged action never reached the MES");
+    let record = store.action(&forged).expect("read").expect("action");
+    assert_eq!(record.action.status, jidoka_model::ActionStatus::DeadLetter);
+    // A status forged as delivered is named by audit verify, though every record is intact.
+    let other = pending.items.get(1).map(|a| a.action.action_id.clone()).unwrap_or_else(|| forged.clone());
+    db.execute("UPDATE actions SET status = 'delivered' WHERE action_id = ?1", [&other]).expect("forge");
+    assert!(!jidoka_service::audit::audit_verify(config.clone(), true, None).expect("verify"));
+    let gaps = jidoka_service::audit::governance_gaps(store.as_ref(), 10).expect("gaps");
+    assert!(gaps.iter().any(|(id, why)| id == &other && why.starts_with("delivered")), "{gaps:?}");
+    tokio::task::spawn_blocking(move || rt.shutdown()).await.unwrap();
+}
