@@ -121,7 +121,12 @@ pub fn governance_gaps(store: &dyn Store, limit: usize) -> Result<Vec<(String, S
 pub fn audit_verify(config: Config, json: bool, expect_head: Option<(u64, String)>) -> anyhow::Result<bool> {
     let store = open_store(&config.store.data_dir)?;
     let mut verifier = jidoka_model::audit::Verifier::default();
-    let outcome = walk_chain(store.as_ref(), &mut verifier, expect_head.as_ref())?;
+    // The heads kept elsewhere: the one given, and every one the anchor file holds.
+    let mut expected: Vec<(u64, String)> = expect_head.into_iter().collect();
+    if let Some(path) = &config.store.audit_anchor {
+        expected.extend(read_anchors(path)?);
+    }
+    let outcome = walk_chain(store.as_ref(), &mut verifier, &expected)?;
     // An intact chain must also account for every approved or delivered action and every
     // finding: a status changed in the database by hand is not in it.
     let gaps = match &outcome {
@@ -180,39 +185,89 @@ pub fn audit_verify(config: Config, json: bool, expect_head: Option<(u64, String
 fn walk_chain(
     store: &dyn Store,
     verifier: &mut jidoka_model::audit::Verifier,
-    expect_head: Option<&(u64, String)>,
+    expected: &[(u64, String)],
 ) -> Result<Result<(), ChainBreak>, jidoka_store::StoreError> {
     let mut after = 0;
-    let mut head_seen = false;
+    let mut seen = vec![false; expected.len()];
     let outcome = loop {
         let rows = store.audit_after(after, 1000)?;
         let Some(last) = rows.last().map(|r| r.seq) else { break Ok(()) };
         if let Some(err) = rows.iter().find_map(|r| verifier.check(r).err()) {
             break Err(err);
         }
-        if let Some((seq, hash)) = expect_head
-            && let Some(r) = rows.iter().find(|r| r.seq == *seq)
-        {
-            if r.hash != *hash {
-                break Err(ChainBreak { seq: *seq, reason: "its hash is not the expected head".into() });
-            }
-            head_seen = true;
+        let mismatch = expected.iter().enumerate().find_map(|(i, (seq, hash))| {
+            let r = rows.iter().find(|r| r.seq == *seq)?;
+            seen[i] = true;
+            (r.hash != *hash).then(|| ChainBreak {
+                seq: *seq,
+                reason: "its hash is not the head kept elsewhere: the chain was rewritten from here on".into(),
+            })
+        });
+        if let Some(b) = mismatch {
+            break Err(b);
         }
         after = last;
     };
-    Ok(match (outcome, expect_head) {
-        (Ok(()), Some((seq, _))) if !head_seen => Err(ChainBreak {
-            seq: *seq,
-            reason: format!("the expected head is gone: the chain ends at record {}", verifier.records),
-        }),
-        (o, _) => o,
+    Ok(match outcome {
+        Ok(()) => match expected.iter().zip(&seen).find(|(_, seen)| !**seen) {
+            Some(((seq, _), _)) => Err(ChainBreak {
+                seq: *seq,
+                reason: format!("the head kept elsewhere is gone: the chain ends at record {}", verifier.records),
+            }),
+            None => Ok(()),
+        },
+        o => o,
     })
+}
+
+/// Append the chain's head to the anchor file (one JSON line, synced) unless the last line
+/// already names it; the head anchored, if any.
+pub fn anchor_head(store: &dyn Store, path: &std::path::Path) -> anyhow::Result<Option<(u64, String)>> {
+    use std::io::Write;
+    let head = store.audit_head()?;
+    if head == 0 {
+        return Ok(None);
+    }
+    let Some(record) = store.audit_after(head - 1, 1)?.into_iter().next() else { return Ok(None) };
+    if read_anchors(path).ok().and_then(|a| a.last().cloned()).is_some_and(|(seq, _)| seq == record.seq) {
+        return Ok(None);
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("store.audit_anchor: cannot open {}: {e}", path.display()))?;
+    let line = serde_json::json!({"at": jidoka_model::event::rfc3339::format(&chrono::Utc::now()), "seq": record.seq, "hash": record.hash});
+    writeln!(file, "{line}")?;
+    file.sync_all()?;
+    Ok(Some((record.seq, record.hash)))
+}
+
+/// The heads in an anchor file, each line `{"seq": N, "hash": "..."}`; a bad line is named.
+pub fn read_anchors(path: &std::path::Path) -> anyhow::Result<Vec<(u64, String)>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => anyhow::bail!("store.audit_anchor: cannot read {}: {e}", path.display()),
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).map_err(|e| anyhow::anyhow!("{}:{}: not JSON: {e}", path.display(), i + 1))?;
+            match (v["seq"].as_u64(), v["hash"].as_str()) {
+                (Some(seq), Some(hash)) => Ok((seq, hash.to_string())),
+                _ => anyhow::bail!("{}:{}: needs `seq` and `hash`", path.display(), i + 1),
+            }
+        })
+        .collect()
 }
 
 /// Verify the whole chain: the number of records and the head hash, or the first break.
 pub fn verify_chain(store: &dyn Store) -> Result<Result<(u64, String), ChainBreak>, jidoka_store::StoreError> {
     let mut verifier = jidoka_model::audit::Verifier::default();
-    let outcome = walk_chain(store, &mut verifier, None)?;
+    let outcome = walk_chain(store, &mut verifier, &[])?;
     Ok(outcome.map(|()| (verifier.records, verifier.last_hash().to_string())))
 }
 

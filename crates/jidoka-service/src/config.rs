@@ -49,6 +49,18 @@ pub struct StoreConfig {
     /// Folder holding the embedded store (and the default sink files).
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// A file outside the database (best on another volume or host mount) where the audit
+    /// chain's head is appended on a schedule; `jidoka audit verify` then checks that every
+    /// head written there is still in the chain, which catches a consistent rewrite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_anchor: Option<PathBuf>,
+    /// How often the head is anchored (seconds).
+    #[serde(default = "default_anchor_seconds")]
+    pub audit_anchor_seconds: u64,
+}
+
+fn default_anchor_seconds() -> u64 {
+    600
 }
 
 fn default_data_dir() -> PathBuf {
@@ -57,7 +69,7 @@ fn default_data_dir() -> PathBuf {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { data_dir: default_data_dir() }
+        StoreConfig { data_dir: default_data_dir(), audit_anchor: None, audit_anchor_seconds: default_anchor_seconds() }
     }
 }
 
@@ -393,6 +405,9 @@ impl Config {
         }
         if let Some(n) = &self.narrative {
             n.validate("narrative", &mut errors);
+        }
+        if !(1..=86_400).contains(&self.store.audit_anchor_seconds) {
+            errors.push(("store.audit_anchor_seconds".into(), "must be between 1 and 86400".into()));
         }
         if !(1..=3600).contains(&self.planners.deadline_seconds) {
             errors.push(("planners.deadline_seconds".into(), "must be between 1 and 3600".into()));

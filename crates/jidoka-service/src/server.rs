@@ -254,6 +254,22 @@ pub async fn serve(
                 .spawn(move || watch_master_data(&config, &ingest, &in_force, store.as_ref(), &stop, every))?,
         );
     }
+    // The audit chain's head, anchored outside the database on a schedule (and at the end).
+    if let Some(path) = config.store.audit_anchor.clone() {
+        let every = Duration::from_secs(config.store.audit_anchor_seconds);
+        let (store, stop) = (store.clone(), stop.clone());
+        source_threads.push(std::thread::Builder::new().name("audit-anchor".into()).spawn(move || {
+            loop {
+                jidoka_connectors::sleep_unless(&stop, every);
+                if let Err(err) = crate::audit::anchor_head(store.as_ref(), &path) {
+                    tracing::error!(error = %format!("{err:#}"), "audit head not anchored");
+                }
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+            }
+        })?);
+    }
     // Planners: the joint capability on its schedule, off the writer's commit.
     let planners = crate::planners::Planners::start(
         vec![(

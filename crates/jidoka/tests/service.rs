@@ -2402,3 +2402,64 @@ async fn an_approval_forged_in_the_database_is_not_delivered_and_audit_verify_na
     assert!(gaps.iter().any(|(id, why)| id == &other && why.starts_with("delivered")), "{gaps:?}");
     tokio::task::spawn_blocking(move || rt.shutdown()).await.unwrap();
 }
+
+/// Regression: a consistent rewrite of the audit chain (a record changed and every hash after
+/// it recomputed) passed `audit verify` unless someone kept the head by hand. The service now
+/// anchors the head in a file outside the database, and verify checks every anchored head.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consistent_rewrite_of_the_chain_is_caught_by_the_anchored_head() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::default();
+    config.store.data_dir = dir.path().join("data");
+    let anchor = dir.path().join("elsewhere").join("audit-head.jsonl");
+    std::fs::create_dir_all(anchor.parent().unwrap()).unwrap();
+    let store = jidoka_service::server::open_store(&config.store.data_dir).expect("store");
+    let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(&config, None)).expect("runtime");
+    let events = vec![
+        jidoka_model::Event::parse(tightening("T-a1", 31.0), chrono::Utc::now()).unwrap(),
+        jidoka_model::Event::parse(tightening("T-a2", 19.0), chrono::Utc::now()).unwrap(),
+    ];
+    runtime.ingest().append(events, None).await.expect("stored");
+    let rt = tokio::task::spawn_blocking(move || {
+        assert!(rt_wait(&runtime));
+        runtime
+    })
+    .await
+    .unwrap();
+    fn rt_wait(r: &Runtime) -> bool {
+        r.wait_for_agents(Duration::from_secs(10))
+    }
+    tokio::task::spawn_blocking(move || rt.shutdown()).await.unwrap();
+    let (seq, _) = jidoka_service::audit::anchor_head(store.as_ref(), &anchor).expect("anchor").expect("a head");
+    assert!(seq >= 3, "findings and proposals were audited: {seq} records");
+    assert!(jidoka_service::audit::anchor_head(store.as_ref(), &anchor).expect("again").is_none(), "anchored once");
+    // Rewrite record 1 and re-chain everything after it, as someone with the file could.
+    let db = rusqlite::Connection::open(config.store.data_dir.join("jidoka.sqlite")).expect("db");
+    let rows: Vec<(i64, String)> = {
+        let mut st = db.prepare("SELECT seq, body FROM audit ORDER BY seq").unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+    };
+    let mut prev = jidoka_model::audit::GENESIS.to_string();
+    for (i, (seq, body)) in rows.iter().enumerate() {
+        let mut record: jidoka_model::audit::AuditRecord = serde_json::from_str(body).unwrap();
+        record.prev_hash = prev.clone();
+        if i == 0 {
+            record.entry.correlation_id = "rewritten".into();
+        }
+        let body = record.body();
+        let hash = jidoka_model::audit::chain_hash(&prev, &body);
+        db.execute(
+            "UPDATE audit SET body = ?1, prev_hash = ?2, hash = ?3 WHERE seq = ?4",
+            rusqlite::params![body, prev, hash, seq],
+        )
+        .unwrap();
+        prev = hash;
+    }
+    drop(db);
+    assert!(
+        jidoka_service::audit::audit_verify(config.clone(), true, None).expect("verify"),
+        "without the anchor it passes"
+    );
+    config.store.audit_anchor = Some(anchor);
+    assert!(!jidoka_service::audit::audit_verify(config, true, None).expect("verify"), "the anchored head catches it");
+}
