@@ -303,7 +303,23 @@ fn check_id(field: &str, s: &str) -> Result<(), EventError> {
     if s.chars().any(char::is_control) {
         return Err(EventError::new(field, "contains control characters"));
     }
+    if let Some(c) = s.chars().find(|c| invisible(*c)) {
+        return Err(EventError::new(
+            field,
+            format!(
+                "contains U+{:04X}, an invisible or direction-changing character that could make it show as another",
+                c as u32
+            ),
+        ));
+    }
     Ok(())
+}
+
+/// Characters that change how an id is shown without being seen: bidirectional controls
+/// (a VIN could read as another on screen) and zero-width characters.
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}'
+        | '\u{061C}' | '\u{FEFF}' | '\u{180E}' | '\u{00AD}')
 }
 
 fn optional_id(obj: &mut Map<String, Value>, field: &str) -> Result<Option<String>, EventError> {

@@ -405,3 +405,25 @@ mod master_data_changes {
         assert_eq!(err.field, "data.rows.bom[0].quantity");
     }
 }
+
+/// Regression: ids accepted bidirectional and zero-width characters, so a VIN could be spoofed
+/// on screen (U+202E turns `...4352` into what reads as another VIN).
+#[test]
+fn ids_with_invisible_or_direction_changing_characters_are_refused() {
+    for (field, bad) in
+        [("data.vin", "1HGCM82633A\u{202E}004352"), ("data.station", "ST\u{200B}040"), ("source", "ctrl\u{2066}-07")]
+    {
+        let mut v = tightening();
+        match field {
+            "source" => v["source"] = json!(bad),
+            f => v["data"][f.trim_start_matches("data.")] = json!(bad),
+        }
+        let err = Event::parse(v, now()).expect_err(field);
+        assert_eq!(err.field, field, "{err:?}");
+        assert!(err.reason.contains("U+"), "{err:?}");
+    }
+    // Letters outside ASCII stay allowed.
+    let mut v = tightening();
+    v["data"]["station"] = json!("Montage-Süd");
+    assert!(Event::parse(v, now()).is_ok());
+}

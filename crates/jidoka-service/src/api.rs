@@ -67,6 +67,7 @@ impl ApiError {
             "conflict" => StatusCode::CONFLICT,
             "invalid_event" => StatusCode::UNPROCESSABLE_ENTITY,
             "batch_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_requests" => StatusCode::TOO_MANY_REQUESTS,
             "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             "internal" => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
@@ -151,6 +152,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/ready", get(ready))
         .route("/openapi.json", get(openapi))
         .route("/api/login", post(login).layer(DefaultBodyLimit::max(SMALL_BODY_BYTES)))
+        .route("/api/logout", post(logout).layer(DefaultBodyLimit::max(SMALL_BODY_BYTES)))
         .route("/metrics", get(metrics))
         .merge(api)
         .merge(crate::dashboard::router())
@@ -166,6 +168,7 @@ pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("GET", "/ready", None),
     ("GET", "/openapi.json", None),
     ("POST", "/api/login", None),
+    ("POST", "/api/logout", None),
     ("GET", "/metrics", Some(Permission::ReadMetrics)),
     ("POST", "/api/events", Some(Permission::IngestEvents)),
     ("GET", "/api/events", Some(Permission::ReadEvents)),
@@ -238,9 +241,13 @@ impl std::fmt::Debug for Login {
 
 /// A person logs in with a password and gets a session token (12 h). Unknown users and wrong
 /// passwords get the same answer in the same time.
-async fn login(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Json<Value>> {
+async fn login(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
     let login: Login = serde_json::from_slice(&body).map_err(|e| ApiError::new("invalid", format!("body: {e}")))?;
-    let (token, principal) = check_password(&state, login.user, login.password).await?;
+    let (token, principal) = check_password(&state, login.user, login.password, peer.ip()).await?;
     Ok(Json(json!({
         "token": token,
         "user": principal.name,
@@ -254,10 +261,20 @@ pub(crate) async fn check_password(
     state: &Arc<AppState>,
     user: String,
     password: String,
+    peer: std::net::IpAddr,
 ) -> ApiResult<(String, Principal)> {
     if user.len() > 200 || password.len() > 1024 {
         return Err(ApiError::new("invalid", "user or password too long"));
     }
+    // A guesser waits before the password is even checked: argon2 time is not spent on it.
+    if let Some(wait) = state.auth.login_wait(&user, peer) {
+        tracing::warn!(user = %jidoka_model::event::truncate(&user, 64), %peer, wait_s = wait.as_secs_f64(), "sign-in refused: too many failures");
+        return Err(ApiError::new(
+            "too_many_requests",
+            format!("too many failed sign-ins for this user or address; try again in {} s", wait.as_secs().max(1)),
+        ));
+    }
+    let name = user.clone();
     // At most two password checks at a time (argon2 is costly by design), so a flood of
     // logins cannot starve the store's blocking pool.
     static LOGINS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
@@ -271,16 +288,36 @@ pub(crate) async fn check_password(
         tokio::task::spawn_blocking(move || st.auth.login(&user, &password)).await.map_err(ApiError::internal)?;
     match outcome {
         Some((token, principal)) => {
-            tracing::info!(user = %principal.name, role = principal.role.as_str(), "login");
+            state.auth.login_succeeded(&name, peer);
+            tracing::info!(user = %principal.name, role = principal.role.as_str(), %peer, "login");
             Ok((token, principal))
         }
         None => {
-            tracing::warn!("failed login");
+            state.auth.login_failed(&name, peer);
+            tracing::warn!(user = %jidoka_model::event::truncate(&name, 64), %peer, "failed login");
             // Slow down guessing.
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
             Err(ApiError::new("unauthorized", "unknown user or wrong password"))
         }
     }
+}
+
+/// End the login session whose token is in the `Authorization` header. API tokens are ended
+/// by removing them from the configuration; for them, and without a session, nothing changes.
+async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Json<Value> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let ended = match token {
+        Some(t) if state.auth.is_session(t) => {
+            state.auth.end_session(t);
+            true
+        }
+        _ => false,
+    };
+    Json(json!({"ended": ended}))
 }
 
 async fn openapi() -> Json<Value> {

@@ -205,7 +205,18 @@ pub struct Auth {
     by_hash: HashMap<[u8; 32], Principal>,
     users: HashMap<String, (String, Role)>,
     sessions: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    /// Failed sign-ins in a row per user name and per address, and until when the next
+    /// attempt waits.
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
 }
+
+/// Failed sign-ins in a row allowed before attempts wait.
+pub const FREE_FAILURES: u32 = 5;
+/// The longest wait for a user name (kept short: anyone can make a name wait) and for an address.
+const MAX_USER_WAIT: Duration = Duration::from_secs(60);
+const MAX_PEER_WAIT: Duration = Duration::from_secs(300);
+/// Names and addresses remembered at most.
+const MAX_TRACKED: usize = 10_000;
 
 /// How long a login session lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
@@ -278,6 +289,63 @@ impl Auth {
     /// End a login session (sign-out); API tokens are not affected.
     pub fn end_session(&self, token: &str) {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&digest(token));
+    }
+
+    /// How long a sign-in for `user` from `peer` must still wait, if it must: after
+    /// [`FREE_FAILURES`] failures in a row each further failure doubles the wait, from 1 s.
+    pub fn login_wait(&self, user: &str, peer: std::net::IpAddr) -> Option<Duration> {
+        let now = Instant::now();
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        [format!("user:{user}"), format!("peer:{peer}")]
+            .iter()
+            .filter_map(|k| failures.get(k))
+            .filter_map(|(_, until)| until.checked_duration_since(now))
+            .max()
+    }
+
+    /// A failed sign-in: counted for the name and for the address.
+    pub fn login_failed(&self, user: &str, peer: std::net::IpAddr) {
+        let now = Instant::now();
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if failures.len() >= MAX_TRACKED {
+            // Forget those no longer waiting first; a flood of new names cannot grow the map.
+            failures.retain(|_, (_, until)| *until > now);
+            if failures.len() >= MAX_TRACKED {
+                failures.clear();
+            }
+        }
+        for (key, cap) in [(format!("user:{user}"), MAX_USER_WAIT), (format!("peer:{peer}"), MAX_PEER_WAIT)] {
+            let entry = failures.entry(key).or_insert((0, now));
+            entry.0 = entry.0.saturating_add(1);
+            if entry.0 >= FREE_FAILURES {
+                let doublings = (entry.0 - FREE_FAILURES).min(16);
+                entry.1 = now + Duration::from_secs(1u64 << doublings).min(cap);
+            }
+        }
+    }
+
+    /// A good sign-in clears the name's and the address's count.
+    pub fn login_succeeded(&self, user: &str, peer: std::net::IpAddr) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.remove(&format!("user:{user}"));
+        failures.remove(&format!("peer:{peer}"));
+    }
+
+    /// A session for the holder of an API token (a dashboard sign-in with a token), so the
+    /// cookie carries a session that sign-out ends, never the long-lived token itself.
+    pub fn session_for_token(&self, token: &str) -> Option<String> {
+        let principal = self.by_hash.get(&digest(token))?.clone();
+        let (session, _) = new_token().ok()?;
+        let now = Instant::now();
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.retain(|_, (_, until)| *until > now);
+        sessions.insert(digest(&session), (principal, now + SESSION_TTL));
+        Some(session)
+    }
+
+    /// Whether `token` is a live session (not an API token).
+    pub fn is_session(&self, token: &str) -> bool {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&digest(token))
     }
 
     pub fn is_empty(&self) -> bool {

@@ -2463,3 +2463,85 @@ async fn a_consistent_rewrite_of_the_chain_is_caught_by_the_anchored_head() {
     config.store.audit_anchor = Some(anchor);
     assert!(!jidoka_service::audit::audit_verify(config, true, None).expect("verify"), "the anchored head catches it");
 }
+
+/// Regression: sign-ins had no back-off (7 guesses a second, failures logged without user or
+/// address), a dashboard sign-in with an API token put the raw token in the cookie and sign-out
+/// did not end it, and the API had no logout.
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_ins_back_off_token_sign_ins_get_a_session_and_logout_ends_it() {
+    let mut config = Config::default();
+    config.api.users.push(jidoka_service::auth::UserConfig {
+        name: "anna".into(),
+        role: Role::Supervisor,
+        password_hash: jidoka_service::auth::hash_password("a long enough passphrase").expect("hash"),
+    });
+    let svc = service(&config);
+    let login = |user: &str, password: &str, peer: &str| {
+        let app = svc.app.clone();
+        let body = json!({"user": user, "password": password});
+        let peer = peer.to_string();
+        async move { call(&app, "POST", "/api/login", None, Some(body), &peer).await }
+    };
+    for _ in 0..jidoka_service::auth::FREE_FAILURES {
+        assert_eq!(login("anna", "wrong", "10.7.7.7:1").await.0, StatusCode::UNAUTHORIZED);
+    }
+    let (status, body) = login("anna", "wrong", "10.7.7.7:1").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    // The right password waits too (for this name, from anywhere), without an argon2 check.
+    assert_eq!(login("anna", "a long enough passphrase", "10.8.8.8:1").await.0, StatusCode::TOO_MANY_REQUESTS);
+    // Another name from another address is not affected.
+    assert_eq!(login("bob", "wrong", "10.9.9.9:1").await.0, StatusCode::UNAUTHORIZED);
+
+    // A token sign-in on the dashboard: the cookie holds a new session, not the token.
+    let token = svc.tokens[&Role::Supervisor].clone();
+    let (status, _, _) = ui_call(&svc.app, "POST", "/ui/login", None, &format!("token={token}")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let mut req = Request::builder()
+        .method("POST")
+        .uri("/ui/login")
+        .header("host", "jidoka.test")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(format!("token={token}")))
+        .unwrap();
+    req.extensions_mut().insert(ConnectInfo("10.1.2.3:5000".parse::<SocketAddr>().unwrap()));
+    let resp = svc.app.clone().oneshot(req).await.unwrap();
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    let session = cookie.trim_start_matches("jidoka_session=").split(';').next().unwrap().to_string();
+    assert!(!session.is_empty() && session != token, "the cookie must not carry the API token");
+    let (status, _, _) = ui_call(&svc.app, "GET", "/ui", Some(&session), "").await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = jidoka_service::dashboard::csrf_of(&session);
+    ui_call(&svc.app, "POST", "/ui/logout", Some(&session), &format!("csrf={csrf}")).await;
+    let (status, location, _) = ui_call(&svc.app, "GET", "/ui", Some(&session), "").await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/ui/login"), "sign-out ended the session");
+    assert_eq!(call(&svc.app, "GET", "/api/status", Some(&token), None, "10.1.2.3:1").await.0, StatusCode::OK);
+
+    // The API's logout ends a login session.
+    let (status, body) = login("carl", "x", "10.6.6.6:1").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let mut config = Config::default();
+    config.api.users.push(jidoka_service::auth::UserConfig {
+        name: "dora".into(),
+        role: Role::Operator,
+        password_hash: jidoka_service::auth::hash_password("another long passphrase").expect("hash"),
+    });
+    let svc = service(&config);
+    let (status, body) = call(
+        &svc.app,
+        "POST",
+        "/api/login",
+        None,
+        Some(json!({"user": "dora", "password": "another long passphrase"})),
+        "10.5.5.5:1",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let session = body["token"].as_str().unwrap().to_string();
+    assert_eq!(call(&svc.app, "GET", "/api/status", Some(&session), None, "10.5.5.5:1").await.0, StatusCode::OK);
+    let (status, body) = call(&svc.app, "POST", "/api/logout", Some(&session), None, "10.5.5.5:1").await;
+    assert_eq!((status, body["ended"].as_bool()), (StatusCode::OK, Some(true)));
+    assert_eq!(
+        call(&svc.app, "GET", "/api/status", Some(&session), None, "10.5.5.5:1").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}

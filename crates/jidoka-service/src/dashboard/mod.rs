@@ -209,6 +209,7 @@ async fn login_page(Query(q): Query<LoginQuery>) -> Html<String> {
     let notice = match q.error.as_deref() {
         Some("credentials") => "<p class=\"notice\" role=\"alert\">Unknown user or wrong password.</p>",
         Some("token") => "<p class=\"notice\" role=\"alert\">Unknown, expired or revoked token.</p>",
+        Some("wait") => "<p class=\"notice\" role=\"alert\">Too many failed sign-ins; wait a minute and try again.</p>",
         Some(_) => "<p class=\"notice\" role=\"alert\">Sign-in failed; try again.</p>",
         None => "",
     };
@@ -246,21 +247,31 @@ fn session_cookie(token: &str, max_age: u64) -> String {
     format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}")
 }
 
-async fn login(State(state): State<Arc<AppState>>, headers: HeaderMap, form: Form<LoginForm>) -> Response {
+async fn login(
+    State(state): State<Arc<AppState>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    form: Form<LoginForm>,
+) -> Response {
     if let Err(denied) = check_form(&headers, None, "") {
         return denied.into_response();
     }
     let Form(form) = form;
     let token = form.token.trim().to_string();
     let token = if !token.is_empty() {
-        if token.len() > 200 || state.auth.authenticate(&token).is_none() {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            return Redirect::to("/ui/login?error=token").into_response();
+        // The cookie gets a session of the token's holder, never the long-lived token.
+        let session = (token.len() <= 200).then(|| state.auth.session_for_token(&token)).flatten();
+        match session {
+            Some(s) => s,
+            None => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                return Redirect::to("/ui/login?error=token").into_response();
+            }
         }
-        token
     } else {
-        match check_password(&state, form.user, form.password).await {
+        match check_password(&state, form.user, form.password, peer.ip()).await {
             Ok((token, _)) => token,
+            Err(e) if e.code == "too_many_requests" => return Redirect::to("/ui/login?error=wait").into_response(),
             Err(_) => return Redirect::to("/ui/login?error=credentials").into_response(),
         }
     };
