@@ -98,9 +98,16 @@ pub fn governance_gaps(store: &dyn Store, limit: usize) -> Result<Vec<(String, S
         let page = store.findings_in_order(after, 1000)?;
         for f in &page.items {
             let records = store.audit_of(&f.finding_id, 10)?;
-            let intact = records
-                .iter()
-                .any(|r| chain_hash(&r.prev_hash, &r.body) == r.hash && r.body.contains("\"what\":\"finding\""));
+            // Intact, and about this finding: the `ref` a record is found by is checked
+            // against its hashed body.
+            let intact = records.iter().any(|r| {
+                chain_hash(&r.prev_hash, &r.body) == r.hash
+                    && serde_json::from_str::<AuditRecord>(&r.body).is_ok_and(|rec| {
+                        rec.entry.what == "finding"
+                            && rec.entry.details.get("finding_id").and_then(|v| v.as_str())
+                                == Some(f.finding_id.as_str())
+                    })
+            });
             if !intact {
                 gaps.push((f.finding_id.clone(), "finding: no intact audit record".into()));
             }
