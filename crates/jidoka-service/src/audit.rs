@@ -37,7 +37,14 @@ pub fn approval_proof(store: &dyn Store, action: &Action) -> Result<Result<(), S
             "action_approval_recorded" => {
                 approvers.insert(rec.entry.actor.clone());
             }
-            "action_approved" => moved = true,
+            // A single approval moves the action itself: the mover is the approver. With
+            // four-eyes every approval is recorded first, the last one's mover among them.
+            "action_approved" => {
+                moved = true;
+                if rec.entry.actor.starts_with("user:") || rec.entry.actor.starts_with("token:") {
+                    approvers.insert(rec.entry.actor.clone());
+                }
+            }
             _ => {}
         }
     }

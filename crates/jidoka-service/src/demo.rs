@@ -42,10 +42,26 @@ pub async fn run_demo(ingest: Ingest, feed: DemoFeed) -> anyhow::Result<()> {
     let mut sim = Simulation::new(plant, feed.seed, feed.units, CurveMode::All);
     let mut truth = std::fs::OpenOptions::new().create(true).append(true).open(&feed.ground_truth)?;
     let wall_start = tokio::time::Instant::now();
+    // Each run's source transactions are its own: a demo started again on the same folder is a
+    // new stretch of production, not a redelivery of the last one with other times.
+    let run = format!("r{}", plant_start.timestamp());
     while sim.has_more() {
-        let slot = sim.next_slot();
-        for t in &slot.truth {
-            let mut line = serde_json::to_vec(t)?;
+        let mut slot = sim.next_slot();
+        let mut renamed = std::collections::HashMap::new();
+        for ev in &mut slot.events {
+            let default_correlation = ev.correlation_id == format!("{}:{}", ev.source, ev.source_txn_id);
+            ev.source_txn_id = format!("{run}-{}", ev.source_txn_id);
+            let id = jidoka_model::stable_id("ev", &[&ev.source, &ev.source_txn_id]);
+            renamed.insert(std::mem::replace(&mut ev.event_id, id.clone()), id);
+            if default_correlation {
+                ev.correlation_id = format!("{}:{}", ev.source, ev.source_txn_id);
+            }
+        }
+        for t in &mut slot.truth {
+            if let Some(id) = t.event_id.as_mut().and_then(|e| renamed.get(e)) {
+                t.event_id = Some(id.clone());
+            }
+            let mut line = serde_json::to_vec(&*t)?;
             line.push(b'\n');
             truth.write_all(&line)?;
         }

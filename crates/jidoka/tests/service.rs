@@ -2545,3 +2545,74 @@ async fn sign_ins_back_off_token_sign_ins_get_a_session_and_logout_ends_it() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// Regression (found by the browser test): an action approved by one person moves to approved
+/// without a separate approval record, and the outbox took that for a forged approval.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_action_approved_by_one_person_is_proven_by_the_chain() {
+    let mut svc = service(&Config::default());
+    let token = svc.tokens[&Role::Integrator].clone();
+    let (status, _) =
+        call(&svc.app, "POST", "/api/events", Some(&token), Some(tightening("T-one", 31.0)), "127.0.0.1:1").await;
+    assert_eq!(status, StatusCode::OK);
+    let runtime = svc.runtime.take().expect("runtime");
+    assert!(runtime.wait_for_agents(Duration::from_secs(10)));
+    let qe = svc.tokens[&Role::QualityEngineer].clone();
+    let (_, pending) =
+        call(&svc.app, "GET", "/api/actions?status=pending_approval", Some(&qe), None, "127.0.0.1:1").await;
+    let id = pending["items"][0]["action_id"].as_str().expect("a pending action").to_string();
+    let (status, body) = call(
+        &svc.app,
+        "POST",
+        &format!("/api/actions/{id}/approve"),
+        Some(&qe),
+        Some(json!({"reason": "ok"})),
+        "127.0.0.1:1",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let action = runtime.store.action(&id).expect("read").expect("action").action;
+    assert_eq!(jidoka_service::audit::approval_proof(runtime.store.as_ref(), &action).expect("proof"), Ok(()));
+    tokio::task::spawn_blocking(move || runtime.shutdown()).await.unwrap();
+}
+
+/// Regression: `jidoka demo` started again on the same folder sent the same source
+/// transactions with other times, so the second run's events were refused (as duplicates, then
+/// as conflicts) and the plant stood still. Each run's transactions are now its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_demo_started_again_on_the_same_folder_adds_a_new_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("jidoka.sqlite")).expect("store"));
+    let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(&Config::default(), None)).expect("runtime");
+    let (plant, _) = jidoka_service::demo::load_plant(None).expect("plant");
+    let feed = || jidoka_service::demo::DemoFeed {
+        plant: plant.clone(),
+        seed: 1,
+        speed: 1e7,
+        units: Some(3),
+        ground_truth: dir.path().join("ground_truth.jsonl"),
+    };
+    jidoka_service::demo::run_demo(runtime.ingest(), feed()).await.expect("first run");
+    let first = store.stats().unwrap().events;
+    assert!(first > 100, "{first} events");
+    // The run is named by its start second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    jidoka_service::demo::run_demo(runtime.ingest(), feed()).await.expect("second run");
+    let m = &runtime.metrics;
+    // Plant time starts at the run's start, so the runs' events differ a little in number (a
+    // shift boundary); none of the second run's may be refused.
+    let second = store.stats().unwrap().events - first;
+    assert!(
+        second * 10 > first * 9
+            && m.events_duplicate.load(std::sync::atomic::Ordering::Relaxed)
+                + m.events_conflict.load(std::sync::atomic::Ordering::Relaxed)
+                + m.events_rejected.load(std::sync::atomic::Ordering::Relaxed)
+                == 0,
+        "the second run is stored whole: {second} after {first} (duplicates {}, conflicts {}, rejected {})",
+        m.events_duplicate.load(std::sync::atomic::Ordering::Relaxed),
+        m.events_conflict.load(std::sync::atomic::Ordering::Relaxed),
+        m.events_rejected.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    assert_eq!(runtime.metrics.events_conflict.load(std::sync::atomic::Ordering::Relaxed), 0);
+    tokio::task::spawn_blocking(move || runtime.shutdown()).await.unwrap();
+}
