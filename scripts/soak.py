@@ -160,7 +160,7 @@ def hostile():
             kind = n % 5
             if kind == 0:  # a body that stalls half way
                 s = socket.create_connection(("127.0.0.1", port()), timeout=2)
-                s.sendall(b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{\"user\":")
+                s.sendall(b"POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n{\"user\":")
                 held.append(s)
             elif kind == 1:  # an idle socket
                 held.append(socket.create_connection(("127.0.0.1", port()), timeout=2))
@@ -170,7 +170,7 @@ def hostile():
                 post("/api/events", {"source": "x", "kind": "tightening_result", "data": {}}, feeder_token, timeout=5)
             else:  # a live stream, dropped later
                 s = socket.create_connection(("127.0.0.1", port()), timeout=2)
-                s.sendall(f"GET /ui/live HTTP/1.1\r\nHost: x\r\nCookie: jidoka_session={viewer_token}\r\n\r\n".encode())
+                s.sendall(f"GET /ui/live HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: jidoka_session={viewer_token}\r\n\r\n".encode())
                 held.append(s)
         except OSError:
             pass

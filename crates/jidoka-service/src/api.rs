@@ -361,24 +361,57 @@ async fn metrics(
 
 /// Split a request body into items: a JSON object (one event), a JSON array (a batch), or
 /// JSON Lines when the content type says so. A bad line of JSON Lines fails alone.
-fn body_items(headers: &HeaderMap, body: &[u8]) -> ApiResult<(Vec<Result<Value, String>>, bool)> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+fn too_many(max: usize) -> ApiError {
+    ApiError::new("batch_too_large", format!("more than {max} events in one request; at most {max} are accepted"))
+}
+
+/// The events of a request body: one object, an array, or JSON Lines. Counted while parsing, so
+/// a body with more than `max` events is refused before the rest is parsed into memory.
+fn body_items(content_type: &str, body: &[u8], max: usize) -> ApiResult<(Vec<Result<Value, String>>, bool)> {
     if content_type.starts_with("application/x-ndjson") || content_type.starts_with("application/jsonl") {
         let text =
             std::str::from_utf8(body).map_err(|e| ApiError::new("bad_request", format!("body is not UTF-8: {e}")))?;
-        let items = text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).map_err(|e| format!("invalid JSON: {e}")))
-            .collect();
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        if lines.len() > max {
+            return Err(too_many(max));
+        }
+        let items =
+            lines.into_iter().map(|l| serde_json::from_str(l).map_err(|e| format!("invalid JSON: {e}"))).collect();
         return Ok((items, false));
     }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::new("invalid_json", format!("body is not valid JSON: {e}")))?;
-    match value {
-        Value::Array(items) => Ok((items.into_iter().map(Ok).collect(), false)),
-        v @ Value::Object(_) => Ok((vec![Ok(v)], true)),
-        _ => Err(ApiError::new("bad_request", "body must be an event object, an array of events, or JSON Lines")),
+    struct Body {
+        max: usize,
+    }
+    const TOO_MANY: &str = "jidoka:too-many-events";
+    impl<'de> serde::de::Visitor<'de> for Body {
+        type Value = (Vec<Value>, bool);
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an event object or an array of events")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            let v = Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+            Ok((vec![v], true))
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(v) = seq.next_element::<Value>()? {
+                if items.len() == self.max {
+                    return Err(serde::de::Error::custom(TOO_MANY));
+                }
+                items.push(v);
+            }
+            Ok((items, false))
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = serde::Deserializer::deserialize_any(&mut de, Body { max }).and_then(|v| de.end().map(|()| v));
+    match parsed {
+        Ok((items, single)) => Ok((items.into_iter().map(Ok).collect(), single)),
+        Err(e) if e.to_string().starts_with(TOO_MANY) => Err(too_many(max)),
+        Err(e) if e.is_data() => {
+            Err(ApiError::new("bad_request", "body must be an event object, an array of events, or JSON Lines"))
+        }
+        Err(e) => Err(ApiError::new("invalid_json", format!("body is not valid JSON: {e}"))),
     }
 }
 
@@ -388,13 +421,12 @@ async fn ingest(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let (items, single) = body_items(&headers, &body)?;
-    if items.len() > state.max_batch_events {
-        return Err(ApiError::new(
-            "batch_too_large",
-            format!("{} events in one request; at most {} are accepted", items.len(), state.max_batch_events),
-        ));
-    }
+    // Parsing megabytes is CPU work: off the async workers, so /health and the pages stay quick.
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let max = state.max_batch_events;
+    let (items, single) = tokio::task::spawn_blocking(move || body_items(&content_type, &body, max))
+        .await
+        .map_err(ApiError::internal)??;
     let received_at = chrono::Utc::now();
     let mut results: Vec<Value> = Vec::with_capacity(items.len());
     let mut events = Vec::new();

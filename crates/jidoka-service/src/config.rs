@@ -104,6 +104,10 @@ pub struct ApiConfig {
     /// A request whose body has not arrived and been answered within this time gets 408.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_seconds: u64,
+    /// Host names the service answers to besides IP addresses and `localhost` (the names a
+    /// tablet uses to reach it); a request for any other name gets 421.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
     /// TLS on the listener with the plant's certificate and key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<crate::tls::TlsConfig>,
@@ -160,6 +164,7 @@ impl Default for ApiConfig {
             idle_timeout_seconds: default_idle_timeout(),
             request_timeout_seconds: default_request_timeout(),
             tls: None,
+            allowed_hosts: Vec::new(),
             tokens: Vec::new(),
             users: Vec::new(),
         }

@@ -45,6 +45,22 @@ pub struct HttpLimits {
     pub request_timeout: Duration,
 }
 
+/// Whether a request's `Host` names this service: an IP address, `localhost`, or one of the
+/// configured names. Anything else is refused (421), so a web page whose name was made to
+/// resolve to the service's address (DNS rebinding) cannot read it from a browser on the line PC.
+pub fn host_allowed(host: Option<&str>, names: &[String]) -> bool {
+    let Some(host) = host else { return true };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host
+            .rsplit_once(':')
+            .map_or(host, |(h, port)| if port.chars().all(|c| c.is_ascii_digit()) { h } else { host }),
+    };
+    name.parse::<std::net::IpAddr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || names.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
 impl Default for HttpLimits {
     fn default() -> Self {
         HttpLimits {
@@ -151,7 +167,7 @@ pub async fn serve(
     metrics: Arc<crate::metrics::Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_with(listener, app, limits, metrics, None, shutdown).await
+    serve_with(listener, app, limits, metrics, None, Arc::from(Vec::new()), shutdown).await
 }
 
 /// [`serve`], over TLS when `tls` is given: the handshake must finish within the idle timeout.
@@ -161,6 +177,7 @@ pub async fn serve_with(
     limits: HttpLimits,
     metrics: Arc<crate::metrics::Metrics>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    hosts: Arc<[String]>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use std::sync::atomic::Ordering::Relaxed;
@@ -215,12 +232,12 @@ pub async fn serve_with(
         let metrics = metrics.clone();
         let mut stop = stop_rx.clone();
         let done = done_tx.clone();
-        let tls = tls.clone();
+        let (tls, hosts) = (tls.clone(), hosts.clone());
         tokio::spawn(async move {
             match tls {
-                None => connection(stream, app, peer, limits, metrics, &mut stop).await,
+                None => connection(stream, app, peer, limits, metrics, hosts, &mut stop).await,
                 Some(acceptor) => match tokio::time::timeout(limits.idle_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => connection(stream, app, peer, limits, metrics, &mut stop).await,
+                    Ok(Ok(stream)) => connection(stream, app, peer, limits, metrics, hosts, &mut stop).await,
                     Ok(Err(_)) | Err(_) => {
                         metrics.http.tls_handshake_failures.fetch_add(1, Relaxed);
                     }
@@ -244,6 +261,7 @@ async fn connection<S>(
     peer: std::net::SocketAddr,
     limits: HttpLimits,
     metrics: Arc<crate::metrics::Metrics>,
+    hosts: Arc<[String]>,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -253,7 +271,14 @@ async fn connection<S>(
         req.extensions_mut().insert(ConnectInfo(peer));
         let app = app.clone();
         let metrics = metrics.clone();
+        let host_ok = host_allowed(req.headers().get(axum::http::header::HOST).and_then(|v| v.to_str().ok()), &hosts);
         async move {
+            if !host_ok {
+                let body = serde_json::json!({"error": {"code": "bad_host", "message": "this service does not answer to that host name; add it to [api] allowed_hosts"}});
+                return Ok::<Response, std::convert::Infallible>(
+                    (StatusCode::MISDIRECTED_REQUEST, axum::Json(body)).into_response(),
+                );
+            }
             let req = req.map(axum::body::Body::new);
             let response = match tokio::time::timeout(limits.request_timeout, app.oneshot(req)).await {
                 Ok(Ok(r)) => r,
@@ -311,6 +336,26 @@ mod tests {
         drop(a1);
         let _b2 = take_slot(&counts, b, &limits).unwrap();
         assert_eq!(counts.lock().unwrap().total, 3);
+    }
+
+    #[test]
+    fn only_addresses_localhost_and_configured_names_are_answered() {
+        let names = vec!["jidoka.plant.local".to_string()];
+        for ok in [
+            None,
+            Some("127.0.0.1:8480"),
+            Some("10.0.0.7"),
+            Some("[::1]:8480"),
+            Some("localhost:8480"),
+            Some("JIDOKA.plant.local"),
+        ] {
+            assert!(host_allowed(ok, &names), "{ok:?}");
+        }
+        for bad in
+            [Some("attacker.example"), Some("attacker.example:8480"), Some("jidoka.plant.local.attacker.example")]
+        {
+            assert!(!host_allowed(bad, &names), "{bad:?}");
+        }
     }
 
     #[test]

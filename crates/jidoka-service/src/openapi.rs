@@ -138,6 +138,12 @@ fn operation(method: &str, path: &str) -> Value {
             ok("a session", json!({"application/json": {"schema": {"$ref": "#/components/schemas/Session"}}})),
         ),
         ("GET", "/openapi.json") => ("This document", vec![], None, ok("OpenAPI 3.0", json_any.clone())),
+        ("POST", "/api/logout") => (
+            "End the login session whose token is in the Authorization header",
+            vec![],
+            None,
+            ok("whether a session ended", json_any.clone()),
+        ),
         ("GET", "/ready") => (
             "Readiness: 200 when the store reads and commits; 503 naming what is wrong",
             vec![],

@@ -309,7 +309,8 @@ pub async fn serve(
     // mid-request must not keep the plant's service from stopping.
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     let limits = config.api.http_limits().fitted_to_open_files();
-    let server = crate::http::serve_with(listener, app, limits, runtime.metrics.clone(), tls, async move {
+    let hosts: Arc<[String]> = Arc::from(config.api.allowed_hosts.clone());
+    let server = crate::http::serve_with(listener, app, limits, runtime.metrics.clone(), tls, hosts, async move {
         shutdown_signal().await;
         // Live dashboard streams would hold the drain open until its deadline.
         closing_view.close();

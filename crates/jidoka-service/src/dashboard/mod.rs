@@ -479,9 +479,15 @@ async fn live(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respons
                 }
             }
             live.first = false;
+            // Every open stream sends the same summary: it is computed once a second at most,
+            // whatever the number of streams.
+            if let Some(text) = live.state.view.fresh_summary(Duration::from_millis(900)) {
+                return Some((Ok(SseEvent::default().event("line").data(text.as_str())), live));
+            }
             match line_summary(&live.state).await {
                 Ok(summary) => {
-                    let ev = SseEvent::default().event("line").data(summary.to_string());
+                    let text = live.state.view.keep_summary(summary.to_string());
+                    let ev = SseEvent::default().event("line").data(text.as_str());
                     return Some((Ok(ev), live));
                 }
                 Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,

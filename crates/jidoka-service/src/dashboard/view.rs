@@ -93,6 +93,8 @@ pub struct LineView {
     /// Live streams open per dashboard session (keyed by the session's CSRF digest, never the
     /// token itself).
     streams: Mutex<HashMap<String, usize>>,
+    /// The live streams' line summary, computed once for all of them (and when it was).
+    summary: Mutex<Option<(std::time::Instant, Arc<String>)>>,
 }
 
 /// One open live stream of a session; given back when the stream ends.
@@ -126,6 +128,19 @@ pub struct LineSnapshot {
 impl LineView {
     pub fn new(drift: DriftConfig) -> LineView {
         LineView { drift, ..LineView::default() }
+    }
+
+    /// The shared line summary if it is younger than `max_age`.
+    pub fn fresh_summary(&self, max_age: Duration) -> Option<Arc<String>> {
+        let s = self.summary.lock().unwrap_or_else(|p| p.into_inner());
+        s.as_ref().filter(|(at, _)| at.elapsed() < max_age).map(|(_, text)| text.clone())
+    }
+
+    /// Keep `text` as the shared line summary.
+    pub fn keep_summary(&self, text: String) -> Arc<String> {
+        let text = Arc::new(text);
+        *self.summary.lock().unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), text.clone()));
+        text
     }
 
     /// A place for one more live stream of the session `key`, unless it has `cap` open.
