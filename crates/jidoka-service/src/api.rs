@@ -361,6 +361,23 @@ async fn metrics(
 
 /// Split a request body into items: a JSON object (one event), a JSON array (a batch), or
 /// JSON Lines when the content type says so. A bad line of JSON Lines fails alone.
+/// An append that was not acknowledged: nothing of the request was stored, and it may be sent
+/// again.
+fn unavailable(e: IngestError) -> ApiError {
+    match e {
+        IngestError::ShuttingDown => {
+            ApiError::new("unavailable", "shutting down; nothing from this request was stored, retry later")
+        }
+        IngestError::Store(err) => {
+            tracing::error!(error = %err, "ingest commit failed");
+            ApiError::new(
+                "unavailable",
+                "the event store could not commit; nothing from this request was stored, retry",
+            )
+        }
+    }
+}
+
 fn too_many(max: usize) -> ApiError {
     ApiError::new("batch_too_large", format!("more than {max} events in one request; at most {max} are accepted"))
 }
@@ -473,22 +490,8 @@ async fn ingest(
             )
         });
     }
-    let outcomes = if events.is_empty() {
-        Vec::new()
-    } else {
-        state.ingest.append(events, None).await.map_err(|e| match e {
-            IngestError::ShuttingDown => {
-                ApiError::new("unavailable", "shutting down; nothing from this request was stored, retry later")
-            }
-            IngestError::Store(err) => {
-                tracing::error!(error = %err, "ingest commit failed");
-                ApiError::new(
-                    "unavailable",
-                    "the event store could not commit; nothing from this request was stored, retry",
-                )
-            }
-        })?
-    };
+    let outcomes =
+        if events.is_empty() { Vec::new() } else { state.ingest.append(events, None).await.map_err(unavailable)? };
     let (mut stored, mut duplicates, mut conflicts, mut rejected) = (0, 0, 0, rejected_invalid);
     for (idx, outcome) in positions.into_iter().zip(outcomes) {
         results[idx] = match outcome {
@@ -910,13 +913,7 @@ async fn post_master_data(
     };
     let event = crate::master_data::change_event(&format!("api:{}", principal.name), &txn, &change)
         .map_err(|e| ApiError::new("invalid_event", format!("{}: {}", e.field, e.reason)).field(e.field.clone()))?;
-    let outcome = state.ingest.append(vec![event], None).await.map_err(|e| match e {
-        IngestError::ShuttingDown => ApiError::new("unavailable", "shutting down; nothing was stored, retry later"),
-        IngestError::Store(err) => {
-            tracing::error!(error = %err, "master data commit failed");
-            ApiError::new("unavailable", "the event store could not commit; nothing was stored, retry")
-        }
-    })?;
+    let outcome = state.ingest.append(vec![event], None).await.map_err(unavailable)?;
     let body = match outcome.into_iter().next() {
         Some(AppendOutcome::Stored { seq, event_id }) => json!({"status": "stored", "seq": seq, "event_id": event_id}),
         Some(AppendOutcome::Duplicate { seq, event_id }) => {
