@@ -56,21 +56,6 @@ struct SequenceRun {
 /// its cut-in is.
 const ECO_LEAD: u64 = 20;
 
-/// A `master_data_changed` event, stamped at `at`.
-fn master_event(
-    id: &str,
-    change: &jidoka_model::master::MasterDataChange,
-    at: jidoka_model::Timestamp,
-) -> anyhow::Result<jidoka_model::Event> {
-    let data = serde_json::to_value(change)?;
-    jidoka_model::Event::parse(
-        serde_json::json!({"source": "eval-mes", "source_txn_id": id, "occurred_at": jidoka_model::event::rfc3339::format(&at),
-                           "kind": "master_data_changed", "data": data}),
-        at,
-    )
-    .map_err(|e| anyhow::anyhow!("master data event: {e}"))
-}
-
 fn run_sequence(plant: jidoka_sim::Plant, seed: u64, units: u64, live: bool) -> anyhow::Result<SequenceRun> {
     use jidoka_model::master::MasterDataChange;
     let master = jidoka_service::config::master_from(plant.master_data())?;
@@ -123,7 +108,11 @@ fn run_sequence(plant: jidoka_sim::Plant, seed: u64, units: u64, live: bool) -> 
                 for (id, change) in due {
                     seq += 1;
                     run.master_events += 1;
-                    let ev = StoredEvent { seq, event: master_event(&id, &change, event.occurred_at)? };
+                    let ev = StoredEvent {
+                        seq,
+                        event: jidoka_service::master_data::change_event("eval-mes", &id, &change, event.occurred_at)
+                            .map_err(|e| anyhow::anyhow!("master data event: {e}"))?,
+                    };
                     router.process(&ev, &mut run.findings);
                     log.push(ev);
                 }

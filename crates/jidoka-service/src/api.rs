@@ -911,7 +911,7 @@ async fn post_master_data(
         Some(r) => r.clone(),
         None => format!("sha256:{}", jidoka_model::sha256_hex(&body)),
     };
-    let event = crate::master_data::change_event(&format!("api:{}", principal.name), &txn, &change)
+    let event = crate::master_data::change_event(&format!("api:{}", principal.name), &txn, &change, chrono::Utc::now())
         .map_err(|e| ApiError::new("invalid_event", format!("{}: {}", e.field, e.reason)).field(e.field.clone()))?;
     let outcome = state.ingest.append(vec![event], None).await.map_err(unavailable)?;
     let body = match outcome.into_iter().next() {

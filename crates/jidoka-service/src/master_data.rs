@@ -11,9 +11,13 @@ use jidoka_store::AppendOutcome;
 use serde_json::json;
 
 /// The event that makes `change` from `source` known, with `source_txn_id` as its idempotency
-/// key, stamped now.
-pub fn change_event(source: &str, source_txn_id: &str, change: &MasterDataChange) -> Result<Event, EventError> {
-    let now = chrono::Utc::now();
+/// key, stamped `now`.
+pub fn change_event(
+    source: &str,
+    source_txn_id: &str,
+    change: &MasterDataChange,
+    now: jidoka_model::Timestamp,
+) -> Result<Event, EventError> {
     let data = serde_json::to_value(change).map_err(|e| EventError::new("data", e.to_string()))?;
     Event::parse(
         json!({"source": source, "source_txn_id": source_txn_id, "occurred_at": jidoka_model::event::rfc3339::format(&now),
@@ -38,7 +42,12 @@ pub fn replacement(master: &MasterData, origin: &str, in_force: &MasterInForce, 
         rows: master.clone(),
         ..MasterDataChange::default()
     };
-    match change_event(&format!("master-data:{origin}"), &format!("sha256:{digest}@{last_seq}"), &change) {
+    match change_event(
+        &format!("master-data:{origin}"),
+        &format!("sha256:{digest}@{last_seq}"),
+        &change,
+        chrono::Utc::now(),
+    ) {
         Ok(ev) => Some(ev),
         Err(err) => {
             // Validated master data always makes a valid event; say so if it ever does not.
@@ -48,20 +57,8 @@ pub fn replacement(master: &MasterData, origin: &str, in_force: &MasterInForce, 
     }
 }
 
-/// Log `master` from `origin` if it differs from what is in force, and wait until it is.
-pub async fn offer(
-    ingest: &Ingest,
-    in_force: &MasterInForce,
-    master: &MasterData,
-    origin: &str,
-    last_seq: u64,
-) -> anyhow::Result<Option<u64>> {
-    let Some(event) = replacement(master, origin, in_force, last_seq) else { return Ok(None) };
-    let outcome = ingest.append(vec![event], None).await.map_err(|e| anyhow::anyhow!("logging master data: {e}"))?;
-    stored_seq(outcome)
-}
-
-/// The same, from a thread that is not async (import, the pollers).
+/// Log `master` from `origin` if it differs from what is in force, and wait until it is (from a
+/// blocking thread: import, the pollers, the server at start-up).
 pub fn offer_blocking(
     ingest: &Ingest,
     in_force: &MasterInForce,

@@ -140,7 +140,11 @@ pub async fn serve(
     match &master {
         Some(m) => {
             let origin = if demo.is_some() { "demo-plant" } else { config.master_data.origin() };
-            crate::master_data::offer(&runtime.ingest(), &runtime.master, m, origin, store.last_seq()?).await?;
+            let (ingest, in_force, m, last) = (runtime.ingest(), runtime.master.clone(), m.clone(), store.last_seq()?);
+            tokio::task::spawn_blocking(move || {
+                crate::master_data::offer_blocking(&ingest, &in_force, &m, origin, last)
+            })
+            .await??;
         }
         None if runtime.master.get().is_none() => {
             tracing::info!("no master data configured or logged ([master_data]): sequence checks are off")
