@@ -100,7 +100,7 @@ struct PastStop {
 }
 
 /// Triage of line stops; see the module docs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AndonAgent {
     config: AndonConfig,
     open: HashMap<String, OpenStop>,

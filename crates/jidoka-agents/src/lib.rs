@@ -51,8 +51,26 @@ pub struct FindingDraft {
     pub details: Value,
 }
 
+/// What every agent is besides its checks: a value that can be copied whole (the writer keeps
+/// a copy to fall back on after a failed commit, and planners read a copy taken at a log
+/// position) and looked at by its concrete type. Implemented for every `Clone` agent.
+pub trait AgentState: Send {
+    fn clone_agent(&self) -> Box<dyn Agent>;
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+impl<T: Agent + Clone + 'static> AgentState for T {
+    fn clone_agent(&self) -> Box<dyn Agent> {
+        Box::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 /// An agent: subscribes to event kinds, sees each such event once, in log order.
-pub trait Agent: Send {
+pub trait Agent: AgentState {
     /// Stable name, used in finding ids and the audit trail.
     fn name(&self) -> &'static str;
     /// Bumped whenever the agent's logic changes what it concludes.
@@ -80,7 +98,25 @@ impl std::fmt::Debug for Router {
 /// Name of the pseudo-agent that reports a contained agent failure.
 pub const ROUTER_AGENT: &str = "router";
 
+/// A copy of every agent's state at the same log position: what a planner reads, and what the
+/// writer falls back on after a failed commit. Bounded like the agents themselves.
+impl Clone for Router {
+    fn clone(&self) -> Router {
+        Router {
+            agents: self.agents.iter().map(|a| a.clone_agent()).collect(),
+            routes: self.routes.clone(),
+            drafts: Vec::new(),
+            master: self.master.clone(),
+        }
+    }
+}
+
 impl Router {
+    /// The running agent of type `T`, if it is enabled (planners read agent state this way).
+    pub fn agent<T: Agent + 'static>(&self) -> Option<&T> {
+        self.agents.iter().find_map(|a| a.as_any().downcast_ref::<T>())
+    }
+
     pub fn new(agents: Vec<Box<dyn Agent>>) -> Router {
         let mut routes: HashMap<EventKind, Vec<usize>> = HashMap::new();
         for (idx, agent) in agents.iter().enumerate() {

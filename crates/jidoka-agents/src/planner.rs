@@ -1,13 +1,16 @@
-//! Planners: slow, pure computations beside the writer. A planner reads a window of the log
-//! that ends at a fixed position (the log below a position never changes, so that is a
-//! consistent snapshot), works under a [`Budget`] (a deadline and a cancel flag), and returns a
-//! result that the service logs as a `plan_computed` event naming the position it was computed
-//! from. Governance, the audit trail and replay then treat it as any other event; a replay
-//! never runs the planner again.
+//! Planners: slow, pure computations beside the writer. A planner gets a consistent snapshot
+//! at one log position ([`PlanInput`]): a copy of every agent's state at that position, taken
+//! by the writer between two commits, and the window of the log that ends there (the log below
+//! a position never changes). It works under a [`Budget`] (a deadline and a cancel flag) and
+//! returns a result that the service logs as a `plan_computed` event naming the position it
+//! was computed from. Governance, the audit trail and replay then treat it as any other event;
+//! a replay never runs the planner again.
 //!
 //! Planners here: [`JointCapability`] (the capability of every joint from its recent good
 //! tightenings: the statistics of the torque audit's golden batch, recomputed on a schedule).
 
+use crate::Router;
+use crate::torque::TorqueAuditAgent;
 use jidoka_model::event::OkNok;
 use jidoka_model::{EventKind, EventPayload, StoredEvent};
 use serde_json::{Value, json};
@@ -45,7 +48,20 @@ impl Budget {
     }
 }
 
-/// A slow computation over a window of the log.
+/// What a plan is computed from: one log position, the agents' state there, and the
+/// planner's window of the log up to it.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanInput<'a> {
+    /// The log position the plan is computed from.
+    pub at_seq: u64,
+    /// Every agent's state at `at_seq`; `None` when agents are off.
+    pub agents: Option<&'a Router>,
+    /// The planner's window of the log, `(at_seq - window, at_seq]`, in log order, only the
+    /// kinds of [`Planner::reads`].
+    pub events: &'a [StoredEvent],
+}
+
+/// A slow computation over the agents' state and a window of the log at one position.
 pub trait Planner: Send + Sync {
     /// Stable name: the event's `planner` field and its idempotency key.
     fn name(&self) -> &'static str;
@@ -55,13 +71,16 @@ pub trait Planner: Send + Sync {
     fn reads(&self) -> &'static [EventKind];
     /// How many log positions back from the snapshot position it reads.
     fn window(&self) -> u64;
-    /// The result from `events` (in log order, only the kinds of [`Planner::reads`]).
-    fn plan(&self, events: &[StoredEvent], budget: &Budget) -> Result<Value, PlanStop>;
+    /// The result from the snapshot.
+    fn plan(&self, input: &PlanInput<'_>, budget: &Budget) -> Result<Value, PlanStop>;
 }
 
 /// The capability of every joint (station, joint, pset) from its last `per_joint` tightenings
 /// the controller judged OK: count, mean, standard deviation and median of final torque and
-/// angle, and Cp / Cpk of the torque against the joint's limits where the results carry them.
+/// angle, and Cp / Cpk of the torque against the joint's limits where the results carry them;
+/// beside each, the state of the torque audit's golden batch for that joint at the same
+/// position (members of capacity, whether it was seeded from suspect curves), so a quality
+/// engineer sees which joints the curve audit is not yet armed for.
 #[derive(Debug, Clone)]
 pub struct JointCapability {
     pub per_joint: usize,
@@ -101,7 +120,9 @@ impl Planner for JointCapability {
         self.window
     }
 
-    fn plan(&self, events: &[StoredEvent], budget: &Budget) -> Result<Value, PlanStop> {
+    fn plan(&self, input: &PlanInput<'_>, budget: &Budget) -> Result<Value, PlanStop> {
+        let events = input.events;
+        let audit = input.agents.and_then(|r| r.agent::<TorqueAuditAgent>());
         // (station, joint, pset) → the newest OK results, newest first, with the limits seen.
         type Key = (String, String, String);
         type Sample = (Vec<f64>, Vec<f64>, Option<(f64, f64)>);
@@ -138,12 +159,17 @@ impl Planner for JointCapability {
                     }
                     _ => (None, None),
                 };
+                let golden = audit.map(|a| match a.golden_batch(&format!("{station}/{joint}/{pset}")) {
+                    Some((members, capacity)) => json!({"members": members, "capacity": capacity}),
+                    None => json!({"members": 0}),
+                });
                 json!({"station": station, "joint": joint, "pset": pset, "n": torque.len(),
                        "torque_nm": t, "angle_deg": stats(&angle),
-                       "torque_limits_nm": limits.map(|(lo, hi)| json!([lo, hi])), "cp": cp, "cpk": cpk})
+                       "torque_limits_nm": limits.map(|(lo, hi)| json!([lo, hi])), "cp": cp, "cpk": cpk,
+                       "golden_batch": golden})
             })
             .collect();
-        Ok(json!({"per_joint": self.per_joint, "joints": rows}))
+        Ok(json!({"per_joint": self.per_joint, "computed_from_seq": input.at_seq, "joints": rows}))
     }
 }
 
@@ -172,7 +198,7 @@ mod tests {
         events.extend((0..50).map(|i| result(62 + i, "J1", if i % 2 == 0 { 24.9 } else { 25.1 }, true)));
         events.push(result(200, "J2", 25.0, true));
         let planner = JointCapability { per_joint: 50, window: 1000 };
-        let out = planner.plan(&events, &budget(10_000)).unwrap();
+        let out = planner.plan(&PlanInput { at_seq: 200, agents: None, events: &events }, &budget(10_000)).unwrap();
         let joints = out["joints"].as_array().unwrap();
         assert_eq!(joints.len(), 2);
         let j1 = &joints[0];
@@ -191,7 +217,8 @@ mod tests {
         let planner = JointCapability::default();
         let b = budget(10_000);
         b.cancel.store(true, Ordering::Relaxed);
-        assert_eq!(planner.plan(&events, &b), Err(PlanStop::Superseded));
-        assert_eq!(planner.plan(&events, &budget(0)), Err(PlanStop::DeadlineExceeded));
+        let input = PlanInput { at_seq: 10_000, agents: None, events: &events };
+        assert_eq!(planner.plan(&input, &b), Err(PlanStop::Superseded));
+        assert_eq!(planner.plan(&input, &budget(0)), Err(PlanStop::DeadlineExceeded));
     }
 }

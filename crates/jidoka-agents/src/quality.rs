@@ -228,7 +228,7 @@ impl Claim {
 }
 
 /// One station's recent units and the NCRs raised on them.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct StationWindow {
     order: VecDeque<String>,
     units: HashMap<String, Vec<Value>>,
@@ -477,6 +477,7 @@ impl Case for PastNcr {
 }
 
 /// What an uncoded NCR is clustered by: its text (hashed features) or its picture's hash.
+#[derive(Clone)]
 enum Feature {
     Text(crate::text::Sparse),
     Image(u64),
@@ -594,7 +595,7 @@ struct PastNcr {
 }
 
 /// Defect patterns and NCR triage; see the module docs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct QualityAgent {
     config: QualityConfig,
     stations: HashMap<String, StationWindow>,

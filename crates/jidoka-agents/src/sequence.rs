@@ -53,6 +53,7 @@ impl Default for SequenceConfig {
     }
 }
 
+#[derive(Clone)]
 struct BomLine {
     model: String,
     part: String,
@@ -62,6 +63,7 @@ struct BomLine {
     effectivity: jidoka_model::master::Effectivity,
 }
 
+#[derive(Clone)]
 struct Change {
     id: String,
     old: String,
@@ -70,6 +72,7 @@ struct Change {
 }
 
 /// Master data indexed for lookups per station and part.
+#[derive(Clone)]
 struct Index {
     bom_by_station: HashMap<String, Vec<BomLine>>,
     changes: Vec<Change>,
@@ -80,6 +83,7 @@ struct Index {
     calibration_due: HashMap<String, Timestamp>,
 }
 
+#[derive(Clone)]
 struct Order {
     /// The VIN's serial number (its last six characters, ISO 3779 positions 12-17), for
     /// serial-range effectivity.
@@ -91,6 +95,7 @@ struct Order {
 }
 
 /// The ECO a finding names.
+#[derive(Clone)]
 struct ChangeRef {
     id: String,
 }
@@ -107,7 +112,7 @@ struct Requirement {
     families: Vec<String>,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Visit {
     required: Vec<Requirement>,
     scanned: HashMap<String, f64>,
@@ -127,6 +132,7 @@ struct Visit {
     entered: bool,
 }
 
+#[derive(Clone)]
 pub struct SequenceAgent {
     /// The master data in force, and its index; `None`: nothing to check against yet.
     master: Option<MasterData>,

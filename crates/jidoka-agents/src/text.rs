@@ -407,7 +407,7 @@ pub trait Case {
 /// last `max_history` cases are kept (with their vectors, for similar cases), and the model is
 /// retrained on a geometric schedule (10 % more cases, at least `min_step`, at most a tenth of
 /// the history), so a long log costs a few dozen trainings, not one per case.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Learner<T> {
     history: VecDeque<T>,
     vectors: VecDeque<Sparse>,

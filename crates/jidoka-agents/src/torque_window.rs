@@ -38,7 +38,7 @@ impl TorqueWindowConfig {
     pub fn validate(&self, _path: &str, _errors: &mut Vec<(String, String)>) {}
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TorqueWindowAgent {
     config: TorqueWindowConfig,
 }

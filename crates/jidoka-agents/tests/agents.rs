@@ -79,6 +79,7 @@ fn replaying_gives_identical_findings() {
     assert_eq!(digests, second.iter().map(Finding::content_digest).collect::<Vec<_>>());
 }
 
+#[derive(Clone)]
 struct Fragile;
 
 impl Agent for Fragile {

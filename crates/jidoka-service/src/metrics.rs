@@ -21,6 +21,11 @@ pub struct Metrics {
     pub store_failing: std::sync::atomic::AtomicBool,
     /// Times the agents' state was rebuilt from the log (at start, and after a failed commit).
     pub agent_rebuilds: AtomicU64,
+    /// Times the agents' state was restored from the writer's copy after a failed commit
+    /// (the copy plus the events since it, instead of the whole log).
+    pub agent_restores: AtomicU64,
+    /// How long the writer's last copy of the agents took (microseconds).
+    pub agent_copy_us: AtomicU64,
     pub planner_runs: AtomicU64,
     pub planner_superseded: AtomicU64,
     pub planner_deadline_exceeded: AtomicU64,
@@ -128,6 +133,18 @@ impl Metrics {
             "Agent state rebuilt from the log (at start and after a failed commit).",
             "counter",
             self.agent_rebuilds.load(Relaxed),
+        );
+        counter(
+            "jidoka_agent_restores_total",
+            "Agent state restored from the writer's copy and the events since it after a failed commit.",
+            "counter",
+            self.agent_restores.load(Relaxed),
+        );
+        counter(
+            "jidoka_agent_copy_us",
+            "Duration of the writer's last copy of the agents' state (taken every 30 s between commits).",
+            "gauge",
+            self.agent_copy_us.load(Relaxed),
         );
         counter(
             "jidoka_store_errors_total",

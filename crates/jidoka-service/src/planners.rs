@@ -1,13 +1,14 @@
-//! The planner worker: slow computations off the writer's commit. A request names a planner and
-//! the log position to compute from; a worker thread reads that planner's window of the log up
-//! to the position, runs it under its deadline and appends the result as a `plan_computed`
-//! event (source `planner:<name>`, keyed by planner and position, so the same request twice
-//! is one event). The queue is bounded; a newer request for a planner replaces its older one,
+//! The planner worker: slow computations off the writer's commit. A request names a planner;
+//! when its turn comes the worker asks the writer for a copy of every agent's state at its
+//! committed log position (taken between two commits), reads that planner's window of the log
+//! up to the same position, runs the plan under its deadline and appends the result as a
+//! `plan_computed` event (source `planner:<name>`, keyed by planner and position, so the same
+//! plan twice is one event). The queue is bounded; a newer request for a planner replaces its older one,
 //! queued or running. Timings and outcomes are in `/metrics`.
 
 use crate::metrics::Metrics;
 use crate::runtime::Ingest;
-use jidoka_agents::planner::{Budget, PlanStop, Planner};
+use jidoka_agents::planner::{Budget, PlanInput, PlanStop, Planner};
 use jidoka_model::{Event, StoredEvent};
 use jidoka_store::Store;
 use serde_json::json;
@@ -23,7 +24,6 @@ pub const QUEUE: usize = 8;
 
 struct Request {
     planner: usize,
-    at_seq: u64,
     cancel: Arc<AtomicBool>,
 }
 
@@ -71,14 +71,15 @@ impl Planners {
         Ok(Planners { planners, tx: Some(tx), newest: Arc::default(), worker: Some(worker) })
     }
 
-    /// Ask `name` to compute from log position `at_seq`; an older request of it is cancelled.
-    pub fn request(&self, name: &str, at_seq: u64) -> Asked {
+    /// Ask `name` to compute from the log position the writer has reached when its turn comes;
+    /// an older request of it is cancelled.
+    pub fn request(&self, name: &str) -> Asked {
         let Some(planner) = self.planners.iter().position(|(p, _)| p.name() == name) else {
             return Asked::UnknownPlanner;
         };
         let cancel = Arc::new(AtomicBool::new(false));
         let Some(tx) = &self.tx else { return Asked::Busy };
-        match tx.try_send(Request { planner, at_seq, cancel: cancel.clone() }) {
+        match tx.try_send(Request { planner, cancel: cancel.clone() }) {
             Ok(()) => {
                 let mut newest = self.newest.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(older) = newest.insert(planner, cancel) {
@@ -117,18 +118,29 @@ fn worker(
         }
         let started = Instant::now();
         let budget = Budget { deadline: started + *deadline, cancel: req.cancel.clone() };
-        let outcome = read_window(store, planner.as_ref(), req.at_seq, &budget)
-            .and_then(|events| planner.plan(&events, &budget).map_err(Stop::Plan));
+        // The agents' state and the log window at one position; without agents, the log alone.
+        let snapshot = match ingest.blocking_snapshot() {
+            Ok(Some((at, agents))) => Ok((at, Some(agents))),
+            Ok(None) => store.last_seq().map(|at| (at, None)).map_err(|e| Stop::Store(e.to_string())),
+            Err(err) => Err(Stop::Store(err.to_string())),
+        };
+        let mut at_seq = 0;
+        let outcome = snapshot.and_then(|(at, agents)| {
+            at_seq = at;
+            let events = read_window(store, planner.as_ref(), at, &budget)?;
+            let input = PlanInput { at_seq: at, agents: agents.as_ref(), events: &events };
+            planner.plan(&input, &budget).map_err(Stop::Plan)
+        });
         let took = started.elapsed();
         metrics.planner_last_ms.store(took.as_millis() as u64, Relaxed);
         match outcome {
             Ok(result) => {
                 metrics.planner_runs.fetch_add(1, Relaxed);
-                match result_event(planner.as_ref(), req.at_seq, took, result) {
+                match result_event(planner.as_ref(), at_seq, took, result) {
                     Ok(ev) => match ingest.blocking_append(vec![ev], None) {
                         Ok(_) => tracing::info!(
                             planner = planner.name(),
-                            at_seq = req.at_seq,
+                            at_seq,
                             ms = took.as_millis() as u64,
                             "plan logged"
                         ),
@@ -144,7 +156,7 @@ fn worker(
             }
             Err(Stop::Plan(PlanStop::DeadlineExceeded)) => {
                 metrics.planner_deadline_exceeded.fetch_add(1, Relaxed);
-                tracing::warn!(planner = planner.name(), at_seq = req.at_seq, "plan ran out of time; nothing logged");
+                tracing::warn!(planner = planner.name(), at_seq, "plan ran out of time; nothing logged");
             }
             Err(Stop::Store(err)) => {
                 tracing::error!(planner = planner.name(), error = %err, "plan could not read the log")

@@ -50,6 +50,9 @@ struct AppendRequest {
 
 enum WriterMsg {
     Append(AppendRequest),
+    /// A copy of every agent's state at the writer's committed position, with that position
+    /// (`None` while the agents are off): what a planner computes from.
+    Snapshot(oneshot::Sender<Option<(u64, Router)>>),
     /// Stop taking requests, finish the queued ones, exit. Sent by shutdown, so the writer
     /// stops even if some handle (a stalled HTTP connection) is still alive.
     Close,
@@ -96,6 +99,15 @@ impl Ingest {
             .await
             .map_err(|_| IngestError::ShuttingDown)?;
         rx.await.map_err(|_| IngestError::ShuttingDown)?
+    }
+
+    /// A copy of the agents' state at the last committed position of the log, with that
+    /// position; `None` while agents are off or cannot start. Taken between two group
+    /// commits, so it is exactly the state the log up to that position makes.
+    pub fn blocking_snapshot(&self) -> Result<Option<(u64, Router)>, IngestError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.blocking_send(WriterMsg::Snapshot(reply)).map_err(|_| IngestError::ShuttingDown)?;
+        rx.blocking_recv().map_err(|_| IngestError::ShuttingDown)
     }
 
     /// The same, for callers on plain threads.
@@ -374,18 +386,23 @@ fn writer_loop(ctx: WriterContext, mut rx: mpsc::Receiver<WriterMsg>) {
         outbox_wake,
     } = ctx;
     let mut agents: Option<Agents> = None;
+    // A copy of the agents at a committed position, renewed now and then: after a failed
+    // commit the agents are restored from it and the events since it, not from the whole log.
+    let mut fallback: Option<Fallback> = None;
     // Starting the agents replays the log: after a failure, try again only after a pause, not
     // on every group commit.
     let mut next_start = Instant::now();
-    let mut ensure_agents = |agents: &mut Option<Agents>| {
+    let mut ensure_agents = |agents: &mut Option<Agents>, fallback: &mut Option<Fallback>| {
         if agents.is_none()
             && Instant::now() >= next_start
             && let Some(setup) = &setup
         {
-            metrics.agent_rebuilds.fetch_add(1, Relaxed);
-            match start_agents(store.as_ref(), setup, &metrics, &findings_tx) {
-                Ok(a) => {
+            let counter = if fallback.is_some() { &metrics.agent_restores } else { &metrics.agent_rebuilds };
+            counter.fetch_add(1, Relaxed);
+            match start_agents(store.as_ref(), setup, &metrics, &findings_tx, fallback.as_ref()) {
+                Ok((a, at)) => {
                     in_force.set(a.router.master());
+                    *fallback = Some(Fallback { agents: a.clone(), seq: at, taken: Instant::now() });
                     *agents = Some(a);
                 }
                 Err(err) => {
@@ -396,7 +413,7 @@ fn writer_loop(ctx: WriterContext, mut rx: mpsc::Receiver<WriterMsg>) {
             }
         }
     };
-    ensure_agents(&mut agents);
+    ensure_agents(&mut agents, &mut fallback);
     let _ = ready.send(());
     // After a failed commit (a full disk, an I/O error) appends are refused at once until the
     // backoff passes, doubling from 250 ms to 30 s: a store that cannot write must not make
@@ -412,6 +429,11 @@ fn writer_loop(ctx: WriterContext, mut rx: mpsc::Receiver<WriterMsg>) {
                 WriterMsg::Append(req) => {
                     queued += req.events.len();
                     requests.push(req);
+                }
+                WriterMsg::Snapshot(reply) => {
+                    // Between commits: the state is exactly the log up to the agents' cursor.
+                    let copy = agents.as_ref().map(|a| (metrics.agent_seq.load(Relaxed), a.router.clone()));
+                    let _ = reply.send(copy);
                 }
                 WriterMsg::Close => closing = true,
             }
@@ -435,12 +457,16 @@ fn writer_loop(ctx: WriterContext, mut rx: mpsc::Receiver<WriterMsg>) {
             }
             continue;
         }
-        ensure_agents(&mut agents);
+        ensure_agents(&mut agents, &mut fallback);
+        // Whether the agents saw this group: if the commit fails before they did, their state
+        // is still the log's and is kept.
+        let mut derived = false;
         let batches: Vec<AppendBatch<'_>> =
             requests.iter().map(|r| AppendBatch { events: &r.events, checkpoint: r.checkpoint.as_ref() }).collect();
         // With agents, one transaction stores the events and what the agents make of them.
         let result = match agents.as_mut() {
             Some(a) => store.append_deriving(&batches, AGENTS_CURSOR, &mut |stored| {
+                derived = true;
                 let mut found = Vec::new();
                 process_page(&mut a.router, stored, &[], &mut a.last_time, &mut found);
                 let actions = governance::propose_all(&found, &a.policies);
@@ -493,12 +519,22 @@ fn writer_loop(ctx: WriterContext, mut rx: mpsc::Receiver<WriterMsg>) {
                         outbox_wake.bump();
                     }
                 }
+                if let Some(a) = &agents
+                    && fallback.as_ref().is_none_or(|f| f.taken.elapsed() >= FALLBACK_EVERY)
+                {
+                    let (at, started) = (metrics.agent_seq.load(Relaxed), Instant::now());
+                    fallback = Some(Fallback { agents: a.clone(), seq: at, taken: started });
+                    metrics.agent_copy_us.store(started.elapsed().as_micros() as u64, Relaxed);
+                }
             }
             Err(err) => {
                 metrics.store_errors.fetch_add(1, Relaxed);
-                // The agents may have seen events that are not stored: rebuild them from the log
-                // (once the backoff has passed, not on every request).
-                agents = None;
+                // The agents may have seen events that are not stored: restore them from the
+                // last copy and the log since it (once the backoff has passed, not on every
+                // request). If the commit failed before they saw the group, they are intact.
+                if derived {
+                    agents = None;
+                }
                 let pause = failing
                     .as_ref()
                     .map_or(Duration::from_millis(250), |(_, d, _)| (*d * 2).min(Duration::from_secs(30)));
@@ -522,28 +558,48 @@ struct AgentSetup {
     policies: Arc<Vec<governance::Policy>>,
 }
 
+/// How often the writer renews its copy of the agents (a clone, a few milliseconds for a
+/// plant's state): after a failed commit at most this much of the log is replayed.
+const FALLBACK_EVERY: Duration = Duration::from_secs(30);
+
+/// The agents as they were at a committed log position.
+struct Fallback {
+    agents: Agents,
+    seq: u64,
+    taken: Instant,
+}
+
 /// The agents as the writer runs them, with the policies that turn findings into actions.
+#[derive(Clone)]
 struct Agents {
     router: Router,
     last_time: jidoka_model::Timestamp,
     policies: Arc<Vec<governance::Policy>>,
 }
 
-/// Fresh agents with their state rebuilt from the log up to the committed cursor, then caught
-/// up with anything stored after it (events stored while agents were off or failing).
+/// Agents with their state rebuilt from the log up to the committed cursor (fresh, or from a
+/// copy taken at an earlier committed position and the log since it), then caught up with
+/// anything stored after it (events stored while agents were off or failing). Returns them
+/// with the position their state is at.
 fn start_agents(
     store: &dyn Store,
     setup: &AgentSetup,
     metrics: &Metrics,
     findings_tx: &broadcast::Sender<Arc<Finding>>,
-) -> anyhow::Result<Agents> {
-    let mut agents = Agents {
-        router: Router::new(build_agents(&setup.config, &setup.master)).with_master(setup.master.clone()),
-        last_time: Default::default(),
-        policies: setup.policies.clone(),
-    };
+    from: Option<&Fallback>,
+) -> anyhow::Result<(Agents, u64)> {
     let cursor = store.cursor(AGENTS_CURSOR)?;
-    let mut seen = 0;
+    let (mut agents, mut seen) = match from {
+        Some(f) if f.seq <= cursor => (f.agents.clone(), f.seq),
+        _ => (
+            Agents {
+                router: Router::new(build_agents(&setup.config, &setup.master)).with_master(setup.master.clone()),
+                last_time: Default::default(),
+                policies: setup.policies.clone(),
+            },
+            0,
+        ),
+    };
     let mut discard = Vec::new();
     while seen < cursor {
         let mut page = store.events_after(seen, setup.chunk)?;
@@ -555,7 +611,7 @@ fn start_agents(
         seen = last.min(cursor);
     }
     if cursor > 0 {
-        tracing::info!(cursor, "agents warmed up from the event log");
+        tracing::info!(cursor, from = from.map_or(0, |f| f.seq), "agents warmed up from the event log");
     }
     let mut cursor = cursor;
     loop {
@@ -569,7 +625,7 @@ fn start_agents(
         cursor = last;
     }
     metrics.agent_seq.store(cursor, Relaxed);
-    Ok(agents)
+    Ok((agents, cursor))
 }
 
 /// Count and announce what the agents concluded up to `seq`.

@@ -287,16 +287,14 @@ pub async fn serve(
     let planners = Arc::new(planners);
     if config.planners.joint_capability_minutes > 0 {
         let every = Duration::from_secs(config.planners.joint_capability_minutes * 60);
-        let (planners, store, stop) = (planners.clone(), store.clone(), stop.clone());
+        let (planners, stop) = (planners.clone(), stop.clone());
         source_threads.push(std::thread::Builder::new().name("planner-schedule".into()).spawn(move || {
             loop {
                 jidoka_connectors::sleep_unless(&stop, every);
                 if stop.load(Ordering::Relaxed) {
                     return;
                 }
-                if let Ok(seq) = store.last_seq() {
-                    planners.request("joint-capability", seq);
-                }
+                planners.request("joint-capability");
             }
         })?);
     }

@@ -2238,6 +2238,11 @@ async fn a_store_that_cannot_write_fails_fast_and_recovers() {
     assert!(ingest.append(big, None).await.is_err(), "a commit that needs room fails");
     assert!(runtime.metrics.store_failing.load(Relaxed), "the failing store is visible");
     let rebuilds = runtime.metrics.agent_rebuilds.load(Relaxed);
+    assert_eq!(
+        runtime.metrics.agent_restores.load(Relaxed),
+        0,
+        "the commit failed before the agents saw the group: their state is kept"
+    );
     for i in 0..20 {
         assert!(ingest.append(vec![event(format!("T-wait-{i}"))], None).await.is_err());
     }
@@ -2269,6 +2274,221 @@ async fn a_store_that_cannot_write_fails_fast_and_recovers() {
     .unwrap();
 }
 
+/// A store whose commit fails once, on demand, after the agents have seen the group: what a
+/// failed fsync at commit does. A stand-in for a disk that fails at that moment; the real
+/// SQLite store underneath does everything else.
+#[derive(Debug)]
+struct FailingCommit {
+    inner: Arc<SqliteStore>,
+    fail_next: std::sync::atomic::AtomicBool,
+}
+
+impl Store for FailingCommit {
+    fn append(
+        &self,
+        b: &[jidoka_store::AppendBatch<'_>],
+    ) -> jidoka_store::Result<Vec<Vec<jidoka_store::AppendOutcome>>> {
+        self.inner.append(b)
+    }
+    #[allow(clippy::type_complexity)]
+    fn append_deriving(
+        &self,
+        batches: &[jidoka_store::AppendBatch<'_>],
+        consumer: &str,
+        derive: &mut dyn FnMut(&[jidoka_model::StoredEvent]) -> (Vec<jidoka_model::Finding>, Vec<jidoka_model::Action>),
+    ) -> jidoka_store::Result<(
+        Vec<Vec<jidoka_store::AppendOutcome>>,
+        Vec<jidoka_model::Finding>,
+        Vec<jidoka_model::Action>,
+    )> {
+        if self.fail_next.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            // The agents see the group as if it were stored; then the commit fails.
+            let next = self.inner.last_seq()? + 1;
+            let events = batches.iter().flat_map(|b| b.events.iter());
+            let seen: Vec<_> = events
+                .enumerate()
+                .map(|(i, e)| jidoka_model::StoredEvent { seq: next + i as u64, event: e.clone() })
+                .collect();
+            let _ = derive(&seen);
+            return Err(jidoka_store::StoreError::Database("disk I/O error".into()));
+        }
+        self.inner.append_deriving(batches, consumer, derive)
+    }
+    fn last_seq(&self) -> jidoka_store::Result<u64> {
+        self.inner.last_seq()
+    }
+    fn events_after(&self, after: u64, limit: usize) -> jidoka_store::Result<jidoka_store::EventPage> {
+        self.inner.events_after(after, limit)
+    }
+    fn event(&self, id: &str) -> jidoka_store::Result<Option<jidoka_model::StoredEvent>> {
+        self.inner.event(id)
+    }
+    fn checkpoint(&self, source: &str) -> jidoka_store::Result<Option<String>> {
+        self.inner.checkpoint(source)
+    }
+    fn cursor(&self, consumer: &str) -> jidoka_store::Result<u64> {
+        self.inner.cursor(consumer)
+    }
+    fn commit_findings(
+        &self,
+        consumer: &str,
+        up_to: u64,
+        f: &[jidoka_model::Finding],
+        a: &[jidoka_model::Action],
+    ) -> jidoka_store::Result<()> {
+        self.inner.commit_findings(consumer, up_to, f, a)
+    }
+    fn findings(
+        &self,
+        q: &jidoka_store::FindingQuery,
+    ) -> jidoka_store::Result<jidoka_store::Page<jidoka_model::Finding>> {
+        self.inner.findings(q)
+    }
+    fn findings_in_order(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> jidoka_store::Result<jidoka_store::Page<jidoka_model::Finding>> {
+        self.inner.findings_in_order(after, limit)
+    }
+    fn last_finding_position(&self) -> jidoka_store::Result<i64> {
+        self.inner.last_finding_position()
+    }
+    fn finding(&self, id: &str) -> jidoka_store::Result<Option<jidoka_model::Finding>> {
+        self.inner.finding(id)
+    }
+    fn actions(
+        &self,
+        q: &jidoka_store::ActionQuery,
+    ) -> jidoka_store::Result<jidoka_store::Page<jidoka_store::ActionRecord>> {
+        self.inner.actions(q)
+    }
+    fn action(&self, id: &str) -> jidoka_store::Result<Option<jidoka_store::ActionRecord>> {
+        self.inner.action(id)
+    }
+    fn set_action_status(
+        &self,
+        id: &str,
+        actor: &str,
+        from: jidoka_model::ActionStatus,
+        to: jidoka_model::ActionStatus,
+        note: Option<&str>,
+    ) -> jidoka_store::Result<bool> {
+        self.inner.set_action_status(id, actor, from, to, note)
+    }
+    fn set_action_statuses(&self, moves: &[jidoka_store::StatusMove<'_>]) -> jidoka_store::Result<Vec<bool>> {
+        self.inner.set_action_statuses(moves)
+    }
+    fn outbox(&self, after: i64, limit: usize) -> jidoka_store::Result<Vec<(i64, jidoka_store::ActionRecord)>> {
+        self.inner.outbox(after, limit)
+    }
+    fn record_delivery_attempt(&self, id: &str, note: &str) -> jidoka_store::Result<()> {
+        self.inner.record_delivery_attempt(id, note)
+    }
+    fn stats(&self) -> jidoka_store::Result<jidoka_store::StoreStats> {
+        self.inner.stats()
+    }
+    fn record_approval(
+        &self,
+        id: &str,
+        actor: &str,
+        note: Option<&str>,
+        needed: usize,
+    ) -> jidoka_store::Result<Option<Vec<String>>> {
+        self.inner.record_approval(id, actor, note, needed)
+    }
+    fn expire_pending(&self, before: jidoka_model::Timestamp, note: &str) -> jidoka_store::Result<Vec<String>> {
+        self.inner.expire_pending(before, note)
+    }
+    fn audit_after(&self, after: u64, limit: usize) -> jidoka_store::Result<Vec<jidoka_model::audit::StoredAudit>> {
+        self.inner.audit_after(after, limit)
+    }
+    fn audit_of(&self, reference: &str, limit: usize) -> jidoka_store::Result<Vec<jidoka_model::audit::StoredAudit>> {
+        self.inner.audit_of(reference, limit)
+    }
+    fn audit_head(&self) -> jidoka_store::Result<u64> {
+        self.inner.audit_head()
+    }
+}
+
+/// Regression (hardening item 4): a group commit that failed after the agents had seen its
+/// events threw their state away and rebuilt it from the whole log. Now the writer restores
+/// the copy it keeps of the agents and replays only the log since that copy; the findings of a
+/// run with a failed commit in the middle (its events redelivered) are exactly those a replay
+/// of the stored log gives, so nothing the failed group showed the agents lingers in them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_commit_restores_the_agents_from_their_copy_and_the_log_since_it() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = Arc::new(SqliteStore::open(dir.path().join("jidoka.sqlite")).expect("store"));
+    let failing = Arc::new(FailingCommit { inner: sqlite.clone(), fail_next: Default::default() });
+    let store: Arc<dyn Store> = failing.clone();
+    let plant = jidoka_sim::Plant::default_plant().expect("plant");
+    let master = jidoka_service::config::master_from(plant.master_data()).expect("master data");
+    let mut sim = jidoka_sim::Simulation::new(plant, 11, Some(40), jidoka_sim::CurveMode::All);
+    let mut events = Vec::new();
+    while sim.has_more() {
+        events.extend(sim.next_slot().events);
+    }
+    let runtime =
+        Runtime::start(store.clone(), RuntimeParts::from_config(&Config::default(), master.clone())).expect("runtime");
+    let ingest = runtime.ingest();
+    let chunks: Vec<Vec<jidoka_model::Event>> = events.chunks(40).map(<[_]>::to_vec).collect();
+    let failed_at = chunks.len() / 2;
+    for (i, chunk) in chunks.iter().enumerate() {
+        if i == failed_at {
+            failing.fail_next.store(true, Relaxed);
+            assert!(ingest.append(chunk.clone(), None).await.is_err(), "the failed commit is not acknowledged");
+        }
+        // Redelivered (after the backoff) until stored, as a source does.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match ingest.append(chunk.clone(), None).await {
+                Ok(outcomes) => {
+                    assert!(outcomes.iter().all(|o| o.is_stored()), "chunk {i}: {outcomes:?}");
+                    break;
+                }
+                Err(err) => {
+                    assert!(Instant::now() < deadline, "chunk {i} never stored: {err}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+    let metrics = runtime.metrics.clone();
+    let rt = runtime;
+    tokio::task::spawn_blocking(move || {
+        assert!(rt.wait_for_agents(Duration::from_secs(30)));
+        rt.shutdown();
+    })
+    .await
+    .unwrap();
+    // What a replay of the stored log concludes, finding by finding.
+    let mut router = AgentRouter::new(build_agents(&Config::default().agents, &master)).with_master(master.clone());
+    let (mut replayed, mut last_time, mut after) = (Vec::new(), jidoka_model::Timestamp::default(), 0);
+    loop {
+        let page = store.events_after(after, 1000).expect("events");
+        let Some(last) = page.last_seq() else { break };
+        jidoka_service::runtime::process_page(&mut router, &page.events, &page.corrupt, &mut last_time, &mut replayed);
+        after = last;
+    }
+    let mut stored = Vec::new();
+    let mut position = 0;
+    loop {
+        let page = store.findings_in_order(position, 1000).expect("findings");
+        stored.extend(page.items.iter().map(jidoka_model::Finding::content_digest));
+        match page.next_cursor {
+            Some(c) if !page.items.is_empty() => position = c,
+            _ => break,
+        }
+    }
+    let replayed: Vec<String> = replayed.iter().map(jidoka_model::Finding::content_digest).collect();
+    assert!(replayed.len() > 10, "the run makes findings to compare: {}", replayed.len());
+    assert_eq!(stored, replayed, "the stored findings are what the log makes, in order");
+    assert_eq!(metrics.agent_rebuilds.load(Relaxed), 1, "built once, at start");
+    assert_eq!(metrics.agent_restores.load(Relaxed), 1, "restored once, after the failed commit");
+}
+
 /// Spine v2, planners: a plan is computed off the writer from the log up to a position and
 /// logged as a `plan_computed` event naming that position (the same request twice is one
 /// event); a newer request replaces an older one; a plan out of time logs nothing.
@@ -2292,7 +2512,7 @@ async fn planners_log_their_result_with_the_position_it_was_computed_from() {
         fn window(&self) -> u64 {
             0
         }
-        fn plan(&self, _: &[jidoka_model::StoredEvent], budget: &Budget) -> Result<Value, PlanStop> {
+        fn plan(&self, _: &jidoka_agents::planner::PlanInput<'_>, budget: &Budget) -> Result<Value, PlanStop> {
             loop {
                 budget.check()?;
                 std::thread::sleep(Duration::from_millis(5));
@@ -2320,13 +2540,13 @@ async fn planners_log_their_result_with_the_position_it_was_computed_from() {
         runtime.metrics.clone(),
     )
     .expect("planners");
-    assert_eq!(planners.request("no-such-planner", at), Asked::UnknownPlanner);
+    assert_eq!(planners.request("no-such-planner"), Asked::UnknownPlanner);
     // An endless plan, replaced by a newer request, which then runs out of time.
-    assert_eq!(planners.request("endless", at), Asked::Queued);
+    assert_eq!(planners.request("endless"), Asked::Queued);
     std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(planners.request("endless", at), Asked::Queued);
-    assert_eq!(planners.request("joint-capability", at), Asked::Queued);
-    assert_eq!(planners.request("joint-capability", at), Asked::Queued);
+    assert_eq!(planners.request("endless"), Asked::Queued);
+    assert_eq!(planners.request("joint-capability"), Asked::Queued);
+    assert_eq!(planners.request("joint-capability"), Asked::Queued);
     let m = runtime.metrics.clone();
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline && m.planner_runs.load(Relaxed) < 1 {
@@ -2349,6 +2569,9 @@ async fn planners_log_their_result_with_the_position_it_was_computed_from() {
     let joint = &p.result["joints"][0];
     assert_eq!((joint["joint"].as_str(), joint["n"].as_u64()), (Some("J1"), Some(50)), "{joint}");
     assert!(joint["cpk"].as_f64().is_some_and(|c| c > 0.0), "{joint}");
+    // The torque audit's state at the same position came with the snapshot: these results
+    // carry no curves, so its golden batch for the joint is still empty.
+    assert_eq!(joint["golden_batch"]["members"].as_u64(), Some(0), "{joint}");
     let rt = runtime;
     tokio::task::spawn_blocking(move || rt.shutdown()).await.unwrap();
 }

@@ -677,7 +677,7 @@ fn curve_modes(
 }
 
 /// The streaming agent: one finding per tightening that is not a PASS, one per drift episode.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TorqueAuditAgent {
     auditor: Auditor,
 }
@@ -687,6 +687,12 @@ pub const AGENT_NAME: &str = "torque-audit";
 impl TorqueAuditAgent {
     pub fn new(config: TorqueAuditConfig) -> Self {
         TorqueAuditAgent { auditor: Auditor::new(config) }
+    }
+
+    /// The golden batch of a joint (`station/joint/pset`) as members and capacity, if the
+    /// agent has seen the joint.
+    pub fn golden_batch(&self, key: &str) -> Option<(usize, usize)> {
+        self.auditor.joints.get(key).map(|j| (j.golden.len(), j.golden.capacity()))
     }
 }
 
