@@ -142,7 +142,7 @@ impl Metrics {
         );
         counter(
             "jidoka_agent_copy_us",
-            "Duration of the writer's last copy of the agents' state (taken every 30 s between commits).",
+            "Duration of the writer's last copy of the agents' state (taken every 5 minutes between commits).",
             "gauge",
             self.agent_copy_us.load(Relaxed),
         );

@@ -104,17 +104,37 @@ const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 #[derive(Debug)]
 pub struct SqliteStore {
     path: PathBuf,
+    /// Frames in the WAL at the last checkpoint (the background one's, or the writer's).
+    wal_frames: std::sync::Arc<std::sync::atomic::AtomicU64>,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     // Held for its Drop, which stops the thread after a final checkpoint.
     _checkpointer: Checkpointer,
 }
 
-/// Copies the WAL back into the database file from its own connection, so that work never
-/// lands inside a commit (SQLite's automatic checkpoint would run it on the writer and stall
-/// the appends queued behind it). PASSIVE mode never blocks the writer or readers.
-/// WAL size past which the checkpointer restarts the log (see `Checkpointer`).
-const WAL_RESTART_BYTES: u64 = 32 * 1024 * 1024;
+/// WAL frames (pages) in use past which the writer finishes the checkpoint itself after a
+/// commit, so that its next commit starts the log again from the beginning (see
+/// `SqliteStore::restart_wal`): 16 MB of 4 KiB pages. Frames, not the file's length: a log
+/// started again keeps its file and writes it from the beginning.
+const WAL_RESTART_FRAMES: u64 = 4096;
+/// Frames past which the background checkpointer runs a blocking RESTART: a last resort when
+/// long readers keep the writer from starting the log again.
+const WAL_FORCE_RESTART_FRAMES: u64 = 8 * WAL_RESTART_FRAMES;
+
+/// `PRAGMA wal_checkpoint`'s answer: frames in the log and frames copied, or `None` when it
+/// could not run.
+fn checkpoint(conn: &Connection, mode: &str) -> Option<(u64, u64)> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+        Ok((r.get::<_, i64>(1)?.max(0) as u64, r.get::<_, i64>(2)?.max(0) as u64))
+    })
+    .ok()
+}
+
+/// Copies the WAL back into the database file from its own connection, so that the bulk of
+/// that work never lands inside a commit (SQLite's automatic checkpoint would run it on the
+/// writer and stall the appends queued behind it). PASSIVE mode never blocks the writer or
+/// readers. While the WAL is large it runs every 25 ms instead of every 250 ms, so that the
+/// writer's own checkpoint, which lets the log start again, has only a few frames left to copy.
 
 #[derive(Debug)]
 struct Checkpointer {
@@ -123,12 +143,10 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
-    fn start(path: &Path) -> Result<Checkpointer> {
+    fn start(path: &Path, frames: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Result<Checkpointer> {
+        use std::sync::atomic::Ordering::Relaxed;
         let conn = Connection::open(path).map_err(|e| open_err(path, e))?;
         conn.execute_batch("PRAGMA busy_timeout = 10000;")?;
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
-        let wal = std::path::PathBuf::from(wal);
         let stop = std::sync::Arc::new((Mutex::new(false), std::sync::Condvar::new()));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -136,21 +154,23 @@ impl Checkpointer {
             .spawn(move || {
                 let (lock, cv) = &*flag;
                 let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+                let mut tick = std::time::Duration::from_millis(250);
                 while !*stopped {
-                    let (guard, _) = cv
-                        .wait_timeout(stopped, std::time::Duration::from_millis(250))
-                        .unwrap_or_else(|p| p.into_inner());
+                    let (guard, _) = cv.wait_timeout(stopped, tick).unwrap_or_else(|p| p.into_inner());
                     stopped = guard;
                     drop(stopped);
                     // A failed checkpoint is retried on the next tick; the WAL keeps every commit.
-                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    let log = checkpoint(&conn, "PASSIVE").map_or(0, |(log, _)| log);
+                    frames.store(log, Relaxed);
+                    tick = std::time::Duration::from_millis(if log > WAL_RESTART_FRAMES / 2 { 25 } else { 250 });
                     // Under a steady stream of commits a passive checkpoint never catches the
-                    // last frame, so the WAL would never start again from its beginning and
-                    // grows without bound (seen: 2.9 GB in 40 s beside a 125 MB store, commits
-                    // slowing as it grew). Past a size, a RESTART checkpoint finishes the few
-                    // frames left and makes the next commit write from the start again.
-                    if std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_RESTART_BYTES) {
-                        let _ = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+                    // last frame, so the WAL never starts again from its beginning on its own;
+                    // the writer finishes the checkpoint itself (`restart_wal`). Should readers
+                    // keep it from restarting the log, a RESTART here bounds the file, at the
+                    // price of holding new commits while it runs (seen: 0.1-1 s with the WAL at
+                    // 32 MB, which is why it is no longer the usual way).
+                    if log > WAL_FORCE_RESTART_FRAMES {
+                        let _ = checkpoint(&conn, "RESTART");
                     }
                     stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
                 }
@@ -210,8 +230,10 @@ impl SqliteStore {
                 format!("the store fails its integrity check ({check}); restore it from a backup or move it aside"),
             ));
         }
-        let checkpointer = Checkpointer::start(&path)?;
+        let wal_frames = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let checkpointer = Checkpointer::start(&path, wal_frames.clone())?;
         Ok(SqliteStore {
+            wal_frames,
             path,
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
@@ -230,6 +252,22 @@ impl SqliteStore {
     /// Pages in use now.
     pub fn page_count(&self) -> Result<u64> {
         self.with_writer(|c| Ok(c.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))? as u64))
+    }
+
+    /// After a commit on the writer connection: once the WAL is past `WAL_RESTART_FRAMES`,
+    /// checkpoint the frames the background checkpointer has not copied yet (a few, since it
+    /// runs every 25 ms at that size) on this connection. No other commit can be under way, so
+    /// this copies every frame, and the next commit starts the log again from its beginning
+    /// instead of growing it. PASSIVE: if the background checkpointer is busy it returns at
+    /// once and the next commit tries again.
+    fn restart_wal(&self, conn: &Connection) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.wal_frames.load(Relaxed) > WAL_RESTART_FRAMES
+            && let Some((log, copied)) = checkpoint(conn, "PASSIVE")
+            && log == copied
+        {
+            self.wal_frames.store(0, Relaxed);
+        }
     }
 
     fn with_writer<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
@@ -634,6 +672,7 @@ impl Store for SqliteStore {
             let tx = conn.transaction()?;
             let outcomes = append_in(&tx, batches)?;
             tx.commit()?;
+            self.restart_wal(conn);
             Ok(outcomes)
         })
     }
@@ -660,6 +699,7 @@ impl Store for SqliteStore {
                 insert_derived(&tx, consumer, last.seq, &findings, &actions)?;
             }
             tx.commit()?;
+            self.restart_wal(conn);
             Ok((outcomes, findings, actions))
         })
     }
