@@ -81,6 +81,10 @@ struct Index {
     lots_on_hold: HashSet<String>,
     /// Tool → when its calibration is due.
     calibration_due: HashMap<String, Timestamp>,
+    /// Operators by id, when the master data lists any (else no certification check).
+    operators: HashMap<String, jidoka_model::master::Operator>,
+    /// Station → the highest certification level its work instructions ask for.
+    required_level: HashMap<String, u8>,
 }
 
 #[derive(Clone)]
@@ -146,6 +150,9 @@ pub struct SequenceAgent {
     at_station: HashMap<String, String>,
     /// (tool, due date) already reported overdue.
     overdue_flagged: HashSet<(String, Timestamp)>,
+    /// (operator, station, why) already reported, until the master data changes; bounded by
+    /// operators × stations.
+    uncertified_flagged: HashSet<(String, String, String)>,
 }
 
 impl std::fmt::Debug for SequenceAgent {
@@ -185,6 +192,7 @@ impl SequenceAgent {
             master: Some(master.clone()),
             index: Self::index(master),
             overdue_flagged: HashSet::new(),
+            uncertified_flagged: HashSet::new(),
             orders: HashMap::new(),
             visits: HashMap::new(),
             serials: HashMap::new(),
@@ -215,6 +223,8 @@ impl SequenceAgent {
             Ok(next) => {
                 self.index = Self::index(&next);
                 self.master = Some(next);
+                // A new certification (or a lapse) is judged afresh.
+                self.uncertified_flagged.clear();
             }
             Err(errors) => {
                 let rows: Vec<String> = errors.iter().map(|(row, reason)| format!("{row}: {reason}")).collect();
@@ -285,7 +295,45 @@ impl SequenceAgent {
                 .iter()
                 .filter_map(|e| Some((e.equipment.clone(), e.calibration_due?)))
                 .collect(),
+            operators: master.operators.iter().map(|o| (o.operator.clone(), o.clone())).collect(),
+            required_level: master.instructions.iter().fold(HashMap::new(), |mut m, w| {
+                let level = m.entry(w.station.clone()).or_insert(0);
+                *level = (*level).max(w.min_certification);
+                m
+            }),
         }
+    }
+
+    /// A unit worked at `station` by `operator`: when the master data lists operators, one who
+    /// is unknown, not certified for the station, lapsed, or below the level its work
+    /// instructions ask for is a finding (once per operator, station and reason until the
+    /// master data changes), so the units they built can be reviewed.
+    fn check_operator(
+        &mut self,
+        u: &jidoka_model::event::UnitAtStation,
+        event: &StoredEvent,
+        out: &mut Vec<FindingDraft>,
+    ) {
+        let Some(operator) = &u.operator else { return };
+        if self.index.operators.is_empty() {
+            return;
+        }
+        let required = self.index.required_level.get(&u.station).copied().unwrap_or(0);
+        let why = match self.index.operators.get(operator) {
+            None => Some(format!("operator {operator} is not in the master data")),
+            Some(o) => o.not_certified(&u.station, required, event.event.occurred_at),
+        };
+        let Some(why) = why else { return };
+        if !self.uncertified_flagged.insert((operator.clone(), u.station.clone(), why.clone())) {
+            return;
+        }
+        out.push(draft(
+            "operator_not_certified",
+            Verdict::Review,
+            format!("{} entered {} with {why}; review the units built there since", u.vin, u.station),
+            subject(&u.vin, &u.station, None),
+            json!({"operator": operator, "required_level": required, "why": why}),
+        ));
     }
 
     fn model_matches(line_model: &str, model: &str) -> bool {
@@ -683,6 +731,7 @@ impl Agent for SequenceAgent {
                         json!({"model": model}),
                     ));
                 }
+                self.check_operator(u, event, out);
                 let visit = self.visit(&u.vin, &u.station);
                 visit.entered = true;
                 visit.evidence.push(event.event.event_id.clone());

@@ -212,6 +212,7 @@ mod sequence {
                 })
                 .collect(),
             instructions: Vec::new(),
+            operators: Vec::new(),
         }
     }
 
@@ -288,6 +289,65 @@ mod sequence {
         m.equipment.push(m.equipment[1].clone());
         let errors: Vec<String> = m.validate().into_iter().map(|(row, _)| row).collect();
         assert_eq!(errors, vec!["equipment[0].calibration_due", "equipment[2].equipment"]);
+    }
+
+    #[test]
+    fn a_unit_worked_by_an_operator_not_certified_for_the_station_is_reported() {
+        use jidoka_model::master::{MasterDataChange, Operator, WorkInstruction};
+        let op = |id: &str, level: u8, stations: &[&str], until: Option<(i32, u32)>| Operator {
+            operator: id.into(),
+            name: String::new(),
+            certification: level,
+            certified_stations: stations.iter().map(|s| s.to_string()).collect(),
+            certified_until: until.map(|(y, m)| Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).unwrap()),
+        };
+        let mut m = master();
+        m.instructions.push(WorkInstruction {
+            instruction_id: "WI-S1".into(),
+            station: "S1".into(),
+            operation: "OP1".into(),
+            title: "Subframe".into(),
+            text: "cross pattern".into(),
+            min_certification: 2,
+        });
+        m.operators = vec![
+            op("OP-OK", 3, &["S1"], None),
+            op("OP-LOW", 1, &["S1"], None),
+            op("OP-ELSEWHERE", 3, &["S2"], None),
+            op("OP-LAPSED", 3, &["S1"], Some((2026, 10))),
+        ];
+        let mut l = Line::with(&m);
+        for (i, vin) in ["V1", "V2", "V3", "V4", "V5", "V6"].iter().enumerate() {
+            l.release(vin, "I4", 10 + i as u64);
+        }
+        let enter = |l: &mut Line, vin: &str, operator: &str| {
+            l.send("unit_entered_station", json!({"vin": vin, "station": "S1", "operator": operator}))
+        };
+        assert!(enter(&mut l, "V1", "OP-OK").is_empty());
+        assert_eq!(enter(&mut l, "V2", "OP-LOW"), vec!["operator_not_certified"]);
+        assert!(l.out.last().unwrap().reason.contains("level 1, the work instructions at S1 ask for 2"));
+        assert!(enter(&mut l, "V3", "OP-LOW").is_empty(), "once per operator, station and reason");
+        assert_eq!(enter(&mut l, "V4", "OP-ELSEWHERE"), vec!["operator_not_certified"]);
+        assert_eq!(enter(&mut l, "V5", "OP-LAPSED"), vec!["operator_not_certified"]);
+        assert!(l.out.last().unwrap().reason.contains("lapsed at 2026-10-01"));
+        assert_eq!(enter(&mut l, "V6", "OP-NEW"), vec!["operator_not_certified"]);
+        assert_eq!(l.out.last().unwrap().details["operator"], "OP-NEW");
+        // A certification released through the log is in force for the next unit.
+        let change = MasterDataChange {
+            rows: MasterData { operators: vec![op("OP-LOW", 2, &["S1"], None)], ..MasterData::default() },
+            ..MasterDataChange::default()
+        };
+        l.send("master_data_changed", serde_json::to_value(&change).unwrap());
+        l.release("V7", "I4", 20);
+        assert!(enter(&mut l, "V7", "OP-LOW").is_empty(), "certified at level 2 now");
+        // Without operators in the master data nothing is checked.
+        let mut quiet = Line::new();
+        quiet.release("V1", "I4", 10);
+        assert!(enter(&mut quiet, "V1", "OP-ANYONE").is_empty());
+        // An operator listed twice is refused when the master data is loaded.
+        m.operators.push(op("OP-OK", 1, &[], None));
+        let errors: Vec<String> = m.validate().into_iter().map(|(row, _)| row).collect();
+        assert_eq!(errors, vec!["operators[4].operator"]);
     }
 
     #[test]

@@ -252,7 +252,15 @@ fn synthetic_master(bom_lines: usize, ecos: usize, rng: &mut jidoka_sim::rng::Rn
             required_tightenings: Vec::new(),
         })
         .collect();
-    MasterData { bom, changes, routing, lots_on_hold: Vec::new(), equipment: Vec::new(), instructions: Vec::new() }
+    MasterData {
+        bom,
+        changes,
+        routing,
+        lots_on_hold: Vec::new(),
+        equipment: Vec::new(),
+        instructions: Vec::new(),
+        operators: Vec::new(),
+    }
 }
 
 /// The events of `units` units passing every station, each scanning what its options need

@@ -192,6 +192,10 @@ pub struct MasterData {
     /// Work instructions per station and operation, shown beside the findings there.
     #[serde(default)]
     pub instructions: Vec<WorkInstruction>,
+    /// Operators with their certifications; when any are listed, a unit worked at a station
+    /// by an operator not certified for it is a finding.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operators: Vec<Operator>,
 }
 
 impl MasterData {
@@ -246,6 +250,14 @@ impl MasterData {
                     .push((format!("instructions[{i}]"), "instruction_id, station and title must not be empty".into()));
             }
         }
+        let mut ids = std::collections::HashSet::new();
+        for (i, o) in self.operators.iter().enumerate() {
+            if o.operator.trim().is_empty() {
+                errors.push((format!("operators[{i}].operator"), "must not be empty".into()));
+            } else if !ids.insert(o.operator.as_str()) {
+                errors.push((format!("operators[{i}].operator"), format!("`{}` is listed twice", o.operator)));
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, e) in self.equipment.iter().enumerate() {
             if e.equipment.trim().is_empty() {
@@ -277,10 +289,57 @@ impl MasterData {
 
     /// The master data in force after `change`: its rows added, or put in place of the rows
     /// with the same key (BOM line: model, station, part, operation; change: its id; routing
-    /// step: model, station, operation; equipment: its id; instruction: its id), lots put on
+    /// step: model, station, operation; equipment: its id; instruction: its id; operator: its
+    /// id), lots put on
     /// and taken off hold, changes withdrawn; with `replace`, its rows alone. A change that
     /// does not hold together is refused whole, each row named under `rows.` (`rows.changes[0].
     /// old_part_number: `P-9` is not in the BOM`), and `self` stays in force.
+    /// The change that brings `self` to `newer` with only the rows that differ (the MES is read
+    /// whole, but the log gets what changed): rows new or changed, by the keys of
+    /// [`MasterData::apply`]; lots put on or taken off hold; changes withdrawn. `None` when both
+    /// hold the same rows, in whatever order. A removed row no field of a change can express (a
+    /// BOM line, routing step, piece of equipment, instruction or operator no longer there)
+    /// makes it a whole replacement.
+    pub fn delta_to(&self, newer: &MasterData) -> Option<MasterDataChange> {
+        /// Rows of `new` that `old` lacks or holds otherwise, and whether `old` has a key `new` lacks.
+        fn changed<T: Clone + PartialEq, K: PartialEq>(old: &[T], new: &[T], key: impl Fn(&T) -> K) -> (Vec<T>, bool) {
+            let upserts = new.iter().filter(|n| !old.iter().any(|o| key(o) == key(n) && o == *n)).cloned().collect();
+            let removed = old.iter().any(|o| !new.iter().any(|n| key(n) == key(o)));
+            (upserts, removed)
+        }
+        let (bom, bom_gone) = changed(&self.bom, &newer.bom, bom_key);
+        let (changes, _) = changed(&self.changes, &newer.changes, |c| c.change_id.clone());
+        let (routing, routing_gone) = changed(&self.routing, &newer.routing, routing_key);
+        let (equipment, equipment_gone) = changed(&self.equipment, &newer.equipment, |e| e.equipment.clone());
+        let (instructions, instructions_gone) =
+            changed(&self.instructions, &newer.instructions, |w| w.instruction_id.clone());
+        let (operators, operators_gone) = changed(&self.operators, &newer.operators, |o| o.operator.clone());
+        if bom_gone || routing_gone || equipment_gone || instructions_gone || operators_gone {
+            return Some(MasterDataChange { replace: true, rows: newer.clone(), ..MasterDataChange::default() });
+        }
+        let change = MasterDataChange {
+            revision: None,
+            replace: false,
+            rows: MasterData {
+                bom,
+                changes,
+                routing,
+                lots_on_hold: newer.lots_on_hold.iter().filter(|l| !self.lots_on_hold.contains(l)).cloned().collect(),
+                equipment,
+                instructions,
+                operators,
+            },
+            lots_released: self.lots_on_hold.iter().filter(|l| !newer.lots_on_hold.contains(l)).cloned().collect(),
+            changes_withdrawn: self
+                .changes
+                .iter()
+                .filter(|c| !newer.changes.iter().any(|n| n.change_id == c.change_id))
+                .map(|c| c.change_id.clone())
+                .collect(),
+        };
+        (change != MasterDataChange::default()).then_some(change)
+    }
+
     pub fn apply(&self, change: &MasterDataChange) -> Result<MasterData, Vec<(String, String)>> {
         let mut errors: Vec<(String, String)> =
             change.rows.row_errors().into_iter().map(|(row, reason)| (format!("rows.{row}"), reason)).collect();
@@ -293,13 +352,12 @@ impl MasterData {
                 }
             }
         }
-        upsert(&mut next.bom, &change.rows.bom, |b| {
-            (b.model.clone(), b.station.clone(), b.part_number.clone(), b.operation.clone())
-        });
+        upsert(&mut next.bom, &change.rows.bom, bom_key);
         upsert(&mut next.changes, &change.rows.changes, |c| c.change_id.clone());
-        upsert(&mut next.routing, &change.rows.routing, |r| (r.model.clone(), r.station.clone(), r.operation.clone()));
+        upsert(&mut next.routing, &change.rows.routing, routing_key);
         upsert(&mut next.equipment, &change.rows.equipment, |e| e.equipment.clone());
         upsert(&mut next.instructions, &change.rows.instructions, |w| w.instruction_id.clone());
+        upsert(&mut next.operators, &change.rows.operators, |o| o.operator.clone());
         for lot in &change.rows.lots_on_hold {
             if !next.lots_on_hold.contains(lot) {
                 next.lots_on_hold.push(lot.clone());
@@ -354,6 +412,16 @@ pub struct MasterDataChange {
     /// Engineering changes withdrawn (by id).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes_withdrawn: Vec<String>,
+}
+
+/// A BOM line's key: model, station, part, operation.
+fn bom_key(b: &BomItem) -> (String, String, String, Option<String>) {
+    (b.model.clone(), b.station.clone(), b.part_number.clone(), b.operation.clone())
+}
+
+/// A routing step's key: model, station, operation.
+fn routing_key(r: &RoutingStep) -> (String, String, String) {
+    (r.model.clone(), r.station.clone(), r.operation.clone())
 }
 
 /// A work instruction shown to operators.
@@ -422,15 +490,40 @@ pub struct Station {
     pub joints: Vec<JointSpec>,
 }
 
-/// An operator and their certification level (0 = trainee).
+/// An operator and their certification (IATF 16949 7.2, competence): the level (0 = trainee),
+/// the stations it holds for, and until when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Operator {
     pub operator: String,
+    #[serde(default)]
     pub name: String,
     pub certification: u8,
     #[serde(default)]
     pub certified_stations: Vec<String>,
+    /// The certification lapses after this time (a re-training is due).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_rfc3339")]
+    pub certified_until: Option<Timestamp>,
+}
+
+impl Operator {
+    /// Why this operator may not work alone at `station`, where the work instructions ask for
+    /// level `required`, at time `at`; `None` when they may.
+    pub fn not_certified(&self, station: &str, required: u8, at: Timestamp) -> Option<String> {
+        if !self.certified_stations.iter().any(|s| s == station) {
+            Some(format!("operator {} holds no certification for {station}", self.operator))
+        } else if self.certified_until.is_some_and(|until| at > until) {
+            let until = self.certified_until.map(|t| rfc3339::format(&t)).unwrap_or_default();
+            Some(format!("operator {}'s certification lapsed at {until}", self.operator))
+        } else if self.certification < required {
+            Some(format!(
+                "operator {} is certified at level {}, the work instructions at {station} ask for {required}",
+                self.operator, self.certification
+            ))
+        } else {
+            None
+        }
+    }
 }
 
 mod opt_rfc3339 {

@@ -362,6 +362,40 @@ mod master_data_changes {
         assert_eq!(next.apply(&whole).expect("holds").bom.len(), 1);
     }
 
+    /// Spine v2: the MES is read whole, but only what changed enters the log.
+    #[test]
+    fn a_delta_carries_only_the_changed_rows_and_puts_the_newer_data_in_force() {
+        let current =
+            MasterData { changes: vec![eco("ECO-1", "P-1", "P-1B")], lots_on_hold: vec!["LOT-1".into()], ..in_force() };
+        assert_eq!(current.delta_to(&current), None, "nothing changed");
+        let mut reordered = current.clone();
+        reordered.bom.reverse();
+        assert_eq!(current.delta_to(&reordered), None, "the same rows in another order");
+        // One BOM line changed, one added, an ECO withdrawn, a lot released and another held.
+        let mut newer = current.clone();
+        newer.bom[1].quantity = 4.0;
+        newer.bom.push(bom("P-3", "ST030"));
+        newer.changes.clear();
+        newer.lots_on_hold = vec!["LOT-2".into()];
+        let delta = current.delta_to(&newer).expect("a change");
+        assert!(!delta.replace);
+        let parts: Vec<&str> = delta.rows.bom.iter().map(|b| b.part_number.as_str()).collect();
+        assert_eq!(parts, vec!["P-2", "P-3"], "only the changed and the new line");
+        assert_eq!(
+            (delta.changes_withdrawn, delta.lots_released),
+            (vec!["ECO-1".to_string()], vec!["LOT-1".to_string()])
+        );
+        assert_eq!(delta.rows.lots_on_hold, vec!["LOT-2".to_string()]);
+        let delta = current.delta_to(&newer).expect("a change");
+        let applied = current.apply(&delta).expect("holds together");
+        assert_eq!(applied.delta_to(&newer), None, "in force is now the newer data");
+        // A BOM line removed cannot be said by rows: the whole data replaces what is in force.
+        let mut fewer = current.clone();
+        fewer.bom.pop();
+        let whole = current.delta_to(&fewer).expect("a change");
+        assert!(whole.replace && whole.rows == fewer);
+    }
+
     #[test]
     fn a_change_that_does_not_hold_together_is_refused_with_every_row_named() {
         let change = MasterDataChange {

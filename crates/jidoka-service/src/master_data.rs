@@ -26,22 +26,19 @@ pub fn change_event(
     )
 }
 
-/// The event that puts `master` in force whole, from `origin` (`file`, `mes`, `demo-plant`),
-/// or `None` when it is what is in force already. Its key names the content and the log
-/// position it follows, so the same data offered again later (after another change) is a new
-/// event, and offered twice at one position is one.
+/// The event that puts `master` in force, from `origin` (`file`, `mes`, `demo-plant`), or
+/// `None` when it is what is in force already. Over master data in force it carries only the
+/// rows that changed ([`MasterData::delta_to`]); over none, all of it. Its key names the whole
+/// content and the log position it follows, so the same data offered again later (after
+/// another change) is a new event, and offered twice at one position is one.
 pub fn replacement(master: &MasterData, origin: &str, in_force: &MasterInForce, last_seq: u64) -> Option<Event> {
-    if in_force.get().as_deref() == Some(master) {
-        return None;
-    }
+    let mut change = match in_force.get().as_deref() {
+        Some(current) => current.delta_to(master)?,
+        None => MasterDataChange { replace: true, rows: master.clone(), ..MasterDataChange::default() },
+    };
     let text = serde_json::to_string(master).unwrap_or_default();
     let digest = jidoka_model::sha256_hex(text.as_bytes());
-    let change = MasterDataChange {
-        revision: Some(format!("sha256:{}", &digest[..16])),
-        replace: true,
-        rows: master.clone(),
-        ..MasterDataChange::default()
-    };
+    change.revision = Some(format!("sha256:{}", &digest[..16]));
     match change_event(
         &format!("master-data:{origin}"),
         &format!("sha256:{digest}@{last_seq}"),

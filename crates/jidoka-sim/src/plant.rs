@@ -551,7 +551,18 @@ impl Plant {
                 calibration_due: time(&t.calibration_due),
             })
             .collect();
-        MasterData { bom, changes, routing, lots_on_hold: Vec::new(), equipment, instructions: Vec::new() }
+        let operators = self
+            .operators
+            .iter()
+            .map(|o| jidoka_model::master::Operator {
+                operator: o.id.clone(),
+                name: String::new(),
+                certification: o.certification,
+                certified_stations: vec![o.station.clone()],
+                certified_until: None,
+            })
+            .collect();
+        MasterData { bom, changes, routing, lots_on_hold: Vec::new(), equipment, instructions: Vec::new(), operators }
     }
 
     pub fn default_plant() -> Result<Plant, PlantErrors> {

@@ -2105,6 +2105,20 @@ fn an_edited_master_data_file_takes_effect_without_a_restart() {
             .count()
     };
     assert_eq!(count(), 2, "the start-up data and the one good edit");
+    // The edit is logged as what changed: the lot put on hold, no BOM rows again.
+    let changes: Vec<jidoka_model::master::MasterDataChange> = store
+        .events_after(0, 100_000)
+        .unwrap()
+        .events
+        .into_iter()
+        .filter_map(|e| match e.event.payload {
+            jidoka_model::EventPayload::MasterDataChanged(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert!(changes[0].replace && !changes[0].rows.bom.is_empty(), "the start-up data whole");
+    assert!(!changes[1].replace && changes[1].rows.bom.is_empty(), "{:?}", changes[1]);
+    assert_eq!(changes[1].rows.lots_on_hold, vec!["LOT-NEW-HOLD".to_string()]);
     // Restarted with the good file again: what is in force already, nothing new is logged.
     std::fs::write(&master, &edited).expect("restore");
     let (mut child, url, _) = serve();
