@@ -250,27 +250,26 @@ impl MasterData {
                     .push((format!("instructions[{i}]"), "instruction_id, station and title must not be empty".into()));
             }
         }
-        let mut ids = std::collections::HashSet::new();
-        for (i, o) in self.operators.iter().enumerate() {
-            if o.operator.trim().is_empty() {
-                errors.push((format!("operators[{i}].operator"), "must not be empty".into()));
-            } else if !ids.insert(o.operator.as_str()) {
-                errors.push((format!("operators[{i}].operator"), format!("`{}` is listed twice", o.operator)));
-            }
-        }
-        let mut seen = std::collections::HashSet::new();
         for (i, e) in self.equipment.iter().enumerate() {
-            if e.equipment.trim().is_empty() {
-                errors.push((format!("equipment[{i}].equipment"), "must not be empty".into()));
-            } else if !seen.insert(e.equipment.as_str()) {
-                errors.push((format!("equipment[{i}].equipment"), format!("`{}` is listed twice", e.equipment)));
-            }
             if let (Some(at), Some(due)) = (e.calibrated_at, e.calibration_due)
                 && due < at
             {
                 errors.push((format!("equipment[{i}].calibration_due"), format!("{due} is before calibrated_at {at}")));
             }
         }
+        // Ids that key a row: present, and each once.
+        let mut ids_once = |rows: &mut dyn Iterator<Item = &str>, list: &str, field: &str| {
+            let mut seen = std::collections::HashSet::new();
+            for (i, id) in rows.enumerate() {
+                if id.trim().is_empty() {
+                    errors.push((format!("{list}[{i}].{field}"), "must not be empty".into()));
+                } else if !seen.insert(id) {
+                    errors.push((format!("{list}[{i}].{field}"), format!("`{id}` is listed twice")));
+                }
+            }
+        };
+        ids_once(&mut self.equipment.iter().map(|e| e.equipment.as_str()), "equipment", "equipment");
+        ids_once(&mut self.operators.iter().map(|o| o.operator.as_str()), "operators", "operator");
         errors
     }
 
@@ -381,12 +380,6 @@ impl MasterData {
         let mut refs = Vec::new();
         change.rows.reference_errors(&parts, &mut refs);
         errors.extend(refs.into_iter().map(|(row, reason)| (format!("rows.{row}"), reason)));
-        let mut seen = std::collections::HashSet::new();
-        for (i, e) in change.rows.equipment.iter().enumerate() {
-            if !seen.insert(e.equipment.as_str()) {
-                errors.push((format!("rows.equipment[{i}].equipment"), format!("`{}` is listed twice", e.equipment)));
-            }
-        }
         if errors.is_empty() { Ok(next) } else { Err(errors) }
     }
 }
