@@ -193,6 +193,9 @@ pub struct SequenceArgs {
     /// each send a few events per second over their own connection).
     #[arg(long, default_value_t = 16)]
     pub connections: usize,
+    /// ECOs released over the API after the end-to-end run, each followed by a scan.
+    #[arg(long, default_value_t = 200)]
+    pub ecos_released: usize,
     #[arg(long)]
     pub json: bool,
 }
@@ -373,12 +376,22 @@ pub async fn sequence(args: SequenceArgs) -> anyhow::Result<()> {
         .add("e2e_p50_ms", "accepted over HTTP → Andon action stored, p50", percentile(&e2e.latencies, 50.0), "ms")
         .add("e2e_p99_ms", "accepted over HTTP → Andon action stored, p99", percentile(&e2e.latencies, 99.0), "ms")
         .add("e2e_max_ms", "accepted over HTTP → Andon action stored, max", percentile(&e2e.latencies, 100.0), "ms")
+        .add(
+            "eco_released",
+            "ECOs released over the API, each followed by a scan of the old part",
+            e2e.eco.released,
+            "",
+        )
+        .add("eco_judged", "of those scans judged superseded by that very ECO", e2e.eco.judged_by_it, "")
+        .add("eco_p50_ms", "ECO accepted → first scan judged by it, p50", percentile(&e2e.eco.latencies, 50.0), "ms")
+        .add("eco_p99_ms", "ECO accepted → first scan judged by it, p99", percentile(&e2e.eco.latencies, 99.0), "ms")
         .add("machine", "machine", machine(), "");
     report.print(args.json);
     Ok(())
 }
 
 struct EndToEnd {
+    eco: EcoInForce,
     sent: usize,
     latencies: Vec<f64>,
     /// Findings the measuring side missed because it fell behind (reported, never hidden).
@@ -391,9 +404,18 @@ async fn post(
     token: &str,
     body: &[u8],
 ) -> anyhow::Result<u16> {
+    post_to(stream, "/api/events", token, body).await
+}
+
+async fn post_to(
+    stream: &mut tokio::io::BufStream<tokio::net::TcpStream>,
+    path: &str,
+    token: &str,
+    body: &[u8],
+) -> anyhow::Result<u16> {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
     let head = format!(
-        "POST /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await?;
@@ -424,6 +446,8 @@ async fn post(
 struct Served {
     addr: std::net::SocketAddr,
     token: String,
+    /// An integrator's token (master data).
+    integrator: String,
     runtime: Runtime,
     server: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
@@ -437,6 +461,8 @@ async fn serve_for_bench(agents: jidoka_agents::AgentsConfig, master: jidoka_age
     let mut auth = jidoka_service::auth::Auth::default();
     let (token, _) = jidoka_service::auth::new_token()?;
     auth.add_token(&token, "bench", jidoka_service::auth::Role::Agent);
+    let (integrator, _) = jidoka_service::auth::new_token()?;
+    auth.add_token(&integrator, "bench-mes", jidoka_service::auth::Role::Integrator);
     let state = Arc::new(AppState {
         ingest: runtime.ingest(),
         store: store.clone(),
@@ -459,7 +485,7 @@ async fn serve_for_bench(agents: jidoka_agents::AgentsConfig, master: jidoka_age
         let limits = jidoka_service::http::HttpLimits::default();
         let _ = jidoka_service::http::serve(listener, app, limits, metrics, std::future::pending()).await;
     });
-    Ok(Served { addr, token, runtime, server, _dir: dir })
+    Ok(Served { addr, token, integrator, runtime, server, _dir: dir })
 }
 
 /// Options of `jidoka bench api`.
@@ -516,7 +542,7 @@ pub async fn api(args: ApiArgs) -> anyhow::Result<()> {
             }
         })
         .collect();
-    let Served { addr, token, runtime, server, _dir } =
+    let Served { addr, token, runtime, server, _dir, .. } =
         serve_for_bench(jidoka_agents::AgentsConfig::default(), master).await?;
     let connections = args.connections.max(1);
     let bar = progress(bodies.len() as u64, "bench api");
@@ -587,7 +613,7 @@ async fn end_to_end(
 ) -> anyhow::Result<EndToEnd> {
     let mut agents = jidoka_agents::AgentsConfig::default();
     agents.torque_window.enabled = false;
-    let Served { addr, token, runtime, server, _dir } = serve_for_bench(agents, master).await?;
+    let Served { addr, token, integrator, runtime, server, _dir } = serve_for_bench(agents, master).await?;
     // Every 20th scan is wrong, so about 5 % of events raise an Andon alert.
     let units = ((args.rate * args.seconds) as usize / 700).max(2);
     let values = synthetic_events(master_data, units, 20, rng);
@@ -657,6 +683,7 @@ async fn end_to_end(
         s.await??;
     }
     bar.finish_and_clear();
+    let eco = eco_in_force(addr, &token, &integrator, &runtime, args.ecos_released).await?;
     server.abort();
     let _ = server.await;
     tokio::task::spawn_blocking(move || {
@@ -666,7 +693,74 @@ async fn end_to_end(
     .await?;
     let (mut latencies, lagged) = collector.await?;
     latencies.sort_by(f64::total_cmp);
-    Ok(EndToEnd { sent: total, latencies, lagged })
+    Ok(EndToEnd { sent: total, latencies, lagged, eco })
+}
+
+/// ECOs released over the API while the line runs, each followed at once by a scan of the
+/// part it supersedes: how long from the API accepting an ECO to the first scan judged by it
+/// (the `sequence.superseded` finding that names it), and how many scans it judged.
+struct EcoInForce {
+    latencies: Vec<f64>,
+    judged_by_it: usize,
+    released: usize,
+}
+
+async fn eco_in_force(
+    addr: std::net::SocketAddr,
+    token: &str,
+    integrator: &str,
+    runtime: &Runtime,
+    releases: usize,
+) -> anyhow::Result<EcoInForce> {
+    // P00040 sits at S00 with no option rule and no ECO of the synthetic plant.
+    let (part, station) = ("P00040", "S00");
+    let mut stream = tokio::io::BufStream::new(tokio::net::TcpStream::connect(addr).await?);
+    let mut findings = runtime.findings.subscribe();
+    let mut out = EcoInForce { latencies: Vec::new(), judged_by_it: 0, released: releases };
+    let event = |txn: String, kind: &str, data: serde_json::Value| json!({"source": "bench-eco", "source_txn_id": txn, "occurred_at": "2026-11-24T09:00:00Z", "kind": kind, "data": data});
+    for k in 0..releases {
+        let vin = format!("ECOBN{k:012}");
+        let change_id = format!("ECO-BENCH-{k}");
+        let mut change = json!({"revision": change_id, "rows": {"changes": [{"change_id": change_id,
+            "old_part_number": part, "new_part_number": format!("{part}-R{k}"), "cut_in": {"from_sequence": 1}}]}});
+        if k > 0 {
+            change["changes_withdrawn"] = json!([format!("ECO-BENCH-{}", k - 1)]);
+        }
+        let status = post_to(&mut stream, "/api/master-data", integrator, &serde_json::to_vec(&change)?).await?;
+        anyhow::ensure!(status == 200, "master data change answered {status}");
+        let accepted = Instant::now();
+        // The next unit at the station (requirements are fixed when a unit enters) scans the
+        // part the ECO has just superseded.
+        let scan =
+            event(format!("S{k}"), "component_scanned", json!({"vin": vin, "station": station, "part_number": part}));
+        let scan_id = Event::parse(scan.clone(), chrono::Utc::now()).map(|e| e.event_id).unwrap_or_default();
+        let unit = json!([
+            event(
+                format!("W{k}"),
+                "work_order_released",
+                json!({"work_order": format!("WO-ECO{k}"), "vin": vin, "model": "M", "options": [], "sequence": 1_000_000 + k})
+            ),
+            event(format!("E{k}"), "unit_entered_station", json!({"vin": vin, "station": station})),
+            scan,
+        ]);
+        anyhow::ensure!(post(&mut stream, token, &serde_json::to_vec(&unit)?).await? == 200, "unit not accepted");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_millis(100), findings.recv()).await {
+                Ok(Ok(f)) if f.evidence.first() == Some(&scan_id) => {
+                    if f.kind == "sequence.superseded" && f.reason.contains(&change_id) {
+                        out.judged_by_it += 1;
+                        out.latencies.push(accepted.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    break;
+                }
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => break,
+                _ => {}
+            }
+        }
+    }
+    out.latencies.sort_by(f64::total_cmp);
+    Ok(out)
 }
 
 /// Options of `jidoka bench outbox`.
