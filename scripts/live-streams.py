@@ -16,7 +16,9 @@ import re
 import socket
 import statistics
 import subprocess
+import selectors
 import tempfile
+import threading
 import time
 import urllib.parse
 
@@ -24,6 +26,8 @@ p = argparse.ArgumentParser()
 p.add_argument("--streams", type=int, default=200)
 p.add_argument("--seconds", type=float, default=20.0, help="length of each measuring window")
 p.add_argument("--binary", default="target/release/jidoka")
+p.add_argument("--no-read", action="store_true",
+               help="never read the streams (stalled clients: what the server buffers for them)")
 args = p.parse_args()
 
 work = tempfile.mkdtemp(prefix="jidoka-streams-")
@@ -99,12 +103,20 @@ def window(session):
 try:
     viewer = sign_in()
     before = window(viewer)
-    streams, refused, sessions = [], 0, []
-    while len(streams) < args.streams and len(sessions) < 1000:
-        session = sign_in()
-        sessions.append(session)
+    # Sign in first (each sign-in runs argon2, whose working memory the allocator keeps), so
+    # that what the streams cost is measured apart from it.
+    sessions = [sign_in() for _ in range(min(1000, -(-args.streams // 6)))]
+    time.sleep(1)
+    rss_after_sign_ins = round(rss_mb(), 1)
+    streams, refused = [], 0
+    for session in sessions:
+        if len(streams) >= args.streams:
+            break
         for _ in range(7):  # one more than the cap: the seventh must be refused
-            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            # Tablets are many addresses: 50 streams from each loopback address, under the
+            # listener's per-address cap.
+            source = f"127.0.0.{2 + len(streams) // 50}"
+            s = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
             s.sendall(f"GET /ui/live HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: jidoka_session={session}\r\n\r\n".encode())
             head = s.recv(64)
             if b" 200 " in head:
@@ -114,11 +126,31 @@ try:
                 s.close()
             if len(streams) >= args.streams:
                 break
+    done = threading.Event()
+
+    def drain():
+        """Read every stream as a tablet's browser would."""
+        sel = selectors.DefaultSelector()
+        for s in streams:
+            s.setblocking(False)
+            sel.register(s, selectors.EVENT_READ)
+        while not done.is_set():
+            for key, _ in sel.select(timeout=0.5):
+                try:
+                    key.fileobj.recv(65536)
+                except OSError:
+                    pass
+
+    reader = None if args.no_read else threading.Thread(target=drain, daemon=True)
+    if reader:
+        reader.start()
     time.sleep(2)
     during = window(viewer)
+    done.set()
     for s in streams:
         s.close()
-    print(json.dumps({"streams_open": len(streams), "sessions": len(sessions), "streams_refused_over_cap": refused,
+    print(json.dumps({"streams_open": len(streams), "streams_read": not args.no_read,
+                      "rss_mb_after_sign_ins": rss_after_sign_ins, "sessions": len(sessions), "streams_refused_over_cap": refused,
                       "without_streams": before, "with_streams": during}, indent=1))
 finally:
     proc.terminate()
