@@ -114,12 +114,14 @@ pub struct SqliteStore {
 
 /// WAL frames (pages) in use past which the writer finishes the checkpoint itself after a
 /// commit, so that its next commit starts the log again from the beginning (see
-/// `SqliteStore::restart_wal`): 16 MB of 4 KiB pages. Frames, not the file's length: a log
-/// started again keeps its file and writes it from the beginning.
-const WAL_RESTART_FRAMES: u64 = 4096;
+/// `SqliteStore::restart_wal`): 64 MB of 4 KiB pages. Frames, not the file's length: a log
+/// started again keeps its file and writes it from the beginning. What the writer's checkpoint
+/// costs (the frames of the last 25 ms and an fsync of the database) does not grow with it, so
+/// a long log means fewer such pauses.
+const WAL_RESTART_FRAMES: u64 = 16_384;
 /// Frames past which the background checkpointer runs a blocking RESTART: a last resort when
 /// long readers keep the writer from starting the log again.
-const WAL_FORCE_RESTART_FRAMES: u64 = 8 * WAL_RESTART_FRAMES;
+const WAL_FORCE_RESTART_FRAMES: u64 = 2 * WAL_RESTART_FRAMES;
 
 /// `PRAGMA wal_checkpoint`'s answer: frames in the log and frames copied, or `None` when it
 /// could not run.

@@ -485,5 +485,5 @@ fn the_wal_stays_bounded_under_a_steady_stream_of_commits() {
         largest = largest.max(len);
     }
     assert_eq!(store.stats().unwrap().events, 50_000);
-    assert!(written > 0 && largest < 64 * 1024 * 1024, "the WAL grew to {} MB", largest / (1024 * 1024));
+    assert!(written > 0 && largest < 100 * 1024 * 1024, "the WAL grew to {} MB", largest / (1024 * 1024));
 }
