@@ -193,7 +193,8 @@ pub struct SequenceArgs {
     /// each send a few events per second over their own connection).
     #[arg(long, default_value_t = 16)]
     pub connections: usize,
-    /// ECOs released over the API after the end-to-end run, each followed by a scan.
+    /// ECOs released over the API after the end-to-end run (same service, same store), each
+    /// followed by the next unit at the station scanning the part it supersedes.
     #[arg(long, default_value_t = 200)]
     pub ecos_released: usize,
     #[arg(long)]
@@ -379,7 +380,7 @@ pub async fn sequence(args: SequenceArgs) -> anyhow::Result<()> {
         .add(
             "eco_released",
             "ECOs released over the API, each followed by a scan of the old part",
-            e2e.eco.released,
+            args.ecos_released,
             "",
         )
         .add("eco_judged", "of those scans judged superseded by that very ECO", e2e.eco.judged_by_it, "")
@@ -696,13 +697,13 @@ async fn end_to_end(
     Ok(EndToEnd { sent: total, latencies, lagged, eco })
 }
 
-/// ECOs released over the API while the line runs, each followed at once by a scan of the
-/// part it supersedes: how long from the API accepting an ECO to the first scan judged by it
-/// (the `sequence.superseded` finding that names it), and how many scans it judged.
+/// ECOs released over the API on the service the end-to-end run has just fed, each followed at
+/// once by a scan of the part it supersedes: how long from the API accepting an ECO to the
+/// first scan judged by it (the `sequence.superseded` finding that names it), and how many
+/// scans it judged.
 struct EcoInForce {
     latencies: Vec<f64>,
     judged_by_it: usize,
-    released: usize,
 }
 
 async fn eco_in_force(
@@ -716,7 +717,7 @@ async fn eco_in_force(
     let (part, station) = ("P00040", "S00");
     let mut stream = tokio::io::BufStream::new(tokio::net::TcpStream::connect(addr).await?);
     let mut findings = runtime.findings.subscribe();
-    let mut out = EcoInForce { latencies: Vec::new(), judged_by_it: 0, released: releases };
+    let mut out = EcoInForce { latencies: Vec::new(), judged_by_it: 0 };
     let event = |txn: String, kind: &str, data: serde_json::Value| json!({"source": "bench-eco", "source_txn_id": txn, "occurred_at": "2026-11-24T09:00:00Z", "kind": kind, "data": data});
     for k in 0..releases {
         let vin = format!("ECOBN{k:012}");

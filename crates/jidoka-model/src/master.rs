@@ -286,13 +286,6 @@ impl MasterData {
         }
     }
 
-    /// The master data in force after `change`: its rows added, or put in place of the rows
-    /// with the same key (BOM line: model, station, part, operation; change: its id; routing
-    /// step: model, station, operation; equipment: its id; instruction: its id; operator: its
-    /// id), lots put on
-    /// and taken off hold, changes withdrawn; with `replace`, its rows alone. A change that
-    /// does not hold together is refused whole, each row named under `rows.` (`rows.changes[0].
-    /// old_part_number: `P-9` is not in the BOM`), and `self` stays in force.
     /// The change that brings `self` to `newer` with only the rows that differ (the MES is read
     /// whole, but the log gets what changed): rows new or changed, by the keys of
     /// [`MasterData::apply`]; lots put on or taken off hold; changes withdrawn. `None` when both
@@ -300,10 +293,17 @@ impl MasterData {
     /// BOM line, routing step, piece of equipment, instruction or operator no longer there)
     /// makes it a whole replacement.
     pub fn delta_to(&self, newer: &MasterData) -> Option<MasterDataChange> {
-        /// Rows of `new` that `old` lacks or holds otherwise, and whether `old` has a key `new` lacks.
-        fn changed<T: Clone + PartialEq, K: PartialEq>(old: &[T], new: &[T], key: impl Fn(&T) -> K) -> (Vec<T>, bool) {
-            let upserts = new.iter().filter(|n| !old.iter().any(|o| key(o) == key(n) && o == *n)).cloned().collect();
-            let removed = old.iter().any(|o| !new.iter().any(|n| key(n) == key(o)));
+        /// Rows of `new` that `old` lacks or holds otherwise, and whether `old` has a key `new`
+        /// lacks. By key lookups: this runs on every poll of the file and the MES.
+        fn changed<T: Clone + PartialEq, K: Eq + std::hash::Hash>(
+            old: &[T],
+            new: &[T],
+            key: impl Fn(&T) -> K,
+        ) -> (Vec<T>, bool) {
+            let old_by_key: std::collections::HashMap<K, &T> = old.iter().map(|o| (key(o), o)).collect();
+            let upserts = new.iter().filter(|n| old_by_key.get(&key(n)) != Some(n)).cloned().collect();
+            let new_keys: std::collections::HashSet<K> = new.iter().map(&key).collect();
+            let removed = old_by_key.keys().any(|k| !new_keys.contains(k));
             (upserts, removed)
         }
         let (bom, bom_gone) = changed(&self.bom, &newer.bom, bom_key);
@@ -339,6 +339,12 @@ impl MasterData {
         (change != MasterDataChange::default()).then_some(change)
     }
 
+    /// The master data in force after `change`: its rows added, or put in place of the rows
+    /// with the same key (BOM line: model, station, part, operation; change: its id; routing
+    /// step: model, station, operation; equipment: its id; instruction: its id; operator: its
+    /// id), lots put on and taken off hold, changes withdrawn; with `replace`, its rows alone.
+    /// A change that does not hold together is refused whole, each row named under `rows.`
+    /// (`rows.changes[0].old_part_number: `P-9` is not in the BOM`), and `self` stays in force.
     pub fn apply(&self, change: &MasterDataChange) -> Result<MasterData, Vec<(String, String)>> {
         let mut errors: Vec<(String, String)> =
             change.rows.row_errors().into_iter().map(|(row, reason)| (format!("rows.{row}"), reason)).collect();
@@ -505,9 +511,8 @@ impl Operator {
     pub fn not_certified(&self, station: &str, required: u8, at: Timestamp) -> Option<String> {
         if !self.certified_stations.iter().any(|s| s == station) {
             Some(format!("operator {} holds no certification for {station}", self.operator))
-        } else if self.certified_until.is_some_and(|until| at > until) {
-            let until = self.certified_until.map(|t| rfc3339::format(&t)).unwrap_or_default();
-            Some(format!("operator {}'s certification lapsed at {until}", self.operator))
+        } else if let Some(until) = self.certified_until.filter(|until| at > *until) {
+            Some(format!("operator {}'s certification lapsed at {}", self.operator, rfc3339::format(&until)))
         } else if self.certification < required {
             Some(format!(
                 "operator {} is certified at level {}, the work instructions at {station} ask for {required}",

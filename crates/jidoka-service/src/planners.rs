@@ -121,14 +121,18 @@ fn worker(
         // The agents' state and the log window at one position; without agents, the log alone.
         let snapshot = match ingest.blocking_snapshot() {
             Ok(Some((at, agents))) => Ok((at, Some(agents))),
-            Ok(None) => store.last_seq().map(|at| (at, None)).map_err(|e| Stop::Store(e.to_string())),
-            Err(err) => Err(Stop::Store(err.to_string())),
+            Ok(None) => store.last_seq().map(|at| (at, None)).map_err(|e| e.to_string()),
+            Err(err) => Err(err.to_string()),
         };
-        let mut at_seq = 0;
-        let outcome = snapshot.and_then(|(at, agents)| {
-            at_seq = at;
-            let events = read_window(store, planner.as_ref(), at, &budget)?;
-            let input = PlanInput { at_seq: at, agents: agents.as_ref(), events: &events };
+        let (at_seq, agents) = match snapshot {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::error!(planner = planner.name(), error = %err, "no snapshot to plan from");
+                continue;
+            }
+        };
+        let outcome = read_window(store, planner.as_ref(), at_seq, &budget).and_then(|events| {
+            let input = PlanInput { at_seq, agents: agents.as_ref(), events: &events };
             planner.plan(&input, &budget).map_err(Stop::Plan)
         });
         let took = started.elapsed();

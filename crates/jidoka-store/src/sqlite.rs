@@ -137,7 +137,6 @@ fn checkpoint(conn: &Connection, mode: &str) -> Option<(u64, u64)> {
 /// writer and stall the appends queued behind it). PASSIVE mode never blocks the writer or
 /// readers. While the WAL is large it runs every 25 ms instead of every 250 ms, so that the
 /// writer's own checkpoint, which lets the log start again, has only a few frames left to copy.
-
 #[derive(Debug)]
 struct Checkpointer {
     stop: std::sync::Arc<(Mutex<bool>, std::sync::Condvar)>,
@@ -161,9 +160,15 @@ impl Checkpointer {
                     let (guard, _) = cv.wait_timeout(stopped, tick).unwrap_or_else(|p| p.into_inner());
                     stopped = guard;
                     drop(stopped);
-                    // A failed checkpoint is retried on the next tick; the WAL keeps every commit.
-                    let log = checkpoint(&conn, "PASSIVE").map_or(0, |(log, _)| log);
-                    frames.store(log, Relaxed);
+                    // A failed checkpoint is retried on the next tick; the WAL keeps every commit,
+                    // and the count of its frames stays what it was last seen to be.
+                    let log = match checkpoint(&conn, "PASSIVE") {
+                        Some((log, _)) => {
+                            frames.store(log, Relaxed);
+                            log
+                        }
+                        None => frames.load(Relaxed),
+                    };
                     tick = std::time::Duration::from_millis(if log > WAL_RESTART_FRAMES / 2 { 25 } else { 250 });
                     // Under a steady stream of commits a passive checkpoint never catches the
                     // last frame, so the WAL never starts again from its beginning on its own;
