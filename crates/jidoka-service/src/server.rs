@@ -130,6 +130,9 @@ pub async fn serve(
     demo: Option<DemoFeed>,
 ) -> anyhow::Result<()> {
     let store = open_store(&config.store.data_dir)?;
+    // When the master data file was last changed, taken before it is read: an edit made from
+    // here on is seen by the watcher, however late its thread starts.
+    let master_file_modified = master_file(&config).and_then(|p| modified(p));
     let master = match &demo {
         Some(feed) => crate::config::master_from(feed.plant.master_data())?,
         None => config.load_master()?,
@@ -252,11 +255,10 @@ pub async fn serve(
     {
         let (config, ingest, in_force, store, stop) =
             (config.clone(), runtime.ingest(), runtime.master.clone(), store.clone(), stop.clone());
-        source_threads.push(
-            std::thread::Builder::new()
-                .name("master-data".into())
-                .spawn(move || watch_master_data(&config, &ingest, &in_force, store.as_ref(), &stop, every))?,
-        );
+        source_threads.push(std::thread::Builder::new().name("master-data".into()).spawn(move || {
+            let watch = MasterWatch { every, last_modified: master_file_modified };
+            watch_master_data(&config, &ingest, &in_force, store.as_ref(), &stop, watch)
+        })?);
     }
     // The audit chain's head, anchored outside the database on a schedule (and at the end).
     if let Some(path) = config.store.audit_anchor.clone() {
@@ -348,6 +350,22 @@ pub async fn serve(
     Ok(())
 }
 
+/// The master data file or plant description the service reads master data from, if any.
+fn master_file(config: &Config) -> Option<&std::path::PathBuf> {
+    config.master_data.file.as_ref().or(config.master_data.plant.as_ref())
+}
+
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// How the master data is watched: the poll interval, and when the file was last changed as of
+/// the read at start-up.
+struct MasterWatch {
+    every: Duration,
+    last_modified: Option<std::time::SystemTime>,
+}
+
 /// Read the configured master data again every `every` and log it when it differs from what is
 /// in force. A source that cannot be read, or whose data does not hold together (each row
 /// named in the log), changes nothing: the last good master data stays in force.
@@ -357,11 +375,10 @@ fn watch_master_data(
     in_force: &crate::runtime::MasterInForce,
     store: &dyn Store,
     stop: &AtomicBool,
-    every: Duration,
+    watch: MasterWatch,
 ) {
-    let file = config.master_data.file.as_ref().or(config.master_data.plant.as_ref());
-    let modified = |p: &std::path::PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let mut last_modified = file.and_then(modified);
+    let file = master_file(config);
+    let MasterWatch { every, mut last_modified } = watch;
     let origin = config.master_data.origin();
     loop {
         jidoka_connectors::sleep_unless(stop, every);
