@@ -107,7 +107,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     anyhow::ensure!(stored as usize == args.events, "stored {stored} of {} events", args.events);
     latencies.sort_by(f64::total_cmp);
     let per_commit = (args.events as f64 / commits.max(1) as f64).round().max(1.0) as usize;
-    let raw = raw_sqlite(&dir.join("raw-peer.sqlite"), &rows, per_commit)?;
+    let (raw, _) = raw_sqlite(&dir.join("raw-peer.sqlite"), &rows, per_commit, None)?;
     let rate = args.events as f64 / elapsed;
     let mut report = Report::new("bench ingest: durable appends to the embedded store (SQLite WAL, synchronous=FULL)");
     report
@@ -144,8 +144,16 @@ fn event_row(ev: &Event) -> [String; 9] {
 }
 
 /// The peer a practitioner would write: one connection, WAL, `synchronous=FULL`, the same table
-/// and unique keys, `per_commit` rows per transaction. Events per second.
-fn raw_sqlite(path: &std::path::Path, rows: &[[String; 9]], per_commit: usize) -> anyhow::Result<f64> {
+/// and unique keys, `per_commit` rows per transaction. As fast as it can go (`pace` None), or
+/// with commits started at `pace` events per second, the clock running from each commit's
+/// scheduled start (a late commit counts its lateness). Events per second and each commit's
+/// latency in ms.
+fn raw_sqlite(
+    path: &std::path::Path,
+    rows: &[[String; 9]],
+    per_commit: usize,
+    pace: Option<f64>,
+) -> anyhow::Result<(f64, Vec<f64>)> {
     let mut conn = rusqlite::Connection::open(path)?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
@@ -154,8 +162,20 @@ fn raw_sqlite(path: &std::path::Path, rows: &[[String; 9]], per_commit: usize) -
            occurred_at TEXT NOT NULL, received_at TEXT NOT NULL, payload TEXT NOT NULL, UNIQUE (source, source_txn_id));
          CREATE INDEX events_vin ON events (vin) WHERE vin IS NOT NULL;",
     )?;
+    let per_commit = per_commit.max(1);
+    let mut latencies = Vec::with_capacity(rows.len() / per_commit + 1);
     let start = Instant::now();
-    for chunk in rows.chunks(per_commit) {
+    for (k, chunk) in rows.chunks(per_commit).enumerate() {
+        let scheduled = match pace {
+            Some(rate) => {
+                let at = start + Duration::from_secs_f64((k * per_commit) as f64 / rate);
+                if let Some(wait) = at.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                at
+            }
+            None => Instant::now(),
+        };
         let tx = conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(
@@ -167,8 +187,10 @@ fn raw_sqlite(path: &std::path::Path, rows: &[[String; 9]], per_commit: usize) -
             }
         }
         tx.commit()?;
+        latencies.push(scheduled.elapsed().as_secs_f64() * 1000.0);
     }
-    Ok(rows.len() as f64 / start.elapsed().as_secs_f64())
+    latencies.sort_by(f64::total_cmp);
+    Ok((rows.len() as f64 / start.elapsed().as_secs_f64(), latencies))
 }
 
 /// Options of `jidoka bench sequence`.
@@ -359,7 +381,18 @@ pub async fn sequence(args: SequenceArgs) -> anyhow::Result<()> {
     drop((events, values, findings, router));
 
     // 2. End to end: HTTP ingest at a fixed rate → durable store → agent → Andon action stored.
-    let e2e = end_to_end(&args, master, &master_data, &mut rng).await?;
+    let mut e2e = end_to_end(&args, master, &master_data, &mut rng).await?;
+    // 3. The peer: a plain SQLite loop writing the same rows at the same rate, in commits of as
+    // many events as the service's commits held on average. What the disk gives one commit
+    // with nothing else in its way: the floor under the end-to-end latency.
+    let per_commit = (e2e.sent as f64 / e2e.commits.max(1) as f64).round().max(1.0) as usize;
+    let rows = std::mem::take(&mut e2e.rows);
+    let rate = args.rate as f64;
+    let (_, raw) = tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir()?;
+        raw_sqlite(&dir.path().join("raw-peer.sqlite"), &rows, per_commit, Some(rate))
+    })
+    .await??;
 
     let mut report = Report::new(format!(
         "bench sequence: {} BOM lines over {STATIONS} stations, {} ECOs",
@@ -377,6 +410,25 @@ pub async fn sequence(args: SequenceArgs) -> anyhow::Result<()> {
         .add("e2e_p50_ms", "accepted over HTTP → Andon action stored, p50", percentile(&e2e.latencies, 50.0), "ms")
         .add("e2e_p99_ms", "accepted over HTTP → Andon action stored, p99", percentile(&e2e.latencies, 99.0), "ms")
         .add("e2e_max_ms", "accepted over HTTP → Andon action stored, max", percentile(&e2e.latencies, 100.0), "ms")
+        .add("e2e_events_per_commit", "events per group commit", e2e.sent as f64 / e2e.commits.max(1) as f64, "")
+        .add(
+            "raw_p50_ms",
+            "peer: plain SQLite, same rows, rate and events per commit, commit p50",
+            percentile(&raw, 50.0),
+            "ms",
+        )
+        .add(
+            "raw_p99_ms",
+            "peer: plain SQLite, same rows, rate and events per commit, commit p99",
+            percentile(&raw, 99.0),
+            "ms",
+        )
+        .add(
+            "ratio_p99_to_raw",
+            "Jidoka end-to-end p99 / plain SQLite commit p99",
+            percentile(&e2e.latencies, 99.0) / percentile(&raw, 99.0).max(1e-9),
+            "",
+        )
         .add(
             "eco_released",
             "ECOs released over the API, each followed by a scan of the old part",
@@ -397,6 +449,10 @@ struct EndToEnd {
     latencies: Vec<f64>,
     /// Findings the measuring side missed because it fell behind (reported, never hidden).
     lagged: u64,
+    /// The events sent, as the store's rows, for the peer.
+    rows: Vec<[String; 9]>,
+    /// Group commits of the end-to-end run (before the ECO phase).
+    commits: u64,
 }
 
 /// A minimal keep-alive HTTP/1.1 client, enough to post JSON to our own server on loopback.
@@ -619,6 +675,13 @@ async fn end_to_end(
     let units = ((args.rate * args.seconds) as usize / 700).max(2);
     let values = synthetic_events(master_data, units, 20, rng);
     let total = values.len().min((args.rate * args.seconds) as usize);
+    // The peer writes the same rows afterwards, at the same pace.
+    let rows: Vec<[String; 9]> = values
+        .iter()
+        .take(total)
+        .map(|v| Event::parse(v.clone(), chrono::Utc::now()).map(|e| event_row(&e)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("bench event: {e}"))?;
     let mut findings_rx = runtime.findings.subscribe();
     let sent_at: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
     let collector = {
@@ -684,6 +747,7 @@ async fn end_to_end(
         s.await??;
     }
     bar.finish_and_clear();
+    let commits = runtime.metrics.group_commits.load(std::sync::atomic::Ordering::Relaxed);
     let eco = eco_in_force(addr, &token, &integrator, &runtime, args.ecos_released).await?;
     server.abort();
     let _ = server.await;
@@ -694,7 +758,7 @@ async fn end_to_end(
     .await?;
     let (mut latencies, lagged) = collector.await?;
     latencies.sort_by(f64::total_cmp);
-    Ok(EndToEnd { sent: total, latencies, lagged, eco })
+    Ok(EndToEnd { sent: total, latencies, lagged, eco, rows, commits })
 }
 
 /// ECOs released over the API on the service the end-to-end run has just fed, each followed at
