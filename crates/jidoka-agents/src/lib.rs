@@ -146,7 +146,8 @@ impl Router {
     /// Run every subscribed agent on one event; findings come out in agent order.
     pub fn process(&mut self, event: &StoredEvent, findings: &mut Vec<Finding>) {
         if let jidoka_model::EventPayload::MasterDataChanged(change) = &event.event.payload
-            && let Ok(next) = self.master.as_deref().cloned().unwrap_or_default().apply(change)
+            && let Ok(next) =
+                self.master.as_deref().cloned().unwrap_or_default().apply_from(&event.event.source, change)
         {
             // A refused change is the sequence agent's finding; the last good data stays.
             self.master = Some(std::sync::Arc::new(next));

@@ -22,7 +22,8 @@
 //!   of the tool since then is suspect).
 //!
 //! - `sequence.master_data_refused`: a `master_data_changed` event that does not hold together
-//!   (each row named); the master data in force before it stays in force.
+//!   (each row named) or arrived out of order (`issued_at` older than the last change applied
+//!   from its source); the master data in force before it stays in force.
 //!
 //! The VIN's configuration comes from `work_order_released` events; master data from
 //! `master_data_changed` events, in force from the next event after each (or, for a store
@@ -219,7 +220,7 @@ impl SequenceAgent {
     ) {
         let had_master = self.master.is_some();
         let base = self.master.take().unwrap_or_default();
-        match base.apply(change) {
+        match base.apply_from(&event.event.source, change) {
             Ok(next) => {
                 self.index = Self::index(&next);
                 self.master = Some(next);
@@ -234,7 +235,7 @@ impl SequenceAgent {
                     severity: Severity::Warning,
                     confidence: 1.0,
                     reason: format!(
-                        "master data change from {} refused, {} row(s) do not hold together ({}); the master data in force stays",
+                        "master data change from {} refused, {} problem(s) ({}); the master data in force stays",
                         event.event.source,
                         errors.len(),
                         rows.iter().take(3).cloned().collect::<Vec<_>>().join("; ")

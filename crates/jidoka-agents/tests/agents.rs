@@ -213,6 +213,7 @@ mod sequence {
                 .collect(),
             instructions: Vec::new(),
             operators: Vec::new(),
+            issued: Default::default(),
         }
     }
 
@@ -244,6 +245,10 @@ mod sequence {
             self.out[before..].iter().map(|f| f.kind.trim_start_matches("sequence.").to_string()).collect()
         }
 
+        fn master_data_refused(&self) -> Vec<&Finding> {
+            self.out.iter().filter(|f| f.kind == "sequence.master_data_refused").collect()
+        }
+
         fn release(&mut self, vin: &str, engine: &str, sequence: u64) {
             let found = self.send(
                 "work_order_released",
@@ -265,6 +270,34 @@ mod sequence {
             self.send("operation_completed", json!({"vin": vin, "station": "S1", "operation": "OP1"}));
             self.send("operation_completed", json!({"vin": vin, "station": "S1", "operation": "OP1B"}));
         }
+    }
+
+    #[test]
+    fn a_master_data_change_delivered_out_of_order_is_refused_and_the_newer_stays() {
+        let mut l = Line::new();
+        let hold = |lot: &str, issued: &str| json!({"issued_at": issued, "rows": {"lots_on_hold": [lot]}});
+        assert!(l.send("master_data_changed", hold("LOT-NEW", "2026-12-07T10:05:00Z")).is_empty());
+        // The version issued five minutes earlier arrives after it (a retried push).
+        assert_eq!(
+            l.send("master_data_changed", hold("LOT-OLD", "2026-12-07T10:00:00.000Z")),
+            vec!["master_data_refused"]
+        );
+        let refused = l.master_data_refused();
+        assert_eq!(refused[0].details["rows"][0]["row"], "issued_at", "{}", refused[0].details);
+        assert!(refused[0].reason.contains("out of order"), "{}", refused[0].reason);
+        let master = l.router.master().as_deref().expect("master data in force");
+        assert!(master.lots_on_hold.contains(&"LOT-NEW".to_string()));
+        assert!(!master.lots_on_hold.contains(&"LOT-OLD".to_string()), "nothing of the stale change in force");
+        // A lot of the stale change is not on hold: a scan of it raises nothing.
+        l.release("V1", "I4", 10);
+        l.send("unit_entered_station", json!({"vin": "V1", "station": "S1"}));
+        assert!(l.scan("V1", "S1", "ECU-I4", json!({"serial": "E1", "supplier_lot": "LOT-OLD"})).is_empty());
+        l.release("V2", "I4", 11);
+        l.send("unit_entered_station", json!({"vin": "V2", "station": "S1"}));
+        assert_eq!(
+            l.scan("V2", "S1", "ECU-I4", json!({"serial": "E2", "supplier_lot": "LOT-NEW"})),
+            vec!["lot_on_hold"]
+        );
     }
 
     #[test]

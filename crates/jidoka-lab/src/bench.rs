@@ -286,6 +286,7 @@ fn synthetic_master(bom_lines: usize, ecos: usize, rng: &mut jidoka_sim::rng::Rn
         equipment: Vec::new(),
         instructions: Vec::new(),
         operators: Vec::new(),
+        issued: Default::default(),
     }
 }
 

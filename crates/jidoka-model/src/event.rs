@@ -1043,6 +1043,12 @@ impl Check for crate::master::WorkOrder {
 impl Check for crate::master::MasterDataChange {
     fn check(&self) -> Result<(), EventError> {
         check_opt_id("data.revision", &self.revision)?;
+        if !self.rows.issued.is_empty() {
+            return Err(EventError::new(
+                "data.rows.issued",
+                "kept by the service from `issued_at`, not set by a change",
+            ));
+        }
         // Each row by itself; whether it holds together with what is in force is for the
         // moment it takes effect (the writer and the agents, in log order).
         if let Some((row, reason)) = self.rows.row_errors().into_iter().next() {

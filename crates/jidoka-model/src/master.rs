@@ -8,6 +8,7 @@
 
 use crate::event::{JointCategory, Timestamp, rfc3339};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A production order for one unit: the VIN, its model and option codes, and where it sits in
 /// the planned build sequence.
@@ -196,6 +197,10 @@ pub struct MasterData {
     /// by an operator not certified for it is a finding.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub operators: Vec<Operator>,
+    /// The newest `issued_at` applied from each source (`master-data:mes`, `api:alice`): kept
+    /// by [`MasterData::apply_from`], never taken from a change's rows.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", with = "map_rfc3339")]
+    pub issued: BTreeMap<String, Timestamp>,
 }
 
 impl MasterData {
@@ -318,6 +323,7 @@ impl MasterData {
         }
         let change = MasterDataChange {
             revision: None,
+            issued_at: None,
             replace: false,
             rows: MasterData {
                 bom,
@@ -327,6 +333,7 @@ impl MasterData {
                 equipment,
                 instructions,
                 operators,
+                issued: BTreeMap::new(),
             },
             lots_released: self.lots_on_hold.iter().filter(|l| !newer.lots_on_hold.contains(l)).cloned().collect(),
             changes_withdrawn: self
@@ -337,6 +344,39 @@ impl MasterData {
                 .collect(),
         };
         (change != MasterDataChange::default()).then_some(change)
+    }
+
+    /// [`MasterData::apply`] for a change logged by `source`, in order: a change whose
+    /// `issued_at` is older than the newest applied from the same source arrived out of order
+    /// (a slow MES read overtaken by a later one, a redelivery of an old version) and is
+    /// refused under `issued_at`, `self` staying in force. The source's newest `issued_at` is
+    /// kept in [`MasterData::issued`], across whole replacements too.
+    pub fn apply_from(&self, source: &str, change: &MasterDataChange) -> Result<MasterData, Vec<(String, String)>> {
+        let newest = self.issued.get(source);
+        let stale = match (change.issued_at, newest) {
+            (Some(at), Some(newest)) if at < *newest => Some((
+                "issued_at".to_string(),
+                format!(
+                    "{} is older than {}, the version from `{source}` already in force: it arrived out of order",
+                    rfc3339::format(&at),
+                    rfc3339::format(newest)
+                ),
+            )),
+            _ => None,
+        };
+        let mut next = match (self.apply(change), stale) {
+            (Ok(next), None) => next,
+            (Ok(_), Some(stale)) => return Err(vec![stale]),
+            (Err(mut errors), stale) => {
+                errors.splice(0..0, stale);
+                return Err(errors);
+            }
+        };
+        next.issued = self.issued.clone();
+        if let Some(at) = change.issued_at {
+            next.issued.insert(source.to_string(), at);
+        }
+        Ok(next)
     }
 
     /// The master data in force after `change`: its rows added, or put in place of the rows
@@ -399,6 +439,11 @@ pub struct MasterDataChange {
     /// Which version this is at its source (an MES modification time, a file digest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// When its source issued this version (the time an MES read began, a file's modification
+    /// time, the sender's clock): a change older than the last one applied from the same
+    /// source arrived out of order and is refused ([`MasterData::apply_from`]).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_rfc3339")]
+    pub issued_at: Option<Timestamp>,
     /// The rows are the whole master data (a file, a full MES read), not additions.
     #[serde(default)]
     pub replace: bool,
@@ -521,6 +566,21 @@ impl Operator {
         } else {
             None
         }
+    }
+}
+
+mod map_rfc3339 {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(m: &BTreeMap<String, Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(m.iter().map(|(k, t)| (k, rfc3339::format(t))))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Timestamp>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrap(#[serde(with = "rfc3339")] Timestamp);
+        Ok(BTreeMap::<String, Wrap>::deserialize(d)?.into_iter().map(|(k, w)| (k, w.0)).collect())
     }
 }
 

@@ -427,6 +427,48 @@ mod master_data_changes {
     }
 
     #[test]
+    fn a_change_older_than_the_last_from_its_source_is_refused_as_out_of_order() {
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&chrono::Utc);
+        let hold = |lot: &str, issued: &str| MasterDataChange {
+            issued_at: Some(at(issued)),
+            rows: MasterData { lots_on_hold: vec![lot.into()], ..MasterData::default() },
+            ..MasterDataChange::default()
+        };
+        let newer = in_force().apply_from("api:mes-bridge", &hold("LOT-2", "2026-12-07T10:05:00Z")).expect("in order");
+        assert_eq!(newer.issued["api:mes-bridge"], at("2026-12-07T10:05:00Z"));
+        // The version issued before it, delivered after it: refused, naming `issued_at`.
+        let errors = newer.apply_from("api:mes-bridge", &hold("LOT-1", "2026-12-07T10:00:00Z")).expect_err("stale");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].0, "issued_at");
+        assert!(errors[0].1.contains("out of order") && errors[0].1.contains("2026-12-07T10:05:00"), "{errors:?}");
+        // Stale and not holding together: both said, the order first.
+        let mut bad = hold("LOT-1", "2026-12-07T09:00:00Z");
+        bad.changes_withdrawn = vec!["ECO-404".into()];
+        let errors = newer.apply_from("api:mes-bridge", &bad).expect_err("stale and bad");
+        assert_eq!(errors.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(), ["issued_at", "changes_withdrawn[0]"]);
+        // Another source keeps its own clock; the same instant again is not older; a change
+        // without `issued_at` is not ordered.
+        assert!(newer.apply_from("api:other", &hold("LOT-1", "2026-12-07T09:00:00Z")).is_ok());
+        assert!(newer.apply_from("api:mes-bridge", &hold("LOT-3", "2026-12-07T10:05:00Z")).is_ok());
+        let unordered = MasterDataChange { issued_at: None, ..hold("LOT-4", "2026-12-07T00:00:00Z") };
+        let after = newer.apply_from("api:mes-bridge", &unordered).expect("unordered");
+        assert_eq!(after.issued["api:mes-bridge"], at("2026-12-07T10:05:00Z"), "kept");
+        // A whole replacement keeps what was issued from each source.
+        let whole = MasterDataChange { replace: true, rows: in_force(), ..hold("LOT-5", "2026-12-07T11:00:00Z") };
+        let whole = MasterDataChange { rows: MasterData { lots_on_hold: vec!["LOT-5".into()], ..whole.rows }, ..whole };
+        let replaced = newer.apply_from("master-data:file", &whole).expect("replace");
+        assert_eq!(replaced.issued.len(), 2, "{:?}", replaced.issued);
+        // A change cannot set the kept versions itself.
+        let forged = jidoka_model::Event::parse(
+            serde_json::json!({"source": "api:x", "source_txn_id": "r1", "occurred_at": "2026-11-24T08:00:00Z",
+                "kind": "master_data_changed", "data": {"rows": {"issued": {"api:mes-bridge": "2027-01-01T00:00:00Z"}}}}),
+            chrono::Utc::now(),
+        )
+        .expect_err("forged");
+        assert_eq!(forged.field, "data.rows.issued");
+    }
+
+    #[test]
     fn a_master_data_event_names_a_bad_row_by_its_path() {
         let at = chrono::Utc::now();
         let err = jidoka_model::Event::parse(

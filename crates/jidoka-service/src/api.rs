@@ -897,7 +897,8 @@ async fn post_master_data(
     // Checked against what is in force now; the writer checks again at its own position, so
     // a change that races another is still judged in log order.
     let in_force = state.master.get().as_deref().cloned().unwrap_or_default();
-    if let Err(errors) = in_force.apply(&change) {
+    let source = format!("api:{}", principal.name);
+    if let Err(errors) = in_force.apply_from(&source, &change) {
         let rows: Vec<Value> = errors.iter().map(|(row, reason)| json!({"row": row, "reason": reason})).collect();
         let message = format!(
             "the change does not hold together, nothing changed: {}",
@@ -911,7 +912,7 @@ async fn post_master_data(
         Some(r) => r.clone(),
         None => format!("sha256:{}", jidoka_model::sha256_hex(&body)),
     };
-    let event = crate::master_data::change_event(&format!("api:{}", principal.name), &txn, &change, chrono::Utc::now())
+    let event = crate::master_data::change_event(&source, &txn, &change, chrono::Utc::now())
         .map_err(|e| ApiError::new("invalid_event", format!("{}: {}", e.field, e.reason)).field(e.field.clone()))?;
     let outcome = state.ingest.append(vec![event], None).await.map_err(unavailable)?;
     let body = match outcome.into_iter().next() {

@@ -562,7 +562,16 @@ impl Plant {
                 certified_until: None,
             })
             .collect();
-        MasterData { bom, changes, routing, lots_on_hold: Vec::new(), equipment, instructions: Vec::new(), operators }
+        MasterData {
+            bom,
+            changes,
+            routing,
+            lots_on_hold: Vec::new(),
+            equipment,
+            instructions: Vec::new(),
+            operators,
+            ..MasterData::default()
+        }
     }
 
     pub fn default_plant() -> Result<Plant, PlantErrors> {

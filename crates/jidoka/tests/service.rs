@@ -1998,6 +1998,24 @@ fn an_eco_released_while_the_demo_runs_takes_effect_and_replay_reproduces_the_ru
     let (status, body) = post(json!({"revision": "ECO-9001", "rows": {"changes": [
         {"change_id": "ECO-9001", "old_part_number": "SUBFRAME-F", "new_part_number": "SUBFRAME-G", "cut_in": {"from_sequence": 0}}]}}));
     assert_eq!((status, body["status"].as_str(), body["seq"].as_u64()), (200, Some("duplicate"), Some(eco_seq)));
+    // A version issued before one already in force from the same sender arrives after it (a
+    // retried push): refused under `issued_at`, and the newer stays.
+    let (status, body) = post(
+        json!({"revision": "HOLD-2", "issued_at": "2026-12-07T10:05:00Z", "rows": {"lots_on_hold": ["LOT-HOLD-2"]}}),
+    );
+    assert_eq!((status, body["status"].as_str()), (200, Some("stored")), "{body}");
+    let (status, body) = post(
+        json!({"revision": "HOLD-1", "issued_at": "2026-12-07T10:00:00Z", "rows": {"lots_on_hold": ["LOT-HOLD-1"]}}),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "issued_at", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("out of order"), "{body}");
+    let in_force = get_json(&agent, &format!("{url}/api/master-data"), &token);
+    let lots = in_force["master_data"]["lots_on_hold"].as_array().cloned().unwrap_or_default();
+    assert!(lots.contains(&json!("LOT-HOLD-2")) && !lots.contains(&json!("LOT-HOLD-1")), "{in_force}");
+    let issued = in_force["master_data"]["issued"].as_object().cloned().unwrap_or_default();
+    assert_eq!(issued.len(), 1, "{in_force}");
+    assert!(issued.keys().all(|k| k.starts_with("api:")), "{in_force}");
     // Wait for the run to end and every event to be assessed.
     let deadline = Instant::now() + Duration::from_secs(90);
     let (mut superseded, mut last_events, mut quiet) = (Vec::new(), 0, 0);
