@@ -1,8 +1,9 @@
 //! Master data read from the MES over OData: the BOM lines of each production type
 //! (`ToBeConsumedMaterial`, with the part number read through the `Material` navigation by
 //! `$expand`), the released engineering changes (`ChangePackage`), the supplier lots on hold,
-//! the equipment with its calibration dates (`Equipment`) and the work instructions
-//! (`WorkInstruction`). The reads go in one JSON
+//! the equipment with its calibration dates (`Equipment`), the work instructions
+//! (`WorkInstruction`) and, when configured, the operators' certifications (one row per
+//! operator and work center, `PersonnelCertification`). The reads go in one JSON
 //! `$batch` when the service offers it, else one by one; every set follows server-driven
 //! paging.
 //!
@@ -13,7 +14,7 @@
 use crate::odata::{Client, Endpoint, OAuth2Config, OdataError, Query, is_identifier, literal};
 use chrono::{DateTime, Utc};
 use jidoka_model::master::{
-    BomItem, ChangePackage, Effectivity, Equipment, EquipmentKind, MasterData, WorkInstruction,
+    BomItem, ChangePackage, Effectivity, Equipment, EquipmentKind, MasterData, Operator, WorkInstruction,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -102,6 +103,17 @@ pub struct MasterNames {
     pub instruction_text: String,
     /// Lowest operator certification level allowed to follow it alone (a whole number).
     pub instruction_certification: String,
+    /// Operator certifications, one row per operator and work center (empty, the default:
+    /// none read; certifications often live in a training system rather than the MES).
+    pub certification_set: String,
+    pub certification_key: String,
+    pub certification_operator: String,
+    pub certification_operator_name: String,
+    pub certification_station: String,
+    /// The level held there (a whole number, 0 = trainee).
+    pub certification_level: String,
+    /// When it lapses (empty or null: it does not).
+    pub certification_valid_until: String,
 }
 
 impl Default for MasterNames {
@@ -149,6 +161,13 @@ impl Default for MasterNames {
             instruction_title: s("Name"),
             instruction_text: s("Description"),
             instruction_certification: s("MinCertificationLevel"),
+            certification_set: String::new(),
+            certification_key: s("Id"),
+            certification_operator: s("PersonnelNId"),
+            certification_operator_name: s("PersonnelName"),
+            certification_station: s("WorkCenter"),
+            certification_level: s("Level"),
+            certification_valid_until: s("ValidUntil"),
         }
     }
 }
@@ -199,7 +218,8 @@ impl MesMasterConfig {
             errors.push((format!("{path}.timeout_ms"), "must be between 100 and 600000".into()));
         }
         let n = &self.names;
-        let optional = [&n.change_released, &n.lot_hold_set, &n.equipment_set, &n.instruction_set];
+        let optional =
+            [&n.change_released, &n.lot_hold_set, &n.equipment_set, &n.instruction_set, &n.certification_set];
         for (name, v) in [
             ("bom_set", &n.bom_set),
             ("material_navigation", &n.material_navigation),
@@ -241,6 +261,13 @@ impl MesMasterConfig {
             ("instruction_title", &n.instruction_title),
             ("instruction_text", &n.instruction_text),
             ("instruction_certification", &n.instruction_certification),
+            ("certification_set", &n.certification_set),
+            ("certification_key", &n.certification_key),
+            ("certification_operator", &n.certification_operator),
+            ("certification_operator_name", &n.certification_operator_name),
+            ("certification_station", &n.certification_station),
+            ("certification_level", &n.certification_level),
+            ("certification_valid_until", &n.certification_valid_until),
         ] {
             let may_be_empty = optional.iter().any(|o| std::ptr::eq(*o, v));
             if !(is_identifier(v) || (may_be_empty && v.is_empty())) {
@@ -263,7 +290,8 @@ impl MesMasterConfig {
         self.endpoint().client()
     }
 
-    /// The queries, in the order BOM, changes, lot holds (when configured).
+    /// The queries, in the order BOM, changes, then those configured of lot holds, equipment,
+    /// work instructions and certifications.
     fn queries(&self) -> Vec<(&str, Query)> {
         let n = &self.names;
         let bom_fields = [
@@ -327,6 +355,12 @@ impl MesMasterConfig {
                 Query { orderby: Some(n.instruction_number.clone()), ..Query::default() },
             ));
         }
+        if !n.certification_set.is_empty() {
+            out.push((
+                n.certification_set.as_str(),
+                Query { orderby: Some(n.certification_key.clone()), ..Query::default() },
+            ));
+        }
         out
     }
 
@@ -353,6 +387,8 @@ impl MesMasterConfig {
         let lot_rows = if n.lot_hold_set.is_empty() { Vec::new() } else { sets.next().unwrap_or_default() };
         let equipment_rows = if n.equipment_set.is_empty() { Vec::new() } else { sets.next().unwrap_or_default() };
         let instruction_rows = if n.instruction_set.is_empty() { Vec::new() } else { sets.next().unwrap_or_default() };
+        let certification_rows =
+            if n.certification_set.is_empty() { Vec::new() } else { sets.next().unwrap_or_default() };
         let mut skipped = Vec::new();
         let mut master = MasterData::default();
         let bom_keys;
@@ -366,6 +402,11 @@ impl MesMasterConfig {
             convert(&instruction_rows, &n.instruction_set, &n.instruction_number, &mut skipped, |r| {
                 self.instruction(r)
             });
+        let (certifications, _) =
+            convert(&certification_rows, &n.certification_set, &n.certification_key, &mut skipped, |r| {
+                self.certification(r)
+            });
+        master.operators = operators(certifications);
         for r in &lot_rows {
             match text(r, &n.lot_hold_lot) {
                 Some(lot) if !lot.trim().is_empty() => master.lots_on_hold.push(lot),
@@ -439,6 +480,21 @@ impl MesMasterConfig {
         })
     }
 
+    /// One certification row: an operator certified at one work center.
+    fn certification(&self, r: &Value) -> Result<Operator, (String, String)> {
+        let n = &self.names;
+        let level =
+            count(r, &n.certification_level)?.ok_or_else(|| (n.certification_level.clone(), "missing".to_string()))?;
+        Ok(Operator {
+            operator: required(r, &n.certification_operator)?,
+            name: text(r, &n.certification_operator_name).unwrap_or_default(),
+            certification: u8::try_from(level)
+                .map_err(|_| (n.certification_level.clone(), format!("{level} is above 255")))?,
+            certified_stations: vec![required(r, &n.certification_station)?],
+            certified_until: time(r, &n.certification_valid_until)?,
+        })
+    }
+
     fn change(&self, r: &Value) -> Result<ChangePackage, (String, String)> {
         let n = &self.names;
         Ok(ChangePackage {
@@ -455,6 +511,34 @@ impl MesMasterConfig {
             description: text(r, &n.change_description),
         })
     }
+}
+
+/// An operator per person from their certification rows, in the order first seen: certified
+/// at every work center of their rows, at the lowest level of those rows and until the earliest
+/// lapse among them (one level per operator, so the rule errs toward asking for a review).
+fn operators(rows: Vec<Operator>) -> Vec<Operator> {
+    let mut out: Vec<Operator> = Vec::new();
+    for row in rows {
+        match out.iter_mut().find(|o| o.operator == row.operator) {
+            Some(o) => {
+                o.certification = o.certification.min(row.certification);
+                o.certified_until = match (o.certified_until, row.certified_until) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                for station in row.certified_stations {
+                    if !o.certified_stations.contains(&station) {
+                        o.certified_stations.push(station);
+                    }
+                }
+                if o.name.is_empty() {
+                    o.name = row.name;
+                }
+            }
+            None => out.push(row),
+        }
+    }
+    out
 }
 
 /// The rows of `set` that `one` converts, with their keys; each row left out is named in

@@ -547,6 +547,50 @@ fn master_config(peer: &Peer, data_dir: &std::path::Path) -> Config {
     .unwrap()
 }
 
+/// Operator certifications read from the MES (one row per operator and work center): an
+/// operator per person, certified at each of their work centers at the lowest level of their
+/// rows and until the earliest lapse; a row that cannot be read is named and left out.
+#[test]
+fn operator_certifications_are_read_from_the_mes_one_operator_per_person() {
+    let Some(peer) = peer() else { return };
+    peer.post("Material", json!({"Id": "m1", "NId": "P-100", "Description": "test part"}));
+    peer.post(
+        "ToBeConsumedMaterial",
+        json!({"Id": "B-1", "ProductionType": "SEDAN", "Material_Id": "m1", "Quantity": 1, "WorkCenter": "ST010"}),
+    );
+    for row in [
+        json!({"Id": "PC-1", "PersonnelNId": "OP-7", "PersonnelName": "Ana", "WorkCenter": "ST010", "Level": 3,
+               "ValidUntil": "2027-06-30T00:00:00Z"}),
+        json!({"Id": "PC-2", "PersonnelNId": "OP-7", "WorkCenter": "ST020", "Level": 2,
+               "ValidUntil": "2027-03-31T00:00:00Z"}),
+        json!({"Id": "PC-3", "PersonnelNId": "OP-9", "PersonnelName": "Ben", "WorkCenter": "ST010", "Level": 1}),
+        // No level: named and left out, the rest still read.
+        json!({"Id": "PC-4", "PersonnelNId": "OP-9", "WorkCenter": "ST030"}),
+    ] {
+        peer.post("PersonnelCertification", row);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::parse(&format!(
+        "[store]\ndata_dir = \"{}\"\n[master_data.mes]\nbase_url = \"{}\"\ntimeout_ms = 5000\n\
+         [master_data.mes.names]\ncertification_set = \"PersonnelCertification\"\n",
+        dir.path().display(),
+        peer.base
+    ))
+    .unwrap();
+    let mes = config.master_data.mes.clone().unwrap();
+    let read = mes.read(&mes.client().unwrap()).unwrap();
+    assert_eq!(read.skipped, vec![("PersonnelCertification(PC-4).Level".to_string(), "missing".to_string())]);
+    let ops = &read.master.operators;
+    assert_eq!(ops.len(), 2, "{ops:?}");
+    assert_eq!((ops[0].operator.as_str(), ops[0].name.as_str(), ops[0].certification), ("OP-7", "Ana", 2));
+    assert_eq!(ops[0].certified_stations, vec!["ST010".to_string(), "ST020".to_string()]);
+    assert_eq!(ops[0].certified_until.map(|t| t.to_rfc3339()), Some("2027-03-31T00:00:00+00:00".into()));
+    assert_eq!((ops[1].operator.as_str(), ops[1].certification, ops[1].certified_until), ("OP-9", 1, None));
+    assert_eq!(ops[1].certified_stations, vec!["ST010".to_string()]);
+    // Loaded as the service loads it: the operators are in the master data put in force.
+    assert_eq!(config.load_master().unwrap().expect("master data").operators, *ops);
+}
+
 #[test]
 fn master_data_is_read_from_the_mes_in_one_batch_and_kept_for_a_start_while_it_is_down() {
     let Some(peer) = peer() else { return };

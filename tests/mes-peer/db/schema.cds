@@ -107,6 +107,17 @@ entity Equipment {
       CalibrationDueOn : Timestamp;
 }
 
+// One row per operator and work center; Opcenter keeps it with personnel, other plants in a
+// training system.
+entity PersonnelCertification {
+  key Id            : String(40);
+      PersonnelNId  : String(40);
+      PersonnelName : String(200);
+      WorkCenter    : String(40);
+      Level         : Integer;
+      ValidUntil    : Timestamp;
+}
+
 entity WorkInstruction {
   key Id                    : String(40);
       NId                   : String(40);

@@ -11,6 +11,7 @@ service AppJidoka {
   entity LotHold              as projection on mes.LotHold;
   entity Equipment            as projection on mes.Equipment;
   entity WorkInstruction      as projection on mes.WorkInstruction;
+  entity PersonnelCertification as projection on mes.PersonnelCertification;
   @readonly entity NonConformance as projection on mes.NonConformance;
   @readonly entity Hold           as projection on mes.Hold;
   @readonly entity AndonAlert     as projection on mes.AndonAlert;
