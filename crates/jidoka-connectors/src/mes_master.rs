@@ -40,6 +40,29 @@ pub struct MesMasterConfig {
     /// Entity set and field names; left out, the Opcenter-style defaults.
     #[serde(default)]
     pub names: MasterNames,
+    /// The field every master data set carries its last modification time in (Opcenter:
+    /// `LastUpdatedOn`). Set, a poll after a whole read asks each set only for the rows
+    /// modified since the newest time seen (less `late_commit_seconds`) and puts them in place
+    /// by key; empty (the default), every poll reads everything.
+    #[serde(default)]
+    pub modified_field: String,
+    /// How far before the newest modification time seen an incremental read starts: a row
+    /// stamped earlier can commit later (a long MES transaction). Rows read twice are put in
+    /// place by key, so a wide margin only costs rows.
+    #[serde(default = "late_commit_seconds")]
+    pub late_commit_seconds: u32,
+    /// With `modified_field`: every this many polls a whole read, which alone sees rows the MES
+    /// deleted.
+    #[serde(default = "full_read_every")]
+    pub full_read_every: u32,
+}
+
+fn full_read_every() -> u32 {
+    12
+}
+
+fn late_commit_seconds() -> u32 {
+    60
 }
 
 fn timeout_ms() -> u64 {
@@ -179,9 +202,27 @@ pub struct MasterRead {
     pub master: MasterData,
     pub skipped: Vec<(String, String)>,
     pub batched: bool,
+    /// Rows the MES sent for this read (all of them on a whole read; on an incremental one,
+    /// those modified since the last).
+    pub rows_read: usize,
+    /// The rows behind `master`, for the next incremental read.
+    pub rows: MasterRows,
     /// The MES keys of `master.bom` and `master.changes`, row by row.
     pub bom_keys: Vec<String>,
     pub change_keys: Vec<String>,
+}
+
+/// The MES's master data rows as read, set by set in the order of the queries, and the newest
+/// modification time among them: what an incremental read puts its rows into.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MasterRows {
+    pub sets: Vec<Vec<Value>>,
+    /// The newest `modified_field` value seen, as the MES wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest: Option<DateTime<Utc>>,
+    /// Incremental reads since the last whole one.
+    #[serde(default)]
+    pub since_whole: u32,
 }
 
 impl MasterRead {
@@ -216,6 +257,15 @@ impl MesMasterConfig {
         self.endpoint().validate(path, errors);
         if !(100..=600_000).contains(&self.timeout_ms) {
             errors.push((format!("{path}.timeout_ms"), "must be between 100 and 600000".into()));
+        }
+        if !(self.modified_field.is_empty() || is_identifier(&self.modified_field)) {
+            errors.push((format!("{path}.modified_field"), "must be an OData identifier".into()));
+        }
+        if self.late_commit_seconds > 86_400 {
+            errors.push((format!("{path}.late_commit_seconds"), "must be at most 86400".into()));
+        }
+        if self.full_read_every == 0 {
+            errors.push((format!("{path}.full_read_every"), "must be at least 1".into()));
         }
         let n = &self.names;
         let optional =
@@ -364,11 +414,51 @@ impl MesMasterConfig {
         out
     }
 
-    /// Read the master data. A failed request (MES down, a set refused) is an error; a row that
-    /// cannot be read is left out and listed in [`MasterRead::skipped`].
+    /// Read the master data whole. A failed request (MES down, a set refused) is an error; a
+    /// row that cannot be read is left out and listed in [`MasterRead::skipped`].
     pub fn read(&self, client: &Client) -> Result<MasterRead, OdataError> {
+        self.read_since(client, None)
+    }
+
+    /// Read the master data: whole, or, with `modified_field` set and the rows of an earlier
+    /// read given (fewer than `full_read_every` reads after its last whole one), only the rows
+    /// modified since, put in place of the earlier rows by their key.
+    pub fn read_since(&self, client: &Client, earlier: Option<&MasterRows>) -> Result<MasterRead, OdataError> {
         const MAX_PAGES: usize = 10_000;
         let queries = self.queries();
+        let earlier = earlier.filter(|e| {
+            !self.modified_field.is_empty()
+                && e.sets.len() == queries.len()
+                && e.newest.is_some()
+                && e.since_whole + 1 < self.full_read_every
+        });
+        let queries: Vec<(&str, Query)> = match earlier.and_then(|e| e.newest) {
+            Some(newest) => {
+                // Late commits: a row stamped before the newest seen may commit after it.
+                let from = newest - chrono::Duration::seconds(i64::from(self.late_commit_seconds));
+                let filter =
+                    format!("{} ge {}", self.modified_field, from.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+                queries
+                    .into_iter()
+                    .map(|(set, q)| {
+                        // Status and activity are judged here: a change no longer released or
+                        // a hold lifted must still come back to be taken out.
+                        let select = q.select.map(|s| format!("{s},{}", self.modified_field));
+                        (set, Query { filter: Some(filter.clone()), select, ..q })
+                    })
+                    .collect()
+            }
+            None => queries
+                .into_iter()
+                .map(|(set, q)| {
+                    let select = match (&q.select, self.modified_field.is_empty()) {
+                        (Some(s), false) => Some(format!("{s},{}", self.modified_field)),
+                        (s, _) => s.clone(),
+                    };
+                    (set, Query { select, ..q })
+                })
+                .collect(),
+        };
         let batched = if self.batch { client.batch_get_all(&queries, MAX_PAGES)? } else { None };
         let (answers, batched) = match batched {
             Some(a) => (a, true),
@@ -381,33 +471,96 @@ impl MesMasterConfig {
                 OdataError::Permanent(m) => OdataError::Permanent(format!("{set}: {m}")),
             })?);
         }
-        let mut sets = sets.into_iter();
-        let (bom_rows, change_rows) = (sets.next().unwrap_or_default(), sets.next().unwrap_or_default());
+        let rows_read = sets.iter().map(Vec::len).sum();
+        let mut newest = sets.iter().flatten().filter_map(|r| self.modified(r)).max();
+        let rows = match earlier {
+            Some(e) => {
+                let keys = self.set_keys();
+                let merged = e
+                    .sets
+                    .iter()
+                    .zip(sets)
+                    .zip(&keys)
+                    .map(|((old, new), key)| {
+                        let mut merged = old.clone();
+                        for row in new {
+                            let k = self::key(&row, key);
+                            match merged.iter_mut().find(|r| self::key(r, key) == k) {
+                                Some(r) => *r = row,
+                                None => merged.push(row),
+                            }
+                        }
+                        merged
+                    })
+                    .collect();
+                newest = newest.max(e.newest);
+                MasterRows { sets: merged, newest, since_whole: e.since_whole + 1 }
+            }
+            None => MasterRows { sets, newest, since_whole: 0 },
+        };
+        Ok(self.master_of(rows, batched, rows_read))
+    }
+
+    /// The key field of each set, in the order of the queries.
+    fn set_keys(&self) -> Vec<&str> {
         let n = &self.names;
-        let lot_rows = if n.lot_hold_set.is_empty() { Vec::new() } else { sets.next().unwrap_or_default() };
-        let equipment_rows = if n.equipment_set.is_empty() { Vec::new() } else { sets.next().unwrap_or_default() };
-        let instruction_rows = if n.instruction_set.is_empty() { Vec::new() } else { sets.next().unwrap_or_default() };
-        let certification_rows =
-            if n.certification_set.is_empty() { Vec::new() } else { sets.next().unwrap_or_default() };
+        let mut keys = vec![n.bom_key.as_str(), n.change_key.as_str()];
+        for (set, key) in [
+            (&n.lot_hold_set, &n.lot_hold_lot),
+            (&n.equipment_set, &n.equipment_number),
+            (&n.instruction_set, &n.instruction_number),
+            (&n.certification_set, &n.certification_key),
+        ] {
+            if !set.is_empty() {
+                keys.push(key.as_str());
+            }
+        }
+        keys
+    }
+
+    fn modified(&self, r: &Value) -> Option<DateTime<Utc>> {
+        if self.modified_field.is_empty() {
+            return None;
+        }
+        time(r, &self.modified_field).ok().flatten()
+    }
+
+    /// The master data of the rows read, set by set in the order of the queries.
+    fn master_of(&self, rows: MasterRows, batched: bool, rows_read: usize) -> MasterRead {
+        let n = &self.names;
+        let mut sets = rows.sets.iter();
+        let mut next = || sets.next().map(Vec::as_slice).unwrap_or_default();
+        let (bom_rows, change_rows) = (next(), next());
+        let lot_rows = if n.lot_hold_set.is_empty() { &[][..] } else { next() };
+        let equipment_rows = if n.equipment_set.is_empty() { &[][..] } else { next() };
+        let instruction_rows = if n.instruction_set.is_empty() { &[][..] } else { next() };
+        let certification_rows = if n.certification_set.is_empty() { &[][..] } else { next() };
+        // An incremental read asks for every modified row: the status and the hold's activity
+        // are judged here as the whole read's filters judge them.
+        let released: Vec<Value> = change_rows
+            .iter()
+            .filter(|r| {
+                n.change_released.is_empty() || text(r, &n.change_status).as_deref() == Some(&n.change_released)
+            })
+            .cloned()
+            .collect();
         let mut skipped = Vec::new();
         let mut master = MasterData::default();
         let bom_keys;
-        (master.bom, bom_keys) = convert(&bom_rows, &n.bom_set, &n.bom_key, &mut skipped, |r| self.bom_item(r));
+        (master.bom, bom_keys) = convert(bom_rows, &n.bom_set, &n.bom_key, &mut skipped, |r| self.bom_item(r));
         let change_keys;
         (master.changes, change_keys) =
-            convert(&change_rows, &n.change_set, &n.change_key, &mut skipped, |r| self.change(r));
+            convert(&released, &n.change_set, &n.change_key, &mut skipped, |r| self.change(r));
         (master.equipment, _) =
-            convert(&equipment_rows, &n.equipment_set, &n.equipment_number, &mut skipped, |r| self.equipment(r));
+            convert(equipment_rows, &n.equipment_set, &n.equipment_number, &mut skipped, |r| self.equipment(r));
         (master.instructions, _) =
-            convert(&instruction_rows, &n.instruction_set, &n.instruction_number, &mut skipped, |r| {
-                self.instruction(r)
-            });
+            convert(instruction_rows, &n.instruction_set, &n.instruction_number, &mut skipped, |r| self.instruction(r));
         let (certifications, _) =
-            convert(&certification_rows, &n.certification_set, &n.certification_key, &mut skipped, |r| {
+            convert(certification_rows, &n.certification_set, &n.certification_key, &mut skipped, |r| {
                 self.certification(r)
             });
         master.operators = operators(certifications);
-        for r in &lot_rows {
+        for r in lot_rows.iter().filter(|r| r.get(&n.lot_hold_active).and_then(Value::as_bool) == Some(true)) {
             match text(r, &n.lot_hold_lot) {
                 Some(lot) if !lot.trim().is_empty() => master.lots_on_hold.push(lot),
                 _ => skipped.push((format!("{}.{}", n.lot_hold_set, n.lot_hold_lot), "missing".into())),
@@ -415,7 +568,7 @@ impl MesMasterConfig {
         }
         master.lots_on_hold.sort();
         master.lots_on_hold.dedup();
-        Ok(MasterRead { master, skipped, batched, bom_keys, change_keys })
+        MasterRead { master, skipped, batched, bom_keys, change_keys, rows_read, rows }
     }
 
     fn bom_item(&self, r: &Value) -> Result<BomItem, (String, String)> {
@@ -613,6 +766,9 @@ mod tests {
             timeout_ms: 1000,
             batch: true,
             names: MasterNames::default(),
+            modified_field: String::new(),
+            full_read_every: 12,
+            late_commit_seconds: 60,
         }
     }
 

@@ -567,6 +567,9 @@ struct MasterSnapshot {
     read_at: chrono::DateTime<chrono::Utc>,
     base_url: String,
     master: jidoka_model::master::MasterData,
+    /// The rows behind it, which the next incremental read puts its rows into.
+    #[serde(default)]
+    rows: Option<jidoka_connectors::mes_master::MasterRows>,
 }
 
 /// Read the master data from the MES and keep a copy; with the MES unreachable, use the copy.
@@ -578,11 +581,14 @@ pub fn master_from_mes(
 ) -> anyhow::Result<jidoka_agents::Master> {
     let snapshot = data_dir.join("master-data-mes.json");
     let client = mes.client().map_err(|e| anyhow::anyhow!("master_data.mes: {e}"))?;
-    let read = match mes.read(&client) {
+    let kept = std::fs::read(&snapshot)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<MasterSnapshot>(&b).ok())
+        .filter(|k| k.base_url == mes.base_url);
+    let read = match mes.read_since(&client, kept.as_ref().and_then(|k| k.rows.as_ref())) {
         Ok(read) => read,
         Err(err) => {
-            let kept = std::fs::read(&snapshot).ok().and_then(|b| serde_json::from_slice::<MasterSnapshot>(&b).ok());
-            let Some(kept) = kept.filter(|k| k.base_url == mes.base_url) else {
+            let Some(kept) = kept else {
                 anyhow::bail!("master_data.mes: {err}; no earlier read in {}", snapshot.display());
             };
             tracing::warn!(error = %err, read_at = %kept.read_at, "MES master data unreachable; using the last good read");
@@ -603,9 +609,16 @@ pub fn master_from_mes(
         lots_on_hold = read.master.lots_on_hold.len(),
         left_out = read.skipped.len(),
         batched = read.batched,
+        rows_read = read.rows_read,
+        incremental = read.rows.since_whole > 0,
         "master data read from the MES"
     );
-    let copy = MasterSnapshot { read_at: chrono::Utc::now(), base_url: mes.base_url.clone(), master: read.master };
+    let copy = MasterSnapshot {
+        read_at: chrono::Utc::now(),
+        base_url: mes.base_url.clone(),
+        master: read.master,
+        rows: Some(read.rows),
+    };
     if let Err(e) = write_atomically(&snapshot, &serde_json::to_vec(&copy)?) {
         tracing::warn!(error = %e, path = %snapshot.display(), "cannot keep a copy of the MES master data");
     }

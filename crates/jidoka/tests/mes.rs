@@ -591,6 +591,77 @@ fn operator_certifications_are_read_from_the_mes_one_operator_per_person() {
     assert_eq!(config.load_master().unwrap().expect("master data").operators, *ops);
 }
 
+/// With `modified_field`, a poll after a whole read asks only for the rows modified since and
+/// puts them in place by key: the same master data as a whole read, from a handful of rows; a
+/// change no longer released and a hold lifted come back and go out; every `full_read_every`
+/// polls a whole read sees a row the MES deleted.
+#[test]
+fn master_data_polls_read_only_the_rows_modified_since_and_a_whole_read_now_and_then() {
+    let Some(peer) = peer() else { return };
+    for i in 0..12 {
+        peer.post("Material", json!({"Id": format!("m{i}"), "NId": format!("P-{i}"), "Description": "part"}));
+        peer.post(
+            "ToBeConsumedMaterial",
+            json!({"Id": format!("B-{i:02}"), "ProductionType": "SEDAN", "Material_Id": format!("m{i}"), "Quantity": 1,
+                   "WorkCenter": format!("ST{:03}", 10 * (i + 1))}),
+        );
+    }
+    peer.post(
+        "ChangePackage",
+        json!({"Id": "C-1", "NId": "ECO-1", "OldMaterialNId": "P-1", "NewMaterialNId": "P-2", "CutInSequence": 500,
+               "Status": "Released"}),
+    );
+    peer.post("LotHold", json!({"Id": "H-1", "LotNId": "LOT-7", "Active": true}));
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::parse(&format!(
+        "[store]\ndata_dir = \"{}\"\n[master_data.mes]\nbase_url = \"{}\"\ntimeout_ms = 5000\n\
+         modified_field = \"LastUpdatedOn\"\nlate_commit_seconds = 0\nfull_read_every = 2\n",
+        dir.path().display(),
+        peer.base
+    ))
+    .unwrap();
+    let mes = config.master_data.mes.clone().unwrap();
+    let client = mes.client().unwrap();
+    let first = mes.read_since(&client, None).unwrap();
+    assert_eq!(first.rows_read, 14, "a whole read: 12 BOM lines, a change, a hold");
+    assert_eq!((first.master.bom.len(), first.master.changes.len()), (12, 1));
+    std::thread::sleep(Duration::from_millis(20));
+    let patch = |path: &str, body: Value| {
+        let r = http().patch(&format!("{}/{path}", peer.base)).send_json(&body).unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    };
+    patch("ToBeConsumedMaterial('B-03')", json!({"Quantity": 4}));
+    patch("ChangePackage('C-1')", json!({"Status": "Withdrawn"}));
+    patch("LotHold('H-1')", json!({"Active": false}));
+    peer.post("LotHold", json!({"Id": "H-2", "LotNId": "LOT-8", "Active": true}));
+    let second = mes.read_since(&client, Some(&first.rows)).unwrap();
+    assert!(
+        second.rows_read <= 5,
+        "the 4 rows written since, and those stamped at the newest time: {}",
+        second.rows_read
+    );
+    assert_eq!(second.rows.since_whole, 1);
+    assert_eq!(second.master.bom.iter().find(|b| b.part_number == "P-3").map(|b| b.quantity), Some(4.0));
+    assert!(second.master.changes.is_empty(), "withdrawn");
+    assert_eq!(second.master.lots_on_hold, vec!["LOT-8".to_string()]);
+    assert_eq!(second.master, mes.read(&client).unwrap().master, "the same as a whole read");
+    // A row deleted in the MES: an incremental read cannot see it; the next read is whole.
+    let r = http().delete(&format!("{}/ToBeConsumedMaterial('B-11')", peer.base)).call().unwrap();
+    assert_eq!(r.status(), 204);
+    let third = mes.read_since(&client, Some(&second.rows)).unwrap();
+    assert_eq!(
+        (third.rows_read, third.rows.since_whole),
+        (12, 0),
+        "whole: 11 BOM lines and the active hold (the MES filters the withdrawn change and the lifted hold)"
+    );
+    assert_eq!(third.master.bom.len(), 11);
+    // Through the service's loader: the rows are kept beside the last good read for the next poll.
+    config.load_master().unwrap();
+    let kept: Value = serde_json::from_slice(&std::fs::read(dir.path().join("master-data-mes.json")).unwrap()).unwrap();
+    assert_eq!(kept["rows"]["sets"][0].as_array().map(Vec::len), Some(11), "{}", kept["rows"]);
+    assert!(kept["rows"]["newest"].is_string());
+}
+
 #[test]
 fn master_data_is_read_from_the_mes_in_one_batch_and_kept_for_a_start_while_it_is_down() {
     let Some(peer) = peer() else { return };

@@ -77,6 +77,8 @@ entity ToBeConsumedMaterial {
       EffectiveToSequence   : Integer;
       EffectiveFrom         : Timestamp;
       EffectiveTo           : Timestamp;
+      // Stamped by the MES on every write: what incremental reads ask after.
+      LastUpdatedOn         : Timestamp @cds.on.insert: $now @cds.on.update: $now;
 }
 
 entity ChangePackage {
@@ -90,12 +92,16 @@ entity ChangePackage {
       OldValidUntilSequence: Integer;
       Description          : String(2000);
       Status               : String(20);
+      // Stamped by the MES on every write: what incremental reads ask after.
+      LastUpdatedOn         : Timestamp @cds.on.insert: $now @cds.on.update: $now;
 }
 
 entity LotHold {
   key Id        : String(40);
       LotNId    : String(60);
       Active    : Boolean;
+      // Stamped by the MES on every write: what incremental reads ask after.
+      LastUpdatedOn         : Timestamp @cds.on.insert: $now @cds.on.update: $now;
 }
 
 entity Equipment {
@@ -105,6 +111,8 @@ entity Equipment {
       WorkCenter       : String(40);
       LastCalibratedOn : Timestamp;
       CalibrationDueOn : Timestamp;
+      // Stamped by the MES on every write: what incremental reads ask after.
+      LastUpdatedOn         : Timestamp @cds.on.insert: $now @cds.on.update: $now;
 }
 
 // One row per operator and work center; Opcenter keeps it with personnel, other plants in a
@@ -116,6 +124,8 @@ entity PersonnelCertification {
       WorkCenter    : String(40);
       Level         : Integer;
       ValidUntil    : Timestamp;
+      // Stamped by the MES on every write: what incremental reads ask after.
+      LastUpdatedOn         : Timestamp @cds.on.insert: $now @cds.on.update: $now;
 }
 
 entity WorkInstruction {
@@ -126,4 +136,6 @@ entity WorkInstruction {
       Name                  : String(200);
       Description           : String(4000);
       MinCertificationLevel : Integer;
+      // Stamped by the MES on every write: what incremental reads ask after.
+      LastUpdatedOn         : Timestamp @cds.on.insert: $now @cds.on.update: $now;
 }
