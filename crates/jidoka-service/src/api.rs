@@ -141,6 +141,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         )
         .route("/api/actions", get(list_actions).route_layer(guarded(Permission::ReadActions)))
         .route("/api/actions/{action_id}", get(get_action).route_layer(guarded(Permission::ReadActions)))
+        .route("/api/actions/acknowledge", post(acknowledge_actions).route_layer(guarded(Permission::DecideActions)))
         .route("/api/actions/{action_id}/approve", post(approve_action).route_layer(guarded(Permission::DecideActions)))
         .route("/api/actions/{action_id}/reject", post(reject_action).route_layer(guarded(Permission::DecideActions)))
         .route("/api/audit", get(list_audit).route_layer(guarded(Permission::ReadAudit)))
@@ -178,6 +179,7 @@ pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("GET", "/api/findings/{finding_id}/curve.svg", Some(Permission::ReadFindings)),
     ("GET", "/api/actions", Some(Permission::ReadActions)),
     ("GET", "/api/actions/{action_id}", Some(Permission::ReadActions)),
+    ("POST", "/api/actions/acknowledge", Some(Permission::DecideActions)),
     ("POST", "/api/actions/{action_id}/approve", Some(Permission::DecideActions)),
     ("POST", "/api/actions/{action_id}/reject", Some(Permission::DecideActions)),
     ("GET", "/api/audit", Some(Permission::ReadAudit)),
@@ -803,6 +805,134 @@ pub(crate) async fn decide_action(
     .await?;
     // An approved action reaches the sinks at the outbox's next poll.
     outcome.map_err(|(code, message)| ApiError::new(code, message))
+}
+
+/// `POST /api/actions/acknowledge`: reviews that need no action, acknowledged together.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Acknowledge {
+    /// The kind of the findings whose reviews are acknowledged (`torque.no_golden_batch`).
+    finding_kind: String,
+    /// Only those at this station.
+    #[serde(default)]
+    station: Option<String>,
+    /// Why they need no action: recorded with every one of them in the audit trail.
+    reason: String,
+    /// At most this many (default 1,000, at most 5,000); `more` says whether others wait.
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `POST /api/actions/acknowledge`: see [`acknowledge_reviews`].
+async fn acknowledge_actions(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let de = &mut serde_json::Deserializer::from_slice(&body);
+    let ask: Acknowledge = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::new("invalid", format!("{path}: {}", e.inner())).field(path)
+    })?;
+    let limit = ask.limit.unwrap_or(1000);
+    Ok(Json(acknowledge_reviews(&state, principal, ask.finding_kind, ask.station, ask.reason, limit).await?))
+}
+
+/// Acknowledge in bulk the review requests (`supervisor_review` actions waiting for approval)
+/// of the findings of one kind, at one station if given, newest first, at most `limit`
+/// (1–5,000): each is approved as a decision of its own, with the reason and `acknowledged in
+/// bulk` in its audit record. Only reviews: a hold, an NCR or an Andon is never decided in
+/// bulk. Reviews this role may not decide, or that need two people, are listed as skipped;
+/// those past their approval window expire. The API and the dashboard's Approvals page.
+pub(crate) async fn acknowledge_reviews(
+    state: &Arc<AppState>,
+    principal: Principal,
+    finding_kind: String,
+    station: Option<String>,
+    reason: String,
+    limit: usize,
+) -> ApiResult<Value> {
+    let reason = reason.trim().to_string();
+    if reason.is_empty() {
+        return Err(ApiError::new("invalid", "an acknowledgement needs a reason").field("reason"));
+    }
+    if reason.chars().count() > 2000 {
+        return Err(ApiError::new("invalid", "at most 2000 characters").field("reason"));
+    }
+    if finding_kind.trim().is_empty() {
+        return Err(ApiError::new("invalid", "must name a finding kind").field("finding_kind"));
+    }
+    if !(1..=5000).contains(&limit) {
+        return Err(ApiError::new("invalid", "must be between 1 and 5000").field("limit"));
+    }
+    let station = station.filter(|s| !s.trim().is_empty());
+    let ttl = state.approval_ttl_minutes;
+    let (actor, role) = (principal.actor(), principal.role);
+    with_store(state, move |s| {
+        let mut chosen = Vec::new();
+        let mut before = None;
+        let mut more = false;
+        loop {
+            let page = s.actions(&ActionQuery {
+                status: Some(ActionStatus::PendingApproval),
+                kind: Some(ActionKind::SupervisorReview),
+                finding_id: None,
+                before,
+                limit: 500,
+            })?;
+            for record in page.items {
+                let p = &record.action.payload;
+                let at = p.get("subject").and_then(|s| s.get("station")).and_then(Value::as_str);
+                if p.get("finding_kind").and_then(Value::as_str) == Some(finding_kind.as_str())
+                    && station.as_deref().is_none_or(|want| at == Some(want))
+                {
+                    if chosen.len() == limit {
+                        more = true;
+                        break;
+                    }
+                    chosen.push(record);
+                }
+            }
+            match page.next_cursor {
+                Some(next) if !more => before = Some(next),
+                _ => break,
+            }
+        }
+        let cutoff = chrono::Utc::now() - chrono::Duration::minutes(ttl as i64);
+        let note = format!("approved by {actor} (acknowledged in bulk, {finding_kind}): {reason}");
+        let expiry = format!("no decision within {ttl} minutes");
+        let mut skipped = Vec::new();
+        let mut moves = Vec::new();
+        for r in &chosen {
+            let id = r.action.action_id.as_str();
+            if !crate::governance::may_decide_action(role, &r.action) {
+                skipped.push(json!({"action_id": id, "reason": format!("role {} may not decide it", role.as_str())}));
+            } else if crate::governance::needs_four_eyes(&r.action) {
+                skipped.push(json!({"action_id": id, "reason": "it needs two people: decide it on its own"}));
+            } else {
+                let expired = r.stored_at.is_some_and(|t| t < cutoff);
+                moves.push(jidoka_store::StatusMove {
+                    action_id: id,
+                    actor: if expired { "governance" } else { &actor },
+                    from: ActionStatus::PendingApproval,
+                    to: if expired { ActionStatus::Expired } else { ActionStatus::Approved },
+                    note: Some(if expired { &expiry } else { &note }),
+                });
+            }
+        }
+        let moved = s.set_action_statuses(&moves)?;
+        let (mut acknowledged, mut expired) = (Vec::new(), Vec::new());
+        for (m, ok) in moves.iter().zip(moved) {
+            match (ok, m.to) {
+                (false, _) => skipped.push(json!({"action_id": m.action_id, "reason": "decided meanwhile"})),
+                (true, ActionStatus::Expired) => expired.push(m.action_id.to_string()),
+                (true, _) => acknowledged.push(m.action_id.to_string()),
+            }
+        }
+        Ok(json!({"acknowledged": acknowledged.len(), "action_ids": acknowledged, "expired": expired,
+                  "skipped": skipped, "more": more}))
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]

@@ -117,6 +117,14 @@ fn operation(method: &str, path: &str) -> Value {
             ),
             ok("the action after the decision", json_any.clone()),
         ),
+        ("POST", "/api/actions/acknowledge") => (
+            "Acknowledge in bulk the waiting review requests of one finding kind (and station), with a reason audited on each; holds, NCRs and Andons are never decided in bulk",
+            vec![],
+            Some(
+                json!({"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Acknowledge"}}}}),
+            ),
+            ok("the reviews acknowledged, expired and skipped (with why), and whether more wait", json_any.clone()),
+        ),
         ("GET", "/api/audit") => (
             "Audit records in chain order, with their hashes",
             vec![
@@ -219,6 +227,11 @@ pub fn document() -> Value {
                 "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}, "version": {"type": "string"}}},
                 "Decision": {"type": "object", "additionalProperties": false,
                     "properties": {"reason": {"type": "string", "maxLength": 2000}}},
+                "Acknowledge": {"type": "object", "additionalProperties": false, "required": ["finding_kind", "reason"],
+                    "properties": {"finding_kind": {"type": "string", "minLength": 1, "pattern": "\\S"},
+                                   "station": {"type": "string"},
+                                   "reason": {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": "\\S"},
+                                   "limit": {"type": "integer", "minimum": 1, "maximum": 5000}}},
                 "Rejection": {"type": "object", "additionalProperties": false, "required": ["reason"],
                     "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": "\\S"}}},
                 "Event": {"type": "object", "required": ["source", "source_txn_id", "occurred_at", "kind", "data"],

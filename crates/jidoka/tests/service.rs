@@ -102,7 +102,9 @@ async fn every_route_checks_every_role() {
     for (method, path, perm) in ROUTES {
         let uri = path.replace("{event_id}", "ev-x").replace("{finding_id}", "F-x").replace("{action_id}", "A-x");
         let body = (*method == "POST").then(|| {
-            if path.starts_with("/api/actions/") {
+            if *path == "/api/actions/acknowledge" {
+                json!({"finding_kind": "torque.no_golden_batch", "reason": "route check"})
+            } else if path.starts_with("/api/actions/") {
                 json!({"reason": "route check"})
             } else if *path == "/api/login" {
                 json!({"user": "nobody", "password": "nothing"})
@@ -432,6 +434,112 @@ async fn waiting_actions_are_decided_by_allowed_roles_and_every_step_is_audited(
     for pair in items.windows(2) {
         assert_eq!(pair[1]["prev_hash"], pair[0]["hash"]);
     }
+    runtime.shutdown();
+}
+
+/// Reviews that need no action are acknowledged together by a role allowed to decide them,
+/// with a reason on every one in the audit trail; a hold is never decided in bulk, another
+/// kind or station is left alone, and a bad request names its field.
+#[tokio::test(flavor = "multi_thread")]
+async fn reviews_of_one_kind_are_acknowledged_in_bulk_with_a_reason_and_holds_never_are() {
+    let mut svc = service(&Config::default());
+    let token = svc.tokens[&Role::Integrator].clone();
+    // Controller NOKs in window (REVIEW: controller_nok) at two stations, and one out-of-window
+    // tightening (HOLD: a hold waiting for approval, and a review of its own kind).
+    let mut batch = Vec::new();
+    for i in 0..6 {
+        let mut nok = tightening(&format!("N{i}"), 25.0);
+        nok["data"]["controller_verdict"] = json!("NOK");
+        if i >= 4 {
+            nok["data"]["station"] = json!("ST050");
+        }
+        batch.push(nok);
+    }
+    batch.push(tightening("H1", 31.0));
+    // And an uncoded NCR with no history to suggest from, a PASS: information, never an open
+    // item or news.
+    batch.push(json!({"source": "qms", "source_txn_id": "NCR-P", "occurred_at": "2026-11-24T08:00:00Z",
+                      "kind": "ncr_created", "data": {"ncr_id": "NCR-P", "station": "ST070", "description": "paint run on door"}}));
+    let (status, _) = call(&svc.app, "POST", "/api/events", Some(&token), Some(json!(batch)), "127.0.0.1:1").await;
+    assert_eq!(status, StatusCode::OK);
+    let runtime = svc.runtime.take().expect("runtime");
+    assert!(runtime.wait_for_agents(Duration::from_secs(10)));
+    let (sup, op) = (svc.tokens[&Role::Supervisor].clone(), svc.tokens[&Role::Operator].clone());
+    let ack = |tok: String, body: Value| {
+        let app = svc.app.clone();
+        async move { call(&app, "POST", "/api/actions/acknowledge", Some(&tok), Some(body), "127.0.0.1:1").await }
+    };
+    let kind = "torque.controller_nok";
+    // Bad requests name the field; an operator may not decide.
+    let (status, body) = ack(sup.clone(), json!({"finding_kind": kind, "reason": "  "})).await;
+    assert_eq!((status, body["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("reason")), "{body}");
+    let (status, body) = ack(sup.clone(), json!({"finding_kind": kind, "reason": "x", "limit": 0})).await;
+    assert_eq!((status, body["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("limit")), "{body}");
+    let (status, body) = ack(sup.clone(), json!({"finding_kind": kind, "reason": "x", "colour": "red"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _) = ack(op, json!({"finding_kind": kind, "reason": "x"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // One station first, two at most: one more waits.
+    let reason = "gauge R&R on ST040 showed the controller's NOK threshold was set wrong";
+    let (status, first) =
+        ack(sup.clone(), json!({"finding_kind": kind, "station": "ST040", "reason": reason, "limit": 2})).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!((first["acknowledged"].as_u64(), first["more"].as_bool()), (Some(2), Some(true)), "{first}");
+    let (_, rest) = ack(sup.clone(), json!({"finding_kind": kind, "station": "ST040", "reason": reason})).await;
+    assert_eq!((rest["acknowledged"].as_u64(), rest["more"].as_bool()), (Some(2), Some(false)), "{rest}");
+    let (_, again) = ack(sup.clone(), json!({"finding_kind": kind, "station": "ST040", "reason": reason})).await;
+    assert_eq!(again["acknowledged"], 0, "nothing left there: {again}");
+    // What is still waiting: the ST050 reviews and the hold.
+    let (_, pending) =
+        call(&svc.app, "GET", "/api/actions?status=pending_approval&limit=100", Some(&sup), None, "127.0.0.1:1").await;
+    let waiting: Vec<(String, String)> = pending["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["kind"].as_str().unwrap().to_string(), a["payload"]["finding_kind"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(waiting.iter().filter(|(_, f)| f == kind).count(), 2, "{waiting:?}");
+    assert!(waiting.iter().any(|(k, _)| k == "place_hold"), "the hold still waits: {waiting:?}");
+    // A hold's finding kind in bulk: the hold is never decided so.
+    let hold_kind = waiting.iter().find(|(k, _)| k == "place_hold").map(|(_, f)| f.clone()).unwrap();
+    let (_, held) = ack(sup.clone(), json!({"finding_kind": hold_kind, "reason": reason})).await;
+    assert_eq!(held["acknowledged"], 0, "{held}");
+    let (_, hold) =
+        call(&svc.app, "GET", "/api/actions?status=pending_approval&kind=place_hold", Some(&sup), None, "127.0.0.1:1")
+            .await;
+    assert_eq!(hold["items"].as_array().map(Vec::len), Some(1), "{hold}");
+    // Each acknowledgement is a decision of its own in the audit trail, with the reason.
+    let qe = svc.tokens[&Role::QualityEngineer].clone();
+    let (_, audit) = call(&svc.app, "GET", "/api/audit?limit=1000", Some(&qe), None, "127.0.0.1:1").await;
+    let approvals: Vec<&Value> =
+        audit["items"].as_array().unwrap().iter().filter(|r| r["record"]["what"] == "action_approved").collect();
+    assert_eq!(approvals.len(), 4, "the four ST040 controller NOK reviews");
+    for a in &approvals {
+        assert_eq!(a["record"]["actor"], "token:supervisor");
+        let note = a["record"]["details"]["note"].as_str().unwrap_or_default();
+        assert!(note.contains("acknowledged in bulk") && note.contains("gauge R&R"), "{note}");
+    }
+    let (_, pass) = call(&svc.app, "GET", "/api/findings?verdict=PASS", Some(&sup), None, "127.0.0.1:1").await;
+    assert!(!pass["items"].as_array().unwrap().is_empty(), "the PASS is stored: {pass}");
+    let (_, _, line) = ui_call(&svc.app, "GET", "/ui", Some(&sup), "").await;
+    let latest = line.split("id=\"latest\"").nth(1).unwrap_or_default();
+    assert!(latest.contains("torque.controller_nok") && !latest.contains(">PASS<"), "{latest}");
+    // The Approvals page offers the same, per kind, to those who may decide reviews.
+    let (status, _, page) = ui_call(&svc.app, "GET", "/ui/queue", Some(&sup), "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Acknowledge all") && page.contains("value=\"torque.controller_nok\""), "{page}");
+    let form = format!(
+        "csrf={}&finding_kind=torque.controller_nok&reason=same+gauge+fault+on+ST050",
+        jidoka_service::dashboard::csrf_of(&sup)
+    );
+    let (status, _, done) = ui_call(&svc.app, "POST", "/ui/actions/acknowledge", Some(&sup), &form).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert!(done.contains("2 reviews of <code>torque.controller_nok</code> acknowledged"), "{done}");
+    let (status, _, _) =
+        ui_call(&svc.app, "POST", "/ui/actions/acknowledge", Some(&sup), "csrf=forged&finding_kind=x&reason=y").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a forged form changes nothing");
+    let (_, _, page) = ui_call(&svc.app, "GET", "/ui/queue", Some(&sup), "").await;
+    assert!(!page.contains("Acknowledge all"), "only the hold waits now, and it is never in bulk");
     runtime.shutdown();
 }
 
@@ -1514,7 +1622,10 @@ async fn every_dashboard_route_checks_every_role() {
         }
         for role in Role::ALL {
             let token = &svc.tokens[role];
-            let form = format!("csrf={}&decision=approve&reason=route+check", csrf_of(token));
+            let form = format!(
+                "csrf={}&decision=approve&reason=route+check&finding_kind=torque.no_golden_batch",
+                csrf_of(token)
+            );
             if path.ends_with("/live") {
                 // An open stream never ends; its status line is all this needs.
                 let req = Request::builder()

@@ -11,7 +11,9 @@
 pub mod html;
 pub mod view;
 
-use crate::api::{ApiError, AppState, SMALL_BODY_BYTES, check_password, decide_action, with_store};
+use crate::api::{
+    ApiError, AppState, SMALL_BODY_BYTES, acknowledge_reviews, check_password, decide_action, with_store,
+};
 use crate::auth::{Permission, Principal, allows};
 use axum::Form;
 use axum::extract::rejection::QueryRejection;
@@ -50,6 +52,7 @@ pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("GET", "/ui/patterns", Some(Permission::ReadFindings)),
     ("GET", "/ui/queue", Some(Permission::ReadActions)),
     ("POST", "/ui/actions/{action_id}/decide", Some(Permission::DecideActions)),
+    ("POST", "/ui/actions/acknowledge", Some(Permission::DecideActions)),
     ("GET", "/ui/audit", Some(Permission::ReadAudit)),
     ("GET", "/ui/audit/export", Some(Permission::ReadAudit)),
 ];
@@ -65,6 +68,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/ui/queue", get(queue))
         .route("/ui/findings/{finding_id}", get(finding_page))
         .route("/ui/actions/{action_id}/decide", post(decide).layer(DefaultBodyLimit::max(SMALL_BODY_BYTES)))
+        .route("/ui/actions/acknowledge", post(acknowledge).layer(DefaultBodyLimit::max(SMALL_BODY_BYTES)))
         .route("/ui/patterns", get(patterns))
         .route("/ui/audit", get(audit))
         .route("/ui/audit/export", get(audit_export))
@@ -331,8 +335,25 @@ async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
         Ok(v) => v,
         Err(e) => return internal(e),
     };
-    let latest = match with_store(&state, |s| s.findings(&FindingQuery { limit: 15, ..Default::default() })).await {
-        Ok(p) => p.items,
+    // Informational results (a PASS, an NCR triage with no suggestion) are not news: the latest
+    // HOLDs and REVIEWs, looking back a few pages at most.
+    let latest = with_store(&state, |s| {
+        let mut latest = Vec::new();
+        let mut before = None;
+        for _ in 0..5 {
+            let page = s.findings(&FindingQuery { limit: 200, before, ..Default::default() })?;
+            latest.extend(page.items.into_iter().filter(|f| f.verdict != Verdict::Pass));
+            match page.next_cursor {
+                Some(next) if latest.len() < 15 => before = Some(next),
+                _ => break,
+            }
+        }
+        latest.truncate(15);
+        Ok(latest)
+    })
+    .await;
+    let latest = match latest {
+        Ok(l) => l,
         Err(e) => return internal(e),
     };
     let mut body = String::with_capacity(16 * 1024);
@@ -583,6 +604,7 @@ async fn queue(
         filter("HOLD", "HOLD only"),
         filter("REVIEW", "REVIEW only")
     );
+    body.push_str(&bulk_forms(&s, &rows));
     body.push_str("<ol class=\"queue\">");
     for (a, f) in &rows {
         let _ = write!(
@@ -714,6 +736,100 @@ fn action_block(s: &Session, a: &ActionRecord, history: &[StoredAudit]) -> Strin
     }
     out.push_str("</div>");
     out
+}
+
+/// Review requests waiting, counted by finding kind, each kind with a form that acknowledges
+/// them all with one reason (for the roles that may decide reviews; holds are never in it).
+fn bulk_forms(s: &Session, rows: &[(jidoka_store::ActionRecord, Option<jidoka_model::Finding>)]) -> String {
+    if !crate::governance::may_decide(s.principal.role, jidoka_model::ActionKind::SupervisorReview) {
+        return String::new();
+    }
+    let mut by_kind: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for (a, _) in rows.iter().filter(|(a, _)| a.action.kind == jidoka_model::ActionKind::SupervisorReview) {
+        if let Some(kind) = a.action.payload.get("finding_kind").and_then(Value::as_str) {
+            *by_kind.entry(kind).or_default() += 1;
+        }
+    }
+    let mut kinds: Vec<(&str, usize)> = by_kind.into_iter().filter(|(_, n)| *n >= 2).collect();
+    if kinds.is_empty() {
+        return String::new();
+    }
+    kinds.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    let mut out =
+        String::from("<details class=\"bulk\"><summary>Acknowledge reviews that need no action, by kind</summary><ul>");
+    for (kind, n) in kinds {
+        let _ = write!(
+            out,
+            "<li><form method=\"post\" action=\"/ui/actions/acknowledge\" class=\"decide\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <input type=\"hidden\" name=\"finding_kind\" value=\"{kind}\">\
+             <label>{n}{plus} reviews of <code>{kind}</code>: reason \
+             <input name=\"reason\" required maxlength=\"2000\"></label> \
+             <button type=\"submit\">Acknowledge all</button></form></li>",
+            csrf = esc(&s.csrf),
+            kind = esc(kind),
+            plus = if n >= QUEUE_SHOWN { "+" } else { "" },
+        );
+    }
+    out.push_str("</ul></details>");
+    out
+}
+
+#[derive(Debug, Deserialize)]
+struct AcknowledgeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    finding_kind: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn acknowledge(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<AcknowledgeForm>,
+) -> Response {
+    let s = match session(&state, &headers, Permission::DecideActions) {
+        Ok(s) => s,
+        Err(d) => return d.into_response(),
+    };
+    if let Err(d) = check_form(&headers, Some(&s.csrf), &form.csrf) {
+        return d.into_response();
+    }
+    let kind = form.finding_kind.clone();
+    match acknowledge_reviews(&state, s.principal.clone(), form.finding_kind, None, form.reason, 5000).await {
+        Ok(done) => {
+            let skipped = done["skipped"].as_array().map_or(0, Vec::len);
+            let expired = done["expired"].as_array().map_or(0, Vec::len);
+            Html(page(
+                "Reviews acknowledged",
+                Some(&s.nav("/ui/queue")),
+                &format!(
+                    "<p class=\"notice\">{} reviews of <code>{}</code> acknowledged{}{}{}.</p>\
+                     <p><a href=\"/ui/queue\">Back to approvals</a></p>",
+                    done["acknowledged"].as_u64().unwrap_or(0),
+                    esc(&kind),
+                    if expired > 0 { format!("; {expired} had expired") } else { String::new() },
+                    if skipped > 0 { format!("; {skipped} left for a decision of their own") } else { String::new() },
+                    if done["more"].as_bool() == Some(true) { "; more wait" } else { "" },
+                ),
+            ))
+            .into_response()
+        }
+        Err(e) => (
+            e.status,
+            Html(page(
+                "Nothing acknowledged",
+                Some(&s.nav("")),
+                &format!(
+                    "<p class=\"notice\" role=\"alert\">{}</p><p><a href=\"/ui/queue\">Back to approvals</a></p>",
+                    esc(&e.message)
+                ),
+            )),
+        )
+            .into_response(),
+    }
 }
 
 #[derive(Debug, Deserialize)]
