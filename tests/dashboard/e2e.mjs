@@ -90,22 +90,39 @@ try {
   await shot(sup, "02-supervisor-line-live-hold");
 
   await sup.goto(`${BASE}/ui/queue?verdict=HOLD`);
+  // The first HOLD case: one finding with its own form, or the findings about one problem
+  // (a unit at a station: the torque and the sequence HOLD of one bolt) with one form.
   const card = sup.locator("ol.queue > li", { has: sup.locator("form.decide") }).first();
   await card.waitFor({ timeout: 30000 });
   check((await card.getAttribute("data-verdict")) === "HOLD", "the first decidable card in the HOLD filter is a HOLD");
-  const reasonText = (await card.locator("p.reason").textContent()).trim();
+  const single = (await card.locator("div.action form.decide").count()) > 0;
+  const caseId = await card.getAttribute("data-case");
+  seen.case_of_several = !single;
+  const reasonText = (await card.locator(single ? "p.reason" : "ul.findings li div").first().textContent()).trim();
   check(reasonText.length > 10, `the HOLD carries its reason: ${reasonText}`);
-  const findingLink = await card.locator("h2 a").getAttribute("href");
-  const actionId = await card.locator("div.action:has(form.decide)").first().getAttribute("data-action");
+  const findingLink = await card.locator(single ? "h2 a" : "ul.findings a").first().getAttribute("href");
+  const actionId = single
+    ? await card.locator("div.action:has(form.decide)").first().getAttribute("data-action")
+    : (await card.locator('input[name="actions"]').getAttribute("value")).split(",").find((id) => id) || null;
   seen.action_id = actionId;
   seen.finding = findingLink;
   await shot(sup, "03-supervisor-queue");
   // Approve without a reason: the browser refuses to send the form (required field).
-  const form = card.locator(`div.action[data-action="${actionId}"] form.decide`);
+  const form = single ? card.locator(`div.action[data-action="${actionId}"] form.decide`) : card.locator("form.decide");
   await form.locator("button.approve").click();
   check(sup.url().includes("/ui/queue"), "an approval without a reason is not sent");
   await form.locator("textarea").fill("torque trace checked at the station; hold the unit for rework");
-  await Promise.all([sup.waitForURL(/\/ui\/findings\//), form.locator("button.approve").click()]);
+  if (single) {
+    await Promise.all([sup.waitForURL(/\/ui\/findings\//), form.locator("button.approve").click()]);
+  } else {
+    // A case decided at once goes back to the queue; its findings' pages show each action.
+    await Promise.all([sup.waitForURL(/\/ui\/queue/), form.locator("button.approve").click()]);
+    // Unless a newer finding about the same problem has joined it since.
+    const again = sup.locator(`li[data-case="${caseId}"] input[name="actions"]`);
+    const left = (await again.count()) === 0 || !(await again.getAttribute("value")).split(",").includes(actionId);
+    check(left, "a decided case's actions leave the queue");
+    await sup.goto(`${BASE}${findingLink}`);
+  }
   // The finding page shows the action approved, then delivered by the outbox.
   let status = "";
   for (let i = 0; i < 40; i++) {

@@ -142,6 +142,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/api/actions", get(list_actions).route_layer(guarded(Permission::ReadActions)))
         .route("/api/actions/{action_id}", get(get_action).route_layer(guarded(Permission::ReadActions)))
         .route("/api/actions/acknowledge", post(acknowledge_actions).route_layer(guarded(Permission::DecideActions)))
+        .route("/api/cases", get(list_cases).route_layer(guarded(Permission::ReadActions)))
+        .route("/api/cases/{case_id}/decide", post(decide_case_route).route_layer(guarded(Permission::DecideActions)))
         .route("/api/actions/{action_id}/approve", post(approve_action).route_layer(guarded(Permission::DecideActions)))
         .route("/api/actions/{action_id}/reject", post(reject_action).route_layer(guarded(Permission::DecideActions)))
         .route("/api/audit", get(list_audit).route_layer(guarded(Permission::ReadAudit)))
@@ -180,6 +182,8 @@ pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("GET", "/api/actions", Some(Permission::ReadActions)),
     ("GET", "/api/actions/{action_id}", Some(Permission::ReadActions)),
     ("POST", "/api/actions/acknowledge", Some(Permission::DecideActions)),
+    ("GET", "/api/cases", Some(Permission::ReadActions)),
+    ("POST", "/api/cases/{case_id}/decide", Some(Permission::DecideActions)),
     ("POST", "/api/actions/{action_id}/approve", Some(Permission::DecideActions)),
     ("POST", "/api/actions/{action_id}/reject", Some(Permission::DecideActions)),
     ("GET", "/api/audit", Some(Permission::ReadAudit)),
@@ -821,6 +825,168 @@ struct Acknowledge {
     /// At most this many (default 1,000, at most 5,000); `more` says whether others wait.
     #[serde(default)]
     limit: Option<usize>,
+}
+
+/// Waiting actions read to group into cases (the newest).
+pub(crate) const CASES_READ: usize = 10_000;
+
+/// The open cases ([`crate::cases`]), HOLDs first, then by severity, newest first.
+async fn list_cases(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    let (mut cases, more) = with_store(&state, |s| crate::cases::open_cases(s, CASES_READ)).await?;
+    sort_cases(&mut cases);
+    Ok(Json(json!({"items": cases.iter().map(crate::cases::Case::to_json).collect::<Vec<_>>(), "more": more})))
+}
+
+/// HOLDs first, then by severity; a stable sort, so newest first within a rank.
+pub(crate) fn sort_cases(cases: &mut [crate::cases::Case]) {
+    cases.sort_by_key(|c| {
+        let (verdict, severity) = c.worst();
+        (std::cmp::Reverse(verdict), std::cmp::Reverse(severity))
+    });
+}
+
+/// `POST /api/cases/{case_id}/decide`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseDecision {
+    /// `approve` or `reject`.
+    decision: String,
+    #[serde(default)]
+    reason: Option<String>,
+    /// The action ids of the case as the decider saw it: if others joined since, or some were
+    /// decided meanwhile, nothing is decided and the answer says so.
+    #[serde(default)]
+    actions: Option<Vec<String>>,
+}
+
+async fn decide_case_route(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Path(case_id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let de = &mut serde_json::Deserializer::from_slice(&body);
+    let ask: CaseDecision = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::new("invalid", format!("{path}: {}", e.inner())).field(path)
+    })?;
+    let to = match ask.decision.as_str() {
+        "approve" => ActionStatus::Approved,
+        "reject" => ActionStatus::Rejected,
+        _ => return Err(ApiError::new("invalid", "must be approve or reject").field("decision")),
+    };
+    Ok(Json(decide_case(&state, principal, case_id, to, ask.reason, ask.actions).await?))
+}
+
+/// Decide every waiting action of an open case: each is a decision of its own in the audit
+/// trail, its note naming the case, why its findings are grouped and which they are. Refused
+/// whole (nothing decided) when the case is not open, when it changed since the decider saw it
+/// (`shown`: a finding joined it, or an action was decided meanwhile), when the role may not
+/// decide one of its actions, or when one needs two people. Two people deciding at once: the
+/// first wins, the second is told.
+pub(crate) async fn decide_case(
+    state: &Arc<AppState>,
+    principal: Principal,
+    case_id: String,
+    to: ActionStatus,
+    reason: Option<String>,
+    shown: Option<Vec<String>>,
+) -> ApiResult<Value> {
+    let reason = reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
+    if to == ActionStatus::Rejected && reason.is_none() {
+        return Err(ApiError::new("invalid", "a rejection needs a reason").field("reason"));
+    }
+    if reason.as_ref().is_some_and(|r| r.chars().count() > 2000) {
+        return Err(ApiError::new("invalid", "at most 2000 characters").field("reason"));
+    }
+    let ttl = state.approval_ttl_minutes;
+    let (actor, role) = (principal.actor(), principal.role);
+    let outcome = with_store(state, move |s| {
+        let (cases, _) = crate::cases::open_cases(s, CASES_READ)?;
+        let Some(case) = cases.into_iter().find(|c| c.case_id == case_id) else {
+            return Ok(Err(("not_found", format!("no open case `{case_id}`"))));
+        };
+        let now: Vec<&str> = case.actions.iter().map(|a| a.action.action_id.as_str()).collect();
+        if let Some(shown) = &shown {
+            let joined: Vec<&str> = now.iter().copied().filter(|id| !shown.iter().any(|s| s == id)).collect();
+            let gone: Vec<&str> = shown.iter().map(String::as_str).filter(|id| !now.contains(id)).collect();
+            if !joined.is_empty() || !gone.is_empty() {
+                return Ok(Err((
+                    "conflict",
+                    format!(
+                        "the case changed since it was shown ({} joined it: {}; {} decided meanwhile: {}); nothing decided, look again",
+                        joined.len(),
+                        joined.join(", "),
+                        gone.len(),
+                        gone.join(", ")
+                    ),
+                )));
+            }
+        }
+        for a in &case.actions {
+            if !crate::governance::may_decide_action(role, &a.action) {
+                return Ok(Err((
+                    "forbidden",
+                    format!(
+                        "role {} may not decide {} ({}) of this case; nothing decided",
+                        role.as_str(),
+                        a.action.action_id,
+                        a.action.kind.as_str()
+                    ),
+                )));
+            }
+            if to == ActionStatus::Approved && crate::governance::needs_four_eyes(&a.action) {
+                return Ok(Err((
+                    "conflict",
+                    format!("{} needs two people: approve it on its own; nothing decided", a.action.action_id),
+                )));
+            }
+        }
+        let findings = case.findings();
+        let note = format!(
+            "{} by {actor} as case {} ({}: {} finding(s), {}){}",
+            to.as_str(),
+            case.case_id,
+            case.why,
+            findings.len(),
+            findings.join(", "),
+            reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
+        );
+        let expiry = format!("no decision within {ttl} minutes");
+        let cutoff = chrono::Utc::now() - chrono::Duration::minutes(ttl as i64);
+        let moves: Vec<jidoka_store::StatusMove<'_>> = case
+            .actions
+            .iter()
+            .map(|a| {
+                let expired = a.stored_at.is_some_and(|t| t < cutoff);
+                jidoka_store::StatusMove {
+                    action_id: &a.action.action_id,
+                    actor: if expired { "governance" } else { &actor },
+                    from: ActionStatus::PendingApproval,
+                    to: if expired { ActionStatus::Expired } else { to },
+                    note: Some(if expired { &expiry } else { &note }),
+                }
+            })
+            .collect();
+        let moved = s.set_action_statuses(&moves)?;
+        if moved.iter().all(|m| !m) {
+            return Ok(Err(("conflict", format!("case `{}` was decided meanwhile", case.case_id))));
+        }
+        let mut decided = Vec::new();
+        let mut expired = Vec::new();
+        let mut meanwhile = Vec::new();
+        for (m, ok) in moves.iter().zip(moved) {
+            match (ok, m.to) {
+                (false, _) => meanwhile.push(m.action_id.to_string()),
+                (true, ActionStatus::Expired) => expired.push(m.action_id.to_string()),
+                (true, _) => decided.push(m.action_id.to_string()),
+            }
+        }
+        Ok(Ok(json!({"case_id": case.case_id, "status": to, "decided": decided, "expired": expired,
+                     "decided_meanwhile": meanwhile, "findings": findings})))
+    })
+    .await?;
+    outcome.map_err(|(code, message)| ApiError::new(code, message))
 }
 
 /// `POST /api/actions/acknowledge`: see [`acknowledge_reviews`].

@@ -19,6 +19,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod cases;
 pub mod commands;
 pub mod config;
 pub mod curve_svg;

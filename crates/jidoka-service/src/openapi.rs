@@ -125,6 +125,20 @@ fn operation(method: &str, path: &str) -> Value {
             ),
             ok("the reviews acknowledged, expired and skipped (with why), and whether more wait", json_any.clone()),
         ),
+        ("GET", "/api/cases") => (
+            "Open cases: the waiting actions about one problem grouped (a joint's cold start, a unit at a station, a drifting tool), HOLDs first",
+            vec![],
+            None,
+            ok("the open cases, each with its findings and actions", json_any.clone()),
+        ),
+        ("POST", "/api/cases/{case_id}/decide") => (
+            "Decide every waiting action of a case at once; refused whole if the case changed since it was shown",
+            vec![path_param("case_id")],
+            Some(
+                json!({"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CaseDecision"}}}}),
+            ),
+            ok("the actions decided", json_any.clone()),
+        ),
         ("GET", "/api/audit") => (
             "Audit records in chain order, with their hashes",
             vec![
@@ -227,6 +241,10 @@ pub fn document() -> Value {
                 "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}, "version": {"type": "string"}}},
                 "Decision": {"type": "object", "additionalProperties": false,
                     "properties": {"reason": {"type": "string", "maxLength": 2000}}},
+                "CaseDecision": {"type": "object", "additionalProperties": false, "required": ["decision"],
+                    "properties": {"decision": {"type": "string", "enum": ["approve", "reject"]},
+                                   "reason": {"type": "string", "maxLength": 2000},
+                                   "actions": {"type": "array", "items": {"type": "string"}}}},
                 "Acknowledge": {"type": "object", "additionalProperties": false, "required": ["finding_kind", "reason"],
                     "properties": {"finding_kind": {"type": "string", "minLength": 1, "pattern": "\\S"},
                                    "station": {"type": "string"},

@@ -100,9 +100,15 @@ async fn every_route_checks_every_role() {
     let svc = service(&Config::default());
     let remote = "10.1.2.3:5000";
     for (method, path, perm) in ROUTES {
-        let uri = path.replace("{event_id}", "ev-x").replace("{finding_id}", "F-x").replace("{action_id}", "A-x");
+        let uri = path
+            .replace("{event_id}", "ev-x")
+            .replace("{finding_id}", "F-x")
+            .replace("{action_id}", "A-x")
+            .replace("{case_id}", "C-x");
         let body = (*method == "POST").then(|| {
-            if *path == "/api/actions/acknowledge" {
+            if path.starts_with("/api/cases/") {
+                json!({"decision": "approve", "reason": "route check"})
+            } else if *path == "/api/actions/acknowledge" {
                 json!({"finding_kind": "torque.no_golden_batch", "reason": "route check"})
             } else if path.starts_with("/api/actions/") {
                 json!({"reason": "route check"})
@@ -434,6 +440,116 @@ async fn waiting_actions_are_decided_by_allowed_roles_and_every_step_is_audited(
     for pair in items.windows(2) {
         assert_eq!(pair[1]["prev_hash"], pair[0]["hash"]);
     }
+    runtime.shutdown();
+}
+
+/// The findings about one problem are one case with one decision: a joint's cold start (every
+/// tightening before its golden batch) and the findings of one unit at one station. A case that
+/// changed since it was shown is refused whole; every decision is audited with the case.
+#[tokio::test(flavor = "multi_thread")]
+async fn findings_about_one_problem_are_one_case_decided_once() {
+    use jidoka_sim::curve::TighteningMode;
+    let mut svc = service(&Config::default());
+    let token = svc.tokens[&Role::Integrator].clone();
+    let mut rng = jidoka_sim::rng::Rng::new(7);
+    let mut batch: Vec<Value> = (0..5)
+        .map(|n| {
+            let mut ev = curve_event(n, TighteningMode::Good, &mut rng);
+            ev["data"]["category"] = json!("A");
+            ev["data"]["vin"] = json!(format!("1HGCM82633A00{n:04}"));
+            ev
+        })
+        .collect();
+    // One unit at ST040: out of window (HOLD) and, on another bolt, a controller NOK (REVIEW).
+    let mut nok = tightening("T-nok", 25.0);
+    nok["data"]["controller_verdict"] = json!("NOK");
+    nok["data"]["joint"] = json!("J2");
+    batch.extend([tightening("T-hold", 31.0), nok]);
+    let (status, _) = call(&svc.app, "POST", "/api/events", Some(&token), Some(json!(batch)), "127.0.0.1:1").await;
+    assert_eq!(status, StatusCode::OK);
+    let runtime = svc.runtime.take().expect("runtime");
+    assert!(runtime.wait_for_agents(Duration::from_secs(10)));
+    let (sup, op) = (svc.tokens[&Role::Supervisor].clone(), svc.tokens[&Role::Operator].clone());
+    let (status, cases) = call(&svc.app, "GET", "/api/cases", Some(&sup), None, "127.0.0.1:1").await;
+    assert_eq!(status, StatusCode::OK, "{cases}");
+    let items = cases["items"].as_array().expect("items").clone();
+    assert_eq!(items.len(), 2, "{cases}");
+    let (unit, cold) = (&items[0], &items[1]);
+    assert_eq!(
+        (unit["verdict"].as_str(), unit["findings"].as_array().map(Vec::len)),
+        (Some("HOLD"), Some(2)),
+        "{unit}"
+    );
+    assert_eq!(unit["title"], "Unit 1HGCM82633A004352 at ST040");
+    assert_eq!(cold["actions"].as_array().map(Vec::len), Some(5), "one joint's cold start: {cold}");
+    let ids = |case: &Value| -> Vec<String> {
+        case["actions"].as_array().unwrap().iter().map(|a| a["action_id"].as_str().unwrap().to_string()).collect()
+    };
+    let (cold_id, cold_ids) = (cold["case_id"].as_str().unwrap().to_string(), ids(cold));
+    let decide = |case: String, tok: String, body: Value| {
+        let app = svc.app.clone();
+        async move { call(&app, "POST", &format!("/api/cases/{case}/decide"), Some(&tok), Some(body), "127.0.0.1:1").await }
+    };
+    // The Approvals page shows the cold start as one card with one decision.
+    let (_, _, page) = ui_call(&svc.app, "GET", "/ui/queue", Some(&sup), "").await;
+    assert!(page.contains("2 cases waiting (7 actions)") && page.contains("Approve all 5"), "{page}");
+    // An operator may not decide; a rejection needs a reason.
+    let (status, _) = decide(cold_id.clone(), op, json!({"decision": "approve"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = decide(cold_id.clone(), sup.clone(), json!({"decision": "reject"})).await;
+    assert_eq!((status, body["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("reason")), "{body}");
+    // Shown before the fifth tightening joined: refused whole, naming it.
+    let (status, body) =
+        decide(cold_id.clone(), sup.clone(), json!({"decision": "approve", "actions": cold_ids[1..].to_vec()})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains(&format!("1 joined it: {}", cold_ids[0])), "{body}");
+    // One decided alone meanwhile: the case as shown is refused; as it is now, decided.
+    let (status, _) = call(
+        &svc.app,
+        "POST",
+        &format!("/api/actions/{}/approve", cold_ids[0]),
+        Some(&sup),
+        Some(json!({"reason": "looked at this curve"})),
+        "127.0.0.1:1",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) =
+        decide(cold_id.clone(), sup.clone(), json!({"decision": "approve", "actions": cold_ids.clone()})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("1 decided meanwhile"), "{body}");
+    let reason = "the five first curves overlaid: one population, no outlier";
+    let (status, body) = decide(
+        cold_id.clone(),
+        sup.clone(),
+        json!({"decision": "approve", "reason": reason, "actions": cold_ids[1..].to_vec()}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["decided"].as_array().map(Vec::len), Some(4), "{body}");
+    // Decided: no longer open; a second person deciding it now is told.
+    let (status, body) = decide(cold_id.clone(), sup.clone(), json!({"decision": "approve"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // The unit's case: the hold and the review in one decision.
+    let unit_id = unit["case_id"].as_str().unwrap().to_string();
+    let (status, body) =
+        decide(unit_id, sup.clone(), json!({"decision": "approve", "reason": "cross-thread on J1, hold it"})).await;
+    assert_eq!((status, body["decided"].as_array().map(Vec::len)), (StatusCode::OK, Some(2)), "{body}");
+    let (_, cases) = call(&svc.app, "GET", "/api/cases", Some(&sup), None, "127.0.0.1:1").await;
+    assert_eq!(cases["items"].as_array().map(Vec::len), Some(0), "{cases}");
+    // Each action's audit record names its case and why its findings are grouped.
+    let qe = svc.tokens[&Role::QualityEngineer].clone();
+    let (_, audit) = call(&svc.app, "GET", "/api/audit?limit=1000", Some(&qe), None, "127.0.0.1:1").await;
+    let notes: Vec<String> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["record"]["what"] == "action_approved")
+        .filter_map(|r| r["record"]["details"]["note"].as_str().map(String::from))
+        .collect();
+    assert_eq!(notes.iter().filter(|n| n.contains(&format!("as case {cold_id}"))).count(), 4, "{notes:?}");
+    assert!(notes.iter().any(|n| n.contains("before its golden batch") && n.contains(reason)), "{notes:?}");
+    assert_eq!(notes.iter().filter(|n| n.contains("one unit at one station")).count(), 2, "{notes:?}");
     runtime.shutdown();
 }
 
@@ -1603,7 +1719,7 @@ async fn every_dashboard_route_checks_every_role() {
     use jidoka_service::dashboard::{ROUTES as UI_ROUTES, csrf_of};
     let svc = service(&Config::default());
     for (method, path, perm) in UI_ROUTES {
-        let uri = path.replace("{finding_id}", "F-x").replace("{action_id}", "A-x");
+        let uri = path.replace("{finding_id}", "F-x").replace("{action_id}", "A-x").replace("{case_id}", "C-x");
         let (status, location, _) = ui_call(&svc.app, method, &uri, None, "").await;
         match perm {
             None if *method == "POST" => assert_eq!(status, StatusCode::SEE_OTHER, "{method} {path}"),

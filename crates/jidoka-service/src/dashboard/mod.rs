@@ -53,6 +53,7 @@ pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("GET", "/ui/queue", Some(Permission::ReadActions)),
     ("POST", "/ui/actions/{action_id}/decide", Some(Permission::DecideActions)),
     ("POST", "/ui/actions/acknowledge", Some(Permission::DecideActions)),
+    ("POST", "/ui/cases/{case_id}/decide", Some(Permission::DecideActions)),
     ("GET", "/ui/audit", Some(Permission::ReadAudit)),
     ("GET", "/ui/audit/export", Some(Permission::ReadAudit)),
 ];
@@ -69,6 +70,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/ui/findings/{finding_id}", get(finding_page))
         .route("/ui/actions/{action_id}/decide", post(decide).layer(DefaultBodyLimit::max(SMALL_BODY_BYTES)))
         .route("/ui/actions/acknowledge", post(acknowledge).layer(DefaultBodyLimit::max(SMALL_BODY_BYTES)))
+        .route("/ui/cases/{case_id}/decide", post(decide_case_form).layer(DefaultBodyLimit::max(SMALL_BODY_BYTES)))
         .route("/ui/patterns", get(patterns))
         .route("/ui/audit", get(audit))
         .route("/ui/audit/export", get(audit_export))
@@ -527,7 +529,8 @@ struct QueueQuery {
     verdict: Option<String>,
 }
 
-/// Actions read for the queue; HOLDs come first, then by severity, newest first.
+/// Actions read for the queue, grouped into cases; HOLDs come first, then by severity, newest
+/// first. Cases shown at most.
 const QUEUE_READ: usize = 1000;
 const QUEUE_SHOWN: usize = 100;
 
@@ -549,44 +552,41 @@ async fn queue(
         },
         Err(_) => return (StatusCode::BAD_REQUEST, "verdict: must be HOLD, REVIEW or PASS").into_response(),
     };
-    let rows = with_store(&state, move |st| {
-        let page = st.actions(&ActionQuery {
-            status: Some(ActionStatus::PendingApproval),
-            limit: QUEUE_READ,
-            ..Default::default()
-        })?;
-        let mut rows = Vec::with_capacity(page.items.len());
-        for a in page.items {
-            let f = st.finding(&a.action.finding_id)?;
-            if verdict.is_none_or(|v| f.as_ref().is_some_and(|f| f.verdict == v)) {
-                rows.push((a, f));
+    let read = with_store(&state, move |st| {
+        let (mut cases, more) = crate::cases::open_cases(st, QUEUE_READ)?;
+        cases.retain(|c| verdict.is_none_or(|v| c.worst().0 == v));
+        crate::api::sort_cases(&mut cases);
+        let total = cases.len();
+        let waiting: Vec<ActionRecord> = cases.iter().flat_map(|c| c.actions.iter().cloned()).collect();
+        cases.truncate(QUEUE_SHOWN);
+        let mut shown = Vec::with_capacity(cases.len());
+        for case in cases {
+            let mut findings = Vec::new();
+            for id in case.findings() {
+                findings.push(st.finding(id)?);
             }
+            shown.push((case, findings));
         }
-        Ok((rows, page.next_cursor.is_some()))
+        Ok((shown, total, waiting, more))
     })
     .await;
-    let (mut rows, more) = match rows {
+    let (shown, total, waiting, more) = match read {
         Ok(r) => r,
         Err(e) => return internal(e),
     };
-    // Stable sort: within a rank the store's order (newest first) stays.
-    rows.sort_by_key(|(_, f)| {
-        f.as_ref()
-            .map(|f| (f.verdict != Verdict::Hold, std::cmp::Reverse(f.severity)))
-            .unwrap_or((true, std::cmp::Reverse(jidoka_model::Severity::Info)))
-    });
-    let total = rows.len();
-    rows.truncate(QUEUE_SHOWN);
     let mut body = String::with_capacity(32 * 1024);
-    if rows.is_empty() {
+    if shown.is_empty() {
         body.push_str("<p class=\"notice\">Nothing is waiting for a decision.</p>");
     } else {
         let _ = write!(
             body,
-            "<p>{total}{} action{} waiting; HOLDs first, then by severity, newest first{}.</p>",
+            "<p>{total}{} case{} waiting ({} action{}): the findings about one problem are one case with one decision; \
+             HOLDs first, then by severity, newest first{}.</p>",
             if more { "+" } else { "" },
             if total == 1 { "" } else { "s" },
-            if total > rows.len() { format!(" (the first {} shown)", rows.len()) } else { String::new() }
+            waiting.len(),
+            if waiting.len() == 1 { "" } else { "s" },
+            if total > shown.len() { format!(" (the first {} shown)", shown.len()) } else { String::new() }
         );
     }
     let filter = |v: &str, label: &str| {
@@ -604,43 +604,166 @@ async fn queue(
         filter("HOLD", "HOLD only"),
         filter("REVIEW", "REVIEW only")
     );
-    body.push_str(&bulk_forms(&s, &rows));
+    body.push_str(&bulk_forms(&s, &waiting));
     body.push_str("<ol class=\"queue\">");
-    for (a, f) in &rows {
+    for (case, findings) in &shown {
+        let (worst, _) = case.worst();
         let _ = write!(
             body,
-            "<li class=\"card\" data-verdict=\"{}\">",
-            f.as_ref().map(|f| f.verdict.as_str()).unwrap_or("")
+            "<li class=\"card\" data-verdict=\"{}\" data-case=\"{}\">",
+            worst.as_str(),
+            esc(&case.case_id)
         );
-        match f {
-            Some(f) => {
-                let _ = write!(
-                    body,
-                    "<h2>{} {} <a href=\"/ui/findings/{}\">{}</a></h2><p class=\"reason\">{}</p>\
-                     <p class=\"muted\">{} · VIN {} · {}</p>",
-                    badge(f.verdict.as_str()),
-                    badge(f.severity.as_str()),
-                    esc(&f.finding_id),
-                    esc(&f.kind),
-                    esc(&f.reason),
-                    esc(f.subject.station.as_deref().unwrap_or("")),
-                    esc(f.subject.vin.as_deref().unwrap_or("—")),
-                    esc(&f.occurred_at.to_rfc3339())
-                );
-                body.push_str(&evidence_list(f));
-                let cases: Vec<Value> =
-                    f.details.get("similar").and_then(Value::as_array).into_iter().flatten().take(5).cloned().collect();
-                body.push_str(&similar_list(&cases));
+        if let [a] = case.actions.as_slice() {
+            match findings.first().and_then(Option::as_ref) {
+                Some(f) => {
+                    let _ = write!(
+                        body,
+                        "<h2>{} {} <a href=\"/ui/findings/{}\">{}</a></h2><p class=\"reason\">{}</p>\
+                         <p class=\"muted\">{} · VIN {} · {}</p>",
+                        badge(f.verdict.as_str()),
+                        badge(f.severity.as_str()),
+                        esc(&f.finding_id),
+                        esc(&f.kind),
+                        esc(&f.reason),
+                        esc(f.subject.station.as_deref().unwrap_or("")),
+                        esc(f.subject.vin.as_deref().unwrap_or("—")),
+                        esc(&f.occurred_at.to_rfc3339())
+                    );
+                    body.push_str(&evidence_list(f));
+                    let cases: Vec<Value> = f
+                        .details
+                        .get("similar")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .take(5)
+                        .cloned()
+                        .collect();
+                    body.push_str(&similar_list(&cases));
+                }
+                None => {
+                    let _ = write!(body, "<h2>Finding {} not found</h2>", esc(&a.action.finding_id));
+                }
             }
-            None => {
-                let _ = write!(body, "<h2>Finding {} not found</h2>", esc(&a.action.finding_id));
-            }
+            body.push_str(&action_block(&s, a, &[]));
+        } else {
+            body.push_str(&case_block(&s, case, findings));
         }
-        body.push_str(&action_block(&s, a, &[]));
         body.push_str("</li>");
     }
     body.push_str("</ol>");
     Html(page("Approvals", Some(&s.nav("/ui/queue")), &body)).into_response()
+}
+
+/// A case of several findings: what they are, why they are one case, and one decision for all
+/// of its actions (each can still be decided alone on its finding's page).
+fn case_block(s: &Session, case: &crate::cases::Case, findings: &[Option<jidoka_model::Finding>]) -> String {
+    let (verdict, severity) = case.worst();
+    let mut out = format!(
+        "<h2>{} {} {}</h2><p class=\"muted\">One case: {}. {} findings, {} waiting actions.</p><ul class=\"findings\">",
+        badge(verdict.as_str()),
+        badge(severity.as_str()),
+        esc(&case.title),
+        esc(case.why),
+        findings.len(),
+        case.actions.len()
+    );
+    for f in findings.iter().flatten().take(50) {
+        let _ = write!(
+            out,
+            "<li>{} <a href=\"/ui/findings/{}\">{}</a> <span class=\"muted\">VIN {} · {}</span><div>{}</div></li>",
+            badge(f.verdict.as_str()),
+            esc(&f.finding_id),
+            esc(&f.kind),
+            esc(f.subject.vin.as_deref().unwrap_or("—")),
+            esc(&f.occurred_at.to_rfc3339()),
+            esc(&f.reason)
+        );
+    }
+    if findings.len() > 50 {
+        let _ = write!(out, "<li class=\"muted\">and {} more</li>", findings.len() - 50);
+    }
+    out.push_str("</ul><p class=\"muted\">Actions: ");
+    let kinds: Vec<String> =
+        case.actions.iter().map(|a| format!("{} {}", esc(a.action.kind.as_str()), esc(&a.action.action_id))).collect();
+    out.push_str(&kinds.join(" · "));
+    out.push_str("</p>");
+    let may_all = case.actions.iter().all(|a| crate::governance::may_decide_action(s.principal.role, &a.action));
+    if s.may(Permission::DecideActions) && may_all {
+        let ids: Vec<&str> = case.actions.iter().map(|a| a.action.action_id.as_str()).collect();
+        let _ = write!(
+            out,
+            "<form method=\"post\" action=\"/ui/cases/{0}/decide\" class=\"decide\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{1}\">\
+             <input type=\"hidden\" name=\"actions\" value=\"{2}\">\
+             <label>Reason for the whole case (required) <textarea name=\"reason\" required maxlength=\"2000\" rows=\"2\"></textarea></label>\
+             <div class=\"buttons\"><button type=\"submit\" name=\"decision\" value=\"approve\" class=\"approve\">Approve all {3}</button>\
+             <button type=\"submit\" name=\"decision\" value=\"reject\" class=\"reject\">Reject all {3}</button></div></form>",
+            esc(&case.case_id),
+            esc(&s.csrf),
+            esc(&ids.join(",")),
+            case.actions.len()
+        );
+    }
+    out
+}
+
+#[derive(Debug, Deserialize)]
+struct CaseForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    decision: String,
+    #[serde(default)]
+    reason: String,
+    /// The case's action ids as shown, comma-separated.
+    #[serde(default)]
+    actions: String,
+}
+
+async fn decide_case_form(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(case_id): Path<String>,
+    Form(form): Form<CaseForm>,
+) -> Response {
+    let s = match session(&state, &headers, Permission::DecideActions) {
+        Ok(s) => s,
+        Err(d) => return d.into_response(),
+    };
+    if let Err(d) = check_form(&headers, Some(&s.csrf), &form.csrf) {
+        return d.into_response();
+    }
+    let to = match form.decision.as_str() {
+        "approve" => ActionStatus::Approved,
+        "reject" => ActionStatus::Rejected,
+        _ => return (StatusCode::BAD_REQUEST, "decision: must be approve or reject").into_response(),
+    };
+    if form.reason.trim().is_empty() {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Html(page("Reason needed", Some(&s.nav("")), "<p class=\"notice\">A decision needs a reason.</p>")),
+        )
+            .into_response();
+    }
+    let shown: Vec<String> =
+        form.actions.split(',').map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect();
+    match crate::api::decide_case(&state, s.principal.clone(), case_id, to, Some(form.reason), Some(shown)).await {
+        Ok(_) => Redirect::to("/ui/queue").into_response(),
+        Err(e) => (
+            e.status,
+            Html(page(
+                "Decision not recorded",
+                Some(&s.nav("")),
+                &format!(
+                    "<p class=\"notice\" role=\"alert\">{}</p><p><a href=\"/ui/queue\">Back to approvals</a></p>",
+                    esc(&e.message)
+                ),
+            )),
+        )
+            .into_response(),
+    }
 }
 
 fn evidence_list(f: &Finding) -> String {
@@ -740,12 +863,12 @@ fn action_block(s: &Session, a: &ActionRecord, history: &[StoredAudit]) -> Strin
 
 /// Review requests waiting, counted by finding kind, each kind with a form that acknowledges
 /// them all with one reason (for the roles that may decide reviews; holds are never in it).
-fn bulk_forms(s: &Session, rows: &[(jidoka_store::ActionRecord, Option<jidoka_model::Finding>)]) -> String {
+fn bulk_forms(s: &Session, waiting: &[ActionRecord]) -> String {
     if !crate::governance::may_decide(s.principal.role, jidoka_model::ActionKind::SupervisorReview) {
         return String::new();
     }
     let mut by_kind: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
-    for (a, _) in rows.iter().filter(|(a, _)| a.action.kind == jidoka_model::ActionKind::SupervisorReview) {
+    for a in waiting.iter().filter(|a| a.action.kind == jidoka_model::ActionKind::SupervisorReview) {
         if let Some(kind) = a.action.payload.get("finding_kind").and_then(Value::as_str) {
             *by_kind.entry(kind).or_default() += 1;
         }
