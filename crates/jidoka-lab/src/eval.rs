@@ -265,3 +265,224 @@ pub fn sequence(args: SimEvalArgs) -> anyhow::Result<()> {
     report.print(args.json);
     Ok(())
 }
+
+/// Plant time at the start of a run whose decisions are not counted as steady state: the
+/// cold start of every joint's golden batch falls in it.
+const WARMUP_HOURS: f64 = 1.0;
+
+/// Injected faults that need a person's decision, with whether they are HOLD-class (a unit must
+/// not leave unseen): tightening faults, sequence errors, tool drift and recorded defects. An
+/// Andon and a stock-out are handled on the line and need none.
+const NEEDS_DECISION: &[(&str, bool)] = &[
+    ("cross_thread", true),
+    ("stripped", true),
+    ("missing", true),
+    ("soft_joint", false),
+    ("rehit", false),
+    ("tool_drift", false),
+    ("wrong_part", true),
+    ("wrong_variant", true),
+    ("superseded", true),
+    ("duplicate_serial", true),
+    ("skipped_operation", true),
+    ("defect", false),
+];
+
+/// What a person is asked to decide, counted one way: each waiting action alone (as the queue
+/// was), or each case.
+#[derive(Default)]
+struct Workload {
+    decisions_after_warmup: usize,
+    cold_start_after_warmup: usize,
+    cold_start_in_warmup: usize,
+    decisions_in_warmup: usize,
+    false_after_warmup: usize,
+    /// Decisions about no injected problem after warm-up, by the kind of their first finding.
+    false_by_kind: BTreeMap<String, usize>,
+    /// Decisions that match some injected problem (whole run).
+    matched: usize,
+    /// Per injected fault kind: (problems, problems with no decision).
+    by_fault: BTreeMap<String, (usize, usize)>,
+}
+
+/// The supervisor's workload on the default plant at its default fault rates: every agent,
+/// the default governance, the waiting actions counted alone and as cases, against the
+/// simulator's ground truth.
+pub fn workload(args: SimEvalArgs) -> anyhow::Result<()> {
+    use jidoka_model::{ActionStatus, Timestamp};
+    let (plant, _) = load_plant(args.plant.as_deref())?;
+    let master = jidoka_service::config::master_from(plant.master_data())?;
+    let mut router = Router::new(build_agents(&AgentsConfig::default(), &master));
+    let mut sim = Simulation::new(plant, args.seed, Some(args.units), CurveMode::All);
+    let bar = progress(args.units, "eval workload");
+    let mut truth: Vec<jidoka_sim::GroundTruth> = Vec::new();
+    let mut findings: Vec<Finding> = Vec::new();
+    let (mut first, mut last): (Option<Timestamp>, Option<Timestamp>) = (None, None);
+    let mut seq = 0;
+    while sim.has_more() {
+        let slot = sim.next_slot();
+        bar.inc(slot.work_orders.len() as u64);
+        truth.extend(slot.truth);
+        for event in slot.events {
+            first = first.or(Some(event.occurred_at));
+            last = Some(last.map_or(event.occurred_at, |l| l.max(event.occurred_at)));
+            seq += 1;
+            router.process(&StoredEvent { seq, event }, &mut findings);
+        }
+    }
+    bar.finish_and_clear();
+    let (Some(first), Some(last)) = (first, last) else { anyhow::bail!("the simulation produced no events") };
+    let warm_end = first + chrono::Duration::seconds((WARMUP_HOURS * 3600.0) as i64);
+    let steady_hours = ((last - warm_end).num_seconds() as f64 / 3600.0).max(1e-9);
+    let by_id: std::collections::HashMap<&str, &Finding> =
+        findings.iter().map(|f| (f.finding_id.as_str(), f)).collect();
+    let waiting: Vec<jidoka_store::ActionRecord> = jidoka_service::governance::propose_all(&findings, &[])
+        .into_iter()
+        .filter(|a| a.status == ActionStatus::PendingApproval)
+        .map(|action| jidoka_store::ActionRecord {
+            action,
+            note: None,
+            attempts: 0,
+            approvals: Vec::new(),
+            stored_at: None,
+        })
+        .collect();
+    let problems: Vec<(&jidoka_sim::GroundTruth, bool)> = truth
+        .iter()
+        .filter_map(|t| NEEDS_DECISION.iter().find(|(f, _)| *f == t.fault).map(|(_, hold)| (t, *hold)))
+        .collect();
+    // A finding is about a problem when it names the problem's event, or its unit at its
+    // station, or, for a drifting tool, any tightening of that tool from the drift's onset on
+    // (an out-of-window result it causes is the drift's doing, and a real NOK bolt).
+    let onset = |t: &jidoka_sim::GroundTruth| {
+        chrono::DateTime::parse_from_rfc3339(&t.onset_at).map(|d| d.with_timezone(&chrono::Utc)).ok()
+    };
+    let about = |f: &Finding, t: &jidoka_sim::GroundTruth| {
+        t.event_id.as_ref().is_some_and(|e| f.evidence.contains(e))
+            || (f.subject.vin.as_deref() == Some(t.vin.as_str())
+                && f.subject.station.as_deref() == Some(t.station.as_str()))
+            || (t.fault == "tool_drift"
+                && t.tool.is_some()
+                && f.subject.tool == t.tool
+                && onset(t).is_some_and(|at| f.occurred_at >= at))
+    };
+    // Each decision: its findings and when it was first asked.
+    let count = |decisions: Vec<Vec<&Finding>>| -> Workload {
+        let mut w = Workload::default();
+        let mut decided = vec![false; problems.len()];
+        for fs in &decisions {
+            let at = fs.iter().map(|f| f.occurred_at).min().unwrap_or(first);
+            let mut hit = false;
+            for (i, (t, _)) in problems.iter().enumerate() {
+                if fs.iter().any(|f| about(f, t)) {
+                    decided[i] = true;
+                    hit = true;
+                }
+            }
+            w.matched += usize::from(hit);
+            if at >= warm_end {
+                w.decisions_after_warmup += 1;
+                w.false_after_warmup += usize::from(!hit);
+                if !hit && let Some(f) = fs.first() {
+                    *w.false_by_kind.entry(f.kind.clone()).or_default() += 1;
+                }
+                w.cold_start_after_warmup += usize::from(fs.iter().any(|f| f.kind == "torque.no_golden_batch"));
+            } else {
+                w.decisions_in_warmup += 1;
+                w.cold_start_in_warmup += usize::from(fs.iter().any(|f| f.kind == "torque.no_golden_batch"));
+            }
+        }
+        for ((t, _), decided) in problems.iter().zip(decided) {
+            let row = w.by_fault.entry(t.fault.clone()).or_default();
+            row.0 += 1;
+            row.1 += usize::from(!decided);
+        }
+        w
+    };
+    let finding_of = |a: &jidoka_store::ActionRecord| by_id.get(a.action.finding_id.as_str()).copied();
+    let alone = count(waiting.iter().filter_map(|a| finding_of(a).map(|f| vec![f])).collect());
+    let cases = jidoka_service::cases::group(waiting.clone());
+    let grouped = count(cases.iter().map(|c| c.actions.iter().filter_map(finding_of).collect()).collect());
+    let needing = problems.len().max(1) as f64;
+    let hold_problems = problems.iter().filter(|(_, hold)| *hold).count();
+    let mut report = Report::new(format!(
+        "eval workload --sim: {} units, seed {}, {:.1} plant hours ({WARMUP_HOURS} h warm-up), {} injected problems needing a decision ({hold_problems} HOLD-class)",
+        args.units,
+        args.seed,
+        (last - first).num_seconds() as f64 / 3600.0,
+        problems.len()
+    ));
+    for (name, w) in [("alone", &alone), ("cases", &grouped)] {
+        let label = if name == "alone" { "each waiting action alone (before cases)" } else { "cases" };
+        let undecided_hold: usize = problems
+            .iter()
+            .filter(|(_, hold)| *hold)
+            .map(|(t, _)| t.fault.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .iter()
+            .map(|f| w.by_fault.get(*f).map_or(0, |r| r.1))
+            .sum();
+        report
+            .add(
+                &format!("{name}_per_hour"),
+                &format!("{label}: decisions per plant hour after warm-up"),
+                w.decisions_after_warmup as f64 / steady_hours,
+                "",
+            )
+            .add(
+                &format!("{name}_per_problem"),
+                &format!("{label}: decisions about a problem, per problem needing one"),
+                w.matched as f64 / needing,
+                "",
+            )
+            .add(
+                &format!("{name}_hold_problems_undecided"),
+                &format!("{label}: HOLD-class problems and sequence errors with no decision"),
+                undecided_hold,
+                "",
+            )
+            .add(
+                &format!("{name}_false_per_shift"),
+                &format!("{label}: decisions about no injected problem, per 8 h shift after warm-up"),
+                w.false_after_warmup as f64 / (steady_hours / 8.0),
+                "",
+            )
+            .add(
+                &format!("{name}_in_warmup"),
+                &format!("{label}: decisions asked in the warm-up hour"),
+                w.decisions_in_warmup,
+                "",
+            )
+            .add(
+                &format!("{name}_cold_start_in_warmup"),
+                &format!("{label}: of those, cold start (a joint without its golden batch)"),
+                w.cold_start_in_warmup,
+                "",
+            )
+            .add(
+                &format!("{name}_cold_start_after_warmup"),
+                &format!("{label}: cold-start decisions after warm-up"),
+                w.cold_start_after_warmup,
+                "",
+            );
+    }
+    for (kind, n) in &grouped.false_by_kind {
+        report.add(&format!("false_{kind}"), &format!("cases about no injected problem after warm-up: {kind}"), *n, "");
+    }
+    for (fault, (n, undecided)) in &grouped.by_fault {
+        report.add(&format!("{fault}_injected"), &format!("{fault}: injected"), *n, "").add(
+            &format!("{fault}_undecided"),
+            &format!("{fault}: no case about it"),
+            *undecided,
+            "",
+        );
+    }
+    report.add("waiting_actions", "actions waiting for a person, whole run", waiting.len(), "").add(
+        "cases",
+        "cases, whole run",
+        cases.len(),
+        "",
+    );
+    report.print(args.json);
+    Ok(())
+}

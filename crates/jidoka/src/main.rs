@@ -208,6 +208,10 @@ enum EvalCommand {
     /// until ranked first, precision of claims, claims on a clean plant) and the triage of
     /// uncoded NCRs against their true codes.
     Clusters(eval::SimEvalArgs),
+    /// The supervisor's workload on the simulated plant: decisions per plant hour, per injected
+    /// problem, problems with no decision and decisions about none, each waiting action alone
+    /// beside cases.
+    Workload(eval::SimEvalArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -363,6 +367,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Eval(EvalCommand::Triage(args)) => triage::eval_triage(args).context("eval triage")?,
         Command::Eval(EvalCommand::Clusters(args)) => triage::eval_clusters(args).context("eval clusters")?,
+        Command::Eval(EvalCommand::Workload(args)) => {
+            tokio::task::spawn_blocking(move || eval::workload(args)).await?.context("eval workload")?
+        }
         Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await.context("bench ingest")?,
         Command::Bench(BenchCommand::Sequence(args)) => bench::sequence(args).await.context("bench sequence")?,
         Command::Bench(BenchCommand::Api(args)) => bench::api(args).await.context("bench api")?,
