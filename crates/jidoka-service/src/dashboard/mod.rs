@@ -319,11 +319,15 @@ async fn line_summary(state: &Arc<AppState>) -> Result<Value, ApiError> {
             *open.entry(severity.to_string()).or_default() += 1;
         }
     }
+    let more = pending.next_cursor.is_some();
+    let actions = pending.items.len();
+    let cases = crate::cases::group(pending.items).len();
     Ok(json!({
         "line": snapshot,
         "open_by_severity": open,
-        "pending_actions": pending.items.len(),
-        "pending_more": pending.next_cursor.is_some(),
+        "pending_cases": cases,
+        "pending_actions": actions,
+        "pending_more": more,
         "findings_since_start": state.metrics.findings_total(),
     }))
 }
@@ -342,8 +346,8 @@ async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
     let latest = with_store(&state, |s| {
         let mut latest = Vec::new();
         let mut before = None;
-        for _ in 0..5 {
-            let page = s.findings(&FindingQuery { limit: 200, before, ..Default::default() })?;
+        for limit in [30, 100, 400] {
+            let page = s.findings(&FindingQuery { limit, before, ..Default::default() })?;
             latest.extend(page.items.into_iter().filter(|f| f.verdict != Verdict::Pass));
             match page.next_cursor {
                 Some(next) if latest.len() < 15 => before = Some(next),
@@ -373,7 +377,7 @@ async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
     let _ = write!(
         body,
         "<div class=\"tile {}\"><span class=\"n\" data-live=\"andons\">{andons}</span><span data-live=\"andon-label\">{}</span></div>\
-         <div class=\"tile\"><span class=\"n\" data-live=\"pending\">{}</span><span>Actions awaiting decision</span></div></section>",
+         <div class=\"tile\"><span class=\"n\" data-live=\"cases\">{}</span><span>Cases awaiting decision</span></div></section>",
         if stopped {
             "stopped"
         } else if andons > 0 {
@@ -382,7 +386,7 @@ async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
             ""
         },
         if stopped { "Andon open · LINE STOPPED" } else { "Andon open" },
-        summary["pending_actions"].as_u64().unwrap_or(0)
+        summary["pending_cases"].as_u64().unwrap_or(0)
     );
     body.push_str("<h2>Stations</h2><div class=\"scroll\"><table id=\"stations\"><thead><tr><th scope=\"col\">Station</th><th scope=\"col\">Units out</th><th scope=\"col\">Unit now</th><th scope=\"col\">Tightenings (NOK)</th><th scope=\"col\">Andon</th></tr></thead><tbody>");
     if let Some(stations) = summary["line"]["stations"].as_array() {

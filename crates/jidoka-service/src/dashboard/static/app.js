@@ -20,7 +20,7 @@
   es.addEventListener("line", (e) => {
     const s = JSON.parse(e.data);
     for (const key of ["critical", "warning", "info"]) set("open." + key, s.open_by_severity[key] || 0);
-    set("pending", s.pending_actions);
+    set("cases", s.pending_cases);
     set("andons", s.line.andons_open);
     set("andon-label", s.line.line_stopped ? "Andon open · LINE STOPPED" : "Andon open");
     const tile = document.querySelector('[data-live="andons"]').parentElement;
