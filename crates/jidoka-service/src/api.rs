@@ -735,6 +735,18 @@ async fn decide(
     Ok(Json(json!(decide_action(&state, principal, id, decision.reason, to).await?)))
 }
 
+/// A decision's reason, trimmed: required for a rejection, at most 2,000 characters.
+fn decision_reason(reason: Option<String>, to: ActionStatus) -> ApiResult<Option<String>> {
+    let reason = reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
+    if to == ActionStatus::Rejected && reason.is_none() {
+        return Err(ApiError::new("invalid", "a rejection needs a reason").field("reason"));
+    }
+    if reason.as_ref().is_some_and(|r| r.chars().count() > 2000) {
+        return Err(ApiError::new("invalid", "at most 2000 characters").field("reason"));
+    }
+    Ok(reason)
+}
+
 /// Approve or reject a waiting action for `principal` (the API and the dashboard's forms).
 pub(crate) async fn decide_action(
     state: &Arc<AppState>,
@@ -743,13 +755,7 @@ pub(crate) async fn decide_action(
     reason: Option<String>,
     to: ActionStatus,
 ) -> ApiResult<Option<jidoka_store::ActionRecord>> {
-    let reason = reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
-    if to == ActionStatus::Rejected && reason.is_none() {
-        return Err(ApiError::new("invalid", "a rejection needs a reason").field("reason"));
-    }
-    if reason.as_ref().is_some_and(|r| r.chars().count() > 2000) {
-        return Err(ApiError::new("invalid", "at most 2000 characters").field("reason"));
-    }
+    let reason = decision_reason(reason, to)?;
     let ttl = state.approval_ttl_minutes;
     let actor = principal.actor();
     let person = principal.session;
@@ -845,6 +851,15 @@ pub(crate) fn sort_cases(cases: &mut [crate::cases::Case]) {
     });
 }
 
+/// A JSON request body, a bad one named by its field path (`reason: invalid type...`).
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::new("invalid", format!("{path}: {}", e.inner())).field(path)
+    })
+}
+
 /// `POST /api/cases/{case_id}/decide`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -865,11 +880,7 @@ async fn decide_case_route(
     Path(case_id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let de = &mut serde_json::Deserializer::from_slice(&body);
-    let ask: CaseDecision = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        ApiError::new("invalid", format!("{path}: {}", e.inner())).field(path)
-    })?;
+    let ask: CaseDecision = json_body(&body)?;
     let to = match ask.decision.as_str() {
         "approve" => ActionStatus::Approved,
         "reject" => ActionStatus::Rejected,
@@ -892,13 +903,7 @@ pub(crate) async fn decide_case(
     reason: Option<String>,
     shown: Option<Vec<String>>,
 ) -> ApiResult<Value> {
-    let reason = reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
-    if to == ActionStatus::Rejected && reason.is_none() {
-        return Err(ApiError::new("invalid", "a rejection needs a reason").field("reason"));
-    }
-    if reason.as_ref().is_some_and(|r| r.chars().count() > 2000) {
-        return Err(ApiError::new("invalid", "at most 2000 characters").field("reason"));
-    }
+    let reason = decision_reason(reason, to)?;
     let ttl = state.approval_ttl_minutes;
     let (actor, role) = (principal.actor(), principal.role);
     let outcome = with_store(state, move |s| {
@@ -995,11 +1000,7 @@ async fn acknowledge_actions(
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let de = &mut serde_json::Deserializer::from_slice(&body);
-    let ask: Acknowledge = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        ApiError::new("invalid", format!("{path}: {}", e.inner())).field(path)
-    })?;
+    let ask: Acknowledge = json_body(&body)?;
     let limit = ask.limit.unwrap_or(1000);
     Ok(Json(acknowledge_reviews(&state, principal, ask.finding_kind, ask.station, ask.reason, limit).await?))
 }

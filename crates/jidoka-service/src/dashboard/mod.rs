@@ -732,25 +732,10 @@ async fn decide_case_form(
     Path(case_id): Path<String>,
     Form(form): Form<CaseForm>,
 ) -> Response {
-    let s = match session(&state, &headers, Permission::DecideActions) {
-        Ok(s) => s,
-        Err(d) => return d.into_response(),
+    let (s, to) = match decision_form(&state, &headers, &form.csrf, &form.decision, &form.reason) {
+        Ok(ok) => ok,
+        Err(response) => return *response,
     };
-    if let Err(d) = check_form(&headers, Some(&s.csrf), &form.csrf) {
-        return d.into_response();
-    }
-    let to = match form.decision.as_str() {
-        "approve" => ActionStatus::Approved,
-        "reject" => ActionStatus::Rejected,
-        _ => return (StatusCode::BAD_REQUEST, "decision: must be approve or reject").into_response(),
-    };
-    if form.reason.trim().is_empty() {
-        return (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Html(page("Reason needed", Some(&s.nav("")), "<p class=\"notice\">A decision needs a reason.</p>")),
-        )
-            .into_response();
-    }
     let shown: Vec<String> =
         form.actions.split(',').map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect();
     match crate::api::decide_case(&state, s.principal.clone(), case_id, to, Some(form.reason), Some(shown)).await {
@@ -959,6 +944,35 @@ async fn acknowledge(
     }
 }
 
+/// A decision form's checks, for one action or a case: a session that may decide, the form's
+/// CSRF token, `approve` or `reject`, and a reason (asked for approvals too: the audit trail
+/// should say why).
+fn decision_form(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    csrf: &str,
+    decision: &str,
+    reason: &str,
+) -> Result<(Session, ActionStatus), Box<Response>> {
+    let s = session(state, headers, Permission::DecideActions).map_err(|d| Box::new(d.into_response()))?;
+    check_form(headers, Some(&s.csrf), csrf).map_err(|d| Box::new(d.into_response()))?;
+    let to = match decision {
+        "approve" => ActionStatus::Approved,
+        "reject" => ActionStatus::Rejected,
+        _ => return Err(Box::new((StatusCode::BAD_REQUEST, "decision: must be approve or reject").into_response())),
+    };
+    if reason.trim().is_empty() {
+        return Err(Box::new(
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Html(page("Reason needed", Some(&s.nav("")), "<p class=\"notice\">A decision needs a reason.</p>")),
+            )
+                .into_response(),
+        ));
+    }
+    Ok((s, to))
+}
+
 #[derive(Debug, Deserialize)]
 struct DecideForm {
     #[serde(default)]
@@ -975,26 +989,10 @@ async fn decide(
     Path(id): Path<String>,
     Form(form): Form<DecideForm>,
 ) -> Response {
-    let s = match session(&state, &headers, Permission::DecideActions) {
-        Ok(s) => s,
-        Err(d) => return d.into_response(),
+    let (s, to) = match decision_form(&state, &headers, &form.csrf, &form.decision, &form.reason) {
+        Ok(ok) => ok,
+        Err(response) => return *response,
     };
-    if let Err(d) = check_form(&headers, Some(&s.csrf), &form.csrf) {
-        return d.into_response();
-    }
-    let to = match form.decision.as_str() {
-        "approve" => ActionStatus::Approved,
-        "reject" => ActionStatus::Rejected,
-        _ => return (StatusCode::BAD_REQUEST, "decision: must be approve or reject").into_response(),
-    };
-    // The dashboard asks a reason for approvals too: the audit trail should say why.
-    if form.reason.trim().is_empty() {
-        return (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Html(page("Reason needed", Some(&s.nav("")), "<p class=\"notice\">A decision needs a reason.</p>")),
-        )
-            .into_response();
-    }
     match decide_action(&state, s.principal.clone(), id.clone(), Some(form.reason), to).await {
         Ok(Some(record)) => Redirect::to(&format!("/ui/findings/{}", record.action.finding_id)).into_response(),
         Ok(None) => Redirect::to("/ui/queue").into_response(),
