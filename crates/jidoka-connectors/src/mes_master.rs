@@ -432,33 +432,24 @@ impl MesMasterConfig {
                 && e.newest.is_some()
                 && e.since_whole + 1 < self.full_read_every
         });
-        let queries: Vec<(&str, Query)> = match earlier.and_then(|e| e.newest) {
-            Some(newest) => {
-                // Late commits: a row stamped before the newest seen may commit after it.
-                let from = newest - chrono::Duration::seconds(i64::from(self.late_commit_seconds));
-                let filter =
-                    format!("{} ge {}", self.modified_field, from.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-                queries
-                    .into_iter()
-                    .map(|(set, q)| {
-                        // Status and activity are judged here: a change no longer released or
-                        // a hold lifted must still come back to be taken out.
-                        let select = q.select.map(|s| format!("{s},{}", self.modified_field));
-                        (set, Query { filter: Some(filter.clone()), select, ..q })
-                    })
-                    .collect()
-            }
-            None => queries
-                .into_iter()
-                .map(|(set, q)| {
-                    let select = match (&q.select, self.modified_field.is_empty()) {
-                        (Some(s), false) => Some(format!("{s},{}", self.modified_field)),
-                        (s, _) => s.clone(),
-                    };
-                    (set, Query { select, ..q })
-                })
-                .collect(),
-        };
+        // Incremental: every modified row, whatever its status or activity (judged here, so a
+        // change no longer released or a hold lifted comes back to be taken out), from the
+        // newest stamp seen less the margin for late commits.
+        let since = earlier.and_then(|e| e.newest).map(|newest| {
+            let from = newest - chrono::Duration::seconds(i64::from(self.late_commit_seconds));
+            format!("{} ge {}", self.modified_field, from.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        });
+        let queries: Vec<(&str, Query)> = queries
+            .into_iter()
+            .map(|(set, q)| {
+                // The stamp is read with every row, for the next incremental read.
+                let select = match q.select {
+                    Some(s) if !self.modified_field.is_empty() => Some(format!("{s},{}", self.modified_field)),
+                    select => select,
+                };
+                (set, Query { filter: since.clone().or(q.filter), select, ..q })
+            })
+            .collect();
         let batched = if self.batch { client.batch_get_all(&queries, MAX_PAGES)? } else { None };
         let (answers, batched) = match batched {
             Some(a) => (a, true),

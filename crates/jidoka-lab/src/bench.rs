@@ -278,16 +278,7 @@ fn synthetic_master(bom_lines: usize, ecos: usize, rng: &mut jidoka_sim::rng::Rn
             required_tightenings: Vec::new(),
         })
         .collect();
-    MasterData {
-        bom,
-        changes,
-        routing,
-        lots_on_hold: Vec::new(),
-        equipment: Vec::new(),
-        instructions: Vec::new(),
-        operators: Vec::new(),
-        issued: Default::default(),
-    }
+    MasterData { bom, changes, routing, ..MasterData::default() }
 }
 
 /// The events of `units` units passing every station, each scanning what its options need
@@ -676,13 +667,16 @@ async fn end_to_end(
     let units = ((args.rate * args.seconds) as usize / 700).max(2);
     let values = synthetic_events(master_data, units, 20, rng);
     let total = values.len().min((args.rate * args.seconds) as usize);
-    // The peer writes the same rows afterwards, at the same pace.
-    let rows: Vec<[String; 9]> = values
+    // Parsed once: their ids time the findings, and the peer writes the same rows afterwards,
+    // at the same pace.
+    let now = chrono::Utc::now();
+    let events: Vec<Event> = values
         .iter()
         .take(total)
-        .map(|v| Event::parse(v.clone(), chrono::Utc::now()).map(|e| event_row(&e)))
+        .map(|v| Event::parse(v.clone(), now))
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow::anyhow!("bench event: {e}"))?;
+    let rows: Vec<[String; 9]> = events.iter().map(event_row).collect();
     let mut findings_rx = runtime.findings.subscribe();
     let sent_at: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
     let collector = {
@@ -711,17 +705,13 @@ async fn end_to_end(
     let interval = Duration::from_secs_f64(connections as f64 / args.rate as f64);
     let bar = progress(total as u64, "end-to-end");
     let mut senders = Vec::new();
-    let now = chrono::Utc::now();
     for c in 0..connections {
         let mine: Vec<(String, Vec<u8>)> = values
             .iter()
-            .take(total)
+            .zip(&events)
             .skip(c)
             .step_by(connections)
-            .map(|v| {
-                let id = Event::parse(v.clone(), now).map(|e| e.event_id).unwrap_or_default();
-                (id, serde_json::to_vec(v).unwrap_or_default())
-            })
+            .map(|(v, e)| (e.event_id.clone(), serde_json::to_vec(v).unwrap_or_default()))
             .collect();
         let (token, sent_at, bar) = (token.clone(), sent_at.clone(), bar.clone());
         senders.push(tokio::spawn(async move {

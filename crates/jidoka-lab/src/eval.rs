@@ -297,6 +297,8 @@ struct Workload {
     cold_start_in_warmup: usize,
     decisions_in_warmup: usize,
     false_after_warmup: usize,
+    /// HOLD-class problems and sequence errors with no decision about them.
+    hold_undecided: usize,
     /// Decisions about no injected problem after warm-up, by the kind of their first finding.
     false_by_kind: BTreeMap<String, usize>,
     /// Decisions that match some injected problem (whole run).
@@ -347,24 +349,26 @@ pub fn workload(args: SimEvalArgs) -> anyhow::Result<()> {
             stored_at: None,
         })
         .collect();
-    let problems: Vec<(&jidoka_sim::GroundTruth, bool)> = truth
+    // Each problem: its truth, whether it is HOLD-class, and when it began.
+    let problems: Vec<(&jidoka_sim::GroundTruth, bool, Option<Timestamp>)> = truth
         .iter()
-        .filter_map(|t| NEEDS_DECISION.iter().find(|(f, _)| *f == t.fault).map(|(_, hold)| (t, *hold)))
+        .filter_map(|t| {
+            let (_, hold) = NEEDS_DECISION.iter().find(|(f, _)| *f == t.fault)?;
+            let onset = chrono::DateTime::parse_from_rfc3339(&t.onset_at).map(|d| d.with_timezone(&chrono::Utc)).ok();
+            Some((t, *hold, onset))
+        })
         .collect();
     // A finding is about a problem when it names the problem's event, or its unit at its
     // station, or, for a drifting tool, any tightening of that tool from the drift's onset on
     // (an out-of-window result it causes is the drift's doing, and a real NOK bolt).
-    let onset = |t: &jidoka_sim::GroundTruth| {
-        chrono::DateTime::parse_from_rfc3339(&t.onset_at).map(|d| d.with_timezone(&chrono::Utc)).ok()
-    };
-    let about = |f: &Finding, t: &jidoka_sim::GroundTruth| {
+    let about = |f: &Finding, (t, _, onset): &(&jidoka_sim::GroundTruth, bool, Option<Timestamp>)| {
         t.event_id.as_ref().is_some_and(|e| f.evidence.contains(e))
             || (f.subject.vin.as_deref() == Some(t.vin.as_str())
                 && f.subject.station.as_deref() == Some(t.station.as_str()))
             || (t.fault == "tool_drift"
                 && t.tool.is_some()
                 && f.subject.tool == t.tool
-                && onset(t).is_some_and(|at| f.occurred_at >= at))
+                && onset.is_some_and(|at| f.occurred_at >= at))
     };
     // Each decision: its findings and when it was first asked.
     let count = |decisions: Vec<Vec<&Finding>>| -> Workload {
@@ -373,8 +377,8 @@ pub fn workload(args: SimEvalArgs) -> anyhow::Result<()> {
         for fs in &decisions {
             let at = fs.iter().map(|f| f.occurred_at).min().unwrap_or(first);
             let mut hit = false;
-            for (i, (t, _)) in problems.iter().enumerate() {
-                if fs.iter().any(|f| about(f, t)) {
+            for (i, p) in problems.iter().enumerate() {
+                if fs.iter().any(|f| about(f, p)) {
                     decided[i] = true;
                     hit = true;
                 }
@@ -392,19 +396,21 @@ pub fn workload(args: SimEvalArgs) -> anyhow::Result<()> {
                 w.cold_start_in_warmup += usize::from(fs.iter().any(|f| f.kind == "torque.no_golden_batch"));
             }
         }
-        for ((t, _), decided) in problems.iter().zip(decided) {
+        for ((t, hold, _), decided) in problems.iter().zip(decided) {
             let row = w.by_fault.entry(t.fault.clone()).or_default();
             row.0 += 1;
             row.1 += usize::from(!decided);
+            w.hold_undecided += usize::from(*hold && !decided);
         }
         w
     };
     let finding_of = |a: &jidoka_store::ActionRecord| by_id.get(a.action.finding_id.as_str()).copied();
     let alone = count(waiting.iter().filter_map(|a| finding_of(a).map(|f| vec![f])).collect());
-    let cases = jidoka_service::cases::group(waiting.clone());
+    let waiting_actions = waiting.len();
+    let cases = jidoka_service::cases::group(waiting);
     let grouped = count(cases.iter().map(|c| c.actions.iter().filter_map(finding_of).collect()).collect());
     let needing = problems.len().max(1) as f64;
-    let hold_problems = problems.iter().filter(|(_, hold)| *hold).count();
+    let hold_problems = problems.iter().filter(|(_, hold, _)| *hold).count();
     let mut report = Report::new(format!(
         "eval workload --sim: {} units, seed {}, {:.1} plant hours ({WARMUP_HOURS} h warm-up), {} injected problems needing a decision ({hold_problems} HOLD-class)",
         args.units,
@@ -414,14 +420,6 @@ pub fn workload(args: SimEvalArgs) -> anyhow::Result<()> {
     ));
     for (name, w) in [("alone", &alone), ("cases", &grouped)] {
         let label = if name == "alone" { "each waiting action alone (before cases)" } else { "cases" };
-        let undecided_hold: usize = problems
-            .iter()
-            .filter(|(_, hold)| *hold)
-            .map(|(t, _)| t.fault.as_str())
-            .collect::<std::collections::BTreeSet<_>>()
-            .iter()
-            .map(|f| w.by_fault.get(*f).map_or(0, |r| r.1))
-            .sum();
         report
             .add(
                 &format!("{name}_per_hour"),
@@ -438,7 +436,7 @@ pub fn workload(args: SimEvalArgs) -> anyhow::Result<()> {
             .add(
                 &format!("{name}_hold_problems_undecided"),
                 &format!("{label}: HOLD-class problems and sequence errors with no decision"),
-                undecided_hold,
+                w.hold_undecided,
                 "",
             )
             .add(
@@ -477,7 +475,7 @@ pub fn workload(args: SimEvalArgs) -> anyhow::Result<()> {
             "",
         );
     }
-    report.add("waiting_actions", "actions waiting for a person, whole run", waiting.len(), "").add(
+    report.add("waiting_actions", "actions waiting for a person, whole run", waiting_actions, "").add(
         "cases",
         "cases, whole run",
         cases.len(),

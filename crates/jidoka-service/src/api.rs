@@ -737,9 +737,16 @@ async fn decide(
 
 /// A decision's reason, trimmed: required for a rejection, at most 2,000 characters.
 fn decision_reason(reason: Option<String>, to: ActionStatus) -> ApiResult<Option<String>> {
+    checked_reason(reason, (to == ActionStatus::Rejected).then_some("a rejection"))
+}
+
+/// A reason, trimmed, at most 2,000 characters; required when `needed_for` names what needs it.
+fn checked_reason(reason: Option<String>, needed_for: Option<&str>) -> ApiResult<Option<String>> {
     let reason = reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
-    if to == ActionStatus::Rejected && reason.is_none() {
-        return Err(ApiError::new("invalid", "a rejection needs a reason").field("reason"));
+    if let Some(what) = needed_for
+        && reason.is_none()
+    {
+        return Err(ApiError::new("invalid", format!("{what} needs a reason")).field("reason"));
     }
     if reason.as_ref().is_some_and(|r| r.chars().count() > 2000) {
         return Err(ApiError::new("invalid", "at most 2000 characters").field("reason"));
@@ -839,16 +846,8 @@ pub(crate) const CASES_READ: usize = 10_000;
 /// The open cases ([`crate::cases`]), HOLDs first, then by severity, newest first.
 async fn list_cases(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
     let (mut cases, more) = with_store(&state, |s| crate::cases::open_cases(s, CASES_READ)).await?;
-    sort_cases(&mut cases);
+    crate::cases::sort(&mut cases);
     Ok(Json(json!({"items": cases.iter().map(crate::cases::Case::to_json).collect::<Vec<_>>(), "more": more})))
-}
-
-/// HOLDs first, then by severity; a stable sort, so newest first within a rank.
-pub(crate) fn sort_cases(cases: &mut [crate::cases::Case]) {
-    cases.sort_by_key(|c| {
-        let (verdict, severity) = c.worst();
-        (std::cmp::Reverse(verdict), std::cmp::Reverse(severity))
-    });
 }
 
 /// A JSON request body, a bad one named by its field path (`reason: invalid type...`).
@@ -957,41 +956,61 @@ pub(crate) async fn decide_case(
             findings.join(", "),
             reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
         );
-        let expiry = format!("no decision within {ttl} minutes");
-        let cutoff = chrono::Utc::now() - chrono::Duration::minutes(ttl as i64);
-        let moves: Vec<jidoka_store::StatusMove<'_>> = case
-            .actions
-            .iter()
-            .map(|a| {
-                let expired = a.stored_at.is_some_and(|t| t < cutoff);
-                jidoka_store::StatusMove {
-                    action_id: &a.action.action_id,
-                    actor: if expired { "governance" } else { &actor },
-                    from: ActionStatus::PendingApproval,
-                    to: if expired { ActionStatus::Expired } else { to },
-                    note: Some(if expired { &expiry } else { &note }),
-                }
-            })
-            .collect();
-        let moved = s.set_action_statuses(&moves)?;
-        if moved.iter().all(|m| !m) {
+        let moved = move_waiting(s, &case.actions, &actor, to, &note, ttl)?;
+        if moved.decided.is_empty() && moved.expired.is_empty() {
             return Ok(Err(("conflict", format!("case `{}` was decided meanwhile", case.case_id))));
         }
-        let mut decided = Vec::new();
-        let mut expired = Vec::new();
-        let mut meanwhile = Vec::new();
-        for (m, ok) in moves.iter().zip(moved) {
-            match (ok, m.to) {
-                (false, _) => meanwhile.push(m.action_id.to_string()),
-                (true, ActionStatus::Expired) => expired.push(m.action_id.to_string()),
-                (true, _) => decided.push(m.action_id.to_string()),
-            }
-        }
-        Ok(Ok(json!({"case_id": case.case_id, "status": to, "decided": decided, "expired": expired,
-                     "decided_meanwhile": meanwhile, "findings": findings})))
+        Ok(Ok(json!({"case_id": case.case_id, "status": to, "decided": moved.decided, "expired": moved.expired,
+                     "decided_meanwhile": moved.meanwhile, "findings": findings})))
     })
     .await?;
     outcome.map_err(|(code, message)| ApiError::new(code, message))
+}
+
+/// What became of waiting actions moved together.
+struct Moved {
+    decided: Vec<String>,
+    /// Past the approval window: expired instead, never executed.
+    expired: Vec<String>,
+    /// No longer waiting when the move came.
+    meanwhile: Vec<String>,
+}
+
+/// Move waiting actions to `to` in one transaction, each a decision of its own by `actor` with
+/// `note` in its audit record; one past the approval window expires instead.
+fn move_waiting(
+    s: &dyn Store,
+    actions: &[jidoka_store::ActionRecord],
+    actor: &str,
+    to: ActionStatus,
+    note: &str,
+    ttl_minutes: u64,
+) -> jidoka_store::Result<Moved> {
+    let expiry = format!("no decision within {ttl_minutes} minutes");
+    let cutoff = chrono::Utc::now() - chrono::Duration::minutes(ttl_minutes as i64);
+    let moves: Vec<jidoka_store::StatusMove<'_>> = actions
+        .iter()
+        .map(|a| {
+            let expired = a.stored_at.is_some_and(|t| t < cutoff);
+            jidoka_store::StatusMove {
+                action_id: &a.action.action_id,
+                actor: if expired { "governance" } else { actor },
+                from: ActionStatus::PendingApproval,
+                to: if expired { ActionStatus::Expired } else { to },
+                note: Some(if expired { &expiry } else { note }),
+            }
+        })
+        .collect();
+    let mut out = Moved { decided: Vec::new(), expired: Vec::new(), meanwhile: Vec::new() };
+    for (m, ok) in moves.iter().zip(s.set_action_statuses(&moves)?) {
+        let list = match (ok, m.to) {
+            (false, _) => &mut out.meanwhile,
+            (true, ActionStatus::Expired) => &mut out.expired,
+            (true, _) => &mut out.decided,
+        };
+        list.push(m.action_id.to_string());
+    }
+    Ok(out)
 }
 
 /// `POST /api/actions/acknowledge`: see [`acknowledge_reviews`].
@@ -1019,13 +1038,7 @@ pub(crate) async fn acknowledge_reviews(
     reason: String,
     limit: usize,
 ) -> ApiResult<Value> {
-    let reason = reason.trim().to_string();
-    if reason.is_empty() {
-        return Err(ApiError::new("invalid", "an acknowledgement needs a reason").field("reason"));
-    }
-    if reason.chars().count() > 2000 {
-        return Err(ApiError::new("invalid", "at most 2000 characters").field("reason"));
-    }
+    let reason = checked_reason(Some(reason), Some("an acknowledgement"))?.unwrap_or_default();
     if finding_kind.trim().is_empty() {
         return Err(ApiError::new("invalid", "must name a finding kind").field("finding_kind"));
     }
@@ -1037,66 +1050,37 @@ pub(crate) async fn acknowledge_reviews(
     let (actor, role) = (principal.actor(), principal.role);
     with_store(state, move |s| {
         let mut chosen = Vec::new();
-        let mut before = None;
         let mut more = false;
-        loop {
-            let page = s.actions(&ActionQuery {
-                status: Some(ActionStatus::PendingApproval),
-                kind: Some(ActionKind::SupervisorReview),
-                finding_id: None,
-                before,
-                limit: 500,
-            })?;
-            for record in page.items {
-                let p = &record.action.payload;
-                let at = p.get("subject").and_then(|s| s.get("station")).and_then(Value::as_str);
-                if p.get("finding_kind").and_then(Value::as_str) == Some(finding_kind.as_str())
-                    && station.as_deref().is_none_or(|want| at == Some(want))
-                {
-                    if chosen.len() == limit {
-                        more = true;
-                        break;
-                    }
-                    chosen.push(record);
+        crate::cases::each_waiting(s, Some(ActionKind::SupervisorReview), |record| {
+            let p = &record.action.payload;
+            let at = p.get("subject").and_then(|s| s.get("station")).and_then(Value::as_str);
+            if p.get("finding_kind").and_then(Value::as_str) == Some(finding_kind.as_str())
+                && station.as_deref().is_none_or(|want| at == Some(want))
+            {
+                if chosen.len() == limit {
+                    more = true;
+                    return std::ops::ControlFlow::Break(());
                 }
+                chosen.push(record);
             }
-            match page.next_cursor {
-                Some(next) if !more => before = Some(next),
-                _ => break,
-            }
-        }
-        let cutoff = chrono::Utc::now() - chrono::Duration::minutes(ttl as i64);
-        let note = format!("approved by {actor} (acknowledged in bulk, {finding_kind}): {reason}");
-        let expiry = format!("no decision within {ttl} minutes");
+            std::ops::ControlFlow::Continue(())
+        })?;
         let mut skipped = Vec::new();
-        let mut moves = Vec::new();
-        for r in &chosen {
-            let id = r.action.action_id.as_str();
-            if !crate::governance::may_decide_action(role, &r.action) {
-                skipped.push(json!({"action_id": id, "reason": format!("role {} may not decide it", role.as_str())}));
+        chosen.retain(|r| {
+            let why = if !crate::governance::may_decide_action(role, &r.action) {
+                format!("role {} may not decide it", role.as_str())
             } else if crate::governance::needs_four_eyes(&r.action) {
-                skipped.push(json!({"action_id": id, "reason": "it needs two people: decide it on its own"}));
+                "it needs two people: decide it on its own".to_string()
             } else {
-                let expired = r.stored_at.is_some_and(|t| t < cutoff);
-                moves.push(jidoka_store::StatusMove {
-                    action_id: id,
-                    actor: if expired { "governance" } else { &actor },
-                    from: ActionStatus::PendingApproval,
-                    to: if expired { ActionStatus::Expired } else { ActionStatus::Approved },
-                    note: Some(if expired { &expiry } else { &note }),
-                });
-            }
-        }
-        let moved = s.set_action_statuses(&moves)?;
-        let (mut acknowledged, mut expired) = (Vec::new(), Vec::new());
-        for (m, ok) in moves.iter().zip(moved) {
-            match (ok, m.to) {
-                (false, _) => skipped.push(json!({"action_id": m.action_id, "reason": "decided meanwhile"})),
-                (true, ActionStatus::Expired) => expired.push(m.action_id.to_string()),
-                (true, _) => acknowledged.push(m.action_id.to_string()),
-            }
-        }
-        Ok(json!({"acknowledged": acknowledged.len(), "action_ids": acknowledged, "expired": expired,
+                return true;
+            };
+            skipped.push(json!({"action_id": r.action.action_id, "reason": why}));
+            false
+        });
+        let note = format!("approved by {actor} (acknowledged in bulk, {finding_kind}): {reason}");
+        let moved = move_waiting(s, &chosen, &actor, ActionStatus::Approved, &note, ttl)?;
+        skipped.extend(moved.meanwhile.iter().map(|id| json!({"action_id": id, "reason": "decided meanwhile"})));
+        Ok(json!({"acknowledged": moved.decided.len(), "action_ids": moved.decided, "expired": moved.expired,
                   "skipped": skipped, "more": more}))
     })
     .await

@@ -17,9 +17,10 @@
 //! record naming the case, why its findings were grouped and which they are; an action can
 //! still be decided alone from its finding's page.
 
-use jidoka_model::{Action, Severity, Verdict};
-use jidoka_store::ActionRecord;
+use jidoka_model::{Action, ActionKind, ActionStatus, Severity, Verdict};
+use jidoka_store::{ActionQuery, ActionRecord, Store};
 use serde_json::{Value, json};
+use std::ops::ControlFlow;
 
 /// One open case: its waiting actions, newest first.
 #[derive(Debug, Clone)]
@@ -29,6 +30,9 @@ pub struct Case {
     /// Why its findings are one case.
     pub why: &'static str,
     pub actions: Vec<ActionRecord>,
+    /// The worst verdict and severity among its findings.
+    verdict: Verdict,
+    severity: Severity,
 }
 
 impl Case {
@@ -45,9 +49,14 @@ impl Case {
 
     /// The worst verdict and severity among its findings.
     pub fn worst(&self) -> (Verdict, Severity) {
-        let verdict = self.actions.iter().filter_map(|a| field::<Verdict>(&a.action, "verdict")).max();
-        let severity = self.actions.iter().filter_map(|a| field::<Severity>(&a.action, "severity")).max();
-        (verdict.unwrap_or(Verdict::Review), severity.unwrap_or(Severity::Info))
+        (self.verdict, self.severity)
+    }
+
+    fn push(&mut self, a: ActionRecord) {
+        let text = |name: &str| a.action.payload.get(name).and_then(Value::as_str);
+        self.verdict = self.verdict.max(text("verdict").and_then(Verdict::parse).unwrap_or(Verdict::Review));
+        self.severity = self.severity.max(text("severity").and_then(Severity::parse).unwrap_or(Severity::Info));
+        self.actions.push(a);
     }
 
     pub fn to_json(&self) -> Value {
@@ -67,10 +76,6 @@ impl Case {
             })).collect::<Vec<_>>(),
         })
     }
-}
-
-fn field<T: serde::de::DeserializeOwned>(action: &Action, name: &str) -> Option<T> {
-    action.payload.get(name).and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
 /// The case a waiting action belongs to: its id, its title and why.
@@ -107,41 +112,73 @@ pub fn group(actions: Vec<ActionRecord>) -> Vec<Case> {
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for a in actions {
         let (case_id, title, why) = case_of(&a.action);
-        match index.get(&case_id) {
-            Some(&i) => cases[i].actions.push(a),
-            None => {
-                index.insert(case_id.clone(), cases.len());
-                cases.push(Case { case_id, title, why, actions: vec![a] });
-            }
-        }
+        let i = *index.entry(case_id.clone()).or_insert_with(|| {
+            cases.push(Case {
+                case_id,
+                title,
+                why,
+                actions: Vec::new(),
+                verdict: Verdict::Pass,
+                severity: Severity::Info,
+            });
+            cases.len() - 1
+        });
+        cases[i].push(a);
     }
     cases
 }
 
-/// The open cases among the newest `max_actions` waiting actions, and whether more wait.
-pub fn open_cases(store: &dyn jidoka_store::Store, max_actions: usize) -> jidoka_store::Result<(Vec<Case>, bool)> {
-    let mut actions = Vec::new();
+/// HOLDs first, then by severity; a stable sort, so newest first within a rank.
+pub fn sort(cases: &mut [Case]) {
+    cases.sort_by_key(|c| (std::cmp::Reverse(c.verdict), std::cmp::Reverse(c.severity)));
+}
+
+/// Every waiting action (of `kind`, when given), newest first, read a page at a time until
+/// `each` breaks.
+pub fn each_waiting(
+    store: &dyn Store,
+    kind: Option<ActionKind>,
+    mut each: impl FnMut(ActionRecord) -> ControlFlow<()>,
+) -> jidoka_store::Result<()> {
     let mut before = None;
     loop {
-        let page = store.actions(&jidoka_store::ActionQuery {
-            status: Some(jidoka_model::ActionStatus::PendingApproval),
+        let page = store.actions(&ActionQuery {
+            status: Some(ActionStatus::PendingApproval),
+            kind,
             before,
-            limit: 1000.min(max_actions - actions.len()).max(1),
+            limit: 1000,
             ..Default::default()
         })?;
-        actions.extend(page.items);
+        for record in page.items {
+            if each(record).is_break() {
+                return Ok(());
+            }
+        }
         match page.next_cursor {
-            Some(next) if actions.len() < max_actions => before = Some(next),
-            Some(_) => return Ok((group(actions), true)),
-            None => return Ok((group(actions), false)),
+            Some(next) => before = Some(next),
+            None => return Ok(()),
         }
     }
+}
+
+/// The open cases among the newest `max_actions` waiting actions, and whether more wait.
+pub fn open_cases(store: &dyn Store, max_actions: usize) -> jidoka_store::Result<(Vec<Case>, bool)> {
+    let mut actions = Vec::new();
+    let mut more = false;
+    each_waiting(store, None, |a| {
+        if actions.len() == max_actions {
+            more = true;
+            return ControlFlow::Break(());
+        }
+        actions.push(a);
+        ControlFlow::Continue(())
+    })?;
+    Ok((group(actions), more))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jidoka_model::{ActionKind, ActionStatus};
 
     fn action(id: &str, finding: &str, kind: &str, subject: Value) -> ActionRecord {
         ActionRecord {

@@ -562,16 +562,7 @@ impl Plant {
                 certified_until: None,
             })
             .collect();
-        MasterData {
-            bom,
-            changes,
-            routing,
-            lots_on_hold: Vec::new(),
-            equipment,
-            instructions: Vec::new(),
-            operators,
-            ..MasterData::default()
-        }
+        MasterData { bom, changes, routing, equipment, operators, ..MasterData::default() }
     }
 
     pub fn default_plant() -> Result<Plant, PlantErrors> {

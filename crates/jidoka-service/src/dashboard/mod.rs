@@ -559,9 +559,18 @@ async fn queue(
     let read = with_store(&state, move |st| {
         let (mut cases, more) = crate::cases::open_cases(st, QUEUE_READ)?;
         cases.retain(|c| verdict.is_none_or(|v| c.worst().0 == v));
-        crate::api::sort_cases(&mut cases);
+        crate::cases::sort(&mut cases);
         let total = cases.len();
-        let waiting: Vec<ActionRecord> = cases.iter().flat_map(|c| c.actions.iter().cloned()).collect();
+        let waiting = cases.iter().map(|c| c.actions.len()).sum::<usize>();
+        // Waiting review requests by finding kind, for the bulk acknowledgement forms.
+        let mut reviews: BTreeMap<String, usize> = BTreeMap::new();
+        for a in cases.iter().flat_map(|c| &c.actions) {
+            if a.action.kind == jidoka_model::ActionKind::SupervisorReview
+                && let Some(kind) = a.action.payload.get("finding_kind").and_then(Value::as_str)
+            {
+                *reviews.entry(kind.to_string()).or_default() += 1;
+            }
+        }
         cases.truncate(QUEUE_SHOWN);
         let mut shown = Vec::with_capacity(cases.len());
         for case in cases {
@@ -571,10 +580,10 @@ async fn queue(
             }
             shown.push((case, findings));
         }
-        Ok((shown, total, waiting, more))
+        Ok((shown, total, waiting, reviews, more))
     })
     .await;
-    let (shown, total, waiting, more) = match read {
+    let (shown, total, waiting, reviews, more) = match read {
         Ok(r) => r,
         Err(e) => return internal(e),
     };
@@ -588,8 +597,8 @@ async fn queue(
              HOLDs first, then by severity, newest first{}.</p>",
             if more { "+" } else { "" },
             if total == 1 { "" } else { "s" },
-            waiting.len(),
-            if waiting.len() == 1 { "" } else { "s" },
+            waiting,
+            if waiting == 1 { "" } else { "s" },
             if total > shown.len() { format!(" (the first {} shown)", shown.len()) } else { String::new() }
         );
     }
@@ -608,7 +617,7 @@ async fn queue(
         filter("HOLD", "HOLD only"),
         filter("REVIEW", "REVIEW only")
     );
-    body.push_str(&bulk_forms(&s, &waiting));
+    body.push_str(&bulk_forms(&s, reviews, more));
     body.push_str("<ol class=\"queue\">");
     for (case, findings) in &shown {
         let (worst, _) = case.worst();
@@ -713,24 +722,11 @@ fn case_block(s: &Session, case: &crate::cases::Case, findings: &[Option<jidoka_
     out
 }
 
-#[derive(Debug, Deserialize)]
-struct CaseForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    decision: String,
-    #[serde(default)]
-    reason: String,
-    /// The case's action ids as shown, comma-separated.
-    #[serde(default)]
-    actions: String,
-}
-
 async fn decide_case_form(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(case_id): Path<String>,
-    Form(form): Form<CaseForm>,
+    Form(form): Form<DecideForm>,
 ) -> Response {
     let (s, to) = match decision_form(&state, &headers, &form.csrf, &form.decision, &form.reason) {
         Ok(ok) => ok,
@@ -740,18 +736,7 @@ async fn decide_case_form(
         form.actions.split(',').map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect();
     match crate::api::decide_case(&state, s.principal.clone(), case_id, to, Some(form.reason), Some(shown)).await {
         Ok(_) => Redirect::to("/ui/queue").into_response(),
-        Err(e) => (
-            e.status,
-            Html(page(
-                "Decision not recorded",
-                Some(&s.nav("")),
-                &format!(
-                    "<p class=\"notice\" role=\"alert\">{}</p><p><a href=\"/ui/queue\">Back to approvals</a></p>",
-                    esc(&e.message)
-                ),
-            )),
-        )
-            .into_response(),
+        Err(e) => refused(&s, "Decision not recorded", e),
     }
 }
 
@@ -850,19 +835,14 @@ fn action_block(s: &Session, a: &ActionRecord, history: &[StoredAudit]) -> Strin
     out
 }
 
-/// Review requests waiting, counted by finding kind, each kind with a form that acknowledges
-/// them all with one reason (for the roles that may decide reviews; holds are never in it).
-fn bulk_forms(s: &Session, waiting: &[ActionRecord]) -> String {
+/// The waiting review requests, counted by finding kind, each kind with a form that
+/// acknowledges them all with one reason (for the roles that may decide reviews; holds are
+/// never in it). `more`: other actions wait beyond those read, so a count may be higher.
+fn bulk_forms(s: &Session, reviews: BTreeMap<String, usize>, more: bool) -> String {
     if !crate::governance::may_decide(s.principal.role, jidoka_model::ActionKind::SupervisorReview) {
         return String::new();
     }
-    let mut by_kind: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
-    for a in waiting.iter().filter(|a| a.action.kind == jidoka_model::ActionKind::SupervisorReview) {
-        if let Some(kind) = a.action.payload.get("finding_kind").and_then(Value::as_str) {
-            *by_kind.entry(kind).or_default() += 1;
-        }
-    }
-    let mut kinds: Vec<(&str, usize)> = by_kind.into_iter().filter(|(_, n)| *n >= 2).collect();
+    let mut kinds: Vec<(String, usize)> = reviews.into_iter().filter(|(_, n)| *n >= 2).collect();
     if kinds.is_empty() {
         return String::new();
     }
@@ -879,8 +859,8 @@ fn bulk_forms(s: &Session, waiting: &[ActionRecord]) -> String {
              <input name=\"reason\" required maxlength=\"2000\"></label> \
              <button type=\"submit\">Acknowledge all</button></form></li>",
             csrf = esc(&s.csrf),
-            kind = esc(kind),
-            plus = if n >= QUEUE_SHOWN { "+" } else { "" },
+            kind = esc(&kind),
+            plus = if more { "+" } else { "" },
         );
     }
     out.push_str("</ul></details>");
@@ -929,19 +909,17 @@ async fn acknowledge(
             ))
             .into_response()
         }
-        Err(e) => (
-            e.status,
-            Html(page(
-                "Nothing acknowledged",
-                Some(&s.nav("")),
-                &format!(
-                    "<p class=\"notice\" role=\"alert\">{}</p><p><a href=\"/ui/queue\">Back to approvals</a></p>",
-                    esc(&e.message)
-                ),
-            )),
-        )
-            .into_response(),
+        Err(e) => refused(&s, "Nothing acknowledged", e),
     }
+}
+
+/// The page that says a decision or acknowledgement was refused, and why, with the way back.
+fn refused(s: &Session, title: &str, e: ApiError) -> Response {
+    let body = format!(
+        "<p class=\"notice\" role=\"alert\">{}</p><p><a href=\"/ui/queue\">Back to approvals</a></p>",
+        esc(&e.message)
+    );
+    (e.status, Html(page(title, Some(&s.nav("")), &body))).into_response()
 }
 
 /// A decision form's checks, for one action or a case: a session that may decide, the form's
@@ -973,6 +951,7 @@ fn decision_form(
     Ok((s, to))
 }
 
+/// A decision form: of one action, or of a case with its action ids as shown.
 #[derive(Debug, Deserialize)]
 struct DecideForm {
     #[serde(default)]
@@ -981,6 +960,9 @@ struct DecideForm {
     decision: String,
     #[serde(default)]
     reason: String,
+    /// A case's action ids as shown, comma-separated.
+    #[serde(default)]
+    actions: String,
 }
 
 async fn decide(
@@ -996,18 +978,7 @@ async fn decide(
     match decide_action(&state, s.principal.clone(), id.clone(), Some(form.reason), to).await {
         Ok(Some(record)) => Redirect::to(&format!("/ui/findings/{}", record.action.finding_id)).into_response(),
         Ok(None) => Redirect::to("/ui/queue").into_response(),
-        Err(e) => (
-            e.status,
-            Html(page(
-                "Decision not recorded",
-                Some(&s.nav("")),
-                &format!(
-                    "<p class=\"notice\" role=\"alert\">{}</p><p><a href=\"/ui/queue\">Back to approvals</a></p>",
-                    esc(&e.message)
-                ),
-            )),
-        )
-            .into_response(),
+        Err(e) => refused(&s, "Decision not recorded", e),
     }
 }
 
