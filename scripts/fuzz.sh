@@ -23,6 +23,11 @@ mqtt_corpus=target/fuzz-corpus/mqtt_message
 mkdir -p "$mqtt_corpus"
 printf '\x00{"id": 1, "t": 10, "a": 90, "tool": "NR", "ts": 1764000000000, "c": {"a": [0, 1], "t": [0, 2]}}' > "$mqtt_corpus/json"
 printf '\x01{"source_txn_id": "x", "occurred_at": "2026-11-24T08:00:00Z", "kind": "andon_raised", "data": {"andon_id": "A", "station": "S", "fault_code": "E"}}' > "$mqtt_corpus/event"
+# Inputs that once crashed a target run first, every time (fuzz/regressions/<target>/).
+for dir in fuzz/regressions/*/; do
+    mkdir -p "target/fuzz-corpus/$(basename "$dir")"
+    cp "$dir"* "target/fuzz-corpus/$(basename "$dir")/"
+done
 image_corpus=target/fuzz-corpus/image_hash
 mkdir -p "$image_corpus"
 cp crates/jidoka-connectors/tests/fixtures/images/scratch-* "$image_corpus/"

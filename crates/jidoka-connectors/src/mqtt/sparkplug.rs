@@ -427,8 +427,10 @@ pub fn rebirth_command(group: &str, edge: &str, now_ms: i64) -> Command {
     Command { topic: format!("spBv1.0/{group}/NCMD/{edge}"), payload: payload.encode_to_vec() }
 }
 
+/// The sequence number expected after `seq`. Sparkplug sequence numbers run 0..=255, but a payload
+/// may carry any u64: reduce before adding, so `u64::MAX` from the network cannot overflow.
 fn next(seq: u64) -> u8 {
-    ((seq + 1) % 256) as u8
+    ((seq % 256) as u8).wrapping_add(1)
 }
 
 fn strip_nulls(mut v: Value) -> Value {
@@ -484,8 +486,13 @@ mod tests {
     }
 
     fn bytes(seq: u64, metrics: Vec<Metric>) -> Vec<u8> {
-        Payload { timestamp: Some(1_764_000_000_000 + seq), metrics, seq: Some(seq), ..Payload::default() }
-            .encode_to_vec()
+        Payload {
+            timestamp: Some(1_764_000_000_000u64.wrapping_add(seq)),
+            metrics,
+            seq: Some(seq),
+            ..Payload::default()
+        }
+        .encode_to_vec()
     }
 
     fn values(h: &Handled) -> Vec<(String, f64)> {
@@ -563,6 +570,24 @@ mod tests {
             assert!(h.rebirth.is_none(), "gap at {seq}");
         }
         assert_eq!(host.stats.sequence_gaps, 3);
+    }
+
+    /// Regression: a DDEATH whose seq is u64::MAX (found by the `mqtt_message` fuzz target)
+    /// overflowed computing the next expected number.
+    #[test]
+    fn a_sequence_number_out_of_range_is_a_gap_not_a_panic() {
+        let mut host = Host::new();
+        let none = BTreeMap::new();
+        // The fuzzer's input, byte for byte: field 3 (seq) = u64::MAX.
+        let ddeath = b"\x18\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01";
+        assert_eq!(Payload::decode(&ddeath[..]).map(|p| p.seq).ok().flatten(), Some(u64::MAX));
+        host.handle("mqtt:p", "spBv1.0/g/DDEATH/e/d", ddeath, at(0), &none);
+        host.handle("mqtt:p", "spBv1.0/g/NBIRTH/e", &bytes(0, vec![]), at(1), &none);
+        let h = host.handle("mqtt:p", "spBv1.0/g/NDATA/e", &bytes(u64::MAX, vec![]), at(2), &none);
+        assert!(h.notes.iter().any(|n| n.contains("expected 1, got 18446744073709551615")), "{:?}", h.notes);
+        // What follows u64::MAX is 0, as after 255.
+        let h = host.handle("mqtt:p", "spBv1.0/g/NDATA/e", &bytes(0, vec![]), at(3), &none);
+        assert!(!h.notes.iter().any(|n| n.contains("sequence gap")), "{:?}", h.notes);
     }
 
     #[test]
