@@ -201,8 +201,20 @@ pub(crate) fn show_byte(b: u8) -> String {
     if (0x20..0x7f).contains(&b) { format!("'{}'", b as char) } else { format!("0x{b:02x}") }
 }
 
-/// Reads NUL-terminated telegrams from a byte stream, framing by the length field (binary
-/// data may contain NUL) and resynchronising after garbage.
+/// Reads NUL-terminated telegrams from a byte stream and resynchronises after garbage.
+///
+/// A telegram is framed by its length field, but the length is not trusted further than the
+/// bytes bear it out:
+/// - a header is accepted only where every field parses (digits or blank as the format allows,
+///   a length from 20 to 9999, a MID that is not 0000), so a broken telegram's own digits are
+///   not read as a new length;
+/// - a telegram whose data cannot hold a NUL (every MID but the binary trace 0900) ends at its
+///   first NUL: a NUL before the claimed length ends a truncated telegram at once, and a claimed
+///   length of 9999 cannot hold back the telegrams behind a terminator that came at byte 231;
+/// - after garbage, the stream resumes at the next NUL or the next place a header parses,
+///   whichever comes first.
+///
+/// So garbage between telegrams loses at most the telegrams it overlaps.
 #[derive(Debug, Default)]
 pub struct Framer {
     buf: Vec<u8>,
@@ -217,6 +229,11 @@ pub enum Framed {
         bytes: usize,
         error: OpError,
     },
+}
+
+/// MIDs whose data may contain NUL bytes (the binary samples of a trace).
+pub fn may_hold_nul(mid: u16) -> bool {
+    mid == 900
 }
 
 impl Framer {
@@ -239,56 +256,203 @@ impl Framer {
         // Separators between telegrams: NULs and line ends some controllers add.
         let skip = self.buf.iter().take_while(|b| matches!(b, 0 | b'\n' | b'\r')).count();
         self.buf.drain(..skip);
-        if self.buf.len() < 4 {
+        if self.buf.is_empty() {
             return None;
         }
-        let length = match digits(&self.buf[0..4], "header.length") {
-            Ok(Some(n)) if n as usize >= HEADER_LEN => n as usize,
-            Ok(n) => {
-                let reason = match n {
-                    None => "is blank".to_string(),
-                    Some(n) => format!("says {n}, less than the {HEADER_LEN}-byte header"),
-                };
-                return Some(self.resync(OpError::new("header.length", reason)));
+        if let Err(e) = header_prefix(&self.buf) {
+            return Some(self.resync(e));
+        }
+        if self.buf.len() < HEADER_LEN {
+            return None;
+        }
+        let (length, mid) = length_and_mid(&self.buf);
+        if may_hold_nul(mid) {
+            if let Err((end, error)) = trace_head(&self.buf, length) {
+                return Some(self.drop_to(end, OpError::new("data", error)));
             }
-            Err(e) => return Some(self.resync(e)),
-        };
-        // The telegram and its NUL.
-        if self.buf.len() < length + 1 {
+            if self.buf.len() <= length {
+                return None;
+            }
+            if self.buf[length] != 0 {
+                return Some(self.resync(not_terminated(length, self.buf[length])));
+            }
+            return Some(self.cut(length));
+        }
+        let seen = &self.buf[HEADER_LEN..self.buf.len().min(length + 1)];
+        let Some(end) = seen.iter().position(|&b| b == 0).map(|p| p + HEADER_LEN) else {
+            if self.buf.len() > length {
+                return Some(self.resync(not_terminated(length, self.buf[length])));
+            }
             return None;
-        }
-        if self.buf[length] != 0 {
-            let found = show_byte(self.buf[length]);
-            return Some(self.resync(OpError::new(
-                "header.length",
-                format!("says {length} bytes but byte {length} is {found}, not the NUL terminator"),
-            )));
-        }
+        };
+        // A telegram that lost its terminator, run into the next one, can claim just the length
+        // that ends at the next one's NUL: a known header inside that ends at this NUL too is
+        // the real telegram (its length field matching by chance is a 1 in 10,000 event).
+        let whole_inside =
+            || (1..end).find(|&p| known_header(&self.buf[p..]) && length_and_mid(&self.buf[p..]).0 == end - p);
+        let error = if end < length {
+            format!("says {length} bytes but the telegram ends (NUL) after {end}: truncated")
+        } else if let Some(p) = whole_inside() {
+            format!("a whole telegram starts {p} bytes on and ends where this one does: truncated")
+        } else if let Some(p) = (1..end).find(|&p| trace_header(&self.buf[p..])) {
+            // A trace's separator NUL can end a telegram that lost its own terminator; the
+            // trace is known for one when its terminator is where its length says.
+            let trace_end = p + length_and_mid(&self.buf[p..]).0;
+            match self.buf.get(trace_end) {
+                None => return None,
+                Some(0) => format!("a trace (MID 0900) starts {p} bytes on and ends this telegram: truncated"),
+                Some(_) => return Some(self.cut(length)),
+            }
+        } else {
+            return Some(self.cut(length));
+        };
+        Some(self.drop_to(end, OpError::new("header.length", error)))
+    }
+
+    /// Drop a broken telegram that ends at the NUL at `end`. It may have lost its own
+    /// terminator and be followed, before this NUL, by another telegram (whose NUL this is, or
+    /// a trace's separator): resume where a header could start.
+    fn drop_to(&mut self, end: usize, error: OpError) -> Framed {
+        let at = (1..end).find(|&p| known_header(&self.buf[p..])).unwrap_or(end + 1);
+        self.buf.drain(..at);
+        Framed::Garbage { bytes: at, error }
+    }
+
+    /// The telegram of `length` bytes at the front, and its NUL.
+    fn cut(&mut self, length: usize) -> Framed {
         let bytes: Vec<u8> = self.buf.drain(..=length).collect();
-        Some(match Telegram::parse(&bytes[..length]) {
+        match Telegram::parse(&bytes[..length]) {
             Ok(t) => Framed::Telegram(t),
             Err(error) => Framed::Garbage { bytes: length + 1, error },
-        })
+        }
     }
 
     /// Drop the broken bytes: up to the next NUL (the end of the broken telegram) or the next
-    /// place a header could start (8 digits), whichever comes first, so garbage without a NUL
-    /// of its own does not take the next good telegram with it.
+    /// place a header parses, whichever comes first, so garbage without a NUL of its own does
+    /// not take the next good telegram with it.
     fn resync(&mut self, error: OpError) -> Framed {
-        let nul = self.buf.iter().position(|&b| b == 0).map(|p| p + 1);
-        let header = (1..self.buf.len()).find(|&p| {
-            let rest = &self.buf[p..];
-            rest.iter().take(8).all(u8::is_ascii_digit)
-        });
-        let cut = match (nul, header) {
-            (Some(n), Some(h)) => n.min(h),
-            (Some(n), None) => n,
-            (None, Some(h)) => h,
-            (None, None) => self.buf.len(),
-        };
+        let cut = (1..self.buf.len())
+            .find(|&p| self.buf[p - 1] == 0 || could_start(&self.buf[p..]))
+            .unwrap_or(self.buf.len());
         self.buf.drain(..cut);
         Framed::Garbage { bytes: cut, error }
     }
+}
+
+fn not_terminated(length: usize, found: u8) -> OpError {
+    OpError::new(
+        "header.length",
+        format!("says {length} bytes but byte {length} is {}, not the NUL terminator", show_byte(found)),
+    )
+}
+
+/// Length and MID of a header already checked by [`header_prefix`].
+fn length_and_mid(bytes: &[u8]) -> (usize, u16) {
+    let num = |r: std::ops::Range<usize>| bytes[r].iter().fold(0usize, |acc, b| acc * 10 + usize::from(b - b'0'));
+    (num(0..4), num(4..8) as u16)
+}
+
+/// Whether a header could begin at the front of `bytes`: the fields present parse (a header
+/// still arriving), and a whole one is of a MID Jidoka knows or has its NUL where its length
+/// says. Digit runs inside broken data are rarely either, so a resynchronisation does not walk
+/// through them one false length at a time.
+fn could_start(bytes: &[u8]) -> bool {
+    if header_prefix(bytes).is_err() {
+        return false;
+    }
+    if bytes.len() < HEADER_LEN {
+        return true;
+    }
+    let (length, mid) = length_and_mid(bytes);
+    super::mid_name(mid) != super::UNKNOWN_MID || bytes.get(length) == Some(&0)
+}
+
+/// Whether a whole header of a MID Jidoka knows starts at the front of `bytes`.
+fn known_header(bytes: &[u8]) -> bool {
+    bytes.len() >= HEADER_LEN
+        && header_prefix(bytes).is_ok()
+        && super::mid_name(length_and_mid(bytes).1) != super::UNKNOWN_MID
+}
+
+/// A trace (MID 0900; the protocol has only revision 1 of it) is its printable head, a NUL, and two bytes per sample, the
+/// count being the head's last five digits: so its length is known once the NUL arrives, and a
+/// claimed length that disagrees is caught then, not after waiting for that many bytes.
+/// `Err((position of the NUL, reason))` when the head shows the telegram broken.
+fn trace_head(buf: &[u8], length: usize) -> Result<(), (usize, String)> {
+    if header_prefix(buf).is_err() {
+        return Ok(());
+    }
+    let seen = &buf[HEADER_LEN..buf.len().min(length + 1)];
+    let nul = seen.iter().position(|&b| b == 0);
+    let head = &seen[..nul.unwrap_or(seen.len())];
+    let Some(nul) = nul.map(|p| p + HEADER_LEN) else {
+        return Ok(());
+    };
+    if let Some(bad) = head.iter().position(|b| !(0x20..0x7f).contains(b)) {
+        let reason = format!("the trace head's byte {bad} is {}, not printable ASCII", show_byte(head[bad]));
+        return Err((nul, reason));
+    }
+    let count = head.len().checked_sub(5).map(|i| &head[i..]).filter(|d| d.iter().all(u8::is_ascii_digit));
+    let Some(count) = count else {
+        return Err((nul, "the trace head does not end with its 5-digit sample count".into()));
+    };
+    let samples = count.iter().fold(0usize, |acc, b| acc * 10 + usize::from(b - b'0'));
+    let expected = nul + 1 + 2 * samples;
+    if expected != length {
+        let reason = format!("header.length says {length} bytes but the head announces {samples} samples: {expected}");
+        return Err((nul, reason));
+    }
+    Ok(())
+}
+
+/// Whether a whole trace (MID 0900) header starts at the front of `bytes`.
+fn trace_header(bytes: &[u8]) -> bool {
+    bytes.len() >= HEADER_LEN && &bytes[4..8] == b"0900" && header_prefix(bytes).is_ok()
+}
+
+/// Check the header fields present at the front of `bytes` (up to 20 bytes; fewer while the
+/// rest has not arrived): the first field that cannot be what the format says is named.
+fn header_prefix(bytes: &[u8]) -> Result<(), OpError> {
+    let head = &bytes[..bytes.len().min(HEADER_LEN)];
+    // (field, start, end, may be blank)
+    const FIELDS: [(&str, usize, usize, bool); 9] = [
+        ("header.length", 0, 4, false),
+        ("header.mid", 4, 8, false),
+        ("header.revision", 8, 11, true),
+        ("header.no_ack_flag", 11, 12, true),
+        ("header.station_id", 12, 14, true),
+        ("header.spindle_id", 14, 16, true),
+        ("header.sequence_number", 16, 18, true),
+        ("header.message_parts", 18, 19, true),
+        ("header.message_part_number", 19, 20, true),
+    ];
+    for (field, start, end, blank_ok) in FIELDS {
+        if head.len() <= start {
+            break;
+        }
+        let part = &head[start..end.min(head.len())];
+        let blank = part.iter().all(|&b| b == b' ');
+        if blank && blank_ok {
+            continue;
+        }
+        if let Some(&bad) = part.iter().find(|b| !b.is_ascii_digit()) {
+            let allowed = if blank_ok { "digits or blank" } else { "digits" };
+            return Err(OpError::new(field, format!("must be {} {allowed}, found {}", end - start, show_byte(bad))));
+        }
+        if field == "header.no_ack_flag" && part[0] > b'1' {
+            return Err(OpError::new(field, format!("must be blank, 0 or 1, found {}", show_byte(part[0]))));
+        }
+        if part.len() == end - start {
+            let n = part.iter().fold(0usize, |acc, b| acc * 10 + usize::from(b - b'0'));
+            if field == "header.length" && n < HEADER_LEN {
+                return Err(OpError::new(field, format!("says {n}, less than the {HEADER_LEN}-byte header")));
+            }
+            if field == "header.mid" && n == 0 {
+                return Err(OpError::new(field, "MID 0000 does not exist"));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -322,7 +486,7 @@ mod tests {
     fn framer_splits_on_length_and_survives_garbage() {
         let mut f = Framer::new();
         let a = Telegram::new(9999, 1, Vec::new()).to_wire();
-        let mut binary = Telegram::new(900, 1, b"ab\0cd".to_vec()).to_wire();
+        let mut binary = Telegram::new(900, 1, b"ab00001\0cd".to_vec()).to_wire();
         f.push(&a[..7]);
         assert_eq!(f.take(), None);
         f.push(&a[7..]);
@@ -332,7 +496,7 @@ mod tests {
         assert!(matches!(f.take(), Some(Framed::Garbage { error, .. }) if error.field == "header.length"));
         assert_eq!(f.take(), None);
         f.push(&binary.split_off(3));
-        assert!(matches!(f.take(), Some(Framed::Telegram(t)) if t.data == b"ab\0cd"));
+        assert!(matches!(f.take(), Some(Framed::Telegram(t)) if t.data == b"ab00001\0cd"));
         assert_eq!(f.pending(), 0);
     }
 
@@ -346,5 +510,163 @@ mod tests {
             got.push(item);
         }
         assert!(matches!(got.last(), Some(Framed::Telegram(t)) if t.header.mid == 65), "{got:?}");
+    }
+
+    /// The telegrams taken (as bytes) and the number of garbage reports.
+    fn drain(f: &mut Framer) -> (Vec<Vec<u8>>, usize) {
+        let (mut good, mut garbage) = (Vec::new(), 0);
+        while let Some(item) = f.take() {
+            match item {
+                Framed::Telegram(t) => good.push(t.to_bytes()),
+                Framed::Garbage { .. } => garbage += 1,
+            }
+        }
+        (good, garbage)
+    }
+
+    fn telegram(id: u32) -> Telegram {
+        Telegram::new(61, 1, format!("010001020103Controller name          04VIN{id:013}0500106{id:010}"))
+    }
+
+    fn result(id: u32) -> Vec<u8> {
+        telegram(id).to_bytes()
+    }
+
+    /// Regression: after a truncated telegram the framer read the broken telegram's own header
+    /// digits as new lengths (`2310`, `3100`, ...) and lost the five good results behind it.
+    #[test]
+    fn a_truncated_telegram_loses_only_itself() {
+        let mut f = Framer::new();
+        let mut wire = telegram(1).to_wire();
+        wire.truncate(40);
+        wire.push(0);
+        for id in 2..=6 {
+            wire.extend(telegram(id).to_wire());
+        }
+        f.push(&wire);
+        let (good, garbage) = drain(&mut f);
+        assert_eq!(good, (2..=6).map(result).collect::<Vec<_>>());
+        assert_eq!(garbage, 1);
+        assert_eq!(f.pending(), 0);
+    }
+
+    /// Regression: a length field of 9999 buffered 10,000 bytes although the terminator came
+    /// at byte 231, holding back (and then losing) the telegrams behind it.
+    #[test]
+    fn a_claimed_length_does_not_hold_back_an_earlier_terminator() {
+        let mut f = Framer::new();
+        let mut wire = telegram(1).to_wire();
+        wire[..4].copy_from_slice(b"9999");
+        wire.extend(telegram(2).to_wire());
+        f.push(&wire);
+        let (good, garbage) = drain(&mut f);
+        assert_eq!(good, vec![result(2)], "the second telegram is out without waiting for 9,999 bytes");
+        assert_eq!(garbage, 1);
+        // The same when the broken telegram lost its terminator too: the whole one before the
+        // next NUL is kept.
+        let mut wire = telegram(3).to_wire();
+        wire.truncate(50);
+        wire.extend(telegram(4).to_wire());
+        f.push(&wire);
+        assert_eq!(drain(&mut f).0, vec![result(4)]);
+    }
+
+    #[test]
+    fn a_header_is_taken_only_where_it_parses() {
+        // The digits of a broken header, read one byte on, are not a header.
+        assert!(!could_start(b"2310061001         0100"));
+        assert!(could_start(b"00570061001         01"));
+        assert!(could_start(b"0057"), "a header still arriving");
+        assert!(!could_start(b"00570000"), "MID 0000");
+        assert!(!could_start(b"0012"), "shorter than a header");
+        // A whole header of a MID Jidoka does not know counts only with its NUL where it says.
+        assert!(!could_start(b"00240123001         abcdXX"));
+        assert!(!could_start(b"21000123001         abcd"), "its NUL not come yet");
+        assert!(could_start(b"00240123001         abcd\0"));
+    }
+
+    #[test]
+    fn a_trace_keeps_nuls_in_its_data() {
+        let mut f = Framer::new();
+        let trace = Telegram::new(900, 1, b"head00002\0\0\x01\0\x02".to_vec());
+        f.push(&trace.to_wire());
+        f.push(&telegram(7).to_wire());
+        assert_eq!(drain(&mut f), (vec![trace.to_bytes(), result(7)], 0));
+    }
+
+    mod garbage {
+        use super::*;
+        use proptest::prelude::*;
+
+        const TEXT_MIDS: [u16; 8] = [2, 4, 5, 15, 52, 61, 65, 9999];
+
+        fn telegram() -> impl Strategy<Value = Telegram> {
+            prop_oneof![
+                4 => (0..TEXT_MIDS.len(), 1u16..8, "[ -~]{0,120}")
+                    .prop_map(|(m, rev, data)| Telegram::new(TEXT_MIDS[m], rev, data.into_bytes())),
+                1 => proptest::collection::vec(any::<[u8; 2]>(), 0..30).prop_map(|samples| {
+                    let mut data = format!("00000{:05}", samples.len()).into_bytes();
+                    data.push(0);
+                    data.extend(samples.concat());
+                    Telegram::new(900, 1, data)
+                }),
+            ]
+        }
+
+        /// Garbage as a line and a controller make it: noise, digit runs, truncated telegrams
+        /// with or without their NUL, telegrams whose length field lies.
+        fn garbage() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 1..40),
+                "[0-9 \\x00]{1,30}".prop_map(String::into_bytes),
+                (telegram(), any::<prop::sample::Index>(), any::<bool>()).prop_filter_map(
+                    "text telegrams",
+                    |(t, cut, nul)| {
+                        if may_hold_nul(t.header.mid) {
+                            return None;
+                        }
+                        let mut w = t.to_bytes();
+                        w.truncate(cut.index(w.len()).max(1));
+                        if nul {
+                            w.push(0);
+                        }
+                        Some(w)
+                    }
+                ),
+                (telegram(), 20usize..10_000).prop_filter_map("text telegrams", |(t, claimed)| {
+                    let mut w = t.to_wire();
+                    if may_hold_nul(t.header.mid) || claimed == w.len() - 1 {
+                        return None;
+                    }
+                    w[..4].copy_from_slice(format!("{claimed:04}").as_bytes());
+                    Some(w)
+                }),
+            ]
+        }
+
+        proptest! {
+            /// Garbage between telegrams loses none of them.
+            #[test]
+            fn garbage_between_telegrams_loses_none(
+                items in proptest::collection::vec((telegram(), proptest::option::of(garbage())), 1..12),
+                chunk in 1usize..64,
+            ) {
+                let mut wire = Vec::new();
+                for (t, junk) in &items {
+                    if let Some(junk) = junk {
+                        wire.extend(junk);
+                    }
+                    wire.extend(t.to_wire());
+                }
+                let mut f = Framer::new();
+                let mut good = Vec::new();
+                for piece in wire.chunks(chunk) {
+                    f.push(piece);
+                    good.extend(drain(&mut f).0);
+                }
+                let sent: Vec<Vec<u8>> = items.iter().map(|(t, _)| t.to_bytes()).collect();
+                prop_assert_eq!(good, sent);
+            }
+        }
     }
 }

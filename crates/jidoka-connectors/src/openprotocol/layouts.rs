@@ -449,6 +449,9 @@ const M9998_R1: &[Spec] = &[
     Spec::Field(F { id: None, name: "error_code", width: W::Fixed(4), ty: Ty::Int }),
 ];
 const M9999_R1: &[Spec] = &[];
+/// The highest ordinary revision any layout here has (998 and 999 are vendor revisions).
+pub const MAX_REVISION: u16 = 11;
+
 /// The layout of `mid` at `revision` (revision 0 or blank is 1), if known.
 pub fn layout(mid: u16, revision: u16) -> Option<Vec<Spec>> {
     let revision = revision.max(1);

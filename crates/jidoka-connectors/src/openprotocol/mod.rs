@@ -57,6 +57,29 @@ pub fn decode(t: &Telegram) -> Result<Body, OpError> {
     }
 }
 
+/// Decode by the header's revision or, when that revision has no layout or its layout does not
+/// fit the data, by the highest lower revision whose layout does; with the revision read at.
+///
+/// Later revisions of a MID only append fields, and controllers differ in what they answer: some
+/// answer every request at the revision asked for with a revision-1 body (`00260004007 006499`,
+/// MID 0004 "revision 7" with the two-digit error code of revision 1). Such a telegram is read
+/// at the revision its data fits; the caller can tell from the revision returned.
+pub fn decode_fitted(t: &Telegram) -> Result<(Body, u16), OpError> {
+    let rev = t.header.effective_revision();
+    let first = decode(t);
+    if t.header.mid == 900 || matches!(first, Ok(Body::Fields(_))) {
+        return first.map(|b| (b, rev));
+    }
+    for lower in (1..rev.min(layouts::MAX_REVISION + 1)).rev() {
+        if let Some(layout) = layouts::layout(t.header.mid, lower)
+            && let Ok(fields) = fields::decode(&layout, &t.data)
+        {
+            return Ok((Body::Fields(fields), lower));
+        }
+    }
+    first.map(|b| (b, rev))
+}
+
 /// Write a decoded body back to a telegram under `header`.
 pub fn encode(header: &Header, body: &Body, raw: &[u8]) -> Result<Telegram, OpError> {
     let data = match body {
@@ -109,6 +132,9 @@ fn field_at(body: &Body, at: usize) -> String {
     "data".into()
 }
 
+/// [`mid_name`] of a MID Jidoka has no name for.
+pub const UNKNOWN_MID: &str = "unknown to jidoka";
+
 /// What a MID is for.
 pub fn mid_name(mid: u16) -> &'static str {
     match mid {
@@ -148,7 +174,7 @@ pub fn mid_name(mid: u16) -> &'static str {
         9997 => "link level positive acknowledge",
         9998 => "link level negative acknowledge",
         9999 => "keep alive",
-        _ => "unknown to jidoka",
+        _ => UNKNOWN_MID,
     }
 }
 
@@ -191,6 +217,7 @@ pub fn to_json(t: &Telegram, body: &Body) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fields::Lookup;
 
     #[test]
     fn command_error_names_the_code() {
@@ -199,6 +226,23 @@ mod tests {
         let j = to_json(&t, &body);
         assert_eq!(j["fields"]["failed_mid"], 60);
         assert_eq!(j["error"], "MID revision unsupported");
+    }
+
+    /// Regression: a revision-1 controller answers at the revision asked for with a revision-1
+    /// body; with no layout for MID 0004 revision 7 the answer matched no request.
+    #[test]
+    fn a_revision_one_body_is_read_at_the_revision_it_fits() {
+        let t = Telegram::parse(b"00260004007         006499").unwrap();
+        let (body, rev) = decode_fitted(&t).unwrap();
+        assert_eq!(rev, 1);
+        assert_eq!(body.fields().int("failed_mid"), Some(64));
+        assert_eq!(body.fields().int("error_code"), Some(99));
+        // A body that fits its own revision is read at it.
+        let t = Telegram::parse(b"00270004002         0064099").unwrap();
+        assert_eq!(decode_fitted(&t).unwrap().1, 2);
+        // Nothing fits: the error of the revision asked for.
+        let t = Telegram::parse(b"00210004002         x").unwrap();
+        assert!(decode_fitted(&t).is_err());
     }
 
     #[test]
