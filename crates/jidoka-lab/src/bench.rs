@@ -525,6 +525,7 @@ async fn serve_for_bench(agents: jidoka_agents::AgentsConfig, master: jidoka_age
         findings: runtime.findings.clone(),
         master: runtime.master.clone(),
         narrator: None,
+        links: Vec::new(),
     });
     let app = router(state, 1 << 26);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -1012,6 +1013,7 @@ pub async fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
         findings: findings_tx,
         master: Default::default(),
         narrator: None,
+        links: Vec::new(),
     });
     let mut after = 0;
     let mut ncrs = Vec::new();

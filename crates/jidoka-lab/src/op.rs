@@ -126,6 +126,15 @@ pub struct BenchArgs {
     /// sequence numbers do.
     #[arg(long)]
     pub link_ack: bool,
+    /// Spoil this share (0 to 1) of the live results on the wire (cut short, a lying length
+    /// field, noise inside); prints results sent intact against results stored, and the same
+    /// spoiled stream read by a plain length-field reader beside Jidoka's framer.
+    #[arg(long, default_value_t = 0.0)]
+    pub corrupt: f64,
+    /// The controller refuses old-result upload (MID 0064), so only what the line carries live
+    /// can be stored.
+    #[arg(long)]
+    pub no_upload: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -135,6 +144,8 @@ pub struct BenchArgs {
 /// is acknowledged; and the codec alone.
 pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.results > 0, "--results must be positive");
+    anyhow::ensure!((0.0..1.0).contains(&args.corrupt), "--corrupt must be at least 0 and below 1");
+    anyhow::ensure!(args.corrupt == 0.0 || !args.link_ack, "--corrupt is for links without link-level acknowledgement");
     // Tightenings of one station from the simulated line, with curves.
     let plant = jidoka_sim::Plant::default_plant().map_err(|e| anyhow::anyhow!("default plant: {e:?}"))?;
     let mut sim = jidoka_sim::Simulation::new(plant, 1, None, jidoka_sim::line::CurveMode::All);
@@ -181,7 +192,14 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("jidoka.sqlite"))?);
     let runtime = jidoka_service::runtime::bench_runtime(store.clone(), None, None)?;
-    let emulator = jidoka_sim::controller::EmulatorConfig { link_ack: args.link_ack, ..Default::default() };
+    let faults = jidoka_sim::controller::Faults { line_corruption: args.corrupt, seed: 1, ..Default::default() };
+    let emulator = jidoka_sim::controller::EmulatorConfig {
+        link_ack: args.link_ack,
+        old_results: !args.no_upload,
+        ack_timeout: if args.corrupt > 0.0 { Duration::from_millis(200) } else { Duration::from_millis(2000) },
+        faults,
+        ..Default::default()
+    };
     let controller = jidoka_sim::controller::Controller::start("127.0.0.1:0", emulator)?;
     let mut cfg = OpenProtocolSourceConfig::new("bench", &controller.addr().to_string(), "ST010");
     cfg.traces = !args.no_traces;
@@ -202,9 +220,24 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     for (t, at) in &made {
         controller.push(t.clone(), *at);
+        if args.corrupt > 0.0 {
+            // At a pace the spoiled link keeps up with (10 a second; each spoiled send costs the
+            // controller its 200 ms acknowledgement wait), so a connection it closes after three
+            // spoiled sends of one result does not take a backlog of unsent results with it.
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
+    // Until every result is stored, or (when some cannot be: spoiled and never uploaded)
+    // nothing has moved for five seconds.
     let deadline = Instant::now() + Duration::from_secs(600);
+    let (mut last, mut moved) = (0, Instant::now());
     while (LinkStats::get(&stats.results_stored) as usize) < made.len() && Instant::now() < deadline {
+        let now = LinkStats::get(&stats.results_stored) + LinkStats::get(&stats.unrecoverable);
+        if now != last {
+            (last, moved) = (now, Instant::now());
+        } else if moved.elapsed() > Duration::from_secs(5) {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(2));
     }
     let link_s = t0.elapsed().as_secs_f64();
@@ -212,9 +245,16 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     stop.store(true, Ordering::Relaxed);
     let _ = link.join();
     let traces = LinkStats::get(&stats.traces_joined) * 2;
+    let intact: std::collections::BTreeSet<u64> =
+        controller.stats().sent_intact.lock().map(|s| s.clone()).unwrap_or_default();
+    let spoiled = controller.stats().results_spoiled.load(Ordering::Relaxed);
     controller.shutdown();
+    let ids = stored_ids(&*store)?;
     runtime.shutdown();
-    anyhow::ensure!(stored as usize == made.len(), "only {stored} of {} results stored", made.len());
+    let intact_lost = intact.difference(&ids).count();
+    if args.corrupt == 0.0 {
+        anyhow::ensure!(stored as usize == made.len(), "only {stored} of {} results stored", made.len());
+    }
 
     let mut report = Report::new(format!(
         "bench openprotocol: {} tightenings of the simulated line through the emulated controller{}{}",
@@ -223,16 +263,91 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         if args.link_ack { ", acknowledged at link level" } else { "" }
     ));
     report
-        .add("results", "results stored", made.len(), "")
+        .add("results", "results stored", stored, "")
         .add("traces", "traces joined to their result", traces, "")
         .add("curve_samples", "curve samples", samples, "")
         .add("results_per_s", "link → durable store, results", made.len() as f64 / link_s, "/s")
         .add("traces_per_s", "link → durable store, traces", traces as f64 / link_s, "/s")
         .add("codec_telegrams_per_s", "codec alone (parse + decode)", wire.len() as f64 / codec_s, "telegrams/s")
-        .add("codec_mb_per_s", "codec alone", bytes as f64 / 1e6 / codec_s, "MB/s")
-        .add("machine", "machine", machine(), "");
+        .add("codec_mb_per_s", "codec alone", bytes as f64 / 1e6 / codec_s, "MB/s");
+    if args.corrupt > 0.0 {
+        let results: Vec<Telegram> =
+            wire.iter().filter_map(|w| Telegram::parse(w).ok()).filter(|t| t.header.mid == 61).collect();
+        let (sent, framer, plain) = spoiled_stream(&results, args.corrupt);
+        report
+            .add("spoiled", "live results spoiled on the wire (sends and resends)", spoiled, "")
+            .add("sent_intact", "results sent intact at least once", intact.len(), "")
+            .add("stored", "results stored", ids.len(), "")
+            .add("intact_lost", "sent intact but not stored", intact_lost, "")
+            .add("garbage", "garbage reports", LinkStats::get(&stats.garbage), "")
+            .add("unrecoverable", "results counted unrecoverable", LinkStats::get(&stats.unrecoverable), "")
+            .add("offline_intact", "offline stream: results sent intact", sent, "")
+            .add("offline_framer", "offline stream: read by Jidoka's framer", framer, "")
+            .add("offline_plain", "offline stream: read by a plain length-field reader (peer)", plain, "");
+    }
+    report.add("machine", "machine", machine(), "");
     report.print(args.json);
     Ok(())
+}
+
+/// Tightening ids of the results in the store.
+fn stored_ids(store: &dyn Store) -> anyhow::Result<std::collections::BTreeSet<u64>> {
+    let (mut ids, mut after) = (std::collections::BTreeSet::new(), 0);
+    loop {
+        let page = store.events_after(after, 10_000)?;
+        let Some(last) = page.last_seq() else { return Ok(ids) };
+        for e in page.events.iter().map(|s| &s.event) {
+            if e.source.starts_with("op:")
+                && let Some(id) = e.source_txn_id.split('@').next().and_then(|id| id.parse().ok())
+            {
+                ids.insert(id);
+            }
+        }
+        after = last;
+    }
+}
+
+/// `results` on one wire with `share` of them spoiled as the emulated controller spoils them
+/// (each spoiled one followed by nothing: no resend), read by Jidoka's framer and by the plain
+/// reader an integrator writes first (take the 4-digit length, that many bytes and the NUL;
+/// on a bad length skip a byte). Results sent intact, and read by each.
+fn spoiled_stream(results: &[Telegram], share: f64) -> (usize, usize, usize) {
+    let mut rng = jidoka_sim::rng::Rng::new(2);
+    let (mut wire, mut sent) = (Vec::new(), Vec::new());
+    for t in results {
+        if rng.chance(share) {
+            wire.extend(jidoka_sim::controller::spoil_wire(t, &mut rng));
+        } else {
+            wire.extend(t.to_wire());
+            sent.push(t.to_bytes());
+        }
+    }
+    let intact = |got: Vec<Vec<u8>>| got.iter().filter(|b| sent.contains(b)).count();
+    let mut framer = op::Framer::new();
+    framer.push(&wire);
+    let mut by_framer = Vec::new();
+    while let Some(item) = framer.take() {
+        if let op::Framed::Telegram(t) = item {
+            by_framer.push(t.to_bytes());
+        }
+    }
+    let mut by_plain = Vec::new();
+    let mut at = 0;
+    while at + 4 <= wire.len() {
+        let len = std::str::from_utf8(&wire[at..at + 4]).ok().and_then(|d| d.parse::<usize>().ok());
+        match len {
+            Some(len) if len >= 20 && at + len < wire.len() && wire[at + len] == 0 => {
+                if Telegram::parse(&wire[at..at + len]).is_ok() {
+                    by_plain.push(wire[at..at + len].to_vec());
+                }
+                at += len + 1;
+            }
+            _ if wire[at] == 0 => at += 1,
+            Some(len) if len >= 20 && at + len >= wire.len() => break,
+            _ => at += 1,
+        }
+    }
+    (sent.len(), intact(by_framer), intact(by_plain))
 }
 
 /// The MID 0061 values of a simulated tightening (for the codec benchmark).

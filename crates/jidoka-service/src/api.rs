@@ -47,6 +47,28 @@ pub struct AppState {
     pub master: crate::runtime::MasterInForce,
     /// The language model that may rewrite narratives, when configured.
     pub narrator: Option<Arc<crate::narrate::Narrator>>,
+    /// The controller links (Open Protocol sources): name, station and their live state.
+    pub links: Vec<ControllerLink>,
+}
+
+/// One controller link as the status, the metrics and the dashboard show it.
+#[derive(Debug, Clone)]
+pub struct ControllerLink {
+    pub name: String,
+    pub station: String,
+    pub address: String,
+    pub stats: Arc<jidoka_connectors::openprotocol::client::LinkStats>,
+}
+
+impl ControllerLink {
+    pub fn to_json(&self) -> Value {
+        let mut v = self.stats.to_json();
+        v["name"] = json!(self.name);
+        v["kind"] = json!("open_protocol");
+        v["station"] = json!(self.station);
+        v["address"] = json!(self.address);
+        v
+    }
 }
 
 /// A client-facing error.
@@ -362,7 +384,14 @@ async fn metrics(
     if !(state.metrics_open_to_loopback && peer.ip().is_loopback()) {
         authorize(&state, &headers, Permission::ReadMetrics)?;
     }
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response())
+    let mut body = state.metrics.render();
+    if !state.links.is_empty() {
+        body.push_str("# HELP jidoka_link_connected Whether the controller link's session is up (1) or not (0).\n# TYPE jidoka_link_connected gauge\n");
+        for link in &state.links {
+            link.stats.metrics(&link.name, &mut body);
+        }
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }
 
 /// Split a request body into items: a JSON object (one event), a JSON array (a batch), or
@@ -1230,5 +1259,6 @@ async fn status(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
         "agents": agents,
         "agent_lag_events": state.metrics.lag(),
         "findings_since_start": state.metrics.findings_total(),
+        "links": state.links.iter().map(ControllerLink::to_json).collect::<Vec<_>>(),
     })))
 }

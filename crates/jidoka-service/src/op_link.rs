@@ -16,6 +16,7 @@ pub fn source(
     store: Arc<dyn Store>,
     data_dir: &std::path::Path,
     stop: Arc<AtomicBool>,
+    stats: Arc<LinkStats>,
 ) {
     let checkpoint = match store.checkpoint(&cfg.checkpoint_name()) {
         Ok(c) => c,
@@ -32,7 +33,6 @@ pub fn source(
             return;
         }
     };
-    let stats = LinkStats::default();
     let mut sink = IngestStore { ingest, checkpoint_name: cfg.checkpoint_name() };
     client::run(&cfg, &mut sink, &mut rejects, checkpoint, &stop, &stats);
     tracing::info!(

@@ -175,6 +175,19 @@ pub async fn serve(
         findings: runtime.findings.clone(),
         master: runtime.master.clone(),
         narrator: config.narrative.clone().map(|n| Arc::new(crate::narrate::Narrator::new(n))),
+        links: config
+            .sources
+            .iter()
+            .filter_map(|s| match s {
+                SourceConfig::OpenProtocol(c) => Some(api::ControllerLink {
+                    name: c.name.clone(),
+                    station: c.station.clone(),
+                    address: c.address.clone(),
+                    stats: Arc::default(),
+                }),
+                _ => None,
+            })
+            .collect(),
     });
     let (view_stop, view_stop_rx) = tokio::sync::watch::channel(false);
     let closing_view = state.view.clone();
@@ -183,6 +196,7 @@ pub async fn serve(
         Some(t) => Some(t.acceptor().map_err(|(field, reason)| anyhow::anyhow!("api.tls.{field}: {reason}"))?),
         None => None,
     };
+    let links = state.links.clone();
     let mut app = api::router(state, config.api.max_body_bytes);
     if tls.is_some() {
         app = app.layer(axum::middleware::map_response(|r| async move { crate::tls::secure_response(r) }));
@@ -220,10 +234,11 @@ pub async fn serve(
             SourceConfig::OpenProtocol(c) => {
                 let (c, ingest, store, stop) = ((**c).clone(), runtime.ingest(), store.clone(), stop.clone());
                 let data_dir = config.store.data_dir.clone();
+                let stats = links.iter().find(|l| l.name == c.name).map(|l| l.stats.clone()).unwrap_or_default();
                 source_threads.push(
                     std::thread::Builder::new()
                         .name(format!("source-{}", c.name))
-                        .spawn(move || crate::op_link::source(c, ingest, store, &data_dir, stop))?,
+                        .spawn(move || crate::op_link::source(c, ingest, store, &data_dir, stop, stats))?,
                 );
             }
             SourceConfig::Mqtt(c) => {

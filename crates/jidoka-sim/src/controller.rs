@@ -21,12 +21,13 @@
 //! [`Faults`] make it misbehave as real links do: drop the connection after a number of
 //! results, delay every answer, never answer, send a result twice, put garbage on the wire.
 
+use crate::rng::Rng;
 use chrono::{DateTime, Utc};
 use jidoka_connectors::openprotocol::fields::{Lookup, Value};
 use jidoka_connectors::openprotocol::{self as op, Body, Framed, Framer, Telegram, trace};
 use jidoka_model::TighteningResult;
 use jidoka_model::event::OkNok;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,6 +49,12 @@ pub struct EmulatorConfig {
     pub ack_timeout: Duration,
     /// Support link-level acknowledgement (MID 9997 / 9998 with header sequence numbers).
     pub link_ack: bool,
+    /// Answer every request at the revision asked for, with a revision-1 body (MID 0002,
+    /// results, and MID 0004 at the requested revision for what it does not know: `00260004007
+    /// 006499`), never with error 97, as some controllers and public simulators do.
+    pub revision1_bodies: bool,
+    /// Serve old-result upload (MID 0064); without it, error 99 (unknown MID).
+    pub old_results: bool,
     pub faults: Faults,
 }
 
@@ -60,6 +67,8 @@ impl Default for EmulatorConfig {
             history: 10_000,
             ack_timeout: Duration::from_millis(2000),
             link_ack: false,
+            revision1_bodies: false,
+            old_results: true,
             faults: Faults::default(),
         }
     }
@@ -89,6 +98,13 @@ pub struct Faults {
     /// At link level, act on every this-many-th numbered telegram received but leave it
     /// unacknowledged, as if the acknowledgement were lost.
     pub withhold_ack_every: Option<u64>,
+    /// Spoil this share (0 to 1) of the live results on the wire, as a noisy line does: cut
+    /// short (with or without its terminator), a wrong length field, or noise bytes inside. A
+    /// spoiled result is not acknowledged, so it is sent again after `ack_timeout`. Not at link
+    /// level, where the link would resend it at once.
+    pub line_corruption: f64,
+    /// Seed of the corruption draws.
+    pub seed: u64,
 }
 
 /// What the controller did, for tests and benchmarks.
@@ -106,6 +122,10 @@ pub struct EmulatorStats {
     pub link_resends: AtomicU64,
     /// Numbered telegrams received again with the same sequence number.
     pub link_repeats: AtomicU64,
+    /// Live results put on the wire spoiled by `line_corruption`.
+    pub results_spoiled: AtomicU64,
+    /// Ids of the results sent intact at least once.
+    pub sent_intact: Mutex<BTreeSet<u64>>,
 }
 
 #[derive(Debug)]
@@ -185,6 +205,13 @@ impl Controller {
         id
     }
 
+    /// A controller restart that loses its result memory: ids start at 1 again.
+    pub fn restart_ids(&self) {
+        let mut s = lock(&self.inner.state);
+        s.made.clear();
+        s.next_id = 1;
+    }
+
     pub fn shutdown(mut self) {
         self.inner.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
@@ -219,6 +246,9 @@ struct Link<'a> {
     sent: u64,
     /// Set once the integrator numbers its telegrams (and `link_ack` is on).
     link: Option<LinkState>,
+    /// The revision of the request being answered (for `revision1_bodies`).
+    asked: u16,
+    rng: Rng,
 }
 
 /// Link-level state: telegrams wait in `queue` and go out one at a time.
@@ -251,6 +281,8 @@ impl<'a> Link<'a> {
             outstanding: None,
             sent: 0,
             link: None,
+            asked: 1,
+            rng: Rng::new(inner.cfg.faults.seed ^ inner.stats.connections.load(Ordering::Relaxed)),
         })
     }
 
@@ -387,6 +419,10 @@ impl<'a> Link<'a> {
         if !faults.delay.is_zero() {
             std::thread::sleep(faults.delay);
         }
+        let mut t = t;
+        if self.inner.cfg.revision1_bodies && t.header.mid != 9999 {
+            t.header.revision = Some(self.asked);
+        }
         self.send(&t)
     }
 
@@ -402,15 +438,21 @@ impl<'a> Link<'a> {
 
     /// Answer one telegram; false to close the connection.
     fn answer(&mut self, t: Telegram) -> std::io::Result<bool> {
-        let (mid, rev) = (t.header.mid, t.header.effective_revision());
-        let max_result = self.inner.cfg.max_result_revision;
+        let (mid, asked) = (t.header.mid, t.header.effective_revision());
+        self.asked = asked;
+        let cfg = &self.inner.cfg;
+        // A revision-1 controller takes any revision and answers with revision-1 bodies.
+        let (rev, max_comm, max_result) = match cfg.revision1_bodies {
+            true => (1, u16::MAX, u16::MAX),
+            false => (asked, cfg.max_comm_revision, cfg.max_result_revision),
+        };
         if !self.started && mid != 1 {
             // Communication must start first (error 99-style: unknown in this state).
             self.error(mid, 99)?;
             return Ok(true);
         }
         match mid {
-            1 if rev > self.inner.cfg.max_comm_revision => self.error(1, 97)?,
+            1 if rev > max_comm => self.error(1, 97)?,
             1 => {
                 self.started = true;
                 let values = [
@@ -426,7 +468,7 @@ impl<'a> Link<'a> {
             3 => return Ok(false),
             60 if rev > max_result => self.error(60, 97)?,
             60 => {
-                self.subscribed = Some(rev);
+                self.subscribed = Some(asked);
                 self.next_live = lock(&self.inner.state).next_id;
                 self.accepted(60)?;
             }
@@ -439,6 +481,7 @@ impl<'a> Link<'a> {
                 self.subscribed = None;
                 self.accepted(63)?;
             }
+            64 if !self.inner.cfg.old_results => self.error(64, 99)?,
             64 if rev > max_result => self.error(64, 97)?,
             64 => {
                 let want = op::decode(&t).ok().and_then(|b| b.fields().int("tightening_id")).unwrap_or(-1);
@@ -512,7 +555,12 @@ impl<'a> Link<'a> {
             let s = lock(&self.inner.state);
             let Some(m) = s.made.iter().find(|m| m.id == id) else { return Ok(true) };
             let traces = if self.traces && !faults.no_traces { trace_telegrams(m) } else { Vec::new() };
-            (result_telegram(61, rev, m, &self.inner.cfg.name), traces)
+            let body_rev = if self.inner.cfg.revision1_bodies { 1 } else { rev };
+            let result = result_telegram(61, body_rev, m, &self.inner.cfg.name).map(|mut t| {
+                t.header.revision = Some(rev);
+                t
+            });
+            (result, traces)
         };
         if !faults.delay.is_zero() {
             std::thread::sleep(faults.delay);
@@ -526,7 +574,18 @@ impl<'a> Link<'a> {
         if faults.corrupt_every.is_some_and(|n| n > 0 && self.sent.is_multiple_of(n)) && result.data.len() >= 6 {
             result.data[2..6].copy_from_slice(b"CELL");
         }
-        self.send_result(&result, Some(id))?;
+        match self.spoil(&result) {
+            Some(wire) => {
+                self.inner.stats.results_spoiled.fetch_add(1, Ordering::Relaxed);
+                self.stream.write_all(&wire)?;
+            }
+            None => {
+                self.send_result(&result, Some(id))?;
+                if let Ok(mut ids) = self.inner.stats.sent_intact.lock() {
+                    ids.insert(id);
+                }
+            }
+        }
         self.inner.stats.results_sent.fetch_add(1, Ordering::Relaxed);
         for t in traces {
             self.send(&t.map_err(io_err)?)?;
@@ -540,6 +599,43 @@ impl<'a> Link<'a> {
         }
         Ok(true)
     }
+}
+
+impl Link<'_> {
+    /// The wire bytes of `t` spoiled as a noisy line spoils them, with probability
+    /// `line_corruption`; `None` to send it intact.
+    fn spoil(&mut self, t: &Telegram) -> Option<Vec<u8>> {
+        let p = self.faults().line_corruption;
+        if p <= 0.0 || self.link.is_some() || !self.rng.chance(p) {
+            return None;
+        }
+        Some(spoil_wire(t, &mut self.rng))
+    }
+}
+
+/// The wire bytes of `t` spoiled one of the ways a noisy line spoils them: cut short with or
+/// without its terminator, a length field that lies, or noise bytes inside.
+pub fn spoil_wire(t: &Telegram, rng: &mut Rng) -> Vec<u8> {
+    let mut wire = t.to_wire();
+    let body = wire.len() - 1;
+    match rng.below(4) {
+        0 => {
+            wire.truncate(1 + rng.below(body - 1));
+            wire.push(0);
+        }
+        1 => wire.truncate(1 + rng.below(body - 1)),
+        2 => {
+            let claimed = if rng.chance(0.5) { 9999 } else { 20 + rng.below(body * 2) };
+            let claimed = if claimed == body { body + 1 } else { claimed };
+            wire[..4].copy_from_slice(format!("{:04}", claimed.min(9999)).as_bytes());
+        }
+        _ => {
+            let at = 1 + rng.below(body - 1);
+            let noise: Vec<u8> = (0..1 + rng.below(16)).map(|_| rng.next_u64() as u8).collect();
+            wire.splice(at..at, noise);
+        }
+    }
+    wire
 }
 
 fn io_err(e: op::OpError) -> std::io::Error {

@@ -276,6 +276,14 @@ fn a_controller_that_never_answers_is_left_and_retried() {
     let stats = running.stop();
     assert_eq!(LinkStats::get(&stats.connects), 0, "no session without a communication start answer");
     assert!(c.stats().connections.load(Ordering::Relaxed) >= 2, "the link was retried");
+    // What /api/status and /metrics show of it.
+    let status = stats.to_json();
+    assert_eq!(status["connected"], false);
+    assert!(status["since"].is_string(), "down since the first attempt: {status}");
+    assert_eq!(status["last_error"]["error"], "no answer to MID 0001 within the reply timeout");
+    let mut metrics = String::new();
+    stats.metrics("st010", &mut metrics);
+    assert!(metrics.contains("jidoka_link_connected{link=\"st010\"} 0\n"), "{metrics}");
 }
 
 #[test]
@@ -424,4 +432,76 @@ fn an_undecodable_result_is_kept_with_why_and_then_uploaded_whole() {
     }
     assert_eq!(store.0.lock().unwrap().events.len(), made.len(), "and each tightening stored once");
     assert!(LinkStats::get(&stats.recovered) >= 7);
+}
+
+/// Regression: a controller that answers every request at the revision asked for with a
+/// revision-1 body, and MID 0004 at that revision for what it does not know (here old-result
+/// upload), kept the default configuration from ever subscribing.
+#[test]
+fn a_revision_one_controller_subscribes_with_the_default_configuration() {
+    let made = tightenings(30);
+    let emu = EmulatorConfig { revision1_bodies: true, old_results: false, ..EmulatorConfig::default() };
+    let c = Controller::start("127.0.0.1:0", emu).unwrap();
+    let store = Shared::default();
+    let running = link(config(&c), &store);
+    std::thread::sleep(Duration::from_millis(300));
+    for (t, at) in &made {
+        c.push(t.clone(), *at);
+    }
+    assert!(wait_for(&store, made.len(), 20), "{} of {}", store.0.lock().unwrap().events.len(), made.len());
+    let up = running.stats.to_json();
+    let stats = running.stop();
+    assert_eq!(up["connected"], true, "{up}");
+    assert_eq!(up["last_error"], serde_json::Value::Null, "{up}");
+    assert_eq!(up["results_stored"], 30);
+    assert_eq!(LinkStats::get(&stats.connects), 1, "one connection, no reconnect loop");
+    assert_eq!(LinkStats::get(&stats.rejected), 0);
+    assert_eq!(LinkStats::get(&stats.traces_joined), made.len() as u64);
+    let s = store.0.lock().unwrap();
+    for (k, (t, _)) in made.iter().enumerate() {
+        let e = s.events.values().find(|e| e.source_txn_id.starts_with(&format!("{}@", k + 1))).expect("stored");
+        let EventPayload::TighteningResult(r) = &e.payload else { panic!("kind") };
+        assert_eq!(r.vin, t.vin);
+        assert!((r.final_torque_nm - t.final_torque_nm).abs() <= 0.005 + 1e-9);
+    }
+    assert_eq!(s.checkpoint.as_deref(), Some("30"));
+}
+
+/// Regression: one broken telegram swallowed the good ones behind it (0 of 30 stored at 25 %
+/// line corruption, 18 of them sent intact, from a controller without old-result upload). Every
+/// result sent intact must be stored; with upload, the spoiled ones too.
+#[test]
+fn every_intact_result_is_stored_with_a_quarter_of_the_telegrams_spoiled() {
+    for old_results in [false, true] {
+        let made = tightenings(120);
+        let faults = Faults { line_corruption: 0.25, seed: 7, ..Faults::default() };
+        let ack_timeout = Duration::from_millis(200);
+        let emu = EmulatorConfig { faults, ack_timeout, old_results, ..EmulatorConfig::default() };
+        let c = Controller::start("127.0.0.1:0", emu).unwrap();
+        let store = Shared::default();
+        let running = link(config(&c), &store);
+        std::thread::sleep(Duration::from_millis(300));
+        for (t, at) in &made {
+            c.push(t.clone(), *at);
+        }
+        // Without upload a result spoiled three times in a row is given up by the controller.
+        let least = if old_results { made.len() } else { made.len() - 10 };
+        assert!(wait_for(&store, least, 60), "{} of {}", store.0.lock().unwrap().events.len(), made.len());
+        std::thread::sleep(Duration::from_millis(500));
+        let stats = running.stop();
+        let spoiled = c.stats().results_spoiled.load(Ordering::Relaxed);
+        assert!(spoiled >= 15, "a quarter of the live results spoiled: {spoiled}");
+        assert!(LinkStats::get(&stats.garbage) >= spoiled / 2, "spoiled telegrams seen as garbage");
+        let s = store.0.lock().unwrap();
+        let stored: std::collections::BTreeSet<u64> =
+            s.events.values().filter_map(|e| e.source_txn_id.split('@').next()?.parse().ok()).collect();
+        let intact = c.stats().sent_intact.lock().unwrap().clone();
+        let missed: Vec<_> = intact.difference(&stored).collect();
+        assert!(missed.is_empty(), "sent intact but not stored: {missed:?}");
+        eprintln!("upload {old_results}: {} stored, {} sent intact, {spoiled} spoiled", stored.len(), intact.len());
+        if old_results {
+            assert_eq!(stored.len(), made.len(), "exactly one event per tightening");
+            assert_eq!(LinkStats::get(&stats.unrecoverable), 0);
+        }
+    }
 }

@@ -58,6 +58,7 @@ fn service(config: &Config) -> Service {
         findings: runtime.findings.clone(),
         master: jidoka_service::runtime::MasterInForce::fixed(config.load_master().expect("master data")),
         narrator: config.narrative.clone().map(|n| Arc::new(jidoka_service::narrate::Narrator::new(n))),
+        links: Vec::new(),
     });
     // The dashboard's view of the line follows the log, as in `jidoka serve`.
     let (_, stop) = tokio::sync::watch::channel(false);

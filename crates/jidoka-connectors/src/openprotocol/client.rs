@@ -17,14 +17,15 @@ use super::fields::{Lookup, Value};
 use super::frame::{Framed, Framer, OpError, Telegram};
 use super::result::{ResultContext, tightening_id, to_event};
 use super::trace::Trace;
-use super::{Body, build, decode, layouts};
+use super::{Body, build, decode_fitted, layouts};
 use crate::reject::{RejectLog, RejectedMessage};
 use crate::{ResultStore, Stored, sleep_unless};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// `[[sources]] type = "open_protocol"`: one controller link.
@@ -195,6 +196,12 @@ pub struct LinkStats {
     /// Telegrams the controller sent again with the same sequence number (acknowledged, not
     /// processed twice).
     pub link_repeats: AtomicU64,
+    /// Whether a session is up (communication started and subscribed or subscribing).
+    pub connected: AtomicBool,
+    /// When `connected` last changed, ms since the epoch (0: not tried yet).
+    pub since_ms: AtomicI64,
+    /// The error that ended the last session or connection attempt, with when (ms).
+    pub last_error: Mutex<Option<(i64, String)>>,
 }
 
 impl LinkStats {
@@ -204,6 +211,66 @@ impl LinkStats {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    fn up(&self) {
+        self.connected.store(true, Ordering::Relaxed);
+        self.since_ms.store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    /// The link is down (or stays down) because of `error`; `since` moves only when it was up.
+    fn down(&self, error: Option<String>) {
+        let now = chrono::Utc::now().timestamp_millis();
+        if self.connected.swap(false, Ordering::Relaxed) || self.since_ms.load(Ordering::Relaxed) == 0 {
+            self.since_ms.store(now, Ordering::Relaxed);
+        }
+        if let Some(e) = error
+            && let Ok(mut last) = self.last_error.lock()
+        {
+            *last = Some((now, e));
+        }
+    }
+
+    /// State and counters for `/api/status`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let since = self.since_ms.load(Ordering::Relaxed);
+        let time = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339());
+        let last_error = self.last_error.lock().ok().and_then(|l| l.clone());
+        serde_json::json!({
+            "connected": self.connected.load(Ordering::Relaxed),
+            "since": if since == 0 { None } else { time(since) },
+            "connects": Self::get(&self.connects),
+            "results_stored": Self::get(&self.results_stored),
+            "duplicates": Self::get(&self.duplicates),
+            "recovered": Self::get(&self.recovered),
+            "unrecoverable": Self::get(&self.unrecoverable),
+            "rejected": Self::get(&self.rejected),
+            "garbage": Self::get(&self.garbage),
+            "traces_joined": Self::get(&self.traces_joined),
+            "alarms": Self::get(&self.alarms),
+            "last_error": last_error.map(|(at, e)| serde_json::json!({"at": time(at), "error": e})),
+        })
+    }
+
+    /// Prometheus lines for this link (label `link`).
+    pub fn metrics(&self, link: &str, out: &mut String) {
+        use std::fmt::Write;
+        let link = link.replace(['\\', '"', '\n'], "_");
+        let _ = writeln!(
+            out,
+            "jidoka_link_connected{{link=\"{link}\"}} {}",
+            u8::from(self.connected.load(Ordering::Relaxed))
+        );
+        for (name, counter) in [
+            ("connects", &self.connects),
+            ("results_stored", &self.results_stored),
+            ("results_recovered", &self.recovered),
+            ("results_unrecoverable", &self.unrecoverable),
+            ("results_rejected", &self.rejected),
+            ("garbage", &self.garbage),
+        ] {
+            let _ = writeln!(out, "jidoka_link_{name}_total{{link=\"{link}\"}} {}", Self::get(counter));
+        }
     }
 }
 
@@ -333,10 +400,15 @@ pub fn run(
     while !stop.load(Ordering::Relaxed) {
         let result = Session::connect(cfg, stats, &mut *store, &mut *rejects, &mut tracker).and_then(|mut s| {
             failures = 0;
+            stats.up();
             s.run(stop)
         });
-        if let Err(err) = result {
-            tracing_warn(&cfg.name, &err.to_string());
+        match result {
+            Err(err) => {
+                tracing_warn(&cfg.name, &err.to_string());
+                stats.down(Some(err.to_string()));
+            }
+            Ok(()) => stats.down(None),
         }
         if stop.load(Ordering::Relaxed) {
             break;
@@ -344,6 +416,11 @@ pub fn run(
         failures = failures.saturating_add(1);
         sleep_unless(stop, crate::reconnect_delay(failures));
     }
+}
+
+/// A telegram's body, read at the revision its data fits (see [`decode_fitted`]).
+fn read(t: &Telegram) -> Result<Body, OpError> {
+    decode_fitted(t).map(|(body, _)| body)
 }
 
 fn tracing_warn(link: &str, message: &str) {
@@ -412,6 +489,15 @@ pub struct Session<'a> {
     /// Whether the last result got its traces: when it did not (a parameter set without trace
     /// recording), the next one waits only briefly, so the link keeps the line's pace.
     last_had_traces: bool,
+    /// What this connection has already said once (a capability the controller lacks, a
+    /// telegram it keeps sending in a form Jidoka cannot read): said again on the next
+    /// connection, not after every result.
+    said: BTreeSet<String>,
+    /// The error with which the controller refused old-result upload (MID 0064), once it has:
+    /// not asked again on this connection.
+    no_upload: Option<i64>,
+    /// Garbage since the last telegram: bytes, pieces and the first piece's error.
+    garbage: Option<(usize, usize, OpError)>,
 }
 
 impl std::fmt::Debug for Session<'_> {
@@ -458,6 +544,9 @@ impl<'a> Session<'a> {
 
             last_had_traces: true,
             last_result: Instant::now(),
+            said: BTreeSet::new(),
+            no_upload: None,
+            garbage: None,
         };
         let mut rev = cfg.comm_revision;
         loop {
@@ -465,7 +554,7 @@ impl<'a> Session<'a> {
             let reply = s.request(build(1, rev, &data)?, &[2])?;
             match refusal(&reply) {
                 None => {
-                    let supported = decode(&reply).ok().and_then(|b| b.fields().int("sequence_number_support"));
+                    let supported = read(&reply).ok().and_then(|b| b.fields().int("sequence_number_support"));
                     if cfg.link_ack == LinkAck::On || (cfg.link_ack == LinkAck::Auto && supported == Some(1)) {
                         s.link = Some(LinkLevel { next: 1, last_received: None, unacked: None });
                     }
@@ -557,7 +646,7 @@ impl<'a> Session<'a> {
         let seq = t.header.sequence.filter(|&n| n > 0);
         match t.header.mid {
             9997 => {
-                let about = decode(&t).ok().and_then(|b| b.fields().int("mid"));
+                let about = read(&t).ok().and_then(|b| b.fields().int("mid"));
                 if let Some((sent, _, _)) = &link.unacked
                     && (seq == sent.header.sequence || (seq.is_none() && about == Some(i64::from(sent.header.mid))))
                 {
@@ -566,7 +655,7 @@ impl<'a> Session<'a> {
                 return Ok(None);
             }
             9998 => {
-                let fields = decode(&t).map(|b| b.fields().to_vec()).unwrap_or_default();
+                let fields = read(&t).map(|b| b.fields().to_vec()).unwrap_or_default();
                 let code = fields.int("error_code").unwrap_or(0);
                 if let Some((_, due, _)) = &mut link.unacked {
                     // Sent again by the next wait, which counts the tries.
@@ -607,7 +696,7 @@ impl<'a> Session<'a> {
     /// Make a result durable before its link-level acknowledgement: its telegram goes into
     /// the checkpoint until the result itself is stored.
     fn hold(&mut self, t: &Telegram) -> Result<(), LinkError> {
-        let Some(id) = decode(t).ok().and_then(|b| tightening_id(b.fields())) else { return Ok(()) };
+        let Some(id) = read(t).ok().and_then(|b| tightening_id(b.fields())) else { return Ok(()) };
         let mut next = self.tracker.clone();
         next.held.insert(id, t.to_bytes());
         self.store.append(Vec::new(), next.checkpoint()).map_err(LinkError::Store)?;
@@ -624,16 +713,17 @@ impl<'a> Session<'a> {
                 match item {
                     Framed::Telegram(t) => {
                         self.last_recv = Instant::now();
+                        self.report_garbage();
                         // A telegram only about the link ends the wait too: it may be the
                         // acknowledgement a caller waits for.
                         return self.receive(t);
                     }
                     Framed::Garbage { bytes, error } => {
                         LinkStats::add(&self.stats.garbage, 1);
-                        tracing_warn(
-                            &self.cfg.name,
-                            &format!("dropped {bytes} bytes that are not a telegram: {error}"),
-                        );
+                        match &mut self.garbage {
+                            Some((total, pieces, _)) => (*total, *pieces) = (*total + bytes, *pieces + 1),
+                            None => self.garbage = Some((bytes, 1, error)),
+                        }
                     }
                 }
             }
@@ -663,9 +753,9 @@ impl<'a> Session<'a> {
         while Instant::now() < deadline {
             let Some(r) = self.read_one(deadline)? else { continue };
             // A generic subscription (0008) may be answered naming the subscribed MID.
-            let subscribed = if t.header.mid == 8 { decode(&t).ok().and_then(|b| b.fields().int("mid")) } else { None };
+            let subscribed = if t.header.mid == 8 { read(&t).ok().and_then(|b| b.fields().int("mid")) } else { None };
             let about = |r: &Telegram, field: &str| {
-                decode(r)
+                read(r)
                     .ok()
                     .and_then(|b| b.fields().int(field))
                     .is_some_and(|m| m == i64::from(t.header.mid) || Some(m) == subscribed)
@@ -753,18 +843,35 @@ impl<'a> Session<'a> {
     }
 
     fn dispatch(&mut self, t: Telegram) -> Result<(), LinkError> {
-        let mid = t.header.mid;
-        let body = match decode(&t) {
-            Ok(b) => b,
+        let (mid, rev) = (t.header.mid, t.header.effective_revision());
+        let body = match decode_fitted(&t) {
+            Ok((body, read_at)) => {
+                if read_at < rev {
+                    self.say_once(
+                        format!("fit {mid} {rev}"),
+                        &format!(
+                            "the controller sends MID {mid:04} at revision {rev} with a revision-{read_at} body; \
+                             read as revision {read_at}"
+                        ),
+                    );
+                    if matches!(mid, 61 | 65) {
+                        // Uploads are asked for at the revision the results come in.
+                        self.result_rev = self.result_rev.min(read_at);
+                    }
+                }
+                body
+            }
             Err(err) => {
                 LinkStats::add(&self.stats.rejected, 1);
-                tracing_warn(
-                    &self.cfg.name,
-                    &format!("MID {mid:04} rev {} rejected: {err}", t.header.effective_revision()),
-                );
                 if matches!(mid, 61 | 65 | 900) {
+                    tracing_warn(&self.cfg.name, &format!("MID {mid:04} rev {rev} rejected: {err}"));
                     // Unreadable: kept with why, then acknowledged so the controller goes on.
                     self.reject(&t, vec![err.to_string()])?;
+                } else {
+                    self.say_once(
+                        format!("unreadable {mid} {rev}"),
+                        &format!("MID {mid:04} rev {rev} cannot be read ({err}); ignored on this connection"),
+                    );
                 }
                 if mid == 61 {
                     self.acknowledge(62)?;
@@ -810,10 +917,15 @@ impl<'a> Session<'a> {
                 match &mut self.pending {
                     Some(p) if p.id as i64 == id => p.traces.push(tr),
                     _ if self.tracker.high.is_some_and(|h| id <= h as i64) => {
+                        // Most often the traces of a result sent again, whose first traces
+                        // were joined.
                         LinkStats::add(&self.stats.traces_late, 1);
-                        tracing_warn(
-                            &self.cfg.name,
-                            &format!("trace for tightening {id} came after its result was stored"),
+                        self.say_once(
+                            "late traces".into(),
+                            &format!(
+                                "trace for tightening {id} came after its result was stored; such traces are \
+                                 counted (traces_late), not logged, on this connection"
+                            ),
                         );
                     }
                     _ => {
@@ -844,20 +956,37 @@ impl<'a> Session<'a> {
             (15, _) => self.acknowledge(16)?,
             (52, _) => self.acknowledge(53)?,
             (9999, _) | (5, _) => {}
-            (4, Body::Fields(f)) => tracing_warn(
-                &self.cfg.name,
-                &format!(
-                    "controller refused MID {:04}: error {}",
-                    f.int("failed_mid").unwrap_or(0),
-                    f.int("error_code").map(|c| format!("{c} ({})", error_name(c))).unwrap_or_default()
-                ),
-            ),
+            (4, Body::Fields(f)) => {
+                let (failed, code) = (f.int("failed_mid").unwrap_or(0), f.int("error_code"));
+                self.say_once(
+                    format!("refused {failed} {code:?}"),
+                    &format!(
+                        "controller refused MID {failed:04}: error {}",
+                        code.map(|c| format!("{c} ({})", error_name(c))).unwrap_or_default()
+                    ),
+                );
+            }
             (other, _) => tracing_warn(
                 &self.cfg.name,
                 &format!("MID {other:04} ({}) not expected; ignored", super::mid_name(other)),
             ),
         }
         Ok(())
+    }
+
+    /// One log line for a run of garbage, once the next telegram shows where it ended.
+    fn report_garbage(&mut self) {
+        if let Some((bytes, pieces, first)) = self.garbage.take() {
+            let pieces = if pieces > 1 { format!(" in {pieces} pieces") } else { String::new() };
+            tracing_warn(&self.cfg.name, &format!("dropped {bytes} bytes{pieces} that are not a telegram: {first}"));
+        }
+    }
+
+    /// Log `message` the first time `key` comes up on this connection only.
+    fn say_once(&mut self, key: String, message: &str) {
+        if self.said.insert(key) {
+            tracing_warn(&self.cfg.name, message);
+        }
     }
 
     /// Store the waiting result (with the traces that came), then acknowledge it.
@@ -906,7 +1035,7 @@ impl<'a> Session<'a> {
     fn store_held(&mut self) -> Result<(), LinkError> {
         let mut results = Vec::new();
         for (id, bytes) in self.tracker.held.clone() {
-            let held = Telegram::parse(&bytes).and_then(|t| Ok((decode(&t)?, t)));
+            let held = Telegram::parse(&bytes).and_then(|t| Ok((read(&t)?, t)));
             match held {
                 Ok((Body::Fields(fields), t)) => results.push((fields, Vec::new(), t)),
                 _ => {
@@ -1041,15 +1170,30 @@ impl<'a> Session<'a> {
     /// Ask for each id (MID 0064) and store the replies in batches.
     fn upload(&mut self, ids: &[u64]) -> Result<(), LinkError> {
         let mut batch = Vec::new();
-        for &id in ids {
+        let mut rest = ids;
+        while let Some((&id, after)) = rest.split_first() {
+            if let Some(code) = self.no_upload {
+                LinkStats::add(&self.stats.unrecoverable, rest.len() as u64);
+                let last = rest.last().copied().unwrap_or(id);
+                let message = format!(
+                    "{} results, tightening {id} to {last}, were missed and cannot be uploaded (error {code})",
+                    rest.len()
+                );
+                tracing_warn(&self.cfg.name, &message);
+                rest.iter().for_each(|&m| self.tracker.mark(m));
+                break;
+            }
             match self.old_result(id, self.result_rev)? {
                 Some((_, received)) => batch.push(received),
+                // Refused just now: the branch above takes this id with the rest.
+                None if self.no_upload.is_some() => continue,
                 None => {
                     LinkStats::add(&self.stats.unrecoverable, 1);
                     tracing_warn(&self.cfg.name, &format!("controller no longer has tightening {id}"));
                     self.tracker.mark(id);
                 }
             }
+            rest = after;
             if batch.len() >= 100 {
                 self.store_results(std::mem::take(&mut batch), true)?;
             }
@@ -1063,6 +1207,9 @@ impl<'a> Session<'a> {
     /// MID 0064 for `id` (0 = the latest) at `rev` or lower; the reply's revision and fields,
     /// or `None` when the controller has no such result.
     fn old_result(&mut self, id: u64, mut rev: u16) -> Result<Option<(u16, Received)>, LinkError> {
+        if self.no_upload.is_some() {
+            return Ok(None);
+        }
         loop {
             let mut data = vec![("tightening_id", Value::Int(id as i64))];
             if rev >= 10 {
@@ -1071,7 +1218,7 @@ impl<'a> Session<'a> {
             let reply = self.request(build(64, rev, &data)?, &[65])?;
             match refusal(&reply) {
                 None if reply.header.mid == 65 => {
-                    let fields = match decode(&reply) {
+                    let fields = match read(&reply) {
                         Ok(Body::Fields(f)) => f,
                         Ok(_) => return Ok(None),
                         Err(err) => {
@@ -1094,8 +1241,16 @@ impl<'a> Session<'a> {
                 Some(97) | Some(76) if rev > 1 => rev -= 1,
                 Some(15) => return Ok(None),
                 Some(code) => {
-                    // Upload unsupported or failing on this controller: go on without it.
-                    tracing_warn(&self.cfg.name, &format!("old result upload refused: {}", refused(64, code)));
+                    // Upload unsupported on this controller: go on without it, and say so once.
+                    tracing_warn(
+                        &self.cfg.name,
+                        &format!(
+                            "old result upload refused: {}; results missed on this connection cannot be \
+                             recovered and are counted as unrecoverable",
+                            refused(64, code)
+                        ),
+                    );
+                    self.no_upload = Some(code);
                     return Ok(None);
                 }
             }
@@ -1108,7 +1263,7 @@ fn refusal(t: &Telegram) -> Option<i64> {
     if t.header.mid != 4 {
         return None;
     }
-    decode(t).ok().and_then(|b| b.fields().int("error_code")).or(Some(-1))
+    read(t).ok().and_then(|b| b.fields().int("error_code")).or(Some(-1))
 }
 
 /// The reason a MID 9998 gives.

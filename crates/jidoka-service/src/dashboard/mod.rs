@@ -377,7 +377,7 @@ async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
     let _ = write!(
         body,
         "<div class=\"tile {}\"><span class=\"n\" data-live=\"andons\">{andons}</span><span data-live=\"andon-label\">{}</span></div>\
-         <div class=\"tile\"><span class=\"n\" data-live=\"cases\">{}</span><span>Cases awaiting decision</span></div></section>",
+         <div class=\"tile\"><span class=\"n\" data-live=\"cases\">{}</span><span>Cases awaiting decision</span></div>",
         if stopped {
             "stopped"
         } else if andons > 0 {
@@ -388,7 +388,25 @@ async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
         if stopped { "Andon open · LINE STOPPED" } else { "Andon open" },
         summary["pending_cases"].as_u64().unwrap_or(0)
     );
-    body.push_str("<h2>Stations</h2><div class=\"scroll\"><table id=\"stations\"><thead><tr><th scope=\"col\">Station</th><th scope=\"col\">Units out</th><th scope=\"col\">Unit now</th><th scope=\"col\">Tightenings (NOK)</th><th scope=\"col\">Andon</th></tr></thead><tbody>");
+    if !state.links.is_empty() {
+        // A controller link that is down loses nothing while the controller keeps its results,
+        // but nothing is checked live meanwhile: the supervisor should see it.
+        let down: Vec<&str> = state
+            .links
+            .iter()
+            .filter(|l| !l.stats.connected.load(std::sync::atomic::Ordering::Relaxed))
+            .map(|l| l.station.as_str())
+            .collect();
+        let up = state.links.len() - down.len();
+        let _ = write!(
+            body,
+            "<div class=\"tile {}\"><span class=\"n\">{up}/{}</span><span>Controller links up{}</span></div>",
+            if down.is_empty() { "" } else { "andon" },
+            state.links.len(),
+            if down.is_empty() { String::new() } else { format!(" · down: {}", esc(&down.join(", "))) }
+        );
+    }
+    body.push_str("</section><h2>Stations</h2><div class=\"scroll\"><table id=\"stations\"><thead><tr><th scope=\"col\">Station</th><th scope=\"col\">Units out</th><th scope=\"col\">Unit now</th><th scope=\"col\">Tightenings (NOK)</th><th scope=\"col\">Andon</th></tr></thead><tbody>");
     if let Some(stations) = summary["line"]["stations"].as_array() {
         for st in stations {
             body.push_str(&station_row(st));
