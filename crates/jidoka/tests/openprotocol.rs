@@ -145,7 +145,9 @@ fn kill_9_on_a_misbehaving_link(link_ack: bool) {
         eprintln!("missing {missing:?} checkpoint {checkpoint:?} at_kill {at_kill}");
     }
     assert_eq!(n, 400, "one event per tightening: none lost, none doubled");
-    assert_eq!(checkpoint.as_deref(), Some("400"), "every result stored and none left held");
+    let cp = checkpoint.unwrap_or_default();
+    assert_eq!(cp.lines().next(), Some("400"), "every result stored");
+    assert!(!cp.contains("\nheld "), "none left held: {cp}");
     // Results sent live carry their traces; those uploaded after the restart (MID 0065) cannot.
     // How many go out live depends on how fast the restarted link catches up with the line (at
     // link level each telegram also waits for the one before), so the check is that every

@@ -196,6 +196,8 @@ pub struct LinkStats {
     /// Telegrams the controller sent again with the same sequence number (acknowledged, not
     /// processed twice).
     pub link_repeats: AtomicU64,
+    /// Times the controller's tightening ids were found to have restarted.
+    pub id_restarts: AtomicU64,
     /// Whether a session is up (communication started and subscribed or subscribing).
     pub connected: AtomicBool,
     /// When `connected` last changed, ms since the epoch (0: not tried yet).
@@ -248,6 +250,7 @@ impl LinkStats {
             "garbage": Self::get(&self.garbage),
             "traces_joined": Self::get(&self.traces_joined),
             "alarms": Self::get(&self.alarms),
+            "id_restarts": Self::get(&self.id_restarts),
             "last_error": last_error.map(|(at, e)| serde_json::json!({"at": time(at), "error": e})),
         })
     }
@@ -303,21 +306,33 @@ pub struct Tracker {
     pub high: Option<u64>,
     above: BTreeSet<u64>,
     held: BTreeMap<u64, Vec<u8>>,
+    /// The newest result stored: its id and the controller's time stamp for it. On the next
+    /// connection the controller's result of that id must still carry that time; if it does
+    /// not, the controller's ids restarted while the link was down.
+    pub last: Option<(u64, String)>,
 }
 
 impl Tracker {
-    /// The checkpoint's first line is the high mark; each further `held <id> <hex>` line is a
-    /// result telegram received and acknowledged but not yet stored.
+    /// The checkpoint's first line is the high mark; a `last <id> <time stamp>` line names the
+    /// newest result stored; each `held <id> <hex>` line is a result telegram received and
+    /// acknowledged but not yet stored.
     pub fn from_checkpoint(text: Option<&str>) -> Tracker {
         let mut lines = text.unwrap_or_default().lines();
         let high = lines.next().and_then(|t| t.trim().parse().ok());
-        let held = lines
-            .filter_map(|l| {
-                let mut parts = l.strip_prefix("held ")?.split(' ');
-                Some((parts.next()?.parse().ok()?, hex::decode(parts.next()?).ok()?))
-            })
-            .collect();
-        Tracker { high, above: BTreeSet::new(), held }
+        let (mut held, mut last) = (BTreeMap::new(), None);
+        for line in lines {
+            if let Some(rest) = line.strip_prefix("held ") {
+                let mut parts = rest.split(' ');
+                if let (Some(Ok(id)), Some(Ok(bytes))) = (parts.next().map(str::parse), parts.next().map(hex::decode)) {
+                    held.insert(id, bytes);
+                }
+            } else if let Some((id, at)) = line.strip_prefix("last ").and_then(|r| r.split_once(' '))
+                && let Ok(id) = id.parse()
+            {
+                last = Some((id, at.to_string()));
+            }
+        }
+        Tracker { high, above: BTreeSet::new(), held, last }
     }
 
     /// Result telegrams acknowledged and not yet stored, by tightening id.
@@ -368,6 +383,7 @@ impl Tracker {
     fn restart_at(&mut self, high: u64) {
         self.high = Some(high);
         self.above.clear();
+        self.last = None;
     }
 
     /// The highest id stored (or given up on).
@@ -377,6 +393,9 @@ impl Tracker {
 
     pub fn checkpoint(&self) -> String {
         let mut out = self.high.map(|h| h.to_string()).unwrap_or_default();
+        if let Some((id, at)) = &self.last {
+            out.push_str(&format!("\nlast {id} {at}"));
+        }
         for (id, bytes) in &self.held {
             out.push_str(&format!("\nheld {id} {}", hex::encode(bytes)));
         }
@@ -1068,6 +1087,11 @@ impl<'a> Session<'a> {
             let Some(id) = tightening_id(fields) else { continue };
             next.mark(id);
             next.held.remove(&id);
+            if next.last.as_ref().is_none_or(|(last, _)| id >= *last)
+                && let Some(at) = fields.text("timestamp").filter(|t| !t.contains(char::is_whitespace))
+            {
+                next.last = Some((id, at));
+            }
             match to_event(fields, traces, &ctx, chrono::Utc::now()) {
                 Ok(e) => {
                     events.push(e);
@@ -1116,17 +1140,25 @@ impl<'a> Session<'a> {
         let Some(newest) = tightening_id(&latest.0) else { return Ok(()) };
         let first = self.tracker.high.is_none();
         let high = self.tracker.high.unwrap_or(0);
-        // Ids below the checkpoint: the controller's counter restarted. Everything it now has is
-        // uploaded (transaction ids carry the timestamp, so nothing old collides).
-        let high = if newest < high {
-            tracing_warn(
-                &self.cfg.name,
-                &format!("controller's latest tightening {newest} is below the checkpoint {high}: its ids restarted"),
-            );
-            self.tracker.restart_at(0);
-            0
+        // The controller's counter restarted: ids below the checkpoint, or the newest result
+        // stored is no longer the controller's result of that id. Everything it now has is
+        // uploaded (transaction ids carry the time stamp, so nothing old collides).
+        let restarted = if newest < high {
+            Some(format!("its latest tightening {newest} is below the checkpoint {high}"))
         } else {
-            high
+            self.restarted_since_last(newest)?
+        };
+        let high = match restarted {
+            Some(why) => {
+                LinkStats::add(&self.stats.id_restarts, 1);
+                tracing_warn(
+                    &self.cfg.name,
+                    &format!("the controller's tightening ids restarted ({why}); uploading its results from id 1"),
+                );
+                self.tracker.restart_at(0);
+                0
+            }
+            None => high,
         };
         let start = (high + 1).max(newest.saturating_sub(self.cfg.recover_max));
         if start > high + 1 && newest > high {
@@ -1144,6 +1176,25 @@ impl<'a> Session<'a> {
         let ids: Vec<u64> = (start..newest).collect();
         self.upload(&ids)?;
         self.store_results(vec![latest], true)
+    }
+
+    /// Whether the controller's ids restarted although its newest id is not below the
+    /// checkpoint: its result with the id stored last carries another time stamp, or it no
+    /// longer has a result it should still have. Why, if so. Needs old-result upload; without
+    /// it only ids going back are seen.
+    fn restarted_since_last(&mut self, newest: u64) -> Result<Option<String>, LinkError> {
+        let Some((id, at)) = self.tracker.last.clone() else { return Ok(None) };
+        if newest < id || newest - id > self.cfg.recover_max {
+            return Ok(None);
+        }
+        Ok(match self.old_result(id, self.result_rev)? {
+            Some((_, (fields, _, _))) => match fields.text("timestamp") {
+                Some(now) if now != at => Some(format!("tightening {id} was made at {at}, the controller's is {now}")),
+                _ => None,
+            },
+            None if self.no_upload.is_none() => Some(format!("the controller no longer has tightening {id}")),
+            None => None,
+        })
     }
 
     /// On a quiet link: if the controller's latest result is newer than anything stored, store it

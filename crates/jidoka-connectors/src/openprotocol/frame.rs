@@ -288,21 +288,22 @@ impl Framer {
         // A telegram that lost its terminator, run into the next one, can claim just the length
         // that ends at the next one's NUL: a known header inside that ends at this NUL too is
         // the real telegram (its length field matching by chance is a 1 in 10,000 event).
-        let whole_inside =
-            || (1..end).find(|&p| known_header(&self.buf[p..]) && length_and_mid(&self.buf[p..]).0 == end - p);
+        let whole_inside = || {
+            (1..end).find(|&p| {
+                let b = &self.buf[p..];
+                // The length field first: it must say exactly `end - p`, which rejects almost
+                // every position at once.
+                b.len() > 4 && digits4(&b[..4]) == Some(end - p) && known_header(b)
+            })
+        };
         let error = if end < length {
             format!("says {length} bytes but the telegram ends (NUL) after {end}: truncated")
         } else if let Some(p) = whole_inside() {
             format!("a whole telegram starts {p} bytes on and ends where this one does: truncated")
-        } else if let Some(p) = (1..end).find(|&p| trace_header(&self.buf[p..])) {
-            // A trace's separator NUL can end a telegram that lost its own terminator; the
-            // trace is known for one when its terminator is where its length says.
-            let trace_end = p + length_and_mid(&self.buf[p..]).0;
-            match self.buf.get(trace_end) {
-                None => return None,
-                Some(0) => format!("a trace (MID 0900) starts {p} bytes on and ends this telegram: truncated"),
-                Some(_) => return Some(self.cut(length)),
-            }
+        } else if let Some(p) = (1..end).find(|&p| trace_separated_at(&self.buf[p..], end - p)) {
+            // A trace's separator NUL can end a telegram that lost its own terminator: a trace
+            // header inside whose head ends at this NUL with the sample count its length says.
+            format!("a trace (MID 0900) starts {p} bytes on and ends this telegram: truncated")
         } else {
             return Some(self.cut(length));
         };
@@ -357,7 +358,7 @@ fn length_and_mid(bytes: &[u8]) -> (usize, u16) {
 /// says. Digit runs inside broken data are rarely either, so a resynchronisation does not walk
 /// through them one false length at a time.
 fn could_start(bytes: &[u8]) -> bool {
-    if header_prefix(bytes).is_err() {
+    if header_fault(bytes).is_some() {
         return false;
     }
     if bytes.len() < HEADER_LEN {
@@ -367,10 +368,15 @@ fn could_start(bytes: &[u8]) -> bool {
     super::mid_name(mid) != super::UNKNOWN_MID || bytes.get(length) == Some(&0)
 }
 
+/// Four ASCII digits as a number.
+fn digits4(b: &[u8]) -> Option<usize> {
+    b.iter().try_fold(0usize, |acc, &d| d.is_ascii_digit().then(|| acc * 10 + usize::from(d - b'0')))
+}
+
 /// Whether a whole header of a MID Jidoka knows starts at the front of `bytes`.
 fn known_header(bytes: &[u8]) -> bool {
     bytes.len() >= HEADER_LEN
-        && header_prefix(bytes).is_ok()
+        && header_fault(bytes).is_none()
         && super::mid_name(length_and_mid(bytes).1) != super::UNKNOWN_MID
 }
 
@@ -379,7 +385,7 @@ fn known_header(bytes: &[u8]) -> bool {
 /// claimed length that disagrees is caught then, not after waiting for that many bytes.
 /// `Err((position of the NUL, reason))` when the head shows the telegram broken.
 fn trace_head(buf: &[u8], length: usize) -> Result<(), (usize, String)> {
-    if header_prefix(buf).is_err() {
+    if header_fault(buf).is_some() {
         return Ok(());
     }
     let seen = &buf[HEADER_LEN..buf.len().min(length + 1)];
@@ -405,54 +411,94 @@ fn trace_head(buf: &[u8], length: usize) -> Result<(), (usize, String)> {
     Ok(())
 }
 
-/// Whether a whole trace (MID 0900) header starts at the front of `bytes`.
-fn trace_header(bytes: &[u8]) -> bool {
-    bytes.len() >= HEADER_LEN && &bytes[4..8] == b"0900" && header_prefix(bytes).is_ok()
+/// Whether a trace (MID 0900) starts at the front of `bytes` whose separator NUL is at `nul`:
+/// a whole header, a printable head up to `nul` ending with the 5-digit sample count, and a
+/// length that is the head, the NUL and two bytes per sample. Digits inside other data that
+/// happen to read `0900` fail it without waiting for any byte.
+fn trace_separated_at(bytes: &[u8], nul: usize) -> bool {
+    if bytes.len() <= nul || nul < HEADER_LEN + 5 || &bytes[4..8] != b"0900" || header_fault(bytes).is_some() {
+        return false;
+    }
+    let head = &bytes[HEADER_LEN..nul];
+    if !head.iter().all(|b| (0x20..0x7f).contains(b)) || !head[head.len() - 5..].iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let samples = head[head.len() - 5..].iter().fold(0usize, |acc, b| acc * 10 + usize::from(b - b'0'));
+    length_and_mid(bytes).0 == nul + 1 + 2 * samples
 }
 
 /// Check the header fields present at the front of `bytes` (up to 20 bytes; fewer while the
 /// rest has not arrived): the first field that cannot be what the format says is named.
 fn header_prefix(bytes: &[u8]) -> Result<(), OpError> {
+    let Some(fault) = header_fault(bytes) else { return Ok(()) };
+    let (field, start, end, blank_ok) = HEADER_FIELDS[fault.field];
+    let reason = match fault.kind {
+        FaultKind::NotDigit(bad) if field == "header.no_ack_flag" => {
+            format!("must be blank, 0 or 1, found {}", show_byte(bad))
+        }
+        FaultKind::NotDigit(bad) => {
+            let allowed = if blank_ok { "digits or blank" } else { "digits" };
+            format!("must be {} {allowed}, found {}", end - start, show_byte(bad))
+        }
+        FaultKind::Short(n) => format!("says {n}, less than the {HEADER_LEN}-byte header"),
+        FaultKind::MidZero => "MID 0000 does not exist".into(),
+    };
+    Err(OpError::new(field, reason))
+}
+
+/// The header fields: (name, start, end, may be blank).
+const HEADER_FIELDS: [(&str, usize, usize, bool); 9] = [
+    ("header.length", 0, 4, false),
+    ("header.mid", 4, 8, false),
+    ("header.revision", 8, 11, true),
+    ("header.no_ack_flag", 11, 12, true),
+    ("header.station_id", 12, 14, true),
+    ("header.spindle_id", 14, 16, true),
+    ("header.sequence_number", 16, 18, true),
+    ("header.message_parts", 18, 19, true),
+    ("header.message_part_number", 19, 20, true),
+];
+
+/// What is wrong with a header, without building a message: the resynchronisation asks this at
+/// every byte of a broken telegram, and the framer of every good one at every byte of its data.
+struct Fault {
+    field: usize,
+    kind: FaultKind,
+}
+
+enum FaultKind {
+    NotDigit(u8),
+    Short(usize),
+    MidZero,
+}
+
+fn header_fault(bytes: &[u8]) -> Option<Fault> {
     let head = &bytes[..bytes.len().min(HEADER_LEN)];
-    // (field, start, end, may be blank)
-    const FIELDS: [(&str, usize, usize, bool); 9] = [
-        ("header.length", 0, 4, false),
-        ("header.mid", 4, 8, false),
-        ("header.revision", 8, 11, true),
-        ("header.no_ack_flag", 11, 12, true),
-        ("header.station_id", 12, 14, true),
-        ("header.spindle_id", 14, 16, true),
-        ("header.sequence_number", 16, 18, true),
-        ("header.message_parts", 18, 19, true),
-        ("header.message_part_number", 19, 20, true),
-    ];
-    for (field, start, end, blank_ok) in FIELDS {
+    for (field, &(name, start, end, blank_ok)) in HEADER_FIELDS.iter().enumerate() {
         if head.len() <= start {
             break;
         }
         let part = &head[start..end.min(head.len())];
-        let blank = part.iter().all(|&b| b == b' ');
-        if blank && blank_ok {
+        if blank_ok && part.iter().all(|&b| b == b' ') {
             continue;
         }
         if let Some(&bad) = part.iter().find(|b| !b.is_ascii_digit()) {
-            let allowed = if blank_ok { "digits or blank" } else { "digits" };
-            return Err(OpError::new(field, format!("must be {} {allowed}, found {}", end - start, show_byte(bad))));
+            return Some(Fault { field, kind: FaultKind::NotDigit(bad) });
         }
-        if field == "header.no_ack_flag" && part[0] > b'1' {
-            return Err(OpError::new(field, format!("must be blank, 0 or 1, found {}", show_byte(part[0]))));
+        if name == "header.no_ack_flag" && part[0] > b'1' {
+            return Some(Fault { field, kind: FaultKind::NotDigit(part[0]) });
         }
         if part.len() == end - start {
             let n = part.iter().fold(0usize, |acc, b| acc * 10 + usize::from(b - b'0'));
-            if field == "header.length" && n < HEADER_LEN {
-                return Err(OpError::new(field, format!("says {n}, less than the {HEADER_LEN}-byte header")));
+            if field == 0 && n < HEADER_LEN {
+                return Some(Fault { field, kind: FaultKind::Short(n) });
             }
-            if field == "header.mid" && n == 0 {
-                return Err(OpError::new(field, "MID 0000 does not exist"));
+            if field == 1 && n == 0 {
+                return Some(Fault { field, kind: FaultKind::MidZero });
             }
         }
     }
-    Ok(())
+    None
 }
 
 #[cfg(test)]
@@ -603,6 +649,9 @@ mod tests {
         fn telegram() -> impl Strategy<Value = Telegram> {
             prop_oneof![
                 4 => (0..TEXT_MIDS.len(), 1u16..8, "[ -~]{0,120}")
+                    .prop_map(|(m, rev, data)| Telegram::new(TEXT_MIDS[m], rev, data.into_bytes())),
+                // Results are mostly digits, which can read as headers (`....0900...`).
+                4 => (0..TEXT_MIDS.len(), 1u16..8, "[0-9 ]{0,300}")
                     .prop_map(|(m, rev, data)| Telegram::new(TEXT_MIDS[m], rev, data.into_bytes())),
                 1 => proptest::collection::vec(any::<[u8; 2]>(), 0..30).prop_map(|samples| {
                     let mut data = format!("00000{:05}", samples.len()).into_bytes();

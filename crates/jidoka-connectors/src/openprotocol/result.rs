@@ -76,7 +76,9 @@ pub fn to_event(
     let size = fields.int("batch_size").unwrap_or(0);
     let counter = fields.int("batch_counter").unwrap_or(0);
     let base = ctx.joints.get(&pset).cloned().unwrap_or_else(|| format!("P{pset}"));
-    let joint = if size > 1 && counter >= 1 { format!("{base}-{counter}") } else { base };
+    // A counter beyond the batch (a 4th bolt on a 3-bolt batch: a re-hit, or a batch counted
+    // on by hand) numbers no bolt of the joint: the result keeps the joint's own name.
+    let joint = if size > 1 && (1..=size).contains(&counter) { format!("{base}-{counter}") } else { base };
     // Revisions without a tool serial: the configured tool, else the link itself.
     let tool = fields
         .text("tool_serial_number")
@@ -175,6 +177,22 @@ mod tests {
             Body::Fields(f) => f,
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Regression: a 4th bolt on a 3-bolt batch became joint `P4-4`, a joint the line has not.
+    #[test]
+    fn a_counter_beyond_the_batch_numbers_no_bolt() {
+        let joints = BTreeMap::from([("11".to_string(), "SUBFRAME".to_string())]);
+        let ctx =
+            ResultContext { source: "op:st010", station: "ST010", joints: &joints, tool: None, utc_offset_minutes: 0 };
+        let mut fields = result_fields(3);
+        for f in fields.iter_mut().filter(|f| f.name == "batch_counter") {
+            f.value = Value::Int(5);
+        }
+        let e = to_event(&fields, &[], &ctx, Utc::now()).unwrap();
+        let jidoka_model::EventPayload::TighteningResult(r) = &e.payload else { panic!("kind") };
+        assert_eq!(r.joint, "SUBFRAME");
+        assert!(r.batch.is_none(), "no batch position outside the batch");
     }
 
     #[test]
