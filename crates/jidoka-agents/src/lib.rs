@@ -87,6 +87,32 @@ pub struct Router {
     drafts: Vec<FindingDraft>,
     /// The master data in force at the current log position.
     master: Master,
+    /// Each released unit's work order, for every finding about the unit (the MES files its
+    /// records under the work order, not the VIN): the newest [`WORK_ORDERS_KEPT`].
+    work_orders: WorkOrders,
+}
+
+/// Units whose work order the router remembers (several days of a line's production).
+pub const WORK_ORDERS_KEPT: usize = 100_000;
+
+/// VIN → work order of the last [`WORK_ORDERS_KEPT`] units released.
+#[derive(Debug, Clone, Default)]
+struct WorkOrders {
+    by_vin: HashMap<String, String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl WorkOrders {
+    fn insert(&mut self, vin: &str, work_order: &str) {
+        if self.by_vin.insert(vin.to_string(), work_order.to_string()).is_none() {
+            self.order.push_back(vin.to_string());
+            while self.order.len() > WORK_ORDERS_KEPT {
+                if let Some(old) = self.order.pop_front() {
+                    self.by_vin.remove(&old);
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Router {
@@ -107,6 +133,7 @@ impl Clone for Router {
             routes: self.routes.clone(),
             drafts: Vec::new(),
             master: self.master.clone(),
+            work_orders: self.work_orders.clone(),
         }
     }
 }
@@ -124,7 +151,7 @@ impl Router {
                 routes.entry(*kind).or_default().push(idx);
             }
         }
-        Router { agents, routes, drafts: Vec::new(), master: None }
+        Router { agents, routes, drafts: Vec::new(), master: None, work_orders: WorkOrders::default() }
     }
 
     /// Start with `master` in force (a store whose log has no master data of its own).
@@ -152,6 +179,9 @@ impl Router {
             // A refused change is the sequence agent's finding; the last good data stays.
             self.master = Some(std::sync::Arc::new(next));
         }
+        if let jidoka_model::EventPayload::WorkOrderReleased(w) = &event.event.payload {
+            self.work_orders.insert(&w.vin, &w.work_order);
+        }
         let Some(targets) = self.routes.get(&event.event.kind()) else {
             return;
         };
@@ -177,7 +207,12 @@ impl Router {
                     details: Value::Null,
                 });
             }
-            for (ordinal, draft) in self.drafts.drain(..).enumerate() {
+            for (ordinal, mut draft) in self.drafts.drain(..).enumerate() {
+                if draft.subject.work_order.is_none()
+                    && let Some(vin) = &draft.subject.vin
+                {
+                    draft.subject.work_order = self.work_orders.by_vin.get(vin).cloned();
+                }
                 findings.push(complete(name, version, event, ordinal, draft));
             }
         }

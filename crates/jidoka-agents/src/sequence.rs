@@ -818,6 +818,8 @@ impl Agent for SequenceAgent {
                     if t.controller_verdict == Some(jidoka_model::event::OkNok::Nok) {
                         if !visit.tightened.contains(&t.joint) {
                             visit.nok_joints.insert(t.joint.clone());
+                            // What a HOLD for the joint left NOK rests on.
+                            visit.evidence.push(event.event.event_id.clone());
                         }
                     } else {
                         visit.nok_joints.remove(&t.joint);

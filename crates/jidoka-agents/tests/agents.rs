@@ -221,6 +221,7 @@ mod sequence {
         router: Router,
         seq: u64,
         out: Vec<Finding>,
+        events: Vec<StoredEvent>,
     }
 
     impl Line {
@@ -229,7 +230,12 @@ mod sequence {
         }
 
         fn with(m: &MasterData) -> Line {
-            Line { router: Router::new(vec![Box::new(SequenceAgent::new(m))]), seq: 0, out: Vec::new() }
+            Line {
+                router: Router::new(vec![Box::new(SequenceAgent::new(m))]),
+                seq: 0,
+                out: Vec::new(),
+                events: Vec::new(),
+            }
         }
 
         fn send(&mut self, kind: &str, data: Value) -> Vec<String> {
@@ -241,7 +247,9 @@ mod sequence {
             )
             .expect("valid event");
             let before = self.out.len();
-            self.router.process(&StoredEvent { seq: self.seq, event }, &mut self.out);
+            let stored = StoredEvent { seq: self.seq, event };
+            self.router.process(&stored, &mut self.out);
+            self.events.push(stored);
             self.out[before..].iter().map(|f| f.kind.trim_start_matches("sequence.").to_string()).collect()
         }
 
@@ -565,6 +573,11 @@ mod sequence {
         let f = l.out.last().expect("finding");
         assert_eq!(f.details["operations_missing"], json!(["OP1B"]));
         assert_eq!(f.details["tightenings_nok"], json!(["J1"]));
+        // The HOLD names the unit's work order (the MES files records under it) and cites the
+        // NOK tightening it rests on.
+        assert_eq!(f.subject.work_order.as_deref(), Some("WO-V1"));
+        let nok = l.events.iter().find(|e| e.event.kind() == jidoka_model::EventKind::TighteningResult).expect("nok");
+        assert!(f.evidence.contains(&nok.event.event_id), "{:?}", f.evidence);
         assert!(
             f.reason.contains("operation OP1B not completed") && f.reason.contains("J1 left with a NOK tightening"),
             "{}",

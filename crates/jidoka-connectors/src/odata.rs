@@ -631,66 +631,6 @@ impl OdataSink {
         })
     }
 
-    /// The entity set, command and record of an action.
-    fn plan(&self, a: &Action) -> (String, String, Value) {
-        let p = &self.profile;
-        let pl = &a.payload;
-        let s = |v: &Value| v.as_str().map(str::to_string);
-        let subject = pl.get("subject").cloned().unwrap_or(Value::Null);
-        let serial = subject.get("serial").and_then(s).or_else(|| subject.get("vin").and_then(s));
-        let reason = pl.get("reason").and_then(s).unwrap_or_default();
-        let evidence: Vec<String> =
-            pl.get("evidence").and_then(Value::as_array).map(|e| e.iter().filter_map(s).collect()).unwrap_or_default();
-        let description = format!(
-            "{reason}\nFinding {} ({}, {} {}). Evidence: {}",
-            a.finding_id,
-            pl.get("finding_kind").and_then(s).unwrap_or_default(),
-            pl.get("agent").and_then(s).unwrap_or_default(),
-            pl.get("agent_version").and_then(s).unwrap_or_default(),
-            evidence.join(", ")
-        );
-        let mut record = json!({ (p.key_field.clone()): a.idempotency_key, "CorrelationId": a.correlation_id });
-        let (set, command) = match a.kind {
-            ActionKind::CreateNonconformance => {
-                let severity = match pl.get("severity").and_then(Value::as_str) {
-                    Some("critical") => "High",
-                    Some("warning") => "Medium",
-                    _ => "Low",
-                };
-                record["Severity"] = json!(severity);
-                record["SerialNumber"] = json!(serial);
-                record["MaterialNId"] = json!(subject.get("part_number").and_then(s));
-                record["WorkOrderNId"] = json!(subject.get("work_order").and_then(s));
-                record["OperationNId"] = json!(subject.get("station").and_then(s));
-                record["EquipmentNId"] = json!(subject.get("tool").and_then(s));
-                record["Description"] = json!(description);
-                (p.nonconformance_set.clone(), p.create_nonconformance.clone())
-            }
-            ActionKind::PlaceHold | ActionKind::ReleaseHold => {
-                record["SerialNumber"] = json!(serial);
-                record["Reason"] = json!(description);
-                let cmd = if a.kind == ActionKind::PlaceHold { p.place_hold.clone() } else { p.release_hold.clone() };
-                let set = if a.kind == ActionKind::PlaceHold { p.hold_set.clone() } else { p.order_log_set.clone() };
-                (set, cmd)
-            }
-            ActionKind::RaiseAndon => {
-                record["Station"] = json!(subject.get("station").and_then(s));
-                record["Message"] = json!(reason);
-                (p.andon_set.clone(), p.raise_andon.clone())
-            }
-            ActionKind::AppendOrderLog | ActionKind::SupervisorReview => {
-                record["WorkOrderNId"] = json!(subject.get("work_order").and_then(s).or(serial));
-                record["Text"] = json!(description);
-                (p.order_log_set.clone(), p.append_order_log.clone())
-            }
-        };
-        // Drop nulls: MES commands often reject unknown or null fields.
-        if let Some(obj) = record.as_object_mut() {
-            obj.retain(|_, v| !v.is_null());
-        }
-        (set, command, record)
-    }
-
     /// The MES number of a record already written with this key, if any.
     fn existing(&self, set: &str, key: &str) -> Result<Option<String>, OdataError> {
         let p = &self.profile;
@@ -699,6 +639,88 @@ impl OdataSink {
         let found = self.client.get_all(set, &query, 1)?;
         Ok(found.first().map(|r| reference_of(r, &p.number_field).unwrap_or_else(|| "existing".to_string())))
     }
+}
+
+/// The entity set, command and record of an action under `p`. The record names who approved
+/// the action and why (from the audit chain, `payload.approval`). An order log entry needs the
+/// unit's work order: without one the action is refused for good (a VIN is not a work order,
+/// and an MES refuses it).
+fn plan(p: &Profile, a: &Action) -> Result<(String, String, Value), SinkError> {
+    let pl = &a.payload;
+    let s = |v: &Value| v.as_str().map(str::to_string);
+    let subject = pl.get("subject").cloned().unwrap_or(Value::Null);
+    let serial = subject.get("serial").and_then(s).or_else(|| subject.get("vin").and_then(s));
+    let reason = pl.get("reason").and_then(s).unwrap_or_default();
+    let evidence: Vec<String> =
+        pl.get("evidence").and_then(Value::as_array).map(|e| e.iter().filter_map(s).collect()).unwrap_or_default();
+    let approval = pl.get("approval").map(|ap| {
+        let notes: Vec<String> =
+            ap.get("notes").and_then(Value::as_array).map(|n| n.iter().filter_map(s).collect()).unwrap_or_default();
+        let by: Vec<String> =
+            ap.get("by").and_then(Value::as_array).map(|n| n.iter().filter_map(s).collect()).unwrap_or_default();
+        if notes.is_empty() { format!("approved by {}", by.join(", ")) } else { notes.join("; ") }
+    });
+    let description = format!(
+        "{reason}\nFinding {} ({}, {} {}). Evidence: {}{}",
+        a.finding_id,
+        pl.get("finding_kind").and_then(s).unwrap_or_default(),
+        pl.get("agent").and_then(s).unwrap_or_default(),
+        pl.get("agent_version").and_then(s).unwrap_or_default(),
+        evidence.join(", "),
+        approval.as_ref().map(|ap| format!("\nDecision: {ap}")).unwrap_or_default()
+    );
+    let mut record = json!({ (p.key_field.clone()): a.idempotency_key, "CorrelationId": a.correlation_id });
+    let (set, command) = match a.kind {
+        ActionKind::CreateNonconformance => {
+            let severity = match pl.get("severity").and_then(Value::as_str) {
+                Some("critical") => "High",
+                Some("warning") => "Medium",
+                _ => "Low",
+            };
+            record["Severity"] = json!(severity);
+            record["SerialNumber"] = json!(serial);
+            record["MaterialNId"] = json!(subject.get("part_number").and_then(s));
+            record["WorkOrderNId"] = json!(subject.get("work_order").and_then(s));
+            record["OperationNId"] = json!(subject.get("station").and_then(s));
+            record["EquipmentNId"] = json!(subject.get("tool").and_then(s));
+            record["Description"] = json!(description);
+            (p.nonconformance_set.clone(), p.create_nonconformance.clone())
+        }
+        ActionKind::PlaceHold | ActionKind::ReleaseHold => {
+            record["SerialNumber"] = json!(serial);
+            record["Reason"] = json!(description);
+            let cmd = if a.kind == ActionKind::PlaceHold { p.place_hold.clone() } else { p.release_hold.clone() };
+            let set = if a.kind == ActionKind::PlaceHold { p.hold_set.clone() } else { p.order_log_set.clone() };
+            (set, cmd)
+        }
+        ActionKind::RaiseAndon => {
+            record["Station"] = json!(subject.get("station").and_then(s));
+            record["Message"] = json!(reason);
+            (p.andon_set.clone(), p.raise_andon.clone())
+        }
+        ActionKind::AppendOrderLog | ActionKind::SupervisorReview => {
+            let Some(order) = subject.get("work_order").and_then(s) else {
+                return Err(SinkError::Permanent(format!(
+                    "subject.work_order: an order log entry needs the unit's work order, and none is known for {}",
+                    serial.as_deref().unwrap_or("this finding")
+                )));
+            };
+            record["WorkOrderNId"] = json!(order);
+            // A supervisor's review is the decision, not a second copy of the automatic entry.
+            let text = if a.kind == ActionKind::SupervisorReview {
+                format!("Supervisor review: {description}")
+            } else {
+                description
+            };
+            record["Text"] = json!(text);
+            (p.order_log_set.clone(), p.append_order_log.clone())
+        }
+    };
+    // Drop nulls: MES commands often reject unknown or null fields.
+    if let Some(obj) = record.as_object_mut() {
+        obj.retain(|_, v| !v.is_null());
+    }
+    Ok((set, command, record))
 }
 
 impl Sink for OdataSink {
@@ -711,7 +733,7 @@ impl Sink for OdataSink {
     }
 
     fn deliver(&mut self, action: &Action) -> Result<Receipt, SinkError> {
-        let (set, command, record) = self.plan(action);
+        let (set, command, record) = plan(&self.profile, action)?;
         // Read back first: an earlier attempt may have reached the MES and lost its answer.
         if let Some(number) = self.existing(&set, &action.idempotency_key)? {
             return Ok(Receipt { reference: Some(number), already_delivered: true });
@@ -729,6 +751,54 @@ impl Sink for OdataSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn action(kind: ActionKind, subject: Value, approval: Option<Value>) -> Action {
+        let mut payload = json!({"subject": subject, "reason": "J1 left NOK", "finding_kind": "sequence.tightening_nok",
+                                 "agent": "sequence-integrity", "agent_version": "1.0.0", "evidence": ["ev-1"]});
+        if let Some(a) = approval {
+            payload["approval"] = a;
+        }
+        Action {
+            action_id: "A-1".into(),
+            finding_id: "F-1".into(),
+            kind,
+            status: jidoka_model::ActionStatus::Approved,
+            payload,
+            idempotency_key: "K-1".into(),
+            correlation_id: "C-1".into(),
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    /// Regressions: the order log's `WorkOrderNId` was filled with the VIN when no work order was
+    /// known; the approver and the reason never reached the MES; a supervisor's review wrote an
+    /// entry identical to the automatic one.
+    #[test]
+    fn mes_records_carry_the_work_order_and_the_decision() {
+        let p = Profile::default();
+        let vin_only = json!({"vin": "1HGCM82633A004352", "station": "ST040"});
+        let err = plan(&p, &action(ActionKind::AppendOrderLog, vin_only.clone(), None)).unwrap_err();
+        assert!(
+            matches!(&err, SinkError::Permanent(why) if why.starts_with("subject.work_order") && why.contains("1HGCM82633A004352")),
+            "{err:?}"
+        );
+        let unit = json!({"vin": "1HGCM82633A004352", "station": "ST040", "work_order": "WO-17"});
+        let approval = json!({"by": ["user:anna"], "notes": ["approved by user:anna: J1 re-tightened, hold released"]});
+        let (_, _, auto) =
+            plan(&p, &action(ActionKind::AppendOrderLog, unit.clone(), Some(json!({"by": ["policy"], "notes": []}))))
+                .unwrap();
+        let (_, _, review) =
+            plan(&p, &action(ActionKind::SupervisorReview, unit.clone(), Some(approval.clone()))).unwrap();
+        assert_eq!(auto["WorkOrderNId"], "WO-17");
+        assert!(auto["Text"].as_str().unwrap().ends_with("Decision: approved by policy"), "{auto}");
+        let text = review["Text"].as_str().unwrap();
+        assert!(text.starts_with("Supervisor review: ") && text.contains("user:anna: J1 re-tightened"), "{review}");
+        assert_ne!(auto["Text"], review["Text"]);
+        let (_, _, ncr) = plan(&p, &action(ActionKind::CreateNonconformance, vin_only, Some(approval))).unwrap();
+        assert_eq!(ncr["SerialNumber"], "1HGCM82633A004352");
+        assert!(ncr.get("WorkOrderNId").is_none(), "no work order known: none sent, not the VIN");
+        assert!(ncr["Description"].as_str().unwrap().contains("Decision: approved by user:anna"), "{ncr}");
+    }
 
     #[test]
     fn query_values_encode_spaces_as_percent_20_and_quotes_double() {

@@ -831,13 +831,24 @@ pub(crate) async fn decide_action(
         };
         // Four-eyes: two different people, each logged in as themselves; the second approval
         // and the move to approved are one transaction.
-        if to == ActionStatus::Approved && crate::governance::needs_four_eyes(&record.action) {
+        let four_eyes = to == ActionStatus::Approved && crate::governance::needs_four_eyes(&record.action);
+        if four_eyes {
             if !person {
                 return Ok(Err(("forbidden", "four-eyes approvals need a personal login, not an API token".into())));
             }
             if record.approvals.contains(&actor) {
                 return Ok(Err(("conflict", format!("four-eyes: {actor} has approved already; a second person must"))));
             }
+        }
+        // An approval releases a hold, an NCR or an Andon into the MES: like a rejection it
+        // says why, and the reason travels with the action to the MES record.
+        if reason.is_none() {
+            return Ok(Err((
+                "invalid",
+                format!("{} needs a reason", if to == ActionStatus::Approved { "an approval" } else { "a decision" }),
+            )));
+        }
+        if four_eyes {
             if s.record_approval(&lookup, &actor, Some(&note), 2)?.is_none() {
                 return Ok(Err(("conflict", format!("action `{lookup}` is no longer waiting for approval"))));
             }
@@ -850,7 +861,13 @@ pub(crate) async fn decide_action(
     })
     .await?;
     // An approved action reaches the sinks at the outbox's next poll.
-    outcome.map_err(|(code, message)| ApiError::new(code, message))
+    outcome.map_err(decision_error)
+}
+
+/// A decision refused inside the store's closure: an `invalid` one is about its reason.
+fn decision_error((code, message): (&'static str, String)) -> ApiError {
+    let e = ApiError::new(code, message);
+    if code == "invalid" { e.field("reason") } else { e }
 }
 
 /// `POST /api/actions/acknowledge`: reviews that need no action, acknowledged together.
@@ -975,6 +992,9 @@ pub(crate) async fn decide_case(
                 )));
             }
         }
+        if reason.is_none() {
+            return Ok(Err(("invalid", "a case decision needs a reason".into())));
+        }
         let findings = case.findings();
         let note = format!(
             "{} by {actor} as case {} ({}: {} finding(s), {}){}",
@@ -993,7 +1013,7 @@ pub(crate) async fn decide_case(
                      "decided_meanwhile": moved.meanwhile, "findings": findings})))
     })
     .await?;
-    outcome.map_err(|(code, message)| ApiError::new(code, message))
+    outcome.map_err(decision_error)
 }
 
 /// What became of waiting actions moved together.

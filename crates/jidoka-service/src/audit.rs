@@ -14,10 +14,11 @@ use std::collections::BTreeSet;
 /// policy, or moved to approved after enough different people recorded their approval (two
 /// for four-eyes). `Ok(Err(why))` when it is not proven: a status set in the database by hand
 /// is not an approval.
-pub fn approval_proof(store: &dyn Store, action: &Action) -> Result<Result<(), String>, StoreError> {
+pub fn approval_proof(store: &dyn Store, action: &Action) -> Result<Result<Approval, String>, StoreError> {
     let records = store.audit_of(&action.action_id, 1000)?;
     let (mut auto_approved, mut waited, mut moved) = (false, false, false);
     let mut approvers = BTreeSet::new();
+    let mut notes = Vec::new();
     for r in &records {
         if let Err(why) = linked(store, r)? {
             return Ok(Err(why));
@@ -36,6 +37,7 @@ pub fn approval_proof(store: &dyn Store, action: &Action) -> Result<Result<(), S
             }
             "action_approval_recorded" => {
                 approvers.insert(rec.entry.actor.clone());
+                notes.extend(rec.entry.details.get("note").and_then(|v| v.as_str()).map(str::to_string));
             }
             // A single approval moves the action itself: the mover is the approver. With
             // four-eyes every approval is recorded first, the last one's mover among them.
@@ -43,13 +45,14 @@ pub fn approval_proof(store: &dyn Store, action: &Action) -> Result<Result<(), S
                 moved = true;
                 if rec.entry.actor.starts_with("user:") || rec.entry.actor.starts_with("token:") {
                     approvers.insert(rec.entry.actor.clone());
+                    notes.extend(rec.entry.details.get("note").and_then(|v| v.as_str()).map(str::to_string));
                 }
             }
             _ => {}
         }
     }
     if auto_approved {
-        return Ok(Ok(()));
+        return Ok(Ok(Approval { by: vec!["policy".into()], notes: Vec::new() }));
     }
     if !waited {
         return Ok(Err("the audit trail has no proposal of this action".into()));
@@ -62,7 +65,23 @@ pub fn approval_proof(store: &dyn Store, action: &Action) -> Result<Result<(), S
             if moved { "a" } else { "no" }
         )));
     }
-    Ok(Ok(()))
+    notes.dedup();
+    Ok(Ok(Approval { by: approvers.into_iter().collect(), notes }))
+}
+
+/// Who approved an action and what they noted (`approved by user:anna: seen the curve`), as
+/// the audit chain proves it: the MES record carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// `policy` when the policy approved it when proposed.
+    pub by: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+impl Approval {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"by": self.by, "notes": self.notes})
+    }
 }
 
 /// A record matches its hash and follows the record before it.

@@ -837,8 +837,8 @@ fn deliver_pass(
         }
         // Only what the audit chain proves approved leaves for a sink: a status set in the
         // database by hand is not an approval.
-        match crate::audit::approval_proof(store, action) {
-            Ok(Ok(())) => {}
+        let approval = match crate::audit::approval_proof(store, action) {
+            Ok(Ok(approval)) => approval,
             Ok(Err(why)) => {
                 metrics.actions_unproven.fetch_add(1, Relaxed);
                 tracing::error!(action = %action.action_id, %why, "not delivered: the audit chain does not prove its approval");
@@ -850,7 +850,11 @@ fn deliver_pass(
                 tracing::error!(error = %err, action = %action.action_id, "cannot read the audit trail; delivery waits");
                 continue;
             }
-        }
+        };
+        // Who approved it and why go with it: the MES record names them.
+        let mut action = action.clone();
+        action.payload["approval"] = approval.to_json();
+        let action = &action;
         match sinks[idx].deliver(action) {
             Ok(receipt) => {
                 let note = match (&receipt.reference, receipt.already_delivered) {

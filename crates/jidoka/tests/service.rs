@@ -717,7 +717,13 @@ async fn configured_policies_choose_the_actions_and_who_approves_them() {
     let uri = format!("/api/actions/{hold}/approve");
     let (status, _) = call(&svc.app, "POST", &uri, Some(&sup), Some(json!({})), "127.0.0.1:1").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "the policy names quality engineers only");
-    let (status, _) = call(&svc.app, "POST", &uri, Some(&qe), Some(json!({})), "127.0.0.1:1").await;
+    let (status, body) = call(&svc.app, "POST", &uri, Some(&qe), Some(json!({})), "127.0.0.1:1").await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("reason")),
+        "an approval says why"
+    );
+    let (status, _) = call(&svc.app, "POST", &uri, Some(&qe), Some(json!({"reason": "31 N·m"})), "127.0.0.1:1").await;
     assert_eq!(status, StatusCode::OK);
     runtime.shutdown();
 }
@@ -792,6 +798,57 @@ fn replay_reproduces_stored_findings_and_notices_a_change() {
     let mut changed = config.clone();
     changed.agents.torque_audit.enabled = false;
     assert!(!jidoka_service::commands::replay(changed, true).expect("replay"));
+}
+
+/// Regression: a tool past its calibration date was reported on a fresh store but not after a
+/// restart with the changed master data (the replay at start-up ran today's master data over
+/// the old results and marked the tool already reported). Master data is now in the log, so the
+/// restarted service reports it at the first result after the change, and a replay from the
+/// start makes exactly the findings stored.
+#[test]
+fn a_calibration_overdue_after_a_restart_is_reported_and_replay_agrees() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let master = dir.path().join("master.toml");
+    let write_master = |due: &str| {
+        let text = format!(
+            "[[equipment]]\nequipment = \"NR-7\"\nkind = \"nutrunner\"\nstation = \"ST040\"\n\
+             calibrated_at = \"2025-06-01T00:00:00Z\"\ncalibration_due = \"{due}\"\n"
+        );
+        std::fs::write(&master, text).expect("master data");
+    };
+    let events = |from: usize, file: &Path| {
+        let text: String = (from..from + 10)
+            .map(|i| {
+                let mut ev = tightening(&format!("T{i}"), 25.0);
+                ev["occurred_at"] = json!(format!("2026-11-24T08:{i:02}:00Z"));
+                ev.to_string() + "\n"
+            })
+            .collect();
+        std::fs::write(file, text).expect("events");
+    };
+    let mut config = Config::default();
+    config.store.data_dir = dir.path().join("data");
+    config.master_data.file = Some(master.clone());
+    let (first, second) = (dir.path().join("first.jsonl"), dir.path().join("second.jsonl"));
+    events(0, &first);
+    events(10, &second);
+    // The tool is in calibration for the first results; then the plant learns its calibration
+    // fell due long ago, and the service starts again with that master data.
+    write_master("2027-06-01T00:00:00Z");
+    jidoka_service::commands::import(config.clone(), &[first], true).expect("import");
+    write_master("2026-01-01T00:00:00Z");
+    jidoka_service::commands::import(config.clone(), &[second], true).expect("import after the restart");
+    let store = SqliteStore::open(config.store.data_dir.join("jidoka.sqlite")).expect("store");
+    let overdue = store
+        .findings(&jidoka_store::FindingQuery { limit: 100, ..Default::default() })
+        .expect("findings")
+        .items
+        .into_iter()
+        .filter(|f| f.kind == "sequence.tool_calibration_overdue")
+        .collect::<Vec<_>>();
+    assert_eq!(overdue.len(), 1, "{overdue:#?}");
+    assert_eq!(overdue[0].details["first_result_at"], "2026-11-24T08:10:00+00:00", "the first result after the change");
+    assert!(jidoka_service::commands::replay(config, true).expect("replay"), "replay makes the same findings");
 }
 
 /// Start the binary and read stdout until it says where it listens; also collect the demo
@@ -984,7 +1041,8 @@ fn kill_9_during_ingest_loses_no_acknowledged_event_and_duplicates_none() {
 #[test]
 fn config_check_accepts_the_example_and_lists_every_error_of_a_bad_file() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/plant.toml");
-    let out = jidoka_bin().args(["config", "check"]).arg(&example).output().expect("run");
+    // The example's MES sink reads its token from the environment, as a plant's would.
+    let out = jidoka_bin().args(["config", "check"]).arg(&example).env("JIDOKA_MES_TOKEN", "t").output().expect("run");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration is valid"));
 
@@ -1702,7 +1760,8 @@ async fn four_eyes_needs_two_different_people() {
     assert_eq!(first["approvals"], json!(["user:anna"]));
     let (status, body) = call(&svc.app, "POST", &uri, Some(&anna), Some(json!({})), "127.0.0.1:1").await;
     assert_eq!(status, StatusCode::CONFLICT, "the same person twice: {body}");
-    let (status, second) = call(&svc.app, "POST", &uri, Some(&ben), Some(json!({})), "127.0.0.1:1").await;
+    let (status, second) =
+        call(&svc.app, "POST", &uri, Some(&ben), Some(json!({"reason": "agreed"})), "127.0.0.1:1").await;
     assert_eq!((status, second["status"].as_str()), (StatusCode::OK, Some("approved")), "{second}");
     let (_, audit) = call(&svc.app, "GET", "/api/audit?limit=1000", Some(&anna), None, "127.0.0.1:1").await;
     let records: Vec<&Value> = audit["items"].as_array().expect("items").iter().map(|r| &r["record"]).collect();
@@ -3091,7 +3150,10 @@ async fn an_action_approved_by_one_person_is_proven_by_the_chain() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let action = runtime.store.action(&id).expect("read").expect("action").action;
-    assert_eq!(jidoka_service::audit::approval_proof(runtime.store.as_ref(), &action).expect("proof"), Ok(()));
+    let approval =
+        jidoka_service::audit::approval_proof(runtime.store.as_ref(), &action).expect("proof").expect("proven");
+    assert_eq!(approval.by, ["token:quality_engineer"]);
+    assert_eq!(approval.notes, ["approved by token:quality_engineer: ok"]);
     tokio::task::spawn_blocking(move || runtime.shutdown()).await.unwrap();
 }
 
