@@ -107,13 +107,13 @@ fn operation(method: &str, path: &str) -> Value {
         }
         ("POST", "/api/actions/{action_id}/approve") | ("POST", "/api/actions/{action_id}/reject") => (
             if path.ends_with("approve") {
-                "Approve a waiting action (roles per action kind or policy)"
+                "Approve a waiting action (roles per action kind or policy); a reason is required and goes into the audit record and the MES record"
             } else {
                 "Reject a waiting action; a reason is required"
             },
             vec![path_param("action_id")],
             Some(
-                json!({"required": false, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Decision"}}}}),
+                json!({"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Decision"}}}}),
             ),
             ok("the action after the decision", json_any.clone()),
         ),
@@ -239,18 +239,16 @@ pub fn document() -> Value {
                     "properties": {"token": {"type": "string"}, "user": {"type": "string"}, "role": {"type": "string"},
                         "expires_in_s": {"type": "integer"}}},
                 "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}, "version": {"type": "string"}}},
-                "Decision": {"type": "object", "additionalProperties": false,
-                    "properties": {"reason": {"type": "string", "maxLength": 2000}}},
-                "CaseDecision": {"type": "object", "additionalProperties": false, "required": ["decision"],
+                "CaseDecision": {"type": "object", "additionalProperties": false, "required": ["decision", "reason"],
                     "properties": {"decision": {"type": "string", "enum": ["approve", "reject"]},
-                                   "reason": {"type": "string", "maxLength": 2000},
+                                   "reason": {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": "\\S"},
                                    "actions": {"type": "array", "items": {"type": "string"}}}},
                 "Acknowledge": {"type": "object", "additionalProperties": false, "required": ["finding_kind", "reason"],
                     "properties": {"finding_kind": {"type": "string", "minLength": 1, "pattern": "\\S"},
                                    "station": {"type": "string"},
                                    "reason": {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": "\\S"},
                                    "limit": {"type": "integer", "minimum": 1, "maximum": 5000}}},
-                "Rejection": {"type": "object", "additionalProperties": false, "required": ["reason"],
+                "Decision": {"type": "object", "additionalProperties": false, "required": ["reason"],
                     "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": "\\S"}}},
                 "Event": {"type": "object", "required": ["source", "source_txn_id", "occurred_at", "kind", "data"],
                     "properties": {
