@@ -215,20 +215,27 @@ fn drops_garbage_resends_and_a_failing_store_lose_nothing_and_double_nothing() {
     assert_eq!(LinkStats::get(&stats.unrecoverable), 0);
 }
 
+/// A link without traces to `c` stores `made[..40]` and stops: its configuration, for the next
+/// start after whatever happens while it is down.
+fn first_forty(c: &Controller, made: &[(TighteningResult, DateTime<Utc>)], store: &Shared) -> OpenProtocolSourceConfig {
+    let mut cfg = config(c);
+    cfg.traces = false;
+    let running = link(cfg.clone(), store);
+    std::thread::sleep(Duration::from_millis(300));
+    for (t, at) in &made[..40] {
+        c.push(t.clone(), *at);
+    }
+    assert!(wait_for(store, 40, 20));
+    running.stop();
+    cfg
+}
+
 #[test]
 fn a_restart_uploads_what_was_made_while_the_link_was_down() {
     let made = tightenings(120);
     let c = Controller::start("127.0.0.1:0", EmulatorConfig::default()).unwrap();
     let store = Shared::default();
-    let mut cfg = config(&c);
-    cfg.traces = false;
-    let running = link(cfg.clone(), &store);
-    std::thread::sleep(Duration::from_millis(300));
-    for (t, at) in &made[..40] {
-        c.push(t.clone(), *at);
-    }
-    assert!(wait_for(&store, 40, 20));
-    running.stop();
+    let cfg = first_forty(&c, &made, &store);
     // The line goes on while Jidoka is down.
     for (t, at) in &made[40..100] {
         c.push(t.clone(), *at);
@@ -240,7 +247,10 @@ fn a_restart_uploads_what_was_made_while_the_link_was_down() {
     }
     assert!(wait_for(&store, made.len(), 30), "{} of {}", store.0.lock().unwrap().events.len(), made.len());
     let stats = running.stop();
-    assert_eq!(LinkStats::get(&stats.recovered), 60, "ids 41..=100 uploaded by MID 0064");
+    // Ids 41..=100 uploaded by MID 0064; on a loaded machine the link may still be recovering
+    // when the first of 101..=120 are made, and those are uploaded too.
+    let recovered = LinkStats::get(&stats.recovered);
+    assert!((60..=80).contains(&recovered), "ids 41..=100 uploaded by MID 0064: {recovered}");
     assert_eq!(mark(&store.0.lock().unwrap().checkpoint), Some("120"));
 }
 
@@ -249,15 +259,7 @@ fn a_replaced_controller_whose_ids_restart_is_uploaded_from_its_first_result() {
     let made = tightenings(60);
     let store = Shared::default();
     let old = Controller::start("127.0.0.1:0", EmulatorConfig::default()).unwrap();
-    let mut cfg = config(&old);
-    cfg.traces = false;
-    let running = link(cfg.clone(), &store);
-    std::thread::sleep(Duration::from_millis(300));
-    for (t, at) in &made[..40] {
-        old.push(t.clone(), *at);
-    }
-    assert!(wait_for(&store, 40, 20));
-    running.stop();
+    let mut cfg = first_forty(&old, &made, &store);
     old.shutdown();
     // The new controller starts counting at 1 and has made 20 results before the link is back.
     let new = Controller::start("127.0.0.1:0", EmulatorConfig::default()).unwrap();
@@ -279,15 +281,7 @@ fn a_controller_whose_ids_restart_while_the_link_is_down_is_uploaded_from_its_fi
     let made = tightenings(90);
     let c = Controller::start("127.0.0.1:0", EmulatorConfig::default()).unwrap();
     let store = Shared::default();
-    let mut cfg = config(&c);
-    cfg.traces = false;
-    let running = link(cfg.clone(), &store);
-    std::thread::sleep(Duration::from_millis(300));
-    for (t, at) in &made[..40] {
-        c.push(t.clone(), *at);
-    }
-    assert!(wait_for(&store, 40, 20));
-    running.stop();
+    let cfg = first_forty(&c, &made, &store);
     assert!(store.0.lock().unwrap().checkpoint.as_deref().is_some_and(|cp| cp.contains("\nlast 40 ")));
     // Restarted, the controller counts from 1 again and makes 50 results before the link is back.
     c.restart_ids();
