@@ -676,12 +676,32 @@ impl Agent for SequenceAgent {
             EventKind::TighteningResult,
             EventKind::UnitLeftStation,
             EventKind::MasterDataChanged,
+            EventKind::SourceGap,
         ]
     }
 
     fn on_event(&mut self, event: &StoredEvent, out: &mut Vec<FindingDraft>) {
         if let EventPayload::MasterDataChanged(change) = &event.event.payload {
             self.on_master_data(event, change, out);
+            return;
+        }
+        if let EventPayload::SourceGap(g) = &event.event.payload {
+            // Results a controller link will never have: the joints tightened meanwhile were
+            // not checked, which a person must know before the units ship.
+            let mut d = draft(
+                "data_gap",
+                Verdict::Review,
+                format!(
+                    "{} tightening result(s) of {} from {}, controller ids {} to {}, cannot be had ({}): the units \
+                     tightened there meanwhile were not checked",
+                    g.count, g.station, event.event.source, g.first_id, g.last_id, g.reason
+                ),
+                Subject { station: Some(g.station.clone()), ..Subject::default() },
+                json!({"source": event.event.source, "first_id": g.first_id, "last_id": g.last_id, "count": g.count,
+                       "reason": g.reason}),
+            );
+            d.severity = Severity::Critical;
+            out.push(d);
             return;
         }
         // Orders are kept before any master data arrives; checks need it.

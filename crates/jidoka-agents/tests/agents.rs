@@ -391,6 +391,30 @@ mod sequence {
         assert_eq!(errors, vec!["operators[4].operator"]);
     }
 
+    /// Regression: results a controller link could not recover were a WARN line only.
+    #[test]
+    fn a_gap_in_a_controllers_results_is_a_finding_about_its_station() {
+        let mut l = Line::new();
+        let kinds = l.send(
+            "source_gap",
+            json!({"station": "S1", "first_id": 41, "last_id": 52, "count": 12,
+                   "reason": "the controller refused old-result upload (error 99)"}),
+        );
+        assert_eq!(kinds, vec!["data_gap"]);
+        let f = l.out.last().expect("finding");
+        assert_eq!((f.verdict, f.severity), (jidoka_model::Verdict::Review, jidoka_model::Severity::Critical));
+        assert_eq!(f.subject.station.as_deref(), Some("S1"));
+        assert!(f.reason.contains("controller ids 41 to 52") && f.reason.contains("error 99"), "{}", f.reason);
+        assert_eq!(f.details["count"], 12);
+        // A gap that makes no sense is refused when it is stored, with the field named.
+        let bad = Event::parse(
+            json!({"source": "t", "source_txn_id": "g", "occurred_at": "2026-11-24T08:00:00Z", "kind": "source_gap",
+                   "data": {"station": "S1", "first_id": 9, "last_id": 3, "count": 1, "reason": ""}}),
+            Utc::now(),
+        );
+        assert_eq!(bad.map_err(|e| e.field).err().as_deref(), Some("data.last_id"));
+    }
+
     #[test]
     fn a_correct_unit_raises_nothing() {
         let mut l = Line::new();

@@ -136,6 +136,21 @@ event_kinds! {
     WorkOrderReleased(crate::master::WorkOrder) = "work_order_released",
     MasterDataChanged(crate::master::MasterDataChange) = "master_data_changed",
     PlanComputed(PlanComputed) = "plan_computed",
+    SourceGap(SourceGap) = "source_gap",
+}
+
+/// Results a source knows were made and cannot deliver: a controller link whose tightening ids
+/// `first_id..=last_id` (`count` of them) are missing and cannot be uploaded (the controller
+/// refused upload, no longer had them, or they lie beyond what the link asks for). The units
+/// tightened meanwhile were not checked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceGap {
+    pub station: String,
+    pub first_id: u64,
+    pub last_id: u64,
+    pub count: u64,
+    pub reason: String,
 }
 
 /// A planner's result (see `jidoka_agents::planner`), logged with the log position it was
@@ -1061,6 +1076,19 @@ impl Check for crate::master::MasterDataChange {
             check_id(&format!("data.changes_withdrawn[{i}]"), id)?;
         }
         Ok(())
+    }
+}
+
+impl Check for SourceGap {
+    fn check(&self) -> Result<(), EventError> {
+        check_id("data.station", &self.station)?;
+        if self.count == 0 {
+            return Err(EventError::new("data.count", "a gap has at least one missing result"));
+        }
+        if self.last_id < self.first_id {
+            return Err(EventError::new("data.last_id", "is below first_id"));
+        }
+        check_text("data.reason", &self.reason)
     }
 }
 

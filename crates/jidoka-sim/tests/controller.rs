@@ -499,6 +499,42 @@ fn a_revision_one_controller_subscribes_with_the_default_configuration() {
     assert_eq!(mark(&s.checkpoint), Some("30"));
 }
 
+/// Regression: results a controller without upload made while the link was down were lost with a
+/// WARN line only; they are a `source_gap` (each id once) as soon as a later result shows them.
+#[test]
+fn results_a_controller_cannot_upload_are_logged_as_a_gap() {
+    let made = tightenings(70);
+    let emu = EmulatorConfig { old_results: false, ..EmulatorConfig::default() };
+    let c = Controller::start("127.0.0.1:0", emu).unwrap();
+    let store = Shared::default();
+    let cfg = first_forty(&c, &made, &store);
+    for (t, at) in &made[40..60] {
+        c.push(t.clone(), *at);
+    }
+    let running = link(cfg, &store);
+    std::thread::sleep(Duration::from_millis(300));
+    for (t, at) in &made[60..] {
+        c.push(t.clone(), *at);
+    }
+    assert!(wait_for(&store, 51, 20), "{} events", store.0.lock().unwrap().events.len());
+    let stats = running.stop();
+    let s = store.0.lock().unwrap();
+    let gaps: Vec<&jidoka_model::event::SourceGap> = s
+        .events
+        .values()
+        .filter_map(|e| match &e.payload {
+            EventPayload::SourceGap(g) => Some(g),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert_eq!((gaps[0].first_id, gaps[0].last_id, gaps[0].count), (41, 60, 20));
+    assert_eq!(gaps[0].station, "ST010");
+    assert!(gaps[0].reason.contains("refused old-result upload"), "{}", gaps[0].reason);
+    assert_eq!(LinkStats::get(&stats.unrecoverable), 20);
+    assert_eq!(mark(&s.checkpoint), Some("70"), "the checkpoint moves past the gap");
+}
+
 /// Regression: one broken telegram swallowed the good ones behind it (0 of 30 stored at 25 %
 /// line corruption, 18 of them sent intact, from a controller without old-result upload). Every
 /// result sent intact must be stored; with upload, the spoiled ones too.
@@ -520,6 +556,14 @@ fn every_intact_result_is_stored_with_a_quarter_of_the_telegrams_spoiled() {
         let least = if old_results { made.len() } else { made.len() - 10 };
         assert!(wait_for(&store, least, 60), "{} of {}", store.0.lock().unwrap().events.len(), made.len());
         std::thread::sleep(Duration::from_millis(500));
+        if !old_results {
+            // One more, sent intact once the line is clean again: its id shows what is missing.
+            let (t, at) = tightenings(121).pop().unwrap();
+            let before = store.0.lock().unwrap().events.len();
+            c.push(t, at);
+            assert!(wait_for(&store, before + 1, 20), "the last tightening stored");
+            std::thread::sleep(Duration::from_millis(300));
+        }
         let stats = running.stop();
         let spoiled = c.stats().results_spoiled.load(Ordering::Relaxed);
         assert!(spoiled >= 15, "a quarter of the live results spoiled: {spoiled}");
@@ -534,6 +578,20 @@ fn every_intact_result_is_stored_with_a_quarter_of_the_telegrams_spoiled() {
         if old_results {
             assert_eq!(stored.len(), made.len(), "exactly one event per tightening");
             assert_eq!(LinkStats::get(&stats.unrecoverable), 0);
+        }
+        // What cannot be had is logged as gaps (the sequence agent's data_gap findings), each
+        // id once.
+        let gaps: u64 = s
+            .events
+            .values()
+            .filter_map(|e| match &e.payload {
+                EventPayload::SourceGap(g) => Some(g.count),
+                _ => None,
+            })
+            .sum();
+        assert_eq!(gaps, LinkStats::get(&stats.unrecoverable), "every unrecoverable result in a gap");
+        if !old_results {
+            assert_eq!(gaps as usize + stored.len(), made.len() + 1, "every tightening stored or in a gap");
         }
     }
 }

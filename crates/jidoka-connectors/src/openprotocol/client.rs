@@ -298,6 +298,29 @@ pub enum LinkError {
     Protocol(#[from] OpError),
 }
 
+/// Tightening ids the link knows were made and will not have: `count` of them from `first` to
+/// `last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Missing {
+    pub first: u64,
+    pub last: u64,
+    pub count: u64,
+}
+
+impl Missing {
+    /// Runs of consecutive ids, one `Missing` each.
+    fn runs(ids: &[u64]) -> Vec<Missing> {
+        let mut out: Vec<Missing> = Vec::new();
+        for &id in ids {
+            match out.last_mut() {
+                Some(m) if m.last + 1 == id => (m.last, m.count) = (id, m.count + 1),
+                _ => out.push(Missing { first: id, last: id, count: 1 }),
+            }
+        }
+        out
+    }
+}
+
 /// The highest id below which everything is stored, the ids stored above it, and the results
 /// acknowledged at link level before they were stored (kept in the checkpoint, which is as
 /// durable as the events, and stored first on the next start).
@@ -340,6 +363,26 @@ impl Tracker {
         &self.held
     }
 
+    /// Record every id from `first` to `last` as given up on (one at a time below a bound, so
+    /// a wild range cannot loop for long: past the high mark's gap the rest is known anyway).
+    fn mark_range(&mut self, first: u64, last: u64) {
+        if self.high.is_some_and(|h| last <= h) {
+            return;
+        }
+        if self.high.is_some_and(|h| first <= h + 1) {
+            let mut h = last;
+            self.above.retain(|&i| i > last);
+            while self.above.remove(&(h + 1)) {
+                h += 1;
+            }
+            self.high = Some(h);
+        } else {
+            for id in first..=last.min(first.saturating_add(100_000)) {
+                self.mark(id);
+            }
+        }
+    }
+
     /// Record `id` as stored (or as given up on).
     pub fn mark(&mut self, id: u64) {
         match self.high {
@@ -359,14 +402,15 @@ impl Tracker {
     }
 
     /// Ids between the high mark and the highest stored id that are not stored, at most the
-    /// `max` newest: older ones are given up (their count is returned) and the mark moves past
-    /// them, so one wild id never asks for billions of uploads.
-    pub fn gaps(&mut self, max: u64) -> (Vec<u64>, u64) {
-        let (Some(h), Some(&top)) = (self.high, self.above.last()) else { return (Vec::new(), 0) };
-        let mut given_up = 0;
+    /// `max` newest: older ones are given up (their range and count are returned) and the mark
+    /// moves past them, so one wild id never asks for billions of uploads.
+    pub fn gaps(&mut self, max: u64) -> (Vec<u64>, Option<Missing>) {
+        let (Some(h), Some(&top)) = (self.high, self.above.last()) else { return (Vec::new(), None) };
+        let mut given_up = None;
         if top - h - 1 > max {
             let start = top - max;
-            given_up = (start - h - 1) - self.above.range(h + 1..start).count() as u64;
+            let count = (start - h - 1) - self.above.range(h + 1..start).count() as u64;
+            given_up = (count > 0).then_some(Missing { first: h + 1, last: start - 1, count });
             self.above.retain(|&i| i >= start);
             let mut high = start - 1;
             while self.above.remove(&(high + 1)) {
@@ -1019,15 +1063,10 @@ impl<'a> Session<'a> {
         self.store_results(vec![(p.fields, p.traces, p.telegram)], false)?;
         self.acknowledge(62)?;
         let (gaps, given_up) = self.tracker.gaps(self.cfg.recover_max);
-        if given_up > 0 {
-            LinkStats::add(&self.stats.unrecoverable, given_up);
-            tracing_warn(
-                &self.cfg.name,
-                &format!(
-                    "tightening {id} skips more than {} ids; {given_up} older ones are not uploaded",
-                    self.cfg.recover_max
-                ),
-            );
+        if let Some(missing) = given_up {
+            let why =
+                format!("tightening {id} skips more than {} ids: older ones are not asked for", self.cfg.recover_max);
+            self.lost(&[missing], &why)?;
         }
         if !gaps.is_empty() {
             tracing_warn(&self.cfg.name, &format!("tightening {id} skips {} ids; uploading them", gaps.len()));
@@ -1163,15 +1202,12 @@ impl<'a> Session<'a> {
         let start = (high + 1).max(newest.saturating_sub(self.cfg.recover_max));
         if start > high + 1 && newest > high {
             // On the first connection the older results predate the link: not lost, just not asked for.
-            if !first {
-                let lost = start - high - 1;
-                LinkStats::add(&self.stats.unrecoverable, lost);
-                tracing_warn(
-                    &self.cfg.name,
-                    &format!("{lost} results older than the last {} are not uploaded", self.cfg.recover_max),
-                );
-            }
             self.tracker.restart_at(start - 1);
+            if !first {
+                let missing = Missing { first: high + 1, last: start - 1, count: start - high - 1 };
+                let why = format!("older than the last {} the link asks for", self.cfg.recover_max);
+                self.lost(&[missing], &why)?;
+            }
         }
         let ids: Vec<u64> = (start..newest).collect();
         self.upload(&ids)?;
@@ -1214,35 +1250,30 @@ impl<'a> Session<'a> {
         );
         self.store_results(vec![latest], true)?;
         let (gaps, given_up) = self.tracker.gaps(self.cfg.recover_max);
-        LinkStats::add(&self.stats.unrecoverable, given_up);
+        if let Some(missing) = given_up {
+            self.lost(&[missing], &format!("more than {} ids before the latest", self.cfg.recover_max))?;
+        }
         self.upload(&gaps)
     }
 
     /// Ask for each id (MID 0064) and store the replies in batches.
     fn upload(&mut self, ids: &[u64]) -> Result<(), LinkError> {
-        let mut batch = Vec::new();
+        let (mut batch, mut gone) = (Vec::new(), Vec::new());
         let mut rest = ids;
         while let Some((&id, after)) = rest.split_first() {
             if let Some(code) = self.no_upload {
-                LinkStats::add(&self.stats.unrecoverable, rest.len() as u64);
-                let last = rest.last().copied().unwrap_or(id);
-                let message = format!(
-                    "{} results, tightening {id} to {last}, were missed and cannot be uploaded (error {code})",
-                    rest.len()
-                );
-                tracing_warn(&self.cfg.name, &message);
-                rest.iter().for_each(|&m| self.tracker.mark(m));
+                if !batch.is_empty() {
+                    self.store_results(std::mem::take(&mut batch), true)?;
+                }
+                let why = format!("the controller refused old-result upload (error {code})");
+                self.lost(&Missing::runs(rest), &why)?;
                 break;
             }
             match self.old_result(id, self.result_rev)? {
                 Some((_, received)) => batch.push(received),
                 // Refused just now: the branch above takes this id with the rest.
                 None if self.no_upload.is_some() => continue,
-                None => {
-                    LinkStats::add(&self.stats.unrecoverable, 1);
-                    tracing_warn(&self.cfg.name, &format!("controller no longer has tightening {id}"));
-                    self.tracker.mark(id);
-                }
+                None => gone.push(id),
             }
             rest = after;
             if batch.len() >= 100 {
@@ -1252,6 +1283,38 @@ impl<'a> Session<'a> {
         if !batch.is_empty() {
             self.store_results(batch, true)?;
         }
+        if !gone.is_empty() {
+            self.lost(&Missing::runs(&gone), "the controller no longer has them")?;
+        }
+        Ok(())
+    }
+
+    /// Tightenings the link will not have: counted, said, and logged as a `source_gap` event
+    /// (which the sequence agent turns into a finding about the station) in one append with the
+    /// checkpoint that moves past them, so each gap is logged exactly once.
+    fn lost(&mut self, missing: &[Missing], why: &str) -> Result<(), LinkError> {
+        let now = chrono::Utc::now();
+        // Ids repeat after a controller restart: the newest stored result's time tells them apart.
+        let epoch = self.tracker.last.as_ref().map(|(_, at)| at.clone()).unwrap_or_default();
+        let mut events = Vec::new();
+        for m in missing {
+            self.tracker.mark_range(m.first, m.last);
+            LinkStats::add(&self.stats.unrecoverable, m.count);
+            tracing_warn(
+                &self.cfg.name,
+                &format!("{} result(s), tightening {} to {}, cannot be had: {why}", m.count, m.first, m.last),
+            );
+            let event = serde_json::json!({
+                "source": self.cfg.source(),
+                "source_txn_id": format!("gap:{}-{}@{epoch}", m.first, m.last),
+                "occurred_at": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "kind": "source_gap",
+                "data": {"station": self.cfg.station, "first_id": m.first, "last_id": m.last, "count": m.count,
+                         "reason": why},
+            });
+            events.push(jidoka_model::Event::parse(event, now).map_err(|e| OpError::new(e.field, e.reason))?);
+        }
+        self.store.append(events, self.tracker.checkpoint()).map_err(LinkError::Store)?;
         Ok(())
     }
 
@@ -1347,7 +1410,7 @@ mod tests {
         assert_eq!(t.checkpoint(), "11");
         t.mark(14);
         assert_eq!(t.checkpoint(), "11");
-        assert_eq!(t.gaps(100), (vec![12, 13], 0));
+        assert_eq!(t.gaps(100), (vec![12, 13], None));
         t.mark(13);
         t.mark(12);
         assert_eq!(t.checkpoint(), "14");
@@ -1380,7 +1443,7 @@ mod tests {
         t.mark(4_294_967_295);
         let (gaps, given_up) = t.gaps(1000);
         assert_eq!(gaps.len(), 1000);
-        assert_eq!(given_up, 4_294_967_295 - 11 - 1000);
+        assert_eq!(given_up, Some(Missing { first: 11, last: 4_294_967_295 - 1001, count: 4_294_967_295 - 11 - 1000 }));
         assert_eq!(gaps[0], 4_294_967_295 - 1000);
         for id in gaps {
             t.mark(id);
