@@ -230,21 +230,44 @@ fn first_forty(c: &Controller, made: &[(TighteningResult, DateTime<Utc>)], store
     cfg
 }
 
+/// The line goes on while the link is down (`while_down` made), then the link starts again and
+/// `after` is made: the running link.
+fn resume(
+    c: &Controller,
+    cfg: OpenProtocolSourceConfig,
+    store: &Shared,
+    while_down: &[(TighteningResult, DateTime<Utc>)],
+    after: &[(TighteningResult, DateTime<Utc>)],
+) -> Running {
+    for (t, at) in while_down {
+        c.push(t.clone(), *at);
+    }
+    let running = link(cfg, store);
+    std::thread::sleep(Duration::from_millis(300));
+    for (t, at) in after {
+        c.push(t.clone(), *at);
+    }
+    running
+}
+
+/// The `source_gap` events in the store.
+fn gaps(s: &MemStore) -> Vec<jidoka_model::event::SourceGap> {
+    s.events
+        .values()
+        .filter_map(|e| match &e.payload {
+            EventPayload::SourceGap(g) => Some(g.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn a_restart_uploads_what_was_made_while_the_link_was_down() {
     let made = tightenings(120);
     let c = Controller::start("127.0.0.1:0", EmulatorConfig::default()).unwrap();
     let store = Shared::default();
     let cfg = first_forty(&c, &made, &store);
-    // The line goes on while Jidoka is down.
-    for (t, at) in &made[40..100] {
-        c.push(t.clone(), *at);
-    }
-    let running = link(cfg, &store);
-    std::thread::sleep(Duration::from_millis(300));
-    for (t, at) in &made[100..] {
-        c.push(t.clone(), *at);
-    }
+    let running = resume(&c, cfg, &store, &made[40..100], &made[100..]);
     assert!(wait_for(&store, made.len(), 30), "{} of {}", store.0.lock().unwrap().events.len(), made.len());
     let stats = running.stop();
     // Ids 41..=100 uploaded by MID 0064; on a loaded machine the link may still be recovering
@@ -508,25 +531,11 @@ fn results_a_controller_cannot_upload_are_logged_as_a_gap() {
     let c = Controller::start("127.0.0.1:0", emu).unwrap();
     let store = Shared::default();
     let cfg = first_forty(&c, &made, &store);
-    for (t, at) in &made[40..60] {
-        c.push(t.clone(), *at);
-    }
-    let running = link(cfg, &store);
-    std::thread::sleep(Duration::from_millis(300));
-    for (t, at) in &made[60..] {
-        c.push(t.clone(), *at);
-    }
+    let running = resume(&c, cfg, &store, &made[40..60], &made[60..]);
     assert!(wait_for(&store, 51, 20), "{} events", store.0.lock().unwrap().events.len());
     let stats = running.stop();
     let s = store.0.lock().unwrap();
-    let gaps: Vec<&jidoka_model::event::SourceGap> = s
-        .events
-        .values()
-        .filter_map(|e| match &e.payload {
-            EventPayload::SourceGap(g) => Some(g),
-            _ => None,
-        })
-        .collect();
+    let gaps = gaps(&s);
     assert_eq!(gaps.len(), 1, "{gaps:?}");
     assert_eq!((gaps[0].first_id, gaps[0].last_id, gaps[0].count), (41, 60, 20));
     assert_eq!(gaps[0].station, "ST010");
@@ -581,14 +590,7 @@ fn every_intact_result_is_stored_with_a_quarter_of_the_telegrams_spoiled() {
         }
         // What cannot be had is logged as gaps (the sequence agent's data_gap findings), each
         // id once.
-        let gaps: u64 = s
-            .events
-            .values()
-            .filter_map(|e| match &e.payload {
-                EventPayload::SourceGap(g) => Some(g.count),
-                _ => None,
-            })
-            .sum();
+        let gaps: u64 = gaps(&s).iter().map(|g| g.count).sum();
         assert_eq!(gaps, LinkStats::get(&stats.unrecoverable), "every unrecoverable result in a gap");
         if !old_results {
             assert_eq!(gaps as usize + stored.len(), made.len() + 1, "every tightening stored or in a gap");
