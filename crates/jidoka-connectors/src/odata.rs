@@ -651,14 +651,14 @@ fn plan(p: &Profile, a: &Action) -> Result<(String, String, Value), SinkError> {
     let subject = pl.get("subject").cloned().unwrap_or(Value::Null);
     let serial = subject.get("serial").and_then(s).or_else(|| subject.get("vin").and_then(s));
     let reason = pl.get("reason").and_then(s).unwrap_or_default();
-    let evidence: Vec<String> =
-        pl.get("evidence").and_then(Value::as_array).map(|e| e.iter().filter_map(s).collect()).unwrap_or_default();
-    let approval = pl.get("approval").map(|ap| {
-        let notes: Vec<String> =
-            ap.get("notes").and_then(Value::as_array).map(|n| n.iter().filter_map(s).collect()).unwrap_or_default();
-        let by: Vec<String> =
-            ap.get("by").and_then(Value::as_array).map(|n| n.iter().filter_map(s).collect()).unwrap_or_default();
-        if notes.is_empty() { format!("approved by {}", by.join(", ")) } else { notes.join("; ") }
+    // The strings of an array field (missing or not an array: none).
+    let strings = |v: &Value, key: &str| -> Vec<String> {
+        v.get(key).and_then(Value::as_array).map(|a| a.iter().filter_map(s).collect()).unwrap_or_default()
+    };
+    let evidence = strings(pl, "evidence");
+    let approval = pl.get("approval").map(|ap| match strings(ap, "notes") {
+        notes if notes.is_empty() => format!("approved by {}", strings(ap, "by").join(", ")),
+        notes => notes.join("; "),
     });
     let description = format!(
         "{reason}\nFinding {} ({}, {} {}). Evidence: {}{}",

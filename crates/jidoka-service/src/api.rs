@@ -746,8 +746,8 @@ async fn reject_action(
     decide(state, principal, id, body, ActionStatus::Rejected).await
 }
 
-/// Approve or reject a waiting action: the role must be allowed for the action's kind, a
-/// rejection needs a reason, an action past its approval window expires instead, and the
+/// Approve or reject a waiting action: the role must be allowed for the action's kind, the
+/// decision needs a reason, an action past its approval window expires instead, and the
 /// decision is recorded with its actor in the audit trail.
 async fn decide(
     state: Arc<AppState>,
@@ -764,9 +764,12 @@ async fn decide(
     Ok(Json(json!(decide_action(&state, principal, id, decision.reason, to).await?)))
 }
 
-/// A decision's reason, trimmed: required for a rejection, at most 2,000 characters.
-fn decision_reason(reason: Option<String>, to: ActionStatus) -> ApiResult<Option<String>> {
-    checked_reason(reason, (to == ActionStatus::Rejected).then_some("a rejection"))
+/// Every decision says why (an approval releases a hold, an NCR or an Andon into the MES, and
+/// its reason travels with the action to the MES record). Checked with the action, so an
+/// unknown, forbidden or already decided action is named first.
+fn missing_reason(to: ActionStatus) -> (&'static str, String) {
+    let what = if to == ActionStatus::Approved { "an approval" } else { "a rejection" };
+    ("invalid", format!("{what} needs a reason"))
 }
 
 /// A reason, trimmed, at most 2,000 characters; required when `needed_for` names what needs it.
@@ -791,7 +794,7 @@ pub(crate) async fn decide_action(
     reason: Option<String>,
     to: ActionStatus,
 ) -> ApiResult<Option<jidoka_store::ActionRecord>> {
-    let reason = decision_reason(reason, to)?;
+    let reason = checked_reason(reason, None)?;
     let ttl = state.approval_ttl_minutes;
     let actor = principal.actor();
     let person = principal.session;
@@ -840,13 +843,8 @@ pub(crate) async fn decide_action(
                 return Ok(Err(("conflict", format!("four-eyes: {actor} has approved already; a second person must"))));
             }
         }
-        // An approval releases a hold, an NCR or an Andon into the MES: like a rejection it
-        // says why, and the reason travels with the action to the MES record.
         if reason.is_none() {
-            return Ok(Err((
-                "invalid",
-                format!("{} needs a reason", if to == ActionStatus::Approved { "an approval" } else { "a decision" }),
-            )));
+            return Ok(Err(missing_reason(to)));
         }
         if four_eyes {
             if s.record_approval(&lookup, &actor, Some(&note), 2)?.is_none() {
@@ -948,7 +946,7 @@ pub(crate) async fn decide_case(
     reason: Option<String>,
     shown: Option<Vec<String>>,
 ) -> ApiResult<Value> {
-    let reason = decision_reason(reason, to)?;
+    let reason = checked_reason(reason, None)?;
     let ttl = state.approval_ttl_minutes;
     let (actor, role) = (principal.actor(), principal.role);
     let outcome = with_store(state, move |s| {
@@ -993,7 +991,7 @@ pub(crate) async fn decide_case(
             }
         }
         if reason.is_none() {
-            return Ok(Err(("invalid", "a case decision needs a reason".into())));
+            return Ok(Err(missing_reason(to)));
         }
         let findings = case.findings();
         let note = format!(

@@ -519,6 +519,16 @@ impl<'a> Link<'a> {
         Ok(true)
     }
 
+    /// The wire bytes of `t` spoiled as a noisy line spoils them, with probability
+    /// `line_corruption`; `None` to send it intact.
+    fn spoil(&mut self, t: &Telegram) -> Option<Vec<u8>> {
+        let p = self.faults().line_corruption;
+        if p <= 0.0 || self.link.is_some() || !self.rng.chance(p) {
+            return None;
+        }
+        Some(spoil_wire(t, &mut self.rng))
+    }
+
     /// Send the next live result when nothing is waiting for an acknowledgement, or resend the
     /// one that is; false to close the connection.
     fn push_results(&mut self) -> std::io::Result<bool> {
@@ -598,18 +608,6 @@ impl<'a> Link<'a> {
             return Ok(false);
         }
         Ok(true)
-    }
-}
-
-impl Link<'_> {
-    /// The wire bytes of `t` spoiled as a noisy line spoils them, with probability
-    /// `line_corruption`; `None` to send it intact.
-    fn spoil(&mut self, t: &Telegram) -> Option<Vec<u8>> {
-        let p = self.faults().line_corruption;
-        if p <= 0.0 || self.link.is_some() || !self.rng.chance(p) {
-            return None;
-        }
-        Some(spoil_wire(t, &mut self.rng))
     }
 }
 

@@ -132,19 +132,26 @@ fn wait_for(store: &Shared, n: usize, secs: u64) -> bool {
     false
 }
 
+/// A controller configured by `emu`, a link to it with the default configuration, and `made`
+/// pushed once the link has started.
+fn feed(emu: EmulatorConfig, made: &[(TighteningResult, DateTime<Utc>)]) -> (Controller, Shared, Running) {
+    let c = Controller::start("127.0.0.1:0", emu).unwrap();
+    let store = Shared::default();
+    let running = link(config(&c), &store);
+    std::thread::sleep(Duration::from_millis(300));
+    for (t, at) in made {
+        c.push(t.clone(), *at);
+    }
+    (c, store, running)
+}
+
 #[test]
 fn results_arrive_with_their_curves_and_the_fields_the_line_made() {
     let made = tightenings(40);
     // A controller that speaks communication revision 3 and result revision 5 at most: the
     // client asks for 7 and steps down on error 97.
     let emu = EmulatorConfig { max_comm_revision: 3, max_result_revision: 5, ..EmulatorConfig::default() };
-    let c = Controller::start("127.0.0.1:0", emu).unwrap();
-    let store = Shared::default();
-    let running = link(config(&c), &store);
-    std::thread::sleep(Duration::from_millis(300));
-    for (t, at) in &made {
-        c.push(t.clone(), *at);
-    }
+    let (c, store, running) = feed(emu, &made);
     assert!(wait_for(&store, made.len(), 30), "all results stored");
     let stats = running.stop();
     assert!(c.stats().refused.load(Ordering::Relaxed) >= 6, "revisions 7..4 refused for 0001 and 7, 6 for 0060");
@@ -345,13 +352,7 @@ fn a_controller_that_never_answers_is_left_and_retried() {
 fn link_level_acknowledgement_carries_results_and_traces_whole() {
     let made = tightenings(60);
     let emu = EmulatorConfig { link_ack: true, ..EmulatorConfig::default() };
-    let c = Controller::start("127.0.0.1:0", emu).unwrap();
-    let store = Shared::default();
-    let running = link(config(&c), &store);
-    std::thread::sleep(Duration::from_millis(300));
-    for (t, at) in &made {
-        c.push(t.clone(), *at);
-    }
+    let (c, store, running) = feed(emu, &made);
     assert!(wait_for(&store, made.len(), 30), "{} of {}", store.0.lock().unwrap().events.len(), made.len());
     let stats = running.stop();
     assert_eq!(LinkStats::get(&stats.traces_joined), made.len() as u64, "traces follow their acknowledged result");
@@ -496,13 +497,7 @@ fn an_undecodable_result_is_kept_with_why_and_then_uploaded_whole() {
 fn a_revision_one_controller_subscribes_with_the_default_configuration() {
     let made = tightenings(30);
     let emu = EmulatorConfig { revision1_bodies: true, old_results: false, ..EmulatorConfig::default() };
-    let c = Controller::start("127.0.0.1:0", emu).unwrap();
-    let store = Shared::default();
-    let running = link(config(&c), &store);
-    std::thread::sleep(Duration::from_millis(300));
-    for (t, at) in &made {
-        c.push(t.clone(), *at);
-    }
+    let (_controller, store, running) = feed(emu, &made);
     assert!(wait_for(&store, made.len(), 20), "{} of {}", store.0.lock().unwrap().events.len(), made.len());
     let up = running.stats.to_json();
     let stats = running.stop();
@@ -554,13 +549,7 @@ fn every_intact_result_is_stored_with_a_quarter_of_the_telegrams_spoiled() {
         let faults = Faults { line_corruption: 0.25, seed: 7, ..Faults::default() };
         let ack_timeout = Duration::from_millis(200);
         let emu = EmulatorConfig { faults, ack_timeout, old_results, ..EmulatorConfig::default() };
-        let c = Controller::start("127.0.0.1:0", emu).unwrap();
-        let store = Shared::default();
-        let running = link(config(&c), &store);
-        std::thread::sleep(Duration::from_millis(300));
-        for (t, at) in &made {
-            c.push(t.clone(), *at);
-        }
+        let (c, store, running) = feed(emu, &made);
         // Without upload a result spoiled three times in a row is given up by the controller.
         let least = if old_results { made.len() } else { made.len() - 10 };
         assert!(wait_for(&store, least, 60), "{} of {}", store.0.lock().unwrap().events.len(), made.len());

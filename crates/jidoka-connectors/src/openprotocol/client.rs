@@ -363,23 +363,14 @@ impl Tracker {
         &self.held
     }
 
-    /// Record every id from `first` to `last` as given up on (one at a time below a bound, so
-    /// a wild range cannot loop for long: past the high mark's gap the rest is known anyway).
+    /// Record every id from `first` to `last` as given up on. Callers pass ids they listed one
+    /// by one (or a range the mark has already passed), so the loop is as long as that list.
     fn mark_range(&mut self, first: u64, last: u64) {
         if self.high.is_some_and(|h| last <= h) {
             return;
         }
-        if self.high.is_some_and(|h| first <= h + 1) {
-            let mut h = last;
-            self.above.retain(|&i| i > last);
-            while self.above.remove(&(h + 1)) {
-                h += 1;
-            }
-            self.high = Some(h);
-        } else {
-            for id in first..=last.min(first.saturating_add(100_000)) {
-                self.mark(id);
-            }
+        for id in first..=last {
+            self.mark(id);
         }
     }
 
@@ -1062,12 +1053,7 @@ impl<'a> Session<'a> {
         let id = p.id;
         self.store_results(vec![(p.fields, p.traces, p.telegram)], false)?;
         self.acknowledge(62)?;
-        let (gaps, given_up) = self.tracker.gaps(self.cfg.recover_max);
-        if let Some(missing) = given_up {
-            let why =
-                format!("tightening {id} skips more than {} ids: older ones are not asked for", self.cfg.recover_max);
-            self.lost(&[missing], &why)?;
-        }
+        let gaps = self.gaps()?;
         if !gaps.is_empty() {
             tracing_warn(&self.cfg.name, &format!("tightening {id} skips {} ids; uploading them", gaps.len()));
             self.upload(&gaps)?;
@@ -1201,12 +1187,16 @@ impl<'a> Session<'a> {
         };
         let start = (high + 1).max(newest.saturating_sub(self.cfg.recover_max));
         if start > high + 1 && newest > high {
-            // On the first connection the older results predate the link: not lost, just not asked for.
-            self.tracker.restart_at(start - 1);
-            if !first {
+            let mut next = self.tracker.clone();
+            next.restart_at(start - 1);
+            if first {
+                // On the first connection the older results predate the link: not lost, just
+                // not asked for.
+                *self.tracker = next;
+            } else {
                 let missing = Missing { first: high + 1, last: start - 1, count: start - high - 1 };
                 let why = format!("older than the last {} the link asks for", self.cfg.recover_max);
-                self.lost(&[missing], &why)?;
+                self.lost(next, &[missing], &why)?;
             }
         }
         let ids: Vec<u64> = (start..newest).collect();
@@ -1249,10 +1239,7 @@ impl<'a> Session<'a> {
             &format!("tightening {newest} was never sent live; uploading it and any before it"),
         );
         self.store_results(vec![latest], true)?;
-        let (gaps, given_up) = self.tracker.gaps(self.cfg.recover_max);
-        if let Some(missing) = given_up {
-            self.lost(&[missing], &format!("more than {} ids before the latest", self.cfg.recover_max))?;
-        }
+        let gaps = self.gaps()?;
         self.upload(&gaps)
     }
 
@@ -1266,7 +1253,7 @@ impl<'a> Session<'a> {
                     self.store_results(std::mem::take(&mut batch), true)?;
                 }
                 let why = format!("the controller refused old-result upload (error {code})");
-                self.lost(&Missing::runs(rest), &why)?;
+                self.lost(self.tracker.clone(), &Missing::runs(rest), &why)?;
                 break;
             }
             match self.old_result(id, self.result_rev)? {
@@ -1284,21 +1271,40 @@ impl<'a> Session<'a> {
             self.store_results(batch, true)?;
         }
         if !gone.is_empty() {
-            self.lost(&Missing::runs(&gone), "the controller no longer has them")?;
+            self.lost(self.tracker.clone(), &Missing::runs(&gone), "the controller no longer has them")?;
         }
         Ok(())
+    }
+
+    /// The ids missing below the newest stored ([`Tracker::gaps`]), at most `recover_max`; older
+    /// ones are given up as lost.
+    fn gaps(&mut self) -> Result<Vec<u64>, LinkError> {
+        let mut next = self.tracker.clone();
+        let (gaps, given_up) = next.gaps(self.cfg.recover_max);
+        match given_up {
+            Some(missing) => {
+                let why =
+                    format!("more than {} ids behind the newest: older ones are not asked for", self.cfg.recover_max);
+                self.lost(next, &[missing], &why)?;
+            }
+            None => *self.tracker = next,
+        }
+        Ok(gaps)
     }
 
     /// Tightenings the link will not have: counted, said, and logged as a `source_gap` event
     /// (which the sequence agent turns into a finding about the station) in one append with the
     /// checkpoint that moves past them, so each gap is logged exactly once.
-    fn lost(&mut self, missing: &[Missing], why: &str) -> Result<(), LinkError> {
+    /// `next` is the tracker to commit with them (the mark may already be past them); the mark
+    /// moves only once the gap is durable, so a failed append leaves both for the next connection,
+    /// as a failed result append does.
+    fn lost(&mut self, mut next: Tracker, missing: &[Missing], why: &str) -> Result<(), LinkError> {
         let now = chrono::Utc::now();
         // Ids repeat after a controller restart: the newest stored result's time tells them apart.
-        let epoch = self.tracker.last.as_ref().map(|(_, at)| at.clone()).unwrap_or_default();
+        let epoch = next.last.as_ref().map(|(_, at)| at.clone()).unwrap_or_default();
         let mut events = Vec::new();
         for m in missing {
-            self.tracker.mark_range(m.first, m.last);
+            next.mark_range(m.first, m.last);
             LinkStats::add(&self.stats.unrecoverable, m.count);
             tracing_warn(
                 &self.cfg.name,
@@ -1314,7 +1320,8 @@ impl<'a> Session<'a> {
             });
             events.push(jidoka_model::Event::parse(event, now).map_err(|e| OpError::new(e.field, e.reason))?);
         }
-        self.store.append(events, self.tracker.checkpoint()).map_err(LinkError::Store)?;
+        self.store.append(events, next.checkpoint()).map_err(LinkError::Store)?;
+        *self.tracker = next;
         Ok(())
     }
 

@@ -97,35 +97,31 @@ impl Telegram {
                 format!("a telegram needs at least {HEADER_LEN} bytes of header, found {}", bytes.len()),
             ));
         }
-        let length =
-            digits(&bytes[0..4], "header.length")?.ok_or_else(|| OpError::new("header.length", "is blank"))? as usize;
+        // The length first: a wrong one is what most often breaks a telegram.
+        header_prefix(&bytes[..4])?;
+        let length = number(&bytes[0..4]).unwrap_or_default();
         if length != bytes.len() {
             return Err(OpError::new(
                 "header.length",
                 format!("says {length} bytes but the telegram has {}", bytes.len()),
             ));
         }
-        let mid = digits(&bytes[4..8], "header.mid")?.ok_or_else(|| OpError::new("header.mid", "is blank"))?;
+        header_prefix(bytes)?;
+        let field = |r: std::ops::Range<usize>| number(&bytes[r]);
         let header = Header {
             length,
-            mid: mid as u16,
-            revision: digits(&bytes[8..11], "header.revision")?.map(|r| r as u16),
+            mid: field(4..8).unwrap_or_default() as u16,
+            revision: field(8..11).map(|r| r as u16),
             no_ack: match bytes[11] {
-                b' ' => None,
                 b'0' => Some(false),
                 b'1' => Some(true),
-                other => {
-                    return Err(OpError::new(
-                        "header.no_ack_flag",
-                        format!("must be blank, 0 or 1, found {}", show_byte(other)),
-                    ));
-                }
+                _ => None,
             },
-            station_id: digits(&bytes[12..14], "header.station_id")?.map(|v| v as u8),
-            spindle_id: digits(&bytes[14..16], "header.spindle_id")?.map(|v| v as u8),
-            sequence: digits(&bytes[16..18], "header.sequence_number")?.map(|v| v as u8),
-            message_parts: digits(&bytes[18..19], "header.message_parts")?.map(|v| v as u8),
-            message_part: digits(&bytes[19..20], "header.message_part_number")?.map(|v| v as u8),
+            station_id: field(12..14).map(|v| v as u8),
+            spindle_id: field(14..16).map(|v| v as u8),
+            sequence: field(16..18).map(|v| v as u8),
+            message_parts: field(18..19).map(|v| v as u8),
+            message_part: field(19..20).map(|v| v as u8),
         };
         Ok(Telegram { header, data: bytes[HEADER_LEN..].to_vec() })
     }
@@ -177,15 +173,9 @@ fn push_opt(out: &mut Vec<u8>, value: Option<u32>, width: usize) {
     }
 }
 
-/// A fixed-width numeric header field: all digits, or all blank (`None`).
-fn digits(bytes: &[u8], field: &str) -> Result<Option<u32>, OpError> {
-    if bytes.iter().all(|&b| b == b' ') {
-        return Ok(None);
-    }
-    if let Some(&bad) = bytes.iter().find(|b| !b.is_ascii_digit()) {
-        return Err(OpError::new(field, format!("must be {} digits or blank, found {}", bytes.len(), show_byte(bad))));
-    }
-    Ok(Some(bytes.iter().fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0'))))
+/// ASCII digits as a number; `None` when a byte is not a digit (a blank field is `None`).
+fn number(b: &[u8]) -> Option<usize> {
+    b.iter().try_fold(0usize, |acc, &d| d.is_ascii_digit().then(|| acc * 10 + usize::from(d - b'0')))
 }
 
 /// Printable ASCII (and nothing else) as text.
@@ -293,7 +283,7 @@ impl Framer {
                 let b = &self.buf[p..];
                 // The length field first: it must say exactly `end - p`, which rejects almost
                 // every position at once.
-                b.len() > 4 && digits4(&b[..4]) == Some(end - p) && known_header(b)
+                b.len() > 4 && number(&b[..4]) == Some(end - p) && known_header(b)
             })
         };
         let error = if end < length {
@@ -347,10 +337,9 @@ fn not_terminated(length: usize, found: u8) -> OpError {
     )
 }
 
-/// Length and MID of a header already checked by [`header_prefix`].
+/// Length and MID of a whole header already checked by [`header_fault`].
 fn length_and_mid(bytes: &[u8]) -> (usize, u16) {
-    let num = |r: std::ops::Range<usize>| bytes[r].iter().fold(0usize, |acc, b| acc * 10 + usize::from(b - b'0'));
-    (num(0..4), num(4..8) as u16)
+    (number(&bytes[0..4]).unwrap_or_default(), number(&bytes[4..8]).unwrap_or_default() as u16)
 }
 
 /// Whether a header could begin at the front of `bytes`: the fields present parse (a header
@@ -368,11 +357,6 @@ fn could_start(bytes: &[u8]) -> bool {
     super::mid_name(mid) != super::UNKNOWN_MID || bytes.get(length) == Some(&0)
 }
 
-/// Four ASCII digits as a number.
-fn digits4(b: &[u8]) -> Option<usize> {
-    b.iter().try_fold(0usize, |acc, &d| d.is_ascii_digit().then(|| acc * 10 + usize::from(d - b'0')))
-}
-
 /// Whether a whole header of a MID Jidoka knows starts at the front of `bytes`.
 fn known_header(bytes: &[u8]) -> bool {
     bytes.len() >= HEADER_LEN
@@ -380,51 +364,48 @@ fn known_header(bytes: &[u8]) -> bool {
         && super::mid_name(length_and_mid(bytes).1) != super::UNKNOWN_MID
 }
 
-/// A trace (MID 0900; the protocol has only revision 1 of it) is its printable head, a NUL, and two bytes per sample, the
-/// count being the head's last five digits: so its length is known once the NUL arrives, and a
-/// claimed length that disagrees is caught then, not after waiting for that many bytes.
-/// `Err((position of the NUL, reason))` when the head shows the telegram broken.
-fn trace_head(buf: &[u8], length: usize) -> Result<(), (usize, String)> {
-    if header_fault(buf).is_some() {
-        return Ok(());
-    }
-    let seen = &buf[HEADER_LEN..buf.len().min(length + 1)];
-    let nul = seen.iter().position(|&b| b == 0);
-    let head = &seen[..nul.unwrap_or(seen.len())];
-    let Some(nul) = nul.map(|p| p + HEADER_LEN) else {
-        return Ok(());
-    };
+/// A trace (MID 0900; the protocol has only revision 1 of it) is its printable head, a NUL, and
+/// two bytes per sample, the count being the head's last five digits: so its length is known
+/// once the NUL arrives. The length a trace whose separator NUL is at `nul` (from the start of
+/// `bytes`, its header) must have, or why its head cannot be a trace's.
+fn trace_length(bytes: &[u8], nul: usize) -> Result<usize, String> {
+    let head = &bytes[HEADER_LEN.min(nul)..nul];
     if let Some(bad) = head.iter().position(|b| !(0x20..0x7f).contains(b)) {
-        let reason = format!("the trace head's byte {bad} is {}, not printable ASCII", show_byte(head[bad]));
-        return Err((nul, reason));
+        return Err(format!("the trace head's byte {bad} is {}, not printable ASCII", show_byte(head[bad])));
     }
-    let count = head.len().checked_sub(5).map(|i| &head[i..]).filter(|d| d.iter().all(u8::is_ascii_digit));
-    let Some(count) = count else {
-        return Err((nul, "the trace head does not end with its 5-digit sample count".into()));
-    };
-    let samples = count.iter().fold(0usize, |acc, b| acc * 10 + usize::from(b - b'0'));
-    let expected = nul + 1 + 2 * samples;
-    if expected != length {
-        let reason = format!("header.length says {length} bytes but the head announces {samples} samples: {expected}");
-        return Err((nul, reason));
-    }
-    Ok(())
+    let samples = head.len().checked_sub(5).and_then(|i| number(&head[i..]));
+    let samples = samples.ok_or("the trace head does not end with its 5-digit sample count")?;
+    Ok(nul + 1 + 2 * samples)
 }
 
-/// Whether a trace (MID 0900) starts at the front of `bytes` whose separator NUL is at `nul`:
-/// a whole header, a printable head up to `nul` ending with the 5-digit sample count, and a
-/// length that is the head, the NUL and two bytes per sample. Digits inside other data that
-/// happen to read `0900` fail it without waiting for any byte.
+/// A trace at the front of `buf` whose length field says `length`, checked as soon as its
+/// separator has arrived rather than after that many bytes: `Err((position of the NUL,
+/// reason))` when the head shows it broken.
+fn trace_head(buf: &[u8], length: usize) -> Result<(), (usize, String)> {
+    let seen = &buf[HEADER_LEN..buf.len().min(length + 1)];
+    let Some(nul) = seen.iter().position(|&b| b == 0).map(|p| p + HEADER_LEN) else { return Ok(()) };
+    match trace_length(buf, nul) {
+        Ok(expected) if expected == length => Ok(()),
+        Ok(expected) => {
+            let samples = (expected - nul - 1) / 2;
+            Err((
+                nul,
+                format!("header.length says {length} bytes but the head announces {samples} samples: {expected}"),
+            ))
+        }
+        Err(reason) => Err((nul, reason)),
+    }
+}
+
+/// Whether a trace (MID 0900) starts at the front of `bytes` whose separator NUL is at `nul`,
+/// its length field saying what its head announces. Digits inside other data that happen to
+/// read `0900` fail it without waiting for any byte.
 fn trace_separated_at(bytes: &[u8], nul: usize) -> bool {
-    if bytes.len() <= nul || nul < HEADER_LEN + 5 || &bytes[4..8] != b"0900" || header_fault(bytes).is_some() {
-        return false;
-    }
-    let head = &bytes[HEADER_LEN..nul];
-    if !head.iter().all(|b| (0x20..0x7f).contains(b)) || !head[head.len() - 5..].iter().all(u8::is_ascii_digit) {
-        return false;
-    }
-    let samples = head[head.len() - 5..].iter().fold(0usize, |acc, b| acc * 10 + usize::from(b - b'0'));
-    length_and_mid(bytes).0 == nul + 1 + 2 * samples
+    bytes.len() > nul
+        && nul >= HEADER_LEN
+        && &bytes[4..8] == b"0900"
+        && header_fault(bytes).is_none()
+        && trace_length(bytes, nul).is_ok_and(|expected| expected == length_and_mid(bytes).0)
 }
 
 /// Check the header fields present at the front of `bytes` (up to 20 bytes; fewer while the
@@ -489,7 +470,7 @@ fn header_fault(bytes: &[u8]) -> Option<Fault> {
             return Some(Fault { field, kind: FaultKind::NotDigit(part[0]) });
         }
         if part.len() == end - start {
-            let n = part.iter().fold(0usize, |acc, b| acc * 10 + usize::from(b - b'0'));
+            let n = number(part).unwrap_or_default();
             if field == 0 && n < HEADER_LEN {
                 return Some(Fault { field, kind: FaultKind::Short(n) });
             }

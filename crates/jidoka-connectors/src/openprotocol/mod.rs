@@ -44,7 +44,12 @@ impl Body {
 
 /// Decode a telegram's data by its MID and revision.
 pub fn decode(t: &Telegram) -> Result<Body, OpError> {
-    let (mid, rev) = (t.header.mid, t.header.effective_revision());
+    decode_at(t, t.header.effective_revision())
+}
+
+/// Decode a telegram's data by its MID's layout at `rev`.
+fn decode_at(t: &Telegram, rev: u16) -> Result<Body, OpError> {
+    let mid = t.header.mid;
     if mid == 900 {
         if rev != 1 {
             return Ok(Body::Unknown);
@@ -70,14 +75,13 @@ pub fn decode_fitted(t: &Telegram) -> Result<(Body, u16), OpError> {
     if t.header.mid == 900 || matches!(first, Ok(Body::Fields(_))) {
         return first.map(|b| (b, rev));
     }
-    for lower in (1..rev.min(layouts::MAX_REVISION + 1)).rev() {
-        if let Some(layout) = layouts::layout(t.header.mid, lower)
-            && let Ok(fields) = fields::decode(&layout, &t.data)
-        {
-            return Ok((Body::Fields(fields), lower));
-        }
-    }
-    first.map(|b| (b, rev))
+    (1..rev.min(layouts::MAX_REVISION + 1))
+        .rev()
+        .find_map(|lower| match decode_at(t, lower) {
+            Ok(body @ Body::Fields(_)) => Some((body, lower)),
+            _ => None,
+        })
+        .map_or_else(|| first.map(|b| (b, rev)), Ok)
 }
 
 /// Write a decoded body back to a telegram under `header`.

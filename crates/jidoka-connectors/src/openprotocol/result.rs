@@ -78,7 +78,8 @@ pub fn to_event(
     let base = ctx.joints.get(&pset).cloned().unwrap_or_else(|| format!("P{pset}"));
     // A counter beyond the batch (a 4th bolt on a 3-bolt batch: a re-hit, or a batch counted
     // on by hand) numbers no bolt of the joint: the result keeps the joint's own name.
-    let joint = if size > 1 && (1..=size).contains(&counter) { format!("{base}-{counter}") } else { base };
+    let in_batch = (1..=size).contains(&counter);
+    let joint = if size > 1 && in_batch { format!("{base}-{counter}") } else { base };
     // Revisions without a tool serial: the configured tool, else the link itself.
     let tool = fields
         .text("tool_serial_number")
@@ -110,7 +111,7 @@ pub fn to_event(
     put("angle_min_deg", fields.int("angle_min").map(Json::from));
     put("angle_max_deg", fields.int("angle_max").map(Json::from));
     put("controller_verdict", fields.int("tightening_status").map(|s| json!(if s == 1 { "OK" } else { "NOK" })));
-    if size >= 1 && (1..=size).contains(&counter) {
+    if in_batch {
         put("batch", Some(json!({"size": size, "counter": counter})));
     }
     // A trace that cannot be read costs the curve, never the result.
