@@ -137,6 +137,7 @@ event_kinds! {
     MasterDataChanged(crate::master::MasterDataChange) = "master_data_changed",
     PlanComputed(PlanComputed) = "plan_computed",
     SourceGap(SourceGap) = "source_gap",
+    SourceOutage(SourceOutage) = "source_outage",
 }
 
 /// Results a source knows were made and cannot deliver: a controller link whose tightening ids
@@ -150,6 +151,22 @@ pub struct SourceGap {
     pub first_id: u64,
     pub last_id: u64,
     pub count: u64,
+    pub reason: String,
+}
+
+/// A source that has delivered nothing for longer than it is configured to tolerate: a
+/// controller link down since `since` (the last error in `reason`). Logged once when the outage
+/// passes the configured time (`until` empty) and once more when the link is back (`until` set).
+/// Whether it matters depends on whether the plant was producing meanwhile, which the agents
+/// judge from the rest of the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceOutage {
+    pub station: String,
+    pub since: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
+    #[serde(default)]
     pub reason: String,
 }
 
@@ -1087,6 +1104,18 @@ impl Check for SourceGap {
         }
         if self.last_id < self.first_id {
             return Err(EventError::new("data.last_id", "is below first_id"));
+        }
+        check_text("data.reason", &self.reason)
+    }
+}
+
+impl Check for SourceOutage {
+    fn check(&self) -> Result<(), EventError> {
+        check_id("data.station", &self.station)?;
+        if let Some(until) = self.until
+            && until < self.since
+        {
+            return Err(EventError::new("data.until", "is before since"));
         }
         check_text("data.reason", &self.reason)
     }

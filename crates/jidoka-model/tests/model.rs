@@ -235,7 +235,7 @@ fn every_kind_has_a_name_that_parses_back() {
     for kind in EventKind::ALL {
         assert_eq!(EventKind::parse(kind.as_str()), Some(*kind));
     }
-    assert_eq!(EventKind::ALL.len(), 19);
+    assert_eq!(EventKind::ALL.len(), 20);
 }
 
 fn arb_json() -> impl Strategy<Value = Value> {
@@ -502,4 +502,23 @@ fn ids_with_invisible_or_direction_changing_characters_are_refused() {
     let mut v = tightening();
     v["data"]["station"] = json!("Montage-Süd");
     assert!(Event::parse(v, now()).is_ok());
+}
+
+#[test]
+fn an_outage_that_ends_before_it_began_is_refused() {
+    let event = |until: &str| {
+        json!({"source": "op:st30", "source_txn_id": "outage-end:1", "occurred_at": "2026-11-24T08:10:00Z",
+               "kind": "source_outage",
+               "data": {"station": "ST30", "since": "2026-11-24T08:00:00Z", "until": until, "reason": "refused"}})
+    };
+    let err = Event::parse(event("2026-11-24T07:59:00Z"), now()).expect_err("until before since");
+    assert_eq!(err.field, "data.until");
+    let ok = Event::parse(event("2026-11-24T08:09:00Z"), now()).expect("a closed outage");
+    match ok.payload {
+        EventPayload::SourceOutage(o) => {
+            assert_eq!(o.station, "ST30");
+            assert_eq!(o.until.map(|t| t.to_rfc3339()), Some("2026-11-24T08:09:00+00:00".to_string()));
+        }
+        other => panic!("parsed as {other:?}"),
+    }
 }
