@@ -630,3 +630,61 @@ fn every_telegram_the_controller_sends_is_framed_whole() {
     assert_eq!(traces, 2 * made.len(), "traces framed");
     assert!(garbage.is_empty(), "{garbage:?}");
 }
+
+/// The `source_outage` events in the store, oldest first.
+fn outages(s: &MemStore) -> Vec<jidoka_model::event::SourceOutage> {
+    let mut out: Vec<_> = s
+        .events
+        .values()
+        .filter_map(|e| match &e.payload {
+            EventPayload::SourceOutage(o) => Some((e.occurred_at, o.clone())),
+            _ => None,
+        })
+        .collect();
+    out.sort_by_key(|(at, o)| (*at, o.until.is_some()));
+    out.into_iter().map(|(_, o)| o).collect()
+}
+
+/// A link down longer than `outage_after_s` logs the outage once, keeps it across a restart of
+/// its own, and logs its end when the controller answers again (with the start it logged).
+#[test]
+fn an_outage_longer_than_configured_is_logged_once_and_its_end_when_the_link_is_back() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    let store = Shared::default();
+    let mut cfg = OpenProtocolSourceConfig::new("st010", &addr.to_string(), "ST010");
+    cfg.reply_timeout_ms = 500;
+    cfg.outage_after_s = 1;
+    let running = link(cfg.clone(), &store);
+    assert!(wait_for(&store, 1, 10), "the outage is logged about a second after the first refused connect");
+    // Several reconnects later the outage is still one event.
+    std::thread::sleep(Duration::from_millis(2500));
+    running.stop();
+    let since = {
+        let s = store.0.lock().unwrap();
+        let logged = outages(&s);
+        assert_eq!(logged.len(), 1, "{logged:?}");
+        assert_eq!(logged[0].station, "ST010");
+        assert_eq!(logged[0].until, None);
+        assert!(logged[0].reason.to_lowercase().contains("refused"), "the last error: {}", logged[0].reason);
+        assert!(s.checkpoint.as_deref().unwrap_or_default().contains("\noutage "), "kept across a restart");
+        logged[0].since
+    };
+    // Jidoka restarted meanwhile; the controller is back on the same address.
+    let c = Controller::start(&addr.to_string(), EmulatorConfig::default()).unwrap();
+    let running = link(cfg, &store);
+    assert!(wait_for(&store, 2, 10), "the end is logged once the link is subscribed");
+    let made = tightenings(3);
+    for (t, at) in &made {
+        c.push(t.clone(), *at);
+    }
+    assert!(wait_for(&store, 5, 10));
+    running.stop();
+    let s = store.0.lock().unwrap();
+    let logged = outages(&s);
+    assert_eq!(logged.len(), 2, "{logged:?}");
+    assert_eq!(logged[1].since, since, "the end names the start that was logged");
+    assert!(logged[1].until.is_some_and(|u| u >= since));
+    assert!(!s.checkpoint.as_deref().unwrap_or_default().contains("outage"), "nothing left open");
+}

@@ -73,6 +73,11 @@ pub struct OpenProtocolSourceConfig {
     /// it when the controller reports sequence number support in MID 0002 (revision 6 and up).
     #[serde(default)]
     pub link_ack: LinkAck,
+    /// Seconds the link may be down before the outage is logged (a `source_outage` event, which
+    /// the sequence agent turns into a finding about the station once the plant is seen
+    /// producing meanwhile); 0 never logs one.
+    #[serde(default = "default_outage_after_s")]
+    pub outage_after_s: u64,
 }
 
 /// Whether to acknowledge every telegram at link level (MID 9997 / 9998).
@@ -88,6 +93,9 @@ pub enum LinkAck {
     Off,
 }
 
+fn default_outage_after_s() -> u64 {
+    120
+}
 fn default_comm_revision() -> u16 {
     7
 }
@@ -146,6 +154,9 @@ impl OpenProtocolSourceConfig {
         if !(-14 * 60..=14 * 60).contains(&self.utc_offset_minutes) {
             errors.push((format!("{path}.utc_offset_minutes"), "must be within ±840".into()));
         }
+        if self.outage_after_s > 7 * 24 * 3600 {
+            errors.push((format!("{path}.outage_after_s"), "must be at most 604800 (a week); 0 logs no outage".into()));
+        }
     }
 
     /// A link to `address` for `station` with every default.
@@ -165,6 +176,7 @@ impl OpenProtocolSourceConfig {
             utc_offset_minutes: 0,
             recover_max: default_recover_max(),
             link_ack: LinkAck::Auto,
+            outage_after_s: default_outage_after_s(),
         }
     }
 
@@ -333,17 +345,28 @@ pub struct Tracker {
     /// connection the controller's result of that id must still carry that time; if it does
     /// not, the controller's ids restarted while the link was down.
     pub last: Option<(u64, String)>,
+    /// Since when the link has been down (`None` while a session is subscribed).
+    down_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// The start of an outage that was logged and whose end has not been logged yet.
+    pub outage: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Tracker {
     /// The checkpoint's first line is the high mark; a `last <id> <time stamp>` line names the
     /// newest result stored; each `held <id> <hex>` line is a result telegram received and
-    /// acknowledged but not yet stored.
+    /// acknowledged but not yet stored; an `outage <time>` line, an outage logged whose end is
+    /// not (a restart does not lose it: the end is logged when the link is back).
     pub fn from_checkpoint(text: Option<&str>) -> Tracker {
         let mut lines = text.unwrap_or_default().lines();
         let high = lines.next().and_then(|t| t.trim().parse().ok());
-        let (mut held, mut last) = (BTreeMap::new(), None);
+        let (mut held, mut last, mut outage) = (BTreeMap::new(), None, None);
         for line in lines {
+            if let Some(at) = line.strip_prefix("outage ")
+                && let Ok(at) = chrono::DateTime::parse_from_rfc3339(at)
+            {
+                outage = Some(at.with_timezone(&chrono::Utc));
+                continue;
+            }
             if let Some(rest) = line.strip_prefix("held ") {
                 let mut parts = rest.split(' ');
                 if let (Some(Ok(id)), Some(Ok(bytes))) = (parts.next().map(str::parse), parts.next().map(hex::decode)) {
@@ -355,7 +378,7 @@ impl Tracker {
                 last = Some((id, at.to_string()));
             }
         }
-        Tracker { high, above: BTreeSet::new(), held, last }
+        Tracker { high, above: BTreeSet::new(), held, last, down_since: outage, outage }
     }
 
     /// Result telegrams acknowledged and not yet stored, by tightening id.
@@ -434,7 +457,54 @@ impl Tracker {
         for (id, bytes) in &self.held {
             out.push_str(&format!("\nheld {id} {}", hex::encode(bytes)));
         }
+        if let Some(at) = self.outage {
+            out.push_str(&format!("\noutage {}", at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)));
+        }
         out
+    }
+}
+
+/// A `source_outage` event of `cfg`'s station: begun at `since`, ended at `until` if known.
+fn outage_event(
+    cfg: &OpenProtocolSourceConfig,
+    since: chrono::DateTime<chrono::Utc>,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    reason: &str,
+) -> Result<jidoka_model::Event, OpError> {
+    let now = chrono::Utc::now();
+    let ms = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let txn = format!("outage{}:{}", if until.is_some() { "-end" } else { "" }, since.timestamp_millis());
+    let mut data = serde_json::json!({"station": cfg.station, "since": ms(since), "reason": reason});
+    if let Some(until) = until {
+        data["until"] = serde_json::Value::String(ms(until));
+    }
+    let event = serde_json::json!({
+        "source": cfg.source(), "source_txn_id": txn, "occurred_at": ms(now), "kind": "source_outage", "data": data,
+    });
+    jidoka_model::Event::parse(event, now).map_err(|e| OpError::new(e.field, e.reason))
+}
+
+/// Log the outage of a link down since `tracker.down_since` once it has lasted
+/// `outage_after_s`; a failed append is tried again at the next call.
+fn log_outage(cfg: &OpenProtocolSourceConfig, store: &mut dyn ResultStore, tracker: &mut Tracker, stats: &LinkStats) {
+    let Some(since) = tracker.down_since else { return };
+    let due = chrono::Duration::seconds(i64::try_from(cfg.outage_after_s).unwrap_or(i64::MAX));
+    if cfg.outage_after_s == 0 || tracker.outage.is_some() || chrono::Utc::now() - since < due {
+        return;
+    }
+    let last_error = stats.last_error.lock().ok().and_then(|l| l.as_ref().map(|(_, e)| e.clone())).unwrap_or_default();
+    let reason = jidoka_model::event::truncate(&last_error, 1000);
+    let mut next = tracker.clone();
+    next.outage = Some(since);
+    let appended = outage_event(cfg, since, None, reason)
+        .map_err(|e| e.to_string())
+        .and_then(|event| store.append(vec![event], next.checkpoint()));
+    match appended {
+        Ok(_) => {
+            tracing::error!(link = %cfg.name, station = %cfg.station, since = %since, "controller link down for {} s or more: {reason}", cfg.outage_after_s);
+            *tracker = next;
+        }
+        Err(err) => tracing_warn(&cfg.name, &format!("cannot log the link's outage ({err}); trying again")),
     }
 }
 
@@ -467,8 +537,18 @@ pub fn run(
         if stop.load(Ordering::Relaxed) {
             break;
         }
+        tracker.down_since.get_or_insert_with(chrono::Utc::now);
         failures = failures.saturating_add(1);
-        sleep_unless(stop, crate::reconnect_delay(failures));
+        // Slept in slices so that an outage is logged when it is due, not after the backoff.
+        let until = std::time::Instant::now() + crate::reconnect_delay(failures);
+        loop {
+            log_outage(cfg, store, &mut tracker, stats);
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || stop.load(Ordering::Relaxed) {
+                break;
+            }
+            sleep_unless(stop, left.min(Duration::from_secs(1)));
+        }
     }
 }
 
@@ -842,6 +922,7 @@ impl<'a> Session<'a> {
         self.store_held()?;
         self.recover()?;
         self.result_rev = self.subscribe(60, self.cfg.result_revision, &[])?;
+        self.back_up()?;
         if self.traces {
             let data = [
                 ("mid", Value::Int(900)),
@@ -1290,6 +1371,21 @@ impl<'a> Session<'a> {
             None => *self.tracker = next,
         }
         Ok(gaps)
+    }
+
+    /// The link takes results again: the end of an outage that was logged is logged, in one
+    /// append with the checkpoint that forgets it.
+    fn back_up(&mut self) -> Result<(), LinkError> {
+        self.tracker.down_since = None;
+        let Some(since) = self.tracker.outage else { return Ok(()) };
+        let mut next = self.tracker.clone();
+        next.outage = None;
+        let now = chrono::Utc::now();
+        let event = outage_event(self.cfg, since, Some(now), "")?;
+        self.store.append(vec![event], next.checkpoint()).map_err(LinkError::Store)?;
+        tracing::info!(link = %self.cfg.name, station = %self.cfg.station, "controller link back after {} s", (now - since).num_seconds());
+        *self.tracker = next;
+        Ok(())
     }
 
     /// Tightenings the link will not have: counted, said, and logged as a `source_gap` event
