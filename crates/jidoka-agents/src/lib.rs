@@ -22,6 +22,7 @@
 pub mod andon;
 pub mod encoder;
 pub mod narrative;
+pub mod outage;
 pub mod patterns;
 pub mod planner;
 pub mod quality;

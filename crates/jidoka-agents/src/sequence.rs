@@ -21,6 +21,9 @@
 //!   due date (one finding per tool and due date, naming the first such result: every result
 //!   of the tool since then is suspect).
 //!
+//! - `sequence.link_down`, `sequence.link_back`: a controller link down while the plant
+//!   produces, and back (see [`crate::outage`]).
+//!
 //! - `sequence.master_data_refused`: a `master_data_changed` event that does not hold together
 //!   (each row named) or arrived out of order (`issued_at` older than the last change applied
 //!   from its source); the master data in force before it stays in force.
@@ -154,6 +157,8 @@ pub struct SequenceAgent {
     /// (operator, station, why) already reported, until the master data changes; bounded by
     /// operators × stations.
     uncertified_flagged: HashSet<(String, String, String)>,
+    /// Controller links down (see [`crate::outage`]).
+    outages: crate::outage::LinkOutages,
 }
 
 impl std::fmt::Debug for SequenceAgent {
@@ -199,6 +204,7 @@ impl SequenceAgent {
             serials: HashMap::new(),
             current: HashMap::new(),
             at_station: HashMap::new(),
+            outages: Default::default(),
         }
     }
 
@@ -677,6 +683,7 @@ impl Agent for SequenceAgent {
             EventKind::UnitLeftStation,
             EventKind::MasterDataChanged,
             EventKind::SourceGap,
+            EventKind::SourceOutage,
         ]
     }
 
@@ -703,6 +710,19 @@ impl Agent for SequenceAgent {
             d.severity = Severity::Critical;
             out.push(d);
             return;
+        }
+        if let EventPayload::SourceOutage(o) = &event.event.payload {
+            self.outages.on_outage(event, o, out);
+            return;
+        }
+        let at = event.event.occurred_at;
+        match &event.event.payload {
+            EventPayload::UnitEnteredStation(u) => self.outages.on_production(at, &u.station, Some(&u.vin), out),
+            EventPayload::UnitLeftStation(u) => self.outages.on_production(at, &u.station, None, out),
+            EventPayload::ComponentScanned(s) => self.outages.on_production(at, &s.station, None, out),
+            EventPayload::OperationCompleted(o) => self.outages.on_production(at, &o.station, None, out),
+            EventPayload::TighteningResult(t) => self.outages.on_production(at, &t.station, None, out),
+            _ => {}
         }
         // Orders are kept before any master data arrives; checks need it.
         if self.master.is_none() && !matches!(event.event.payload, EventPayload::WorkOrderReleased(_)) {

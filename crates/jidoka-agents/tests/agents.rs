@@ -222,6 +222,8 @@ mod sequence {
         seq: u64,
         out: Vec<Finding>,
         events: Vec<StoredEvent>,
+        /// When the next event happens.
+        at: &'static str,
     }
 
     impl Line {
@@ -235,6 +237,7 @@ mod sequence {
                 seq: 0,
                 out: Vec::new(),
                 events: Vec::new(),
+                at: "2026-11-24T08:00:00Z",
             }
         }
 
@@ -242,7 +245,7 @@ mod sequence {
             self.seq += 1;
             let t = Utc.with_ymd_and_hms(2026, 11, 24, 8, 0, 0).single().unwrap_or_default();
             let event = Event::parse(
-                json!({"source": "t", "source_txn_id": self.seq.to_string(), "occurred_at": "2026-11-24T08:00:00Z", "kind": kind, "data": data}),
+                json!({"source": "t", "source_txn_id": self.seq.to_string(), "occurred_at": self.at, "kind": kind, "data": data}),
                 t,
             )
             .expect("valid event");
@@ -413,6 +416,60 @@ mod sequence {
             Utc::now(),
         );
         assert_eq!(bad.map_err(|e| e.field).err().as_deref(), Some("data.last_id"));
+    }
+
+    /// A controller link down while units are built is a finding about the station as soon as
+    /// its outage is logged, naming the units that passed meanwhile; its end names them all.
+    #[test]
+    fn a_controller_link_down_during_production_is_a_finding_and_its_end_names_the_units() {
+        let mut l = Line::new();
+        for (k, vin) in ["V1", "V2", "V3"].into_iter().enumerate() {
+            l.release(vin, "I4", 10 + k as u64);
+        }
+        l.at = "2026-11-24T08:00:00Z";
+        l.send("unit_entered_station", json!({"vin": "V1", "station": "S1"}));
+        l.at = "2026-11-24T08:02:00Z";
+        l.send("unit_entered_station", json!({"vin": "V2", "station": "S1"}));
+        l.at = "2026-11-24T08:03:30Z";
+        let down = json!({"station": "S1", "since": "2026-11-24T08:01:30Z", "reason": "connection refused"});
+        assert_eq!(l.send("source_outage", down.clone()), vec!["link_down"]);
+        let f = l.out.last().expect("finding").clone();
+        assert_eq!((f.verdict, f.severity), (jidoka_model::Verdict::Review, jidoka_model::Severity::Critical));
+        assert_eq!(f.subject.station.as_deref(), Some("S1"));
+        assert!(f.reason.contains("down since 2026-11-24T08:01:30Z (connection refused)"), "{}", f.reason);
+        assert_eq!(f.details["units"], json!(["V2"]), "V1 entered before the outage began");
+        // More units; the link restarts and restates its outage: still one finding.
+        l.at = "2026-11-24T08:04:00Z";
+        assert!(!l.send("unit_entered_station", json!({"vin": "V3", "station": "S1"})).contains(&"link_down".into()));
+        l.at = "2026-11-24T08:05:00Z";
+        assert!(l.send("source_outage", down).is_empty());
+        l.at = "2026-11-24T08:06:00Z";
+        let back = json!({"station": "S1", "since": "2026-11-24T08:01:30Z", "until": "2026-11-24T08:06:00Z"});
+        assert_eq!(l.send("source_outage", back), vec!["link_back"]);
+        let f = l.out.last().expect("finding");
+        assert_eq!((f.verdict, f.severity), (jidoka_model::Verdict::Pass, jidoka_model::Severity::Info));
+        assert_eq!(f.details["units"], json!(["V2", "V3"]));
+        assert!(f.reason.contains("back after 4.5 min; 2 unit(s) there since: V2, V3"), "{}", f.reason);
+    }
+
+    /// Down during a break is nobody's business; down when production resumes is.
+    #[test]
+    fn a_controller_link_down_outside_production_is_a_finding_only_once_the_plant_produces() {
+        let mut l = Line::new();
+        l.release("V1", "I4", 10);
+        l.at = "2026-11-24T12:02:00Z";
+        assert!(l.send("source_outage", json!({"station": "S1", "since": "2026-11-24T12:00:00Z"})).is_empty());
+        l.at = "2026-11-24T12:30:00Z";
+        let back = json!({"station": "S1", "since": "2026-11-24T12:00:00Z", "until": "2026-11-24T12:30:00Z"});
+        assert!(l.send("source_outage", back).is_empty(), "an outage over the break ends without a finding");
+        l.at = "2026-11-24T13:02:00Z";
+        assert!(l.send("source_outage", json!({"station": "S1", "since": "2026-11-24T13:00:00Z"})).is_empty());
+        l.at = "2026-11-24T13:10:00Z";
+        let kinds = l.send("component_scanned", json!({"vin": "V1", "station": "S2", "part_number": "SEAT"}));
+        assert!(kinds.contains(&"link_down".to_string()), "the first sign of production anywhere: {kinds:?}");
+        let f = l.out.iter().find(|f| f.kind == "sequence.link_down").expect("link_down");
+        assert!(f.reason.contains("no unit seen there yet"), "{}", f.reason);
+        assert_eq!(f.details["producing_at"], "2026-11-24T13:10:00Z");
     }
 
     #[test]

@@ -197,3 +197,81 @@ fn op_decode_round_trips_the_public_telegrams_and_names_bad_ones() {
     assert_eq!(lines[2]["error"], "MID revision unsupported");
     assert_eq!(lines[3]["error"]["field"], "header");
 }
+
+/// Findings of `kind` in the store file, as (station, reason).
+fn findings(db: &Path, kind: &str) -> Vec<(String, String)> {
+    let Ok(conn) = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return Vec::new();
+    };
+    let Ok(mut st) = conn.prepare("SELECT station, body FROM findings WHERE kind = ?1 ORDER BY id") else {
+        return Vec::new();
+    };
+    st.query_map([kind], |r| Ok((r.get::<_, Option<String>>(0)?.unwrap_or_default(), r.get::<_, String>(1)?)))
+        .map(|rows| {
+            rows.filter_map(Result::ok)
+                .map(|(station, body)| {
+                    let body: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                    (station, body["reason"].as_str().unwrap_or_default().to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn wait_for_finding(db: &Path, kind: &str, secs: u64) -> Vec<(String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let found = findings(db, kind);
+        if !found.is_empty() || Instant::now() >= deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `jidoka serve` with a controller that does not answer while units are built: the outage is
+/// a finding about the station once it passes `outage_after_s`, and its end another when the
+/// controller is back.
+#[test]
+fn a_controller_link_down_while_units_are_built_is_a_finding_about_its_station() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("line.jsonl");
+    std::fs::write(&inbox, "").unwrap();
+    let config = dir.path().join("plant.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[sources]]\ntype = \"open_protocol\"\nname = \"st010\"\naddress = \"{addr}\"\nstation = \"ST010\"\n\
+             reply_timeout_ms = 500\noutage_after_s = 1\n\n\
+             [[sources]]\ntype = \"file\"\nname = \"line\"\npath = \"{}\"\nfollow = true\npoll_interval_ms = 50\n",
+            inbox.display()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let db = data.join("jidoka.sqlite");
+    let mut cmd = jidoka_bin();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"]).arg(&config).arg("--data-dir").arg(&data);
+    let mut child = start(cmd);
+    // Over a second down with nothing built: logged, but no finding.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(findings(&db, "sequence.link_down").is_empty(), "nothing built yet");
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let unit = serde_json::json!({"source": "mes", "source_txn_id": "in-1", "occurred_at": now,
+        "kind": "unit_entered_station", "data": {"vin": "VF1TEST0000000001", "station": "ST010"}});
+    std::fs::write(&inbox, format!("{unit}\n")).unwrap();
+    let down = wait_for_finding(&db, "sequence.link_down", 20);
+    let controller = Controller::start(&addr.to_string(), EmulatorConfig::default()).unwrap();
+    let back = wait_for_finding(&db, "sequence.link_back", 30);
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    drop(controller);
+    assert_eq!(down.len(), 1, "{down:?}");
+    assert_eq!(down[0].0, "ST010");
+    assert!(down[0].1.contains("op:st010") && down[0].1.contains("VF1TEST0000000001"), "{}", down[0].1);
+    assert_eq!(back.len(), 1, "{back:?}");
+    assert!(back[0].1.contains("1 unit(s) there since: VF1TEST0000000001"), "{}", back[0].1);
+}
