@@ -539,6 +539,33 @@ fn results_a_controller_cannot_upload_are_logged_as_a_gap() {
     assert_eq!(mark(&s.checkpoint), Some("70"), "the checkpoint moves past the gap");
 }
 
+/// Regression (found against a public controller simulator without upload): after it restarted
+/// and counted from 1 again, its results below the checkpoint were stored but the ones it made
+/// before the link was back were lost without a word, and gap detection stayed off until its ids
+/// passed the old checkpoint. The first live result below the newest stored, made after it, shows
+/// the restart; what the controller made before it is a gap.
+#[test]
+fn a_controller_without_upload_whose_ids_restart_is_seen_at_its_first_live_result() {
+    let made = tightenings(75);
+    let emu = EmulatorConfig { old_results: false, ..EmulatorConfig::default() };
+    let c = Controller::start("127.0.0.1:0", emu).unwrap();
+    let store = Shared::default();
+    let cfg = first_forty(&c, &made, &store);
+    c.restart_ids();
+    // Ten made while the link is down (ids 1..=10), then 25 live (11..=35) of which the ids
+    // 21..=30 lie below the checkpoint of 40.
+    let running = resume(&c, cfg, &store, &made[40..50], &made[50..]);
+    assert!(wait_for(&store, 40 + 25 + 1, 20), "{} events", store.0.lock().unwrap().events.len());
+    let stats = running.stop();
+    let s = store.0.lock().unwrap();
+    assert_eq!(LinkStats::get(&stats.id_restarts), 1);
+    let gaps = gaps(&s);
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert_eq!((gaps[0].first_id, gaps[0].last_id, gaps[0].count), (1, 10, 10));
+    assert_eq!(s.events.len(), 40 + 25 + 1, "every live result stored, none doubled");
+    assert_eq!(mark(&s.checkpoint), Some("35"));
+}
+
 /// Regression: one broken telegram swallowed the good ones behind it (0 of 30 stored at 25 %
 /// line corruption, 18 of them sent intact, from a controller without old-result upload). Every
 /// result sent intact must be stored; with upload, the spoiled ones too.

@@ -1132,14 +1132,33 @@ impl<'a> Session<'a> {
             LinkStats::add(&self.stats.traces_joined, 1);
         }
         let id = p.id;
+        if let Some(why) = self.restarted_live(id, &p.fields) {
+            LinkStats::add(&self.stats.id_restarts, 1);
+            tracing_warn(&self.cfg.name, &format!("the controller's tightening ids restarted ({why})"));
+            // Counted from 1 again: the ids before this one are the restarted controller's,
+            // uploaded (or logged as a gap) like any other.
+            self.tracker.restart_at(0);
+        }
         self.store_results(vec![(p.fields, p.traces, p.telegram)], false)?;
         self.acknowledge(62)?;
         let gaps = self.gaps()?;
         if !gaps.is_empty() {
-            tracing_warn(&self.cfg.name, &format!("tightening {id} skips {} ids; uploading them", gaps.len()));
+            if self.no_upload.is_none() {
+                tracing_warn(&self.cfg.name, &format!("tightening {id} skips {} ids; uploading them", gaps.len()));
+            }
             self.upload(&gaps)?;
         }
         Ok(())
+    }
+
+    /// Whether a live result shows that the controller's ids restarted: an id below the newest
+    /// stored, made later than it (a resend carries its first time stamp). Why, if so. The one
+    /// sign there is without old-result upload, where a reconnect cannot ask.
+    fn restarted_live(&self, id: u64, fields: &[super::fields::Field]) -> Option<String> {
+        let (last, last_at) = self.tracker.last.as_ref()?;
+        let at = fields.text("timestamp")?;
+        (id < *last && at.len() == last_at.len() && at.as_str() > last_at.as_str())
+            .then(|| format!("tightening {id} made at {at}, after tightening {last} at {last_at}"))
     }
 
     /// Keep a telegram that makes no event, with why, in the rejected log.
