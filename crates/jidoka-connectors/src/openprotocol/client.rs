@@ -520,13 +520,15 @@ pub fn run(
     stats: &LinkStats,
 ) {
     let mut tracker = Tracker::from_checkpoint(checkpoint.as_deref());
+    let mut said = BTreeSet::new();
     let mut failures = 0u32;
     while !stop.load(Ordering::Relaxed) {
-        let result = Session::connect(cfg, stats, &mut *store, &mut *rejects, &mut tracker).and_then(|mut s| {
-            failures = 0;
-            stats.up();
-            s.run(stop)
-        });
+        let result =
+            Session::connect(cfg, stats, &mut *store, &mut *rejects, &mut tracker, &mut said).and_then(|mut s| {
+                failures = 0;
+                stats.up();
+                s.run(stop)
+            });
         match result {
             Err(err) => {
                 tracing_warn(&cfg.name, &err.to_string());
@@ -623,12 +625,12 @@ pub struct Session<'a> {
     /// Whether the last result got its traces: when it did not (a parameter set without trace
     /// recording), the next one waits only briefly, so the link keeps the line's pace.
     last_had_traces: bool,
-    /// What this connection has already said once (a capability the controller lacks, a
-    /// telegram it keeps sending in a form Jidoka cannot read): said again on the next
-    /// connection, not after every result.
-    said: BTreeSet<String>,
+    /// What this link has already said once (a capability the controller lacks, a telegram it
+    /// keeps sending in a form Jidoka cannot read): kept across its connections, so a link that
+    /// reconnects often does not repeat it at every connect; `/api/status` keeps the counts.
+    said: &'a mut BTreeSet<String>,
     /// The error with which the controller refused old-result upload (MID 0064), once it has:
-    /// not asked again on this connection.
+    /// not asked again on this connection (a reconnect asks again: the controller may be another).
     no_upload: Option<i64>,
     /// Garbage since the last telegram: bytes, pieces and the first piece's error.
     garbage: Option<(usize, usize, OpError)>,
@@ -649,6 +651,7 @@ impl<'a> Session<'a> {
         store: &'a mut dyn ResultStore,
         rejects: &'a mut dyn RejectLog,
         tracker: &'a mut Tracker,
+        said: &'a mut BTreeSet<String>,
     ) -> Result<Session<'a>, LinkError> {
         let addr = cfg
             .address
@@ -678,7 +681,7 @@ impl<'a> Session<'a> {
 
             last_had_traces: true,
             last_result: Instant::now(),
-            said: BTreeSet::new(),
+            said,
             no_upload: None,
             garbage: None,
         };
@@ -931,15 +934,15 @@ impl<'a> Session<'a> {
                 ("extra_data", Value::Text(String::new())),
             ];
             if let Err(err) = self.subscribe(8, 1, &data) {
-                tracing_warn(
-                    &self.cfg.name,
+                self.say_once(
+                    format!("traces {err}"),
                     &format!("trace subscription refused ({err}); results come without curves"),
                 );
                 self.traces = false;
             }
         }
         if let Err(err) = self.subscribe(70, 2, &[]) {
-            tracing_warn(&self.cfg.name, &format!("alarm subscription refused ({err})"));
+            self.say_once(format!("alarms {err}"), &format!("alarm subscription refused ({err})"));
         }
         let keep_alive = Duration::from_millis(self.cfg.keep_alive_ms);
         let mut last_check = Instant::now();
@@ -1005,7 +1008,7 @@ impl<'a> Session<'a> {
                 } else {
                     self.say_once(
                         format!("unreadable {mid} {rev}"),
-                        &format!("MID {mid:04} rev {rev} cannot be read ({err}); ignored on this connection"),
+                        &format!("MID {mid:04} rev {rev} cannot be read ({err}); such telegrams are ignored"),
                     );
                 }
                 if mid == 61 {
@@ -1059,7 +1062,7 @@ impl<'a> Session<'a> {
                             "late traces".into(),
                             &format!(
                                 "trace for tightening {id} came after its result was stored; such traces are \
-                                 counted (traces_late), not logged, on this connection"
+                                 counted (traces_late), not logged"
                             ),
                         );
                     }
@@ -1117,10 +1120,12 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Log `message` the first time `key` comes up on this connection only.
+    /// Log `message` the first time `key` comes up on this link, and at debug level after.
     fn say_once(&mut self, key: String, message: &str) {
         if self.said.insert(key) {
             tracing_warn(&self.cfg.name, message);
+        } else {
+            tracing::debug!(link = %self.cfg.name, "{message}");
         }
     }
 
@@ -1478,11 +1483,11 @@ impl<'a> Session<'a> {
                 Some(15) => return Ok(None),
                 Some(code) => {
                     // Upload unsupported on this controller: go on without it, and say so once.
-                    tracing_warn(
-                        &self.cfg.name,
+                    self.say_once(
+                        format!("upload {code}"),
                         &format!(
-                            "old result upload refused: {}; results missed on this connection cannot be \
-                             recovered and are counted as unrecoverable",
+                            "old result upload refused: {}; results the link misses cannot be recovered and \
+                             are logged as a gap",
                             refused(64, code)
                         ),
                     );
