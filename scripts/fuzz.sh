@@ -2,7 +2,8 @@
 # Fuzzes the Open Protocol parser (framer, header, field layouts, traces) for a bounded time,
 # seeded with the public test telegrams, then the MQTT message decoder (JSON mapping, event
 # envelopes, Sparkplug B) for half that time, then the image decoders behind the perceptual hash
-# (PNG, JPEG, PGM; seeded with the test pictures) for a quarter. Installs cargo-fuzz when missing; runs on the stable
+# (PNG, JPEG, PGM; seeded with the test pictures) for a quarter, and the CSPLib car-sequencing
+# parser with a short search behind it (seeded with the test instances) for a quarter. Installs cargo-fuzz when missing; runs on the stable
 # toolchain without a sanitizer (libFuzzer's coverage guidance still applies).
 # Usage: scripts/fuzz.sh [SECONDS]   (default 60; JIDOKA_FUZZ_SECONDS also sets it)
 set -euo pipefail
@@ -31,7 +32,11 @@ done
 image_corpus=target/fuzz-corpus/image_hash
 mkdir -p "$image_corpus"
 cp crates/jidoka-connectors/tests/fixtures/images/scratch-* "$image_corpus/"
+csplib_corpus=target/fuzz-corpus/csplib
+mkdir -p "$csplib_corpus"
+cp crates/jidoka-agents/tests/fixtures/csplib/*.txt "$csplib_corpus/"
 cd fuzz
 cargo fuzz run op_telegram --sanitizer none "../$corpus" -- -max_total_time="$seconds" -print_final_stats=1
 cargo fuzz run mqtt_message --sanitizer none "../$mqtt_corpus" -- -max_total_time="$((seconds / 2))" -print_final_stats=1
 cargo fuzz run image_hash --sanitizer none "../$image_corpus" -- -max_total_time="$((seconds / 4))" -print_final_stats=1
+cargo fuzz run csplib --sanitizer none "../$csplib_corpus" -- -max_total_time="$((seconds / 4))" -print_final_stats=1

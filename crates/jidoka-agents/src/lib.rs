@@ -12,6 +12,8 @@
 //! - [`patterns`]: defect Pareto and over-represented context values (hypergeometric, BH).
 //! - [`quality`]: defect patterns behind NCRs (against the units built alongside) and triage
 //!   of uncoded NCRs; [`text`] is its short-text model, [`narrative`] its citations.
+//! - [`resequence`]: car sequencing under ratio rules (CSPLib prob001): the cost of an order,
+//!   swaps evaluated incrementally, and a seeded local search with a deadline.
 //! - [`andon`]: routes each line stop to a team, with first steps from similar past stops.
 //!
 //! Invariants: agents do no I/O and never read the clock; their only input is the event log,
@@ -26,6 +28,7 @@ pub mod outage;
 pub mod patterns;
 pub mod planner;
 pub mod quality;
+pub mod resequence;
 pub mod sequence;
 pub mod text;
 pub mod torque;
