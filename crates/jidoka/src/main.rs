@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use jidoka_lab::{bench, eval, mqtt, op, simulate, torque, triage};
+use jidoka_lab::{bench, eval, mqtt, op, resequence, simulate, torque, triage};
 use jidoka_service::auth::{self, Role};
 use jidoka_service::config::Config;
 use jidoka_service::{audit, commands, server};
@@ -103,6 +103,16 @@ enum Command {
     /// Open Protocol tools for integrators.
     #[command(subcommand)]
     Op(OpCommand),
+    /// Build-order sequencing under ratio rules (at most p units with an option in any q).
+    #[command(subcommand)]
+    Resequence(ResequenceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ResequenceCommand {
+    /// Sequence one instance (CSPLib prob001 format) within a time limit; writes one class id
+    /// per line in build order (--out) and prints the objective values beside the file's order.
+    Solve(resequence::SolveArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,6 +222,10 @@ enum EvalCommand {
     /// problem, problems with no decision and decisions about none, each waiting action alone
     /// beside cases.
     Workload(eval::SimEvalArgs),
+    /// The sequencing search on whole CSPLib sets: per instance the best found over seeds, the
+    /// runs that reach the best-known value, time to best, beside the file's order and a plain
+    /// improving-swap search given the same time.
+    Resequence(resequence::EvalArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -388,6 +402,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Mqtt(args)) => {
             tokio::task::spawn_blocking(move || mqtt::bench(args)).await?.context("bench mqtt")?
+        }
+        Command::Resequence(ResequenceCommand::Solve(args)) => {
+            tokio::task::spawn_blocking(move || resequence::solve(args)).await?.context("resequence solve")?
+        }
+        Command::Eval(EvalCommand::Resequence(args)) => {
+            tokio::task::spawn_blocking(move || resequence::eval(args)).await?.context("eval resequence")?
         }
         Command::Op(OpCommand::Decode(args)) => {
             let code = tokio::task::spawn_blocking(move || op::decode(args)).await?.context("op decode")?;

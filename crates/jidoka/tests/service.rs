@@ -1038,6 +1038,51 @@ fn kill_9_during_ingest_loses_no_acknowledged_event_and_duplicates_none() {
     assert_eq!(stats.last_seq, stats.events);
 }
 
+/// `jidoka resequence solve` on a real CSPLib instance writes a build order that holds every
+/// car once, with the cost it prints; a broken file is refused naming its line and field.
+#[test]
+fn resequence_solve_writes_a_build_order_and_names_what_is_wrong_with_a_bad_file() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../jidoka-agents/tests/fixtures/csplib/gen200_60-01.txt");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_file = dir.path().join("order.txt");
+    let out = jidoka_bin()
+        .args(["resequence", "solve", "--seconds", "5", "--seed", "3", "--json", "--csplib"])
+        .arg(&fixture)
+        .arg("--out")
+        .arg(&out_file)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(report["found"]["excess"], 0, "a generated instance has a perfect sequence: {report}");
+    assert_eq!(report["optimal"], true);
+    assert!(report["file_order"]["excess"].as_u64().unwrap_or(0) > 0, "the file's order is the baseline");
+    // The order: one class id per line, each class as often as the file says.
+    let text = std::fs::read_to_string(&out_file).expect("order written");
+    let mut written: HashMap<String, u64> = HashMap::new();
+    for line in text.lines() {
+        *written.entry(line.to_string()).or_default() += 1;
+    }
+    let instance = std::fs::read_to_string(&fixture).expect("fixture");
+    let classes = instance.lines().skip(3).filter(|l| !l.trim().is_empty());
+    let mut expected: HashMap<String, u64> = HashMap::new();
+    for line in classes {
+        let mut parts = line.split_whitespace();
+        let (id, count) = (parts.next().expect("id"), parts.next().expect("count"));
+        expected.insert(id.to_string(), count.parse().expect("count"));
+    }
+    expected.retain(|_, n| *n > 0);
+    assert_eq!(written, expected);
+    assert_eq!(text.lines().count(), 200);
+
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, "10 2 4\n1 2\n2 3\n0 3 0 0\n1 3 1 0\n2 2 0 7\n3 2 1 1\n").expect("write");
+    let out = jidoka_bin().args(["resequence", "solve", "--csplib"]).arg(&bad).output().expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 6: option[1]: 7: must be 0 or 1"), "{stderr}");
+}
+
 #[test]
 fn config_check_accepts_the_example_and_lists_every_error_of_a_bad_file() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/plant.toml");
