@@ -69,6 +69,7 @@ pub struct LinkOutages {
     last_production: Option<Timestamp>,
 }
 
+/// A finding about `station` only, of the given severity (the sequence agent's draft).
 fn finding(
     kind: &str,
     verdict: Verdict,
@@ -77,16 +78,10 @@ fn finding(
     station: &str,
     details: serde_json::Value,
 ) -> FindingDraft {
-    FindingDraft {
-        kind: format!("sequence.{kind}"),
-        verdict,
-        severity,
-        confidence: 1.0,
-        reason,
-        subject: Subject { station: Some(station.to_string()), ..Subject::default() },
-        extra_evidence: Vec::new(),
-        details,
-    }
+    let station = Subject { station: Some(station.to_string()), ..Subject::default() };
+    let mut d = crate::sequence::draft(kind, verdict, reason, station, details);
+    d.severity = severity;
+    d
 }
 
 impl LinkOutages {

@@ -176,7 +176,8 @@ fn subject(vin: &str, station: &str, part: Option<&str>) -> Subject {
     }
 }
 
-fn draft(kind: &str, verdict: Verdict, reason: String, subject: Subject, details: Value) -> FindingDraft {
+/// A finding of kind `sequence.<kind>`, critical when it holds the unit.
+pub(crate) fn draft(kind: &str, verdict: Verdict, reason: String, subject: Subject, details: Value) -> FindingDraft {
     let severity = if verdict == Verdict::Hold { Severity::Critical } else { Severity::Warning };
     FindingDraft {
         kind: format!("sequence.{kind}"),
