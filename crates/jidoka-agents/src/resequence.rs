@@ -7,12 +7,14 @@
 //!   counts in the windows it shares with the queue but never moves.
 //! - [`parse_csplib`]: the CSPLib prob001 format, every error naming its line and field.
 //! - [`Evaluator`]: the cost of an order (sum over rules and windows of the units over `p`,
-//!   times the rule's weight) with swaps evaluated and applied incrementally: a swap of two
-//!   positions touches only the windows that hold one of them.
-//! - [`solve`]: a greedy start, then a local search of swaps, most near a violated window,
-//!   accepting every move that is not worse (the plateau is where these problems are solved),
-//!   with a perturbation when it stalls. Pure: the seed and the deadline are its only inputs
-//!   besides the problem, and it stops at cost 0 (nothing is better).
+//!   times the rule's weight) with moves evaluated and applied incrementally: a swap of two
+//!   positions, or a short span reversed or rotated, touches only the windows that hold them.
+//! - [`solve`]: a greedy start, then a local search of swaps (most of a unit in a window over
+//!   capacity), reversals and rotations, accepting every move that is not worse (the plateau is
+//!   where these problems are solved), going back to the best order with a few random swaps when
+//!   it stalls. Not an agent: it reads the clock for its deadline; with a move budget instead
+//!   ([`Params::max_moves`]) the seed decides everything. It stops at cost 0 (nothing is better).
+//! - [`plain_swaps`]: the baseline a practitioner writes first.
 //!
 //! The windows are the full windows of the sequence (`q` consecutive positions) that hold at
 //! least one movable position; a sequence shorter than `q` is one window. That is the usual
