@@ -87,10 +87,10 @@ fn finding(
 impl LinkOutages {
     /// A `source_outage` event: an outage begins (or is restated) or ends.
     pub fn on_outage(&mut self, event: &StoredEvent, o: &SourceOutage, out: &mut Vec<FindingDraft>) {
-        let source = event.event.source.clone();
+        let source = &event.event.source;
         match o.until {
             None => {
-                if self.open.contains_key(&source) {
+                if self.open.contains_key(source) {
                     return;
                 }
                 let mut outage = Outage {
@@ -107,12 +107,12 @@ impl LinkOutages {
                     }
                 }
                 if self.last_production.is_some_and(|t| t >= o.since) {
-                    out.push(Self::report(&source, &mut outage, self.last_production));
+                    out.push(Self::report(source, &mut outage, self.last_production));
                 }
-                self.open.insert(source, outage);
+                self.open.insert(source.clone(), outage);
             }
             Some(until) => {
-                let Some(outage) = self.open.remove(&source) else { return };
+                let Some(outage) = self.open.remove(source) else { return };
                 if !outage.reported {
                     return;
                 }

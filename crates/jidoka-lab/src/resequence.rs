@@ -201,7 +201,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
             "runs_at_best_known": at_best, "runs": args.seeds,
             "below_best_known": best.is_some_and(|b| found_best < b),
             "time_to_best_median_s": median(times.clone()), "time_to_best_max_s": times.iter().copied().fold(0.0, f64::max),
-            "violated_windows_best": Evaluator::new(&pb, &runs.iter().min_by_key(|s| s.cost).map(|s| s.order.clone()).unwrap_or_default()).violated_windows().iter().sum::<u64>(),
+            "violated_windows_best": Evaluator::new(&pb, runs.iter().min_by_key(|s| s.cost).map_or(&[][..], |s| &s.order)).violated_windows().iter().sum::<u64>(),
             "baseline_file_order": Evaluator::new(&pb, &pb.class_order()).cost(),
             "baseline_plain_swaps": plain.cost,
             "baseline_plain_swaps_at_best_known": best.map(|b| plain.cost <= b),

@@ -464,6 +464,22 @@ impl Tracker {
     }
 }
 
+/// An event the link logs about itself (a gap, an outage), happening now, through the one
+/// door untrusted JSON takes.
+fn link_event(
+    cfg: &OpenProtocolSourceConfig,
+    txn: String,
+    kind: &str,
+    data: serde_json::Value,
+) -> Result<jidoka_model::Event, OpError> {
+    let now = chrono::Utc::now();
+    let event = serde_json::json!({
+        "source": cfg.source(), "source_txn_id": txn,
+        "occurred_at": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), "kind": kind, "data": data,
+    });
+    jidoka_model::Event::parse(event, now).map_err(|e| OpError::new(e.field, e.reason))
+}
+
 /// A `source_outage` event of `cfg`'s station: begun at `since`, ended at `until` if known.
 fn outage_event(
     cfg: &OpenProtocolSourceConfig,
@@ -471,17 +487,13 @@ fn outage_event(
     until: Option<chrono::DateTime<chrono::Utc>>,
     reason: &str,
 ) -> Result<jidoka_model::Event, OpError> {
-    let now = chrono::Utc::now();
     let ms = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let txn = format!("outage{}:{}", if until.is_some() { "-end" } else { "" }, since.timestamp_millis());
     let mut data = serde_json::json!({"station": cfg.station, "since": ms(since), "reason": reason});
     if let Some(until) = until {
         data["until"] = serde_json::Value::String(ms(until));
     }
-    let event = serde_json::json!({
-        "source": cfg.source(), "source_txn_id": txn, "occurred_at": ms(now), "kind": "source_outage", "data": data,
-    });
-    jidoka_model::Event::parse(event, now).map_err(|e| OpError::new(e.field, e.reason))
+    link_event(cfg, txn, "source_outage", data)
 }
 
 /// Log the outage of a link down since `tracker.down_since` once it has lasted
@@ -1419,7 +1431,6 @@ impl<'a> Session<'a> {
     /// moves only once the gap is durable, so a failed append leaves both for the next connection,
     /// as a failed result append does.
     fn lost(&mut self, mut next: Tracker, missing: &[Missing], why: &str) -> Result<(), LinkError> {
-        let now = chrono::Utc::now();
         // Ids repeat after a controller restart: the newest stored result's time tells them apart.
         let epoch = next.last.as_ref().map(|(_, at)| at.clone()).unwrap_or_default();
         let mut events = Vec::new();
@@ -1430,15 +1441,9 @@ impl<'a> Session<'a> {
                 &self.cfg.name,
                 &format!("{} result(s), tightening {} to {}, cannot be had: {why}", m.count, m.first, m.last),
             );
-            let event = serde_json::json!({
-                "source": self.cfg.source(),
-                "source_txn_id": format!("gap:{}-{}@{epoch}", m.first, m.last),
-                "occurred_at": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                "kind": "source_gap",
-                "data": {"station": self.cfg.station, "first_id": m.first, "last_id": m.last, "count": m.count,
-                         "reason": why},
-            });
-            events.push(jidoka_model::Event::parse(event, now).map_err(|e| OpError::new(e.field, e.reason))?);
+            let data = serde_json::json!({"station": self.cfg.station, "first_id": m.first, "last_id": m.last,
+                                          "count": m.count, "reason": why});
+            events.push(link_event(self.cfg, format!("gap:{}-{}@{epoch}", m.first, m.last), "source_gap", data)?);
         }
         self.store.append(events, next.checkpoint()).map_err(LinkError::Store)?;
         *self.tracker = next;
