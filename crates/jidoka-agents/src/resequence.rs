@@ -17,12 +17,15 @@
 //! - [`plain_swaps`]: the baseline a practitioner writes first.
 //!
 //! The windows are the full windows of the sequence (`q` consecutive positions) that hold at
-//! least one movable position; a sequence shorter than `q` is one window. That is the usual
+//! least one movable position; a sequence shorter than `q` is one window. With
+//! [`Problem::end_windows`] the windows that run past the end count too (the ROADEF rule). That is the usual
 //! CSPLib count ("sum of excess over sliding windows"); [`Evaluator::violated_windows`] gives the
 //! other count some papers use (windows over capacity, each once).
 
 use std::fmt;
 use std::time::{Duration, Instant};
+
+pub mod roadef;
 
 /// At most `p` units with the option in any `q` consecutive; a window over it costs `weight`
 /// per unit too many.
@@ -42,6 +45,10 @@ pub struct Problem {
     pub class_options: Vec<u64>,
     pub counts: Vec<u32>,
     pub prefix: Vec<u32>,
+    /// Whether the windows that run past the end (shorter than `q`, starting in the last
+    /// `q - 1` positions) count too, with the same `p`: the rule of the ROADEF 2005 subject, where
+    /// the day's last units are followed by the next day's. CSPLib counts full windows only.
+    pub end_windows: bool,
 }
 
 /// Most ratio rules (one bit each).
@@ -119,8 +126,14 @@ pub fn parse_csplib(text: &str) -> Result<Problem, ParseError> {
         }
         rules.push(RatioRule { p: p[k] as u32, q: q[k] as u32, weight: 1 });
     }
-    let mut pb =
-        Problem { rules, class_names: Vec::new(), class_options: Vec::new(), counts: Vec::new(), prefix: Vec::new() };
+    let mut pb = Problem {
+        rules,
+        class_names: Vec::new(),
+        class_options: Vec::new(),
+        counts: Vec::new(),
+        prefix: Vec::new(),
+        end_windows: false,
+    };
     let mut total = 0usize;
     for c in 0..classes {
         let (n, row) = numbers(&format!("class {c} (id count options...)"), options + 2)?;
@@ -214,6 +227,9 @@ impl<'a> Evaluator<'a> {
     }
 
     fn window_count(&self, rule: usize) -> usize {
+        if self.pb.end_windows {
+            return self.seq.len();
+        }
         let q = self.pb.rules[rule].q as usize;
         self.seq.len().saturating_sub(q) + 1
     }
@@ -233,17 +249,13 @@ impl<'a> Evaluator<'a> {
         for r in 0..self.pb.rules.len() {
             let q = self.pb.rules[r].q as usize;
             let nw = self.window_count(r);
-            let mut counts = vec![0u32; nw];
-            let mut c = 0u32;
+            // Units with the option before each position; a window is a difference of two.
+            let mut before = Vec::with_capacity(self.seq.len() + 1);
+            before.push(0u32);
             for i in 0..self.seq.len() {
-                c += u32::from(self.has(i, r));
-                if i >= q {
-                    c -= u32::from(self.has(i - q, r));
-                }
-                if i + 1 >= q.min(self.seq.len()) {
-                    counts[(i + 1).saturating_sub(q)] = c;
-                }
+                before.push(before[i] + u32::from(self.has(i, r)));
             }
+            let counts: Vec<u32> = (0..nw).map(|s| before[(s + q).min(self.seq.len())] - before[s]).collect();
             let rule = self.pb.rules[r];
             for &c in &counts[self.first_counted(r).min(nw)..] {
                 self.cost += u64::from(c.saturating_sub(rule.p)) * rule.weight;
@@ -708,7 +720,7 @@ mod tests {
         let mut cost = 0;
         for (r, rule) in pb.rules.iter().enumerate() {
             let q = rule.q as usize;
-            let windows = seq.len().saturating_sub(q) + 1;
+            let windows = if pb.end_windows { seq.len() } else { seq.len().saturating_sub(q) + 1 };
             for s in 0..windows {
                 let end = (s + q).min(seq.len());
                 if end <= pb.prefix.len() {
@@ -723,9 +735,16 @@ mod tests {
 
     #[test]
     fn swaps_keep_the_cost_the_definition_gives() {
-        for prefix in [vec![], vec![3, 1], vec![3, 3, 3, 3, 3, 3, 3]] {
+        for (prefix, end_windows) in [
+            (vec![], false),
+            (vec![3, 1], false),
+            (vec![3, 3, 3, 3, 3, 3, 3], false),
+            (vec![3, 1], true),
+            (vec![], true),
+        ] {
             let mut pb = problem();
             pb.prefix = prefix;
+            pb.end_windows = end_windows;
             pb.rules[1].weight = 3;
             let mut rng = Rng::new(7);
             let mut order = pb.class_order();

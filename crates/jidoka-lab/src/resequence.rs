@@ -10,17 +10,25 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod roadef;
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct SolveArgs {
     /// A CSPLib prob001 instance.
+    #[arg(long, required_unless_present = "roadef", conflicts_with = "roadef")]
+    pub csplib: Option<PathBuf>,
+    /// A ROADEF 2005 instance: the folder with `vehicles.txt`, `ratios.txt`,
+    /// `paint_batch_limit.txt` and `optimization_objectives.txt`. `--out` then gets day D's
+    /// `Ident`s in build order.
     #[arg(long)]
-    pub csplib: PathBuf,
+    pub roadef: Option<PathBuf>,
     /// Time for the search (it stops earlier when every rule is met).
     #[arg(long, default_value_t = 10.0)]
     pub seconds: f64,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Where to write the order: one class id per line, in build order.
+    /// Where to write the order: one class id (CSPLib) or car `Ident` (ROADEF) per line, in
+    /// build order.
     #[arg(long)]
     pub out: Option<PathBuf>,
     #[arg(long)]
@@ -31,8 +39,19 @@ pub struct SolveArgs {
 pub struct EvalArgs {
     /// The CSPLib car-sequencing set: a folder with `best_known.csv` and the instance files it
     /// names (`../shared/data/csplib_car_sequencing`), or a folder of instance files.
+    #[arg(long, required_unless_present = "roadef")]
+    pub csplib: Option<PathBuf>,
+    /// ROADEF 2005 instances: one instance folder, a set (`set_A`) or a folder of sets
+    /// (`../shared/data/roadef2005_renault`).
     #[arg(long)]
-    pub csplib: PathBuf,
+    pub roadef: Option<PathBuf>,
+    /// Orders written by a peer solver for the same ROADEF instances (`<instance>.txt`, one
+    /// `Ident` per line), scored by the same checker beside ours.
+    #[arg(long, requires = "roadef")]
+    pub peer: Option<PathBuf>,
+    /// The name printed for the peer.
+    #[arg(long, default_value = "CP-SAT")]
+    pub peer_name: String,
     /// Time per run.
     #[arg(long, default_value_t = 10.0)]
     pub seconds: f64,
@@ -66,7 +85,11 @@ fn objectives(pb: &Problem, order: &[u32]) -> Value {
 }
 
 pub fn solve(args: SolveArgs) -> anyhow::Result<()> {
-    let pb = read(&args.csplib)?;
+    if let Some(dir) = &args.roadef {
+        return roadef::solve(dir, &args);
+    }
+    let Some(path) = &args.csplib else { bail!("--csplib or --roadef: one is needed") };
+    let pb = read(path)?;
     let until = deadline(args.seconds)?;
     let s = resequence::solve(&pb, args.seed, until);
     pb.check_order(&s.order).map_err(|e| anyhow::anyhow!("internal error, the order is not the queue: {e}"))?;
@@ -76,7 +99,7 @@ pub fn solve(args: SolveArgs) -> anyhow::Result<()> {
     }
     let file_order = pb.class_order();
     let report = json!({
-        "instance": args.csplib.display().to_string(), "units": pb.units(), "seed": args.seed, "seconds": args.seconds,
+        "instance": path.display().to_string(), "units": pb.units(), "seed": args.seed, "seconds": args.seconds,
         "found": objectives(&pb, &s.order), "optimal": s.optimal,
         "time_to_best_ms": s.time_to_best.as_secs_f64() * 1000.0, "moves_tried": s.moves_tried,
         "greedy_start_excess": s.start_cost, "file_order": objectives(&pb, &file_order),
@@ -86,7 +109,7 @@ pub fn solve(args: SolveArgs) -> anyhow::Result<()> {
     } else {
         println!(
             "{}: {} units, excess {} ({} windows over capacity){} in {:.0} ms ({} moves tried); file order: excess {}",
-            args.csplib.display(),
+            path.display(),
             pb.units(),
             report["found"]["excess"],
             report["found"]["violated_windows"],
@@ -176,7 +199,17 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     if args.seeds == 0 {
         bail!("--seeds: must be at least 1");
     }
-    let list = instances(&args.csplib, args.only.as_deref())?;
+    if let Some(dir) = &args.csplib {
+        eval_csplib(dir, &args)?;
+    }
+    if let Some(dir) = &args.roadef {
+        roadef::eval(dir, &args)?;
+    }
+    Ok(())
+}
+
+fn eval_csplib(dir: &Path, args: &EvalArgs) -> anyhow::Result<()> {
+    let list = instances(dir, args.only.as_deref())?;
     let mut rows = Vec::new();
     let mut groups: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for (path, best, reference, name) in &list {
