@@ -3,7 +3,8 @@
 # seeded with the public test telegrams, then the MQTT message decoder (JSON mapping, event
 # envelopes, Sparkplug B) for half that time, then the image decoders behind the perceptual hash
 # (PNG, JPEG, PGM; seeded with the test pictures) for a quarter, and the CSPLib car-sequencing
-# parser with a short search behind it (seeded with the test instances) for a quarter. Installs cargo-fuzz when missing; runs on the stable
+# parser with a short search behind it (seeded with the test instances) for a quarter, and the
+# ROADEF 2005 parser with its search for a quarter. Installs cargo-fuzz when missing; runs on the stable
 # toolchain without a sanitizer (libFuzzer's coverage guidance still applies).
 # Usage: scripts/fuzz.sh [SECONDS]   (default 60; JIDOKA_FUZZ_SECONDS also sets it)
 set -euo pipefail
@@ -35,8 +36,21 @@ cp crates/jidoka-connectors/tests/fixtures/images/scratch-* "$image_corpus/"
 csplib_corpus=target/fuzz-corpus/csplib
 mkdir -p "$csplib_corpus"
 cp crates/jidoka-agents/tests/fixtures/csplib/*.txt "$csplib_corpus/"
+# ROADEF: a small day written here, and a real one when the shared data is beside the repository
+# (read from there, not copied into the repository: its licence is for testing and research).
+roadef_corpus=target/fuzz-corpus/roadef
+mkdir -p "$roadef_corpus"
+printf 'Date;SeqRank;Ident;Paint Color;H1;L1\n2004 1 1;1;T1;3;1;0\n2004 1 2;2;A;3;1;1\n2004 1 2;3;B;4;0;0\n2004 1 2;4;C;3;1;0\n\0Ratio;Prio;Ident;\n1/2;1;H1;\n1/3;0;L1;\n\0limitation;\n2;\n\0rank;objective name;\n1;paint_color_batches;\n2;high_priority_level_and_easy_to_satisfy_ratio_constraints;\n3;low_priority_level_ratio_constraints;\n' > "$roadef_corpus/small"
+real_day=../shared/data/roadef2005_renault/set_B/028_ch2_RAF_EP_ENP_S23_J3
+if [ -d "$real_day" ]; then
+    for f in vehicles ratios paint_batch_limit optimization_objectives; do
+        cat "$real_day/$f.txt"
+        [ "$f" = optimization_objectives ] || printf '\0'
+    done > "$roadef_corpus/real"
+fi
 cd fuzz
 cargo fuzz run op_telegram --sanitizer none "../$corpus" -- -max_total_time="$seconds" -print_final_stats=1
 cargo fuzz run mqtt_message --sanitizer none "../$mqtt_corpus" -- -max_total_time="$((seconds / 2))" -print_final_stats=1
 cargo fuzz run image_hash --sanitizer none "../$image_corpus" -- -max_total_time="$((seconds / 4))" -print_final_stats=1
 cargo fuzz run csplib --sanitizer none "../$csplib_corpus" -- -max_total_time="$((seconds / 4))" -print_final_stats=1
+cargo fuzz run roadef --sanitizer none "../$roadef_corpus" -- -max_total_time="$((seconds / 4))" -print_final_stats=1

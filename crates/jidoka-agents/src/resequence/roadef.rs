@@ -402,12 +402,17 @@ pub fn score(inst: &Instance, order: &[usize]) -> Score {
         s.longest_run_with_tail = s.longest_run_with_tail.max(run_with_tail);
     }
     for (r, rule) in inst.rules.iter().enumerate() {
+        // Cars with the option before each position; a window's count is a difference of two.
+        let mut before = vec![0u64; cars.len() + 1];
+        for (i, c) in cars.iter().enumerate() {
+            before[i + 1] = before[i] + (c.options >> r & 1);
+        }
         for start in 0..cars.len() {
             let end = (start + rule.p as usize).min(cars.len());
             if end <= first {
                 continue;
             }
-            let with = cars[start..end].iter().filter(|c| c.options >> r & 1 == 1).count() as u64;
+            let with = before[end] - before[start];
             let v = with.saturating_sub(u64::from(rule.n));
             if rule.high {
                 s.high += v;
