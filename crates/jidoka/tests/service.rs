@@ -1083,6 +1083,71 @@ fn resequence_solve_writes_a_build_order_and_names_what_is_wrong_with_a_bad_file
     assert!(stderr.contains("line 6: option[1]: 7: must be 0 or 1"), "{stderr}");
 }
 
+/// `jidoka resequence solve --roadef` on a real Renault day writes day D's cars in build order,
+/// each once, scored (as printed) no worse than the plant's own order and inside the paint limit;
+/// then a peer's order is scored by the same checker in `eval resequence --peer`; a broken
+/// instance is refused naming its file, line and field.
+#[test]
+fn resequence_solve_roadef_writes_day_d_and_eval_scores_a_peer_beside_it() {
+    let Some(root) = shared_data() else { return };
+    let day = root.join("roadef2005_renault/set_B/028_ch2_RAF_EP_ENP_S23_J3");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_file = dir.path().join("028_ch2_RAF_EP_ENP_S23_J3.txt");
+    let out = jidoka_bin()
+        .args(["resequence", "solve", "--seconds", "1", "--json", "--roadef"])
+        .arg(&day)
+        .arg("--out")
+        .arg(&out_file)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let (found, plant) = (&report["found"], &report["plant_order"]);
+    assert_eq!(found["valid"], true, "{report}");
+    assert!(
+        found["score"].as_u64() < plant["score"].as_u64(),
+        "paint first: 4 changes where the plant has 8: {report}"
+    );
+    assert_eq!(found["paint_changes"], 4);
+    let written: Vec<String> = std::fs::read_to_string(&out_file).expect("order").lines().map(String::from).collect();
+    let vehicles = std::fs::read_to_string(day.join("vehicles.txt")).expect("vehicles");
+    let mut day_d: Vec<String> = vehicles
+        .lines()
+        .skip(1)
+        .filter(|l| l.starts_with("2004 23 3;"))
+        .map(|l| l.split(';').nth(2).expect("Ident").to_string())
+        .collect();
+    let mut sorted = written.clone();
+    sorted.sort();
+    day_d.sort();
+    assert_eq!(sorted, day_d, "every car of day D once, none of D-1");
+
+    // The written order as a peer's: the same checker gives the same score.
+    let out = jidoka_bin()
+        .args(["eval", "resequence", "--seconds", "0.2", "--seeds", "1", "--json", "--roadef"])
+        .arg(&day)
+        .arg("--peer")
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let eval: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(eval["instances"][0]["peer"]["score"], found["score"], "{eval}");
+    assert_eq!(eval["summary"]["every_run_at_or_below_plant"], 1);
+    assert!(eval["rules"].as_str().is_some_and(|r| r.contains("shorter windows")), "the reading is printed");
+
+    let bad = dir.path().join("bad");
+    std::fs::create_dir(&bad).expect("mkdir");
+    for f in ["vehicles.txt", "paint_batch_limit.txt", "optimization_objectives.txt"] {
+        std::fs::copy(day.join(f), bad.join(f)).expect("copy");
+    }
+    std::fs::write(bad.join("ratios.txt"), "Ratio;Prio;Ident;\n1/0;1;HPRC1;\n").expect("write");
+    let out = jidoka_bin().args(["resequence", "solve", "--roadef"]).arg(&bad).output().expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ratios.txt line 2: Ratio: 1/0"), "{stderr}");
+}
+
 #[test]
 fn config_check_accepts_the_example_and_lists_every_error_of_a_bad_file() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/plant.toml");
