@@ -572,6 +572,86 @@ impl<'a> State<'a> {
         Some(delta)
     }
 
+    /// The order with the run of one colour holding `a` moved to the start of another run,
+    /// if that keeps every run within the paint limit.
+    fn block_moved(&self, a: usize, rng: &mut Rng) -> Option<Vec<u32>> {
+        let n = self.e.order().len();
+        let c = self.colour(a);
+        let (mut lo, mut hi) = (a, a + 1);
+        while lo > 0 && self.colour(lo - 1) == c {
+            lo -= 1;
+        }
+        while hi < n && self.colour(hi) == c {
+            hi += 1;
+        }
+        if hi - lo == n {
+            return None;
+        }
+        // The start of a run outside this one (`n` is the end of the day).
+        let mut t = rng.below(n - (hi - lo) + 1);
+        if t >= lo {
+            t += hi - lo;
+        }
+        while t > 0 && t < n && self.colour(t - 1) == self.colour(t) {
+            t -= 1;
+        }
+        if t == lo || t == hi {
+            return None;
+        }
+        let order = self.e.order();
+        let mut out = Vec::with_capacity(n);
+        let run = &order[lo..hi];
+        for (i, &k) in order.iter().enumerate() {
+            if i == t {
+                out.extend_from_slice(run);
+            }
+            if i < lo || i >= hi {
+                out.push(k);
+            }
+        }
+        if t == n {
+            out.extend_from_slice(run);
+        }
+        let mut longest = 0usize;
+        let mut len = 0usize;
+        for i in 0..n {
+            len =
+                if i > 0 && self.m.colour[out[i] as usize] == self.m.colour[out[i - 1] as usize] { len + 1 } else { 1 };
+            longest = longest.max(len);
+        }
+        (longest <= self.m.limit).then_some(out)
+    }
+
+    /// The windows over capacity (rule, start), listed now and then: a scan for them at every
+    /// move would cost more than the move when they are few among many.
+    fn hot_windows(&self, hot: &mut Vec<(usize, usize)>) {
+        hot.clear();
+        for (r, rule) in self.m.pb.rules.iter().enumerate() {
+            let w = &self.e.windows[r];
+            let lo = self.e.first_counted(r).min(w.len());
+            hot.extend((lo..w.len()).filter(|&s| w[s] > rule.p).map(|s| (r, s)));
+        }
+    }
+
+    /// A car with the option inside a listed window that is still over capacity, if the one
+    /// drawn is.
+    fn in_hot_window(&self, hot: &[(usize, usize)], rng: &mut Rng) -> Option<usize> {
+        if hot.is_empty() {
+            return None;
+        }
+        let (r, start) = hot[rng.below(hot.len())];
+        let rule = self.m.pb.rules[r];
+        if self.e.windows[r][start] <= rule.p {
+            return None;
+        }
+        let first = self.e.first;
+        let end = (start + rule.q as usize).min(self.e.seq.len());
+        let from = start.max(first);
+        let with = (from..end).filter(|&i| self.e.has(i, r)).count();
+        let pick = rng.below(with.max(1));
+        (from..end).filter(|&i| self.e.has(i, r)).nth(pick).map(|i| i - first)
+    }
+
     /// The change in colour changes of swapping `a` and `b`, `None` if it breaks the limit.
     fn swap_paint(&self, a: usize, b: usize) -> Option<i64> {
         let (lo, hi) = (a.min(b), a.max(b));
@@ -791,6 +871,9 @@ pub fn solve(inst: &Instance, seed: u64, deadline: Instant, params: &Params) -> 
     let mut tried = 0u64;
     let mut seg = [0u32; MAX_SEGMENT];
     let mut changed = Vec::with_capacity(MAX_SEGMENT);
+    let mut hot = Vec::new();
+    // Block moves cost a full count: often when paint comes first, now and then otherwise.
+    let block_every = if inst.objectives.first() == Some(&Objective::Paint) { 32 } else { 1024 };
     let floor = inst.paint_lower_bound() * m.paint_weight;
     while s.total() > floor && n > 1 {
         if tried.is_multiple_of(1024) && Instant::now() >= deadline || params.max_moves.is_some_and(|x| tried >= x) {
@@ -799,10 +882,29 @@ pub fn solve(inst: &Instance, seed: u64, deadline: Instant, params: &Params) -> 
         tried += 1;
         let kind = rng.below(5);
         let a = if s.e.cost() > 0 && rng.below(4) != 0 {
-            s.e.violated_position(&mut rng).unwrap_or_else(|| rng.below(n))
+            if tried.is_multiple_of(256) || hot.is_empty() {
+                s.hot_windows(&mut hot);
+            }
+            s.in_hot_window(&hot, &mut rng).unwrap_or_else(|| rng.below(n))
         } else {
             rng.below(n)
         };
+        if rng.below(block_every) == 0 {
+            // A whole run of one colour moved between two others: the order of the paint
+            // batches, which no short move changes without paying for colour changes.
+            if let Some(moved) = s.block_moved(a, &mut rng) {
+                let t = State::new(&m, &moved);
+                if t.total() <= s.total() {
+                    s = t;
+                    hot.clear();
+                    if s.total() < best.0 {
+                        best = (s.total(), s.e.order().to_vec(), started.elapsed());
+                        since_best = 0;
+                    }
+                }
+            }
+            continue;
+        }
         let taken = if kind < 3 {
             let b = match kind {
                 0 => rng.below(n),
