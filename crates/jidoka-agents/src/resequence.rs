@@ -454,10 +454,16 @@ impl<'a> Evaluator<'a> {
         let q = self.pb.rules[r].q as usize;
         let nw = self.window_count(r);
         let (s_lo, s_hi) = ((lo + 1).saturating_sub(q).max(self.first_counted(r)), (hi - 1).min(nw - 1));
+        // The changes summed up to each position of the span: a window's change is then a
+        // difference, not a sum over its overlap (long windows over long spans).
+        let mut upto = [0i32; MAX_SEGMENT + 1];
+        for k in 0..len {
+            upto[k + 1] = upto[k] + changed[k];
+        }
         for s in s_lo..=s_hi {
             let (from, to) = (s.max(lo), (s + q).min(self.seq.len()).min(hi));
             if from < to {
-                let change: i32 = changed[from - lo..to - lo].iter().sum();
+                let change = upto[to - lo] - upto[from - lo];
                 if change != 0 {
                     f(s, change);
                 }

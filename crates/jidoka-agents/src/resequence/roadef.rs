@@ -612,14 +612,19 @@ impl<'a> State<'a> {
         if t == n {
             out.extend_from_slice(run);
         }
-        let mut longest = 0usize;
+        self.within_limit(&out).then_some(out)
+    }
+
+    fn within_limit(&self, order: &[u32]) -> bool {
         let mut len = 0usize;
-        for i in 0..n {
-            len =
-                if i > 0 && self.m.colour[out[i] as usize] == self.m.colour[out[i - 1] as usize] { len + 1 } else { 1 };
-            longest = longest.max(len);
+        for i in 0..order.len() {
+            let same = i > 0 && self.m.colour[order[i] as usize] == self.m.colour[order[i - 1] as usize];
+            len = if same { len + 1 } else { 1 };
+            if len > self.m.limit {
+                return false;
+            }
         }
-        (longest <= self.m.limit).then_some(out)
+        true
     }
 
     /// The windows over capacity (rule, start), listed now and then: a scan for them at every
@@ -873,7 +878,8 @@ pub fn solve(inst: &Instance, seed: u64, deadline: Instant, params: &Params) -> 
     let mut changed = Vec::with_capacity(MAX_SEGMENT);
     let mut hot = Vec::new();
     // Block moves cost a full count: often when paint comes first, now and then otherwise.
-    let block_every = if inst.objectives.first() == Some(&Objective::Paint) { 32 } else { 1024 };
+    let paint_first = inst.objectives.first() == Some(&Objective::Paint);
+    let block_every = if paint_first { 32 } else { 1024 };
     let floor = inst.paint_lower_bound() * m.paint_weight;
     while s.total() > floor && n > 1 {
         if tried.is_multiple_of(1024) && Instant::now() >= deadline || params.max_moves.is_some_and(|x| tried >= x) {
@@ -966,7 +972,18 @@ pub fn solve(inst: &Instance, seed: u64, deadline: Instant, params: &Params) -> 
         if since_best >= stall {
             s = State::new(&m, &best.1);
             for _ in 0..(n / 50).max(3) {
-                let (a, b) = (rng.below(n), rng.below(n));
+                let a = rng.below(n);
+                let mut b = rng.below(n);
+                if paint_first {
+                    // Kick within the colours when they come first: a swap across them would
+                    // only be undone by the next moves.
+                    for _ in 0..16 {
+                        if s.colour(b) == s.colour(a) {
+                            break;
+                        }
+                        b = rng.below(n);
+                    }
+                }
                 if let Some(paint) = s.swap_paint(a, b).filter(|_| a != b) {
                     s.swap(a, b, paint);
                 }
