@@ -58,7 +58,8 @@ pub struct EvalArgs {
     /// Runs per instance, seeds 1..=N.
     #[arg(long, default_value_t = 5)]
     pub seeds: u64,
-    /// Only instances whose file name starts with this (`classic`, `gen200`, `pb_`).
+    /// Only CSPLib instances whose file name starts with this (`classic`, `gen200`, `pb_`), and
+    /// ROADEF days whose `set/name` contains it (`RAF_EP`, `set_A/024`).
     #[arg(long)]
     pub only: Option<String>,
     #[arg(long)]

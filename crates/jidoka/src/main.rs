@@ -110,8 +110,9 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum ResequenceCommand {
-    /// Sequence one instance (CSPLib prob001 format) within a time limit; writes one class id
-    /// per line in build order (--out) and prints the objective values beside the file's order.
+    /// Sequence one instance within a time limit: a CSPLib prob001 file (writes one class id per
+    /// line in build order) or a ROADEF 2005 day (writes day D's `Ident`s in build order);
+    /// prints the objective values beside the file's or the plant's order.
     Solve(resequence::SolveArgs),
 }
 
@@ -222,9 +223,10 @@ enum EvalCommand {
     /// problem, problems with no decision and decisions about none, each waiting action alone
     /// beside cases.
     Workload(eval::SimEvalArgs),
-    /// The sequencing search on whole CSPLib sets: per instance the best found over seeds, the
+    /// The sequencing search on whole CSPLib sets (per instance the best found over seeds, the
     /// runs that reach the best-known value, time to best, beside the file's order and a plain
-    /// improving-swap search given the same time.
+    /// improving-swap search given the same time) and on ROADEF 2005 Renault days (beside the
+    /// plant's own order and a peer's orders scored by the same checker).
     Resequence(resequence::EvalArgs),
 }
 
