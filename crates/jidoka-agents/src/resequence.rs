@@ -379,16 +379,24 @@ impl<'a> Evaluator<'a> {
             let offset = rng.below(n);
             let p = self.pb.rules[r].p;
             let Some(s) = (0..n).map(|t| lo + (offset + t) % n).find(|&s| w[s] > p) else { continue };
-            let end = (s + self.pb.rules[r].q as usize).min(self.seq.len());
-            let from = s.max(self.first);
-            let with = (from..end).filter(|&i| self.has(i, r)).count();
-            if with == 0 {
-                continue;
+            if let Some(pos) = self.car_in_window(r, s, rng) {
+                return Some(pos);
             }
-            let pick = rng.below(with);
-            return (from..end).filter(|&i| self.has(i, r)).nth(pick).map(|i| i - self.first);
         }
         None
+    }
+
+    /// A queue position in the window of rule `r` starting at `start` whose unit has the option,
+    /// drawn at random; `None` if the window holds none in the queue.
+    fn car_in_window(&self, r: usize, start: usize, rng: &mut Rng) -> Option<usize> {
+        let end = (start + self.pb.rules[r].q as usize).min(self.seq.len());
+        let from = start.max(self.first);
+        let with = (from..end).filter(|&i| self.has(i, r)).count();
+        if with == 0 {
+            return None;
+        }
+        let pick = rng.below(with);
+        (from..end).filter(|&i| self.has(i, r)).nth(pick).map(|i| i - self.first)
     }
 
     /// Cost change of putting `seg` (class ids, at most [`MAX_SEGMENT`]) at queue positions

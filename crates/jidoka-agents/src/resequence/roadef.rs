@@ -99,23 +99,20 @@ impl fmt::Display for RoadefError {
 
 impl std::error::Error for RoadefError {}
 
+/// The fields of one line of a `;`-separated file: `\r`, spaces and a trailing `;` dropped.
+fn fields(line: &str) -> Vec<&str> {
+    let l = line.trim_end_matches('\r').trim();
+    l.strip_suffix(';').unwrap_or(l).split(';').map(str::trim).collect()
+}
+
 /// The lines of a `;`-separated file after its header: (line number, fields), blank lines
-/// skipped, a trailing `;` and `\r` dropped.
+/// skipped.
 fn rows(text: &str) -> impl Iterator<Item = (usize, Vec<&str>)> {
-    text.lines().enumerate().skip(1).filter_map(|(i, l)| {
-        let l = l.trim_end_matches('\r').trim();
-        if l.is_empty() {
-            return None;
-        }
-        let l = l.strip_suffix(';').unwrap_or(l);
-        Some((i + 1, l.split(';').map(str::trim).collect()))
-    })
+    text.lines().enumerate().skip(1).filter(|(_, l)| !l.trim().is_empty()).map(|(i, l)| (i + 1, fields(l)))
 }
 
 fn header(text: &str) -> Vec<&str> {
-    let first = text.lines().next().unwrap_or("").trim_end_matches('\r').trim();
-    let first = first.strip_suffix(';').unwrap_or(first);
-    first.split(';').map(str::trim).collect()
+    fields(text.lines().next().unwrap_or(""))
 }
 
 fn number<T: std::str::FromStr>(line: usize, field: &str, v: &str) -> Result<T, ParseError> {
@@ -306,13 +303,19 @@ impl Instance {
         (0..self.day.len()).collect()
     }
 
-    /// The fewest colour changes any order can have: each colour needs its cars over runs of at
-    /// most the limit, and the first run costs a change unless it continues the tail's colour.
-    pub fn paint_lower_bound(&self) -> u64 {
-        let mut by_colour: BTreeMap<u32, u64> = BTreeMap::new();
+    /// The cars of day D per colour.
+    fn colour_counts(&self) -> BTreeMap<u32, u64> {
+        let mut by_colour = BTreeMap::new();
         for c in &self.day {
             *by_colour.entry(c.colour).or_default() += 1;
         }
+        by_colour
+    }
+
+    /// The fewest colour changes any order can have: each colour needs its cars over runs of at
+    /// most the limit, and the first run costs a change unless it continues the tail's colour.
+    pub fn paint_lower_bound(&self) -> u64 {
+        let by_colour = self.colour_counts();
         let runs: u64 = by_colour.values().map(|n| n.div_ceil(u64::from(self.paint_limit))).sum();
         match self.tail.last() {
             Some(t) if !by_colour.contains_key(&t.colour) => runs,
@@ -323,13 +326,10 @@ impl Instance {
     /// Why no order of day D can hold the paint limit, when a count shows it: the most common
     /// colour needs more cars of other colours between its runs than the day has.
     pub fn paint_infeasible(&self) -> Option<String> {
-        let mut by_colour: BTreeMap<u32, usize> = BTreeMap::new();
-        for c in &self.day {
-            *by_colour.entry(c.colour).or_default() += 1;
-        }
+        let by_colour = self.colour_counts();
         let (&colour, &most) = by_colour.iter().max_by_key(|&(&c, &n)| (n, std::cmp::Reverse(c)))?;
-        let runs = most.div_ceil(self.paint_limit as usize);
-        let others = self.day.len() - most;
+        let runs = most.div_ceil(u64::from(self.paint_limit));
+        let others = self.day.len() as u64 - most;
         (others + 1 < runs).then(|| {
             format!(
                 "no sequence meets the paint limit: {most} cars of colour {colour} need {runs} runs of at most {} \
@@ -645,16 +645,10 @@ impl<'a> State<'a> {
             return None;
         }
         let (r, start) = hot[rng.below(hot.len())];
-        let rule = self.m.pb.rules[r];
-        if self.e.windows[r][start] <= rule.p {
+        if self.e.windows[r][start] <= self.m.pb.rules[r].p {
             return None;
         }
-        let first = self.e.first;
-        let end = (start + rule.q as usize).min(self.e.seq.len());
-        let from = start.max(first);
-        let with = (from..end).filter(|&i| self.e.has(i, r)).count();
-        let pick = rng.below(with.max(1));
-        (from..end).filter(|&i| self.e.has(i, r)).nth(pick).map(|i| i - first)
+        self.e.car_in_window(r, start, rng)
     }
 
     /// The change in colour changes of swapping `a` and `b`, `None` if it breaks the limit.
