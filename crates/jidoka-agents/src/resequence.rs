@@ -25,6 +25,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+pub mod live;
 pub mod roadef;
 
 /// At most `p` units with the option in any `q` consecutive; a window over it costs `weight`

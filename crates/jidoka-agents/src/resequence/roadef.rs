@@ -383,7 +383,15 @@ pub fn check_order(inst: &Instance, order: &[usize]) -> Result<(), String> {
 
 /// The objective of an order of day D (indices into [`Instance::day`]), from its definition.
 pub fn score(inst: &Instance, order: &[usize]) -> Score {
-    let cars: Vec<&Car> = inst.tail.iter().chain(order.iter().map(|&i| &inst.day[i])).collect();
+    let day: Vec<&Car> = order.iter().map(|&i| &inst.day[i]).collect();
+    score_cars(inst, &day)
+}
+
+/// The objective of `day`, cars in build order after the instance's tail, under the instance's
+/// rules and priorities: [`score`] for a queue whose cars are held elsewhere (a live queue, with
+/// cars taken out and added).
+pub fn score_cars(inst: &Instance, day: &[&Car]) -> Score {
+    let cars: Vec<&Car> = inst.tail.iter().chain(day.iter().copied()).collect();
     let first = inst.tail.len();
     let mut s = Score::default();
     let mut run = 0u32;

@@ -1,0 +1,777 @@
+//! Live re-sequencing: when a part will run short, units go on quality hold, option-specific
+//! equipment goes down or a rush order comes in, a proposal for the build queue within a
+//! deadline, moving as few cars as it can.
+//!
+//! - [`Queue`]: the cars already built (they count in the windows they share with the queue),
+//!   the queue in its planned order (slot 0 enters the line next), what each car needs of the
+//!   resources that can fail (parts, option-specific equipment), and the frozen part at its
+//!   head that can no longer move (bodies already in the paint shop's sequence).
+//! - [`Disruption`]: a resource unavailable for a span of slots, units on hold, a rush car due
+//!   within some slots.
+//! - [`propose`]: first every movable car that would reach the line while a resource it needs is
+//!   unavailable (it would stop the line) is taken out and put back where it costs least, and a
+//!   rush car put where it costs least inside its due slots; then a few more cars move where each
+//!   removes more than a move's cost of rule violations. An insertion is priced by the windows,
+//!   colour boundaries and paint runs around the two places it touches, so a car's best place in
+//!   a 1,300-car queue is one pass.
+//! - [`push_back`]: the rule a supervisor applies by hand (the affected cars to the end of the
+//!   queue, the rush car to the front), and [`no_action`]: both scored the same way.
+//!
+//! The cost is lexicographic by weights: cars that would stop the line, then slots a rush car is
+//! late, then cars over the paint limit, then the plant's objectives in their order (the
+//! [`roadef`](super::roadef) reading: colour changes, high- and low-priority ratio violations);
+//! each car moved beyond those that must move costs [`Params::move_cost`]. The line stops are counted by walking the queue through time: a car that needs
+//! an unavailable resource holds the line until it is back; a held unit left in the queue is an
+//! empty slot.
+//!
+//! Not an agent: it reads the clock for its deadline.
+
+use super::roadef::{Car, Instance, Objective, Score, score_cars};
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// A build queue under the plant's sequencing rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queue {
+    /// The rules, their priorities and the paint limit; `tail` the last cars built, `day` the queue
+    /// in its planned order.
+    pub inst: Instance,
+    /// What each car of the queue needs (bit `k` ↔ `resources[k]`).
+    pub needs: Vec<u64>,
+    /// The parts and equipment that can fail, by name.
+    pub resources: Vec<String>,
+    /// The first `frozen` cars of the queue cannot move.
+    pub frozen: usize,
+}
+
+/// Something that happened to the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disruption {
+    /// Resource `resource` is not available for slots `from..until` (counted from now): a part
+    /// out of stock until the next delivery, equipment down until repaired.
+    Unavailable { resource: usize, from: usize, until: usize },
+    /// Units put on hold: they leave the queue.
+    Hold { idents: Vec<String> },
+    /// A car to add, due to enter the line within `within` slots.
+    Rush { car: Car, needs: u64, within: usize },
+}
+
+/// Why a queue or a disruption cannot be read: the field and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl fmt::Display for LiveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for LiveError {}
+
+fn bad(field: impl Into<String>, reason: impl Into<String>) -> LiveError {
+    LiveError { field: field.into(), reason: reason.into() }
+}
+
+/// How a queue fares: its objectives, and what the disruptions cost on the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Outcome {
+    /// The plant's objectives over the cars that will be built, in this order.
+    pub score: Score,
+    /// Cars over the paint limit, summed over the runs that break it.
+    pub paint_excess: u64,
+    /// Cars that stop the line: they reach it while a resource they need is unavailable.
+    pub stopping_cars: u64,
+    /// Takts lost: the line waiting for a resource, and the empty slots of held units.
+    pub lost_takts: u64,
+    /// Slots the rush car enters after it is due.
+    pub rush_late: u64,
+}
+
+/// One car moved by a proposal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    pub ident: String,
+    /// Its slot in the planned queue (none for a rush car).
+    pub from: Option<usize>,
+    pub to: usize,
+    pub why: String,
+}
+
+/// A proposed queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proposal {
+    /// The cars of the new queue in build order.
+    pub idents: Vec<String>,
+    pub moves: Vec<Move>,
+    /// Held units taken out of the queue.
+    pub removed: Vec<String>,
+    /// The queue if nothing is done.
+    pub before: Outcome,
+    pub after: Outcome,
+    /// What re-sequencing cannot fix (a frozen car needs a missing part, a held unit is frozen).
+    pub notes: Vec<String>,
+    /// When the cars that had to move were placed (the first usable proposal).
+    pub first: Duration,
+    /// When the repair around them ended (the deadline, or nothing more worth a move).
+    pub elapsed: Duration,
+}
+
+/// The knobs of [`propose`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Params {
+    /// What moving one more car costs, in the objective's units (default: one high-priority
+    /// violation when the plant has such rules).
+    pub move_cost: u64,
+    /// Cars the second phase may move on top of those that had to move (at least this, and at
+    /// most as many as had to move when that is more).
+    pub extra_moves: usize,
+}
+
+impl Default for Params {
+    fn default() -> Params {
+        Params { move_cost: 1_000, extra_moves: 4 }
+    }
+}
+
+/// Per car in an unavailable window, per slot it is before the window's end: the line stops at
+/// the first such car until the resource is back, so the fewer and the later they are, the
+/// shorter the stop (packed at the window's end, `k` unavoidable cars cost `k` takts).
+const STOP_WEIGHT: i64 = 100_000_000_000;
+const LATE_WEIGHT: i64 = 10_000_000_000;
+const PAINT_LIMIT_WEIGHT: i64 = 1_000_000_000;
+
+/// How far the second phase moves a car: it repairs around the disruption, it does not re-plan.
+const REPAIR_SPAN: usize = 60;
+
+/// A car in the working queue.
+#[derive(Debug, Clone)]
+struct Item {
+    car: Car,
+    needs: u64,
+    /// Its slot in the planned queue; none for a rush car.
+    planned: Option<usize>,
+}
+
+/// The checked disruptions: what is unavailable when, who is held, which car is added.
+struct Plan {
+    windows: Vec<(usize, usize, usize)>,
+    held: HashSet<String>,
+    rush: Option<(Item, usize)>,
+}
+
+fn check(q: &Queue, ds: &[Disruption]) -> Result<Plan, LiveError> {
+    if q.inst.day.is_empty() {
+        return Err(bad("queue", "the queue is empty: nothing to re-sequence"));
+    }
+    if q.needs.len() != q.inst.day.len() {
+        return Err(bad("needs", format!("{} entries for {} cars", q.needs.len(), q.inst.day.len())));
+    }
+    if q.frozen > q.inst.day.len() {
+        return Err(bad(
+            "frozen",
+            format!("the frozen part ({} cars) is longer than the queue ({} cars)", q.frozen, q.inst.day.len()),
+        ));
+    }
+    if q.resources.len() > 64 {
+        return Err(bad("resources", format!("{}: at most 64", q.resources.len())));
+    }
+    let known: HashSet<&str> = q.inst.day.iter().map(|c| c.ident.as_str()).collect();
+    if known.len() != q.inst.day.len() {
+        return Err(bad("queue", "a car identifier appears twice"));
+    }
+    let rule_bits = if q.inst.rules.len() >= 64 { u64::MAX } else { (1u64 << q.inst.rules.len()) - 1 };
+    let resource_bits = if q.resources.len() >= 64 { u64::MAX } else { (1u64 << q.resources.len()) - 1 };
+    let mut plan = Plan { windows: Vec::new(), held: HashSet::new(), rush: None };
+    for (i, d) in ds.iter().enumerate() {
+        let at = format!("disruptions[{i}]");
+        match d {
+            Disruption::Unavailable { resource, from, until } => {
+                if *resource >= q.resources.len() {
+                    return Err(bad(
+                        format!("{at}.resource"),
+                        format!("{resource}: the queue has {}", q.resources.len()),
+                    ));
+                }
+                if from >= until {
+                    return Err(bad(format!("{at}.until"), format!("{until}: must be after from ({from})")));
+                }
+                plan.windows.push((*resource, *from, *until));
+            }
+            Disruption::Hold { idents } => {
+                if idents.is_empty() {
+                    return Err(bad(format!("{at}.idents"), "no unit named"));
+                }
+                for id in idents {
+                    if !known.contains(id.as_str()) {
+                        return Err(bad(format!("{at}.idents"), format!("unit `{id}` is not in the queue")));
+                    }
+                    plan.held.insert(id.clone());
+                }
+            }
+            Disruption::Rush { car, needs, within } => {
+                if plan.rush.is_some() {
+                    return Err(bad(at, "one rush car per proposal"));
+                }
+                if known.contains(car.ident.as_str()) || q.inst.tail.iter().any(|c| c.ident == car.ident) {
+                    return Err(bad(format!("{at}.car.ident"), format!("`{}` is already in the queue", car.ident)));
+                }
+                if car.options & !rule_bits != 0 {
+                    return Err(bad(format!("{at}.car.options"), "an option no rule of the queue knows"));
+                }
+                if needs & !resource_bits != 0 {
+                    return Err(bad(format!("{at}.needs"), "a resource the queue does not have"));
+                }
+                plan.rush = Some((Item { car: car.clone(), needs: *needs, planned: None }, *within));
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// Prices a queue and the insertion of one car into it.
+struct Pricer<'a> {
+    inst: &'a Instance,
+    windows: &'a [(usize, usize, usize)],
+    /// The rush car and its due slot.
+    rush: Option<(&'a str, usize)>,
+    weights: Vec<i64>,
+    paint_weight: i64,
+    /// The longest window of a rule (at least 1).
+    reach: usize,
+}
+
+impl<'a> Pricer<'a> {
+    fn new(q: &'a Queue, plan: &'a Plan) -> Pricer<'a> {
+        let inst = &q.inst;
+        let weights = inst
+            .rules
+            .iter()
+            .map(|r| inst.weight(if r.high { Objective::High } else { Objective::Low }) as i64)
+            .collect();
+        Pricer {
+            inst,
+            windows: &plan.windows,
+            rush: plan.rush.as_ref().map(|(it, w)| (it.car.ident.as_str(), *w)),
+            weights,
+            paint_weight: inst.weight(Objective::Paint) as i64,
+            reach: inst.rules.iter().map(|r| r.p as usize).max().unwrap_or(1).max(1),
+        }
+    }
+
+    fn tail(&self) -> usize {
+        self.inst.tail.len()
+    }
+
+    /// The rule windows starting in `lo..=hi`, the colour boundaries before positions in
+    /// `lo..=hi` and the paint runs reaching into `lo..=hi`, of the sequence `car(0..len)` (tail
+    /// then queue).
+    fn local<'c>(&self, car: &impl Fn(usize) -> &'c Car, len: usize, lo: usize, hi: usize) -> i64 {
+        let first = self.tail();
+        let hi = hi.min(len.saturating_sub(1));
+        if lo > hi {
+            return 0;
+        }
+        let mut cost = 0i64;
+        for (r, rule) in self.inst.rules.iter().enumerate() {
+            for s in lo..=hi {
+                let end = (s + rule.p as usize).min(len);
+                if end <= first {
+                    continue;
+                }
+                let with = (s..end).filter(|&k| car(k).options >> r & 1 == 1).count() as i64;
+                cost += (with - i64::from(rule.n)).max(0) * self.weights[r];
+            }
+        }
+        for k in lo.max(first).max(1)..=hi {
+            if car(k - 1).colour != car(k).colour {
+                cost += self.paint_weight;
+            }
+        }
+        let limit = self.inst.paint_limit as i64;
+        let mut a = lo.max(first);
+        if a <= hi {
+            while a > first && car(a - 1).colour == car(a).colour {
+                a -= 1;
+            }
+            while a <= hi {
+                let mut b = a + 1;
+                while b < len && car(b).colour == car(a).colour {
+                    b += 1;
+                }
+                cost += ((b - a) as i64 - limit).max(0) * PAINT_LIMIT_WEIGHT;
+                a = b;
+            }
+        }
+        cost
+    }
+
+    /// Cars at a slot where a resource they need is unavailable (per window, by the slots left
+    /// to the window's end), and slots the rush car is late.
+    #[cfg(test)]
+    fn blocked(&self, slot: usize, it: &Item) -> i64 {
+        let mut cost = 0;
+        for &(r, from, until) in self.windows {
+            if it.needs >> r & 1 == 1 && (from..until).contains(&slot) {
+                cost += (until - slot) as i64 * STOP_WEIGHT;
+            }
+        }
+        if let Some((id, due)) = self.rush
+            && it.car.ident == id
+        {
+            cost += slot.saturating_sub(due) as i64 * LATE_WEIGHT;
+        }
+        cost
+    }
+
+    #[cfg(test)]
+    fn cost(&self, seq: &[Item]) -> i64 {
+        let tail = &self.inst.tail;
+        let car = |k: usize| if k < tail.len() { &tail[k] } else { &seq[k - tail.len()].car };
+        let len = tail.len() + seq.len();
+        self.local(&car, len, 0, len) + seq.iter().enumerate().map(|(s, it)| self.blocked(s, it)).sum::<i64>()
+    }
+
+    /// The change of cost when `x` enters `seq` (which does not hold it) at slot `j`.
+    fn insert_delta(&self, seq: &[Item], x: &Item, j: usize, stops: &[Vec<(i64, i64)>], rush_at: Option<usize>) -> i64 {
+        let t = self.tail();
+        let tail = &self.inst.tail;
+        let before = |k: usize| if k < t { &tail[k] } else { &seq[k - t].car };
+        let after = |k: usize| match k {
+            k if k < t => &tail[k],
+            k if k < t + j => &seq[k - t].car,
+            k if k == t + j => &x.car,
+            k => &seq[k - t - 1].car,
+        };
+        let len = t + seq.len();
+        let lo = (t + j).saturating_sub(self.reach);
+        let hi = t + j + self.reach;
+        let mut delta = self.local(&after, len + 1, lo, hi + 1) - self.local(&before, len, lo, hi);
+        // Cars that stop the line: `x` at `j`, the cars after it one slot later.
+        for (w, &(r, from, until)) in self.windows.iter().enumerate() {
+            let pre = &stops[w];
+            // The cars of `seq[a..b]` needing the resource, at their index plus `shift`:
+            // the sum of the slots they leave to the window's end.
+            let left = |a: usize, b: usize, shift: i64| -> i64 {
+                let (a, b) = (a.min(seq.len()), b.min(seq.len()));
+                if b <= a {
+                    return 0;
+                }
+                let (n, sum) = (pre[b].0 - pre[a].0, pre[b].1 - pre[a].1);
+                (until as i64 - shift) * n - sum
+            };
+            let was = left(from, until, 0);
+            let now = left(from.min(j), until.min(j), 0) + left(from.saturating_sub(1).max(j), until - 1, 1);
+            let mine = if x.needs >> r & 1 == 1 && (from..until).contains(&j) { (until - j) as i64 } else { 0 };
+            delta += (now - was + mine) * STOP_WEIGHT;
+        }
+        if let Some((id, due)) = self.rush {
+            if x.car.ident == id {
+                delta += j.saturating_sub(due) as i64 * LATE_WEIGHT;
+            } else if let Some(r) = rush_at
+                && r >= j
+                && r >= due
+            {
+                delta += LATE_WEIGHT;
+            }
+        }
+        delta
+    }
+
+    /// Per unavailable window, the cars of `seq` needing its resource before each slot, and the
+    /// sum of their slots.
+    fn stops(&self, seq: &[Item]) -> Vec<Vec<(i64, i64)>> {
+        self.windows
+            .iter()
+            .map(|&(r, _, _)| {
+                let mut pre = vec![(0i64, 0i64); seq.len() + 1];
+                for (k, it) in seq.iter().enumerate() {
+                    let needs = i64::from(it.needs >> r & 1 == 1);
+                    pre[k + 1] = (pre[k].0 + needs, pre[k].1 + needs * k as i64);
+                }
+                pre
+            })
+            .collect()
+    }
+
+    /// The best slot for `x` in `seq` (which does not hold it) among `slots`, the change of cost
+    /// it brings, and the change at `near` when `slots` holds it; ties go to the slot nearest
+    /// `near`.
+    fn best_slot(
+        &self,
+        seq: &[Item],
+        x: &Item,
+        slots: std::ops::RangeInclusive<usize>,
+        near: usize,
+    ) -> Option<(usize, i64, Option<i64>)> {
+        let stops = self.stops(seq);
+        let rush_at = self.rush.and_then(|(id, _)| seq.iter().position(|it| it.car.ident == id));
+        let mut at_near = None;
+        let best = slots
+            .map(|j| {
+                let d = self.insert_delta(seq, x, j, &stops, rush_at);
+                if j == near {
+                    at_near = Some(d);
+                }
+                (j, d)
+            })
+            .min_by_key(|&(j, d)| (d, j.abs_diff(near)))?;
+        Some((best.0, best.1, at_near))
+    }
+
+    /// Whether the car at `slot` would stop the line there.
+    fn stops_line(&self, slot: usize, it: &Item) -> bool {
+        self.windows.iter().any(|&(r, from, until)| it.needs >> r & 1 == 1 && (from..until).contains(&slot))
+    }
+}
+
+/// The queue walked through time: each car enters at the first slot it can; a car needing an
+/// unavailable resource holds the line until the resource is back; `None` is an empty slot.
+fn walk(windows: &[(usize, usize, usize)], rush: Option<(&str, usize)>, queue: &[Option<&Item>]) -> (u64, u64, u64) {
+    let (mut t, mut lost, mut stopping, mut late) = (0usize, 0u64, 0u64, 0u64);
+    for entry in queue {
+        match entry {
+            None => {
+                lost += 1;
+            }
+            Some(it) => {
+                let mut stopped = false;
+                // Waiting for one resource can land in another's window: wait again.
+                while let Some(&(_, _, until)) =
+                    windows.iter().find(|&&(r, from, until)| it.needs >> r & 1 == 1 && (from..until).contains(&t))
+                {
+                    lost += (until - t) as u64;
+                    t = until;
+                    stopped = true;
+                }
+                stopping += u64::from(stopped);
+                if let Some((id, due)) = rush
+                    && it.car.ident == id
+                {
+                    late = t.saturating_sub(due) as u64;
+                }
+            }
+        }
+        t += 1;
+    }
+    (lost, stopping, late)
+}
+
+fn outcome(q: &Queue, plan: &Plan, queue: &[Option<&Item>]) -> Outcome {
+    let rush = plan.rush.as_ref().map(|(it, w)| (it.car.ident.as_str(), *w));
+    let (lost_takts, stopping_cars, rush_late) = walk(&plan.windows, rush, queue);
+    let built: Vec<&Car> = queue.iter().flatten().map(|it| &it.car).collect();
+    let score = score_cars(&q.inst, &built);
+    let mut paint_excess = 0u64;
+    let mut run = 0u64;
+    for (k, c) in built.iter().enumerate() {
+        run = if k > 0 && built[k - 1].colour == c.colour { run + 1 } else { 1 };
+        if run > u64::from(q.inst.paint_limit) {
+            paint_excess += 1;
+        }
+    }
+    Outcome { score, paint_excess, stopping_cars, lost_takts, rush_late }
+}
+
+fn items(q: &Queue) -> Vec<Item> {
+    q.inst
+        .day
+        .iter()
+        .zip(&q.needs)
+        .enumerate()
+        .map(|(k, (c, &n))| Item { car: c.clone(), needs: n, planned: Some(k) })
+        .collect()
+}
+
+/// The queue if nothing is done: held units leave empty slots, the rush car goes last.
+pub fn no_action(q: &Queue, ds: &[Disruption]) -> Result<Outcome, LiveError> {
+    let plan = check(q, ds)?;
+    let all = items(q);
+    let mut queue: Vec<Option<&Item>> =
+        all.iter().map(|it| (!plan.held.contains(&it.car.ident)).then_some(it)).collect();
+    if let Some((it, _)) = &plan.rush {
+        queue.push(Some(it));
+    }
+    Ok(outcome(q, &plan, &queue))
+}
+
+/// Held units out, the movable cars that would stop the line to the end of the queue (in their
+/// order), the rush car at the head of the movable part: what a supervisor does by hand.
+pub fn push_back(q: &Queue, ds: &[Disruption]) -> Result<Proposal, LiveError> {
+    let started = Instant::now();
+    let plan = check(q, ds)?;
+    let pricer = Pricer::new(q, &plan);
+    let (mut seq, removed, notes) = start(q, &plan);
+    let mut why = HashMap::new();
+    if let Some((it, due)) = &plan.rush {
+        seq.insert(q.frozen.min(seq.len()), it.clone());
+        why.insert(it.car.ident.clone(), format!("rush order due within {due} slots: to the head of the movable part"));
+    }
+    let stays: Vec<bool> = seq
+        .iter()
+        .enumerate()
+        .map(|(s, it)| s < q.frozen || it.planned.is_none() || !pricer.stops_line(s, it))
+        .collect();
+    let (mut keep, mut back) = (Vec::new(), Vec::new());
+    for (it, stay) in seq.into_iter().zip(stays) {
+        if stay { keep.push(it) } else { back.push(it) }
+    }
+    for it in &back {
+        why.insert(it.car.ident.clone(), "would stop the line: to the end of the queue".to_string());
+    }
+    let seq: Vec<Item> = keep.into_iter().chain(back).collect();
+    finish(q, &plan, seq, removed, notes, &why, started)
+}
+
+/// The working queue with held units taken out (the movable ones; a frozen unit cannot leave),
+/// and the notes on what cannot be fixed.
+fn start(q: &Queue, plan: &Plan) -> (Vec<Item>, Vec<String>, Vec<String>) {
+    let mut removed = Vec::new();
+    let mut notes = Vec::new();
+    let mut seq = Vec::new();
+    for (k, it) in items(q).into_iter().enumerate() {
+        if plan.held.contains(&it.car.ident) {
+            if k < q.frozen {
+                notes.push(format!(
+                    "unit {} is on hold but frozen at slot {k}: it stays; pull it at the line or build it and keep it",
+                    it.car.ident
+                ));
+            } else {
+                removed.push(it.car.ident.clone());
+                continue;
+            }
+        }
+        seq.push(it);
+    }
+    (seq, removed, notes)
+}
+
+fn finish(
+    q: &Queue,
+    plan: &Plan,
+    seq: Vec<Item>,
+    removed: Vec<String>,
+    mut notes: Vec<String>,
+    why: &HashMap<String, String>,
+    started: Instant,
+) -> Result<Proposal, LiveError> {
+    let all = items(q);
+    let mut before_queue: Vec<Option<&Item>> =
+        all.iter().map(|it| (!plan.held.contains(&it.car.ident)).then_some(it)).collect();
+    if let Some((it, _)) = &plan.rush {
+        before_queue.push(Some(it));
+    }
+    let before = outcome(q, plan, &before_queue);
+    // A held frozen unit still stands in its slot: an empty one when pulled at the line.
+    let after_queue: Vec<Option<&Item>> =
+        seq.iter().map(|it| (!plan.held.contains(&it.car.ident)).then_some(it)).collect();
+    let after = outcome(q, plan, &after_queue);
+    let pricer = Pricer::new(q, plan);
+    for (s, it) in seq.iter().enumerate().take(q.frozen) {
+        if pricer.stops_line(s, it) {
+            notes.push(format!(
+                "frozen car {} at slot {s} needs what is unavailable then: the line will stop",
+                it.car.ident
+            ));
+        }
+    }
+    let moves = seq
+        .iter()
+        .enumerate()
+        .filter_map(|(s, it)| {
+            why.get(&it.car.ident).map(|w| Move {
+                ident: it.car.ident.clone(),
+                from: it.planned,
+                to: s,
+                why: w.clone(),
+            })
+        })
+        .collect();
+    Ok(Proposal {
+        idents: seq.iter().map(|it| it.car.ident.clone()).collect(),
+        moves,
+        removed,
+        before,
+        after,
+        notes,
+        first: started.elapsed(),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// A proposal for the queue under the disruptions, by `deadline` (the first phase, which moves
+/// the cars that must move, always completes: it is one pass over the queue per such car).
+pub fn propose(q: &Queue, ds: &[Disruption], deadline: Instant, params: &Params) -> Result<Proposal, LiveError> {
+    let started = Instant::now();
+    let plan = check(q, ds)?;
+    let pricer = Pricer::new(q, &plan);
+    let (mut seq, removed, notes) = start(q, &plan);
+    let frozen = q.frozen;
+    let mut notes = notes;
+    let mut why: HashMap<String, String> = HashMap::new();
+    let describe = |it: &Item, s: usize| -> String {
+        let missing: Vec<String> = plan
+            .windows
+            .iter()
+            .filter(|&&(r, from, until)| it.needs >> r & 1 == 1 && (from..until).contains(&s))
+            .map(|&(r, from, until)| format!("{} is unavailable in slots {from}..{until}", q.resources[r]))
+            .collect();
+        format!("needs what is missing at slot {s}: {}", missing.join(", "))
+    };
+    if let Some((it, due)) = &plan.rush {
+        let last = seq.len();
+        let hi = (*due).clamp(frozen, last);
+        if *due < frozen {
+            notes
+                .push(format!("rush car {} is due within {due} slots but the first {frozen} are frozen", it.car.ident));
+        }
+        let j = pricer.best_slot(&seq, it, frozen..=hi, frozen).map_or(last, |b| b.0);
+        seq.insert(j, it.clone());
+        why.insert(it.car.ident.clone(), format!("rush order due within {due} slots"));
+    }
+    // Phase 1: each movable car that would stop the line goes where it costs least.
+    let mut stuck: HashSet<String> = HashSet::new();
+    let mut forced = 0usize;
+    // A car put just after a window can be shifted back into it by a later move: it is moved
+    // again, a bounded number of times.
+    let mut passes = 0usize;
+    while passes < 4 * seq.len()
+        && let Some(i) = (frozen..seq.len())
+            .find(|&s| seq[s].planned.is_some() && !stuck.contains(&seq[s].car.ident) && pricer.stops_line(s, &seq[s]))
+    {
+        passes += 1;
+        let x = seq.remove(i);
+        let reason = describe(&x, i);
+        let j = pricer.best_slot(&seq, &x, frozen..=seq.len(), i).map_or(i, |b| b.0);
+        if pricer.stops_line(j, &x) {
+            stuck.insert(x.car.ident.clone());
+        }
+        if j != i && !why.contains_key(&x.car.ident) {
+            forced += 1;
+            why.insert(x.car.ident.clone(), reason);
+        }
+        seq.insert(j, x);
+    }
+    let first = started.elapsed();
+    // Phase 2: a few more cars, each where it removes more than a move's cost, around the places
+    // the disruption and the first phase touched; the first such move found is taken.
+    let budget = params.extra_moves.max(forced);
+    let mut extra = 0usize;
+    let mut touched: Vec<usize> = why.keys().filter_map(|id| seq.iter().position(|it| &it.car.ident == id)).collect();
+    touched.extend(removed.iter().filter_map(|id| q.inst.day.iter().position(|c| &c.ident == id)));
+    let reach = pricer.reach * 2;
+    let mut improved = true;
+    'search: while improved && Instant::now() < deadline {
+        improved = false;
+        let mut around: Vec<usize> = touched
+            .iter()
+            .flat_map(|&s| s.saturating_sub(reach)..(s + reach + 1))
+            .filter(|&s| s >= frozen && s < seq.len())
+            .collect();
+        around.sort_unstable();
+        around.dedup();
+        for &i in &around {
+            if Instant::now() >= deadline {
+                break 'search;
+            }
+            let moved = why.contains_key(&seq[i].car.ident);
+            if !moved && extra >= budget {
+                continue;
+            }
+            let x = seq.remove(i);
+            let lo = i.saturating_sub(REPAIR_SPAN).max(frozen);
+            let hi = (i + REPAIR_SPAN).min(seq.len());
+            let charge = if moved { 0 } else { params.move_cost as i64 };
+            let to = pricer.best_slot(&seq, &x, lo..=hi, i).and_then(|(j, d, stay)| {
+                let gain = stay.unwrap_or(0) - d - charge;
+                (j != i && gain > 0).then_some((j, gain))
+            });
+            match to {
+                Some((j, gain)) => {
+                    if !moved {
+                        extra += 1;
+                        why.insert(
+                            x.car.ident.clone(),
+                            format!("fewer rule violations around slot {j} (cost down {gain})"),
+                        );
+                    }
+                    seq.insert(j, x);
+                    touched.push(j);
+                    improved = true;
+                }
+                None => seq.insert(i, x),
+            }
+        }
+    }
+    let mut p = finish(q, &plan, seq, removed, notes, &why, started)?;
+    p.first = first;
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Rng;
+    use super::super::roadef::Rule;
+    use super::*;
+
+    fn car(rng: &mut Rng, k: usize, rules: usize) -> Car {
+        Car {
+            ident: format!("C{k}"),
+            rank: k as u64,
+            colour: rng.below(3) as u32,
+            options: (0..rules).map(|r| u64::from(rng.below(3) == 0) << r).sum(),
+        }
+    }
+
+    /// The change an insertion is priced at is the change of the whole cost, with a tail,
+    /// unavailable windows, a rush car, end windows and paint runs over the limit.
+    #[test]
+    fn an_insertion_is_priced_at_the_change_of_the_whole_cost() {
+        let mut rng = Rng::new(7);
+        for round in 0..40 {
+            let rules = vec![
+                Rule { name: "a".into(), n: 1, p: 3, high: true },
+                Rule { name: "b".into(), n: 2, p: 5, high: false },
+            ];
+            let n = 5 + rng.below(40);
+            let tail: Vec<Car> = (0..rng.below(6)).map(|k| car(&mut rng, 1000 + k, 2)).collect();
+            let day: Vec<Car> = (0..n).map(|k| car(&mut rng, k, 2)).collect();
+            let inst = Instance {
+                objectives: if round % 2 == 0 {
+                    vec![Objective::High, Objective::Paint, Objective::Low]
+                } else {
+                    vec![Objective::Paint, Objective::High, Objective::Low]
+                },
+                rules,
+                paint_limit: 2,
+                tail,
+                day,
+            };
+            let needs: Vec<u64> = (0..n).map(|_| rng.below(4) as u64).collect();
+            let q = Queue { inst, needs, resources: vec!["P".into(), "E".into()], frozen: 0 };
+            let rush = Car { ident: "RUSH".into(), rank: 0, colour: 1, options: 1 };
+            let from = rng.below(n);
+            let ds = vec![
+                Disruption::Unavailable { resource: 0, from, until: from + 1 + rng.below(n) },
+                Disruption::Unavailable { resource: 1, from: 0, until: 1 + rng.below(n) },
+                Disruption::Rush { car: rush, needs: 1, within: rng.below(n) },
+            ];
+            let plan = check(&q, &ds).expect("valid");
+            let pricer = Pricer::new(&q, &plan);
+            let mut seq = items(&q);
+            seq.insert(rng.below(n + 1), plan.rush.as_ref().expect("rush").0.clone());
+            for _ in 0..20 {
+                let i = rng.below(seq.len());
+                let x = seq.remove(i);
+                let j = rng.below(seq.len() + 1);
+                let rest = pricer.cost(&seq);
+                let (_, d, _) = pricer.best_slot(&seq, &x, j..=j, j).expect("one slot");
+                seq.insert(j, x);
+                assert_eq!(pricer.cost(&seq) - rest, d, "round {round}: car {i} to slot {j}");
+            }
+        }
+    }
+}
