@@ -20,5 +20,5 @@ pub mod plant;
 pub mod rng;
 pub mod vin;
 
-pub use line::{CurveMode, GroundTruth, Simulation, Slot};
+pub use line::{CurveMode, GroundTruth, PlannedUnit, Simulation, Slot};
 pub use plant::Plant;

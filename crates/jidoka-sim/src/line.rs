@@ -66,6 +66,16 @@ pub(crate) struct Unit {
     pub(crate) planned_start: DateTime<Utc>,
 }
 
+/// A unit of the plan: its slot, identity, model and option codes (`FAMILY=VALUE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedUnit {
+    pub index: u64,
+    pub vin: String,
+    pub work_order: String,
+    pub model: String,
+    pub options: BTreeSet<String>,
+}
+
 /// The running simulation.
 #[derive(Debug)]
 pub struct Simulation {
@@ -139,7 +149,18 @@ impl Simulation {
         ["A", "B", "C"][idx as usize].to_string()
     }
 
-    fn new_unit(&mut self, index: u64) -> Unit {
+    /// The units of slots `range` as the plan has them, before they are built (the same units the
+    /// line builds in those slots): what a re-sequencing orders.
+    pub fn planned_units(&self, range: std::ops::Range<u64>) -> Vec<PlannedUnit> {
+        range
+            .map(|i| {
+                let u = self.new_unit(i);
+                PlannedUnit { index: u.index, vin: u.vin, work_order: u.work_order, model: u.model, options: u.options }
+            })
+            .collect()
+    }
+
+    fn new_unit(&self, index: u64) -> Unit {
         let mut rng = self.base.fork(label("unit")).fork(index);
         let plant = &self.plant;
         let shares: Vec<f64> = plant.models.iter().map(|m| m.share).collect();

@@ -59,6 +59,47 @@ fn default_plant_is_valid_and_shaped_as_described() {
     assert!(bad.is_err_and(|e| e.0.iter().any(|(p, m)| p == "ecos[1]" && m.contains("exactly one"))));
 }
 
+/// The plant's sequencing rules are checked like the rest of it, and the planned units are the
+/// units the line builds.
+#[test]
+fn sequencing_rules_are_checked_and_the_planned_units_are_the_built_ones() {
+    let plant = Plant::default_plant().expect("default plant");
+    assert_eq!(plant.sequencing.ratios.len(), 4);
+    assert_eq!(plant.sequencing.paint_family, "PAINT");
+    let field = |from: &str, to: &str| -> Vec<(String, String)> {
+        assert!(jidoka_sim::plant::DEFAULT_PLANT.contains(from), "{from}");
+        Plant::parse(&jidoka_sim::plant::DEFAULT_PLANT.replacen(from, to, 1)).err().map(|e| e.0).unwrap_or_default()
+    };
+    let has =
+        |errors: &[(String, String)], path: &str, text: &str| errors.iter().any(|(p, m)| p == path && m.contains(text));
+    assert!(has(
+        &field("paint_family = \"PAINT\"", "paint_family = \"COLOUR\""),
+        "sequencing.paint_family",
+        "not an option"
+    ));
+    assert!(has(&field("n = 1\np = 3", "n = 3\np = 3"), "sequencing.ratios[0]", "n < p"));
+    assert!(has(
+        &field("rule = \"SUNROOF=YES\"\nn = 1", "rule = \"SUNROOF=MAYBE\"\nn = 1"),
+        "sequencing.ratios[0].rule",
+        "SUNROOF=MAYBE"
+    ));
+    assert!(has(&field("[\"high\", \"paint\", \"low\"]", "[\"high\", \"paint\"]"), "sequencing.priorities", "`low`"));
+    assert!(has(
+        &field("LIFT\"\nstation = \"ST060\"", "LIFT\"\nstation = \"ST999\""),
+        "sequencing.equipment[0].station",
+        "not a station"
+    ));
+    let r = run(plant.clone(), 3, 6, CurveMode::None);
+    let sim = Simulation::new(plant, 3, None, CurveMode::None);
+    let planned = sim.planned_units(0..6);
+    for (u, wo) in planned.iter().zip(&r.work_orders) {
+        assert_eq!(u.vin, wo.vin);
+        assert_eq!(u.options.iter().cloned().collect::<Vec<_>>(), wo.options);
+        assert_eq!(u.options.iter().filter(|o| o.starts_with("PAINT=")).count(), 1);
+    }
+    assert_eq!(planned.len(), 6);
+}
+
 #[test]
 fn same_seed_gives_identical_output_and_another_seed_does_not() {
     let plant = Plant::default_plant().unwrap();
