@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod live;
 mod roadef;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -39,7 +40,7 @@ pub struct SolveArgs {
 pub struct EvalArgs {
     /// The CSPLib car-sequencing set: a folder with `best_known.csv` and the instance files it
     /// names (`../shared/data/csplib_car_sequencing`), or a folder of instance files.
-    #[arg(long, required_unless_present = "roadef")]
+    #[arg(long, required_unless_present_any = ["roadef", "sim"])]
     pub csplib: Option<PathBuf>,
     /// ROADEF 2005 instances: one instance folder, a set (`set_A`) or a folder of sets
     /// (`../shared/data/roadef2005_renault`).
@@ -62,6 +63,20 @@ pub struct EvalArgs {
     /// ROADEF days whose `set/name` contains it (`RAF_EP`, `set_A/024`).
     #[arg(long)]
     pub only: Option<String>,
+    /// The live scenarios on the simulated plant: its queue planned, then a part short, a lot
+    /// and a unit on hold, equipment down, a rush order; each proposal beside doing nothing and
+    /// beside pushing the affected cars to the end of the queue.
+    #[arg(long)]
+    pub sim: bool,
+    /// Cars in the simulated queue (`--sim`).
+    #[arg(long, default_value_t = 1300)]
+    pub cars: usize,
+    /// Time for the first proposal, in milliseconds (`--sim`).
+    #[arg(long, default_value_t = 400)]
+    pub live_ms: u64,
+    /// Moves of the plant's own search that plans the queue before the disruption (`--sim`).
+    #[arg(long, default_value_t = 2_000_000)]
+    pub plan_moves: u64,
     #[arg(long)]
     pub json: bool,
 }
@@ -205,6 +220,9 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     }
     if let Some(dir) = &args.roadef {
         roadef::eval(dir, &args)?;
+    }
+    if args.sim {
+        live::eval(&args)?;
     }
     Ok(())
 }

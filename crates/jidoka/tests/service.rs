@@ -1087,6 +1087,37 @@ fn resequence_solve_writes_a_build_order_and_names_what_is_wrong_with_a_bad_file
 /// each once, scored (as printed) no worse than the plant's own order and inside the paint limit;
 /// then a peer's order is scored by the same checker in `eval resequence --peer`; a broken
 /// instance is refused naming its file, line and field.
+/// The live scenarios on the simulated plant, short: every proposal keeps the frozen part, a
+/// single-car disruption moves at most five cars, and the line loses fewer takts than with the
+/// supervisor's rule or with no action.
+#[test]
+fn eval_resequence_sim_proposes_around_each_disruption_beside_two_baselines() {
+    let out = jidoka_bin()
+        .args(["eval", "resequence", "--sim", "--cars", "300", "--seeds", "2", "--plan-moves", "50000", "--json"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let rows = report["scenarios"].as_array().expect("scenarios");
+    let row = |name: &str| rows.iter().find(|r| r["scenario"] == name).unwrap_or_else(|| panic!("{name}: {report}"));
+    for r in rows {
+        assert_eq!(r["frozen_kept"], true, "{r}");
+        assert_eq!(r["runs"], 2, "{r}");
+    }
+    for single in ["hold_one", "rush"] {
+        assert!(row(single)["cars_moved_max"].as_f64() <= Some(5.0), "{}", row(single));
+    }
+    for disrupted in ["shortage", "equipment_down", "hold_lot"] {
+        let lost = &row(disrupted)["lost_takts"];
+        let (none, push, us) = (lost["no_action"].as_u64(), lost["push_back"].as_u64(), lost["proposal"].as_u64());
+        assert!(us <= push && push < none, "{disrupted}: {lost}");
+    }
+    assert_eq!(row("rush")["rush_late_slots"]["proposal"], 0, "{}", row("rush"));
+    let runs = report["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 10);
+    assert!(runs.iter().all(|r| r["first_ms"].as_f64() <= r["ms"].as_f64()));
+}
+
 #[test]
 fn resequence_solve_roadef_writes_day_d_and_eval_scores_a_peer_beside_it() {
     let Some(root) = shared_data() else { return };

@@ -1,0 +1,304 @@
+//! `jidoka eval resequence --sim`: the simulated plant's build queue (its units, options,
+//! colours and sequencing rules), planned by the plant's own search, then disrupted: a part
+//! short for two hours, a lot's units on hold, one unit on hold, option-specific equipment down,
+//! a rush order. Each proposal is scored beside doing nothing and beside the rule a supervisor
+//! applies by hand (the affected cars to the end of the queue, the rush car to the front).
+
+use super::EvalArgs;
+use anyhow::{Context, bail};
+use jidoka_agents::resequence::live::{self, Disruption, Outcome, Params as LiveParams, Proposal, Queue};
+use jidoka_agents::resequence::roadef::{self, Car, Instance, Objective, Params, Rule as RatioRule};
+use jidoka_model::rule::Rule;
+use jidoka_service::report::{machine, percentile};
+use jidoka_sim::{CurveMode, PlannedUnit, Plant, Simulation};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// The plant's queue: the last cars built, then `cars` planned cars, with what each needs.
+struct Built {
+    queue: Queue,
+    /// The option codes of each resource's users, for the scenarios' choices.
+    resource_rules: Vec<(String, Rule, Vec<String>)>,
+}
+
+/// The plant's sequencing rules over its units: the ratio rules as option bits, the paint family
+/// as colours, the option-specific parts and equipment as resources.
+fn build(plant: &Plant, tail: &[PlannedUnit], day: &[PlannedUnit], frozen: usize) -> anyhow::Result<Built> {
+    let seq = &plant.sequencing;
+    let rules: Vec<(RatioRule, Rule)> = seq
+        .ratios
+        .iter()
+        .map(|r| {
+            let rule = Rule::parse(&r.rule).map_err(|e| anyhow::anyhow!("sequencing rule `{}`: {e}", r.name))?;
+            Ok((RatioRule { name: r.name.clone(), n: r.n, p: r.p, high: r.priority == "high" }, rule))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let colours: Vec<String> = plant
+        .options
+        .iter()
+        .find(|o| o.family == seq.paint_family)
+        .map(|o| o.values.iter().map(|v| format!("{}={v}", o.family)).collect())
+        .unwrap_or_default();
+    let objectives = seq
+        .priorities
+        .iter()
+        .map(|p| match p.as_str() {
+            "high" => Objective::High,
+            "low" => Objective::Low,
+            _ => Objective::Paint,
+        })
+        .collect();
+    let car = |u: &PlannedUnit| Car {
+        ident: u.vin.clone(),
+        rank: u.index,
+        colour: colours.iter().position(|c| u.options.contains(c)).unwrap_or(0) as u32,
+        options: rules.iter().enumerate().map(|(r, (_, rule))| u64::from(rule.holds(&u.options)) << r).sum(),
+    };
+    // Parts that only some units take, and equipment only some need: what can fail for some.
+    let mut resource_rules: Vec<(String, Rule, Vec<String>)> = Vec::new();
+    for b in plant.bom.iter().filter(|b| !b.rule.is_empty() || !b.models.is_empty()) {
+        let rule = Rule::parse(&b.rule).map_err(|e| anyhow::anyhow!("bom `{}`: {e}", b.part))?;
+        resource_rules.push((b.part.clone(), rule, b.models.clone()));
+    }
+    for x in &seq.equipment {
+        let rule = Rule::parse(&x.rule).map_err(|e| anyhow::anyhow!("equipment `{}`: {e}", x.id))?;
+        resource_rules.push((x.id.clone(), rule, Vec::new()));
+    }
+    if resource_rules.len() > 64 {
+        bail!("{} option-specific parts and equipment: at most 64", resource_rules.len());
+    }
+    let needs = day
+        .iter()
+        .map(|u| {
+            resource_rules
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, rule, models))| {
+                    rule.holds(&u.options) && (models.is_empty() || models.contains(&u.model))
+                })
+                .map(|(k, _)| 1u64 << k)
+                .sum()
+        })
+        .collect();
+    let (tail, day) = (tail.iter().map(car).collect(), day.iter().map(car).collect());
+    let inst = Instance {
+        objectives,
+        rules: rules.into_iter().map(|(r, _)| r).collect(),
+        paint_limit: seq.paint_limit.max(1),
+        tail,
+        day,
+    };
+    let resources = resource_rules.iter().map(|(n, _, _)| n.clone()).collect();
+    Ok(Built { queue: Queue { inst, needs, resources, frozen }, resource_rules })
+}
+
+fn outcome_json(o: &Outcome) -> Value {
+    json!({"lost_takts": o.lost_takts, "stopping_cars": o.stopping_cars, "rush_late_slots": o.rush_late,
+           "high_priority_violations": o.score.high, "low_priority_violations": o.score.low,
+           "paint_changes": o.score.paint, "cars_over_paint_limit": o.paint_excess, "score": o.score.total})
+}
+
+/// One scenario's disruptions on a planned queue.
+fn scenarios(
+    b: &Built,
+    plant: &Plant,
+    sim: &Simulation,
+    seed: u64,
+) -> anyhow::Result<Vec<(&'static str, Vec<Disruption>)>> {
+    let q = &b.queue;
+    let resource = |name: &str| {
+        q.resources.iter().position(|r| r == name).with_context(|| format!("the plant has no `{name}` to disrupt"))
+    };
+    let n = q.inst.day.len();
+    let movable = (q.frozen..n).collect::<Vec<_>>();
+    if movable.is_empty() {
+        bail!("the frozen part covers the whole queue");
+    }
+    // One unit on hold: chosen by the seed among the movable cars.
+    let one = movable[(seed as usize * 7919) % movable.len()];
+    // A lot's units: the first six after slot 40 that take the luxury seat (one supplier lot).
+    let seat = b.resource_rules.iter().position(|(p, _, _)| p == "SEAT-LUX");
+    let lot: Vec<String> = (40.min(n)..n)
+        .filter(|&k| seat.is_some_and(|s| q.needs[k] >> s & 1 == 1))
+        .take(6)
+        .map(|k| q.inst.day[k].ident.clone())
+        .collect();
+    // A rush order: the first unit of the next plan, wanted now.
+    let next = (q.inst.tail.len() + n) as u64;
+    let rush_unit = sim.planned_units(next..next + 1);
+    let rush = build(plant, &[], &rush_unit, 0)?;
+    let mut out = vec![
+        ("shortage", vec![Disruption::Unavailable { resource: resource("ROOF-GLASS")?, from: 60, until: 180 }]),
+        (
+            "equipment_down",
+            vec![Disruption::Unavailable { resource: resource("ST060-BATTERY-LIFT")?, from: 35, until: 80 }],
+        ),
+        ("hold_one", vec![Disruption::Hold { idents: vec![q.inst.day[one].ident.clone()] }]),
+        (
+            "rush",
+            vec![Disruption::Rush {
+                car: rush.queue.inst.day[0].clone(),
+                needs: rush.queue.needs[0],
+                within: q.frozen + 20,
+            }],
+        ),
+    ];
+    if !lot.is_empty() {
+        out.push(("hold_lot", vec![Disruption::Hold { idents: lot }]));
+    }
+    Ok(out)
+}
+
+struct Run {
+    kind: &'static str,
+    seed: u64,
+    proposal: Proposal,
+    pushed: Proposal,
+    frozen_kept: bool,
+}
+
+pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
+    let plant = Plant::default_plant().map_err(|e| anyhow::anyhow!("the default plant: {e}"))?;
+    if plant.sequencing.ratios.is_empty() {
+        bail!("the plant has no [sequencing] rules");
+    }
+    let cars = args.cars;
+    if !(10..=20_000).contains(&cars) {
+        bail!("--cars: {cars} must be 10 to 20000");
+    }
+    let frozen = (plant.sequencing.frozen_units as usize).min(cars);
+    let tail_len = plant.sequencing.ratios.iter().map(|r| r.p as usize).max().unwrap_or(1);
+    let mut runs = Vec::new();
+    let mut plans = Vec::new();
+    for seed in 1..=args.seeds {
+        let sim = Simulation::new(plant.clone(), seed, None, CurveMode::None);
+        let units = sim.planned_units(0..(tail_len + cars) as u64);
+        let drawn = build(&plant, &units[..tail_len], &units[tail_len..], frozen)?;
+        // The plant plans its queue with its own search; the tail as built.
+        let started = Instant::now();
+        let params = Params { max_moves: Some(args.plan_moves), ..Params::default() };
+        let planned = roadef::solve(&drawn.queue.inst, seed, Instant::now() + Duration::from_secs(60), &params)
+            .map_err(|e| anyhow::anyhow!("planning the queue: {e}"))?;
+        let plan_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let drawn_score = roadef::score(&drawn.queue.inst, &drawn.queue.inst.plant_order());
+        let day: Vec<PlannedUnit> = planned.order.iter().map(|&i| units[tail_len + i].clone()).collect();
+        let b = build(&plant, &units[..tail_len], &day, frozen)?;
+        plans.push(json!({"seed": seed, "plan_ms": plan_ms, "drawn_order_score": drawn_score.total,
+                          "planned_score": planned.score.total, "planned_high": planned.score.high,
+                          "planned_paint_changes": planned.score.paint, "planned_low": planned.score.low}));
+        for (kind, ds) in scenarios(&b, &plant, &sim, seed)? {
+            let deadline = Instant::now() + Duration::from_millis(args.live_ms);
+            let proposal = live::propose(&b.queue, &ds, deadline, &LiveParams::default())
+                .map_err(|e| anyhow::anyhow!("{kind}: {e}"))?;
+            let pushed = live::push_back(&b.queue, &ds).map_err(|e| anyhow::anyhow!("{kind}: {e}"))?;
+            let frozen_kept = proposal.idents.iter().zip(&b.queue.inst.day).take(frozen).all(|(a, c)| *a == c.ident);
+            runs.push(Run { kind, seed, proposal, pushed, frozen_kept });
+        }
+    }
+    report(args, &plant, cars, frozen, &plans, &runs);
+    Ok(())
+}
+
+fn report(args: &EvalArgs, plant: &Plant, cars: usize, frozen: usize, plans: &[Value], runs: &[Run]) {
+    let mut kinds: BTreeMap<&str, Vec<&Run>> = BTreeMap::new();
+    for r in runs {
+        kinds.entry(r.kind).or_default().push(r);
+    }
+    let mut rows = Vec::new();
+    for (kind, rs) in &kinds {
+        let mut ms: Vec<f64> = rs.iter().map(|r| r.proposal.elapsed.as_secs_f64() * 1000.0).collect();
+        ms.sort_by(f64::total_cmp);
+        let mut first: Vec<f64> = rs.iter().map(|r| r.proposal.first.as_secs_f64() * 1000.0).collect();
+        first.sort_by(f64::total_cmp);
+        let mut moved: Vec<f64> = rs.iter().map(|r| r.proposal.moves.len() as f64).collect();
+        moved.sort_by(f64::total_cmp);
+        let sum = |f: &dyn Fn(&Run) -> u64| rs.iter().map(|r| f(r)).sum::<u64>();
+        rows.push(json!({
+            "scenario": kind, "runs": rs.len(),
+            "first_ms_p50": percentile(&first, 50.0), "first_ms_p95": percentile(&first, 95.0),
+            "proposal_ms_p50": percentile(&ms, 50.0), "proposal_ms_p95": percentile(&ms, 95.0),
+            "proposal_ms_max": ms.last().copied().unwrap_or(0.0),
+            "cars_moved_median": percentile(&moved, 50.0), "cars_moved_max": moved.last().copied().unwrap_or(0.0),
+            "push_back_cars_moved_max": rs.iter().map(|r| r.pushed.moves.len()).max().unwrap_or(0),
+            "frozen_kept": rs.iter().all(|r| r.frozen_kept),
+            "lost_takts": {"no_action": sum(&|r| r.proposal.before.lost_takts),
+                           "push_back": sum(&|r| r.pushed.after.lost_takts),
+                           "proposal": sum(&|r| r.proposal.after.lost_takts)},
+            "high_priority_violations": {"no_action": sum(&|r| r.proposal.before.score.high),
+                           "push_back": sum(&|r| r.pushed.after.score.high),
+                           "proposal": sum(&|r| r.proposal.after.score.high)},
+            "paint_changes": {"no_action": sum(&|r| r.proposal.before.score.paint),
+                           "push_back": sum(&|r| r.pushed.after.score.paint),
+                           "proposal": sum(&|r| r.proposal.after.score.paint)},
+            "low_priority_violations": {"no_action": sum(&|r| r.proposal.before.score.low),
+                           "push_back": sum(&|r| r.pushed.after.score.low),
+                           "proposal": sum(&|r| r.proposal.after.score.low)},
+            "cars_over_paint_limit": {"no_action": sum(&|r| r.proposal.before.paint_excess),
+                           "push_back": sum(&|r| r.pushed.after.paint_excess),
+                           "proposal": sum(&|r| r.proposal.after.paint_excess)},
+            "rush_late_slots": {"no_action": sum(&|r| r.proposal.before.rush_late),
+                           "push_back": sum(&|r| r.pushed.after.rush_late),
+                           "proposal": sum(&|r| r.proposal.after.rush_late)},
+        }));
+    }
+    let detail: Vec<Value> = runs
+        .iter()
+        .map(|r| {
+            json!({"scenario": r.kind, "seed": r.seed, "ms": r.proposal.elapsed.as_secs_f64() * 1000.0,
+                   "first_ms": r.proposal.first.as_secs_f64() * 1000.0,
+                   "moved": r.proposal.moves.len(), "removed": r.proposal.removed.len(), "notes": r.proposal.notes,
+                   "no_action": outcome_json(&r.proposal.before), "push_back": outcome_json(&r.pushed.after),
+                   "proposal": outcome_json(&r.proposal.after), "frozen_kept": r.frozen_kept})
+        })
+        .collect();
+    let report = json!({
+        "plant": plant.line.name, "cars": cars, "frozen": frozen, "seeds": args.seeds, "live_ms": args.live_ms,
+        "plan_moves": args.plan_moves, "machine": machine(), "plans": plans, "scenarios": rows, "runs": detail,
+        "baselines": "no_action: the planned queue as it stands (held units leave empty slots, the rush car goes last); \
+                      push_back: held units out, the cars that would stop the line to the end of the queue, the rush car first",
+    });
+    if args.json {
+        println!("{report}");
+        return;
+    }
+    println!(
+        "{}: {cars} cars planned ({frozen} frozen), seeds 1..={}, first proposal by {} ms; {}",
+        plant.line.name,
+        args.seeds,
+        args.live_ms,
+        machine()
+    );
+    let mut planned: Vec<f64> = plans.iter().filter_map(|p| p["planned_score"].as_f64()).collect();
+    let mut drawn: Vec<f64> = plans.iter().filter_map(|p| p["drawn_order_score"].as_f64()).collect();
+    planned.sort_by(f64::total_cmp);
+    drawn.sort_by(f64::total_cmp);
+    println!(
+        "queue planned by the plant's own search: median score {} (the units as drawn: {})",
+        percentile(&planned, 50.0),
+        percentile(&drawn, 50.0)
+    );
+    println!(
+        "{:<15} {:>9} {:>9} {:>7}  {:>24}  {:>22}  {:>22}",
+        "scenario",
+        "first p95",
+        "done p95",
+        "moved",
+        "lost takts none/push/us",
+        "high viol none/push/us",
+        "paint chg none/push/us"
+    );
+    for r in &rows {
+        let three = |k: &str| format!("{}/{}/{}", r[k]["no_action"], r[k]["push_back"], r[k]["proposal"]);
+        println!(
+            "{:<15} {:>9.1} {:>9.1} {:>7}  {:>24}  {:>22}  {:>22}",
+            r["scenario"].as_str().unwrap_or(""),
+            r["first_ms_p95"].as_f64().unwrap_or(0.0),
+            r["proposal_ms_p95"].as_f64().unwrap_or(0.0),
+            format!("{}", r["cars_moved_max"].as_f64().unwrap_or(0.0)),
+            three("lost_takts"),
+            three("high_priority_violations"),
+            three("paint_changes"),
+        );
+    }
+}
