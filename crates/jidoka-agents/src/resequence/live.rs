@@ -156,6 +156,23 @@ struct Item {
     planned: Option<usize>,
 }
 
+/// A queue without one car, ready to price that car at every slot ([`Pricer::prepare`]).
+struct Prepared<'s> {
+    seq: &'s [Item],
+    x: &'s Item,
+    tail: usize,
+    /// Per rule: its window, the prefix sums over starts of the counted windows' excess, and of
+    /// the excess of the windows one shorter with `x` added.
+    rules: Vec<(usize, Vec<i64>, Vec<i64>)>,
+    /// Tail then queue.
+    colour: Vec<u32>,
+    /// Where the colour run holding each position of the day starts and ends.
+    run_start: Vec<usize>,
+    run_end: Vec<usize>,
+    stops: Vec<Vec<(i64, i64)>>,
+    rush_at: Option<usize>,
+}
+
 /// The checked disruptions: what is unavailable when, who is held, which car is added.
 struct Plan {
     windows: Vec<(usize, usize, usize)>,
@@ -268,7 +285,8 @@ impl<'a> Pricer<'a> {
 
     /// The rule windows starting in `lo..=hi`, the colour boundaries before positions in
     /// `lo..=hi` and the paint runs reaching into `lo..=hi`, of the sequence `car(0..len)` (tail
-    /// then queue).
+    /// then queue): the cost from its definition, which the prepared pricing is tested against.
+    #[cfg(test)]
     fn local<'c>(&self, car: &impl Fn(usize) -> &'c Car, len: usize, lo: usize, hi: usize) -> i64 {
         let first = self.tail();
         let hi = hi.min(len.saturating_sub(1));
@@ -335,43 +353,125 @@ impl<'a> Pricer<'a> {
         self.local(&car, len, 0, len) + seq.iter().enumerate().map(|(s, it)| self.blocked(s, it)).sum::<i64>()
     }
 
-    /// The change of cost when `x` enters `seq` (which does not hold it) at slot `j`.
-    fn insert_delta(&self, seq: &[Item], x: &Item, j: usize, stops: &[Vec<(i64, i64)>], rush_at: Option<usize>) -> i64 {
+    /// Everything pricing `x` at every slot of `seq` (which does not hold it) needs: per rule,
+    /// prefix sums over window starts of the excess of the windows of `seq` and of the windows
+    /// one shorter with `x` added; the colour runs; the cars needing each unavailable resource.
+    fn prepare<'s>(&self, seq: &'s [Item], x: &'s Item) -> Prepared<'s> {
         let t = self.tail();
-        let tail = &self.inst.tail;
-        let before = |k: usize| if k < t { &tail[k] } else { &seq[k - t].car };
-        let after = |k: usize| match k {
-            k if k < t => &tail[k],
-            k if k < t + j => &seq[k - t].car,
-            k if k == t + j => &x.car,
-            k => &seq[k - t - 1].car,
-        };
         let len = t + seq.len();
-        let lo = (t + j).saturating_sub(self.reach);
-        let hi = t + j + self.reach;
-        let mut delta = self.local(&after, len + 1, lo, hi + 1) - self.local(&before, len, lo, hi);
+        let tail = &self.inst.tail;
+        let car = |k: usize| if k < t { &tail[k] } else { &seq[k - t].car };
+        let rules = self
+            .inst
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(r, rule)| {
+                let p = rule.p as usize;
+                let n = i64::from(rule.n);
+                let mut with = vec![0i64; len + 1];
+                for k in 0..len {
+                    with[k + 1] = with[k] + i64::from(car(k).options >> r & 1 == 1);
+                }
+                let mine = i64::from(x.car.options >> r & 1 == 1);
+                let mut gone = vec![0i64; len + 1];
+                let mut added = vec![0i64; len + 2];
+                for st in 0..=len {
+                    if st < len {
+                        let end = (st + p).min(len);
+                        let counted = end > t;
+                        gone[st + 1] = gone[st] + if counted { (with[end] - with[st] - n).max(0) } else { 0 };
+                    }
+                    let end = (st + p - 1).min(len);
+                    added[st + 1] = added[st] + (with[end] - with[st] + mine - n).max(0);
+                }
+                (p, gone, added)
+            })
+            .collect();
+        let colour: Vec<u32> = (0..len).map(|k| car(k).colour).collect();
+        let mut run_start = vec![0usize; len];
+        for k in t..len {
+            run_start[k] = if k > t && colour[k - 1] == colour[k] { run_start[k - 1] } else { k };
+        }
+        let mut run_end = vec![len; len];
+        for k in (t..len).rev() {
+            run_end[k] = if k + 1 < len && colour[k + 1] == colour[k] { run_end[k + 1] } else { k + 1 };
+        }
+        Prepared {
+            seq,
+            x,
+            tail: t,
+            rules,
+            colour,
+            run_start,
+            run_end,
+            stops: self.stops(seq),
+            rush_at: self.rush.and_then(|(id, _)| seq.iter().position(|it| it.car.ident == id)),
+        }
+    }
+
+    /// The change of cost when `x` enters the prepared queue at slot `j`: the ratio windows that
+    /// hold it against those that held the two cars it comes between, the colour changes and
+    /// paint runs at that place, the cars that stop the line (the cars after it one slot
+    /// later), the rush car's lateness.
+    fn insert_delta(&self, pr: &Prepared<'_>, j: usize) -> i64 {
+        let (t, x) = (pr.tail, pr.x);
+        let at = t + j;
+        let len = pr.colour.len();
+        let mut delta = 0i64;
+        for (r, (p, gone, added)) in pr.rules.iter().enumerate() {
+            let lo = (at + 1).saturating_sub(*p);
+            delta += ((added[at + 1] - added[lo]) - (gone[at] - gone[lo])) * self.weights[r];
+        }
+        // Colour changes and paint runs inside the day.
+        let c = x.car.colour;
+        let a = (at > 0).then(|| pr.colour[at - 1]);
+        let b = (at < len).then(|| pr.colour[at]);
+        if at >= t.max(1) {
+            delta += i64::from(a != Some(c)) * self.paint_weight;
+            if at < len {
+                delta -= i64::from(a != b) * self.paint_weight;
+            }
+        }
+        if b.is_some() {
+            delta += i64::from(b != Some(c)) * self.paint_weight;
+        }
+        let limit = i64::from(self.inst.paint_limit);
+        let over = |n: usize| (n as i64 - limit).max(0) * PAINT_LIMIT_WEIGHT;
+        let left = if at > t { at - pr.run_start[at - 1] } else { 0 };
+        let right = if at < len { pr.run_end[at] - at } else { 0 };
+        let (a, b) = (if at > t { a } else { None }, b);
+        delta += match (a == Some(c), b == Some(c)) {
+            (true, true) => over(left + right + 1) - over(left + right),
+            (true, false) => over(left + 1) - over(left),
+            (false, true) => over(right + 1) - over(right),
+            (false, false) if a.is_some() && a == b => over(left) + over(1) + over(right) - over(left + right),
+            (false, false) => over(1),
+        };
         // Cars that stop the line: `x` at `j`, the cars after it one slot later.
+        let m = pr.seq.len();
         for (w, &(r, from, until)) in self.windows.iter().enumerate() {
-            let pre = &stops[w];
+            let pre = &pr.stops[w];
             // The cars of `seq[a..b]` needing the resource, at their index plus `shift`:
             // the sum of the slots they leave to the window's end.
-            let left = |a: usize, b: usize, shift: i64| -> i64 {
-                let (a, b) = (a.min(seq.len()), b.min(seq.len()));
+            let slots_left = |a: usize, b: usize, shift: i64| -> i64 {
+                let (a, b) = (a.min(m), b.min(m));
                 if b <= a {
                     return 0;
                 }
                 let (n, sum) = (pre[b].0 - pre[a].0, pre[b].1 - pre[a].1);
                 (until as i64 - shift) * n - sum
             };
-            let was = left(from, until, 0);
-            let now = left(from.min(j), until.min(j), 0) + left(from.saturating_sub(1).max(j), until - 1, 1);
+            let was = slots_left(from, until, 0);
+            let now =
+                slots_left(from.min(j), until.min(j), 0) + slots_left(from.saturating_sub(1).max(j), until - 1, 1);
             let mine = if x.needs >> r & 1 == 1 && (from..until).contains(&j) { (until - j) as i64 } else { 0 };
             delta += (now - was + mine) * STOP_WEIGHT;
         }
         if let Some((id, due)) = self.rush {
             if x.car.ident == id {
                 delta += j.saturating_sub(due) as i64 * LATE_WEIGHT;
-            } else if let Some(r) = rush_at
+            } else if let Some(r) = pr.rush_at
                 && r >= j
                 && r >= due
             {
@@ -407,12 +507,11 @@ impl<'a> Pricer<'a> {
         slots: std::ops::RangeInclusive<usize>,
         near: usize,
     ) -> Option<(usize, i64, Option<i64>)> {
-        let stops = self.stops(seq);
-        let rush_at = self.rush.and_then(|(id, _)| seq.iter().position(|it| it.car.ident == id));
+        let pr = self.prepare(seq, x);
         let mut at_near = None;
         let best = slots
             .map(|j| {
-                let d = self.insert_delta(seq, x, j, &stops, rush_at);
+                let d = self.insert_delta(&pr, j);
                 if j == near {
                     at_near = Some(d);
                 }
@@ -662,7 +761,7 @@ pub fn propose(q: &Queue, ds: &[Disruption], deadline: Instant, params: &Params)
     let mut extra = 0usize;
     let mut touched: Vec<usize> = why.keys().filter_map(|id| seq.iter().position(|it| &it.car.ident == id)).collect();
     touched.extend(removed.iter().filter_map(|id| q.inst.day.iter().position(|c| &c.ident == id)));
-    let reach = pricer.reach * 2;
+    let reach = (pricer.reach * 2).min(REPAIR_SPAN / 2);
     let mut improved = true;
     'search: while improved && Instant::now() < deadline {
         improved = false;
@@ -735,10 +834,12 @@ mod tests {
             let rules = vec![
                 Rule { name: "a".into(), n: 1, p: 3, high: true },
                 Rule { name: "b".into(), n: 2, p: 5, high: false },
+                Rule { name: "c".into(), n: 3, p: 12, high: false },
+                Rule { name: "d".into(), n: 1, p: 1, high: true },
             ];
             let n = 5 + rng.below(40);
-            let tail: Vec<Car> = (0..rng.below(6)).map(|k| car(&mut rng, 1000 + k, 2)).collect();
-            let day: Vec<Car> = (0..n).map(|k| car(&mut rng, k, 2)).collect();
+            let tail: Vec<Car> = (0..rng.below(14)).map(|k| car(&mut rng, 1000 + k, 4)).collect();
+            let day: Vec<Car> = (0..n).map(|k| car(&mut rng, k, 4)).collect();
             let inst = Instance {
                 objectives: if round % 2 == 0 {
                     vec![Objective::High, Objective::Paint, Objective::Low]
@@ -769,6 +870,7 @@ mod tests {
                 let j = rng.below(seq.len() + 1);
                 let rest = pricer.cost(&seq);
                 let (_, d, _) = pricer.best_slot(&seq, &x, j..=j, j).expect("one slot");
+                assert_eq!(d, pricer.insert_delta(&pricer.prepare(&seq, &x), j));
                 seq.insert(j, x);
                 assert_eq!(pricer.cost(&seq) - rest, d, "round {round}: car {i} to slot {j}");
             }
