@@ -68,10 +68,19 @@ pub struct EvalArgs {
     /// beside pushing the affected cars to the end of the queue.
     #[arg(long)]
     pub sim: bool,
+    /// With `--roadef`: the live scenarios on each real day instead of the offline search (the
+    /// plant's own order as the planned queue; a ratio rule's station down, a car and a colour
+    /// batch on hold, a rush car).
+    #[arg(long, requires = "roadef")]
+    pub live: bool,
+    /// Cars at the head of a real day's queue that cannot move (`--roadef --live`; at most a
+    /// quarter of the day).
+    #[arg(long, default_value_t = 30)]
+    pub frozen: usize,
     /// Cars in the simulated queue (`--sim`).
     #[arg(long, default_value_t = 1300)]
     pub cars: usize,
-    /// Time for the first proposal, in milliseconds (`--sim`).
+    /// Time for a proposal, first placement and repair, in milliseconds (`--sim`, `--live`).
     #[arg(long, default_value_t = 400)]
     pub live_ms: u64,
     /// Moves of the plant's own search that plans the queue before the disruption (`--sim`).
@@ -219,7 +228,11 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         eval_csplib(dir, &args)?;
     }
     if let Some(dir) = &args.roadef {
-        roadef::eval(dir, &args)?;
+        if args.live {
+            live::eval_roadef(dir, &args)?;
+        } else {
+            roadef::eval(dir, &args)?;
+        }
     }
     if args.sim {
         live::eval(&args)?;

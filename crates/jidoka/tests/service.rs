@@ -1167,6 +1167,30 @@ fn resequence_solve_roadef_writes_day_d_and_eval_scores_a_peer_beside_it() {
     assert_eq!(eval["summary"]["every_run_at_or_below_plant"], 1);
     assert!(eval["rules"].as_str().is_some_and(|r| r.contains("shorter windows")), "the reading is printed");
 
+    // The live scenarios on a real 1,260-car day, the plant's order as the planned queue.
+    let real = root.join("roadef2005_renault/set_A/024_38_3_EP_ENP_RAF");
+    let out = jidoka_bin()
+        .args(["eval", "resequence", "--live", "--live-ms", "200", "--json", "--roadef"])
+        .arg(&real)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let live: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let rows = live["scenarios"].as_array().expect("scenarios");
+    assert_eq!(rows.len(), 4, "{live}");
+    let row = |name: &str| rows.iter().find(|r| r["scenario"] == name).unwrap_or_else(|| panic!("{name}: {live}"));
+    assert!(rows.iter().all(|r| r["frozen_kept"] == true), "{live}");
+    let lost = &row("station_down")["lost_takts"];
+    assert!(
+        lost["proposal"].as_u64() < lost["push_back"].as_u64()
+            && lost["push_back"].as_u64() < lost["no_action"].as_u64(),
+        "{lost}"
+    );
+    for single in ["hold_one", "rush"] {
+        assert!(row(single)["cars_moved_max"].as_f64() <= Some(5.0), "{}", row(single));
+    }
+    assert_eq!(row("rush")["rush_late_slots"]["proposal"], 0);
+
     let bad = dir.path().join("bad");
     std::fs::create_dir(&bad).expect("mkdir");
     for f in ["vehicles.txt", "paint_batch_limit.txt", "optimization_objectives.txt"] {

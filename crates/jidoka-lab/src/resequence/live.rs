@@ -12,7 +12,9 @@ use jidoka_model::rule::Rule;
 use jidoka_service::report::{machine, percentile};
 use jidoka_sim::{CurveMode, PlannedUnit, Plant, Simulation};
 use serde_json::{Value, json};
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The plant's queue: the last cars built, then `cars` planned cars, with what each needs.
@@ -152,10 +154,30 @@ fn scenarios(
 
 struct Run {
     kind: &'static str,
-    seed: u64,
+    /// The seed or the day.
+    case: String,
     proposal: Proposal,
     pushed: Proposal,
     frozen_kept: bool,
+}
+
+/// Each scenario on one queue: the proposal by the deadline, the push-back rule beside it.
+fn run(
+    queue: &Queue,
+    scenarios: Vec<(&'static str, Vec<Disruption>)>,
+    case: &str,
+    live_ms: u64,
+) -> anyhow::Result<Vec<Run>> {
+    let mut runs = Vec::new();
+    for (kind, ds) in scenarios {
+        let deadline = Instant::now() + Duration::from_millis(live_ms);
+        let proposal = live::propose(queue, &ds, deadline, &LiveParams::default())
+            .map_err(|e| anyhow::anyhow!("{case} {kind}: {e}"))?;
+        let pushed = live::push_back(queue, &ds).map_err(|e| anyhow::anyhow!("{case} {kind}: {e}"))?;
+        let frozen_kept = proposal.idents.iter().zip(&queue.inst.day).take(queue.frozen).all(|(a, c)| *a == c.ident);
+        runs.push(Run { kind, case: case.to_string(), proposal, pushed, frozen_kept });
+    }
+    Ok(runs)
 }
 
 pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
@@ -187,20 +209,86 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         plans.push(json!({"seed": seed, "plan_ms": plan_ms, "drawn_order_score": drawn_score.total,
                           "planned_score": planned.score.total, "planned_high": planned.score.high,
                           "planned_paint_changes": planned.score.paint, "planned_low": planned.score.low}));
-        for (kind, ds) in scenarios(&b, &plant, &sim, seed)? {
-            let deadline = Instant::now() + Duration::from_millis(args.live_ms);
-            let proposal = live::propose(&b.queue, &ds, deadline, &LiveParams::default())
-                .map_err(|e| anyhow::anyhow!("{kind}: {e}"))?;
-            let pushed = live::push_back(&b.queue, &ds).map_err(|e| anyhow::anyhow!("{kind}: {e}"))?;
-            let frozen_kept = proposal.idents.iter().zip(&b.queue.inst.day).take(frozen).all(|(a, c)| *a == c.ident);
-            runs.push(Run { kind, seed, proposal, pushed, frozen_kept });
-        }
+        runs.extend(run(&b.queue, scenarios(&b, &plant, &sim, seed)?, &format!("seed {seed}"), args.live_ms)?);
     }
-    report(args, &plant, cars, frozen, &plans, &runs);
+    let mut planned: Vec<f64> = plans.iter().filter_map(|p| p["planned_score"].as_f64()).collect();
+    let mut drawn: Vec<f64> = plans.iter().filter_map(|p| p["drawn_order_score"].as_f64()).collect();
+    planned.sort_by(f64::total_cmp);
+    drawn.sort_by(f64::total_cmp);
+    let title = format!(
+        "{}: {cars} cars planned ({frozen} frozen), seeds 1..={}, first proposal by {} ms; {}\n\
+         queue planned by the plant's own search: median score {} (the units as drawn: {})",
+        plant.line.name,
+        args.seeds,
+        args.live_ms,
+        machine(),
+        percentile(&planned, 50.0),
+        percentile(&drawn, 50.0)
+    );
+    let meta = json!({"plant": plant.line.name, "cars": cars, "frozen": frozen, "seeds": args.seeds,
+                      "plan_moves": args.plan_moves, "plans": plans});
+    report(args, &title, meta, &runs);
     Ok(())
 }
 
-fn report(args: &EvalArgs, plant: &Plant, cars: usize, frozen: usize, plans: &[Value], runs: &[Run]) {
+/// The live scenarios on real Renault days: the plant's own order as the planned queue, the
+/// station behind each ratio rule as a resource that the cars with the option need.
+pub fn eval_roadef(dir: &Path, args: &EvalArgs) -> anyhow::Result<()> {
+    let list = super::roadef::instances(dir, args.only.as_deref())?;
+    let mut runs = Vec::new();
+    let mut days = Vec::new();
+    for (name, path) in &list {
+        let inst = super::roadef::read(path)?;
+        let n = inst.day.len();
+        let frozen = args.frozen.min(n / 4);
+        let queue = Queue {
+            needs: inst.day.iter().map(|c| c.options).collect(),
+            resources: inst.rules.iter().map(|r| format!("station of {}", r.name)).collect(),
+            frozen,
+            inst,
+        };
+        runs.extend(run(&queue, roadef_scenarios(&queue), name, args.live_ms)?);
+        days.push(json!({"day": name, "cars": n, "frozen": frozen}));
+    }
+    let title = format!(
+        "{}: {} real days, the plant's own order as the planned queue ({} frozen at most), first proposal by {} ms; {}",
+        dir.display(),
+        list.len(),
+        args.frozen,
+        args.live_ms,
+        machine()
+    );
+    report(args, &title, json!({"days": days, "frozen": args.frozen}), &runs);
+    Ok(())
+}
+
+/// A day's disruptions: the station of the high-priority option most cars have down for 90
+/// slots, one car on hold, six cars of one colour on hold (a paint defect), a rush car (a copy
+/// of the day's last car) due 20 slots after the frozen head.
+fn roadef_scenarios(q: &Queue) -> Vec<(&'static str, Vec<Disruption>)> {
+    let inst = &q.inst;
+    let (n, f) = (inst.day.len(), q.frozen);
+    let mut out = Vec::new();
+    let busiest = (0..inst.rules.len())
+        .max_by_key(|&r| (inst.rules[r].high, inst.day.iter().filter(|c| c.options >> r & 1 == 1).count(), Reverse(r)));
+    if let Some(resource) = busiest {
+        let from = (f + 20).min(n.saturating_sub(1));
+        out.push(("station_down", vec![Disruption::Unavailable { resource, from, until: from + 90 }]));
+    }
+    let Some(last) = inst.day.last() else { return out };
+    let one = (f + (n - f) / 3).min(n - 1);
+    out.push(("hold_one", vec![Disruption::Hold { idents: vec![inst.day[one].ident.clone()] }]));
+    let at = (f + 10).min(n - 1);
+    let colour = inst.day[at].colour;
+    let batch = inst.day[at..].iter().filter(|c| c.colour == colour).take(6).map(|c| c.ident.clone()).collect();
+    out.push(("hold_batch", vec![Disruption::Hold { idents: batch }]));
+    let rush = Car { ident: format!("RUSH-{}", last.ident), ..last.clone() };
+    out.push(("rush", vec![Disruption::Rush { car: rush, needs: last.options, within: f + 20 }]));
+    out
+}
+
+/// The runs per scenario, beside the two baselines: a table, or one JSON object with `meta`.
+fn report(args: &EvalArgs, title: &str, meta: Value, runs: &[Run]) {
     let mut kinds: BTreeMap<&str, Vec<&Run>> = BTreeMap::new();
     for r in runs {
         kinds.entry(r.kind).or_default().push(r);
@@ -245,39 +333,26 @@ fn report(args: &EvalArgs, plant: &Plant, cars: usize, frozen: usize, plans: &[V
     let detail: Vec<Value> = runs
         .iter()
         .map(|r| {
-            json!({"scenario": r.kind, "seed": r.seed, "ms": r.proposal.elapsed.as_secs_f64() * 1000.0,
+            json!({"scenario": r.kind, "case": r.case, "ms": r.proposal.elapsed.as_secs_f64() * 1000.0,
                    "first_ms": r.proposal.first.as_secs_f64() * 1000.0,
                    "moved": r.proposal.moves.len(), "removed": r.proposal.removed.len(), "notes": r.proposal.notes,
                    "no_action": outcome_json(&r.proposal.before), "push_back": outcome_json(&r.pushed.after),
                    "proposal": outcome_json(&r.proposal.after), "frozen_kept": r.frozen_kept})
         })
         .collect();
-    let report = json!({
-        "plant": plant.line.name, "cars": cars, "frozen": frozen, "seeds": args.seeds, "live_ms": args.live_ms,
-        "plan_moves": args.plan_moves, "machine": machine(), "plans": plans, "scenarios": rows, "runs": detail,
+    let mut report = json!({
+        "live_ms": args.live_ms, "machine": machine(), "scenarios": rows, "runs": detail,
         "baselines": "no_action: the planned queue as it stands (held units leave empty slots, the rush car goes last); \
                       push_back: held units out, the cars that would stop the line to the end of the queue, the rush car first",
     });
+    if let (Some(r), Value::Object(m)) = (report.as_object_mut(), meta) {
+        r.extend(m);
+    }
     if args.json {
         println!("{report}");
         return;
     }
-    println!(
-        "{}: {cars} cars planned ({frozen} frozen), seeds 1..={}, first proposal by {} ms; {}",
-        plant.line.name,
-        args.seeds,
-        args.live_ms,
-        machine()
-    );
-    let mut planned: Vec<f64> = plans.iter().filter_map(|p| p["planned_score"].as_f64()).collect();
-    let mut drawn: Vec<f64> = plans.iter().filter_map(|p| p["drawn_order_score"].as_f64()).collect();
-    planned.sort_by(f64::total_cmp);
-    drawn.sort_by(f64::total_cmp);
-    println!(
-        "queue planned by the plant's own search: median score {} (the units as drawn: {})",
-        percentile(&planned, 50.0),
-        percentile(&drawn, 50.0)
-    );
+    println!("{title}");
     println!(
         "{:<15} {:>9} {:>9} {:>7}  {:>24}  {:>22}  {:>22}",
         "scenario",

@@ -107,7 +107,7 @@ pub fn solve(dir: &Path, args: &SolveArgs) -> anyhow::Result<()> {
 
 /// Instance folders under `dir` (the folder itself, its sets, or their instances), named
 /// `set/instance`.
-fn instances(dir: &Path, only: Option<&str>) -> anyhow::Result<Vec<(String, PathBuf)>> {
+pub(super) fn instances(dir: &Path, only: Option<&str>) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let subdirs = |d: &Path| -> anyhow::Result<Vec<PathBuf>> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(d)
             .with_context(|| format!("{}", d.display()))?
