@@ -159,6 +159,21 @@ fn bad_input_gets_an_answer_naming_the_field() {
     let mut twice = q.clone();
     twice.inst.day[3].ident = twice.inst.day[2].ident.clone();
     assert_eq!(field(&twice, &[]), Err("queue".into()));
+    let mut zero = q.clone();
+    zero.inst.rules[1].p = 0;
+    assert_eq!(field(&zero, &[]), Err("rules[1].p".into()));
+    let mut unpainted = q.clone();
+    unpainted.inst.paint_limit = 0;
+    assert_eq!(field(&unpainted, &[]), Err("paint_limit".into()));
+    // An outage with no known end, and a rush car due in a billion slots: an answer, no
+    // overflow.
+    let far = [
+        Disruption::Unavailable { resource: 0, from: 12, until: usize::MAX },
+        Disruption::Rush { car: car(4242, 0, 1), needs: 1, within: usize::MAX },
+    ];
+    let p = live::propose(&q, &far, soon(), &Params::default()).expect("proposal");
+    assert!(p.after.lost_takts <= p.before.lost_takts, "{:?} {:?}", p.after, p.before);
+    assert!(p.before.lost_takts <= 41, "until the end of the queue at most: {:?}", p.before);
     // Nothing disrupted: nothing moves.
     let p = live::propose(&q, &[], soon(), &Params::default()).expect("proposal");
     assert!(p.moves.is_empty());

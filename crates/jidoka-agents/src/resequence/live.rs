@@ -26,7 +26,8 @@
 //!
 //! Not an agent: it reads the clock for its deadline.
 
-use super::roadef::{Car, Instance, Objective, Score, score_cars};
+use super::MAX_WINDOW;
+use super::roadef::{Car, Instance, MAX_CARS, Objective, Score, score_cars};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -140,9 +141,13 @@ impl Default for Params {
 /// Per car in an unavailable window, per slot it is before the window's end: the line stops at
 /// the first such car until the resource is back, so the fewer and the later they are, the
 /// shorter the stop (packed at the window's end, `k` unavoidable cars cost `k` takts).
-const STOP_WEIGHT: i64 = 100_000_000_000;
-const LATE_WEIGHT: i64 = 10_000_000_000;
-const PAINT_LIMIT_WEIGHT: i64 = 1_000_000_000;
+const STOP_WEIGHT: Cost = 100_000_000_000;
+const LATE_WEIGHT: Cost = 10_000_000_000;
+const PAINT_LIMIT_WEIGHT: Cost = 1_000_000_000;
+
+/// Costs are summed wide: a stop's weight times the slots left, over a 20,000-car queue, passes
+/// what 64 bits hold.
+type Cost = i128;
 
 /// How far the second phase moves a car: it repairs around the disruption, it does not re-plan.
 const REPAIR_SPAN: usize = 60;
@@ -193,6 +198,18 @@ fn check(q: &Queue, ds: &[Disruption]) -> Result<Plan, LiveError> {
             format!("the frozen part ({} cars) is longer than the queue ({} cars)", q.frozen, q.inst.day.len()),
         ));
     }
+    if q.inst.day.len() > MAX_CARS {
+        return Err(bad("queue", format!("{} cars: at most {MAX_CARS}", q.inst.day.len())));
+    }
+    if q.inst.rules.len() > 64 {
+        return Err(bad("rules", format!("{}: at most 64", q.inst.rules.len())));
+    }
+    if let Some((i, r)) = q.inst.rules.iter().enumerate().find(|(_, r)| r.p == 0 || u64::from(r.p) > MAX_WINDOW) {
+        return Err(bad(format!("rules[{i}].p"), format!("{}: must be 1 to {MAX_WINDOW}", r.p)));
+    }
+    if q.inst.paint_limit == 0 {
+        return Err(bad("paint_limit", "must be at least 1"));
+    }
     if q.resources.len() > 64 {
         return Err(bad("resources", format!("{}: at most 64", q.resources.len())));
     }
@@ -216,7 +233,10 @@ fn check(q: &Queue, ds: &[Disruption]) -> Result<Plan, LiveError> {
                 if from >= until {
                     return Err(bad(format!("{at}.until"), format!("{until}: must be after from ({from})")));
                 }
-                plan.windows.push((*resource, *from, *until));
+                // Beyond the queue nothing is known: unavailable past its end reads as until
+                // its end.
+                let end = q.inst.day.len() + 1;
+                plan.windows.push((*resource, (*from).min(end), (*until).min(end)));
             }
             Disruption::Hold { idents } => {
                 if idents.is_empty() {
@@ -255,8 +275,8 @@ struct Pricer<'a> {
     windows: &'a [(usize, usize, usize)],
     /// The rush car and its due slot.
     rush: Option<(&'a str, usize)>,
-    weights: Vec<i64>,
-    paint_weight: i64,
+    weights: Vec<Cost>,
+    paint_weight: Cost,
     /// The longest window of a rule (at least 1).
     reach: usize,
 }
@@ -267,14 +287,14 @@ impl<'a> Pricer<'a> {
         let weights = inst
             .rules
             .iter()
-            .map(|r| inst.weight(if r.high { Objective::High } else { Objective::Low }) as i64)
+            .map(|r| Cost::from(inst.weight(if r.high { Objective::High } else { Objective::Low })))
             .collect();
         Pricer {
             inst,
             windows: &plan.windows,
             rush: plan.rush.as_ref().map(|(it, w)| (it.car.ident.as_str(), *w)),
             weights,
-            paint_weight: inst.weight(Objective::Paint) as i64,
+            paint_weight: Cost::from(inst.weight(Objective::Paint)),
             reach: inst.rules.iter().map(|r| r.p as usize).max().unwrap_or(1).max(1),
         }
     }
@@ -287,21 +307,21 @@ impl<'a> Pricer<'a> {
     /// `lo..=hi` and the paint runs reaching into `lo..=hi`, of the sequence `car(0..len)` (tail
     /// then queue): the cost from its definition, which the prepared pricing is tested against.
     #[cfg(test)]
-    fn local<'c>(&self, car: &impl Fn(usize) -> &'c Car, len: usize, lo: usize, hi: usize) -> i64 {
+    fn local<'c>(&self, car: &impl Fn(usize) -> &'c Car, len: usize, lo: usize, hi: usize) -> Cost {
         let first = self.tail();
         let hi = hi.min(len.saturating_sub(1));
         if lo > hi {
             return 0;
         }
-        let mut cost = 0i64;
+        let mut cost: Cost = 0;
         for (r, rule) in self.inst.rules.iter().enumerate() {
             for s in lo..=hi {
                 let end = (s + rule.p as usize).min(len);
                 if end <= first {
                     continue;
                 }
-                let with = (s..end).filter(|&k| car(k).options >> r & 1 == 1).count() as i64;
-                cost += (with - i64::from(rule.n)).max(0) * self.weights[r];
+                let with = (s..end).filter(|&k| car(k).options >> r & 1 == 1).count() as Cost;
+                cost += (with - Cost::from(rule.n)).max(0) * self.weights[r];
             }
         }
         for k in lo.max(first).max(1)..=hi {
@@ -309,7 +329,7 @@ impl<'a> Pricer<'a> {
                 cost += self.paint_weight;
             }
         }
-        let limit = self.inst.paint_limit as i64;
+        let limit = Cost::from(self.inst.paint_limit);
         let mut a = lo.max(first);
         if a <= hi {
             while a > first && car(a - 1).colour == car(a).colour {
@@ -320,7 +340,7 @@ impl<'a> Pricer<'a> {
                 while b < len && car(b).colour == car(a).colour {
                     b += 1;
                 }
-                cost += ((b - a) as i64 - limit).max(0) * PAINT_LIMIT_WEIGHT;
+                cost += ((b - a) as Cost - limit).max(0) * PAINT_LIMIT_WEIGHT;
                 a = b;
             }
         }
@@ -330,27 +350,27 @@ impl<'a> Pricer<'a> {
     /// Cars at a slot where a resource they need is unavailable (per window, by the slots left
     /// to the window's end), and slots the rush car is late.
     #[cfg(test)]
-    fn blocked(&self, slot: usize, it: &Item) -> i64 {
+    fn blocked(&self, slot: usize, it: &Item) -> Cost {
         let mut cost = 0;
         for &(r, from, until) in self.windows {
             if it.needs >> r & 1 == 1 && (from..until).contains(&slot) {
-                cost += (until - slot) as i64 * STOP_WEIGHT;
+                cost += (until - slot) as Cost * STOP_WEIGHT;
             }
         }
         if let Some((id, due)) = self.rush
             && it.car.ident == id
         {
-            cost += slot.saturating_sub(due) as i64 * LATE_WEIGHT;
+            cost += slot.saturating_sub(due) as Cost * LATE_WEIGHT;
         }
         cost
     }
 
     #[cfg(test)]
-    fn cost(&self, seq: &[Item]) -> i64 {
+    fn cost(&self, seq: &[Item]) -> Cost {
         let tail = &self.inst.tail;
         let car = |k: usize| if k < tail.len() { &tail[k] } else { &seq[k - tail.len()].car };
         let len = tail.len() + seq.len();
-        self.local(&car, len, 0, len) + seq.iter().enumerate().map(|(s, it)| self.blocked(s, it)).sum::<i64>()
+        self.local(&car, len, 0, len) + seq.iter().enumerate().map(|(s, it)| self.blocked(s, it)).sum::<Cost>()
     }
 
     /// Everything pricing `x` at every slot of `seq` (which does not hold it) needs: per rule,
@@ -414,30 +434,30 @@ impl<'a> Pricer<'a> {
     /// hold it against those that held the two cars it comes between, the colour changes and
     /// paint runs at that place, the cars that stop the line (the cars after it one slot
     /// later), the rush car's lateness.
-    fn insert_delta(&self, pr: &Prepared<'_>, j: usize) -> i64 {
+    fn insert_delta(&self, pr: &Prepared<'_>, j: usize) -> Cost {
         let (t, x) = (pr.tail, pr.x);
         let at = t + j;
         let len = pr.colour.len();
-        let mut delta = 0i64;
+        let mut delta: Cost = 0;
         for (r, (p, gone, added)) in pr.rules.iter().enumerate() {
             let lo = (at + 1).saturating_sub(*p);
-            delta += ((added[at + 1] - added[lo]) - (gone[at] - gone[lo])) * self.weights[r];
+            delta += Cost::from((added[at + 1] - added[lo]) - (gone[at] - gone[lo])) * self.weights[r];
         }
         // Colour changes and paint runs inside the day.
         let c = x.car.colour;
         let a = (at > 0).then(|| pr.colour[at - 1]);
         let b = (at < len).then(|| pr.colour[at]);
         if at >= t.max(1) {
-            delta += i64::from(a != Some(c)) * self.paint_weight;
+            delta += Cost::from(a != Some(c)) * self.paint_weight;
             if at < len {
-                delta -= i64::from(a != b) * self.paint_weight;
+                delta -= Cost::from(a != b) * self.paint_weight;
             }
         }
         if b.is_some() {
-            delta += i64::from(b != Some(c)) * self.paint_weight;
+            delta += Cost::from(b != Some(c)) * self.paint_weight;
         }
-        let limit = i64::from(self.inst.paint_limit);
-        let over = |n: usize| (n as i64 - limit).max(0) * PAINT_LIMIT_WEIGHT;
+        let limit = Cost::from(self.inst.paint_limit);
+        let over = |n: usize| (n as Cost - limit).max(0) * PAINT_LIMIT_WEIGHT;
         let left = if at > t { at - pr.run_start[at - 1] } else { 0 };
         let right = if at < len { pr.run_end[at] - at } else { 0 };
         let (a, b) = (if at > t { a } else { None }, b);
@@ -454,23 +474,23 @@ impl<'a> Pricer<'a> {
             let pre = &pr.stops[w];
             // The cars of `seq[a..b]` needing the resource, at their index plus `shift`:
             // the sum of the slots they leave to the window's end.
-            let slots_left = |a: usize, b: usize, shift: i64| -> i64 {
+            let slots_left = |a: usize, b: usize, shift: Cost| -> Cost {
                 let (a, b) = (a.min(m), b.min(m));
                 if b <= a {
                     return 0;
                 }
                 let (n, sum) = (pre[b].0 - pre[a].0, pre[b].1 - pre[a].1);
-                (until as i64 - shift) * n - sum
+                (until as Cost - shift) * Cost::from(n) - Cost::from(sum)
             };
             let was = slots_left(from, until, 0);
             let now =
                 slots_left(from.min(j), until.min(j), 0) + slots_left(from.saturating_sub(1).max(j), until - 1, 1);
-            let mine = if x.needs >> r & 1 == 1 && (from..until).contains(&j) { (until - j) as i64 } else { 0 };
+            let mine = if x.needs >> r & 1 == 1 && (from..until).contains(&j) { (until - j) as Cost } else { 0 };
             delta += (now - was + mine) * STOP_WEIGHT;
         }
         if let Some((id, due)) = self.rush {
             if x.car.ident == id {
-                delta += j.saturating_sub(due) as i64 * LATE_WEIGHT;
+                delta += j.saturating_sub(due) as Cost * LATE_WEIGHT;
             } else if let Some(r) = pr.rush_at
                 && r >= j
                 && r >= due
@@ -506,7 +526,7 @@ impl<'a> Pricer<'a> {
         x: &Item,
         slots: std::ops::RangeInclusive<usize>,
         near: usize,
-    ) -> Option<(usize, i64, Option<i64>)> {
+    ) -> Option<(usize, Cost, Option<Cost>)> {
         let pr = self.prepare(seq, x);
         let mut at_near = None;
         let best = slots
@@ -783,7 +803,7 @@ pub fn propose(q: &Queue, ds: &[Disruption], deadline: Instant, params: &Params)
             let x = seq.remove(i);
             let lo = i.saturating_sub(REPAIR_SPAN).max(frozen);
             let hi = (i + REPAIR_SPAN).min(seq.len());
-            let charge = if moved { 0 } else { params.move_cost as i64 };
+            let charge = if moved { 0 } else { Cost::from(params.move_cost) };
             let to = pricer.best_slot(&seq, &x, lo..=hi, i).and_then(|(j, d, stay)| {
                 let gain = stay.unwrap_or(0) - d - charge;
                 (j != i && gain > 0).then_some((j, gain))
