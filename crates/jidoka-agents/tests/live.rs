@@ -72,6 +72,17 @@ fn a_shortage_with_room_around_it_costs_no_line_stop() {
     assert!(p.after.score.total <= pushed.after.score.total, "{:?} vs {:?}", p.after.score, pushed.after.score);
 }
 
+/// A deadline already past: an answer at once, saying what it did not get to.
+#[test]
+fn a_proposal_past_its_deadline_says_what_it_did_not_move() {
+    let q = queue(200, 10, 4);
+    let ds = [Disruption::Unavailable { resource: 0, from: 20, until: 40 }];
+    let p = live::propose(&q, &ds, Instant::now(), &Params::default()).expect("proposal");
+    assert!(p.moves.is_empty(), "{:?}", p.moves);
+    assert!(p.notes.iter().any(|n| n.contains("deadline came first: 5 cars")), "{:?}", p.notes);
+    assert_eq!(p.after, p.before);
+}
+
 /// More glass cars than the slots after the window can take without them: the unavoidable ones
 /// go to the end of the window, so the stop is as short as their number.
 #[test]

@@ -721,8 +721,9 @@ fn finish(
     })
 }
 
-/// A proposal for the queue under the disruptions, by `deadline` (the first phase, which moves
-/// the cars that must move, always completes: it is one pass over the queue per such car).
+/// A proposal for the queue under the disruptions, by `deadline` (give the first phase, one pass
+/// over the queue per car that must move, the time it needs: a proposal cut short by the
+/// deadline says how many such cars it did not move).
 pub fn propose(q: &Queue, ds: &[Disruption], deadline: Instant, params: &Params) -> Result<Proposal, LiveError> {
     let started = Instant::now();
     let plan = check(q, ds)?;
@@ -758,6 +759,7 @@ pub fn propose(q: &Queue, ds: &[Disruption], deadline: Instant, params: &Params)
     // again, a bounded number of times.
     let mut passes = 0usize;
     while passes < 4 * seq.len()
+        && Instant::now() < deadline
         && let Some(i) = (frozen..seq.len())
             .find(|&s| seq[s].planned.is_some() && !stuck.contains(&seq[s].car.ident) && pricer.stops_line(s, &seq[s]))
     {
@@ -773,6 +775,12 @@ pub fn propose(q: &Queue, ds: &[Disruption], deadline: Instant, params: &Params)
             why.insert(x.car.ident.clone(), reason);
         }
         seq.insert(j, x);
+    }
+    let left = (frozen..seq.len())
+        .filter(|&s| seq[s].planned.is_some() && !stuck.contains(&seq[s].car.ident) && pricer.stops_line(s, &seq[s]))
+        .count();
+    if left > 0 {
+        notes.push(format!("the deadline came first: {left} cars that stop the line were not moved yet"));
     }
     let first = started.elapsed();
     // Phase 2: a few more cars, each where it removes more than a move's cost, around the places
