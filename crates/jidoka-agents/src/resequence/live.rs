@@ -141,9 +141,11 @@ impl Default for Params {
 /// Per car in an unavailable window, per slot it is before the window's end: the line stops at
 /// the first such car until the resource is back, so the fewer and the later they are, the
 /// shorter the stop (packed at the window's end, `k` unavoidable cars cost `k` takts).
-const STOP_WEIGHT: Cost = 100_000_000_000;
-const LATE_WEIGHT: Cost = 10_000_000_000;
-const PAINT_LIMIT_WEIGHT: Cost = 1_000_000_000;
+/// The weights keep the order whatever the input `check` accepts: one insertion changes the
+/// ratio cost by at most 64 rules × 10,000 windows × 1,000,000, below one car over the paint limit.
+const STOP_WEIGHT: Cost = 1_000_000_000_000_000;
+const LATE_WEIGHT: Cost = 100_000_000_000_000;
+const PAINT_LIMIT_WEIGHT: Cost = 10_000_000_000_000;
 
 /// Costs are summed wide: a stop's weight times the slots left, over a 20,000-car queue, passes
 /// what 64 bits hold.
@@ -181,6 +183,11 @@ struct Prepared<'s> {
 /// The checked disruptions: what is unavailable when, who is held, which car is added.
 struct Plan {
     windows: Vec<(usize, usize, usize)>,
+    /// Takts the frozen head loses to the outages (its cars cannot move): the movable part
+    /// reaches the line that much later than its slots say.
+    delay: usize,
+    /// The frozen cars that will stop the line.
+    frozen_stops: Vec<String>,
     held: HashSet<String>,
     rush: Option<(Item, usize)>,
 }
@@ -219,7 +226,13 @@ fn check(q: &Queue, ds: &[Disruption]) -> Result<Plan, LiveError> {
     }
     let rule_bits = if q.inst.rules.len() >= 64 { u64::MAX } else { (1u64 << q.inst.rules.len()) - 1 };
     let resource_bits = if q.resources.len() >= 64 { u64::MAX } else { (1u64 << q.resources.len()) - 1 };
-    let mut plan = Plan { windows: Vec::new(), held: HashSet::new(), rush: None };
+    if q.inst.tail.len() > MAX_CARS {
+        return Err(bad("tail", format!("{} cars: at most {MAX_CARS}", q.inst.tail.len())));
+    }
+    if ds.len() > MAX_DISRUPTIONS {
+        return Err(bad("disruptions", format!("{}: at most {MAX_DISRUPTIONS} at once", ds.len())));
+    }
+    let mut plan = Plan { windows: Vec::new(), delay: 0, frozen_stops: Vec::new(), held: HashSet::new(), rush: None };
     for (i, d) in ds.iter().enumerate() {
         let at = format!("disruptions[{i}]");
         match d {
@@ -266,13 +279,38 @@ fn check(q: &Queue, ds: &[Disruption]) -> Result<Plan, LiveError> {
             }
         }
     }
+    // The frozen head walked through time: where it stops the line, the cars behind it come later.
+    let mut t = 0usize;
+    for (k, c) in q.inst.day.iter().enumerate().take(q.frozen) {
+        if !plan.held.contains(&c.ident) {
+            let mut stopped = false;
+            while let Some(&(_, _, until)) =
+                plan.windows.iter().find(|&&(r, from, until)| q.needs[k] >> r & 1 == 1 && (from..until).contains(&t))
+            {
+                t = until;
+                stopped = true;
+            }
+            if stopped {
+                plan.frozen_stops.push(format!(
+                    "frozen car {} at slot {k} needs what is unavailable then: the line will stop",
+                    c.ident
+                ));
+            }
+        }
+        t += 1;
+    }
+    plan.delay = t - q.frozen;
     Ok(plan)
 }
+
+/// Most disruptions in one proposal.
+pub const MAX_DISRUPTIONS: usize = 256;
 
 /// Prices a queue and the insertion of one car into it.
 struct Pricer<'a> {
     inst: &'a Instance,
-    windows: &'a [(usize, usize, usize)],
+    /// The outages in slots of the queue: shifted by the frozen head's delay.
+    windows: Vec<(usize, usize, usize)>,
     /// The rush car and its due slot.
     rush: Option<(&'a str, usize)>,
     weights: Vec<Cost>,
@@ -291,8 +329,13 @@ impl<'a> Pricer<'a> {
             .collect();
         Pricer {
             inst,
-            windows: &plan.windows,
-            rush: plan.rush.as_ref().map(|(it, w)| (it.car.ident.as_str(), *w)),
+            windows: plan
+                .windows
+                .iter()
+                .map(|&(r, from, until)| (r, from.saturating_sub(plan.delay), until.saturating_sub(plan.delay)))
+                .filter(|&(_, from, until)| from < until)
+                .collect(),
+            rush: plan.rush.as_ref().map(|(it, w)| (it.car.ident.as_str(), w.saturating_sub(plan.delay))),
             weights,
             paint_weight: Cost::from(inst.weight(Objective::Paint)),
             reach: inst.rules.iter().map(|r| r.p as usize).max().unwrap_or(1).max(1),
@@ -352,7 +395,7 @@ impl<'a> Pricer<'a> {
     #[cfg(test)]
     fn blocked(&self, slot: usize, it: &Item) -> Cost {
         let mut cost = 0;
-        for &(r, from, until) in self.windows {
+        for &(r, from, until) in &self.windows {
             if it.needs >> r & 1 == 1 && (from..until).contains(&slot) {
                 cost += (until - slot) as Cost * STOP_WEIGHT;
             }
@@ -688,15 +731,7 @@ fn finish(
     let after_queue: Vec<Option<&Item>> =
         seq.iter().map(|it| (!plan.held.contains(&it.car.ident)).then_some(it)).collect();
     let after = outcome(q, plan, &after_queue);
-    let pricer = Pricer::new(q, plan);
-    for (s, it) in seq.iter().enumerate().take(q.frozen) {
-        if pricer.stops_line(s, it) {
-            notes.push(format!(
-                "frozen car {} at slot {s} needs what is unavailable then: the line will stop",
-                it.car.ident
-            ));
-        }
-    }
+    notes.extend(plan.frozen_stops.iter().cloned());
     let moves = seq
         .iter()
         .enumerate()
@@ -767,20 +802,55 @@ pub fn propose(q: &Queue, ds: &[Disruption], deadline: Instant, params: &Params)
         let x = seq.remove(i);
         let reason = describe(&x, i);
         let j = pricer.best_slot(&seq, &x, frozen..=seq.len(), i).map_or(i, |b| b.0);
-        if pricer.stops_line(j, &x) {
-            stuck.insert(x.car.ident.clone());
-        }
+        let blocked = pricer.stops_line(j, &x);
         if j != i && !why.contains_key(&x.car.ident) {
             forced += 1;
             why.insert(x.car.ident.clone(), reason);
         }
         seq.insert(j, x);
+        if !blocked {
+            continue;
+        }
+        // It cannot get out by moving itself (the cars behind it need the same): bring the next
+        // car that needs nothing missing in front of it, when that costs less.
+        let pulled =
+            (j + 1..seq.len()).find(|&k| seq[k].planned.is_some() && !pricer.stops_line(j, &seq[k])).and_then(|k| {
+                let y = seq.remove(k);
+                let here = pricer.best_slot(&seq, &y, j..=j, j).map(|b| b.1);
+                let stay = pricer.best_slot(&seq, &y, k..=k, k).map(|b| b.1);
+                seq.insert(k, y);
+                (here < stay).then_some(k)
+            });
+        match pulled {
+            Some(k) => {
+                let y = seq.remove(k);
+                if !why.contains_key(&y.car.ident) {
+                    forced += 1;
+                    why.insert(
+                        y.car.ident.clone(),
+                        format!("pulled forward to slot {j}: it needs nothing missing there, the cars behind it do"),
+                    );
+                }
+                seq.insert(j, y);
+            }
+            None => {
+                stuck.insert(seq[j].car.ident.clone());
+            }
+        }
     }
     let left = (frozen..seq.len())
         .filter(|&s| seq[s].planned.is_some() && !stuck.contains(&seq[s].car.ident) && pricer.stops_line(s, &seq[s]))
         .count();
     if left > 0 {
-        notes.push(format!("the deadline came first: {left} cars that stop the line were not moved yet"));
+        let why_stopped = if Instant::now() >= deadline { "the deadline came first" } else { "the search gave up" };
+        notes.push(format!("{why_stopped}: {left} cars that stop the line were not moved yet"));
+    }
+    let still = (frozen..seq.len()).filter(|&s| seq[s].planned.is_some() && pricer.stops_line(s, &seq[s])).count();
+    if still > left {
+        notes.push(format!(
+            "{} cars still reach the line while what they need is missing: too few cars without it to fill the gap",
+            still - left
+        ));
     }
     let first = started.elapsed();
     // Phase 2: a few more cars, each where it removes more than a move's cost, around the places
@@ -789,6 +859,7 @@ pub fn propose(q: &Queue, ds: &[Disruption], deadline: Instant, params: &Params)
     let mut extra = 0usize;
     let mut touched: Vec<usize> = why.keys().filter_map(|id| seq.iter().position(|it| &it.car.ident == id)).collect();
     touched.extend(removed.iter().filter_map(|id| q.inst.day.iter().position(|c| &c.ident == id)));
+    touched.extend(stuck.iter().filter_map(|id| seq.iter().position(|it| &it.car.ident == id)));
     let reach = (pricer.reach * 2).min(REPAIR_SPAN / 2);
     let mut improved = true;
     'search: while improved && Instant::now() < deadline {

@@ -87,7 +87,8 @@ fn build(plant: &Plant, tail: &[PlannedUnit], day: &[PlannedUnit], frozen: usize
     let inst = Instance {
         objectives,
         rules: rules.into_iter().map(|(r, _)| r).collect(),
-        paint_limit: seq.paint_limit.max(1),
+        // No paint family: one colour, no limit.
+        paint_limit: if colours.is_empty() { u32::MAX } else { seq.paint_limit.max(1) },
         tail,
         day,
     };
