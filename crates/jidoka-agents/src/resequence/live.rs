@@ -283,14 +283,9 @@ fn check(q: &Queue, ds: &[Disruption]) -> Result<Plan, LiveError> {
     let mut t = 0usize;
     for (k, c) in q.inst.day.iter().enumerate().take(q.frozen) {
         if !plan.held.contains(&c.ident) {
-            let mut stopped = false;
-            while let Some(&(_, _, until)) =
-                plan.windows.iter().find(|&&(r, from, until)| q.needs[k] >> r & 1 == 1 && (from..until).contains(&t))
-            {
-                t = until;
-                stopped = true;
-            }
-            if stopped {
+            let waited = wait(&plan.windows, q.needs[k], t);
+            t += waited;
+            if waited > 0 {
                 plan.frozen_stops.push(format!(
                     "frozen car {} at slot {k} needs what is unavailable then: the line will stop",
                     c.ident
@@ -590,6 +585,18 @@ impl<'a> Pricer<'a> {
     }
 }
 
+/// How long a car needing `needs` that reaches the line at `t` waits: until every resource it
+/// needs is back (waiting for one can land in another's outage).
+fn wait(windows: &[(usize, usize, usize)], needs: u64, t: usize) -> usize {
+    let mut at = t;
+    while let Some(&(_, _, until)) =
+        windows.iter().find(|&&(r, from, until)| needs >> r & 1 == 1 && (from..until).contains(&at))
+    {
+        at = until;
+    }
+    at - t
+}
+
 /// The queue walked through time: each car enters at the first slot it can; a car needing an
 /// unavailable resource holds the line until the resource is back; `None` is an empty slot.
 fn walk(windows: &[(usize, usize, usize)], rush: Option<(&str, usize)>, queue: &[Option<&Item>]) -> (u64, u64, u64) {
@@ -600,16 +607,10 @@ fn walk(windows: &[(usize, usize, usize)], rush: Option<(&str, usize)>, queue: &
                 lost += 1;
             }
             Some(it) => {
-                let mut stopped = false;
-                // Waiting for one resource can land in another's window: wait again.
-                while let Some(&(_, _, until)) =
-                    windows.iter().find(|&&(r, from, until)| it.needs >> r & 1 == 1 && (from..until).contains(&t))
-                {
-                    lost += (until - t) as u64;
-                    t = until;
-                    stopped = true;
-                }
-                stopping += u64::from(stopped);
+                let waited = wait(windows, it.needs, t);
+                lost += waited as u64;
+                t += waited;
+                stopping += u64::from(waited > 0);
                 if let Some((id, due)) = rush
                     && it.car.ident == id
                 {
@@ -651,13 +652,17 @@ fn items(q: &Queue) -> Vec<Item> {
 /// The queue if nothing is done: held units leave empty slots, the rush car goes last.
 pub fn no_action(q: &Queue, ds: &[Disruption]) -> Result<Outcome, LiveError> {
     let plan = check(q, ds)?;
+    Ok(unchanged(q, &plan))
+}
+
+fn unchanged(q: &Queue, plan: &Plan) -> Outcome {
     let all = items(q);
     let mut queue: Vec<Option<&Item>> =
         all.iter().map(|it| (!plan.held.contains(&it.car.ident)).then_some(it)).collect();
     if let Some((it, _)) = &plan.rush {
         queue.push(Some(it));
     }
-    Ok(outcome(q, &plan, &queue))
+    outcome(q, plan, &queue)
 }
 
 /// Held units out, the movable cars that would stop the line to the end of the queue (in their
@@ -720,13 +725,7 @@ fn finish(
     why: &HashMap<String, String>,
     started: Instant,
 ) -> Result<Proposal, LiveError> {
-    let all = items(q);
-    let mut before_queue: Vec<Option<&Item>> =
-        all.iter().map(|it| (!plan.held.contains(&it.car.ident)).then_some(it)).collect();
-    if let Some((it, _)) = &plan.rush {
-        before_queue.push(Some(it));
-    }
-    let before = outcome(q, plan, &before_queue);
+    let before = unchanged(q, plan);
     // A held frozen unit still stands in its slot: an empty one when pulled at the line.
     let after_queue: Vec<Option<&Item>> =
         seq.iter().map(|it| (!plan.held.contains(&it.car.ident)).then_some(it)).collect();
@@ -793,10 +792,12 @@ pub fn propose(q: &Queue, ds: &[Disruption], deadline: Instant, params: &Params)
     // A car put just after a window can be shifted back into it by a later move: it is moved
     // again, a bounded number of times.
     let mut passes = 0usize;
+    let must_move = |seq: &[Item], stuck: &HashSet<String>, s: usize| {
+        seq[s].planned.is_some() && !stuck.contains(&seq[s].car.ident) && pricer.stops_line(s, &seq[s])
+    };
     while passes < 4 * seq.len()
         && Instant::now() < deadline
-        && let Some(i) = (frozen..seq.len())
-            .find(|&s| seq[s].planned.is_some() && !stuck.contains(&seq[s].car.ident) && pricer.stops_line(s, &seq[s]))
+        && let Some(i) = (frozen..seq.len()).find(|&s| must_move(&seq, &stuck, s))
     {
         passes += 1;
         let x = seq.remove(i);
@@ -838,9 +839,7 @@ pub fn propose(q: &Queue, ds: &[Disruption], deadline: Instant, params: &Params)
             }
         }
     }
-    let left = (frozen..seq.len())
-        .filter(|&s| seq[s].planned.is_some() && !stuck.contains(&seq[s].car.ident) && pricer.stops_line(s, &seq[s]))
-        .count();
+    let left = (frozen..seq.len()).filter(|&s| must_move(&seq, &stuck, s)).count();
     if left > 0 {
         let why_stopped = if Instant::now() >= deadline { "the deadline came first" } else { "the search gave up" };
         notes.push(format!("{why_stopped}: {left} cars that stop the line were not moved yet"));

@@ -205,8 +205,10 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("planning the queue: {e}"))?;
         let plan_ms = started.elapsed().as_secs_f64() * 1000.0;
         let drawn_score = roadef::score(&drawn.queue.inst, &drawn.queue.inst.plant_order());
-        let day: Vec<PlannedUnit> = planned.order.iter().map(|&i| units[tail_len + i].clone()).collect();
-        let b = build(&plant, &units[..tail_len], &day, frozen)?;
+        // The same cars in the planned order.
+        let mut b = drawn;
+        let q = &mut b.queue;
+        (q.inst.day, q.needs) = planned.order.iter().map(|&i| (q.inst.day[i].clone(), q.needs[i])).unzip();
         plans.push(json!({"seed": seed, "plan_ms": plan_ms, "drawn_order_score": drawn_score.total,
                           "planned_score": planned.score.total, "planned_high": planned.score.high,
                           "planned_paint_changes": planned.score.paint, "planned_low": planned.score.low}));
@@ -302,7 +304,12 @@ fn report(args: &EvalArgs, title: &str, meta: Value, runs: &[Run]) {
         first.sort_by(f64::total_cmp);
         let mut moved: Vec<f64> = rs.iter().map(|r| r.proposal.moves.len() as f64).collect();
         moved.sort_by(f64::total_cmp);
-        let sum = |f: &dyn Fn(&Run) -> u64| rs.iter().map(|r| f(r)).sum::<u64>();
+        // One figure summed over the runs for doing nothing, the push-back rule and the proposal.
+        let three = |f: &dyn Fn(&Outcome) -> u64| {
+            let sum = |pick: &dyn Fn(&Run) -> &Outcome| rs.iter().map(|r| f(pick(r))).sum::<u64>();
+            json!({"no_action": sum(&|r| &r.proposal.before), "push_back": sum(&|r| &r.pushed.after),
+                   "proposal": sum(&|r| &r.proposal.after)})
+        };
         rows.push(json!({
             "scenario": kind, "runs": rs.len(),
             "first_ms_p50": percentile(&first, 50.0), "first_ms_p95": percentile(&first, 95.0),
@@ -311,24 +318,12 @@ fn report(args: &EvalArgs, title: &str, meta: Value, runs: &[Run]) {
             "cars_moved_median": percentile(&moved, 50.0), "cars_moved_max": moved.last().copied().unwrap_or(0.0),
             "push_back_cars_moved_max": rs.iter().map(|r| r.pushed.moves.len()).max().unwrap_or(0),
             "frozen_kept": rs.iter().all(|r| r.frozen_kept),
-            "lost_takts": {"no_action": sum(&|r| r.proposal.before.lost_takts),
-                           "push_back": sum(&|r| r.pushed.after.lost_takts),
-                           "proposal": sum(&|r| r.proposal.after.lost_takts)},
-            "high_priority_violations": {"no_action": sum(&|r| r.proposal.before.score.high),
-                           "push_back": sum(&|r| r.pushed.after.score.high),
-                           "proposal": sum(&|r| r.proposal.after.score.high)},
-            "paint_changes": {"no_action": sum(&|r| r.proposal.before.score.paint),
-                           "push_back": sum(&|r| r.pushed.after.score.paint),
-                           "proposal": sum(&|r| r.proposal.after.score.paint)},
-            "low_priority_violations": {"no_action": sum(&|r| r.proposal.before.score.low),
-                           "push_back": sum(&|r| r.pushed.after.score.low),
-                           "proposal": sum(&|r| r.proposal.after.score.low)},
-            "cars_over_paint_limit": {"no_action": sum(&|r| r.proposal.before.paint_excess),
-                           "push_back": sum(&|r| r.pushed.after.paint_excess),
-                           "proposal": sum(&|r| r.proposal.after.paint_excess)},
-            "rush_late_slots": {"no_action": sum(&|r| r.proposal.before.rush_late),
-                           "push_back": sum(&|r| r.pushed.after.rush_late),
-                           "proposal": sum(&|r| r.proposal.after.rush_late)},
+            "lost_takts": three(&|o| o.lost_takts),
+            "high_priority_violations": three(&|o| o.score.high),
+            "paint_changes": three(&|o| o.score.paint),
+            "low_priority_violations": three(&|o| o.score.low),
+            "cars_over_paint_limit": three(&|o| o.paint_excess),
+            "rush_late_slots": three(&|o| o.rush_late),
         }));
     }
     let detail: Vec<Value> = runs
