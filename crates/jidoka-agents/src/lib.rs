@@ -22,6 +22,7 @@
 //! router records an `agent.failure` finding and goes on.
 
 pub mod andon;
+pub mod build_queue;
 pub mod encoder;
 pub mod narrative;
 pub mod outage;
@@ -265,6 +266,8 @@ pub struct AgentsConfig {
     pub quality: quality::QualityConfig,
     #[serde(default)]
     pub andon: andon::AndonConfig,
+    #[serde(default)]
+    pub build_queue: build_queue::BuildQueueConfig,
     /// A sentence-encoder directory (`config.json`, `vocab.txt`, `model.safetensors`, e.g. the
     /// all-MiniLM-L6-v2 that `scripts/minilm.sh` installs): its embedding joins the TF-IDF
     /// features of NCR and Andon triage. Without it they use TF-IDF alone.
@@ -335,6 +338,9 @@ pub fn build_agents(config: &AgentsConfig, master: &Master) -> Vec<Box<dyn Agent
     }
     if config.andon.enabled {
         agents.push(Box::new(andon::AndonAgent::new(config.andon.clone(), config.encoder.0.clone())));
+    }
+    if config.build_queue.enabled {
+        agents.push(Box::new(build_queue::BuildQueueAgent::new()));
     }
     agents
 }

@@ -26,6 +26,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 pub mod live;
+pub mod plant;
 pub mod roadef;
 
 /// At most `p` units with the option in any `q` consecutive; a window over it costs `weight`

@@ -213,6 +213,7 @@ mod sequence {
                 .collect(),
             instructions: Vec::new(),
             operators: Vec::new(),
+            sequencing: None,
             issued: Default::default(),
         }
     }

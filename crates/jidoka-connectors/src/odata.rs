@@ -36,6 +36,9 @@ pub struct Profile {
     pub release_hold: String,
     pub raise_andon: String,
     pub append_order_log: String,
+    /// Where new build sequences are recorded, and the command that writes one.
+    pub sequence_set: String,
+    pub resequence: String,
     /// The field holding Jidoka's idempotency key on every written record.
     pub key_field: String,
     /// The field holding the MES's own number for a record (reported back).
@@ -57,6 +60,8 @@ impl Default for Profile {
             release_hold: s("ReleaseHold"),
             raise_andon: s("RaiseAndonAlert"),
             append_order_log: s("AppendOrderLogEntry"),
+            sequence_set: s("SequenceChange"),
+            resequence: s("ResequenceWorkOrders"),
             key_field: s("IdempotencyKey"),
             number_field: s("NId"),
         }
@@ -78,6 +83,7 @@ impl Profile {
             ("hold_set", &self.hold_set),
             ("andon_set", &self.andon_set),
             ("order_log_set", &self.order_log_set),
+            ("sequence_set", &self.sequence_set),
             ("key_field", &self.key_field),
         ] {
             if !is_identifier(v) {
@@ -714,6 +720,18 @@ fn plan(p: &Profile, a: &Action) -> Result<(String, String, Value), SinkError> {
             };
             record["Text"] = json!(text);
             (p.order_log_set.clone(), p.append_order_log.clone())
+        }
+        ActionKind::Resequence => {
+            // The work orders whose planned sequence number changes, with the new number.
+            let items: Vec<Value> = a
+                .sequence_changes()
+                .map_err(SinkError::Permanent)?
+                .into_iter()
+                .map(|c| json!({"WorkOrderNId": c.work_order, "Sequence": c.to_sequence}))
+                .collect();
+            record["Reason"] = json!(description);
+            record["Sequence"] = json!(items);
+            (p.sequence_set.clone(), p.resequence.clone())
         }
     };
     // Drop nulls: MES commands often reject unknown or null fields.

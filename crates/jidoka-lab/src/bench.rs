@@ -892,6 +892,7 @@ pub fn outbox(args: OutboxArgs) -> anyhow::Result<()> {
             agents: None,
             master: None,
             sinks: vec![jidoka_connectors::SinkConfig::Odata(Box::new(sink))],
+            own_sinks: Default::default(),
             governance: Default::default(),
         },
     )?;

@@ -24,6 +24,8 @@ pub enum ActionKind {
     AppendOrderLog,
     /// Put the finding in the supervisor's review queue.
     SupervisorReview,
+    /// Write a new build sequence (the re-sequencing proposal's order) to the MES.
+    Resequence,
 }
 
 impl ActionKind {
@@ -34,6 +36,7 @@ impl ActionKind {
         ActionKind::RaiseAndon,
         ActionKind::AppendOrderLog,
         ActionKind::SupervisorReview,
+        ActionKind::Resequence,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +47,7 @@ impl ActionKind {
             ActionKind::RaiseAndon => "raise_andon",
             ActionKind::AppendOrderLog => "append_order_log",
             ActionKind::SupervisorReview => "supervisor_review",
+            ActionKind::Resequence => "resequence",
         }
     }
 
@@ -146,5 +150,43 @@ mod tests {
         for s in ActionStatus::ALL {
             assert_eq!(ActionStatus::parse(s.as_str()), Some(*s));
         }
+    }
+}
+
+/// One work order of a new build sequence: its planned number before and after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SequenceChange {
+    pub work_order: String,
+    pub vin: String,
+    pub from_sequence: u64,
+    pub to_sequence: u64,
+}
+
+impl Action {
+    /// The work orders a [`ActionKind::Resequence`] action moves (`payload.details.resequence`),
+    /// or the first entry that cannot be read, named.
+    pub fn sequence_changes(&self) -> Result<Vec<SequenceChange>, String> {
+        let Some(items) = self.payload.pointer("/details/resequence").and_then(Value::as_array) else {
+            return Err("details.resequence: missing; a new sequence lists the work orders that move".into());
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, m) in items.iter().enumerate() {
+            let text = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+            let number = |k: &str| m.get(k).and_then(Value::as_u64).filter(|n| *n > 0);
+            match (text("work_order"), text("vin"), number("from_sequence"), number("to_sequence")) {
+                (Some(work_order), Some(vin), Some(from_sequence), Some(to_sequence)) => {
+                    out.push(SequenceChange { work_order, vin, from_sequence, to_sequence })
+                }
+                _ => {
+                    return Err(format!(
+                        "details.resequence[{i}]: needs work_order, vin, and from_sequence and to_sequence of at least 1"
+                    ));
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err("details.resequence: no work order changes its place".into());
+        }
+        Ok(out)
     }
 }

@@ -136,6 +136,7 @@ event_kinds! {
     WorkOrderReleased(crate::master::WorkOrder) = "work_order_released",
     MasterDataChanged(crate::master::MasterDataChange) = "master_data_changed",
     PlanComputed(PlanComputed) = "plan_computed",
+    BuildDisruption(BuildDisruption) = "build_disruption",
     SourceGap(SourceGap) = "source_gap",
     SourceOutage(SourceOutage) = "source_outage",
 }
@@ -183,6 +184,106 @@ pub struct PlanComputed {
     #[serde(default)]
     pub took_ms: u64,
     pub result: Value,
+}
+
+/// Something that changes what the build queue can build, declared by a planner or supervisor
+/// (the API), the MES or a logistics system: a part or a piece of option-specific equipment
+/// unavailable for a time, units put on hold, a rush order, or the end of one of these. The
+/// re-sequencing planner proposes a new queue around the disruptions in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildDisruption {
+    /// Names the disruption; a later one with the same id replaces it, `cleared` ends it.
+    pub disruption_id: String,
+    pub kind: DisruptionKind,
+    /// `unavailable`: the part number or the equipment id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// `unavailable`: from when (default: the event's time) until when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
+    /// `hold`: the units held.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vins: Vec<String>,
+    /// `rush`: the order wanted, and within how many units from the head of the queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rush: Option<crate::master::WorkOrder>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within_units: Option<u32>,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// What kind of disruption a [`BuildDisruption`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisruptionKind {
+    Unavailable,
+    Hold,
+    Rush,
+    Cleared,
+}
+
+/// Units one hold may name at most.
+pub const MAX_HELD_UNITS: usize = 2000;
+
+impl Check for BuildDisruption {
+    fn check(&self) -> Result<(), EventError> {
+        check_id("data.disruption_id", &self.disruption_id)?;
+        check_opt_id("data.resource", &self.resource)?;
+        check_text("data.reason", &self.reason)?;
+        match self.kind {
+            DisruptionKind::Unavailable => {
+                if self.resource.is_none() {
+                    return Err(EventError::new("data.resource", "an unavailable part or equipment needs its id"));
+                }
+                match (self.from, self.until) {
+                    (_, None) => return Err(EventError::new("data.until", "an unavailability needs its end")),
+                    (Some(from), Some(until)) if until <= from => {
+                        return Err(EventError::new("data.until", "is not after from"));
+                    }
+                    _ => {}
+                }
+            }
+            DisruptionKind::Hold => {
+                if self.vins.is_empty() {
+                    return Err(EventError::new("data.vins", "a hold needs the units it holds"));
+                }
+                if self.vins.len() > MAX_HELD_UNITS {
+                    return Err(EventError::new("data.vins", format!("more than {MAX_HELD_UNITS} units")));
+                }
+                for (i, v) in self.vins.iter().enumerate() {
+                    check_id(&format!("data.vins[{i}]"), v)?;
+                }
+            }
+            DisruptionKind::Rush => {
+                let Some(order) = &self.rush else {
+                    return Err(EventError::new("data.rush", "a rush needs the work order wanted"));
+                };
+                check_id("data.rush.work_order", &order.work_order)?;
+                check_id("data.rush.vin", &order.vin)?;
+                check_id("data.rush.model", &order.model)?;
+                for (i, o) in order.options.iter().enumerate() {
+                    if o.split_once('=').is_none_or(|(f, v)| f.is_empty() || v.is_empty()) {
+                        return Err(EventError::new(
+                            format!("data.rush.options[{i}]"),
+                            format!("`{o}` is not FAMILY=VALUE"),
+                        ));
+                    }
+                }
+                if self.within_units.is_none() {
+                    return Err(EventError::new(
+                        "data.within_units",
+                        "a rush needs the number of units it must be built within",
+                    ));
+                }
+            }
+            DisruptionKind::Cleared => {}
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for EventKind {

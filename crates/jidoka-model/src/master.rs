@@ -173,6 +173,105 @@ pub struct RoutingStep {
     pub required_tightenings: Vec<String>,
 }
 
+/// How the plant sequences its build queue: the ratio rules its stations need, paint batching,
+/// the priorities between them, the frozen head of the queue, and the option-specific equipment
+/// whose breakdown re-sequencing can work around.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sequencing {
+    /// The option family that is the body colour; empty = no paint batching.
+    #[serde(default)]
+    pub paint_family: String,
+    /// Longest run of one colour the paint shop takes before a purge.
+    #[serde(default)]
+    pub paint_limit: u32,
+    /// The objectives, most important first: `high` and `low` (the ratio rules of each
+    /// priority) and `paint` (colour changes).
+    #[serde(default)]
+    pub priorities: Vec<String>,
+    /// Units at the head of the queue that can no longer move (bodies in the paint shop's
+    /// sequence).
+    #[serde(default)]
+    pub frozen_units: u32,
+    #[serde(default)]
+    pub ratios: Vec<SequencingRatio>,
+    #[serde(default)]
+    pub equipment: Vec<SequencingEquipment>,
+}
+
+/// "At most `n` units matching `rule` in any `p` consecutive".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SequencingRatio {
+    pub name: String,
+    /// Option expression, as in the BOM (`SUNROOF=YES`, `ENGINE=V6 & TRIM=LUX`).
+    pub rule: String,
+    pub n: u32,
+    pub p: u32,
+    /// `high` or `low`.
+    pub priority: String,
+}
+
+/// Equipment at a station that only the units matching `rule` need (a battery lift, a glazing
+/// robot): when it is down, the other units can still pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SequencingEquipment {
+    pub id: String,
+    pub station: String,
+    pub rule: String,
+}
+
+impl Sequencing {
+    /// What is wrong with the rules by themselves, under `path` (`sequencing.ratios[2].rule`):
+    /// a rule that does not parse, a ratio no sequence reads (`n < p`), a priority not ranked.
+    /// Whether an option or a station exists is the plant's to check.
+    pub fn errors(&self, path: &str) -> Vec<(String, String)> {
+        let mut errors = Vec::new();
+        let mut err = |at: String, reason: &str| errors.push((at, reason.to_string()));
+        if !self.paint_family.is_empty() && self.paint_limit == 0 {
+            err(format!("{path}.paint_limit"), "must be at least 1 with a paint family");
+        }
+        for (i, r) in self.ratios.iter().enumerate() {
+            if let Err(reason) = crate::rule::Rule::parse(&r.rule) {
+                err(format!("{path}.ratios[{i}].rule"), &reason);
+            }
+            if r.n == 0 || r.n >= r.p || r.p > 1000 {
+                err(format!("{path}.ratios[{i}]"), "needs 1 <= n < p <= 1000");
+            }
+            if r.priority != "high" && r.priority != "low" {
+                err(format!("{path}.ratios[{i}].priority"), "must be high or low");
+            }
+        }
+        if self.ratios.len() > 64 {
+            err(format!("{path}.ratios"), "at most 64 rules");
+        }
+        let mut ranked = std::collections::HashSet::new();
+        for (i, o) in self.priorities.iter().enumerate() {
+            if !["high", "paint", "low"].contains(&o.as_str()) || !ranked.insert(o.as_str()) {
+                err(format!("{path}.priorities[{i}]"), "must be high, paint or low, each once");
+            }
+        }
+        let used = [
+            ("high", self.ratios.iter().any(|r| r.priority == "high")),
+            ("low", self.ratios.iter().any(|r| r.priority == "low")),
+            ("paint", !self.paint_family.is_empty()),
+        ];
+        for (o, _) in used.iter().filter(|(o, u)| *u && !ranked.contains(o)) {
+            err(format!("{path}.priorities"), &format!("`{o}` is used but not ranked"));
+        }
+        for (i, x) in self.equipment.iter().enumerate() {
+            if x.id.trim().is_empty() || x.station.trim().is_empty() {
+                err(format!("{path}.equipment[{i}]"), "id and station must not be empty");
+            }
+            if let Err(reason) = crate::rule::Rule::parse(&x.rule) {
+                err(format!("{path}.equipment[{i}].rule"), &reason);
+            }
+        }
+        errors
+    }
+}
+
 /// What the sequence checks need to know about the plant: BOM, engineering changes, routing and
 /// supplier lots on quality hold. Loaded from the plant description (later from the MES) and
 /// validated row by row.
@@ -197,6 +296,9 @@ pub struct MasterData {
     /// by an operator not certified for it is a finding.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub operators: Vec<Operator>,
+    /// How the plant sequences its build queue; a change carrying it replaces it whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequencing: Option<Sequencing>,
     /// The newest `issued_at` applied from each source (`master-data:mes`, `api:alice`): kept
     /// by [`MasterData::apply_from`], never taken from a change's rows.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty", with = "map_rfc3339")]
@@ -275,6 +377,9 @@ impl MasterData {
         };
         ids_once(&mut self.equipment.iter().map(|e| e.equipment.as_str()), "equipment", "equipment");
         ids_once(&mut self.operators.iter().map(|o| o.operator.as_str()), "operators", "operator");
+        if let Some(q) = &self.sequencing {
+            errors.extend(q.errors("sequencing"));
+        }
         errors
     }
 
@@ -318,7 +423,8 @@ impl MasterData {
         let (instructions, instructions_gone) =
             changed(&self.instructions, &newer.instructions, |w| w.instruction_id.clone());
         let (operators, operators_gone) = changed(&self.operators, &newer.operators, |o| o.operator.clone());
-        if bom_gone || routing_gone || equipment_gone || instructions_gone || operators_gone {
+        let sequencing_gone = self.sequencing.is_some() && newer.sequencing.is_none();
+        if bom_gone || routing_gone || equipment_gone || instructions_gone || operators_gone || sequencing_gone {
             return Some(MasterDataChange { replace: true, rows: newer.clone(), ..MasterDataChange::default() });
         }
         let change = MasterDataChange {
@@ -333,6 +439,7 @@ impl MasterData {
                 equipment,
                 instructions,
                 operators,
+                sequencing: (newer.sequencing != self.sequencing).then(|| newer.sequencing.clone()).flatten(),
                 issued: BTreeMap::new(),
             },
             lots_released: self.lots_on_hold.iter().filter(|l| !newer.lots_on_hold.contains(l)).cloned().collect(),
@@ -403,6 +510,9 @@ impl MasterData {
         upsert(&mut next.equipment, &change.rows.equipment, |e| e.equipment.clone());
         upsert(&mut next.instructions, &change.rows.instructions, |w| w.instruction_id.clone());
         upsert(&mut next.operators, &change.rows.operators, |o| o.operator.clone());
+        if let Some(q) = &change.rows.sequencing {
+            next.sequencing = Some(q.clone());
+        }
         for lot in &change.rows.lots_on_hold {
             if !next.lots_on_hold.contains(lot) {
                 next.lots_on_hold.push(lot.clone());

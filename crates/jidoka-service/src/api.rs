@@ -103,7 +103,7 @@ impl ApiError {
         self
     }
 
-    fn internal(err: impl std::fmt::Display) -> ApiError {
+    pub(crate) fn internal(err: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %err, "request failed");
         ApiError::new("internal", "internal error; see the server log")
     }
@@ -129,7 +129,7 @@ fn bad_query(rejection: QueryRejection) -> ApiError {
     ApiError::new("bad_request", format!("invalid query: {}", rejection.body_text()))
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// Run a store call on the blocking pool: SQLite is synchronous, and the async workers (two on
 /// a two-core line PC) must stay free for ingest acknowledgements.
@@ -171,7 +171,15 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/api/audit", get(list_audit).route_layer(guarded(Permission::ReadAudit)))
         .route("/api/status", get(status).route_layer(guarded(Permission::ReadStatus)))
         .route("/api/master-data", get(get_master_data).route_layer(guarded(Permission::ReadEvents)))
-        .route("/api/master-data", post(post_master_data).route_layer(guarded(Permission::ChangeMasterData)));
+        .route("/api/master-data", post(post_master_data).route_layer(guarded(Permission::ChangeMasterData)))
+        .route(
+            "/api/build-queue",
+            get(crate::build_queue::get_build_queue).route_layer(guarded(Permission::ReadBuildQueue)),
+        )
+        .route(
+            "/api/build-queue/disruptions",
+            post(crate::build_queue::post_disruption).route_layer(guarded(Permission::DeclareDisruption)),
+        );
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -212,6 +220,8 @@ pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("GET", "/api/status", Some(Permission::ReadStatus)),
     ("GET", "/api/master-data", Some(Permission::ReadEvents)),
     ("POST", "/api/master-data", Some(Permission::ChangeMasterData)),
+    ("GET", "/api/build-queue", Some(Permission::ReadBuildQueue)),
+    ("POST", "/api/build-queue/disruptions", Some(Permission::DeclareDisruption)),
 ];
 
 async fn count_requests(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -398,7 +408,7 @@ async fn metrics(
 /// JSON Lines when the content type says so. A bad line of JSON Lines fails alone.
 /// An append that was not acknowledged: nothing of the request was stored, and it may be sent
 /// again.
-fn unavailable(e: IngestError) -> ApiError {
+pub(crate) fn unavailable(e: IngestError) -> ApiError {
     match e {
         IngestError::ShuttingDown => {
             ApiError::new("unavailable", "shutting down; nothing from this request was stored, retry later")

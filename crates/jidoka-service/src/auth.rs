@@ -58,6 +58,10 @@ pub enum Permission {
     ReadAudit,
     /// Release master data changes (an ECO, a lot hold) through the API.
     ChangeMasterData,
+    /// See the build queue and the re-sequencing proposals.
+    ReadBuildQueue,
+    /// Declare a build disruption (a part or equipment unavailable, units on hold, a rush).
+    DeclareDisruption,
 }
 
 impl Permission {
@@ -71,6 +75,8 @@ impl Permission {
         Permission::DecideActions,
         Permission::ReadAudit,
         Permission::ChangeMasterData,
+        Permission::ReadBuildQueue,
+        Permission::DeclareDisruption,
     ];
 }
 
@@ -88,6 +94,9 @@ pub fn allows(role: Role, permission: Permission) -> bool {
         DecideActions => matches!(role, Supervisor | QualityEngineer | Admin),
         ReadAudit => matches!(role, QualityEngineer | Admin),
         ChangeMasterData => matches!(role, Integrator | Admin),
+        ReadBuildQueue => matches!(role, Supervisor | QualityEngineer | Integrator | Admin),
+        // The line's supervisor, and the MES or logistics system through its integration account.
+        DeclareDisruption => matches!(role, Supervisor | Integrator | Admin),
     }
 }
 

@@ -310,6 +310,14 @@ pub struct PlannersConfig {
     /// A plan still running after this long is stopped and nothing is logged.
     #[serde(default = "default_plan_deadline")]
     pub deadline_seconds: u64,
+    /// Search time of a re-sequencing proposal, asked for whenever a build disruption is
+    /// declared (milliseconds; the first proposal comes well before).
+    #[serde(default = "default_resequence_ms")]
+    pub resequence_ms: u64,
+}
+
+fn default_resequence_ms() -> u64 {
+    800
 }
 
 fn default_capability_minutes() -> u64 {
@@ -324,6 +332,7 @@ impl Default for PlannersConfig {
         PlannersConfig {
             joint_capability_minutes: default_capability_minutes(),
             deadline_seconds: default_plan_deadline(),
+            resequence_ms: default_resequence_ms(),
         }
     }
 }
@@ -416,6 +425,9 @@ impl Config {
         }
         if !(1..=3600).contains(&self.planners.deadline_seconds) {
             errors.push(("planners.deadline_seconds".into(), "must be between 1 and 3600".into()));
+        }
+        if !(10..=60_000).contains(&self.planners.resequence_ms) {
+            errors.push(("planners.resequence_ms".into(), "must be between 10 and 60000".into()));
         }
         if self.master_data.poll_seconds.is_some_and(|s| s > 86_400) {
             errors.push(("master_data.poll_seconds".into(), "must be at most 86400 (0: read only at start-up)".into()));

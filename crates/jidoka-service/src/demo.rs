@@ -3,9 +3,13 @@
 
 use crate::runtime::Ingest;
 use anyhow::Context;
+use jidoka_connectors::sink::{Receipt, Sink, SinkError};
+use jidoka_model::{Action, ActionKind};
 use jidoka_sim::{CurveMode, Plant, Simulation};
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::Duration;
 
 /// The plant from a file, or the embedded default; with its TOML text.
@@ -21,6 +25,9 @@ pub fn load_plant(path: Option<&Path>) -> anyhow::Result<(Plant, String)> {
     Ok((plant, text))
 }
 
+/// Units the demo's MES releases ahead of the line: four hours at 60 jobs per hour.
+pub const RELEASE_AHEAD: u64 = 240;
+
 /// What `jidoka demo` simulates.
 #[derive(Debug, Clone)]
 pub struct DemoFeed {
@@ -28,24 +35,83 @@ pub struct DemoFeed {
     pub seed: u64,
     pub speed: f64,
     pub units: Option<u64>,
+    /// How many units ahead of the line the simulated MES releases work orders: the build queue
+    /// the supervisor sees and re-sequencing works on.
+    pub release_ahead: u64,
     /// Where the injected faults are logged (JSON Lines).
     pub ground_truth: PathBuf,
 }
 
+/// A new build sequence for the simulated line, and where to answer whether it was taken.
+type Resequencing = (Vec<(u64, u64)>, mpsc::SyncSender<Result<usize, String>>);
+
+/// The demo's MES for new build sequences: an approved re-sequencing is handed to the simulated
+/// line between two takts, which follows it (or refuses it whole, naming why: a unit it moves
+/// has started meanwhile), and releases the moved work orders again with their new numbers.
+#[derive(Debug)]
+pub struct SimulatedMes {
+    tx: mpsc::Sender<Resequencing>,
+    delivered: HashSet<String>,
+}
+
+impl SimulatedMes {
+    /// The sink, and what the feed ([`run_demo`]) receives from it.
+    pub fn new() -> (SimulatedMes, mpsc::Receiver<Resequencing>) {
+        let (tx, rx) = mpsc::channel();
+        (SimulatedMes { tx, delivered: HashSet::new() }, rx)
+    }
+}
+
+impl Sink for SimulatedMes {
+    fn name(&self) -> &str {
+        "simulated-mes"
+    }
+
+    fn accepts(&self, kind: ActionKind) -> bool {
+        kind == ActionKind::Resequence
+    }
+
+    fn deliver(&mut self, action: &Action) -> Result<Receipt, SinkError> {
+        if self.delivered.contains(&action.idempotency_key) {
+            return Ok(Receipt { reference: None, already_delivered: true });
+        }
+        let moves = action
+            .sequence_changes()
+            .map_err(SinkError::Permanent)?
+            .into_iter()
+            .map(|c| (c.from_sequence, c.to_sequence))
+            .collect();
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.tx.send((moves, reply)).map_err(|_| SinkError::Transient("the simulated line has stopped".into()))?;
+        match answer.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(n)) => {
+                self.delivered.insert(action.idempotency_key.clone());
+                Ok(Receipt { reference: Some(format!("{n} work orders re-sequenced")), already_delivered: false })
+            }
+            Ok(Err(why)) => Err(SinkError::Permanent(format!("the line refused the new sequence: {why}"))),
+            Err(_) => Err(SinkError::Transient("the simulated line did not answer".into())),
+        }
+    }
+}
+
 /// Feed the simulated line into the runtime, paced so plant time runs `speed` times faster
-/// than wall time, starting now. Events are stamped with plant time (`occurred_at`).
-pub async fn run_demo(ingest: Ingest, feed: DemoFeed) -> anyhow::Result<()> {
+/// than wall time, starting now. Events are stamped with plant time (`occurred_at`). New build
+/// sequences from `mes` are applied between two takts.
+pub async fn run_demo(ingest: Ingest, feed: DemoFeed, mes: Option<mpsc::Receiver<Resequencing>>) -> anyhow::Result<()> {
     let mut plant = feed.plant;
     let now = chrono::Utc::now();
     let plant_start = chrono::DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
     plant.line.start = jidoka_model::event::rfc3339::format(&plant_start);
-    let mut sim = Simulation::new(plant, feed.seed, feed.units, CurveMode::All);
+    let mut sim = Simulation::new(plant, feed.seed, feed.units, CurveMode::All).with_release_ahead(feed.release_ahead);
     let mut truth = std::fs::OpenOptions::new().create(true).append(true).open(&feed.ground_truth)?;
     let wall_start = tokio::time::Instant::now();
     // Each run's source transactions are its own: a demo started again on the same folder is a
     // new stretch of production, not a redelivery of the last one with other times.
     let run = format!("r{}", plant_start.timestamp());
     while sim.has_more() {
+        while let Some(Ok((moves, reply))) = mes.as_ref().map(mpsc::Receiver::try_recv) {
+            let _ = reply.send(sim.resequence(&moves));
+        }
         let mut slot = sim.next_slot();
         let mut renamed = std::collections::HashMap::new();
         for ev in &mut slot.events {

@@ -5,8 +5,9 @@
 //! station (a warning, approved by policy) and proposes holding the unit; any other HOLD drafts a
 //! Nonconformance automatically
 //! (approved by policy) and proposes holding the unit, which waits for a person; a REVIEW goes
-//! to the supervisor's queue (waiting) and adds an entry to the order log (approved by policy).
-//! A person with a role allowed by [`may_decide`] approves or rejects a waiting action over the
+//! to the supervisor's queue (waiting) and adds an entry to the order log (approved by policy);
+//! a re-sequencing proposal waits for a supervisor, who approves the new build sequence (written
+//! to the MES) or rejects it. A person with a role allowed by [`may_decide`] approves or rejects a waiting action over the
 //! API; an action still waiting after the approval window expires and is never executed. Every
 //! step is a record in the audit trail.
 
@@ -105,6 +106,10 @@ pub fn propose(finding: &Finding, policies: &[Policy]) -> Vec<Action> {
                 "agent_version": finding.agent_version,
                 "source_txn_id": finding.source_txn_id,
             });
+            // A new build sequence is its details: the work orders that change place.
+            if kind == ActionKind::Resequence {
+                payload["details"] = finding.details.clone();
+            }
             if let Some(roles) = approve_by {
                 payload["approve_by"] = json!(roles);
             }
@@ -125,9 +130,17 @@ pub fn propose(finding: &Finding, policies: &[Policy]) -> Vec<Action> {
         .collect()
 }
 
+/// The finding kind of a re-sequencing proposal.
+pub const RESEQUENCE_PROPOSAL: &str = jidoka_agents::build_queue::PROPOSAL;
+
 /// The default policy, from the product brief.
 fn default_plan(finding: &Finding) -> &'static [(ActionKind, ActionStatus)] {
     let sequence = finding.kind.starts_with("sequence.");
+    // A re-sequencing proposal is one decision: the new build sequence, written to the MES once
+    // a supervisor approves it.
+    if finding.kind == RESEQUENCE_PROPOSAL && finding.verdict == Verdict::Review {
+        return &[(ActionKind::Resequence, ActionStatus::PendingApproval)];
+    }
     match finding.verdict {
         // A sequence error is shown on the station's Andon at once; stopping the line or
         // holding the unit waits for a person.
@@ -172,6 +185,8 @@ pub fn may_decide(role: Role, kind: ActionKind) -> bool {
         ActionKind::RaiseAndon | ActionKind::AppendOrderLog | ActionKind::SupervisorReview => {
             matches!(role, Supervisor | QualityEngineer | Admin)
         }
+        // The build sequence is the line's: the supervisor's call.
+        ActionKind::Resequence => matches!(role, Supervisor | Admin),
     }
 }
 

@@ -11,7 +11,8 @@
 //! the command line and the dashboard alike), [`curve_svg`] (a tightening against its golden
 //! envelope), [`images`] (picture hashes at ingest), [`master_data`] (master data
 //! into the log as `master_data_changed` events), [`planners`] (slow computations on a worker
-//! thread, their results logged as `plan_computed`), [`narrate`] (the optional language-model
+//! thread, their results logged as `plan_computed`), [`build_queue`] (the build queue's view and
+//! the declaration of a disruption, for the API and the dashboard), [`narrate`] (the optional language-model
 //! rewrite of narratives, citations checked), [`metrics`], [`report`] (tables, JSON, progress).
 //!
 //! Invariant: no module here imports `jidoka-lab`.
@@ -19,6 +20,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod build_queue;
 pub mod cases;
 pub mod commands;
 pub mod config;

@@ -181,6 +181,30 @@ fn operation(method: &str, path: &str) -> Value {
             Some(json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}})),
             ok("stored or duplicate, with its seq", json_any.clone()),
         ),
+        ("GET", "/api/build-queue") => (
+            "The build queue: the released work orders waiting for the line (the frozen head marked), the last units started, the disruptions in force and the newest re-sequencing plan",
+            vec![query(
+                "limit",
+                json!({"type": "integer", "minimum": 0, "maximum": 2000}),
+                "queued units shown (default 100)",
+            )],
+            None,
+            ok("the build queue", json_any.clone()),
+        ),
+        ("POST", "/api/build-queue/disruptions") => (
+            "Declare a build disruption (a part or option-specific equipment unavailable until a time, units on hold, a rush order, or the end of one); a re-sequencing proposal follows for a supervisor to approve",
+            vec![],
+            Some(json!({"required": true, "content": {"application/json": {"schema": {"type": "object",
+                "required": ["disruption_id", "kind"],
+                "properties": {"disruption_id": {"type": "string"},
+                               "kind": {"type": "string", "enum": ["unavailable", "hold", "rush", "cleared"]},
+                               "resource": {"type": "string"}, "from": {"type": "string", "format": "date-time"},
+                               "until": {"type": "string", "format": "date-time"},
+                               "vins": {"type": "array", "items": {"type": "string"}},
+                               "rush": {"type": "object"}, "within_units": {"type": "integer", "minimum": 0},
+                               "reason": {"type": "string"}}}}}})),
+            ok("stored or duplicate, with its seq", json_any.clone()),
+        ),
         _ => ("", vec![], None, ok("ok", json_any.clone())),
     };
     let open = ROUTES.iter().any(|(m, p, perm)| *m == method && *p == path && perm.is_none());

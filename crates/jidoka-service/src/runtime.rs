@@ -48,11 +48,17 @@ struct AppendRequest {
     reply: oneshot::Sender<Result<Vec<AppendOutcome>, IngestError>>,
 }
 
+/// A reader of the agents' state at a committed position (see [`Ingest::read_agents`]).
+type AgentReader = Box<dyn FnOnce(Option<(u64, &Router)>) + Send>;
+
 enum WriterMsg {
     Append(AppendRequest),
     /// A copy of every agent's state at the writer's committed position, with that position
     /// (`None` while the agents are off): what a planner computes from.
     Snapshot(oneshot::Sender<Option<(u64, Router)>>),
+    /// Run a reader on the agents' state at the committed position (`None` while the agents
+    /// are off), between two commits: a page's view of one agent, without copying them all.
+    Read(AgentReader),
     /// Stop taking requests, finish the queued ones, exit. Sent by shutdown, so the writer
     /// stops even if some handle (a stalled HTTP connection) is still alive.
     Close,
@@ -108,6 +114,21 @@ impl Ingest {
         let (reply, rx) = oneshot::channel();
         self.tx.blocking_send(WriterMsg::Snapshot(reply)).map_err(|_| IngestError::ShuttingDown)?;
         rx.blocking_recv().map_err(|_| IngestError::ShuttingDown)
+    }
+
+    /// `read` applied to the agents' state at the last committed position, with that position
+    /// (`None` while agents are off), on the writer between two commits: keep it short, the
+    /// commit waits for it.
+    pub async fn read_agents<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(Option<(u64, &Router)>) -> T + Send + 'static,
+    ) -> Result<T, IngestError> {
+        let (reply, rx) = oneshot::channel();
+        let msg = WriterMsg::Read(Box::new(move |agents| {
+            let _ = reply.send(read(agents));
+        }));
+        self.tx.send(msg).await.map_err(|_| IngestError::ShuttingDown)?;
+        rx.await.map_err(|_| IngestError::ShuttingDown)
     }
 
     /// The same, for callers on plain threads.
@@ -247,7 +268,31 @@ pub struct RuntimeParts {
     /// before master data was logged); the service logs its configured master data instead.
     pub master: jidoka_agents::Master,
     pub sinks: Vec<SinkConfig>,
+    /// Sinks built by the caller (the demo's simulated MES), before the configured ones.
+    pub own_sinks: OwnSinks,
     pub governance: crate::config::GovernanceConfig,
+}
+
+/// Sinks built by the caller rather than from the configuration; the runtime started with them
+/// takes them (a copy of the parts gets none).
+#[derive(Clone, Default)]
+pub struct OwnSinks(Arc<std::sync::Mutex<Vec<Box<dyn Sink>>>>);
+
+impl OwnSinks {
+    pub fn new(sinks: Vec<Box<dyn Sink>>) -> OwnSinks {
+        OwnSinks(Arc::new(std::sync::Mutex::new(sinks)))
+    }
+
+    fn take(&self) -> Vec<Box<dyn Sink>> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl std::fmt::Debug for OwnSinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map(|s| s.len()).unwrap_or(0);
+        f.debug_tuple("OwnSinks").field(&n).finish()
+    }
 }
 
 impl RuntimeParts {
@@ -257,6 +302,7 @@ impl RuntimeParts {
             agents: Some(config.agents.clone()),
             master,
             sinks: config.sinks.clone(),
+            own_sinks: OwnSinks::default(),
             governance: config.governance.clone(),
         }
     }
@@ -273,7 +319,7 @@ impl Runtime {
         let (findings_tx, _) = broadcast::channel(1024);
         let (tx, rx) = mpsc::channel(parts.runtime.channel_capacity);
         let images = parts.runtime.image_dir.as_deref().map(ImageFolder::new).transpose()?.map(Arc::new);
-        let mut sinks = Vec::new();
+        let mut sinks = parts.own_sinks.take();
         for sink in &parts.sinks {
             sinks.push(sink.build().map_err(|e| anyhow::anyhow!("sink `{}`: {e}", sink.name()))?);
         }
@@ -439,6 +485,7 @@ fn writer_loop(ctx: WriterContext, mut rx: mpsc::Receiver<WriterMsg>) {
                     let copy = agents.as_ref().map(|a| (a.at, a.router.clone()));
                     let _ = reply.send(copy);
                 }
+                WriterMsg::Read(read) => read(agents.as_ref().map(|a| (a.at, &a.router))),
                 WriterMsg::Close => closing = true,
             }
             if queued < max_events {
@@ -935,6 +982,7 @@ pub fn bench_runtime(
             agents,
             master,
             sinks: Vec::new(),
+            own_sinks: OwnSinks::default(),
             governance: Default::default(),
         },
     )

@@ -119,7 +119,7 @@ pub async fn demo(options: DemoOptions) -> anyhow::Result<()> {
         });
     }
     let ground_truth = data_dir.join("ground_truth.jsonl");
-    let feed = DemoFeed { plant, seed, speed, units, ground_truth };
+    let feed = DemoFeed { plant, seed, speed, units, release_ahead: crate::demo::RELEASE_AHEAD, ground_truth };
     serve(config, logins, Some(feed)).await
 }
 
@@ -139,7 +139,14 @@ pub async fn serve(
     };
     // Agents take master data from the log: the configured master data is logged (when it is
     // not what the log already has in force) before any source starts.
-    let runtime = Runtime::start(store.clone(), RuntimeParts::from_config(&config, None))?;
+    // The demo's line takes approved re-sequencings from its own simulated MES.
+    let mut parts = RuntimeParts::from_config(&config, None);
+    let mes = demo.as_ref().map(|_| {
+        let (sink, rx) = crate::demo::SimulatedMes::new();
+        parts.own_sinks = crate::runtime::OwnSinks::new(vec![Box::new(sink)]);
+        rx
+    });
+    let runtime = Runtime::start(store.clone(), parts)?;
     match &master {
         Some(m) => {
             let origin = if demo.is_some() { "demo-plant" } else { config.master_data.origin() };
@@ -292,11 +299,19 @@ pub async fn serve(
         })?);
     }
     // Planners: the joint capability on its schedule, off the writer's commit.
+    let resequence = jidoka_agents::build_queue::Resequence {
+        search_ms: config.planners.resequence_ms,
+        ..jidoka_agents::build_queue::Resequence::default()
+    };
     let planners = crate::planners::Planners::start(
-        vec![(
-            Arc::new(jidoka_agents::planner::JointCapability::default()) as Arc<dyn jidoka_agents::planner::Planner>,
-            Duration::from_secs(config.planners.deadline_seconds),
-        )],
+        vec![
+            (
+                Arc::new(jidoka_agents::planner::JointCapability::default())
+                    as Arc<dyn jidoka_agents::planner::Planner>,
+                Duration::from_secs(config.planners.deadline_seconds),
+            ),
+            (Arc::new(resequence), Duration::from_secs(config.planners.deadline_seconds)),
+        ],
         store.clone(),
         runtime.ingest(),
         runtime.metrics.clone(),
@@ -315,10 +330,28 @@ pub async fn serve(
             }
         })?);
     }
+    // A declared build disruption asks for a re-sequencing proposal from the queue as it is then.
+    {
+        let mut findings = runtime.findings.subscribe();
+        let planners = planners.clone();
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match findings.recv().await {
+                    // Missed findings may have held one: plan again, it costs a second at most.
+                    Ok(f) if f.kind != jidoka_agents::build_queue::DISRUPTION => {}
+                    Ok(_) | Err(RecvError::Lagged(_)) => {
+                        planners.request(jidoka_agents::build_queue::PLANNER);
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
+    }
     let feed = demo.map(|d| {
         let ingest = runtime.ingest();
         tokio::spawn(async move {
-            if let Err(err) = crate::demo::run_demo(ingest, d).await {
+            if let Err(err) = crate::demo::run_demo(ingest, d, mes).await {
                 tracing::error!(error = %err, "demo feed stopped");
             }
         })

@@ -85,6 +85,12 @@ pub struct Simulation {
     takt_ms: i64,
     units: Option<u64>,
     slot: u64,
+    /// How many slots ahead of the line the MES releases work orders (0: as the unit enters).
+    release_ahead: u64,
+    /// Slot → the unit (by the slot it was drawn for) a re-sequencing put there.
+    moved: HashMap<u64, u64>,
+    /// Slots whose work orders are released again (re-sequenced) at the next slot.
+    rereleased: std::collections::BTreeSet<u64>,
     curves: CurveMode,
     pub(crate) floor: crate::floor::Floor,
     /// `in_flight[s]` is the unit at station `s` this slot (None: the station is idle).
@@ -119,6 +125,9 @@ impl Simulation {
             takt_ms,
             units,
             slot: 0,
+            release_ahead: 0,
+            moved: HashMap::new(),
+            rereleased: Default::default(),
             curves,
             in_flight: VecDeque::new(),
             rules,
@@ -149,12 +158,74 @@ impl Simulation {
         ["A", "B", "C"][idx as usize].to_string()
     }
 
-    /// The units of slots `range` as the plan has them, before they are built (the same units the
-    /// line builds in those slots): what a re-sequencing orders.
+    /// The MES releases each work order `slots` takts before its unit enters the line, so the
+    /// log holds the build queue of the coming hours (0, the default: as the unit enters).
+    pub fn with_release_ahead(mut self, slots: u64) -> Simulation {
+        self.release_ahead = slots;
+        self
+    }
+
+    fn work_order(&self, unit: &Unit) -> WorkOrder {
+        WorkOrder {
+            work_order: unit.work_order.clone(),
+            vin: unit.vin.clone(),
+            model: unit.model.clone(),
+            options: unit.options.iter().cloned().collect(),
+            sequence: unit.sequence,
+            planned_start: Some(unit.planned_start),
+        }
+    }
+
+    /// The unit the plan has in `slot`: the one drawn for it, or the one a re-sequencing put
+    /// there (it keeps its VIN, work order, options and history; it takes the slot's number and
+    /// start).
+    fn unit_at(&self, slot: u64) -> Unit {
+        let index = self.moved.get(&slot).copied().unwrap_or(slot);
+        let mut unit = self.new_unit(index);
+        unit.sequence = slot + 1;
+        unit.planned_start = self.slot_start(slot);
+        unit
+    }
+
+    /// A new build sequence from the MES: each `(from, to)` moves the unit planned at number
+    /// `from` to number `to` (a slot's number is the slot + 1). Refused whole, naming why, when a
+    /// number is of a unit already started, or the numbers moved to are not the numbers moved
+    /// from (two units in one slot, a slot left empty). The work orders released already are
+    /// released again with their new numbers at the next slot.
+    pub fn resequence(&mut self, moves: &[(u64, u64)]) -> Result<usize, String> {
+        let mut from: Vec<u64> = moves.iter().map(|m| m.0).collect();
+        let mut to: Vec<u64> = moves.iter().map(|m| m.1).collect();
+        if let Some(&(f, t)) = moves.iter().find(|(f, t)| f.min(t) <= &self.slot) {
+            return Err(format!(
+                "{} is already on the line (the next unit to start is number {})",
+                if f <= self.slot { f } else { t },
+                self.slot + 1
+            ));
+        }
+        from.sort_unstable();
+        to.sort_unstable();
+        if from != to || from.windows(2).any(|w| w[0] == w[1]) {
+            return Err("the numbers moved to are not the numbers moved from, each once".into());
+        }
+        let before: HashMap<u64, u64> =
+            moves.iter().map(|&(f, _)| (f - 1, self.moved.get(&(f - 1)).copied().unwrap_or(f - 1))).collect();
+        for &(f, t) in moves {
+            let unit = before[&(f - 1)];
+            if unit == t - 1 {
+                self.moved.remove(&(t - 1));
+            } else {
+                self.moved.insert(t - 1, unit);
+            }
+        }
+        let horizon = self.slot + self.release_ahead;
+        self.rereleased.extend(to.into_iter().map(|n| n - 1).filter(|s| *s <= horizon));
+        Ok(moves.len())
+    }
+
     pub fn planned_units(&self, range: std::ops::Range<u64>) -> Vec<PlannedUnit> {
         range
             .map(|i| {
-                let u = self.new_unit(i);
+                let u = self.unit_at(i);
                 PlannedUnit { index: u.index, vin: u.vin, work_order: u.work_order, model: u.model, options: u.options }
             })
             .collect()
@@ -208,20 +279,21 @@ impl Simulation {
         let slot = self.slot;
         self.slot += 1;
         let mut entering = None;
+        // The MES releases the orders of the slots that come into its horizon with this one
+        // (the first slot: the whole horizon), or the entering unit's order as it enters.
+        let first = if slot == 0 { 0 } else { slot + self.release_ahead };
+        let mut release: Vec<u64> = std::mem::take(&mut self.rereleased).into_iter().filter(|s| *s < first).collect();
+        release.extend(first..=slot + self.release_ahead);
+        for ahead in release {
+            if self.units.is_none_or(|n| ahead < n) {
+                let order = self.work_order(&self.unit_at(ahead));
+                let released = self.event("mes", self.slot_start(slot), EventPayload::WorkOrderReleased(order));
+                out.events.push(released);
+            }
+        }
         if self.units.is_none_or(|n| slot < n) {
-            let unit = self.new_unit(slot);
-            let order = WorkOrder {
-                work_order: unit.work_order.clone(),
-                vin: unit.vin.clone(),
-                model: unit.model.clone(),
-                options: unit.options.iter().cloned().collect(),
-                sequence: unit.sequence,
-                planned_start: Some(self.slot_start(slot)),
-            };
-            // The MES releases the order to the line as the unit enters it.
-            let released = self.event("mes", self.slot_start(slot), EventPayload::WorkOrderReleased(order.clone()));
-            out.events.push(released);
-            out.work_orders.push(order);
+            let unit = self.unit_at(slot);
+            out.work_orders.push(self.work_order(&unit));
             entering = Some(unit);
         }
         let stations = self.plant.stations.len();

@@ -48,54 +48,7 @@ pub struct Plant {
     pub sequencing: Sequencing,
 }
 
-/// How the plant sequences its build queue: the ratio rules its stations need, paint batching,
-/// the priorities between them, the frozen head of the queue, and the option-specific equipment
-/// whose breakdown re-sequencing can work around.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Sequencing {
-    /// The option family that is the body colour; empty = no paint batching.
-    #[serde(default)]
-    pub paint_family: String,
-    /// Longest run of one colour the paint shop takes before a purge.
-    #[serde(default)]
-    pub paint_limit: u32,
-    /// The objectives, most important first: `high` and `low` (the ratio rules of each
-    /// priority) and `paint` (colour changes).
-    #[serde(default)]
-    pub priorities: Vec<String>,
-    /// Units at the head of the queue that can no longer move (bodies in the paint shop's
-    /// sequence).
-    #[serde(default)]
-    pub frozen_units: u32,
-    #[serde(default)]
-    pub ratios: Vec<SequencingRatio>,
-    #[serde(default)]
-    pub equipment: Vec<Equipment>,
-}
-
-/// "At most `n` units matching `rule` in any `p` consecutive".
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SequencingRatio {
-    pub name: String,
-    /// Option expression, as in the BOM (`SUNROOF=YES`, `ENGINE=V6 & TRIM=LUX`).
-    pub rule: String,
-    pub n: u32,
-    pub p: u32,
-    /// `high` or `low`.
-    pub priority: String,
-}
-
-/// Equipment at a station that only the units matching `rule` need (a battery lift, a glazing
-/// robot): when it is down, the other units can still pass.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Equipment {
-    pub id: String,
-    pub station: String,
-    pub rule: String,
-}
+pub use jidoka_model::master::{Sequencing, SequencingEquipment as Equipment, SequencingRatio};
 
 /// Why an option rule of the plant is wrong, if it is.
 fn rule_problem(families: &BTreeMap<&str, &OptionFamily>, text: &str) -> Option<String> {
@@ -625,7 +578,9 @@ impl Plant {
                 certified_until: None,
             })
             .collect();
-        MasterData { bom, changes, routing, equipment, operators, ..MasterData::default() }
+        // The sequencing rules go with the master data only when the plant has any.
+        let sequencing = (self.sequencing != Sequencing::default()).then(|| self.sequencing.clone());
+        MasterData { bom, changes, routing, equipment, operators, sequencing, ..MasterData::default() }
     }
 
     pub fn default_plant() -> Result<Plant, PlantErrors> {
@@ -778,47 +733,25 @@ impl Plant {
             }
         }
         let q = &self.sequencing;
-        if !q.paint_family.is_empty() {
-            if !families.contains_key(q.paint_family.as_str()) {
-                err("sequencing.paint_family".into(), "not an option family of the plant");
-            }
-            if q.paint_limit == 0 {
-                err("sequencing.paint_limit".into(), "must be at least 1 with a paint family");
-            }
+        for (at, reason) in q.errors("sequencing") {
+            err(at, &reason);
         }
+        if !q.paint_family.is_empty() && !families.contains_key(q.paint_family.as_str()) {
+            err("sequencing.paint_family".into(), "not an option family of the plant");
+        }
+        // Rules that parse (the check above names those that do not) over options the plant has.
+        let known =
+            |rule: &str| jidoka_model::rule::Rule::parse(rule).is_ok().then(|| rule_problem(&families, rule)).flatten();
         for (i, r) in q.ratios.iter().enumerate() {
-            if let Some(reason) = rule_problem(&families, &r.rule) {
+            if let Some(reason) = known(&r.rule) {
                 err(format!("sequencing.ratios[{i}].rule"), &reason);
             }
-            if r.n == 0 || r.n >= r.p || r.p > 1000 {
-                err(format!("sequencing.ratios[{i}]"), "needs 1 <= n < p <= 1000");
-            }
-            if r.priority != "high" && r.priority != "low" {
-                err(format!("sequencing.ratios[{i}].priority"), "must be high or low");
-            }
-        }
-        if q.ratios.len() > 64 {
-            err("sequencing.ratios".into(), "at most 64 rules");
-        }
-        let mut ranked = HashSet::new();
-        for (i, o) in q.priorities.iter().enumerate() {
-            if !["high", "paint", "low"].contains(&o.as_str()) || !ranked.insert(o.as_str()) {
-                err(format!("sequencing.priorities[{i}]"), "must be high, paint or low, each once");
-            }
-        }
-        let used = [
-            ("high", q.ratios.iter().any(|r| r.priority == "high")),
-            ("low", q.ratios.iter().any(|r| r.priority == "low")),
-            ("paint", !q.paint_family.is_empty()),
-        ];
-        for (o, _) in used.iter().filter(|(o, u)| *u && !ranked.contains(o)) {
-            err("sequencing.priorities".into(), &format!("`{o}` is used but not ranked"));
         }
         for (i, x) in q.equipment.iter().enumerate() {
             if !station_ids.contains(x.station.as_str()) {
                 err(format!("sequencing.equipment[{i}].station"), "not a station of the line");
             }
-            if let Some(reason) = rule_problem(&families, &x.rule) {
+            if let Some(reason) = known(&x.rule) {
                 err(format!("sequencing.equipment[{i}].rule"), &reason);
             }
         }

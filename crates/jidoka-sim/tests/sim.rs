@@ -100,6 +100,52 @@ fn sequencing_rules_are_checked_and_the_planned_units_are_the_built_ones() {
     assert_eq!(planned.len(), 6);
 }
 
+/// The MES releases orders ahead of the line; a new sequence from it is followed: the moved units
+/// are released again with their new numbers and enter the line in the new order, and a change
+/// that touches a started unit or leaves a slot empty is refused whole.
+#[test]
+fn the_line_follows_a_new_sequence_released_ahead() {
+    let plant = Plant::default_plant().unwrap();
+    let mut sim = Simulation::new(plant, 5, Some(40), CurveMode::None).with_release_ahead(10);
+    let planned = sim.planned_units(0..40);
+    let released = |slot: &jidoka_sim::Slot| -> Vec<(String, u64)> {
+        slot.events
+            .iter()
+            .filter_map(|e| match &e.payload {
+                EventPayload::WorkOrderReleased(w) => Some((w.vin.clone(), w.sequence)),
+                _ => None,
+            })
+            .collect()
+    };
+    let first = sim.next_slot();
+    assert_eq!(released(&first).len(), 11, "slot 0 and the ten ahead");
+    assert_eq!(first.work_orders[0].vin, planned[0].vin);
+    let second = sim.next_slot();
+    assert_eq!(released(&second), vec![(planned[11].vin.clone(), 12)], "one more comes into the horizon");
+    // Number 1 has started: refused whole.
+    let err = sim.resequence(&[(1, 5), (5, 1)]).unwrap_err();
+    assert!(err.contains("already on the line"), "{err}");
+    let err = sim.resequence(&[(5, 6), (6, 7)]).unwrap_err();
+    assert!(err.contains("each once"), "{err}");
+    // Units 5, 6, 7 rotate; 6 and 7 were released, 30 was not.
+    assert_eq!(sim.resequence(&[(5, 7), (7, 30), (30, 5)]), Ok(3));
+    let third = sim.next_slot();
+    let again = released(&third);
+    assert!(again.contains(&(planned[4].vin.clone(), 7)), "{again:?}");
+    assert!(again.contains(&(planned[29].vin.clone(), 5)), "{again:?}");
+    assert!(!again.iter().any(|(v, _)| *v == planned[6].vin), "number 30 is beyond the horizon: released in turn");
+    let mut built = Vec::new();
+    while sim.has_more() {
+        built.extend(sim.next_slot().work_orders.into_iter().map(|w| (w.vin, w.sequence)));
+    }
+    let at = |n: u64| built.iter().find(|(_, s)| *s == n).map(|(v, _)| v.clone());
+    assert_eq!(at(5), Some(planned[29].vin.clone()));
+    assert_eq!(at(7), Some(planned[4].vin.clone()));
+    assert_eq!(at(30), Some(planned[6].vin.clone()));
+    assert_eq!(at(6), Some(planned[5].vin.clone()));
+    assert_eq!(built.len(), 37, "every unit built once");
+}
+
 #[test]
 fn same_seed_gives_identical_output_and_another_seed_does_not() {
     let plant = Plant::default_plant().unwrap();

@@ -3336,14 +3336,15 @@ async fn a_demo_started_again_on_the_same_folder_adds_a_new_run() {
         seed: 1,
         speed: 1e7,
         units: Some(3),
+        release_ahead: 0,
         ground_truth: dir.path().join("ground_truth.jsonl"),
     };
-    jidoka_service::demo::run_demo(runtime.ingest(), feed()).await.expect("first run");
+    jidoka_service::demo::run_demo(runtime.ingest(), feed(), None).await.expect("first run");
     let first = store.stats().unwrap().events;
     assert!(first > 100, "{first} events");
     // The run is named by its start second.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    jidoka_service::demo::run_demo(runtime.ingest(), feed()).await.expect("second run");
+    jidoka_service::demo::run_demo(runtime.ingest(), feed(), None).await.expect("second run");
     let m = &runtime.metrics;
     // Plant time starts at the run's start, so the runs' events differ a little in number (a
     // shift boundary); none of the second run's may be refused.

@@ -54,6 +54,22 @@ entity OrderLogEntry {
       CreatedOn      : Timestamp;
 }
 
+// A new build sequence written by Jidoka: the work orders whose place changed.
+entity SequenceChange {
+  key Id             : UUID;
+      IdempotencyKey : String(200);
+      CorrelationId  : String(200);
+      Reason         : String(4000);
+      Sequence       : Composition of many SequenceChangeItem on Sequence.change = $self;
+      CreatedOn      : Timestamp;
+}
+
+entity SequenceChangeItem {
+  key change       : Association to SequenceChange;
+  key WorkOrderNId : String(40);
+      Sequence     : Integer;
+}
+
 // Master data Jidoka reads: materials, the BOM lines of each production type with the
 // material they consume (a navigation, read with $expand), engineering changes, holds on
 // supplier lots, equipment with its calibration dates and work instructions.

@@ -16,6 +16,8 @@ service AppJidoka {
   @readonly entity Hold           as projection on mes.Hold;
   @readonly entity AndonAlert     as projection on mes.AndonAlert;
   @readonly entity OrderLogEntry  as projection on mes.OrderLogEntry;
+  @readonly entity SequenceChange as projection on mes.SequenceChange;
+  @readonly entity SequenceChangeItem as projection on mes.SequenceChangeItem;
 
   type CommandResult { Id : String; NId : String; }
 
@@ -26,6 +28,8 @@ service AppJidoka {
   }
   type HoldCommand { IdempotencyKey : String; CorrelationId : String; SerialNumber : String; Reason : String; }
   type AndonCommand { IdempotencyKey : String; CorrelationId : String; Station : String; Message : String; }
+  type SequenceItem { WorkOrderNId : String; Sequence : Integer; }
+  type SequenceCommand { IdempotencyKey : String; CorrelationId : String; Reason : String; Sequence : many SequenceItem; }
   type OrderLogCommand { IdempotencyKey : String; CorrelationId : String; WorkOrderNId : String; Text : String; }
 
   action CreateNonConformance(command : NonConformanceCommand) returns CommandResult;
@@ -33,6 +37,7 @@ service AppJidoka {
   action ReleaseHold(command : HoldCommand) returns CommandResult;
   action RaiseAndonAlert(command : AndonCommand) returns CommandResult;
   action AppendOrderLogEntry(command : OrderLogCommand) returns CommandResult;
+  action ResequenceWorkOrders(command : SequenceCommand) returns CommandResult;
 
   // Test control: counts per entity, and the fault mode.
   function Stats() returns String;
@@ -46,4 +51,5 @@ service PlainMes {
   entity Hold           as projection on mes.Hold;
   entity AndonAlert     as projection on mes.AndonAlert;
   entity OrderLogEntry  as projection on mes.OrderLogEntry;
+  entity SequenceChange as projection on mes.SequenceChange;
 }

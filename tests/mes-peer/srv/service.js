@@ -5,7 +5,7 @@ const cds = require('@sap/cds');
 const faults = require('../faults');
 
 module.exports = cds.service.impl(function () {
-  const { NonConformance, Hold, AndonAlert, OrderLogEntry } = cds.entities('mes');
+  const { NonConformance, Hold, AndonAlert, OrderLogEntry, SequenceChange, WorkOrder } = cds.entities('mes');
   let ncCounter = 0;
   const now = () => new Date().toISOString();
 
@@ -39,11 +39,29 @@ module.exports = cds.service.impl(function () {
     return { Id: id, NId: id };
   });
 
+  // A new build sequence: recorded with its items, and each work order's planned sequence
+  // number moved, in one transaction.
+  this.on('ResequenceWorkOrders', async (req) => {
+    const c = req.data.command || {};
+    if (!c.IdempotencyKey) return req.reject(400, 'IdempotencyKey is required');
+    const items = c.Sequence || [];
+    if (!items.length) return req.reject(400, 'Sequence is empty');
+    const id = cds.utils.uuid();
+    await INSERT.into(SequenceChange).entries({ Id: id, IdempotencyKey: c.IdempotencyKey,
+      CorrelationId: c.CorrelationId, Reason: c.Reason, CreatedOn: now(),
+      Sequence: items.map((i) => ({ WorkOrderNId: i.WorkOrderNId, Sequence: i.Sequence })) });
+    for (const i of items) {
+      await UPDATE(WorkOrder).set({ Sequence: i.Sequence, LastUpdatedOn: now() }).where({ NId: i.WorkOrderNId });
+    }
+    return { Id: id, NId: id };
+  });
+
   this.on('Stats', async () => {
     const count = async (e) => (await SELECT.one.from(e).columns('count(*) as n')).n;
     return JSON.stringify({
       NonConformance: await count(NonConformance), Hold: await count(Hold),
       AndonAlert: await count(AndonAlert), OrderLogEntry: await count(OrderLogEntry),
+      SequenceChange: await count(SequenceChange),
       calls: faults.calls, tokensIssued: faults.tokensIssued, batches: faults.batches,
     });
   });

@@ -7,8 +7,8 @@
 use super::EvalArgs;
 use anyhow::{Context, bail};
 use jidoka_agents::resequence::live::{self, Disruption, Outcome, Params as LiveParams, Proposal, Queue};
-use jidoka_agents::resequence::roadef::{self, Car, Instance, Objective, Params, Rule as RatioRule};
-use jidoka_model::rule::Rule;
+use jidoka_agents::resequence::plant::{PlantRules, PlantUnit};
+use jidoka_agents::resequence::roadef::{self, Car, Params};
 use jidoka_service::report::{machine, percentile};
 use jidoka_sim::{CurveMode, PlannedUnit, Plant, Simulation};
 use serde_json::{Value, json};
@@ -17,83 +17,16 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// The plant's queue: the last cars built, then `cars` planned cars, with what each needs.
-struct Built {
-    queue: Queue,
-    /// The option codes of each resource's users, for the scenarios' choices.
-    resource_rules: Vec<(String, Rule, Vec<String>)>,
-}
-
-/// The plant's sequencing rules over its units: the ratio rules as option bits, the paint family
-/// as colours, the option-specific parts and equipment as resources.
-fn build(plant: &Plant, tail: &[PlannedUnit], day: &[PlannedUnit], frozen: usize) -> anyhow::Result<Built> {
-    let seq = &plant.sequencing;
-    let rules: Vec<(RatioRule, Rule)> = seq
-        .ratios
-        .iter()
-        .map(|r| {
-            let rule = Rule::parse(&r.rule).map_err(|e| anyhow::anyhow!("sequencing rule `{}`: {e}", r.name))?;
-            Ok((RatioRule { name: r.name.clone(), n: r.n, p: r.p, high: r.priority == "high" }, rule))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let colours: Vec<String> = plant
-        .options
-        .iter()
-        .find(|o| o.family == seq.paint_family)
-        .map(|o| o.values.iter().map(|v| format!("{}={v}", o.family)).collect())
-        .unwrap_or_default();
-    let objectives = seq
-        .priorities
-        .iter()
-        .map(|p| match p.as_str() {
-            "high" => Objective::High,
-            "low" => Objective::Low,
-            _ => Objective::Paint,
-        })
-        .collect();
-    let car = |u: &PlannedUnit| Car {
-        ident: u.vin.clone(),
-        rank: u.index,
-        colour: colours.iter().position(|c| u.options.contains(c)).unwrap_or(0) as u32,
-        options: rules.iter().enumerate().map(|(r, (_, rule))| u64::from(rule.holds(&u.options)) << r).sum(),
-    };
-    // Parts that only some units take, and equipment only some need: what can fail for some.
-    let mut resource_rules: Vec<(String, Rule, Vec<String>)> = Vec::new();
-    for b in plant.bom.iter().filter(|b| !b.rule.is_empty() || !b.models.is_empty()) {
-        let rule = Rule::parse(&b.rule).map_err(|e| anyhow::anyhow!("bom `{}`: {e}", b.part))?;
-        resource_rules.push((b.part.clone(), rule, b.models.clone()));
+/// The plant's queue: the last cars built, then `cars` planned cars, with what each needs, read
+/// by the same rules the service reads from the master data.
+fn build(plant: &Plant, tail: &[PlannedUnit], day: &[PlannedUnit], frozen: usize) -> anyhow::Result<Queue> {
+    let rules = PlantRules::from_master(&plant.master_data()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    fn unit(u: &PlannedUnit) -> PlantUnit<'_> {
+        PlantUnit { ident: &u.vin, rank: u.index, model: &u.model, options: &u.options }
     }
-    for x in &seq.equipment {
-        let rule = Rule::parse(&x.rule).map_err(|e| anyhow::anyhow!("equipment `{}`: {e}", x.id))?;
-        resource_rules.push((x.id.clone(), rule, Vec::new()));
-    }
-    if resource_rules.len() > 64 {
-        bail!("{} option-specific parts and equipment: at most 64", resource_rules.len());
-    }
-    let needs = day
-        .iter()
-        .map(|u| {
-            resource_rules
-                .iter()
-                .enumerate()
-                .filter(|(_, (_, rule, models))| {
-                    rule.holds(&u.options) && (models.is_empty() || models.contains(&u.model))
-                })
-                .map(|(k, _)| 1u64 << k)
-                .sum()
-        })
-        .collect();
-    let (tail, day) = (tail.iter().map(car).collect(), day.iter().map(car).collect());
-    let inst = Instance {
-        objectives,
-        rules: rules.into_iter().map(|(r, _)| r).collect(),
-        // No paint family: one colour, no limit.
-        paint_limit: if colours.is_empty() { u32::MAX } else { seq.paint_limit.max(1) },
-        tail,
-        day,
-    };
-    let resources = resource_rules.iter().map(|(n, _, _)| n.clone()).collect();
-    Ok(Built { queue: Queue { inst, needs, resources, frozen }, resource_rules })
+    let (tail, day): (Vec<PlantUnit<'_>>, Vec<PlantUnit<'_>>) =
+        (tail.iter().map(unit).collect(), day.iter().map(unit).collect());
+    Ok(rules.queue(&tail, &day, frozen))
 }
 
 fn outcome_json(o: &Outcome) -> Value {
@@ -103,13 +36,7 @@ fn outcome_json(o: &Outcome) -> Value {
 }
 
 /// One scenario's disruptions on a planned queue.
-fn scenarios(
-    b: &Built,
-    plant: &Plant,
-    sim: &Simulation,
-    seed: u64,
-) -> anyhow::Result<Vec<(&'static str, Vec<Disruption>)>> {
-    let q = &b.queue;
+fn scenarios(q: &Queue, rush: (Car, u64), seed: u64) -> anyhow::Result<Vec<(&'static str, Vec<Disruption>)>> {
     let resource = |name: &str| {
         q.resources.iter().position(|r| r == name).with_context(|| format!("the plant has no `{name}` to disrupt"))
     };
@@ -121,16 +48,12 @@ fn scenarios(
     // One unit on hold: chosen by the seed among the movable cars.
     let one = movable[(seed as usize * 7919) % movable.len()];
     // A lot's units: the first six after slot 40 that take the luxury seat (one supplier lot).
-    let seat = b.resource_rules.iter().position(|(p, _, _)| p == "SEAT-LUX");
+    let seat = q.resources.iter().position(|p| p == "SEAT-LUX");
     let lot: Vec<String> = (40.min(n)..n)
         .filter(|&k| seat.is_some_and(|s| q.needs[k] >> s & 1 == 1))
         .take(6)
         .map(|k| q.inst.day[k].ident.clone())
         .collect();
-    // A rush order: the first unit of the next plan, wanted now.
-    let next = (q.inst.tail.len() + n) as u64;
-    let rush_unit = sim.planned_units(next..next + 1);
-    let rush = build(plant, &[], &rush_unit, 0)?;
     let mut out = vec![
         ("shortage", vec![Disruption::Unavailable { resource: resource("ROOF-GLASS")?, from: 60, until: 180 }]),
         (
@@ -138,14 +61,7 @@ fn scenarios(
             vec![Disruption::Unavailable { resource: resource("ST060-BATTERY-LIFT")?, from: 35, until: 80 }],
         ),
         ("hold_one", vec![Disruption::Hold { idents: vec![q.inst.day[one].ident.clone()] }]),
-        (
-            "rush",
-            vec![Disruption::Rush {
-                car: rush.queue.inst.day[0].clone(),
-                needs: rush.queue.needs[0],
-                within: q.frozen + 20,
-            }],
-        ),
+        ("rush", vec![Disruption::Rush { car: rush.0, needs: rush.1, within: q.frozen + 20 }]),
     ];
     if !lot.is_empty() {
         out.push(("hold_lot", vec![Disruption::Hold { idents: lot }]));
@@ -196,23 +112,28 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     let mut plans = Vec::new();
     for seed in 1..=args.seeds {
         let sim = Simulation::new(plant.clone(), seed, None, CurveMode::None);
-        let units = sim.planned_units(0..(tail_len + cars) as u64);
-        let drawn = build(&plant, &units[..tail_len], &units[tail_len..], frozen)?;
+        // The queue, and after it a rush order: the first unit of the next plan, wanted now (read
+        // with the queue, so its colour is the queue's).
+        let units = sim.planned_units(0..(tail_len + cars + 1) as u64);
+        let mut drawn = build(&plant, &units[..tail_len], &units[tail_len..], frozen)?;
+        let rush = match (drawn.inst.day.pop(), drawn.needs.pop()) {
+            (Some(car), Some(needs)) => (car, needs),
+            _ => bail!("no unit for the rush order"),
+        };
         // The plant plans its queue with its own search; the tail as built.
         let started = Instant::now();
         let params = Params { max_moves: Some(args.plan_moves), ..Params::default() };
-        let planned = roadef::solve(&drawn.queue.inst, seed, Instant::now() + Duration::from_secs(60), &params)
+        let planned = roadef::solve(&drawn.inst, seed, Instant::now() + Duration::from_secs(60), &params)
             .map_err(|e| anyhow::anyhow!("planning the queue: {e}"))?;
         let plan_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let drawn_score = roadef::score(&drawn.queue.inst, &drawn.queue.inst.plant_order());
+        let drawn_score = roadef::score(&drawn.inst, &drawn.inst.plant_order());
         // The same cars in the planned order.
-        let mut b = drawn;
-        let q = &mut b.queue;
+        let mut q = drawn;
         (q.inst.day, q.needs) = planned.order.iter().map(|&i| (q.inst.day[i].clone(), q.needs[i])).unzip();
         plans.push(json!({"seed": seed, "plan_ms": plan_ms, "drawn_order_score": drawn_score.total,
                           "planned_score": planned.score.total, "planned_high": planned.score.high,
                           "planned_paint_changes": planned.score.paint, "planned_low": planned.score.low}));
-        runs.extend(run(&b.queue, scenarios(&b, &plant, &sim, seed)?, &format!("seed {seed}"), args.live_ms)?);
+        runs.extend(run(&q, scenarios(&q, rush, seed)?, &format!("seed {seed}"), args.live_ms)?);
     }
     let mut planned: Vec<f64> = plans.iter().filter_map(|p| p["planned_score"].as_f64()).collect();
     let mut drawn: Vec<f64> = plans.iter().filter_map(|p| p["drawn_order_score"].as_f64()).collect();

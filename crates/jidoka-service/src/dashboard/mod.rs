@@ -8,6 +8,7 @@
 //! carries a token derived from the session (CSRF) and must come from this origin. Buttons
 //! appear only for roles allowed to press them, and the server refuses the rest anyway.
 
+pub mod build_queue;
 pub mod html;
 pub mod view;
 
@@ -51,6 +52,7 @@ pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("GET", "/ui/findings/{finding_id}", Some(Permission::ReadFindings)),
     ("GET", "/ui/patterns", Some(Permission::ReadFindings)),
     ("GET", "/ui/queue", Some(Permission::ReadActions)),
+    ("GET", "/ui/build-queue", Some(Permission::ReadBuildQueue)),
     ("POST", "/ui/actions/{action_id}/decide", Some(Permission::DecideActions)),
     ("POST", "/ui/actions/acknowledge", Some(Permission::DecideActions)),
     ("POST", "/ui/cases/{case_id}/decide", Some(Permission::DecideActions)),
@@ -67,6 +69,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/ui/logout", post(logout).layer(DefaultBodyLimit::max(SMALL_BODY_BYTES)))
         .route("/ui/live", get(live))
         .route("/ui/queue", get(queue))
+        .route("/ui/build-queue", get(build_queue::build_queue_page))
         .route("/ui/findings/{finding_id}", get(finding_page))
         .route("/ui/actions/{action_id}/decide", post(decide).layer(DefaultBodyLimit::max(SMALL_BODY_BYTES)))
         .route("/ui/actions/acknowledge", post(acknowledge).layer(DefaultBodyLimit::max(SMALL_BODY_BYTES)))
@@ -116,6 +119,9 @@ impl Session {
         let mut links = vec![("/ui", "Line")];
         if self.may(Permission::ReadActions) {
             links.push(("/ui/queue", "Approvals"));
+        }
+        if self.may(Permission::ReadBuildQueue) {
+            links.push(("/ui/build-queue", "Build queue"));
         }
         links.push(("/ui/patterns", "Defects"));
         if self.may(Permission::ReadAudit) {

@@ -1,0 +1,127 @@
+//! The build queue over the API and the dashboard: the released work orders waiting for the
+//! line with the frozen head marked, the disruptions in force, the newest re-sequencing plan;
+//! and the door through which a supervisor, the MES or logistics declares a disruption (a
+//! `build_disruption` event, so it is in the log, audited and replayed like any other).
+//!
+//! The view is read from the build queue agent's state on the writer, between two commits,
+//! copying only the head of the queue a page shows.
+
+use crate::api::{ApiError, ApiResult, AppState};
+use crate::runtime::{Ingest, IngestError};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use jidoka_agents::build_queue::{BuildQueueAgent, describe};
+use jidoka_model::event::rfc3339;
+use jidoka_store::AppendOutcome;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Queued units a view shows at most.
+pub const MAX_SHOWN: usize = 2000;
+
+/// The queue's head (`limit` units), the last units started, the disruptions in force and the
+/// newest plan, at the writer's committed position; `None` while agents are off or the build
+/// queue is not kept.
+pub async fn view(ingest: &Ingest, limit: usize) -> Result<Option<Value>, IngestError> {
+    let limit = limit.min(MAX_SHOWN);
+    ingest
+        .read_agents(move |agents| {
+            let (at, router) = agents?;
+            let agent = router.agent::<BuildQueueAgent>()?;
+            let sequencing = router.master().as_ref().and_then(|m| m.sequencing.clone());
+            let frozen = sequencing.as_ref().map_or(0, |q| q.frozen_units as usize);
+            let units: Vec<Value> = agent
+                .queue()
+                .take(limit)
+                .enumerate()
+                .map(|(i, u)| {
+                    let mut v = json!(u);
+                    v["position"] = json!(i);
+                    v["frozen"] = json!(i < frozen);
+                    v
+                })
+                .collect();
+            let started: Vec<Value> = agent.started().rev().take(5).map(|u| json!(u)).collect();
+            let disruptions: Vec<Value> = agent
+                .disruptions()
+                .map(|d| {
+                    json!({"disruption_id": d.disruption.disruption_id, "description": describe(&d.disruption),
+                           "declared_at": rfc3339::format(&d.declared_at), "event_id": d.event_id,
+                           "disruption": d.disruption})
+                })
+                .collect();
+            let plan = agent.plan().map(|(seq, result)| json!({"computed_from_seq": seq, "result": result}));
+            Some(json!({
+                "at_seq": at,
+                "now": agent.now().map(|t| rfc3339::format(&t)),
+                "queued": agent.queued_len(),
+                "frozen": frozen,
+                "rules": sequencing,
+                "units": units,
+                "last_started": started,
+                "disruptions": disruptions,
+                "plan": plan,
+            }))
+        })
+        .await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ViewQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /api/build-queue?limit=N` (default 100, at most [`MAX_SHOWN`]).
+pub async fn get_build_queue(
+    State(state): State<Arc<AppState>>,
+    q: Result<Query<ViewQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let limit = match q {
+        Ok(Query(q)) => q.limit.unwrap_or(100),
+        Err(e) => return Err(ApiError::new("invalid_query", format!("limit: {e}")).field("limit")),
+    };
+    match view(&state.ingest, limit).await {
+        Ok(Some(v)) => Ok(Json(v)),
+        Ok(None) => {
+            Err(ApiError::new("not_found", "the build queue is not kept: agents or the build queue agent are off"))
+        }
+        Err(e) => Err(ApiError::new("unavailable", e.to_string())),
+    }
+}
+
+/// `POST /api/build-queue/disruptions`: the body is a `build_disruption` event's data. Logged
+/// from `api:<user>` at this service's time; the same body sent twice is one disruption.
+pub async fn post_disruption(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(principal): axum::Extension<crate::auth::Principal>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let data: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new("invalid_event", format!("$: not JSON: {e}")).field("$"))?;
+    let now = chrono::Utc::now();
+    let source = format!("api:{}", principal.name);
+    let txn = format!("disruption:sha256:{}", jidoka_model::sha256_hex(&body));
+    let event = jidoka_model::Event::parse(
+        json!({"source": source, "source_txn_id": txn, "occurred_at": rfc3339::format(&now),
+               "kind": "build_disruption", "data": data}),
+        now,
+    )
+    .map_err(|e| ApiError::new("invalid_event", format!("{}: {}", e.field, e.reason)).field(e.field.clone()))?;
+    let outcome = state.ingest.append(vec![event], None).await.map_err(crate::api::unavailable)?;
+    let body = match outcome.into_iter().next() {
+        Some(AppendOutcome::Stored { seq, event_id }) => json!({"status": "stored", "seq": seq, "event_id": event_id}),
+        // The same body again (at another time) is the same declaration.
+        Some(AppendOutcome::Duplicate { seq, event_id }) | Some(AppendOutcome::Conflict { seq, event_id, .. }) => {
+            json!({"status": "duplicate", "seq": seq, "event_id": event_id})
+        }
+        Some(AppendOutcome::Rejected { error }) => {
+            return Err(ApiError::new("invalid_event", format!("{}: {}", error.field, error.reason)).field(error.field));
+        }
+        None => return Err(ApiError::internal("no outcome for the disruption")),
+    };
+    Ok((StatusCode::OK, Json(body)).into_response())
+}
