@@ -143,6 +143,43 @@ try {
   seen.finding_has_curve = (await sup.locator("figure svg").count()) > 0;
   await shot(sup, "04-supervisor-finding-after-approval");
 
+  // --- The build queue: a roof-glass shortage declared from the page gets a re-sequencing
+  // proposal within seconds; approved on its finding, the simulated line follows it.
+  await sup.goto(`${BASE}/ui/build-queue`);
+  const queued = await sup.locator("#build-queue tbody tr").count();
+  check(queued > 30, `the build queue shows the coming units: ${queued}`);
+  seen.build_queue_frozen_rows = await sup.locator("#build-queue tbody tr.frozen").count();
+  await sup.selectOption('form.declare select[name="resource"]', "ROOF-GLASS");
+  await sup.fill('form.declare input[name="from_minutes"]', "45");
+  await sup.fill('form.declare input[name="for_minutes"]', "120");
+  await sup.fill('form.declare input[name="reason"]', "glass truck late");
+  await Promise.all([sup.waitForURL(`${BASE}/ui/build-queue`), sup.click("form.declare button")]);
+  const decide = 'a[href^="/ui/findings/"]:has-text("Decide the proposal")';
+  for (let i = 0; i < 60 && (await sup.locator(decide).count()) === 0; i++) {
+    await sup.waitForTimeout(500);
+    await sup.reload();
+  }
+  check((await sup.locator(decide).count()) === 1, "a re-sequencing proposal waits for a decision");
+  seen.proposal_figures = await sup.$$eval("#proposal-figures tbody tr", (trs) =>
+    trs.map((tr) => [...tr.cells].map((c) => c.textContent.trim())),
+  );
+  await shot(sup, "08-supervisor-build-queue-proposal");
+  const proposalLink = await sup.getAttribute(decide, "href");
+  await sup.goto(`${BASE}${proposalLink}`);
+  const reseqForm = sup.locator("div.action form.decide").first();
+  await reseqForm.locator("textarea").fill("keep the line running while the glass is late");
+  await Promise.all([sup.waitForURL(/\/ui\/findings\//), reseqForm.locator("button.approve").click()]);
+  let reseqStatus = "";
+  for (let i = 0; i < 60; i++) {
+    reseqStatus = (await sup.textContent("div.action .status")).trim();
+    if (reseqStatus === "delivered") break;
+    await sup.waitForTimeout(500);
+    await sup.reload();
+  }
+  seen.resequence_status = reseqStatus;
+  seen.resequence_history = (await sup.textContent("div.action ol.history")).trim();
+  seen.resequence_action = await sup.getAttribute("div.action", "data-action");
+
   // --- A torque HOLD: the curve against its golden envelope, the features, the tool's chart.
   let torqueId = null;
   for (let i = 0; i < 120 && !torqueId; i++) {
@@ -224,7 +261,7 @@ try {
   await a11y.fill('input[name="user"]', env("QE_USER"));
   await a11y.fill('input[name="password"]', env("QE_PASS"));
   await Promise.all([a11y.waitForURL(`${BASE}/ui`), a11y.click('button[type="submit"]')]);
-  a11yPages.push("/ui", "/ui/queue", findingLink, `/ui/findings/${encodeURIComponent(torqueId)}`, "/ui/patterns", "/ui/audit");
+  a11yPages.push("/ui", "/ui/queue", findingLink, `/ui/findings/${encodeURIComponent(torqueId)}`, "/ui/patterns", "/ui/audit", "/ui/build-queue");
   const violations = [];
   for (const p of a11yPages) {
     if (p !== "/ui/login") await a11y.goto(`${BASE}${p}`);

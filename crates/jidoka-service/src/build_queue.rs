@@ -55,12 +55,20 @@ pub async fn view(ingest: &Ingest, limit: usize) -> Result<Option<Value>, Ingest
                 })
                 .collect();
             let plan = agent.plan().map(|(seq, result)| json!({"computed_from_seq": seq, "result": result}));
+            // What can be declared unavailable: the parts only some units take, the equipment.
+            let resources = router
+                .master()
+                .as_ref()
+                .and_then(|m| jidoka_agents::resequence::plant::PlantRules::from_master(m).ok())
+                .map(|r| r.resources())
+                .unwrap_or_default();
             Some(json!({
                 "at_seq": at,
                 "now": agent.now().map(|t| rfc3339::format(&t)),
                 "queued": agent.queued_len(),
                 "frozen": frozen,
                 "rules": sequencing,
+                "resources": resources,
                 "units": units,
                 "last_started": started,
                 "disruptions": disruptions,
@@ -102,9 +110,16 @@ pub async fn post_disruption(
 ) -> ApiResult<Response> {
     let data: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new("invalid_event", format!("$: not JSON: {e}")).field("$"))?;
+    let stored = declare(&state, &principal, data).await?;
+    Ok((StatusCode::OK, Json(stored)).into_response())
+}
+
+/// Log a disruption declared by `principal` (`data`: a `build_disruption` event's data), from
+/// `api:<user>` at this service's time, keyed by its content: the same declaration twice is one.
+pub async fn declare(state: &AppState, principal: &crate::auth::Principal, data: Value) -> ApiResult<Value> {
     let now = chrono::Utc::now();
     let source = format!("api:{}", principal.name);
-    let txn = format!("disruption:sha256:{}", jidoka_model::sha256_hex(&body));
+    let txn = format!("disruption:sha256:{}", jidoka_model::sha256_hex(data.to_string().as_bytes()));
     let event = jidoka_model::Event::parse(
         json!({"source": source, "source_txn_id": txn, "occurred_at": rfc3339::format(&now),
                "kind": "build_disruption", "data": data}),
@@ -112,16 +127,17 @@ pub async fn post_disruption(
     )
     .map_err(|e| ApiError::new("invalid_event", format!("{}: {}", e.field, e.reason)).field(e.field.clone()))?;
     let outcome = state.ingest.append(vec![event], None).await.map_err(crate::api::unavailable)?;
-    let body = match outcome.into_iter().next() {
-        Some(AppendOutcome::Stored { seq, event_id }) => json!({"status": "stored", "seq": seq, "event_id": event_id}),
-        // The same body again (at another time) is the same declaration.
+    match outcome.into_iter().next() {
+        Some(AppendOutcome::Stored { seq, event_id }) => {
+            Ok(json!({"status": "stored", "seq": seq, "event_id": event_id}))
+        }
+        // The same declaration again (at another time) is the same disruption.
         Some(AppendOutcome::Duplicate { seq, event_id }) | Some(AppendOutcome::Conflict { seq, event_id, .. }) => {
-            json!({"status": "duplicate", "seq": seq, "event_id": event_id})
+            Ok(json!({"status": "duplicate", "seq": seq, "event_id": event_id}))
         }
         Some(AppendOutcome::Rejected { error }) => {
-            return Err(ApiError::new("invalid_event", format!("{}: {}", error.field, error.reason)).field(error.field));
+            Err(ApiError::new("invalid_event", format!("{}: {}", error.field, error.reason)).field(error.field))
         }
-        None => return Err(ApiError::internal("no outcome for the disruption")),
-    };
-    Ok((StatusCode::OK, Json(body)).into_response())
+        None => Err(ApiError::internal("no outcome for the disruption")),
+    }
 }

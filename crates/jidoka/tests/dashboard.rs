@@ -109,7 +109,16 @@ fn supervisor_approves_a_live_hold_in_the_browser_and_the_operator_cannot() {
     assert_eq!(report["operator_form_status"], 403);
     assert_eq!(report["status_after_approval"], "delivered");
     // axe-core, WCAG 2 A and AA (contrast included), on every page.
-    assert_eq!(report["a11y_pages"], 7, "{report}");
+    assert_eq!(report["a11y_pages"], 8, "{report}");
+    // The build queue: the frozen head shown, the proposal's figures beside doing nothing, the
+    // approval delivered to the simulated line.
+    assert_eq!(report["build_queue_frozen_rows"], 30, "{report}");
+    let figures = report["proposal_figures"].as_array().expect("the proposal's figures");
+    let lost = figures.iter().find(|r| r[0].as_str().is_some_and(|l| l.starts_with("Takts lost"))).expect("takts lost");
+    let cell = |i: usize| lost[i].as_str().and_then(|c| c.parse::<u64>().ok()).expect("a count");
+    assert!(cell(1) > 0 && cell(3) == 0, "the proposal removes the line stops: {lost}");
+    assert_eq!(report["resequence_status"], "delivered", "{report}");
+    assert!(report["resequence_history"].as_str().is_some_and(|h| h.contains("re-sequenced")), "{report}");
     assert_eq!(report["a11y_violations"], serde_json::json!([]), "{report}");
     let history: Vec<&str> =
         report["audit_history"].as_array().map(|h| h.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
@@ -141,4 +150,27 @@ fn supervisor_approves_a_live_hold_in_the_browser_and_the_operator_cannot() {
     assert_eq!(approvals.len(), 1, "{approvals:?}");
     assert_eq!(approvals[0]["actor"], "user:demo-supervisor");
     assert!(approvals[0]["details"]["note"].as_str().is_some_and(|n| n.contains("hold the unit for rework")));
+    // The line followed the approved sequence: its MES released the moved work orders again with
+    // the numbers the proposal gave them.
+    let reseq = store.action(report["resequence_action"].as_str().expect("resequence action")).unwrap().unwrap();
+    let proposed: HashMap<String, u64> = reseq.action.payload["details"]["resequence"]
+        .as_array()
+        .expect("the proposal's numbers")
+        .iter()
+        .map(|c| (c["vin"].as_str().unwrap().to_string(), c["to_sequence"].as_u64().unwrap()))
+        .collect();
+    let mut released: HashMap<String, u64> = HashMap::new();
+    let mut after = 0;
+    loop {
+        let page = store.events_after(after, 5000).expect("events");
+        let Some(last) = page.last_seq() else { break };
+        for e in page.events {
+            if let jidoka_model::EventPayload::WorkOrderReleased(w) = &e.event.payload {
+                released.insert(w.vin.clone(), w.sequence);
+            }
+        }
+        after = last;
+    }
+    let followed = proposed.iter().filter(|(vin, n)| released.get(*vin) == Some(*n)).count();
+    assert_eq!(followed, proposed.len(), "every moved work order released again with its new number");
 }

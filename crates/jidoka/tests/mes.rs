@@ -766,3 +766,103 @@ fn master_data_is_read_from_the_mes_in_one_batch_and_kept_for_a_start_while_it_i
     let err = config.load_master().unwrap_err().to_string();
     assert!(err.contains("ChangePackage(C-3).old_part_number") && err.contains("P-999"), "{err}");
 }
+
+/// The build queue's loop against the real MES: the plant's work orders released (in the MES and
+/// to Jidoka, with their options), a roof-glass shortage declared by a supervisor, a proposal
+/// waiting for approval within seconds, and once approved the MES's work orders renumbered as
+/// proposed, in one command, written once.
+#[test]
+fn an_approved_resequencing_renumbers_the_work_orders_in_the_mes() {
+    let Some(peer) = peer() else { return };
+    let plant_file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/plants/default.toml");
+    let served = Served::new(
+        "admin",
+        &format!(
+            "[master_data]\nplant = {plant_file:?}\n[runtime]\noutbox_poll_ms = 50\n[[sinks]]\ntype = \"odata\"\nname = \"mes\"\nbase_url = {:?}\ntimeout_ms = 5000\n",
+            peer.base
+        ),
+    );
+    let mut child = served.start();
+    let auth = format!("Bearer {}", served.token);
+    let plant = jidoka_sim::Plant::default_plant().unwrap();
+    let units = jidoka_sim::Simulation::new(plant, 3, None, jidoka_sim::CurveMode::None).planned_units(0..200);
+    let t0 = chrono::Utc::now();
+    let at = |minutes: i64| jidoka_model::event::rfc3339::format(&(t0 + chrono::Duration::minutes(minutes)));
+    let mut events = Vec::new();
+    for u in &units {
+        let n = u.index + 1;
+        peer.post(
+            "WorkOrder",
+            json!({"Id": u.work_order, "NId": u.work_order, "ProductionType": u.model, "Vin": u.vin, "Sequence": n,
+                   "Status": "Released", "LastUpdatedOn": at(0)}),
+        );
+        events.push(
+            json!({"source": "mes", "source_txn_id": u.work_order, "occurred_at": at(0), "kind": "work_order_released",
+            "data": {"work_order": u.work_order, "vin": u.vin, "model": u.model, "options": u.options, "sequence": n,
+                     "planned_start": at(n as i64)}}),
+        );
+    }
+    let r =
+        http().post(&served.url("/api/events")).header("Authorization", &auth).send_json(Value::Array(events)).unwrap();
+    assert_eq!(r.status(), 200);
+    let declared = Instant::now();
+    let r = http()
+        .post(&served.url("/api/build-queue/disruptions"))
+        .header("Authorization", &auth)
+        .send_json(json!({"disruption_id": "GLASS-1", "kind": "unavailable", "resource": "ROOF-GLASS",
+                          "from": at(45), "until": at(150), "reason": "glass truck late"}))
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let waiting = || -> Option<Value> {
+        let mut r = http()
+            .get(&served.url("/api/actions?kind=resequence&status=pending_approval"))
+            .header("Authorization", &auth)
+            .call()
+            .ok()?;
+        let v: Value = r.body_mut().read_json().ok()?;
+        v["items"].as_array()?.first().cloned()
+    };
+    assert!(wait_until(Duration::from_secs(30), || waiting().is_some()), "no proposal waiting");
+    eprintln!("proposal waiting for approval {:?} after the declaration", declared.elapsed());
+    let action = waiting().unwrap();
+    let details = &action["payload"]["details"];
+    assert!(details["before"]["lost_takts"].as_u64().unwrap() > 0, "{details}");
+    assert_eq!(details["after"]["lost_takts"], 0, "{details}");
+    let changes = details["resequence"].as_array().unwrap().clone();
+    assert!(!changes.is_empty());
+    // Nothing reaches the MES before a person decides.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(peer.stats()["SequenceChange"], 0);
+    let r = http()
+        .post(&served.url(&format!("/api/actions/{}/approve", action["action_id"].as_str().unwrap())))
+        .header("Authorization", &auth)
+        .send_json(json!({"reason": "keep the line running while the glass is late"}))
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(wait_until(Duration::from_secs(30), || peer.stats()["SequenceChange"] == 1), "{}", peer.stats());
+    let mut r = http().get(&format!("{}/WorkOrder?$top=1000", peer.base)).call().unwrap();
+    let orders: Value = r.body_mut().read_json().unwrap();
+    let in_mes: std::collections::HashMap<String, u64> = orders["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["NId"].as_str().unwrap().to_string(), w["Sequence"].as_u64().unwrap()))
+        .collect();
+    let moved: std::collections::HashMap<&str, u64> =
+        changes.iter().map(|c| (c["work_order"].as_str().unwrap(), c["to_sequence"].as_u64().unwrap())).collect();
+    for u in &units {
+        let expected = moved.get(u.work_order.as_str()).copied().unwrap_or(u.index + 1);
+        assert_eq!(in_mes[&u.work_order], expected, "{}", u.work_order);
+    }
+    let mut numbers: Vec<u64> = in_mes.values().copied().collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=200).collect::<Vec<_>>(), "one unit per number");
+    // Delivered once, with the decision on the record.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(peer.stats()["SequenceChange"], 1);
+    let mut r = http().get(&format!("{}/SequenceChange", peer.base)).call().unwrap();
+    let change: Value = r.body_mut().read_json().unwrap();
+    assert!(change["value"][0]["Reason"].as_str().unwrap().contains("keep the line running"), "{change}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -4,14 +4,17 @@
 //! proposal is decided in the approvals queue like any action.
 
 use super::html::{esc, page};
-use super::{internal, session};
-use crate::api::{ApiError, AppState};
+use super::{Session, check_form, internal, refused, session};
+use crate::api::{ApiError, AppState, with_store};
 use crate::auth::Permission;
+use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use jidoka_model::{ActionKind, ActionStatus};
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::json;
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Arc;
@@ -44,15 +47,114 @@ pub(super) async fn build_queue_page(
         }
         Err(e) => return internal(ApiError::new("unavailable", e.to_string())),
     };
-    Html(page("Build queue", Some(&s.nav("/ui/build-queue")), &render(&view))).into_response()
+    // The proposal waiting for a decision, if any: decided on its finding's page.
+    let waiting = with_store(&state, |st| {
+        st.actions(&jidoka_store::ActionQuery {
+            status: Some(ActionStatus::PendingApproval),
+            kind: Some(ActionKind::Resequence),
+            limit: 1,
+            ..Default::default()
+        })
+    })
+    .await;
+    let waiting = match waiting {
+        Ok(page) => page.items.into_iter().next().map(|r| r.action.finding_id),
+        Err(e) => return internal(e),
+    };
+    let mut body = render(&view, waiting.as_deref());
+    if s.may(Permission::DeclareDisruption) {
+        body.push_str(&declare_form(&s, &view));
+    }
+    Html(page("Build queue", Some(&s.nav("/ui/build-queue")), &body)).into_response()
+}
+
+/// The form that declares a part or equipment unavailable, in minutes from the line's time.
+fn declare_form(s: &Session, view: &Value) -> String {
+    let resources: Vec<&str> = view["resources"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    if resources.is_empty() {
+        return "<p class=\"muted\">The sequencing rules name no part or equipment that only some units need: \
+                nothing to declare here.</p>"
+            .into();
+    }
+    let mut options = String::new();
+    for r in resources {
+        let _ = write!(options, "<option value=\"{0}\">{0}</option>", esc(r));
+    }
+    format!(
+        "<h2 id=\"declare\">Declare a part or equipment unavailable</h2>\
+         <form method=\"post\" action=\"/ui/build-queue/disruptions\" class=\"declare\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <label>Part or equipment <select name=\"resource\" required>{options}</select></label>\
+         <label>Missing from (minutes from the line's time) <input type=\"number\" name=\"from_minutes\" min=\"0\" max=\"10080\" value=\"30\" required></label>\
+         <label>For (minutes) <input type=\"number\" name=\"for_minutes\" min=\"1\" max=\"10080\" value=\"120\" required></label>\
+         <label>Reason <input type=\"text\" name=\"reason\" maxlength=\"500\"></label>\
+         <div class=\"buttons\"><button type=\"submit\">Declare and propose a new sequence</button></div></form>",
+        esc(&s.csrf)
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct DeclareForm {
+    #[serde(default)]
+    csrf: String,
+    resource: String,
+    from_minutes: i64,
+    for_minutes: i64,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /ui/build-queue/disruptions`: the form's unavailability, from the line's time.
+pub(super) async fn declare(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<DeclareForm>,
+) -> Response {
+    let s = match session(&state, &headers, Permission::DeclareDisruption) {
+        Ok(s) => s,
+        Err(d) => return d.into_response(),
+    };
+    if let Err(d) = check_form(&headers, Some(&s.csrf), &form.csrf) {
+        return d.into_response();
+    }
+    if !(0..=10_080).contains(&form.from_minutes) || !(1..=10_080).contains(&form.for_minutes) {
+        let e = ApiError::new("invalid_event", "from_minutes: 0 to 10080, for_minutes: 1 to 10080");
+        return refused(&s, "Not declared", e);
+    }
+    let now = match state
+        .ingest
+        .read_agents(|a| a.and_then(|(_, r)| r.agent::<jidoka_agents::build_queue::BuildQueueAgent>()?.now()))
+        .await
+    {
+        Ok(Some(now)) => now,
+        Ok(None) => {
+            return refused(
+                &s,
+                "Not declared",
+                ApiError::new("not_found", "the build queue has no time yet: nothing is released"),
+            );
+        }
+        Err(e) => return internal(ApiError::new("unavailable", e.to_string())),
+    };
+    let at = |m: i64| jidoka_model::event::rfc3339::format(&(now + chrono::Duration::minutes(m)));
+    let data = json!({
+        "disruption_id": format!("{}-{}", form.resource, now.format("%Y%m%dT%H%M")),
+        "kind": "unavailable", "resource": form.resource, "from": at(form.from_minutes),
+        "until": at(form.from_minutes + form.for_minutes), "reason": form.reason,
+    });
+    match crate::build_queue::declare(&state, &s.principal, data).await {
+        Ok(_) => Redirect::to("/ui/build-queue").into_response(),
+        Err(e) => refused(&s, "Not declared", e),
+    }
 }
 
 fn count(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)
 }
 
-/// The page body from the view of [`crate::build_queue::view`].
-pub fn render(view: &Value) -> String {
+/// The page body from the view of [`crate::build_queue::view`]; `waiting`: the finding of the
+/// proposal waiting for a decision.
+pub fn render(view: &Value, waiting: Option<&str>) -> String {
     let mut body = String::with_capacity(32 * 1024);
     let queued = count(&view["queued"]);
     let frozen = count(&view["frozen"]);
@@ -95,6 +197,13 @@ pub fn render(view: &Value) -> String {
         .filter_map(|m| Some((m["vin"].as_str()?.to_string(), (m["from"].as_u64(), m["to"].as_u64()?))))
         .collect();
     body.push_str(&proposal(&view["plan"]));
+    if let Some(finding) = waiting {
+        let _ = write!(
+            body,
+            "<p><a class=\"button\" href=\"/ui/findings/{}\">Decide the proposal waiting for approval</a></p>",
+            esc(finding)
+        );
+    }
     // The queue's head.
     let _ = write!(
         body,
@@ -160,8 +269,8 @@ fn proposal(plan: &Value) -> String {
     let changes = r["resequence"].as_array().map_or(0, Vec::len);
     let _ = write!(
         out,
-        "<p>Computed from log position {} around {} in {:.0} ms (first proposal after {:.1} ms): {} unit{} move, \
-         {changes} work order{} change their planned number{}.</p>",
+        "<p>Computed from log position {} around {} in {:.0} ms (first proposal after {:.1} ms): units moved: {}; \
+         work orders whose planned number changes: {changes}{}.</p>",
         count(&plan["computed_from_seq"]),
         esc(&r["disruption_ids"]
             .as_array()
@@ -173,13 +282,7 @@ fn proposal(plan: &Value) -> String {
         r["search_ms"].as_f64().unwrap_or(0.0),
         r["first_ms"].as_f64().unwrap_or(0.0),
         r["moves"].as_array().map_or(0, Vec::len),
-        if r["moves"].as_array().map_or(0, Vec::len) == 1 { "s" } else { "" },
-        if changes == 1 { "" } else { "s" },
-        if changes > 0 {
-            "; a supervisor approves it in <a href=\"/ui/queue\">Approvals</a>, which writes it to the MES"
-        } else {
-            ""
-        }
+        if changes > 0 { ". Once a supervisor approves it, the new numbers are written to the MES" } else { "" }
     );
     out.push_str(
         "<table id=\"proposal-figures\"><thead><tr><th scope=\"col\"></th><th scope=\"col\">No action</th>\

@@ -53,6 +53,7 @@ pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("GET", "/ui/patterns", Some(Permission::ReadFindings)),
     ("GET", "/ui/queue", Some(Permission::ReadActions)),
     ("GET", "/ui/build-queue", Some(Permission::ReadBuildQueue)),
+    ("POST", "/ui/build-queue/disruptions", Some(Permission::DeclareDisruption)),
     ("POST", "/ui/actions/{action_id}/decide", Some(Permission::DecideActions)),
     ("POST", "/ui/actions/acknowledge", Some(Permission::DecideActions)),
     ("POST", "/ui/cases/{case_id}/decide", Some(Permission::DecideActions)),
@@ -70,6 +71,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/ui/live", get(live))
         .route("/ui/queue", get(queue))
         .route("/ui/build-queue", get(build_queue::build_queue_page))
+        .route("/ui/build-queue/disruptions", post(build_queue::declare).layer(DefaultBodyLimit::max(SMALL_BODY_BYTES)))
         .route("/ui/findings/{finding_id}", get(finding_page))
         .route("/ui/actions/{action_id}/decide", post(decide).layer(DefaultBodyLimit::max(SMALL_BODY_BYTES)))
         .route("/ui/actions/acknowledge", post(acknowledge).layer(DefaultBodyLimit::max(SMALL_BODY_BYTES)))
