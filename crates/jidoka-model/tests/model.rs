@@ -396,6 +396,59 @@ mod master_data_changes {
         assert!(whole.replace && whole.rows == fewer);
     }
 
+    /// The plant's sequencing rules are master data: changed whole, taken out only by a whole
+    /// replacement, and a rule that cannot be read refuses the change naming it.
+    #[test]
+    fn sequencing_rules_change_whole_and_a_bad_rule_is_named() {
+        use jidoka_model::master::{Sequencing, SequencingRatio};
+        let rules = |n: u32| Sequencing {
+            paint_family: "PAINT".into(),
+            paint_limit: 10,
+            priorities: vec!["high".into(), "paint".into()],
+            frozen_units: 30,
+            ratios: vec![SequencingRatio {
+                name: "sunroof".into(),
+                rule: "SUNROOF=YES".into(),
+                n,
+                p: 3,
+                priority: "high".into(),
+            }],
+            equipment: vec![],
+        };
+        let current = in_force();
+        let with = MasterData { sequencing: Some(rules(1)), ..current.clone() };
+        let delta = current.delta_to(&with).expect("a change");
+        assert!(!delta.replace && delta.rows.bom.is_empty());
+        assert_eq!(delta.rows.sequencing, Some(rules(1)));
+        let applied = current.apply(&delta).expect("holds together");
+        assert_eq!(applied.sequencing, Some(rules(1)));
+        // Another ratio: the rules travel whole.
+        let changed = MasterData { sequencing: Some(rules(2)), ..current.clone() };
+        assert_eq!(with.delta_to(&changed).expect("a change").rows.sequencing, Some(rules(2)));
+        assert_eq!(with.delta_to(&with), None);
+        // Rules taken away cannot be said by rows: a whole replacement.
+        let gone = with.delta_to(&current).expect("a change");
+        assert!(gone.replace && gone.rows.sequencing.is_none());
+        // A ratio no sequence can read, a rule that does not parse, a priority left unranked.
+        let mut bad = rules(3);
+        bad.ratios.push(SequencingRatio {
+            name: "v6".into(),
+            rule: "ENGINE=".into(),
+            n: 1,
+            p: 2,
+            priority: "low".into(),
+        });
+        let change = MasterDataChange {
+            rows: MasterData { sequencing: Some(bad), ..MasterData::default() },
+            ..MasterDataChange::default()
+        };
+        let errors = current.apply(&change).expect_err("refused");
+        let rows: Vec<&str> = errors.iter().map(|(row, _)| row.as_str()).collect();
+        for row in ["rows.sequencing.ratios[0]", "rows.sequencing.ratios[1].rule", "rows.sequencing.priorities"] {
+            assert!(rows.contains(&row), "{row} named in {errors:?}");
+        }
+    }
+
     #[test]
     fn a_change_that_does_not_hold_together_is_refused_with_every_row_named() {
         let change = MasterDataChange {

@@ -194,3 +194,47 @@ pub fn may_decide(role: Role, kind: ActionKind) -> bool {
 pub fn propose_all(findings: &[Finding], policies: &[Policy]) -> Vec<Action> {
     findings.iter().flat_map(|f| propose(f, policies)).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jidoka_model::{Severity, Subject};
+
+    fn finding(kind: &str, verdict: Verdict) -> Finding {
+        Finding {
+            finding_id: "F-1".into(),
+            agent: "build-queue".into(),
+            agent_version: "1.0.0".into(),
+            kind: kind.into(),
+            verdict,
+            severity: Severity::Warning,
+            confidence: 1.0,
+            reason: "re-sequence around GLASS-1".into(),
+            subject: Subject::default(),
+            evidence: vec!["ev-plan".into(), "ev-disruption".into()],
+            correlation_id: "planner:resequence".into(),
+            source_txn_id: "resequence@9".into(),
+            occurred_at: chrono::Utc::now(),
+            details: json!({"resequence": [{"work_order": "WO-1", "vin": "V1", "from_sequence": 40, "to_sequence": 33}]}),
+        }
+    }
+
+    #[test]
+    fn a_resequencing_proposal_is_one_decision_for_a_supervisor_carrying_its_numbers() {
+        let actions = propose(&finding(RESEQUENCE_PROPOSAL, Verdict::Review), &[]);
+        assert_eq!(actions.len(), 1, "no review entry or order log beside it");
+        let a = &actions[0];
+        assert_eq!((a.kind, a.status), (ActionKind::Resequence, ActionStatus::PendingApproval));
+        let changes = a.sequence_changes().expect("the numbers travel with the action");
+        assert_eq!((changes[0].from_sequence, changes[0].to_sequence), (40, 33));
+        assert!(may_decide_action(Role::Supervisor, a) && may_decide_action(Role::Admin, a));
+        for role in [Role::QualityEngineer, Role::Operator, Role::Integrator, Role::Agent] {
+            assert!(!may_decide_action(role, a), "{role:?}");
+        }
+        // The no-change and no-proposal findings are PASS: nothing to decide.
+        assert!(propose(&finding("resequence.no_change", Verdict::Pass), &[]).is_empty());
+        // Only the resequence action carries the details; other kinds stay as they were.
+        let review = propose(&finding("torque.soft_joint", Verdict::Review), &[]);
+        assert!(review.iter().all(|a| a.payload.get("details").is_none()));
+    }
+}

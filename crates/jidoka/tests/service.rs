@@ -117,6 +117,8 @@ async fn every_route_checks_every_role() {
                 json!({"user": "nobody", "password": "nothing"})
             } else if *path == "/api/master-data" {
                 json!({"revision": "route-check", "rows": {"lots_on_hold": ["LOT-ROUTE"]}})
+            } else if *path == "/api/build-queue/disruptions" {
+                json!({"disruption_id": "D-route", "kind": "hold", "vins": ["1HGCM82633A004352"]})
             } else {
                 tightening("T-route", 25.0)
             }

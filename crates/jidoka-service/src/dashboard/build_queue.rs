@@ -93,14 +93,15 @@ fn declare_form(s: &Session, view: &Value) -> String {
     )
 }
 
-#[derive(Debug, Deserialize)]
+/// Every field has a default, so a form is only read into this once the session is known and
+/// nothing is refused before it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(super) struct DeclareForm {
-    #[serde(default)]
     csrf: String,
     resource: String,
     from_minutes: i64,
     for_minutes: i64,
-    #[serde(default)]
     reason: String,
 }
 
@@ -117,10 +118,6 @@ pub(super) async fn declare(
     if let Err(d) = check_form(&headers, Some(&s.csrf), &form.csrf) {
         return d.into_response();
     }
-    if !(0..=10_080).contains(&form.from_minutes) || !(1..=10_080).contains(&form.for_minutes) {
-        let e = ApiError::new("invalid_event", "from_minutes: 0 to 10080, for_minutes: 1 to 10080");
-        return refused(&s, "Not declared", e);
-    }
     let now = match state
         .ingest
         .read_agents(|a| a.and_then(|(_, r)| r.agent::<jidoka_agents::build_queue::BuildQueueAgent>()?.now()))
@@ -128,14 +125,15 @@ pub(super) async fn declare(
     {
         Ok(Some(now)) => now,
         Ok(None) => {
-            return refused(
-                &s,
-                "Not declared",
-                ApiError::new("not_found", "the build queue has no time yet: nothing is released"),
-            );
+            let e = ApiError::new("not_found", "the build queue has no time yet: no work order is released");
+            return refused(&s, "Not declared", e);
         }
         Err(e) => return internal(ApiError::new("unavailable", e.to_string())),
     };
+    if !(0..=10_080).contains(&form.from_minutes) || !(1..=10_080).contains(&form.for_minutes) {
+        let e = ApiError::new("invalid_event", "minutes: from 0 to 10080, for 1 to 10080");
+        return refused(&s, "Not declared", e);
+    }
     let at = |m: i64| jidoka_model::event::rfc3339::format(&(now + chrono::Duration::minutes(m)));
     let data = json!({
         "disruption_id": format!("{}-{}", form.resource, now.format("%Y%m%dT%H%M")),
