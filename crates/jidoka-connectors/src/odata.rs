@@ -727,7 +727,9 @@ fn plan(p: &Profile, a: &Action) -> Result<(String, String, Value), SinkError> {
                 .sequence_changes()
                 .map_err(SinkError::Permanent)?
                 .into_iter()
-                .map(|c| json!({"WorkOrderNId": c.work_order, "Sequence": c.to_sequence}))
+                // The number it had when the proposal was made: the MES refuses the change if
+                // the sequence moved since (another re-sequencing, a unit started).
+                .map(|c| json!({"WorkOrderNId": c.work_order, "Sequence": c.to_sequence, "PreviousSequence": c.from_sequence}))
                 .collect();
             record["Reason"] = json!(description);
             record["Sequence"] = json!(items);

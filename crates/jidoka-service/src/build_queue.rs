@@ -141,3 +141,36 @@ pub async fn declare(state: &AppState, principal: &crate::auth::Principal, data:
         None => Err(ApiError::internal("no outcome for the disruption")),
     }
 }
+
+/// A newer proposal withdraws the older ones still waiting: each expires, its audit record
+/// naming the finding of the proposal that replaced it, so nobody approves a sequence computed
+/// from a queue that has moved on. (Should one be approved all the same, the MES and the demo's
+/// line refuse a change whose units are no longer at the numbers it was computed from.)
+/// Returns the actions withdrawn.
+pub fn supersede(store: &dyn jidoka_store::Store, newest: &jidoka_model::Finding) -> jidoka_store::Result<Vec<String>> {
+    use jidoka_model::{ActionKind, ActionStatus};
+    let pending = store.actions(&jidoka_store::ActionQuery {
+        status: Some(ActionStatus::PendingApproval),
+        kind: Some(ActionKind::Resequence),
+        limit: 100,
+        ..Default::default()
+    })?;
+    let note = format!("superseded by the newer re-sequencing proposal of finding {}", newest.finding_id);
+    let older: Vec<&jidoka_store::ActionRecord> = pending
+        .items
+        .iter()
+        .filter(|r| r.action.finding_id != newest.finding_id && r.action.created_at <= newest.occurred_at)
+        .collect();
+    let moves: Vec<jidoka_store::StatusMove<'_>> = older
+        .iter()
+        .map(|r| jidoka_store::StatusMove {
+            action_id: &r.action.action_id,
+            actor: "governance",
+            from: ActionStatus::PendingApproval,
+            to: ActionStatus::Expired,
+            note: Some(&note),
+        })
+        .collect();
+    let done = store.set_action_statuses(&moves)?;
+    Ok(older.iter().zip(done).filter(|(_, ok)| *ok).map(|(r, _)| r.action.action_id.clone()).collect())
+}

@@ -43,7 +43,7 @@ pub struct DemoFeed {
 }
 
 /// A new build sequence for the simulated line, and where to answer whether it was taken.
-type Resequencing = (Vec<(u64, u64)>, mpsc::SyncSender<Result<usize, String>>);
+type Resequencing = (Vec<(String, u64, u64)>, mpsc::SyncSender<Result<usize, String>>);
 
 /// The demo's MES for new build sequences: an approved re-sequencing is handed to the simulated
 /// line between two takts, which follows it (or refuses it whole, naming why: a unit it moves
@@ -79,7 +79,7 @@ impl Sink for SimulatedMes {
             .sequence_changes()
             .map_err(SinkError::Permanent)?
             .into_iter()
-            .map(|c| (c.from_sequence, c.to_sequence))
+            .map(|c| (c.vin, c.from_sequence, c.to_sequence))
             .collect();
         let (reply, answer) = mpsc::sync_channel(1);
         self.tx.send((moves, reply)).map_err(|_| SinkError::Transient("the simulated line has stopped".into()))?;

@@ -330,18 +330,35 @@ pub async fn serve(
             }
         })?);
     }
-    // A declared build disruption asks for a re-sequencing proposal from the queue as it is then.
+    // A declared build disruption asks for a re-sequencing proposal from the queue as it is then;
+    // a new proposal withdraws the older one still waiting.
     {
         let mut findings = runtime.findings.subscribe();
-        let planners = planners.clone();
+        let (planners, store) = (planners.clone(), store.clone());
         tokio::spawn(async move {
+            use jidoka_agents::build_queue::{DISRUPTION, PLANNER, PROPOSAL};
             use tokio::sync::broadcast::error::RecvError;
             loop {
                 match findings.recv().await {
-                    // Missed findings may have held one: plan again, it costs a second at most.
-                    Ok(f) if f.kind != jidoka_agents::build_queue::DISRUPTION => {}
+                    Ok(f) if f.kind == PROPOSAL => {
+                        let store = store.clone();
+                        let withdrawn =
+                            tokio::task::spawn_blocking(move || crate::build_queue::supersede(store.as_ref(), &f))
+                                .await;
+                        match withdrawn {
+                            Ok(Ok(ids)) if !ids.is_empty() => {
+                                tracing::info!(actions = ?ids, "older re-sequencing proposals withdrawn")
+                            }
+                            Ok(Err(err)) => {
+                                tracing::error!(error = %err, "older re-sequencing proposals not withdrawn")
+                            }
+                            _ => {}
+                        }
+                    }
+                    // Missed findings may have held a declaration: plan again, it costs a second at most.
+                    Ok(f) if f.kind != DISRUPTION => {}
                     Ok(_) | Err(RecvError::Lagged(_)) => {
-                        planners.request(jidoka_agents::build_queue::PLANNER);
+                        planners.request(PLANNER);
                     }
                     Err(RecvError::Closed) => return,
                 }

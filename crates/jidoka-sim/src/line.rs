@@ -187,18 +187,18 @@ impl Simulation {
         unit
     }
 
-    /// A new build sequence from the MES: each `(from, to)` moves the unit planned at number
-    /// `from` to number `to` (a slot's number is the slot + 1). Refused whole, naming why, when a
-    /// number is of a unit already started, or the numbers moved to are not the numbers moved
-    /// from (two units in one slot, a slot left empty). The work orders released already are
-    /// released again with their new numbers at the next slot.
-    pub fn resequence(&mut self, moves: &[(u64, u64)]) -> Result<usize, String> {
-        let mut from: Vec<u64> = moves.iter().map(|m| m.0).collect();
-        let mut to: Vec<u64> = moves.iter().map(|m| m.1).collect();
-        if let Some(&(f, t)) = moves.iter().find(|(f, t)| f.min(t) <= &self.slot) {
+    /// A new build sequence from the MES: each `(vin, from, to)` moves the unit `vin`, planned
+    /// at number `from`, to number `to` (a slot's number is the slot + 1). Refused whole, naming
+    /// why, when a number is of a unit already started, a unit is no longer at the number the
+    /// change was computed from (the sequence moved since), or the numbers moved to are not the
+    /// numbers moved from (two units in one slot, a slot left empty). The work orders released
+    /// already are released again with their new numbers at the next slot.
+    pub fn resequence(&mut self, moves: &[(String, u64, u64)]) -> Result<usize, String> {
+        let mut from: Vec<u64> = moves.iter().map(|m| m.1).collect();
+        let mut to: Vec<u64> = moves.iter().map(|m| m.2).collect();
+        if let Some(n) = moves.iter().flat_map(|(_, f, t)| [*f, *t]).find(|n| *n <= self.slot) {
             return Err(format!(
-                "{} is already on the line (the next unit to start is number {})",
-                if f <= self.slot { f } else { t },
+                "number {n} is already on the line (the next unit to start is number {})",
                 self.slot + 1
             ));
         }
@@ -207,9 +207,15 @@ impl Simulation {
         if from != to || from.windows(2).any(|w| w[0] == w[1]) {
             return Err("the numbers moved to are not the numbers moved from, each once".into());
         }
+        if let Some((vin, f, _)) = moves.iter().find(|(vin, f, _)| self.unit_at(f - 1).vin != *vin) {
+            return Err(format!(
+                "number {f} is {} now, not {vin}: the sequence changed since the change was made",
+                self.unit_at(f - 1).vin
+            ));
+        }
         let before: HashMap<u64, u64> =
-            moves.iter().map(|&(f, _)| (f - 1, self.moved.get(&(f - 1)).copied().unwrap_or(f - 1))).collect();
-        for &(f, t) in moves {
+            moves.iter().map(|&(_, f, _)| (f - 1, self.moved.get(&(f - 1)).copied().unwrap_or(f - 1))).collect();
+        for &(_, f, t) in moves {
             let unit = before[&(f - 1)];
             if unit == t - 1 {
                 self.moved.remove(&(t - 1));

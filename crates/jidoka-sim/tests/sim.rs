@@ -123,12 +123,19 @@ fn the_line_follows_a_new_sequence_released_ahead() {
     let second = sim.next_slot();
     assert_eq!(released(&second), vec![(planned[11].vin.clone(), 12)], "one more comes into the horizon");
     // Number 1 has started: refused whole.
-    let err = sim.resequence(&[(1, 5), (5, 1)]).unwrap_err();
+    let m = |k: usize, to: u64| (planned[k].vin.clone(), k as u64 + 1, to);
+    let err = sim.resequence(&[m(0, 5), m(4, 1)]).unwrap_err();
     assert!(err.contains("already on the line"), "{err}");
-    let err = sim.resequence(&[(5, 6), (6, 7)]).unwrap_err();
+    let err = sim.resequence(&[m(4, 6), m(5, 7)]).unwrap_err();
     assert!(err.contains("each once"), "{err}");
+    // A change computed before another moved the units: refused, naming the unit there now.
+    let stale = [(planned[5].vin.clone(), 5, 6), (planned[4].vin.clone(), 6, 5)];
+    let err = sim.resequence(&stale).unwrap_err();
+    assert!(err.contains("changed since") && err.contains(&planned[4].vin), "{err}");
     // Units 5, 6, 7 rotate; 6 and 7 were released, 30 was not.
-    assert_eq!(sim.resequence(&[(5, 7), (7, 30), (30, 5)]), Ok(3));
+    assert_eq!(sim.resequence(&[m(4, 7), m(6, 30), m(29, 5)]), Ok(3));
+    // The same change again finds other units at those numbers.
+    assert!(sim.resequence(&[m(4, 7), m(6, 30), m(29, 5)]).unwrap_err().contains("changed since"));
     let third = sim.next_slot();
     let again = released(&third);
     assert!(again.contains(&(planned[4].vin.clone(), 7)), "{again:?}");

@@ -824,7 +824,26 @@ fn an_approved_resequencing_renumbers_the_work_orders_in_the_mes() {
     };
     assert!(wait_until(Duration::from_secs(30), || waiting().is_some()), "no proposal waiting");
     eprintln!("proposal waiting for approval {:?} after the declaration", declared.elapsed());
+    let first = waiting().unwrap();
+    // A unit put on hold meanwhile: a new proposal around both, and the first one withdrawn.
+    let r = http()
+        .post(&served.url("/api/build-queue/disruptions"))
+        .header("Authorization", &auth)
+        .send_json(json!({"disruption_id": "HOLD-1", "kind": "hold", "vins": [units[60].vin]}))
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        wait_until(Duration::from_secs(30), || waiting().is_some_and(|a| a["action_id"] != first["action_id"])),
+        "no second proposal"
+    );
+    let withdrawn = || -> Value {
+        let url = served.url(&format!("/api/actions/{}", first["action_id"].as_str().unwrap()));
+        http().get(&url).header("Authorization", &auth).call().unwrap().body_mut().read_json().unwrap()
+    };
+    assert!(wait_until(Duration::from_secs(10), || withdrawn()["status"] == "expired"), "{}", withdrawn());
+    assert!(withdrawn()["note"].as_str().unwrap_or("").contains("superseded"), "{}", withdrawn());
     let action = waiting().unwrap();
+    assert_eq!(action["payload"]["details"]["removed"], json!([units[60].vin]));
     let details = &action["payload"]["details"];
     assert!(details["before"]["lost_takts"].as_u64().unwrap() > 0, "{details}");
     assert_eq!(details["after"]["lost_takts"], 0, "{details}");
@@ -863,6 +882,17 @@ fn an_approved_resequencing_renumbers_the_work_orders_in_the_mes() {
     let mut r = http().get(&format!("{}/SequenceChange", peer.base)).call().unwrap();
     let change: Value = r.body_mut().read_json().unwrap();
     assert!(change["value"][0]["Reason"].as_str().unwrap().contains("keep the line running"), "{change}");
+    // The withdrawn proposal, had it been approved anyway, is refused by the MES: its work orders
+    // are no longer at the numbers it was computed from. Nothing changes.
+    let mut stale: Action = serde_json::from_value(withdrawn()).unwrap();
+    stale.status = ActionStatus::Approved;
+    let mut sink = jidoka_connectors::odata::OdataSink::new(&peer.sink("mes")).unwrap();
+    let err = sink.deliver(&stale).unwrap_err();
+    assert!(
+        matches!(&err, jidoka_connectors::sink::SinkError::Permanent(m) if m.contains("409") && m.contains("changed since")),
+        "{err:?}"
+    );
+    assert_eq!(peer.stats()["SequenceChange"], 1);
     child.kill().unwrap();
     child.wait().unwrap();
 }

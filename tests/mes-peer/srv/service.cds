@@ -28,7 +28,7 @@ service AppJidoka {
   }
   type HoldCommand { IdempotencyKey : String; CorrelationId : String; SerialNumber : String; Reason : String; }
   type AndonCommand { IdempotencyKey : String; CorrelationId : String; Station : String; Message : String; }
-  type SequenceItem { WorkOrderNId : String; Sequence : Integer; }
+  type SequenceItem { WorkOrderNId : String; Sequence : Integer; PreviousSequence : Integer; }
   type SequenceCommand { IdempotencyKey : String; CorrelationId : String; Reason : String; Sequence : many SequenceItem; }
   type OrderLogCommand { IdempotencyKey : String; CorrelationId : String; WorkOrderNId : String; Text : String; }
 

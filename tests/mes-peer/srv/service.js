@@ -46,6 +46,15 @@ module.exports = cds.service.impl(function () {
     if (!c.IdempotencyKey) return req.reject(400, 'IdempotencyKey is required');
     const items = c.Sequence || [];
     if (!items.length) return req.reject(400, 'Sequence is empty');
+    // Optimistic concurrency: every work order must still have the number the change was
+    // computed from, or nothing changes.
+    for (const i of items) {
+      const wo = await SELECT.one.from(WorkOrder).where({ NId: i.WorkOrderNId });
+      if (!wo) return req.reject(404, `work order ${i.WorkOrderNId} does not exist`);
+      if (i.PreviousSequence != null && wo.Sequence !== i.PreviousSequence) {
+        return req.reject(409, `work order ${i.WorkOrderNId} is at number ${wo.Sequence}, not ${i.PreviousSequence}: the sequence changed since`);
+      }
+    }
     const id = cds.utils.uuid();
     await INSERT.into(SequenceChange).entries({ Id: id, IdempotencyKey: c.IdempotencyKey,
       CorrelationId: c.CorrelationId, Reason: c.Reason, CreatedOn: now(),
