@@ -179,6 +179,15 @@ try {
   seen.resequence_status = reseqStatus;
   seen.resequence_history = (await sup.textContent("div.action ol.history")).trim();
   seen.resequence_action = await sup.getAttribute("div.action", "data-action");
+  // A unit put on hold from the page: listed among the disruptions, with a new proposal.
+  await sup.goto(`${BASE}/ui/build-queue`);
+  const heldVin = (await sup.textContent("#build-queue tbody tr:nth-child(50) td:nth-child(3)")).trim();
+  await sup.fill("form.hold textarea", heldVin);
+  await sup.fill('form.hold input[name="reason"]', "paint defect found at the audit");
+  await Promise.all([sup.waitForURL(`${BASE}/ui/build-queue`), sup.click("form.hold button")]);
+  const disruptions = await sup.textContent("main");
+  seen.hold_declared = disruptions.includes(`${heldVin} on hold`) && disruptions.includes("paint defect found");
+  seen.held_vin = heldVin;
 
   // --- A torque HOLD: the curve against its golden envelope, the features, the tool's chart.
   let torqueId = null;

@@ -303,7 +303,10 @@ pub fn describe(d: &BuildDisruption) -> String {
             time(&d.from),
             time(&d.until)
         ),
-        DisruptionKind::Hold => format!("{} units on hold", d.vins.len()),
+        DisruptionKind::Hold => match d.vins.as_slice() {
+            [one] => format!("{one} on hold"),
+            many => format!("{} units on hold", many.len()),
+        },
         DisruptionKind::Rush => format!(
             "rush order {} within {} units",
             d.rush.as_ref().map_or("?", |w| w.work_order.as_str()),

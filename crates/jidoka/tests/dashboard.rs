@@ -119,6 +119,7 @@ fn supervisor_approves_a_live_hold_in_the_browser_and_the_operator_cannot() {
     assert!(cell(1) > 0 && cell(3) == 0, "the proposal removes the line stops: {lost}");
     assert_eq!(report["resequence_status"], "delivered", "{report}");
     assert!(report["resequence_history"].as_str().is_some_and(|h| h.contains("re-sequenced")), "{report}");
+    assert_eq!(report["hold_declared"], true, "{report}");
     assert_eq!(report["a11y_violations"], serde_json::json!([]), "{report}");
     let history: Vec<&str> =
         report["audit_history"].as_array().map(|h| h.iter().filter_map(Value::as_str).collect()).unwrap_or_default();

@@ -121,6 +121,43 @@ pub struct Proposal {
     pub elapsed: Duration,
 }
 
+/// A move's gain in the plant's words: the objectives it changes, most important first ("one
+/// fewer high-priority rule violation, 2 more colour changes"). The gain is a sum of the
+/// objectives' weights (1,000,000, 1,000 and 1 by rank), read back digit by digit.
+fn gain_in_words(q: &Queue, gain: i128) -> String {
+    if gain >= STOP_WEIGHT {
+        return "fewer cars that stop the line".into();
+    }
+    if gain >= LATE_WEIGHT {
+        return "the rush car less late".into();
+    }
+    if gain >= PAINT_LIMIT_WEIGHT {
+        return "fewer cars over the paint limit".into();
+    }
+    let name = |o: Objective| match o {
+        Objective::High => ("high-priority rule violation", "high-priority rule violations"),
+        Objective::Paint => ("colour change", "colour changes"),
+        Objective::Low => ("low-priority rule violation", "low-priority rule violations"),
+    };
+    let mut rest = gain;
+    let mut parts = Vec::new();
+    for (k, o) in q.inst.objectives.iter().enumerate() {
+        let w = i128::from(super::roadef::WEIGHTS[k]);
+        // The nearest whole number of this objective: what is left is the ranks below.
+        let d = if k + 1 == q.inst.objectives.len() { rest / w } else { (rest + rest.signum() * w / 2) / w };
+        rest -= d * w;
+        if d != 0 {
+            let (one, many) = name(*o);
+            let more = if d > 0 { "fewer" } else { "more" };
+            parts.push(match d.unsigned_abs() {
+                1 => format!("one {more} {one}"),
+                n => format!("{n} {more} {many}"),
+            });
+        }
+    }
+    if parts.is_empty() { "a better place under the plant's rules".into() } else { parts.join(", ") }
+}
+
 /// The knobs of [`propose`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Params {
@@ -890,10 +927,7 @@ pub fn propose(q: &Queue, ds: &[Disruption], deadline: Instant, params: &Params)
                 Some((j, gain)) => {
                     if !moved {
                         extra += 1;
-                        why.insert(
-                            x.car.ident.clone(),
-                            format!("fewer rule violations around slot {j} (cost down {gain})"),
-                        );
+                        why.insert(x.car.ident.clone(), format!("to slot {j}: {}", gain_in_words(q, gain + charge)));
                     }
                     seq.insert(j, x);
                     touched.push(j);
@@ -921,6 +955,28 @@ mod tests {
             colour: rng.below(3) as u32,
             options: (0..rules).map(|r| u64::from(rng.below(3) == 0) << r).sum(),
         }
+    }
+
+    /// A move's gain is told in the plant's objectives, most important first.
+    #[test]
+    fn a_gain_is_told_in_the_plants_objectives() {
+        let q = |objectives: Vec<Objective>| Queue {
+            inst: Instance { objectives, rules: vec![], paint_limit: 5, tail: vec![], day: vec![] },
+            needs: vec![],
+            resources: vec![],
+            frozen: 0,
+        };
+        let hpl = q(vec![Objective::High, Objective::Paint, Objective::Low]);
+        assert_eq!(gain_in_words(&hpl, 1_000_000), "one fewer high-priority rule violation");
+        assert_eq!(
+            gain_in_words(&hpl, 1_000_000 - 2_000 + 3),
+            "one fewer high-priority rule violation, 2 more colour changes, 3 fewer low-priority rule violations"
+        );
+        assert_eq!(gain_in_words(&hpl, 2_001), "2 fewer colour changes, one fewer low-priority rule violation");
+        let ph = q(vec![Objective::Paint, Objective::High]);
+        assert_eq!(gain_in_words(&ph, 999_000), "one fewer colour change, one more high-priority rule violation");
+        assert_eq!(gain_in_words(&ph, PAINT_LIMIT_WEIGHT), "fewer cars over the paint limit");
+        assert_eq!(gain_in_words(&ph, 0), "a better place under the plant's rules");
     }
 
     /// The change an insertion is priced at is the change of the whole cost, with a tail,

@@ -83,12 +83,18 @@ fn declare_form(s: &Session, view: &Value) -> String {
     format!(
         "<h2 id=\"declare\">Declare a part or equipment unavailable</h2>\
          <form method=\"post\" action=\"/ui/build-queue/disruptions\" class=\"declare\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{0}\">\
          <label>Part or equipment <select name=\"resource\" required>{options}</select></label>\
          <label>Missing from (minutes from the line's time) <input type=\"number\" name=\"from_minutes\" min=\"0\" max=\"10080\" value=\"30\" required></label>\
          <label>For (minutes) <input type=\"number\" name=\"for_minutes\" min=\"1\" max=\"10080\" value=\"120\" required></label>\
          <label>Reason <input type=\"text\" name=\"reason\" maxlength=\"500\"></label>\
-         <div class=\"buttons\"><button type=\"submit\">Declare and propose a new sequence</button></div></form>",
+         <div class=\"buttons\"><button type=\"submit\">Declare and propose a new sequence</button></div></form>\
+         <h2 id=\"hold\">Put units on hold</h2>\
+         <form method=\"post\" action=\"/ui/build-queue/disruptions\" class=\"hold\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{0}\"><input type=\"hidden\" name=\"kind\" value=\"hold\">\
+         <label>VINs (one per line) <textarea name=\"vins\" rows=\"3\" required maxlength=\"8000\"></textarea></label>\
+         <label>Reason <input type=\"text\" name=\"reason\" maxlength=\"500\"></label>\
+         <div class=\"buttons\"><button type=\"submit\">Hold and propose a new sequence</button></div></form>",
         esc(&s.csrf)
     )
 }
@@ -99,13 +105,17 @@ fn declare_form(s: &Session, view: &Value) -> String {
 #[serde(default)]
 pub(super) struct DeclareForm {
     csrf: String,
+    /// `hold` (units by VIN), else a part or equipment unavailable.
+    kind: String,
+    vins: String,
     resource: String,
     from_minutes: i64,
     for_minutes: i64,
     reason: String,
 }
 
-/// `POST /ui/build-queue/disruptions`: the form's unavailability, from the line's time.
+/// `POST /ui/build-queue/disruptions`: the form's unavailability (in minutes from the line's
+/// time) or hold.
 pub(super) async fn declare(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -130,16 +140,25 @@ pub(super) async fn declare(
         }
         Err(e) => return internal(ApiError::new("unavailable", e.to_string())),
     };
-    if !(0..=10_080).contains(&form.from_minutes) || !(1..=10_080).contains(&form.for_minutes) {
-        let e = ApiError::new("invalid_event", "minutes: from 0 to 10080, for 1 to 10080");
-        return refused(&s, "Not declared", e);
-    }
-    let at = |m: i64| jidoka_model::event::rfc3339::format(&(now + chrono::Duration::minutes(m)));
-    let data = json!({
-        "disruption_id": format!("{}-{}", form.resource, now.format("%Y%m%dT%H%M")),
-        "kind": "unavailable", "resource": form.resource, "from": at(form.from_minutes),
-        "until": at(form.from_minutes + form.for_minutes), "reason": form.reason,
-    });
+    let data = if form.kind == "hold" {
+        // The event's checks name a bad VIN (`data.vins[2]`) and the limit on how many.
+        let vins: Vec<&str> = form.vins.split(['\n', ',', ' ', '\r', '\t']).filter(|v| !v.is_empty()).collect();
+        json!({
+            "disruption_id": format!("HOLD-{}-{}", now.format("%Y%m%dT%H%M"), vins.first().copied().unwrap_or("")),
+            "kind": "hold", "vins": vins, "reason": form.reason,
+        })
+    } else {
+        if !(0..=10_080).contains(&form.from_minutes) || !(1..=10_080).contains(&form.for_minutes) {
+            let e = ApiError::new("invalid_event", "minutes: from 0 to 10080, for 1 to 10080");
+            return refused(&s, "Not declared", e);
+        }
+        let at = |m: i64| jidoka_model::event::rfc3339::format(&(now + chrono::Duration::minutes(m)));
+        json!({
+            "disruption_id": format!("{}-{}", form.resource, now.format("%Y%m%dT%H%M")),
+            "kind": "unavailable", "resource": form.resource, "from": at(form.from_minutes),
+            "until": at(form.from_minutes + form.for_minutes), "reason": form.reason,
+        })
+    };
     match crate::build_queue::declare(&state, &s.principal, data).await {
         Ok(_) => Redirect::to("/ui/build-queue").into_response(),
         Err(e) => refused(&s, "Not declared", e),
