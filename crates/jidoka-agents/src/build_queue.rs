@@ -385,30 +385,36 @@ impl Resequence {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
-        let day: Vec<&QueuedUnit> = agent.queue().take(self.horizon).collect();
+        let declared: Vec<&Declared> = agent.disruptions().collect();
+        if declared.is_empty() {
+            return Ok(Err("no disruption is in force".into()));
+        }
+        let frozen = rules.sequencing().frozen_units as usize;
+        // Rush orders: a new order, or one already queued behind the frozen head, which leaves
+        // its place to be put where it is due (one already in the frozen head comes anyway).
+        let head: HashSet<&str> = agent.queue().take(frozen).map(|u| u.vin.as_str()).collect();
+        let mut rush: Vec<QueuedUnit> = Vec::new();
+        for w in declared.iter().filter_map(|d| d.disruption.rush.as_ref()) {
+            if head.contains(w.vin.as_str()) || rush.iter().any(|r| r.vin == w.vin) {
+                continue;
+            }
+            let queued = agent.queued_at.get(&w.vin).and_then(|n| agent.queued.get(&(*n, w.vin.clone())));
+            rush.push(queued.cloned().unwrap_or_else(|| QueuedUnit::of(w)));
+        }
+        let day: Vec<&QueuedUnit> =
+            agent.queue().filter(|u| !rush.iter().any(|r| r.vin == u.vin)).take(self.horizon).collect();
         if day.is_empty() {
             return Ok(Err("the build queue is empty: no work order is released and waiting".into()));
         }
         let max_p = rules.sequencing().ratios.iter().map(|r| r.p as usize).max().unwrap_or(1);
         let tail: Vec<&QueuedUnit> = agent.started.iter().rev().take(max_p).rev().collect();
-        let declared: Vec<&Declared> = agent.disruptions().collect();
-        if declared.is_empty() {
-            return Ok(Err("no disruption is in force".into()));
-        }
         let now = agent.now().unwrap_or_default();
         let Some(takt) = takt(&day) else {
             return Ok(Err("the queued work orders carry no planned start: their times are unknown".into()));
         };
-        let rush: Vec<QueuedUnit> = declared
-            .iter()
-            .filter_map(|d| d.disruption.rush.as_ref())
-            .filter(|w| !agent.queued_at.contains_key(&w.vin))
-            .map(QueuedUnit::of)
-            .collect();
         let units: Vec<PlantUnit<'_>> =
             day.iter().map(|u| u.plant_unit()).chain(rush.iter().map(QueuedUnit::plant_unit)).collect();
         let tail_units: Vec<PlantUnit<'_>> = tail.iter().map(|u| u.plant_unit()).collect();
-        let frozen = rules.sequencing().frozen_units as usize;
         let mut queue = rules.queue(&tail_units, &units, frozen);
         // The rush cars were read with the queue (one colour dictionary); they are not in it yet.
         let split = queue.inst.day.len() - rush.len();

@@ -223,3 +223,33 @@ fn a_resource_the_plant_cannot_sequence_around_is_named() {
     let error = result["error"].as_str().unwrap();
     assert!(error.contains("FRAME-1") && error.contains("cannot work around"), "{error}");
 }
+
+/// A rush on an order already in the queue pulls it forward (it is not built twice); one already
+/// in the frozen head comes anyway and is left where it is.
+#[test]
+fn a_rush_on_a_queued_order_moves_it_forward_once() {
+    let (plant, _, mut log) = plant_log(3);
+    let frozen = plant.sequencing.frozen_units as usize;
+    let queue: Vec<_> = log.agent().queue().cloned().collect();
+    let order = |u: &jidoka_agents::build_queue::QueuedUnit| json!({"work_order": u.work_order, "vin": u.vin, "model": u.model, "options": u.options, "sequence": u.sequence});
+    log.push_json(disruption(
+        "RUSH-Q",
+        json!({"kind": "rush", "rush": order(&queue[150]), "within_units": 40}),
+        "2026-12-07T08:00:00Z",
+    ));
+    log.push_json(disruption(
+        "RUSH-F",
+        json!({"kind": "rush", "rush": order(&queue[3]), "within_units": 1}),
+        "2026-12-07T08:00:00Z",
+    ));
+    let result = log.plan(&Resequence { search_ms: 200, ..Resequence::default() });
+    assert!(result["error"].is_null(), "{result}");
+    let new: Vec<&str> = result["order"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(new.len(), queue.len(), "no unit built twice, none lost");
+    let at = new.iter().position(|v| *v == queue[150].vin).unwrap();
+    assert!((frozen..40).contains(&at), "the rushed unit at slot {at}");
+    assert_eq!(new[3], queue[3].vin, "a rushed unit in the frozen head stays");
+    let numbers: BTreeSet<u64> = queue.iter().map(|u| u.sequence).collect();
+    let changes = result["resequence"].as_array().unwrap();
+    assert!(changes.iter().all(|c| numbers.contains(&c["to_sequence"].as_u64().unwrap())));
+}
