@@ -162,6 +162,11 @@ impl BuildQueueAgent {
         }
     }
 
+    /// The queued unit `vin`, if it is waiting.
+    fn queued_unit(&self, vin: &str) -> Option<&QueuedUnit> {
+        self.queued_at.get(vin).and_then(|n| self.queued.get(&(*n, vin.to_string())))
+    }
+
     fn start(&mut self, vin: &str) {
         let Some(at) = self.queued_at.remove(vin) else { return };
         let Some(unit) = self.queued.remove(&(at, vin.to_string())) else { return };
@@ -393,16 +398,19 @@ impl Resequence {
         // Rush orders: a new order, or one already queued behind the frozen head, which leaves
         // its place to be put where it is due (one already in the frozen head comes anyway).
         let head: HashSet<&str> = agent.queue().take(frozen).map(|u| u.vin.as_str()).collect();
-        let mut rush: Vec<QueuedUnit> = Vec::new();
-        for w in declared.iter().filter_map(|d| d.disruption.rush.as_ref()) {
-            if head.contains(w.vin.as_str()) || rush.iter().any(|r| r.vin == w.vin) {
+        // Each with the number of units it is due within.
+        let mut rush: Vec<(QueuedUnit, usize)> = Vec::new();
+        let mut rushed: HashSet<&str> = HashSet::new();
+        for d in &declared {
+            let Some(w) = &d.disruption.rush else { continue };
+            if head.contains(w.vin.as_str()) || !rushed.insert(w.vin.as_str()) {
                 continue;
             }
-            let queued = agent.queued_at.get(&w.vin).and_then(|n| agent.queued.get(&(*n, w.vin.clone())));
-            rush.push(queued.cloned().unwrap_or_else(|| QueuedUnit::of(w)));
+            let unit = agent.queued_unit(&w.vin).cloned().unwrap_or_else(|| QueuedUnit::of(w));
+            rush.push((unit, d.disruption.within_units.unwrap_or(0) as usize));
         }
         let day: Vec<&QueuedUnit> =
-            agent.queue().filter(|u| !rush.iter().any(|r| r.vin == u.vin)).take(self.horizon).collect();
+            agent.queue().filter(|u| !rushed.contains(u.vin.as_str())).take(self.horizon).collect();
         if day.is_empty() {
             return Ok(Err("the build queue is empty: no work order is released and waiting".into()));
         }
@@ -413,7 +421,7 @@ impl Resequence {
             return Ok(Err("the queued work orders carry no planned start: their times are unknown".into()));
         };
         let units: Vec<PlantUnit<'_>> =
-            day.iter().map(|u| u.plant_unit()).chain(rush.iter().map(QueuedUnit::plant_unit)).collect();
+            day.iter().map(|u| u.plant_unit()).chain(rush.iter().map(|(u, _)| u.plant_unit())).collect();
         let tail_units: Vec<PlantUnit<'_>> = tail.iter().map(|u| u.plant_unit()).collect();
         let mut queue = rules.queue(&tail_units, &units, frozen);
         // The rush cars were read with the queue (one colour dictionary); they are not in it yet.
@@ -424,14 +432,8 @@ impl Resequence {
             .split_off(split)
             .into_iter()
             .zip(queue.needs.split_off(split))
-            .map(|(car, needs)| {
-                let within = declared
-                    .iter()
-                    .find(|d| d.disruption.rush.as_ref().is_some_and(|w| w.vin == car.ident))
-                    .and_then(|d| d.disruption.within_units)
-                    .unwrap_or(0) as usize;
-                Disruption::Rush { car, needs, within }
-            })
+            .zip(&rush)
+            .map(|((car, needs), (_, within))| Disruption::Rush { car, needs, within: *within })
             .collect();
         queue.frozen = queue.frozen.min(queue.inst.day.len());
         let slot = |t: &Timestamp| -> usize {
@@ -483,7 +485,7 @@ impl Resequence {
         // The new numbers: the same planned numbers, handed out in the new order; held units
         // take the last ones (out of the sequence until released).
         let by_vin: HashMap<&str, &QueuedUnit> =
-            day.iter().copied().chain(rush.iter()).map(|u| (u.vin.as_str(), u)).collect();
+            day.iter().copied().chain(rush.iter().map(|(u, _)| u)).map(|u| (u.vin.as_str(), u)).collect();
         let mut numbers: Vec<u64> = by_vin.values().map(|u| u.sequence).collect();
         numbers.sort_unstable();
         let order = proposal.idents.iter().chain(&proposal.removed);

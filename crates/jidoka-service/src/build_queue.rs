@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use jidoka_agents::build_queue::{BuildQueueAgent, describe};
+use jidoka_agents::build_queue::{BuildQueueAgent, Declared, QueuedUnit, describe};
 use jidoka_model::event::rfc3339;
 use jidoka_store::AppendOutcome;
 use serde::Deserialize;
@@ -23,59 +23,82 @@ use std::sync::Arc;
 /// Queued units a view shows at most.
 pub const MAX_SHOWN: usize = 2000;
 
+/// What a view copies from the agent on the writer: no more than the page shows.
+struct Copied {
+    at: u64,
+    now: Option<jidoka_model::event::Timestamp>,
+    queued: usize,
+    units: Vec<QueuedUnit>,
+    started: Vec<QueuedUnit>,
+    disruptions: Vec<Declared>,
+    plan: Option<(u64, Value)>,
+    master: jidoka_agents::Master,
+}
+
 /// The queue's head (`limit` units), the last units started, the disruptions in force and the
 /// newest plan, at the writer's committed position; `None` while agents are off or the build
-/// queue is not kept.
+/// queue is not kept. The writer only copies them between two commits; the rules are read and
+/// the view is built here.
 pub async fn view(ingest: &Ingest, limit: usize) -> Result<Option<Value>, IngestError> {
     let limit = limit.min(MAX_SHOWN);
-    ingest
+    let copied = ingest
         .read_agents(move |agents| {
             let (at, router) = agents?;
             let agent = router.agent::<BuildQueueAgent>()?;
-            let sequencing = router.master().as_ref().and_then(|m| m.sequencing.clone());
-            let frozen = sequencing.as_ref().map_or(0, |q| q.frozen_units as usize);
-            let units: Vec<Value> = agent
-                .queue()
-                .take(limit)
-                .enumerate()
-                .map(|(i, u)| {
-                    let mut v = json!(u);
-                    v["position"] = json!(i);
-                    v["frozen"] = json!(i < frozen);
-                    v
-                })
-                .collect();
-            let started: Vec<Value> = agent.started().rev().take(5).map(|u| json!(u)).collect();
-            let disruptions: Vec<Value> = agent
-                .disruptions()
-                .map(|d| {
-                    json!({"disruption_id": d.disruption.disruption_id, "description": describe(&d.disruption),
-                           "declared_at": rfc3339::format(&d.declared_at), "event_id": d.event_id,
-                           "disruption": d.disruption})
-                })
-                .collect();
-            let plan = agent.plan().map(|(seq, result)| json!({"computed_from_seq": seq, "result": result}));
-            // What can be declared unavailable: the parts only some units take, the equipment.
-            let resources = router
-                .master()
-                .as_ref()
-                .and_then(|m| jidoka_agents::resequence::plant::PlantRules::from_master(m).ok())
-                .map(|r| r.resources())
-                .unwrap_or_default();
-            Some(json!({
-                "at_seq": at,
-                "now": agent.now().map(|t| rfc3339::format(&t)),
-                "queued": agent.queued_len(),
-                "frozen": frozen,
-                "rules": sequencing,
-                "resources": resources,
-                "units": units,
-                "last_started": started,
-                "disruptions": disruptions,
-                "plan": plan,
-            }))
+            Some(Copied {
+                at,
+                now: agent.now(),
+                queued: agent.queued_len(),
+                units: agent.queue().take(limit).cloned().collect(),
+                started: agent.started().rev().take(5).cloned().collect(),
+                disruptions: agent.disruptions().cloned().collect(),
+                plan: agent.plan().cloned(),
+                master: router.master().clone(),
+            })
         })
-        .await
+        .await?;
+    let Some(c) = copied else { return Ok(None) };
+    let sequencing = c.master.as_ref().and_then(|m| m.sequencing.clone());
+    let frozen = sequencing.as_ref().map_or(0, |q| q.frozen_units as usize);
+    let units: Vec<Value> = c
+        .units
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let mut v = json!(u);
+            v["position"] = json!(i);
+            v["frozen"] = json!(i < frozen);
+            v
+        })
+        .collect();
+    let disruptions: Vec<Value> = c
+        .disruptions
+        .iter()
+        .map(|d| {
+            json!({"disruption_id": d.disruption.disruption_id, "description": describe(&d.disruption),
+                   "declared_at": rfc3339::format(&d.declared_at), "event_id": d.event_id,
+                   "disruption": d.disruption})
+        })
+        .collect();
+    // What can be declared unavailable: the parts only some units take, the equipment.
+    let resources = c
+        .master
+        .as_deref()
+        .and_then(|m| jidoka_agents::resequence::plant::PlantRules::from_master(m).ok())
+        .map(|r| r.resources())
+        .unwrap_or_default();
+    Ok(Some(json!({
+        "at_seq": c.at,
+        "now": c.now.map(|t| rfc3339::format(&t)),
+        "queued": c.queued,
+        "frozen": frozen,
+        "rules": sequencing,
+        "resources": resources,
+        "units": units,
+        "last_started": c.started,
+        "disruptions": disruptions,
+        "plan": c.plan.map(|(seq, result)| json!({"computed_from_seq": seq, "result": result})),
+    })))
 }
 
 #[derive(Debug, Deserialize)]
