@@ -96,9 +96,10 @@ pub struct Declared {
     pub declared_at: Timestamp,
 }
 
-/// The build queue's state; see the module.
+/// The released work orders not yet started, in planned order, and the last units started:
+/// what the MES released and the line reports, kept for every agent that plans ahead.
 #[derive(Debug, Clone, Default)]
-pub struct BuildQueueAgent {
+pub struct ReleasedUnits {
     /// Released, not started: by (planned number, VIN).
     queued: BTreeMap<(u64, String), QueuedUnit>,
     /// VIN → planned number of the queued units.
@@ -107,18 +108,9 @@ pub struct BuildQueueAgent {
     started: VecDeque<QueuedUnit>,
     started_vins: HashSet<String>,
     newest_started: u64,
-    disruptions: BTreeMap<String, Declared>,
-    /// The line's time: the newest release or start seen.
-    now: Option<Timestamp>,
-    /// The newest plan: its log position and result.
-    plan: Option<(u64, Value)>,
 }
 
-impl BuildQueueAgent {
-    pub fn new() -> BuildQueueAgent {
-        BuildQueueAgent::default()
-    }
-
+impl ReleasedUnits {
     /// The queue in planned order.
     pub fn queue(&self) -> impl DoubleEndedIterator<Item = &QueuedUnit> {
         self.queued.values()
@@ -129,24 +121,16 @@ impl BuildQueueAgent {
     }
 
     /// The last units started, oldest first.
-    pub fn started(&self) -> impl DoubleEndedIterator<Item = &QueuedUnit> {
+    pub fn started(&self) -> impl DoubleEndedIterator<Item = &QueuedUnit> + ExactSizeIterator {
         self.started.iter()
     }
 
-    pub fn disruptions(&self) -> impl Iterator<Item = &Declared> {
-        self.disruptions.values()
+    pub fn is_queued(&self, vin: &str) -> bool {
+        self.queued_at.contains_key(vin)
     }
 
-    /// The newest plan logged: its position and result.
-    pub fn plan(&self) -> Option<&(u64, Value)> {
-        self.plan.as_ref()
-    }
-
-    pub fn now(&self) -> Option<Timestamp> {
-        self.now
-    }
-
-    fn release(&mut self, w: &WorkOrder) {
+    /// A (re-)release: a new planned number moves the unit; a unit already started stays.
+    pub fn release(&mut self, w: &WorkOrder) {
         if self.started_vins.contains(&w.vin) {
             return;
         }
@@ -163,13 +147,14 @@ impl BuildQueueAgent {
     }
 
     /// The queued unit `vin`, if it is waiting.
-    fn queued_unit(&self, vin: &str) -> Option<&QueuedUnit> {
+    pub fn queued_unit(&self, vin: &str) -> Option<&QueuedUnit> {
         self.queued_at.get(vin).and_then(|n| self.queued.get(&(*n, vin.to_string())))
     }
 
-    fn start(&mut self, vin: &str) {
-        let Some(at) = self.queued_at.remove(vin) else { return };
-        let Some(unit) = self.queued.remove(&(at, vin.to_string())) else { return };
+    /// The unit entered a station: if it was waiting, it has started (true).
+    pub fn start(&mut self, vin: &str) -> bool {
+        let Some(at) = self.queued_at.remove(vin) else { return false };
+        let Some(unit) = self.queued.remove(&(at, vin.to_string())) else { return false };
         self.newest_started = self.newest_started.max(unit.sequence);
         self.started_vins.insert(unit.vin.clone());
         self.started.push_back(unit);
@@ -187,6 +172,61 @@ impl BuildQueueAgent {
             self.queued.remove(&key);
             self.queued_at.remove(&key.1);
         }
+        true
+    }
+}
+
+/// The build queue's state; see the module.
+#[derive(Debug, Clone, Default)]
+pub struct BuildQueueAgent {
+    units: ReleasedUnits,
+    disruptions: BTreeMap<String, Declared>,
+    /// The line's time: the newest release or start seen.
+    now: Option<Timestamp>,
+    /// The newest plan logged: its log position and result.
+    plan: Option<(u64, Value)>,
+}
+
+impl BuildQueueAgent {
+    pub fn new() -> BuildQueueAgent {
+        BuildQueueAgent::default()
+    }
+
+    /// The released units: the queue and the last started.
+    pub fn units(&self) -> &ReleasedUnits {
+        &self.units
+    }
+
+    /// The queue in planned order.
+    pub fn queue(&self) -> impl DoubleEndedIterator<Item = &QueuedUnit> {
+        self.units.queue()
+    }
+
+    pub fn queued_len(&self) -> usize {
+        self.units.queued_len()
+    }
+
+    /// The last units started, oldest first.
+    pub fn started(&self) -> impl DoubleEndedIterator<Item = &QueuedUnit> {
+        self.units.started()
+    }
+
+    pub fn disruptions(&self) -> impl Iterator<Item = &Declared> {
+        self.disruptions.values()
+    }
+
+    /// The newest plan logged: its position and result.
+    pub fn plan(&self) -> Option<&(u64, Value)> {
+        self.plan.as_ref()
+    }
+
+    pub fn now(&self) -> Option<Timestamp> {
+        self.now
+    }
+
+    /// The queued unit `vin`, if it is waiting.
+    fn queued_unit(&self, vin: &str) -> Option<&QueuedUnit> {
+        self.units.queued_unit(vin)
     }
 
     fn declare(&mut self, event: &StoredEvent, d: &BuildDisruption, out: &mut Vec<FindingDraft>) {
@@ -223,10 +263,10 @@ impl BuildQueueAgent {
     fn affected(&self, d: &BuildDisruption) -> String {
         match d.kind {
             DisruptionKind::Hold => {
-                let queued = d.vins.iter().filter(|v| self.queued_at.contains_key(*v)).count();
+                let queued = d.vins.iter().filter(|v| self.units.is_queued(v)).count();
                 format!("{queued} of the {} units are in the build queue", d.vins.len())
             }
-            _ => format!("{} units in the build queue", self.queued.len()),
+            _ => format!("{} units in the build queue", self.units.queued_len()),
         }
     }
 
@@ -347,8 +387,10 @@ impl Agent for BuildQueueAgent {
             self.now = Some(self.now.map_or(at, |n| n.max(at)));
         }
         match &event.event.payload {
-            EventPayload::WorkOrderReleased(w) => self.release(w),
-            EventPayload::UnitEnteredStation(u) => self.start(&u.vin),
+            EventPayload::WorkOrderReleased(w) => self.units.release(w),
+            EventPayload::UnitEnteredStation(u) => {
+                self.units.start(&u.vin);
+            }
             EventPayload::BuildDisruption(d) => self.declare(event, d, out),
             EventPayload::PlanComputed(p) if p.planner == PLANNER => self.on_plan(p.computed_from_seq, &p.result, out),
             _ => {}
@@ -415,7 +457,7 @@ impl Resequence {
             return Ok(Err("the build queue is empty: no work order is released and waiting".into()));
         }
         let max_p = rules.sequencing().ratios.iter().map(|r| r.p as usize).max().unwrap_or(1);
-        let tail: Vec<&QueuedUnit> = agent.started.iter().rev().take(max_p).rev().collect();
+        let tail: Vec<&QueuedUnit> = agent.units().started().rev().take(max_p).rev().collect();
         let now = agent.now().unwrap_or_default();
         let Some(takt) = takt(&day) else {
             return Ok(Err("the queued work orders carry no planned start: their times are unknown".into()));
@@ -462,8 +504,7 @@ impl Resequence {
                     }
                 }
                 DisruptionKind::Hold => {
-                    let idents: Vec<String> =
-                        x.vins.iter().filter(|v| agent.queued_at.contains_key(*v)).cloned().collect();
+                    let idents: Vec<String> = x.vins.iter().filter(|v| agent.units().is_queued(v)).cloned().collect();
                     if !idents.is_empty() {
                         ds.push(Disruption::Hold { idents });
                     }

@@ -22,6 +22,7 @@
 //! router records an `agent.failure` finding and goes on.
 
 pub mod andon;
+mod bom;
 pub mod build_queue;
 pub mod encoder;
 pub mod narrative;
@@ -31,6 +32,7 @@ pub mod planner;
 pub mod quality;
 pub mod resequence;
 pub mod sequence;
+pub mod shortage;
 pub mod text;
 pub mod torque;
 pub mod torque_window;
@@ -268,6 +270,8 @@ pub struct AgentsConfig {
     pub andon: andon::AndonConfig,
     #[serde(default)]
     pub build_queue: build_queue::BuildQueueConfig,
+    #[serde(default)]
+    pub shortage: shortage::ShortageConfig,
     /// A sentence-encoder directory (`config.json`, `vocab.txt`, `model.safetensors`, e.g. the
     /// all-MiniLM-L6-v2 that `scripts/minilm.sh` installs): its embedding joins the TF-IDF
     /// features of NCR and Andon triage. Without it they use TF-IDF alone.
@@ -341,6 +345,10 @@ pub fn build_agents(config: &AgentsConfig, master: &Master) -> Vec<Box<dyn Agent
     }
     if config.build_queue.enabled {
         agents.push(Box::new(build_queue::BuildQueueAgent::new()));
+    }
+    if config.shortage.enabled {
+        // Without start-up master data it takes its BOM from the log.
+        agents.push(Box::new(shortage::ShortageAgent::new(config.shortage.clone(), master.as_deref())));
     }
     agents
 }

@@ -32,9 +32,9 @@
 //! `master_data_changed` events, in force from the next event after each (or, for a store
 //! without them, given at construction). Without master data the agent checks nothing.
 
+use crate::bom::{BomIndex, Requirement, UnitConfig, model_matches};
 use crate::{Agent, FindingDraft};
 use jidoka_model::master::{MasterData, WorkOrder};
-use jidoka_model::rule::Rule;
 use jidoka_model::{EventKind, EventPayload, Severity, StoredEvent, Subject, Timestamp, Verdict};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -57,31 +57,11 @@ impl Default for SequenceConfig {
     }
 }
 
-#[derive(Clone)]
-struct BomLine {
-    model: String,
-    part: String,
-    quantity: f64,
-    rule: Rule,
-    rule_text: String,
-    effectivity: jidoka_model::master::Effectivity,
-}
-
-#[derive(Clone)]
-struct Change {
-    id: String,
-    old: String,
-    new: String,
-    package: jidoka_model::master::ChangePackage,
-}
-
 /// Master data indexed for lookups per station and part.
 #[derive(Clone)]
 struct Index {
-    bom_by_station: HashMap<String, Vec<BomLine>>,
-    changes: Vec<Change>,
+    bom: BomIndex,
     routing_by_station: HashMap<String, Vec<jidoka_model::master::RoutingStep>>,
-    known_parts: HashSet<String>,
     lots_on_hold: HashSet<String>,
     /// Tool → when its calibration is due.
     calibration_due: HashMap<String, Timestamp>,
@@ -106,18 +86,6 @@ struct Order {
 #[derive(Clone)]
 struct ChangeRef {
     id: String,
-}
-
-/// One required part at a station: what is expected, what else is allowed, why.
-#[derive(Debug, Clone)]
-struct Requirement {
-    part: String,
-    also_allowed: Option<String>,
-    quantity: f64,
-    change: Option<String>,
-    /// Option families the BOM line's rule speaks of: a wrong variant stands in for a
-    /// requirement that shares one.
-    families: Vec<String>,
 }
 
 #[derive(Default, Clone)]
@@ -260,43 +228,13 @@ impl SequenceAgent {
     }
 
     fn index(master: &MasterData) -> Index {
-        let mut bom_by_station: HashMap<String, Vec<BomLine>> = HashMap::new();
-        let mut known_parts = HashSet::new();
-        for b in &master.bom {
-            known_parts.insert(b.part_number.clone());
-            let rule_text = b.option_rule.clone().unwrap_or_default();
-            let rule = Rule::parse(&rule_text).unwrap_or(Rule::Not(Box::new(Rule::Always)));
-            bom_by_station.entry(b.station.clone()).or_default().push(BomLine {
-                model: b.model.clone(),
-                part: b.part_number.clone(),
-                quantity: b.quantity,
-                rule,
-                rule_text,
-                effectivity: b.effectivity.clone(),
-            });
-        }
-        let changes = master
-            .changes
-            .iter()
-            .map(|c| {
-                known_parts.insert(c.new_part_number.clone());
-                Change {
-                    id: c.change_id.clone(),
-                    old: c.old_part_number.clone(),
-                    new: c.new_part_number.clone(),
-                    package: c.clone(),
-                }
-            })
-            .collect();
         let mut routing_by_station: HashMap<String, Vec<jidoka_model::master::RoutingStep>> = HashMap::new();
         for r in &master.routing {
             routing_by_station.entry(r.station.clone()).or_default().push(r.clone());
         }
         Index {
-            bom_by_station,
-            changes,
+            bom: BomIndex::new(master),
             routing_by_station,
-            known_parts,
             lots_on_hold: master.lots_on_hold.iter().cloned().collect(),
             calibration_due: master
                 .equipment
@@ -344,42 +282,15 @@ impl SequenceAgent {
         ));
     }
 
-    fn model_matches(line_model: &str, model: &str) -> bool {
-        line_model == "*" || line_model == model
-    }
-
     fn requirements(&self, order: &Order, station: &str) -> Vec<Requirement> {
-        let mut out = Vec::new();
-        for line in self.index.bom_by_station.get(station).into_iter().flatten() {
-            if !Self::model_matches(&line.model, &order.model)
-                || !line.effectivity.holds(order.sequence, order.planned_start, Some(order.serial.as_str()))
-                || !line.rule.holds(&order.options)
-            {
-                continue;
-            }
-            let families = line.rule.terms().into_iter().map(|(f, _)| f).collect();
-            let mut req = Requirement {
-                part: line.part.clone(),
-                also_allowed: None,
-                quantity: line.quantity,
-                change: None,
-                families,
-            };
-            for c in self.index.changes.iter().filter(|c| c.old == line.part) {
-                let (passed, old_allowed) = c.package.status_for(order.sequence, order.planned_start);
-                if passed {
-                    req.part = c.new.clone();
-                    req.change = Some(c.id.clone());
-                    req.also_allowed = old_allowed.then(|| c.old.clone());
-                }
-            }
-            // Two lines asking for the same part at one station are one requirement.
-            match out.iter_mut().find(|r: &&mut Requirement| r.part == req.part) {
-                Some(existing) => existing.quantity += req.quantity,
-                None => out.push(req),
-            }
-        }
-        out
+        let unit = UnitConfig {
+            model: &order.model,
+            options: &order.options,
+            sequence: order.sequence,
+            planned_start: order.planned_start,
+            serial: Some(order.serial.as_str()),
+        };
+        self.index.bom.requirements(&unit, station)
     }
 
     fn routing_for(&self, station: &str, model: &str) -> Vec<&jidoka_model::master::RoutingStep> {
@@ -388,7 +299,7 @@ impl SequenceAgent {
             .get(station)
             .into_iter()
             .flatten()
-            .filter(|r| Self::model_matches(&r.model, model))
+            .filter(|r| model_matches(&r.model, model))
             .collect()
     }
 
@@ -430,7 +341,7 @@ impl SequenceAgent {
             ));
             return false;
         }
-        if !self.index.bom_by_station.contains_key(station) && !self.index.routing_by_station.contains_key(station) {
+        if !self.index.bom.by_station.contains_key(station) && !self.index.routing_by_station.contains_key(station) {
             out.push(draft(
                 "unknown_station",
                 Verdict::Review,
@@ -477,6 +388,7 @@ impl SequenceAgent {
         } else if let Some((req, change)) = required.iter().find_map(|r| {
             let c = self
                 .index
+                .bom
                 .changes
                 .iter()
                 .find(|c| c.old == part && c.new == r.part && r.change.as_deref() == Some(c.id.as_str()))?;
@@ -494,7 +406,7 @@ impl SequenceAgent {
                 json!({"expected": req.part, "actual": part, "change": change.id}),
             ));
         } else if let Some((req, change)) = required.iter().find_map(|r| {
-            let c = self.index.changes.iter().find(|c| c.new == part && c.old == r.part)?;
+            let c = self.index.bom.changes.iter().find(|c| c.new == part && c.old == r.part)?;
             Some((r.clone(), ChangeRef { id: c.id.clone() }))
         }) {
             self.visit(vin, station).excused.insert(req.part.clone());
@@ -510,11 +422,12 @@ impl SequenceAgent {
             ));
         } else if let Some((rule_text, rule_holds, families)) = self
             .index
-            .bom_by_station
+            .bom
+            .by_station
             .get(station)
             .into_iter()
             .flatten()
-            .find(|l| l.part == part && Self::model_matches(&l.model, &model))
+            .find(|l| l.part == part && model_matches(&l.model, &model))
             .map(|l| {
                 let holds = self.orders.get(vin).is_some_and(|o| l.rule.holds(&o.options));
                 (l.rule_text.clone(), holds, l.rule.terms().into_iter().map(|(f, _)| f).collect::<Vec<_>>())
@@ -537,7 +450,7 @@ impl SequenceAgent {
                 subj.clone(),
                 json!({"expected": expected, "actual": part, "rule": rule_text}),
             ));
-        } else if self.index.known_parts.contains(part) {
+        } else if self.index.bom.known_parts.contains(part) {
             let expected: Vec<&str> = required.iter().map(|r| r.part.as_str()).collect();
             out.push(draft(
                 "wrong_part",

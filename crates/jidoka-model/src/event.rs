@@ -131,6 +131,7 @@ event_kinds! {
     MaintenanceRecord(MaintenanceRecord) = "maintenance_record",
     MaterialTransaction(MaterialTransaction) = "material_transaction",
     SupplierDelivery(SupplierDelivery) = "supplier_delivery",
+    MaterialCallOff(MaterialCallOff) = "material_call_off",
     EolTestResult(EolTestResult) = "eol_test_result",
     ProcessParameterSample(ProcessParameterSample) = "process_parameter_sample",
     WorkOrderReleased(crate::master::WorkOrder) = "work_order_released",
@@ -1046,8 +1047,11 @@ impl Check for MaintenanceRecord {
 pub enum MaterialMovement {
     Consume,
     Replenish,
+    /// A change of the count by `quantity` (negative: pieces found missing).
     Adjust,
     Scrap,
+    /// A physical count: `quantity` is the stock on hand at the location after the count.
+    Count,
 }
 
 /// Material moved at line side: consumption, replenishment, stock adjustment.
@@ -1069,6 +1073,9 @@ impl Check for MaterialTransaction {
     fn check(&self) -> Result<(), EventError> {
         check_id("data.part_number", &self.part_number)?;
         check_finite("data.quantity", self.quantity)?;
+        if self.quantity < 0.0 && self.movement != MaterialMovement::Adjust {
+            return Err(EventError::new("data.quantity", "must not be negative (only an adjust may be)"));
+        }
         check_opt_id("data.station", &self.station)?;
         check_opt_id("data.supplier_lot", &self.supplier_lot)
     }
@@ -1087,6 +1094,9 @@ pub struct SupplierDelivery {
     pub promised_at: Timestamp,
     #[serde(with = "rfc3339")]
     pub delivered_at: Timestamp,
+    /// The call-off this delivery answers, when the supplier's notice names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_off_id: Option<String>,
 }
 
 impl Check for SupplierDelivery {
@@ -1095,6 +1105,37 @@ impl Check for SupplierDelivery {
         check_id("data.supplier", &self.supplier)?;
         check_id("data.part_number", &self.part_number)?;
         check_id("data.supplier_lot", &self.supplier_lot)?;
+        check_opt_id("data.call_off_id", &self.call_off_id)?;
+        check_finite("data.quantity", self.quantity)?;
+        if self.quantity <= 0.0 {
+            return Err(EventError::new("data.quantity", "must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// A replenishment called off from a supplier (a kanban card sent, a delivery call-off, an
+/// advance shipping notice): what is on its way to which station, and when it is promised. The
+/// event's time is when it was called off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaterialCallOff {
+    pub call_off_id: String,
+    pub supplier: String,
+    pub part_number: String,
+    pub quantity: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub station: Option<String>,
+    #[serde(with = "rfc3339")]
+    pub promised_at: Timestamp,
+}
+
+impl Check for MaterialCallOff {
+    fn check(&self) -> Result<(), EventError> {
+        check_id("data.call_off_id", &self.call_off_id)?;
+        check_id("data.supplier", &self.supplier)?;
+        check_id("data.part_number", &self.part_number)?;
+        check_opt_id("data.station", &self.station)?;
         check_finite("data.quantity", self.quantity)?;
         if self.quantity <= 0.0 {
             return Err(EventError::new("data.quantity", "must be positive"));

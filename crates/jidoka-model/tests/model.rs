@@ -235,7 +235,7 @@ fn every_kind_has_a_name_that_parses_back() {
     for kind in EventKind::ALL {
         assert_eq!(EventKind::parse(kind.as_str()), Some(*kind));
     }
-    assert_eq!(EventKind::ALL.len(), 21);
+    assert_eq!(EventKind::ALL.len(), 22);
 }
 
 fn arb_json() -> impl Strategy<Value = Value> {

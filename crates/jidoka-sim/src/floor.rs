@@ -4,14 +4,15 @@
 //!
 //! Simplifications, stated: a line stop or a stock-out does not delay the paced line (the stop
 //! is recorded with its duration; a unit built during a stock-out draws on a borrowed part);
-//! deliveries refill line-side stock at the start of the slot in which they arrive.
+//! a delivery is booked in and refills line-side stock at the start of the slot after its
+//! arrival (its `delivered_at` is the arrival itself).
 
 use crate::line::{GroundTruth, Simulation, Unit};
 use crate::rng::{Rng, label};
 use chrono::{DateTime, Duration, Utc};
 use jidoka_model::event::{
-    AndonCleared, AndonRaised, EolTestResult, InspectionResult, MaintenanceKind, MaintenanceRecord, MaterialMovement,
-    MaterialTransaction, Measurement, NcrCreated, OkNok, ProcessParameterSample, SupplierDelivery,
+    AndonCleared, AndonRaised, EolTestResult, InspectionResult, MaintenanceKind, MaintenanceRecord, MaterialCallOff,
+    MaterialMovement, MaterialTransaction, Measurement, NcrCreated, OkNok, ProcessParameterSample, SupplierDelivery,
 };
 use jidoka_model::{Event, EventPayload};
 use serde_json::json;
@@ -57,8 +58,19 @@ pub(crate) struct UnitState {
 
 #[derive(Debug)]
 enum Scheduled {
-    Emit { source: &'static str, payload: Box<EventPayload> },
-    Delivery { part: String, supplier: String, quantity: u32, promised: DateTime<Utc>, station: String, lot: String },
+    Emit {
+        source: &'static str,
+        payload: Box<EventPayload>,
+    },
+    Delivery {
+        part: String,
+        supplier: String,
+        quantity: u32,
+        promised: DateTime<Utc>,
+        station: String,
+        lot: String,
+        call_off: String,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -70,6 +82,7 @@ pub(crate) struct Floor {
     stock: HashMap<String, i64>,
     consumed: HashMap<String, u64>,
     deliveries: u64,
+    call_offs: u64,
     andons: u64,
     /// Open stock-out Andon per part: (andon id, station).
     shortage: HashMap<String, (String, String)>,
@@ -103,24 +116,31 @@ impl Simulation {
         (!fixtures.is_empty()).then(|| fixtures[(unit % fixtures.len() as u64) as usize].clone())
     }
 
-    /// Everything scheduled before `until`: Andon clears, maintenance records, deliveries.
+    /// Everything scheduled before `until`: Andon clears, maintenance records; and deliveries
+    /// that arrived before `slot_start`, booked in and put to line side at `slot_start` (between
+    /// two cycles), so a delivery serves the units of the slots after its arrival.
     pub(crate) fn due_events(
         &mut self,
+        slot_start: DateTime<Utc>,
         until: DateTime<Utc>,
         _truth: &mut [GroundTruth],
     ) -> Vec<(DateTime<Utc>, Event)> {
         let mut out = Vec::new();
+        let mut later = Vec::new();
         while let Some(entry) = self.floor.schedule.first_entry() {
             if entry.key().0 >= until {
                 break;
             }
-            let ((at, _), item) = entry.remove_entry();
+            let (key, item) = entry.remove_entry();
+            let arrived = key.0;
             match item {
                 Scheduled::Emit { source, payload } => {
-                    let ev = self.event(source, at, *payload);
-                    out.push((at, ev));
+                    let ev = self.event(source, arrived, *payload);
+                    out.push((arrived, ev));
                 }
-                Scheduled::Delivery { part, supplier, quantity, promised, station, lot } => {
+                delivery @ Scheduled::Delivery { .. } if arrived >= slot_start => later.push((key, delivery)),
+                Scheduled::Delivery { part, supplier, quantity, promised, station, lot, call_off } => {
+                    let at = slot_start;
                     self.floor.deliveries += 1;
                     let delivery_id = format!("DLV-{:06}", self.floor.deliveries);
                     let payload = EventPayload::SupplierDelivery(SupplierDelivery {
@@ -130,7 +150,8 @@ impl Simulation {
                         quantity: quantity as f64,
                         supplier_lot: lot.clone(),
                         promised_at: promised,
-                        delivered_at: at,
+                        delivered_at: arrived,
+                        call_off_id: Some(call_off),
                     });
                     let ev = self.event("wms", at, payload);
                     out.push((at, ev));
@@ -160,6 +181,7 @@ impl Simulation {
                 }
             }
         }
+        self.floor.schedule.extend(later);
         out
     }
 
@@ -241,8 +263,9 @@ impl Simulation {
         vec![(at, ev)]
     }
 
-    /// Take parts from line-side stock; an emptied bin is reported and reordered, and an empty
-    /// line side raises a material Andon.
+    /// Take parts from line-side stock for `vin`; an emptied bin is reported and called off
+    /// from the supplier, and an empty line side raises a material Andon. Before the first piece
+    /// of a part is taken, its line-side stock is counted (the opening stock).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn consume(
         &mut self,
@@ -251,12 +274,14 @@ impl Simulation {
         supplier: &str,
         quantity: u32,
         lot_size: u32,
+        vin: &str,
         at: DateTime<Utc>,
         truth: &mut Vec<GroundTruth>,
     ) -> Vec<(DateTime<Utc>, Event)> {
         let q = &self.plant.quality;
         let bin = q.bin_size.max(1) as u64;
         let initial = (q.bin_size as i64) * (q.initial_bins as i64);
+        let opened = !self.floor.stock.contains_key(part);
         let stock = self.floor.stock.entry(part.to_string()).or_insert(initial);
         *stock -= quantity as i64;
         let stock_now = *stock;
@@ -265,6 +290,21 @@ impl Simulation {
         *consumed += quantity as u64;
         let bins_emptied = *consumed / bin - before / bin;
         let mut out = Vec::new();
+        if opened {
+            // Counted just before the first piece is taken (the scan is 2 ms after the previous
+            // step, so the count sorts between them).
+            let counted = at - Duration::milliseconds(1);
+            let payload = EventPayload::MaterialTransaction(MaterialTransaction {
+                part_number: part.to_string(),
+                movement: MaterialMovement::Count,
+                quantity: initial as f64,
+                station: Some(station.to_string()),
+                location: Some(format!("LINESIDE-{station}")),
+                supplier_lot: None,
+            });
+            let ev = self.event("wms", counted, payload);
+            out.push((counted, ev));
+        }
         for k in 0..bins_emptied {
             // The reordered bin holds the pieces after everything already at line side or on
             // its way; its supplier lot is the lot of its first piece.
@@ -282,14 +322,26 @@ impl Simulation {
             let ev = self.event("wms", at, payload);
             out.push((at, ev));
             let sup = self.plant.suppliers.iter().find(|s| s.id == supplier).cloned();
-            let (lead, late_rate, late_max) =
-                sup.map(|s| (s.lead_time_h, s.late_rate, s.late_h_max)).unwrap_or((2.0, 0.0, 0.0));
+            let (lead, late_rate, late_max, early_max) =
+                sup.map(|s| (s.lead_time_h, s.late_rate, s.late_h_max, s.early_h_max)).unwrap_or((2.0, 0.0, 0.0, 0.25));
             let mut rng =
                 self.base.fork(label("delivery")).fork(label(part)).fork(*self.floor.consumed.get(part).unwrap_or(&0));
             let promised = at + minutes(lead * 60.0);
             let late = if rng.chance(late_rate) { rng.range(0.1, late_max.max(0.1)) } else { 0.0 };
             // On time means at or before the promise; only a late delivery arrives after it.
-            let arrives = promised + minutes(if late > 0.0 { late * 60.0 } else { -rng.range(0.0, 15.0) });
+            let arrives = promised + minutes(if late > 0.0 { late * 60.0 } else { -rng.range(0.0, early_max * 60.0) });
+            self.floor.call_offs += 1;
+            let call_off = format!("CO-{:06}", self.floor.call_offs);
+            let payload = EventPayload::MaterialCallOff(MaterialCallOff {
+                call_off_id: call_off.clone(),
+                supplier: supplier.to_string(),
+                part_number: part.to_string(),
+                quantity: bin as f64,
+                station: Some(station.to_string()),
+                promised_at: promised,
+            });
+            let ev = self.event("wms", at, payload);
+            out.push((at, ev));
             self.floor.schedule(
                 arrives,
                 Scheduled::Delivery {
@@ -299,6 +351,7 @@ impl Simulation {
                     promised,
                     station: station.to_string(),
                     lot,
+                    call_off,
                 },
             );
         }
@@ -318,7 +371,7 @@ impl Simulation {
             truth.push(GroundTruth {
                 fault: "stock_out".into(),
                 unit: 0,
-                vin: String::new(),
+                vin: vin.to_string(),
                 station: station.to_string(),
                 joint: None,
                 tool: None,

@@ -308,7 +308,7 @@ impl Simulation {
         let mut timed: Vec<(DateTime<Utc>, usize, usize, Event)> = Vec::new();
         let slot_start = self.slot_start(slot);
         let slot_end = self.slot_start(slot + 1);
-        for (n, (t, ev)) in self.due_events(slot_end, &mut out.truth).into_iter().enumerate() {
+        for (n, (t, ev)) in self.due_events(slot_start, slot_end, &mut out.truth).into_iter().enumerate() {
             timed.push((t, usize::MAX, n, ev));
         }
         let units: Vec<Option<Unit>> = self.in_flight.iter().cloned().collect();
@@ -613,7 +613,8 @@ impl Simulation {
                 });
             }
             events.push((*t, ev));
-            let consumption = self.consume(station, &part, &line.supplier, line.quantity, line.lot_size, *t, truth);
+            let consumption =
+                self.consume(station, &part, &line.supplier, line.quantity, line.lot_size, &unit.vin, *t, truth);
             events.extend(consumption);
         }
     }

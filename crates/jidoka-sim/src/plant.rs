@@ -92,6 +92,13 @@ pub struct Supplier {
     pub late_rate: f64,
     /// A late delivery is late by up to this many hours.
     pub late_h_max: f64,
+    /// A delivery on time arrives up to this many hours before its promise.
+    #[serde(default = "default_early")]
+    pub early_h_max: f64,
+}
+
+fn default_early() -> f64 {
+    0.25
 }
 
 /// Where defects are found and which defects exist.
@@ -807,8 +814,15 @@ impl Plant {
         }
         let supplier_ids: HashSet<&str> = self.suppliers.iter().map(|s| s.id.as_str()).collect();
         for (i, sup) in self.suppliers.iter().enumerate() {
-            if sup.lead_time_h <= 0.0 || sup.late_h_max < 0.0 || !(0.0..=1.0).contains(&sup.late_rate) {
-                err(format!("suppliers[{i}]"), "needs lead_time_h > 0, late_h_max >= 0 and late_rate in 0..=1");
+            if sup.lead_time_h <= 0.0
+                || sup.late_h_max < 0.0
+                || !(0.0..=1.0).contains(&sup.late_rate)
+                || !(0.0..=sup.lead_time_h).contains(&sup.early_h_max)
+            {
+                err(
+                    format!("suppliers[{i}]"),
+                    "needs lead_time_h > 0, late_h_max >= 0, late_rate in 0..=1 and early_h_max in 0..=lead_time_h",
+                );
             }
         }
         for (i, b) in self.bom.iter().enumerate() {
