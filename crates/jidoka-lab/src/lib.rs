@@ -5,13 +5,14 @@
 //! and real data, bench torque), [`triage`] (eval triage on labelled files, eval clusters on the
 //! simulator, bench triage), [`bench`] (ingest, sequence, api, outbox, dashboard), [`simulate`]
 //! (sim, bench sim), [`op`] (op decode, bench openprotocol), [`mqtt`] (a Mosquitto `Broker` for
-//! tests and benches, bench mqtt), [`resequence`] (resequence solve, eval resequence). It depends on `jidoka-service`, never the other way round.
+//! tests and benches, bench mqtt), [`resequence`] (resequence solve, eval resequence), [`shortage`] (eval shortage). It depends on `jidoka-service`, never the other way round.
 
 pub mod bench;
 pub mod eval;
 pub mod mqtt;
 pub mod op;
 pub mod resequence;
+pub mod shortage;
 pub mod simulate;
 pub mod torque;
 pub mod triage;
