@@ -189,6 +189,12 @@ try {
   seen.hold_declared = disruptions.includes(`${heldVin} on hold`) && disruptions.includes("paint defect found");
   seen.held_vin = heldVin;
 
+  // --- The material forecast: every part the line has taken, with its explanation.
+  await sup.goto(`${BASE}/ui/shortages`);
+  seen.shortage_rows = await sup.locator("#shortages tbody tr").count();
+  seen.shortage_frame = (await sup.textContent("#shortages")).includes("SUBFRAME-F");
+  await shot(sup, "09-supervisor-material-forecast");
+
   // --- A torque HOLD: the curve against its golden envelope, the features, the tool's chart.
   let torqueId = null;
   for (let i = 0; i < 120 && !torqueId; i++) {
@@ -270,7 +276,7 @@ try {
   await a11y.fill('input[name="user"]', env("QE_USER"));
   await a11y.fill('input[name="password"]', env("QE_PASS"));
   await Promise.all([a11y.waitForURL(`${BASE}/ui`), a11y.click('button[type="submit"]')]);
-  a11yPages.push("/ui", "/ui/queue", findingLink, `/ui/findings/${encodeURIComponent(torqueId)}`, "/ui/patterns", "/ui/audit", "/ui/build-queue");
+  a11yPages.push("/ui", "/ui/queue", findingLink, `/ui/findings/${encodeURIComponent(torqueId)}`, "/ui/patterns", "/ui/audit", "/ui/build-queue", "/ui/shortages");
   const violations = [];
   for (const p of a11yPages) {
     if (p !== "/ui/login") await a11y.goto(`${BASE}${p}`);

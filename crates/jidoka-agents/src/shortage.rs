@@ -63,6 +63,9 @@ pub struct ShortageConfig {
     pub urgent_probability: f64,
     /// Draws of the deliveries' lateness per forecast.
     pub samples: u32,
+    /// The service declares the part of an urgent warning unavailable (a `build_disruption`
+    /// from `shortage`), so the build queue is re-sequenced around it; a clear ends it.
+    pub declare_disruptions: bool,
 }
 
 impl Default for ShortageConfig {
@@ -74,6 +77,7 @@ impl Default for ShortageConfig {
             urgent_h: 2.0,
             urgent_probability: 0.5,
             samples: 200,
+            declare_disruptions: true,
         }
     }
 }

@@ -179,7 +179,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route(
             "/api/build-queue/disruptions",
             post(crate::build_queue::post_disruption).route_layer(guarded(Permission::DeclareDisruption)),
-        );
+        )
+        .route("/api/shortages", get(crate::shortage::get_shortages).route_layer(guarded(Permission::ReadBuildQueue)));
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -222,6 +223,7 @@ pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("POST", "/api/master-data", Some(Permission::ChangeMasterData)),
     ("GET", "/api/build-queue", Some(Permission::ReadBuildQueue)),
     ("POST", "/api/build-queue/disruptions", Some(Permission::DeclareDisruption)),
+    ("GET", "/api/shortages", Some(Permission::ReadBuildQueue)),
 ];
 
 async fn count_requests(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {

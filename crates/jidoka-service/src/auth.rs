@@ -58,7 +58,7 @@ pub enum Permission {
     ReadAudit,
     /// Release master data changes (an ECO, a lot hold) through the API.
     ChangeMasterData,
-    /// See the build queue and the re-sequencing proposals.
+    /// See the build queue, the re-sequencing proposals and the material forecast.
     ReadBuildQueue,
     /// Declare a build disruption (a part or equipment unavailable, units on hold, a rush).
     DeclareDisruption,

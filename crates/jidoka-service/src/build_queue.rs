@@ -140,8 +140,12 @@ pub async fn post_disruption(
 /// Log a disruption declared by `principal` (`data`: a `build_disruption` event's data), from
 /// `api:<user>` at this service's time, keyed by its content: the same declaration twice is one.
 pub async fn declare(state: &AppState, principal: &crate::auth::Principal, data: Value) -> ApiResult<Value> {
+    declare_as(&state.ingest, &format!("api:{}", principal.name), data).await
+}
+
+/// Log a disruption from `source` at this service's time, keyed by its content.
+pub async fn declare_as(ingest: &Ingest, source: &str, data: Value) -> ApiResult<Value> {
     let now = chrono::Utc::now();
-    let source = format!("api:{}", principal.name);
     let txn = format!("disruption:sha256:{}", jidoka_model::sha256_hex(data.to_string().as_bytes()));
     let event = jidoka_model::Event::parse(
         json!({"source": source, "source_txn_id": txn, "occurred_at": rfc3339::format(&now),
@@ -149,7 +153,7 @@ pub async fn declare(state: &AppState, principal: &crate::auth::Principal, data:
         now,
     )
     .map_err(|e| ApiError::new("invalid_event", format!("{}: {}", e.field, e.reason)).field(e.field.clone()))?;
-    let outcome = state.ingest.append(vec![event], None).await.map_err(crate::api::unavailable)?;
+    let outcome = ingest.append(vec![event], None).await.map_err(crate::api::unavailable)?;
     match outcome.into_iter().next() {
         Some(AppendOutcome::Stored { seq, event_id }) => {
             Ok(json!({"status": "stored", "seq": seq, "event_id": event_id}))

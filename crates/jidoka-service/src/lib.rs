@@ -40,4 +40,5 @@ pub mod planners;
 pub mod report;
 pub mod runtime;
 pub mod server;
+pub mod shortage;
 pub mod tls;

@@ -205,6 +205,12 @@ fn operation(method: &str, path: &str) -> Value {
                                "reason": {"type": "string"}}}}}})),
             ok("stored or duplicate, with its seq", json_any.clone()),
         ),
+        ("GET", "/api/shortages") => (
+            "The material forecast: per part at line side, the first unit short with every delivery on its promise, the probability of a stock-out within the urgent and the warning horizon, stock, supermarket, in transit and the supplier's delivery record; the riskiest first",
+            vec![],
+            None,
+            ok("the material forecast", json_any.clone()),
+        ),
         _ => ("", vec![], None, ok("ok", json_any.clone())),
     };
     let open = ROUTES.iter().any(|(m, p, perm)| *m == method && *p == path && perm.is_none());

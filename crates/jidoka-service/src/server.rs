@@ -331,15 +331,30 @@ pub async fn serve(
         })?);
     }
     // A declared build disruption asks for a re-sequencing proposal from the queue as it is then;
-    // a new proposal withdraws the older one still waiting.
+    // a new proposal withdraws the older one still waiting. An urgent shortage warning declares
+    // its part unavailable (and its clear ends that), so the queue is re-sequenced around it.
     {
         let mut findings = runtime.findings.subscribe();
         let (planners, store) = (planners.clone(), store.clone());
+        let ingest = config.agents.shortage.declare_disruptions.then(|| runtime.ingest());
         tokio::spawn(async move {
             use jidoka_agents::build_queue::{DISRUPTION, PLANNER, PROPOSAL};
+            use jidoka_agents::shortage::{CLEARED, URGENT};
             use tokio::sync::broadcast::error::RecvError;
             loop {
                 match findings.recv().await {
+                    Ok(f) if f.kind == URGENT || f.kind == CLEARED => {
+                        let Some(ingest) = &ingest else { continue };
+                        match crate::shortage::declare_from(ingest, &f).await {
+                            Ok(Some(d)) => {
+                                tracing::info!(finding = %f.finding_id, disruption = %d, "shortage declared for re-sequencing")
+                            }
+                            Ok(None) => {}
+                            Err(err) => {
+                                tracing::warn!(finding = %f.finding_id, error = %err.message, "shortage not declared")
+                            }
+                        }
+                    }
                     Ok(f) if f.kind == PROPOSAL => {
                         let store = store.clone();
                         let withdrawn =

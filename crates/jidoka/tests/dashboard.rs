@@ -109,7 +109,10 @@ fn supervisor_approves_a_live_hold_in_the_browser_and_the_operator_cannot() {
     assert_eq!(report["operator_form_status"], 403);
     assert_eq!(report["status_after_approval"], "delivered");
     // axe-core, WCAG 2 A and AA (contrast included), on every page.
-    assert_eq!(report["a11y_pages"], 8, "{report}");
+    assert_eq!(report["a11y_pages"], 9, "{report}");
+    // The material forecast lists the parts the line has taken, the frame among them.
+    assert!(report["shortage_rows"].as_u64().unwrap_or(0) >= 10, "{report}");
+    assert_eq!(report["shortage_frame"], true, "{report}");
     // The build queue: the frozen head shown, the proposal's figures beside doing nothing, the
     // approval delivered to the simulated line.
     assert_eq!(report["build_queue_frozen_rows"], 30, "{report}");

@@ -929,6 +929,18 @@ fn demo_serves_health_and_produces_findings_then_drains_on_sigterm() {
     let sequence = sequence.expect("a sequence-integrity HOLD within 60 s");
     assert!(sequence["kind"].as_str().is_some_and(|k| k.starts_with("sequence.")), "{sequence}");
     assert!(!sequence["reason"].as_str().unwrap_or("").ends_with(": "), "the reason names the discrepancy: {sequence}");
+    // The material forecast follows every part the line has taken: its station, line-side
+    // stock, the build queue's demand, and the probabilities within the two horizons.
+    let material = get_json(&agent, &format!("{url}/api/shortages"), &token);
+    let parts = material["parts"].as_array().expect("parts");
+    assert!(parts.len() >= 10, "{material}");
+    let frame = parts.iter().find(|p| p["part"] == "SUBFRAME-F").expect("the frame is tracked");
+    assert_eq!(frame["station"], "ST010", "{frame}");
+    assert!(frame["demand_per_h"].as_f64().is_some_and(|d| d > 0.0), "the queue takes frames: {frame}");
+    for p in parts {
+        let (u, h) = (p["p_urgent"].as_f64().expect("p_urgent"), p["p_horizon"].as_f64().expect("p_horizon"));
+        assert!((0.0..=1.0).contains(&u) && u <= h + 1e-9, "within 2 h is within 8 h: {p}");
+    }
     // A dashboard tab left open on the live stream must not hold the shutdown (the drain waits
     // for open requests up to 30 s, which is also how long `terminate` waits).
     let mut live = std::net::TcpStream::connect(url.trim_start_matches("http://")).expect("connect");

@@ -10,6 +10,7 @@
 
 pub mod build_queue;
 pub mod html;
+pub mod shortage;
 pub mod view;
 
 use crate::api::{
@@ -54,6 +55,7 @@ pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("GET", "/ui/queue", Some(Permission::ReadActions)),
     ("GET", "/ui/build-queue", Some(Permission::ReadBuildQueue)),
     ("POST", "/ui/build-queue/disruptions", Some(Permission::DeclareDisruption)),
+    ("GET", "/ui/shortages", Some(Permission::ReadBuildQueue)),
     ("POST", "/ui/actions/{action_id}/decide", Some(Permission::DecideActions)),
     ("POST", "/ui/actions/acknowledge", Some(Permission::DecideActions)),
     ("POST", "/ui/cases/{case_id}/decide", Some(Permission::DecideActions)),
@@ -71,6 +73,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/ui/live", get(live))
         .route("/ui/queue", get(queue))
         .route("/ui/build-queue", get(build_queue::build_queue_page))
+        .route("/ui/shortages", get(shortage::shortages_page))
         .route("/ui/build-queue/disruptions", post(build_queue::declare).layer(DefaultBodyLimit::max(SMALL_BODY_BYTES)))
         .route("/ui/findings/{finding_id}", get(finding_page))
         .route("/ui/actions/{action_id}/decide", post(decide).layer(DefaultBodyLimit::max(SMALL_BODY_BYTES)))
@@ -124,6 +127,7 @@ impl Session {
         }
         if self.may(Permission::ReadBuildQueue) {
             links.push(("/ui/build-queue", "Build queue"));
+            links.push(("/ui/shortages", "Material"));
         }
         links.push(("/ui/patterns", "Defects"));
         if self.may(Permission::ReadAudit) {
