@@ -634,7 +634,28 @@ impl ShortageAgent {
         // Without a record, and before the part's replenishment is seen, nothing is drawn: the
         // probabilities are the deliveries-on-promise answer, and no alarm is raised on it.
         let known = p.call_off_quantity.is_some();
-        let samples = if record.is_empty() || !known { 0 } else { self.config.samples.max(1) };
+        let mut samples = if record.is_empty() || !known { 0 } else { self.config.samples.max(1) };
+        // If not even every delivery at its latest possible draw leaves the line short within
+        // the horizon, no draw can: the probabilities are 0 without drawing.
+        if samples > 0 {
+            let worst = record.last().copied().unwrap_or(0.0);
+            let latest_late = if late_from < record.len() { worst } else { 1.0 };
+            let mut latest: Vec<(Timestamp, f64)> = drawn
+                .iter()
+                .map(|(s, tail)| {
+                    let at = if s.overdue_h > 0.0 && *tail >= record.len() {
+                        plus_s(now, latest_late * 3600.0)
+                    } else {
+                        plus_s(s.promised, worst * 3600.0).max(now)
+                    };
+                    (at, s.quantity)
+                })
+                .collect();
+            latest.sort_by_key(|a| a.0);
+            if near.first_short(level0, &latest).is_none() {
+                samples = 0;
+            }
+        }
         let mut draws = Draws(seed ^ fnv(part));
         let mut arrivals: Vec<(Timestamp, f64)> = Vec::with_capacity(drawn.len());
         for _ in 0..samples {
