@@ -515,6 +515,11 @@ fn check_finite(field: &str, v: f64) -> Result<(), EventError> {
     if v.is_finite() { Ok(()) } else { Err(EventError::new(field, "must be a finite number")) }
 }
 
+fn check_positive(field: &str, v: f64) -> Result<(), EventError> {
+    check_finite(field, v)?;
+    if v > 0.0 { Ok(()) } else { Err(EventError::new(field, "must be positive")) }
+}
+
 fn check_opt_id(field: &str, v: &Option<String>) -> Result<(), EventError> {
     match v {
         Some(s) => check_id(field, s),
@@ -593,11 +598,7 @@ impl Check for ComponentScanned {
         check_id("data.part_number", &self.part_number)?;
         check_opt_id("data.serial", &self.serial)?;
         check_opt_id("data.supplier_lot", &self.supplier_lot)?;
-        check_finite("data.quantity", self.quantity)?;
-        if self.quantity <= 0.0 {
-            return Err(EventError::new("data.quantity", "must be positive"));
-        }
-        Ok(())
+        check_positive("data.quantity", self.quantity)
     }
 }
 
@@ -1106,11 +1107,7 @@ impl Check for SupplierDelivery {
         check_id("data.part_number", &self.part_number)?;
         check_id("data.supplier_lot", &self.supplier_lot)?;
         check_opt_id("data.call_off_id", &self.call_off_id)?;
-        check_finite("data.quantity", self.quantity)?;
-        if self.quantity <= 0.0 {
-            return Err(EventError::new("data.quantity", "must be positive"));
-        }
-        Ok(())
+        check_positive("data.quantity", self.quantity)
     }
 }
 
@@ -1136,11 +1133,7 @@ impl Check for MaterialCallOff {
         check_id("data.supplier", &self.supplier)?;
         check_id("data.part_number", &self.part_number)?;
         check_opt_id("data.station", &self.station)?;
-        check_finite("data.quantity", self.quantity)?;
-        if self.quantity <= 0.0 {
-            return Err(EventError::new("data.quantity", "must be positive"));
-        }
-        Ok(())
+        check_positive("data.quantity", self.quantity)
     }
 }
 

@@ -91,8 +91,8 @@ pub const SOURCE: &str = "shortage";
 
 /// The build disruption an urgent shortage warning declares, so the build queue is re-sequenced
 /// around it (units that do not need the part pulled forward): the part unavailable from the
-/// first unit expected short until what is in transit is in by its supplier's 90th percentile
-/// of lateness (at least half an hour). A clear ends it. One disruption per part
+/// first unit expected short until the first delivery in transit is in, at its supplier's 90th
+/// percentile of lateness (at least half an hour). A clear ends it. One disruption per part
 /// (`shortage:<part>`), replaced by each new warning.
 pub fn disruption_of(f: &jidoka_model::Finding) -> Option<Value> {
     use jidoka_agents::shortage::{CLEARED, URGENT};
@@ -115,7 +115,7 @@ pub fn disruption_of(f: &jidoka_model::Finding) -> Option<Value> {
         .flatten()
         .filter_map(|t| parse(t["promised_at"].as_str()?))
         .map(|t| t + chrono::Duration::milliseconds((p90 * 3_600_000.0) as i64))
-        .max();
+        .min();
     let until = refill.unwrap_or(from_t).max(from_t + chrono::Duration::minutes(30));
     Some(json!({"disruption_id": id, "kind": "unavailable", "resource": part, "from": from,
                 "until": rfc3339::format(&until), "reason": f.reason}))
@@ -177,9 +177,9 @@ mod tests {
         let d = disruption_of(&f).unwrap();
         assert_eq!(d["disruption_id"], "shortage:SEAT-STD");
         assert_eq!((d["kind"].as_str(), d["resource"].as_str()), (Some("unavailable"), Some("SEAT-STD")));
-        // From the median first unit short, until the last call-off is in at its 90th percentile.
+        // From the median first unit short, until the first call-off is in at its 90th percentile.
         assert_eq!(d["from"], "2026-11-02T10:00:00Z");
-        assert_eq!(d["until"], "2026-11-02T12:30:00.000Z");
+        assert_eq!(d["until"], "2026-11-02T11:00:00.000Z");
         // Nothing in transit: half an hour from the run-out at least.
         let f = finding(
             jidoka_agents::shortage::URGENT,
