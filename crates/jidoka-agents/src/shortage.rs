@@ -204,6 +204,7 @@ pub struct ShortageAgent {
     refused: HashSet<(String, String)>,
     /// Each unit's demand by station (VIN, planned number) → [(station, part, quantity)].
     explosions: HashMap<(String, u64), Explosion>,
+    names: Names,
     /// Forecasts computed (a round per start or material event).
     pub rounds: u64,
 }
@@ -219,7 +220,26 @@ impl std::fmt::Debug for BomIndex {
 type Place<'a> = (Option<usize>, usize, Timestamp, Option<&'a HashMap<String, f64>>);
 
 /// A unit's demand: (station, part, quantity).
-type Explosion = std::sync::Arc<Vec<(String, String, f64)>>;
+type Explosion = std::sync::Arc<Vec<(u32, u32, f64)>>;
+
+/// Station and part names by number, for the forecast's pass over the queue.
+#[derive(Debug, Clone, Default)]
+struct Names {
+    ids: HashMap<String, u32>,
+    list: Vec<String>,
+}
+
+impl Names {
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.list.len() as u32;
+        self.ids.insert(name.to_string(), id);
+        self.list.push(name.to_string());
+        id
+    }
+}
 
 #[derive(Debug, Clone)]
 struct AtStation {
@@ -270,7 +290,8 @@ struct Demand {
     at: Vec<Timestamp>,
     /// Cumulative pieces up to and including each unit.
     cum: Vec<f64>,
-    vins: Vec<String>,
+    /// Each unit's place in the line of the round (its VIN: the round's `vins`).
+    units: Vec<usize>,
 }
 
 /// A supply: pieces and when they arrive.
@@ -310,7 +331,7 @@ impl Demand {
 }
 
 /// A unit's demand at every station of the BOM.
-fn explode(bom: &BomIndex, u: &QueuedUnit) -> Explosion {
+fn explode(bom: &BomIndex, names: &mut Names, u: &QueuedUnit) -> Explosion {
     let serial = u.vin.get(u.vin.len().saturating_sub(6)..);
     let config = UnitConfig {
         model: &u.model,
@@ -321,8 +342,9 @@ fn explode(bom: &BomIndex, u: &QueuedUnit) -> Explosion {
     };
     let mut e = Vec::new();
     for station in bom.by_station.keys() {
+        let sid = names.id(station);
         for r in bom.requirements(&config, station) {
-            e.push((station.clone(), r.part, r.quantity));
+            e.push((sid, names.id(&r.part), r.quantity));
         }
     }
     std::sync::Arc::new(e)
@@ -344,6 +366,7 @@ impl ShortageAgent {
             forecasts: BTreeMap::new(),
             refused: HashSet::new(),
             explosions: HashMap::new(),
+            names: Names::default(),
             rounds: 0,
         }
     }
@@ -355,6 +378,11 @@ impl ShortageAgent {
 
     pub fn supplier_record(&self, supplier: &str) -> Option<&SupplierRecord> {
         self.suppliers.get(supplier)
+    }
+
+    /// Drop the cached explosions of the units (a benchmark's peer: every unit exploded afresh).
+    pub fn forget_explosions(&mut self) {
+        self.explosions.clear();
     }
 
     /// Every supplier's delivery record.
@@ -501,80 +529,101 @@ impl ShortageAgent {
         started
     }
 
-    /// Each tracked part's demand over the pending units, in time order. One pass over the
-    /// units: a unit's place at a station is its place in the line (started, then queued) after
-    /// the last unit that entered the station.
-    fn demand(&mut self, now: Timestamp) -> HashMap<String, Demand> {
+    /// Each tracked part's demand over the pending units, in time order, and the VINs of the
+    /// line (started, then queued) the demand's units index. One pass over the units: a unit's
+    /// place at a station is its place in the line after the last unit that entered the station.
+    fn demand(&mut self, now: Timestamp) -> (HashMap<String, Demand>, Vec<String>) {
         let takt = self.takt_s();
-        let bom = &self.bom;
-        // Stations and parts by number, for the pass.
-        let station_no: HashMap<&str, usize> =
-            bom.by_station.keys().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+        let Self { bom, names, parts, units, last_entry, explosions, .. } = self;
         let tracked: Vec<&String> =
-            self.parts.iter().filter(|(_, p)| p.counted && p.station.is_some()).map(|(k, _)| k).collect();
+            parts.iter().filter(|(_, p)| p.counted && p.station.is_some()).map(|(k, _)| k).collect();
         let mut out: HashMap<String, Demand> = HashMap::new();
         if tracked.is_empty() {
-            return out;
+            return (out, Vec::new());
         }
-        let part_no: HashMap<&str, usize> = tracked.iter().enumerate().map(|(i, p)| (p.as_str(), i)).collect();
-        let line: Vec<&QueuedUnit> = self.units.started().chain(self.units.queue().take(HORIZON_UNITS)).collect();
+        // Stations and tracked parts by number.
+        let stations: Vec<u32> = bom.by_station.keys().map(|s| names.id(s)).collect();
+        let tracked_ids: Vec<u32> = tracked.iter().map(|p| names.id(p)).collect();
+        let mut station_no: Vec<Option<usize>> = vec![None; names.list.len()];
+        for (i, &id) in stations.iter().enumerate() {
+            station_no[id as usize] = Some(i);
+        }
+        let mut part_no: Vec<Option<usize>> = vec![None; names.list.len()];
+        for (i, &id) in tracked_ids.iter().enumerate() {
+            part_no[id as usize] = Some(i);
+        }
+        let line: Vec<&QueuedUnit> = units.started().chain(units.queue().take(HORIZON_UNITS)).collect();
         // Per station: the line index of the unit in it (and what it has had scanned, if it has
         // not left), the index of the next unit to come, and when it comes.
-        let mut at_station: Vec<Place<'_>> = vec![(None, 0, now, None); station_no.len()];
-        for (station, &i) in &station_no {
-            if let Some(here) = self.last_entry.get(*station) {
+        let mut at_station: Vec<Place<'_>> = vec![(None, 0, now, None); stations.len()];
+        for (i, &id) in stations.iter().enumerate() {
+            if let Some(here) = last_entry.get(&names.list[id as usize]) {
                 let k = line.iter().rposition(|u| u.vin == here.vin);
                 let current = k.filter(|_| !here.left);
                 at_station[i] =
                     (current, k.map_or(0, |k| k + 1), plus_s(here.at, takt).max(now), current.map(|_| &here.scanned));
             }
         }
-        // Each unit's demand (station number, part number, quantity), cached by (VIN, planned
-        // number): the explosion is redone only for a new release or new master data.
-        let mut cache = std::mem::take(&mut self.explosions);
+        // Each unit's demand (station, part, quantity), cached by (VIN, planned number): the
+        // explosion is redone only for a new release or new master data.
+        let mut cache = std::mem::take(explosions);
         let mut kept = HashMap::with_capacity(line.len());
         let mut rows: Vec<Vec<(Timestamp, f64, usize)>> = vec![Vec::new(); tracked.len()];
         // Units before the first still to take a part at some station are done.
         let first = at_station.iter().map(|(current, next, _, _)| current.unwrap_or(*next)).min().unwrap_or(0);
         for (k, u) in line.iter().enumerate().skip(first) {
             let key = (u.vin.clone(), u.sequence);
-            let e = cache.remove(&key).unwrap_or_else(|| explode(bom, u));
-            for (station, part, q) in e.iter() {
-                let (Some(&si), Some(&pi)) = (station_no.get(station.as_str()), part_no.get(part.as_str())) else {
+            let e = cache.remove(&key).unwrap_or_else(|| explode(bom, names, u));
+            for &(station, part, q) in e.iter() {
+                let (Some(Some(si)), Some(Some(pi))) = (station_no.get(station as usize), part_no.get(part as usize))
+                else {
                     continue;
                 };
-                let (current, next, base, scanned) = at_station[si];
+                let (current, next, base, scanned) = at_station[*si];
                 let (at, q) = if current == Some(k) {
-                    (now, q - scanned.and_then(|m| m.get(part)).copied().unwrap_or(0.0))
+                    (now, q - scanned.and_then(|m| m.get(&names.list[part as usize])).copied().unwrap_or(0.0))
                 } else if k >= next {
-                    (plus_s(base, (k - next) as f64 * takt), *q)
+                    (plus_s(base, (k - next) as f64 * takt), q)
                 } else {
                     continue;
                 };
                 if q > 0.0 {
-                    rows[pi].push((at, q, k));
+                    rows[*pi].push((at, q, k));
                 }
             }
             kept.insert(key, e);
         }
-        self.explosions = kept;
+        *explosions = kept;
         for (pi, mut r) in rows.into_iter().enumerate() {
             // A part taken at two stations: in time order.
             r.sort_by_key(|x| x.0);
-            let mut d = Demand::default();
+            let mut d = Demand {
+                at: Vec::with_capacity(r.len()),
+                cum: Vec::with_capacity(r.len()),
+                units: Vec::with_capacity(r.len()),
+            };
             let mut total = 0.0;
             for (at, q, k) in r {
                 total += q;
                 d.at.push(at);
                 d.cum.push(total);
-                d.vins.push(line[k].vin.clone());
+                d.units.push(k);
             }
             out.insert(tracked[pi].clone(), d);
         }
-        out
+        let vins = line.iter().map(|u| u.vin.clone()).collect();
+        (out, vins)
     }
 
-    fn forecast_part(&self, part: &str, p: &PartStock, demand: &Demand, now: Timestamp, seed: u64) -> Forecast {
+    fn forecast_part(
+        &self,
+        part: &str,
+        p: &PartStock,
+        demand: &Demand,
+        vins: &[String],
+        now: Timestamp,
+        seed: u64,
+    ) -> Forecast {
         let level0 = p.stock + p.supermarket;
         let mut supplies: Vec<Supply> = p
             .open
@@ -606,7 +655,7 @@ impl ShortageAgent {
         };
         let at_promise: Vec<(Timestamp, f64)> = supplies.iter().map(|s| (s.promised.max(now), s.quantity)).collect();
         let run_out = run_out_at(&mut at_promise.clone()).map(|i| RunOut {
-            vin: demand.vins[i].clone(),
+            vin: vins[demand.units[i]].clone(),
             at: demand.at[i],
             units_ahead: i,
         });
@@ -622,7 +671,7 @@ impl ShortageAgent {
         // The draws only decide what happens within the horizon: the demand up to it, and the
         // deliveries that can arrive before it.
         let within = demand.at.partition_point(|t| *t <= horizon);
-        let near = Demand { at: demand.at[..within].to_vec(), cum: demand.cum[..within].to_vec(), vins: Vec::new() };
+        let near = Demand { at: demand.at[..within].to_vec(), cum: demand.cum[..within].to_vec(), units: Vec::new() };
         let reach = plus_s(horizon, record.first().map_or(0.0, |l| -l.min(0.0)) * 3600.0);
         let drawn: Vec<(Supply, usize)> = supplies
             .iter()
@@ -701,7 +750,7 @@ impl ShortageAgent {
         }
         shorts.sort_unstable();
         let expected = shorts.get(shorts.len() / 2).map(|&i| RunOut {
-            vin: demand.vins[i].clone(),
+            vin: vins[demand.units[i]].clone(),
             at: demand.at[i],
             units_ahead: i,
         });
@@ -730,7 +779,7 @@ impl ShortageAgent {
     fn recompute(&mut self, event: &StoredEvent, out: &mut Vec<FindingDraft>) {
         let Some(now) = self.now else { return };
         self.rounds += 1;
-        let demand = self.demand(now);
+        let (demand, vins) = self.demand(now);
         let empty = Demand::default();
         let mut next = BTreeMap::new();
         for (part, p) in &self.parts {
@@ -738,7 +787,7 @@ impl ShortageAgent {
                 continue;
             }
             let d = demand.get(part).unwrap_or(&empty);
-            next.insert(part.clone(), self.forecast_part(part, p, d, now, event.seq));
+            next.insert(part.clone(), self.forecast_part(part, p, d, &vins, now, event.seq));
         }
         self.forecasts = next;
         let parts: Vec<String> = self.forecasts.keys().cloned().collect();

@@ -403,6 +403,129 @@ pub fn eval_shortage(args: EvalShortageArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchShortageArgs {
+    /// Part numbers at line side (ten stations, three in five taken by every unit, the rest
+    /// variants of eight option families).
+    #[arg(long, default_value_t = 2000)]
+    pub parts: usize,
+    /// Units released and waiting: the forecast's horizon.
+    #[arg(long, default_value_t = 1300)]
+    pub horizon: usize,
+    /// Forecast rounds timed (one per unit started).
+    #[arg(long, default_value_t = 60)]
+    pub rounds: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted.get(((sorted.len().max(1) - 1) as f64 * q).round() as usize).copied().unwrap_or(0.0)
+}
+
+/// `jidoka bench shortage`: the time of one forecast round (every part's demand over the queue,
+/// its run-out and its draws) after a unit starts, on a synthetic plant of `parts` part numbers
+/// and `horizon` queued units; beside it the same rounds with every unit exploded through the BOM
+/// afresh (no cache), measured in the same run.
+pub fn bench_shortage(args: BenchShortageArgs) -> anyhow::Result<()> {
+    use jidoka_model::master::{BomItem, MasterData};
+    use jidoka_model::{Event, StoredEvent};
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-11-02T06:00:00Z")?.with_timezone(&chrono::Utc);
+    let at = |s: f64| jidoka_model::event::rfc3339::format(&(t0 + chrono::Duration::milliseconds((s * 1000.0) as i64)));
+    let station = |i: usize| format!("ST{:03}", (i % 10 + 1) * 10);
+    let part = |i: usize| format!("P-{i:05}");
+    let bom: Vec<BomItem> = (0..args.parts)
+        .map(|i| BomItem {
+            model: "*".into(),
+            part_number: part(i),
+            quantity: 1.0,
+            station: station(i),
+            operation: None,
+            option_rule: match i % 5 {
+                3 => Some(format!("F{}=A", (i / 5) % 8)),
+                4 => Some(format!("F{}=B", (i / 5) % 8)),
+                _ => None,
+            },
+            effectivity: Default::default(),
+        })
+        .collect();
+    let master = MasterData { bom, ..MasterData::default() };
+    let mut agent = ShortageAgent::new(ShortageConfig::default(), Some(&master));
+    let mut seq = 0u64;
+    let mut feed = |agent: &mut ShortageAgent, v: serde_json::Value| -> anyhow::Result<std::time::Duration> {
+        seq += 1;
+        let event = Event::parse(v, chrono::Utc::now()).map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.reason))?;
+        let mut out = Vec::new();
+        let started = std::time::Instant::now();
+        agent.on_event(&StoredEvent { seq, event }, &mut out);
+        Ok(started.elapsed())
+    };
+    let ev = |kind: &str, txn: String, time: String, data: serde_json::Value| json!({"source": "bench", "source_txn_id": txn, "occurred_at": time, "kind": kind, "data": data});
+    // Each supplier's record: 20 deliveries, a fifth of them late by up to 2 h.
+    for i in 0..20usize.min(args.parts) {
+        for k in 0..20 {
+            let late_h = if k % 5 == 0 { 0.5 * (k / 5 + 1) as f64 } else { -0.1 };
+            let data = json!({"delivery_id": format!("D-{i}-{k}"), "supplier": format!("SUP-{}", i % 20),
+                "part_number": part(i), "quantity": 40, "supplier_lot": format!("L-{i}-{k}"),
+                "promised_at": at(0.0), "delivered_at": at(late_h * 3600.0)});
+            feed(&mut agent, ev("supplier_delivery", format!("d{i}-{k}"), at(1.0), data))?;
+        }
+    }
+    // Every part counted at line side, with one bin called off, due in two hours.
+    for i in 0..args.parts {
+        let count = json!({"part_number": part(i), "movement": "count", "quantity": 200, "station": station(i)});
+        feed(&mut agent, ev("material_transaction", format!("c{i}"), at(2.0), count))?;
+        let call = json!({"call_off_id": format!("CO-{i}"), "supplier": format!("SUP-{}", i % 20),
+            "part_number": part(i), "quantity": 40, "station": station(i), "promised_at": at(2.0 + 7200.0)});
+        feed(&mut agent, ev("material_call_off", format!("o{i}"), at(2.0), call))?;
+    }
+    // The queue: `horizon` units past the ones the rounds start.
+    let units = args.horizon + 2 * args.rounds + 1;
+    let mut rng = jidoka_sim::rng::Rng::new(7);
+    for u in 0..units {
+        let options: Vec<String> =
+            (0..8).map(|f| format!("F{f}={}", if rng.chance(0.5) { "A" } else { "B" })).collect();
+        let data = json!({"work_order": format!("WO-{u}"), "vin": format!("VIN{u:014}"), "model": "CAR",
+            "options": options, "sequence": u + 1});
+        feed(&mut agent, ev("work_order_released", format!("w{u}"), at(3.0), data))?;
+    }
+    let mut time = |agent: &mut ShortageAgent, from: usize, cached: bool| -> anyhow::Result<Vec<f64>> {
+        let mut ms = Vec::new();
+        for u in from..from + args.rounds {
+            if !cached {
+                agent.forget_explosions();
+            }
+            let data = json!({"vin": format!("VIN{u:014}"), "station": "ST010"});
+            let d = feed(agent, ev("unit_entered_station", format!("s{u}"), at(60.0 * (u + 1) as f64), data))?;
+            ms.push(d.as_secs_f64() * 1000.0);
+        }
+        ms.sort_by(f64::total_cmp);
+        Ok(ms)
+    };
+    // A warm-up round fills the cache; then the rounds, then the peer's.
+    time(&mut agent, 0, true)?;
+    let cached = time(&mut agent, args.rounds, true)?;
+    let fresh = time(&mut agent, 2 * args.rounds, false)?;
+    let tracked = agent.forecasts().count();
+    let mut report = Report::new(format!(
+        "bench shortage: {} parts at ten stations, {} units queued, {} rounds; machine {}",
+        args.parts,
+        args.horizon,
+        args.rounds,
+        machine()
+    ));
+    report.add("parts", "parts forecast", tracked, "");
+    report.add("horizon", "units queued", args.horizon, "");
+    report.add("p50_ms", "forecast round p50", percentile(&cached, 0.5), "ms");
+    report.add("p99_ms", "forecast round p99", percentile(&cached, 0.99), "ms");
+    report.add("max_ms", "forecast round max", percentile(&cached, 1.0), "ms");
+    report.add("peer_p50_ms", "peer: every unit exploded afresh, p50", percentile(&fresh, 0.5), "ms");
+    report.add("peer_p99_ms", "peer: every unit exploded afresh, p99", percentile(&fresh, 0.99), "ms");
+    report.add("ratio_p50", "p50 against the peer", percentile(&cached, 0.5) / percentile(&fresh, 0.5).max(1e-9), "");
+    report.print(args.json);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

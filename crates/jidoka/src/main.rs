@@ -244,6 +244,10 @@ enum BenchCommand {
     /// Sequence checks: pure validation events/s with a 2,000-line BOM and 50 ECOs, and the
     /// latency from an event accepted over HTTP to its Andon action stored, at 2,000 events/s.
     Sequence(bench::SequenceArgs),
+    /// The shortage forecast: one round (every part's demand over the queue, run-out and draws)
+    /// on a synthetic plant of 2,000 part numbers and 1,300 queued units, p50 and p99, beside the
+    /// same rounds with every unit exploded through the BOM afresh.
+    Shortage(shortage::BenchShortageArgs),
     /// Ingest over HTTP into the full service (all agents, governance, audit trail): events/s
     /// and request latency percentiles, closed loop on keep-alive connections.
     Api(bench::ApiArgs),
@@ -394,6 +398,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await.context("bench ingest")?,
         Command::Bench(BenchCommand::Sequence(args)) => bench::sequence(args).await.context("bench sequence")?,
+        Command::Bench(BenchCommand::Shortage(args)) => shortage::bench_shortage(args).context("bench shortage")?,
         Command::Bench(BenchCommand::Api(args)) => bench::api(args).await.context("bench api")?,
         Command::Bench(BenchCommand::Dashboard(args)) => bench::dashboard(args).await.context("bench dashboard")?,
         Command::Bench(BenchCommand::Outbox(args)) => {

@@ -1524,6 +1524,10 @@ fn every_benchmark_runs_and_reports_its_figures() {
     assert!(triage["predict_per_s"].as_f64().is_some_and(|v| v > 0.0), "{triage}");
     assert!(triage["predict_us_p99"].as_f64() >= triage["predict_us_p50"].as_f64(), "{triage}");
     assert!(triage["agents_findings"].as_u64().is_some_and(|n| n > 0), "{triage}");
+    let short = run(&["bench", "shortage", "--parts", "100", "--horizon", "200", "--rounds", "5", "--json"]);
+    assert_eq!(short["parts"], 100, "every part counted is forecast: {short}");
+    assert!(short["p99_ms"].as_f64() >= short["p50_ms"].as_f64() && short["p50_ms"].as_f64() > Some(0.0), "{short}");
+    assert!(short["peer_p50_ms"].as_f64().is_some_and(|v| v > 0.0), "{short}");
     let op = run(&["bench", "openprotocol", "--results", "120", "--json"]);
     assert_eq!(op["results"], 120, "{op}");
     assert_eq!(op["traces"], 240, "every result joined to its angle and torque trace: {op}");
