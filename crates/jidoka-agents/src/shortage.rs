@@ -294,6 +294,14 @@ struct Demand {
     units: Vec<usize>,
 }
 
+/// What every part's forecast of one round shares: the VINs of the line its demand indexes, and
+/// the lateness records it draws from, sorted (hours).
+struct Round {
+    vins: Vec<String>,
+    own: HashMap<String, Vec<f64>>,
+    pooled: Vec<f64>,
+}
+
 /// A supply: pieces and when they arrive.
 #[derive(Debug, Clone, Copy)]
 struct Supply {
@@ -620,7 +628,7 @@ impl ShortageAgent {
         part: &str,
         p: &PartStock,
         demand: &Demand,
-        vins: &[String],
+        round: &Round,
         now: Timestamp,
         seed: u64,
     ) -> Forecast {
@@ -655,18 +663,13 @@ impl ShortageAgent {
         };
         let at_promise: Vec<(Timestamp, f64)> = supplies.iter().map(|s| (s.promised.max(now), s.quantity)).collect();
         let run_out = run_out_at(&mut at_promise.clone()).map(|i| RunOut {
-            vin: vins[demand.units[i]].clone(),
+            vin: round.vins[demand.units[i]].clone(),
             at: demand.at[i],
             units_ahead: i,
         });
         // The record: the supplier's own, or everyone's while it has too few deliveries; sorted,
         // so the deliveries at least as late as an overdue one are a tail.
-        let own = p.supplier.as_ref().and_then(|s| self.suppliers.get(s));
-        let mut record: Vec<f64> = match own {
-            Some(r) if r.lateness_h.len() >= RECORD_MIN => r.lateness_h.iter().copied().collect(),
-            _ => self.suppliers.values().flat_map(|r| r.lateness_h.iter().copied()).collect(),
-        };
-        record.sort_by(f64::total_cmp);
+        let record: &[f64] = p.supplier.as_ref().and_then(|s| round.own.get(s)).unwrap_or(&round.pooled);
         let late_from = record.partition_point(|l| *l <= 0.0);
         // The draws only decide what happens within the horizon: the demand up to it, and the
         // deliveries that can arrive before it.
@@ -750,7 +753,7 @@ impl ShortageAgent {
         }
         shorts.sort_unstable();
         let expected = shorts.get(shorts.len() / 2).map(|&i| RunOut {
-            vin: vins[demand.units[i]].clone(),
+            vin: round.vins[demand.units[i]].clone(),
             at: demand.at[i],
             units_ahead: i,
         });
@@ -775,11 +778,31 @@ impl ShortageAgent {
         }
     }
 
+    /// The round's shared part: the line's VINs, and the suppliers' records sorted once (each
+    /// supplier's own with enough deliveries, and everyone's for the others).
+    fn round(&self, vins: Vec<String>) -> Round {
+        let sorted = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v
+        };
+        Round {
+            vins,
+            own: self
+                .suppliers
+                .iter()
+                .filter(|(_, r)| r.lateness_h.len() >= RECORD_MIN)
+                .map(|(k, r)| (k.clone(), sorted(r.lateness_h.iter().copied().collect())))
+                .collect(),
+            pooled: sorted(self.suppliers.values().flat_map(|r| r.lateness_h.iter().copied()).collect()),
+        }
+    }
+
     /// Recompute every tracked part's forecast, and warn on the parts that cross a threshold.
     fn recompute(&mut self, event: &StoredEvent, out: &mut Vec<FindingDraft>) {
         let Some(now) = self.now else { return };
         self.rounds += 1;
         let (demand, vins) = self.demand(now);
+        let round = self.round(vins);
         let empty = Demand::default();
         let mut next = BTreeMap::new();
         for (part, p) in &self.parts {
@@ -787,7 +810,7 @@ impl ShortageAgent {
                 continue;
             }
             let d = demand.get(part).unwrap_or(&empty);
-            next.insert(part.clone(), self.forecast_part(part, p, d, &vins, now, event.seq));
+            next.insert(part.clone(), self.forecast_part(part, p, d, &round, now, event.seq));
         }
         self.forecasts = next;
         let parts: Vec<String> = self.forecasts.keys().cloned().collect();
