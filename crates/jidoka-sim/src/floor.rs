@@ -86,6 +86,8 @@ pub(crate) struct Floor {
     andons: u64,
     /// Open stock-out Andon per part: (andon id, station).
     shortage: HashMap<String, (String, String)>,
+    /// Call-offs expedited, and what the supplier answered.
+    expedited: HashMap<String, Result<String, String>>,
     episodes: HashSet<String>,
 }
 
@@ -183,6 +185,79 @@ impl Simulation {
         }
         self.floor.schedule.extend(later);
         out
+    }
+
+    /// An expedite request for the delivery of `call_off_id`, made at the start of the next slot:
+    /// the supplier honours it (its `expedite_rate`) by premium freight promised `expedite_h`
+    /// after the request, arriving within a tenth of that either side, and confirms the new
+    /// promise (a `material_call_off` of the same id) at the request; a delivery already due
+    /// sooner is left as it is. Asked again, it answers as the first time. Refused, naming why,
+    /// when the call-off is not in transit (delivered, or unknown) or the supplier cannot.
+    pub fn expedite(&mut self, call_off_id: &str) -> Result<String, String> {
+        if let Some(answer) = self.floor.expedited.get(call_off_id) {
+            return answer.clone();
+        }
+        let key = self.floor.schedule.iter().find_map(|(k, item)| match item {
+            Scheduled::Delivery { call_off, .. } if call_off == call_off_id => Some(*k),
+            _ => None,
+        });
+        let Some(key) = key else {
+            return Err(format!("call-off {call_off_id} is not in transit (delivered already, or unknown)"));
+        };
+        let at = self.slot_start(self.slot);
+        let answer = self.expedite_delivery(key, call_off_id, at);
+        self.floor.expedited.insert(call_off_id.to_string(), answer.clone());
+        answer
+    }
+
+    fn expedite_delivery(
+        &mut self,
+        key: (DateTime<Utc>, u64),
+        call_off_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<String, String> {
+        let Some(Scheduled::Delivery { part, supplier, quantity, promised, station, lot, call_off }) =
+            self.floor.schedule.remove(&key)
+        else {
+            return Err(format!("call-off {call_off_id} is not in transit"));
+        };
+        let sup = self.plant.suppliers.iter().find(|s| s.id == supplier).cloned();
+        let (expedite_h, rate) = sup.map_or((1.0, 0.9), |s| (s.expedite_h, s.expedite_rate));
+        let mut rng = self.base.fork(label("expedite")).fork(label(call_off_id));
+        let new_promise = at + minutes(expedite_h * 60.0);
+        let arrives = new_promise + minutes(rng.range(-0.1, 0.1) * expedite_h * 60.0);
+        let honoured = rng.chance(rate);
+        let (arrival, promised, answer) = if !honoured {
+            (
+                key.0,
+                promised,
+                Err(format!("{supplier} cannot expedite {call_off_id} ({part}): no premium freight available")),
+            )
+        } else if arrives >= key.0 {
+            (key.0, promised, Ok(format!("{call_off_id} ({part}) is due sooner than premium freight could bring it")))
+        } else {
+            let payload = EventPayload::MaterialCallOff(MaterialCallOff {
+                call_off_id: call_off.clone(),
+                supplier: supplier.clone(),
+                part_number: part.clone(),
+                quantity: quantity as f64,
+                station: Some(station.clone()),
+                promised_at: new_promise,
+            });
+            self.floor.schedule(at, Scheduled::Emit { source: "wms", payload: Box::new(payload) });
+            (
+                arrives,
+                new_promise,
+                Ok(format!("{supplier} expedites {call_off_id} ({part}): promised {}", iso(new_promise))),
+            )
+        };
+        let delivery = Scheduled::Delivery { part, supplier, quantity, promised, station, lot, call_off };
+        if arrival == key.0 {
+            self.floor.schedule.insert(key, delivery);
+        } else {
+            self.floor.schedule(arrival, delivery);
+        }
+        answer
     }
 
     /// Random line stops at a station during one slot, with their clearing and maintenance.

@@ -84,7 +84,7 @@ pub struct Simulation {
     start: DateTime<Utc>,
     takt_ms: i64,
     units: Option<u64>,
-    slot: u64,
+    pub(crate) slot: u64,
     /// How many slots ahead of the line the MES releases work orders (0: as the unit enters).
     release_ahead: u64,
     /// Slot → the unit (by the slot it was drawn for) a re-sequencing put there.

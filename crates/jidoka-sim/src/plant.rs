@@ -95,10 +95,25 @@ pub struct Supplier {
     /// A delivery on time arrives up to this many hours before its promise.
     #[serde(default = "default_early")]
     pub early_h_max: f64,
+    /// An expedite (premium freight) asked of the supplier is promised this many hours after
+    /// the request, and arrives within a tenth of that either side of its promise.
+    #[serde(default = "default_expedite_h")]
+    pub expedite_h: f64,
+    /// Share of expedite requests the supplier can honour (the rest are answered "cannot").
+    #[serde(default = "default_expedite_rate")]
+    pub expedite_rate: f64,
 }
 
 fn default_early() -> f64 {
     0.25
+}
+
+fn default_expedite_h() -> f64 {
+    1.0
+}
+
+fn default_expedite_rate() -> f64 {
+    0.9
 }
 
 /// Where defects are found and which defects exist.
@@ -818,10 +833,13 @@ impl Plant {
                 || sup.late_h_max < 0.0
                 || !(0.0..=1.0).contains(&sup.late_rate)
                 || !(0.0..=sup.lead_time_h).contains(&sup.early_h_max)
+                || sup.expedite_h <= 0.0
+                || !(0.0..=1.0).contains(&sup.expedite_rate)
             {
                 err(
                     format!("suppliers[{i}]"),
-                    "needs lead_time_h > 0, late_h_max >= 0, late_rate in 0..=1 and early_h_max in 0..=lead_time_h",
+                    "needs lead_time_h > 0, late_h_max >= 0, late_rate in 0..=1, early_h_max in 0..=lead_time_h, \
+                     expedite_h > 0 and expedite_rate in 0..=1",
                 );
             }
         }

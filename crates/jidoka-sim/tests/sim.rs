@@ -636,3 +636,67 @@ fn leak_test_failures_follow_the_drifting_fill_pressure() {
     let (rb, ra) = (fails_before as f64 / n_before as f64, fails_after as f64 / n_after as f64);
     assert!(ra > 0.15 && rb < 0.02, "leak failures before {rb}, after {ra}");
 }
+
+#[test]
+fn an_expedited_delivery_comes_by_premium_freight_and_the_supplier_confirms_the_new_promise() {
+    let mut plant = Plant::default_plant().unwrap();
+    for s in &mut plant.suppliers {
+        (s.lead_time_h, s.early_h_max, s.late_rate, s.expedite_h, s.expedite_rate) = (3.0, 0.0, 0.0, 0.5, 1.0);
+    }
+    let mut sim = Simulation::new(plant.clone(), 4, None, CurveMode::None);
+    // Run until a call-off is made, then expedite it at the next slot.
+    let mut call_off = None;
+    while call_off.is_none() {
+        for e in sim.next_slot().events {
+            if let EventPayload::MaterialCallOff(c) = e.payload {
+                call_off.get_or_insert((c, e.occurred_at));
+            }
+        }
+    }
+    let (c, ordered) = call_off.unwrap();
+    assert_eq!(c.promised_at, ordered + chrono::Duration::hours(3));
+    assert!(sim.expedite("CO-999999").unwrap_err().contains("CO-999999"), "an unknown call-off is named");
+    let answer = sim.expedite(&c.call_off_id).unwrap();
+    assert!(answer.contains(&c.call_off_id) && answer.contains("expedites"), "{answer}");
+    assert_eq!(sim.expedite(&c.call_off_id).unwrap(), answer, "asked again, the same answer");
+    let (mut revised, mut delivered) = (None, None);
+    for _ in 0..200 {
+        for e in sim.next_slot().events {
+            match e.payload {
+                EventPayload::MaterialCallOff(r) if r.call_off_id == c.call_off_id => {
+                    revised = Some((r, e.occurred_at))
+                }
+                EventPayload::SupplierDelivery(d) if d.call_off_id.as_deref() == Some(c.call_off_id.as_str()) => {
+                    delivered = Some(d)
+                }
+                _ => {}
+            }
+        }
+    }
+    // The new promise: half an hour after the request, confirmed at the request.
+    let (r, asked) = revised.expect("the supplier confirms a new promise");
+    assert_eq!(r.promised_at, asked + chrono::Duration::minutes(30));
+    assert!(r.promised_at < c.promised_at);
+    assert_eq!((r.quantity, r.part_number.as_str()), (c.quantity, c.part_number.as_str()));
+    // Delivered against the new promise, within a tenth of the expedite either side.
+    let d = delivered.expect("delivered");
+    assert_eq!(d.promised_at, r.promised_at);
+    assert!((d.delivered_at - d.promised_at).num_seconds().abs() <= 180, "{d:?}");
+    assert!(sim.expedite(&c.call_off_id).is_ok(), "answered as the first time");
+    // A delivered call-off is not in transit; a supplier that never expedites says it cannot.
+    let mut never = plant;
+    for s in &mut never.suppliers {
+        s.expedite_rate = 0.0;
+    }
+    let mut sim = Simulation::new(never, 4, None, CurveMode::None);
+    let mut id = None;
+    while id.is_none() {
+        for e in sim.next_slot().events {
+            if let EventPayload::MaterialCallOff(c) = e.payload {
+                id.get_or_insert(c.call_off_id);
+            }
+        }
+    }
+    let err = sim.expedite(id.as_deref().unwrap()).unwrap_err();
+    assert!(err.contains("cannot expedite"), "{err}");
+}
