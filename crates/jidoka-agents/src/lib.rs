@@ -305,6 +305,7 @@ impl AgentsConfig {
         self.torque_audit.validate("agents.torque_audit", &mut errors);
         self.quality.validate("agents.quality", &mut errors);
         self.andon.validate("agents.andon", &mut errors);
+        self.shortage.validate("agents.shortage", &mut errors);
         errors
     }
 

@@ -23,7 +23,12 @@
 //! (8 h) reaches its threshold, `shortage.urgent` when it does within 2 h, `shortage.cleared`
 //! when it falls back below half of the horizon's threshold; `shortage.input_refused` names an
 //! input the forecast cannot use (a call-off or delivery of a part outside the BOM, a delivery
-//! dated absurdly far from its promise), once per part and reason.
+//! dated absurdly far from its promise), once per part and reason; `shortage.expedite` (a
+//! REVIEW) when a delivery is overdue and a stock-out within the horizon is at least
+//! `expedite_probability` likely (a low bar: premium freight costs far less than a stock-out),
+//! proposing to expedite the overdue delivery promised first among those not yet expedited (one
+//! per round). A call-off seen again with the same id is the supplier's new promise for
+//! it.
 
 use crate::bom::{BomIndex, UnitConfig};
 use crate::build_queue::{QueuedUnit, ReleasedUnits};
@@ -41,6 +46,9 @@ pub const PREDICTED: &str = "shortage.predicted";
 pub const URGENT: &str = "shortage.urgent";
 pub const CLEARED: &str = "shortage.cleared";
 pub const REFUSED: &str = "shortage.input_refused";
+/// A proposal to expedite the delivery in transit of a part that will otherwise run out (an
+/// `expedite_delivery` action under governance).
+pub const EXPEDITE: &str = "shortage.expedite";
 
 /// Deliveries kept per supplier for its record.
 pub const RECORD_KEPT: usize = 500;
@@ -66,6 +74,11 @@ pub struct ShortageConfig {
     /// The service declares the part of an urgent warning unavailable (a `build_disruption`
     /// from `shortage`), so the build queue is re-sequenced around it; a clear ends it.
     pub declare_disruptions: bool,
+    /// A part with a delivery overdue and a stock-out within the warning horizon at least
+    /// this likely proposes expediting the delivery (once per call-off): the cost of premium
+    /// freight over the cost of a stock-out, which is far larger.
+    pub propose_expedites: bool,
+    pub expedite_probability: f64,
 }
 
 impl Default for ShortageConfig {
@@ -78,6 +91,28 @@ impl Default for ShortageConfig {
             urgent_probability: 0.5,
             samples: 200,
             declare_disruptions: true,
+            propose_expedites: true,
+            expedite_probability: 0.1,
+        }
+    }
+}
+
+impl ShortageConfig {
+    pub fn validate(&self, path: &str, errors: &mut Vec<(String, String)>) {
+        for (name, v) in [
+            ("warn_probability", self.warn_probability),
+            ("urgent_probability", self.urgent_probability),
+            ("expedite_probability", self.expedite_probability),
+        ] {
+            if !(v > 0.0 && v <= 1.0) {
+                errors.push((format!("{path}.{name}"), "must be a probability above 0 and at most 1".into()));
+            }
+        }
+        if !(self.urgent_h > 0.0 && self.urgent_h <= self.horizon_h && self.horizon_h <= 7.0 * 24.0) {
+            errors.push((format!("{path}.urgent_h"), "needs 0 < urgent_h <= horizon_h <= 168".into()));
+        }
+        if !(1..=10_000).contains(&self.samples) {
+            errors.push((format!("{path}.samples"), "must be between 1 and 10000".into()));
         }
     }
 }
@@ -153,6 +188,9 @@ pub struct Forecast {
     pub lead_h: Option<f64>,
     /// The hours the oldest open call-off is overdue (0: none is).
     pub overdue_h: f64,
+    /// The delivery an expedite would go to: the overdue one promised first among those not
+    /// expedited yet.
+    pub next_to_expedite: Option<String>,
     #[serde(with = "rfc3339")]
     pub computed_at: Timestamp,
 }
@@ -202,6 +240,8 @@ pub struct ShortageAgent {
     forecasts: BTreeMap<String, Forecast>,
     /// (part, reason) already reported as unusable.
     refused: HashSet<(String, String)>,
+    /// Call-offs whose expedite was proposed.
+    expedites: HashSet<String>,
     /// Each unit's demand by station (VIN, planned number) → [(station, part, quantity)].
     explosions: HashMap<(String, u64), Explosion>,
     names: Names,
@@ -256,6 +296,11 @@ const GAPS_KEPT: usize = 30;
 
 fn hours(a: Timestamp, b: Timestamp) -> f64 {
     (b - a).num_milliseconds() as f64 / 3_600_000.0
+}
+
+/// A finding's subject: a part at a station.
+fn about(station: &str, part: &str) -> Subject {
+    Subject { station: Some(station.to_string()), part_number: Some(part.to_string()), ..Subject::default() }
 }
 
 fn plus_s(t: Timestamp, s: f64) -> Timestamp {
@@ -373,6 +418,7 @@ impl ShortageAgent {
             now: None,
             forecasts: BTreeMap::new(),
             refused: HashSet::new(),
+            expedites: HashSet::new(),
             explosions: HashMap::new(),
             names: Names::default(),
             rounds: 0,
@@ -475,6 +521,12 @@ impl ShortageAgent {
             return;
         }
         let p = self.part(&c.part_number);
+        // The supplier's new promise for a call-off in transit (an expedite confirmed, a delay
+        // announced): the loop's position and lead time stay those of the call-off itself.
+        if let Some(open) = p.open.iter_mut().find(|o| o.call_off_id == c.call_off_id) {
+            open.promised_at = c.promised_at;
+            return;
+        }
         if let Some(station) = &c.station {
             p.station = Some(station.clone());
         }
@@ -751,6 +803,11 @@ impl ShortageAgent {
                 }
             }
         }
+        let next = p
+            .open
+            .iter()
+            .filter(|o| o.promised_at < now && !self.expedites.contains(&o.call_off_id))
+            .min_by_key(|o| o.promised_at);
         shorts.sort_unstable();
         let expected = shorts.get(shorts.len() / 2).map(|&i| RunOut {
             vin: round.vins[demand.units[i]].clone(),
@@ -774,6 +831,7 @@ impl ShortageAgent {
             call_off_quantity: p.call_off_quantity,
             lead_h: p.lead_s.map(|s| s as f64 / 3600.0),
             overdue_h: supplies.iter().map(|s| s.overdue_h).fold(0.0, f64::max),
+            next_to_expedite: next.map(|o| o.call_off_id.clone()),
             computed_at: now,
         }
     }
@@ -816,6 +874,9 @@ impl ShortageAgent {
         let parts: Vec<String> = self.forecasts.keys().cloned().collect();
         for part in parts {
             self.warn(&part, out);
+            if self.config.propose_expedites {
+                self.propose_expedite(&part, out);
+            }
         }
     }
 
@@ -890,16 +951,65 @@ impl ShortageAgent {
             severity,
             confidence: f.p_horizon.max(f.p_urgent),
             reason,
-            subject: Subject {
-                station: Some(f.station.clone()),
-                part_number: Some(part.to_string()),
-                ..Subject::default()
-            },
+            subject: about(&f.station, part),
             extra_evidence: Vec::new(),
             details: json!({
                 "forecast": f,
                 "supplier_record": {"deliveries": record.deliveries, "late": record.late, "short": record.short,
                                      "late_share": record.late_share(), "p90_late_h": record.p90_late_h()},
+            }),
+        });
+    }
+
+    /// A stock-out within the horizon likely enough: expedite the overdue delivery promised
+    /// first among those not expedited yet.
+    fn propose_expedite(&mut self, part: &str, out: &mut Vec<FindingDraft>) {
+        let Some(f) = self.forecasts.get(part) else { return };
+        let c = &self.config;
+        if f.p_horizon <= 0.0 || f.p_horizon < c.expedite_probability {
+            return;
+        }
+        let Some(open) = f.in_transit.iter().find(|t| f.next_to_expedite.as_ref() == Some(&t.call_off_id)) else {
+            return;
+        };
+        // Those expedited already are counted on their new promise; if a stock-out is still
+        // likely, the next one is needed too.
+        self.expedites.insert(open.call_off_id.clone());
+        let supplier = f.supplier.clone().unwrap_or_default();
+        let overdue_h = hours(open.promised_at, f.computed_at).max(0.0);
+        let needed = f.expected.as_ref().or(f.run_out.as_ref());
+        let reason = format!(
+            "Expedite {} of {part} ({:.0} pieces) from {supplier}: promised {}, {overdue_h:.1} h overdue; {} at {} \
+             runs out within {} h with probability {:.0} %{}",
+            open.call_off_id,
+            open.quantity,
+            rfc3339::format(&open.promised_at),
+            part,
+            f.station,
+            self.config.horizon_h,
+            f.p_horizon * 100.0,
+            needed.map_or(String::new(), |w| format!(", first short {} at {}", w.vin, rfc3339::format(&w.at))),
+        );
+        out.push(FindingDraft {
+            kind: EXPEDITE.into(),
+            verdict: Verdict::Review,
+            severity: Severity::Critical,
+            confidence: f.p_horizon,
+            reason,
+            subject: about(&f.station, part),
+            extra_evidence: Vec::new(),
+            details: json!({
+                "expedite": {
+                    "call_off_id": open.call_off_id,
+                    "supplier": supplier,
+                    "part": part,
+                    "station": f.station,
+                    "quantity": open.quantity,
+                    "promised_at": rfc3339::format(&open.promised_at),
+                    "needed_by": needed.map(|w| rfc3339::format(&w.at)),
+                    "first_short_vin": needed.map(|w| w.vin.clone()),
+                    "p_horizon": f.p_horizon,
+                },
             }),
         });
     }

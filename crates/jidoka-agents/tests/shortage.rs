@@ -246,3 +246,78 @@ fn the_same_log_gives_the_same_warnings() {
     assert!(first.iter().any(|(id, _)| id.contains("shortage")) || !first.is_empty());
     assert_eq!(first, replay());
 }
+
+#[test]
+fn overdue_deliveries_of_parts_at_risk_are_proposed_for_expediting_once_each() {
+    let plant = late_plant();
+    let mut run = Run::simulate(&plant, 5, 2880);
+    let expedites: Vec<&Finding> = run.findings.iter().filter(|f| f.kind == shortage::EXPEDITE).collect();
+    assert!(!expedites.is_empty(), "no expedite in two days of late deliveries");
+    let mut ids = std::collections::HashSet::new();
+    for f in &expedites {
+        let e = &f.details["expedite"];
+        let id = e["call_off_id"].as_str().unwrap();
+        assert!(ids.insert(id.to_string()), "{id} proposed twice");
+        assert_eq!(f.verdict, jidoka_model::Verdict::Review);
+        // Only a delivery already overdue, of a part at risk, and the reason says so.
+        let promised = chrono::DateTime::parse_from_rfc3339(e["promised_at"].as_str().unwrap()).unwrap();
+        assert!(promised < f.occurred_at, "{id} was not overdue: {}", f.reason);
+        assert!(e["p_horizon"].as_f64().unwrap() >= ShortageConfig::default().expedite_probability);
+        assert!(f.reason.contains(id) && f.reason.contains("overdue"), "{}", f.reason);
+    }
+    // The frame's stock-outs: most had an expedite of the frame proposed in the 8 h before.
+    let frame_outs: Vec<chrono::DateTime<chrono::Utc>> = run
+        .truth
+        .iter()
+        .filter(|t| t.detail["part"] == "SUBFRAME-F")
+        .map(|t| chrono::DateTime::parse_from_rfc3339(&t.onset_at).unwrap().with_timezone(&chrono::Utc))
+        .collect();
+    let preceded = frame_outs
+        .iter()
+        .filter(|o| {
+            expedites.iter().any(|f| {
+                f.subject.part_number.as_deref() == Some("SUBFRAME-F")
+                    && f.occurred_at < **o
+                    && **o - f.occurred_at <= chrono::Duration::hours(8)
+            })
+        })
+        .count();
+    assert!(
+        preceded * 2 >= frame_outs.len(),
+        "{preceded} of {} frame stock-outs preceded by an expedite",
+        frame_outs.len()
+    );
+    // The supplier's new promise for a call-off in transit replaces the old one: no second
+    // delivery is expected.
+    let (part, open) = run
+        .agent()
+        .forecasts()
+        .find_map(|f| f.in_transit.first().map(|t| (f.part.clone(), t.clone())))
+        .expect("a delivery in transit");
+    let before = run.agent().forecasts().find(|f| f.part == part).unwrap().in_transit.len();
+    let at = run.agent().forecasts().next().unwrap().computed_at + chrono::Duration::seconds(1);
+    let promise = at + chrono::Duration::minutes(30);
+    run.push(material(
+        "material_call_off",
+        "revised-1",
+        &jidoka_model::event::rfc3339::format(&at),
+        json!({"call_off_id": open.call_off_id, "supplier": "SUP-STEEL", "part_number": part, "quantity": open.quantity,
+               "promised_at": jidoka_model::event::rfc3339::format(&promise)}),
+    ));
+    let f = run.agent().forecasts().find(|f| f.part == part).unwrap();
+    assert_eq!(f.in_transit.len(), before);
+    let revised = f.in_transit.iter().find(|t| t.call_off_id == open.call_off_id).unwrap();
+    assert_eq!(revised.promised_at, promise);
+    assert_eq!(revised.ordered_at, open.ordered_at);
+}
+
+#[test]
+fn settings_out_of_range_are_named() {
+    let mut errors = Vec::new();
+    ShortageConfig::default().validate("agents.shortage", &mut errors);
+    assert!(errors.is_empty(), "{errors:?}");
+    let bad = ShortageConfig { expedite_probability: 0.0, urgent_h: 9.0, samples: 0, ..ShortageConfig::default() };
+    bad.validate("agents.shortage", &mut errors);
+    let paths: Vec<&str> = errors.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(paths, ["agents.shortage.expedite_probability", "agents.shortage.urgent_h", "agents.shortage.samples"]);
+}
