@@ -39,6 +39,9 @@ pub struct Profile {
     /// Where new build sequences are recorded, and the command that writes one.
     pub sequence_set: String,
     pub resequence: String,
+    /// Where material requests to suppliers (expedites) are recorded, and the command.
+    pub material_request_set: String,
+    pub expedite_delivery: String,
     /// The field holding Jidoka's idempotency key on every written record.
     pub key_field: String,
     /// The field holding the MES's own number for a record (reported back).
@@ -62,6 +65,8 @@ impl Default for Profile {
             append_order_log: s("AppendOrderLogEntry"),
             sequence_set: s("SequenceChange"),
             resequence: s("ResequenceWorkOrders"),
+            material_request_set: s("MaterialRequest"),
+            expedite_delivery: s("ExpediteDelivery"),
             key_field: s("IdempotencyKey"),
             number_field: s("NId"),
         }
@@ -84,6 +89,7 @@ impl Profile {
             ("andon_set", &self.andon_set),
             ("order_log_set", &self.order_log_set),
             ("sequence_set", &self.sequence_set),
+            ("material_request_set", &self.material_request_set),
             ("key_field", &self.key_field),
         ] {
             if !is_identifier(v) {
@@ -734,6 +740,16 @@ fn plan(p: &Profile, a: &Action) -> Result<(String, String, Value), SinkError> {
             record["Reason"] = json!(description);
             record["Sequence"] = json!(items);
             (p.sequence_set.clone(), p.resequence.clone())
+        }
+        ActionKind::ExpediteDelivery => {
+            let e = a.expedite().map_err(SinkError::Permanent)?;
+            record["CallOffNId"] = json!(e.call_off_id);
+            record["SupplierNId"] = json!(e.supplier);
+            record["MaterialNId"] = json!(e.part);
+            record["Quantity"] = json!(e.quantity);
+            record["NeededBy"] = json!(e.needed_by);
+            record["Reason"] = json!(description);
+            (p.material_request_set.clone(), p.expedite_delivery.clone())
         }
     };
     // Drop nulls: MES commands often reject unknown or null fields.

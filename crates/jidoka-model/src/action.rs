@@ -26,6 +26,9 @@ pub enum ActionKind {
     SupervisorReview,
     /// Write a new build sequence (the re-sequencing proposal's order) to the MES.
     Resequence,
+    /// Ask the supplier of a delivery in transit to expedite it (premium freight), through the
+    /// MES or WMS material requests.
+    ExpediteDelivery,
 }
 
 impl ActionKind {
@@ -37,6 +40,7 @@ impl ActionKind {
         ActionKind::AppendOrderLog,
         ActionKind::SupervisorReview,
         ActionKind::Resequence,
+        ActionKind::ExpediteDelivery,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +52,7 @@ impl ActionKind {
             ActionKind::AppendOrderLog => "append_order_log",
             ActionKind::SupervisorReview => "supervisor_review",
             ActionKind::Resequence => "resequence",
+            ActionKind::ExpediteDelivery => "expedite_delivery",
         }
     }
 
@@ -162,7 +167,35 @@ pub struct SequenceChange {
     pub to_sequence: u64,
 }
 
+/// The delivery an [`ActionKind::ExpediteDelivery`] action asks to expedite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpediteRequest {
+    pub call_off_id: String,
+    pub supplier: String,
+    pub part: String,
+    pub quantity: f64,
+    /// When the line runs out without it, if known (RFC 3339).
+    pub needed_by: Option<String>,
+}
+
 impl Action {
+    /// The delivery an expedite names (`payload.details.expedite`), or the field missing, named.
+    pub fn expedite(&self) -> Result<ExpediteRequest, String> {
+        let e = self.payload.pointer("/details/expedite");
+        let text = |k: &str| {
+            e.and_then(|e| e.get(k)).and_then(Value::as_str).filter(|s| !s.trim().is_empty()).map(str::to_string)
+        };
+        let field = |k: &str| text(k).ok_or_else(|| format!("details.expedite.{k}: missing; an expedite names it"));
+        let quantity = e.and_then(|e| e.get("quantity")).and_then(Value::as_f64).filter(|q| *q > 0.0);
+        Ok(ExpediteRequest {
+            call_off_id: field("call_off_id")?,
+            supplier: field("supplier")?,
+            part: field("part")?,
+            quantity: quantity.ok_or("details.expedite.quantity: missing or not positive")?,
+            needed_by: text("needed_by"),
+        })
+    }
+
     /// The work orders a [`ActionKind::Resequence`] action moves (`payload.details.resequence`),
     /// or the first entry that cannot be read, named.
     pub fn sequence_changes(&self) -> Result<Vec<SequenceChange>, String> {

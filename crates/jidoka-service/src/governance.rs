@@ -106,8 +106,9 @@ pub fn propose(finding: &Finding, policies: &[Policy]) -> Vec<Action> {
                 "agent_version": finding.agent_version,
                 "source_txn_id": finding.source_txn_id,
             });
-            // A new build sequence is its details: the work orders that change place.
-            if kind == ActionKind::Resequence {
+            // A new build sequence is its details: the work orders that change place; an
+            // expedite, the call-off, supplier and part.
+            if matches!(kind, ActionKind::Resequence | ActionKind::ExpediteDelivery) {
                 payload["details"] = finding.details.clone();
             }
             if let Some(roles) = approve_by {
@@ -140,6 +141,10 @@ fn default_plan(finding: &Finding) -> &'static [(ActionKind, ActionStatus)] {
     // a supervisor approves it.
     if finding.kind == RESEQUENCE_PROPOSAL && finding.verdict == Verdict::Review {
         return &[(ActionKind::Resequence, ActionStatus::PendingApproval)];
+    }
+    // An expedite costs premium freight: a person decides.
+    if finding.kind == jidoka_agents::shortage::EXPEDITE && finding.verdict == Verdict::Review {
+        return &[(ActionKind::ExpediteDelivery, ActionStatus::PendingApproval)];
     }
     match finding.verdict {
         // A sequence error is shown on the station's Andon at once; stopping the line or
@@ -185,8 +190,8 @@ pub fn may_decide(role: Role, kind: ActionKind) -> bool {
         ActionKind::RaiseAndon | ActionKind::AppendOrderLog | ActionKind::SupervisorReview => {
             matches!(role, Supervisor | QualityEngineer | Admin)
         }
-        // The build sequence is the line's: the supervisor's call.
-        ActionKind::Resequence => matches!(role, Supervisor | Admin),
+        // The build sequence and the line's material supply are the supervisor's call.
+        ActionKind::Resequence | ActionKind::ExpediteDelivery => matches!(role, Supervisor | Admin),
     }
 }
 
@@ -236,5 +241,26 @@ mod tests {
         // Only the resequence action carries the details; other kinds stay as they were.
         let review = propose(&finding("torque.soft_joint", Verdict::Review), &[]);
         assert!(review.iter().all(|a| a.payload.get("details").is_none()));
+    }
+
+    #[test]
+    fn an_expedite_is_one_decision_for_a_supervisor_carrying_its_call_off() {
+        let mut f = finding(jidoka_agents::shortage::EXPEDITE, Verdict::Review);
+        f.details = json!({"expedite": {"call_off_id": "CO-000046", "supplier": "SUP-SEAT", "part": "SEAT-STD",
+                                        "quantity": 40.0, "needed_by": "2026-11-02T13:27:01.000Z"}});
+        let actions = propose(&f, &[]);
+        assert_eq!(actions.len(), 1, "no review entry or order log beside it");
+        let a = &actions[0];
+        assert_eq!((a.kind, a.status), (ActionKind::ExpediteDelivery, ActionStatus::PendingApproval));
+        let e = a.expedite().expect("the call-off travels with the action");
+        assert_eq!((e.call_off_id.as_str(), e.supplier.as_str(), e.quantity), ("CO-000046", "SUP-SEAT", 40.0));
+        assert!(may_decide_action(Role::Supervisor, a) && may_decide_action(Role::Admin, a));
+        for role in [Role::QualityEngineer, Role::Operator, Role::Integrator, Role::Agent] {
+            assert!(!may_decide_action(role, a), "{role:?}");
+        }
+        // Without its call-off the action says which field is missing.
+        f.details = json!({"expedite": {"supplier": "SUP-SEAT", "part": "SEAT-STD", "quantity": 40.0}});
+        let err = propose(&f, &[])[0].expedite().unwrap_err();
+        assert!(err.contains("details.expedite.call_off_id"), "{err}");
     }
 }

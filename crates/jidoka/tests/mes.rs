@@ -896,3 +896,48 @@ fn an_approved_resequencing_renumbers_the_work_orders_in_the_mes() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+fn expedite_action(call_off: Option<&str>) -> Action {
+    Action {
+        action_id: "A-exp".into(),
+        finding_id: "F-exp".into(),
+        kind: ActionKind::ExpediteDelivery,
+        status: ActionStatus::Approved,
+        payload: json!({"severity": "critical", "reason": "SEAT-STD runs out at ST040", "finding_kind": "shortage.expedite",
+                        "subject": {"station": "ST040", "part_number": "SEAT-STD"}, "evidence": ["ev-9"],
+                        "agent": "shortage", "agent_version": "1.0.0",
+                        "details": {"expedite": {"call_off_id": call_off, "supplier": "SUP-SEAT", "part": "SEAT-STD",
+                                                 "station": "ST040", "quantity": 40.0,
+                                                 "needed_by": "2026-11-02T13:27:01.000Z"}}}),
+        idempotency_key: "jidoka:A-exp".into(),
+        correlation_id: "wms:CO-000046".into(),
+        created_at: chrono::Utc::now(),
+    }
+}
+
+#[test]
+fn an_approved_expedite_is_one_material_request_in_the_mes() {
+    let Some(peer) = peer() else { return };
+    let mut sink = jidoka_connectors::odata::OdataSink::new(&peer.sink("mes")).unwrap();
+    let first = sink.deliver(&expedite_action(Some("CO-000046"))).expect("delivered");
+    assert!(!first.already_delivered);
+    // Again (a retry after a lost answer): read back by its key, not written twice.
+    assert!(sink.deliver(&expedite_action(Some("CO-000046"))).expect("delivered").already_delivered);
+    assert_eq!(peer.stats()["MaterialRequest"], 1);
+    let mut r = http().get(&format!("{}/MaterialRequest", peer.base)).call().unwrap();
+    let rows: Value = r.body_mut().read_json().unwrap();
+    let row = &rows["value"][0];
+    assert_eq!(row["CallOffNId"], "CO-000046", "{rows}");
+    assert_eq!((row["SupplierNId"].as_str(), row["MaterialNId"].as_str()), (Some("SUP-SEAT"), Some("SEAT-STD")));
+    assert_eq!(row["Quantity"].as_f64().or_else(|| row["Quantity"].as_str().and_then(|q| q.parse().ok())), Some(40.0));
+    assert!(row["Reason"].as_str().unwrap().contains("runs out at ST040"), "{row}");
+    // An expedite that names no call-off is refused before the MES is called, naming the field.
+    let mut bad = expedite_action(None);
+    bad.idempotency_key = "jidoka:A-exp-2".into();
+    let err = sink.deliver(&bad).unwrap_err();
+    assert!(
+        matches!(&err, jidoka_connectors::sink::SinkError::Permanent(m) if m.contains("details.expedite.call_off_id")),
+        "{err:?}"
+    );
+    assert_eq!(peer.stats()["MaterialRequest"], 1);
+}

@@ -64,6 +64,20 @@ entity SequenceChange {
       CreatedOn      : Timestamp;
 }
 
+// A request to a supplier written by Jidoka: expedite the delivery of a call-off in transit.
+entity MaterialRequest {
+  key Id             : UUID;
+      IdempotencyKey : String(200);
+      CorrelationId  : String(200);
+      CallOffNId     : String(60);
+      SupplierNId    : String(60);
+      MaterialNId    : String(60);
+      Quantity       : Decimal(15, 3);
+      NeededBy       : String(40);
+      Reason         : String(4000);
+      CreatedOn      : Timestamp;
+}
+
 entity SequenceChangeItem {
   key change       : Association to SequenceChange;
   key WorkOrderNId : String(40);

@@ -18,6 +18,7 @@ service AppJidoka {
   @readonly entity OrderLogEntry  as projection on mes.OrderLogEntry;
   @readonly entity SequenceChange as projection on mes.SequenceChange;
   @readonly entity SequenceChangeItem as projection on mes.SequenceChangeItem;
+  @readonly entity MaterialRequest as projection on mes.MaterialRequest;
 
   type CommandResult { Id : String; NId : String; }
 
@@ -30,6 +31,10 @@ service AppJidoka {
   type AndonCommand { IdempotencyKey : String; CorrelationId : String; Station : String; Message : String; }
   type SequenceItem { WorkOrderNId : String; Sequence : Integer; PreviousSequence : Integer; }
   type SequenceCommand { IdempotencyKey : String; CorrelationId : String; Reason : String; Sequence : many SequenceItem; }
+  type MaterialRequestCommand {
+    IdempotencyKey : String; CorrelationId : String; CallOffNId : String; SupplierNId : String;
+    MaterialNId : String; Quantity : Decimal; NeededBy : String; Reason : String;
+  }
   type OrderLogCommand { IdempotencyKey : String; CorrelationId : String; WorkOrderNId : String; Text : String; }
 
   action CreateNonConformance(command : NonConformanceCommand) returns CommandResult;
@@ -38,6 +43,7 @@ service AppJidoka {
   action RaiseAndonAlert(command : AndonCommand) returns CommandResult;
   action AppendOrderLogEntry(command : OrderLogCommand) returns CommandResult;
   action ResequenceWorkOrders(command : SequenceCommand) returns CommandResult;
+  action ExpediteDelivery(command : MaterialRequestCommand) returns CommandResult;
 
   // Test control: counts per entity, and the fault mode.
   function Stats() returns String;
@@ -52,4 +58,5 @@ service PlainMes {
   entity AndonAlert     as projection on mes.AndonAlert;
   entity OrderLogEntry  as projection on mes.OrderLogEntry;
   entity SequenceChange as projection on mes.SequenceChange;
+  entity MaterialRequest as projection on mes.MaterialRequest;
 }

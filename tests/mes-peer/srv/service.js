@@ -5,7 +5,7 @@ const cds = require('@sap/cds');
 const faults = require('../faults');
 
 module.exports = cds.service.impl(function () {
-  const { NonConformance, Hold, AndonAlert, OrderLogEntry, SequenceChange, WorkOrder } = cds.entities('mes');
+  const { NonConformance, Hold, AndonAlert, OrderLogEntry, SequenceChange, MaterialRequest, WorkOrder } = cds.entities('mes');
   let ncCounter = 0;
   const now = () => new Date().toISOString();
 
@@ -29,6 +29,11 @@ module.exports = cds.service.impl(function () {
   this.on('PlaceHold', simple(Hold));
   this.on('RaiseAndonAlert', simple(AndonAlert));
   this.on('AppendOrderLogEntry', simple(OrderLogEntry));
+  this.on('ExpediteDelivery', async (req) => {
+    const c = req.data.command || {};
+    if (!c.CallOffNId) return req.reject(400, 'CallOffNId is required');
+    return simple(MaterialRequest)(req);
+  });
   this.on('ReleaseHold', async (req) => {
     const c = req.data.command || {};
     if (!c.SerialNumber) return req.reject(400, 'SerialNumber is required');
@@ -70,7 +75,7 @@ module.exports = cds.service.impl(function () {
     return JSON.stringify({
       NonConformance: await count(NonConformance), Hold: await count(Hold),
       AndonAlert: await count(AndonAlert), OrderLogEntry: await count(OrderLogEntry),
-      SequenceChange: await count(SequenceChange),
+      SequenceChange: await count(SequenceChange), MaterialRequest: await count(MaterialRequest),
       calls: faults.calls, tokensIssued: faults.tokensIssued, batches: faults.batches,
     });
   });

@@ -19,8 +19,22 @@ pub(super) async fn shortages_page(State(state): State<Arc<AppState>>, headers: 
         Ok(s) => s,
         Err(d) => return d.into_response(),
     };
+    // The expedites waiting for a decision: each decided on its finding's page.
+    let waiting = crate::api::with_store(&state, |st| {
+        st.actions(&jidoka_store::ActionQuery {
+            status: Some(jidoka_model::ActionStatus::PendingApproval),
+            kind: Some(jidoka_model::ActionKind::ExpediteDelivery),
+            limit: 50,
+            ..Default::default()
+        })
+    })
+    .await;
+    let waiting = match waiting {
+        Ok(page) => page.items,
+        Err(e) => return internal(e),
+    };
     let body = match crate::shortage::view(&state.ingest).await {
-        Ok(Some(v)) => render(&v),
+        Ok(Some(v)) => render(&v) + &render_expedites(&waiting),
         Ok(None) => {
             "<p class=\"notice\">The material forecast is not kept: the agents or the shortage agent are off.</p>"
                 .to_string()
@@ -28,6 +42,37 @@ pub(super) async fn shortages_page(State(state): State<Arc<AppState>>, headers: 
         Err(e) => return internal(ApiError::new("unavailable", e.to_string())),
     };
     Html(page("Material", Some(&s.nav("/ui/shortages")), &body)).into_response()
+}
+
+/// The expedites waiting for approval: call-off, part, supplier, why; a link to decide each.
+pub fn render_expedites(waiting: &[jidoka_store::ActionRecord]) -> String {
+    let mut body = String::from("<h2 id=\"expedites\">Expedites waiting for a decision</h2>");
+    if waiting.is_empty() {
+        body.push_str("<p class=\"muted\">None: no overdue delivery puts the line at risk.</p>");
+        return body;
+    }
+    body.push_str(
+        "<table><thead><tr><th scope=\"col\">Call-off</th><th scope=\"col\">Part</th>\
+         <th scope=\"col\">Supplier</th><th scope=\"col\">Needed by</th><th scope=\"col\">Why</th>\
+         <th scope=\"col\">Decide</th></tr></thead><tbody>",
+    );
+    for r in waiting {
+        let e = &r.action.payload["details"]["expedite"];
+        let text = |k: &str| esc(e[k].as_str().unwrap_or("-"));
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td><a href=\"/ui/findings/{}\">Decide</a></td></tr>",
+            text("call_off_id"),
+            text("part"),
+            text("supplier"),
+            text("needed_by"),
+            esc(r.action.payload["reason"].as_str().unwrap_or_default()),
+            esc(&r.action.finding_id),
+        );
+    }
+    body.push_str("</tbody></table>");
+    body
 }
 
 fn pct(v: &Value) -> String {
