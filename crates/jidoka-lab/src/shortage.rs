@@ -10,14 +10,14 @@
 //! prediction). The warning threshold is chosen by leave-one-seed-out cross-validation (the
 //! best F1 on the other seeds), and the held-out figures are the ones reported.
 
-use jidoka_agents::shortage::{ShortageAgent, ShortageConfig, alarm};
+use jidoka_agents::shortage::{EXPEDITE, ShortageAgent, ShortageConfig, alarm};
 use jidoka_agents::{Agent, Router};
-use jidoka_model::{StoredEvent, Timestamp};
+use jidoka_model::{EventPayload, StoredEvent, Timestamp};
 use jidoka_service::demo::load_plant;
 use jidoka_service::report::{Report, machine, progress};
 use jidoka_sim::{CurveMode, Simulation};
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -35,10 +35,29 @@ pub struct EvalShortageArgs {
     /// Units the MES releases ahead of the line (960: two shifts).
     #[arg(long, default_value_t = 960)]
     pub release_ahead: u64,
+    /// Also run the closed loop: each seed again with the agent's expedites approved and acted
+    /// on by the simulated suppliers, and again with a planner chasing every overdue delivery;
+    /// stock-outs and hours short against taking no action.
+    #[arg(long)]
+    pub closed_loop: bool,
+    /// The agent's expedite threshold in the closed loop (default: the configured 0.1).
+    #[arg(long)]
+    pub expedite_probability: Option<f64>,
     #[arg(long)]
     pub plant: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
+}
+
+/// What acts on the simulated plant during a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loop {
+    /// Nothing: the forecast only watches.
+    Open,
+    /// The agent's expedite proposals, approved as they come.
+    Agent,
+    /// The practitioner's rule: expedite every delivery the moment it is overdue.
+    ChaseOverdue,
 }
 
 /// One part in one forecast round.
@@ -63,21 +82,50 @@ struct SeedRun {
     hours: f64,
     rounds: u64,
     round_ms: Vec<f64>,
+    /// Hours parts were out at line side (each stock-out's Andon, raised to cleared).
+    short_h: f64,
+    /// Expedites asked of the suppliers, and those honoured (a new promise, or already sooner).
+    expedites: u64,
+    honoured: u64,
 }
 
 fn hours(a: Timestamp, b: Timestamp) -> f64 {
     (b - a).num_milliseconds() as f64 / 3_600_000.0
 }
 
-fn run_seed(plant: &jidoka_sim::Plant, seed: u64, slots: u64, release_ahead: u64) -> anyhow::Result<SeedRun> {
+fn run_seed(
+    plant: &jidoka_sim::Plant,
+    seed: u64,
+    slots: u64,
+    release_ahead: u64,
+    acting: Loop,
+    config: &ShortageConfig,
+) -> anyhow::Result<SeedRun> {
     let master = plant.master_data();
-    let agents: Vec<Box<dyn Agent>> = vec![Box::new(ShortageAgent::new(ShortageConfig::default(), Some(&master)))];
+    let agents: Vec<Box<dyn Agent>> = vec![Box::new(ShortageAgent::new(config.clone(), Some(&master)))];
     let mut router = Router::new(agents).with_master(Some(Arc::new(master)));
     let mut sim = Simulation::new(plant.clone(), seed, None, CurveMode::None).with_release_ahead(release_ahead);
-    let mut run = SeedRun { rows: BTreeMap::new(), outs: BTreeMap::new(), hours: 0.0, rounds: 0, round_ms: Vec::new() };
+    let mut run = SeedRun {
+        rows: BTreeMap::new(),
+        outs: BTreeMap::new(),
+        hours: 0.0,
+        rounds: 0,
+        round_ms: Vec::new(),
+        short_h: 0.0,
+        expedites: 0,
+        honoured: 0,
+    };
     let (mut seq, mut findings) = (0u64, Vec::new());
     let (mut first, mut last) = (None, None);
+    let mut raised: BTreeMap<String, Timestamp> = BTreeMap::new();
+    let mut asked: HashSet<String> = HashSet::new();
+    let mut ask: Vec<String> = Vec::new();
     for _ in 0..slots {
+        // What was decided during the last slot reaches the suppliers before the next.
+        for call_off in ask.drain(..) {
+            run.expedites += 1;
+            run.honoured += u64::from(sim.expedite(&call_off).is_ok());
+        }
         let slot = sim.next_slot();
         for t in slot.truth.iter().filter(|t| t.fault == "stock_out") {
             let onset = chrono::DateTime::parse_from_rfc3339(&t.onset_at)?.with_timezone(&chrono::Utc);
@@ -88,13 +136,42 @@ fn run_seed(plant: &jidoka_sim::Plant, seed: u64, slots: u64, release_ahead: u64
             seq += 1;
             first.get_or_insert(event.occurred_at);
             last = Some(event.occurred_at);
+            match &event.payload {
+                EventPayload::AndonRaised(a) if a.fault_code == "L-SHORTAGE" => {
+                    raised.insert(a.andon_id.clone(), event.occurred_at);
+                }
+                EventPayload::AndonCleared(a) => {
+                    if let Some(at) = raised.remove(&a.andon_id) {
+                        run.short_h += hours(at, event.occurred_at);
+                    }
+                }
+                _ => {}
+            }
             let before = router.agent::<ShortageAgent>().map_or(0, |a| a.rounds);
             let started = std::time::Instant::now();
             router.process(&StoredEvent { seq, event }, &mut findings);
+            if acting == Loop::Agent {
+                for f in findings.iter().filter(|f| f.kind == EXPEDITE) {
+                    if let Some(id) = f.details["expedite"]["call_off_id"].as_str()
+                        && asked.insert(id.to_string())
+                    {
+                        ask.push(id.to_string());
+                    }
+                }
+            }
             findings.clear();
             let Some(agent) = router.agent::<ShortageAgent>() else { continue };
             if agent.rounds == before {
                 continue;
+            }
+            if acting == Loop::ChaseOverdue {
+                for f in agent.forecasts() {
+                    for t in f.in_transit.iter().filter(|t| t.promised_at < f.computed_at) {
+                        if asked.insert(t.call_off_id.clone()) {
+                            ask.push(t.call_off_id.clone());
+                        }
+                    }
+                }
             }
             run.round_ms.push(started.elapsed().as_secs_f64() * 1000.0);
             run.rounds += 1;
@@ -114,6 +191,7 @@ fn run_seed(plant: &jidoka_sim::Plant, seed: u64, slots: u64, release_ahead: u64
     }
     if let (Some(a), Some(b)) = (first, last) {
         run.hours = hours(a, b);
+        run.short_h += raised.values().map(|at| hours(*at, b)).sum::<f64>();
     }
     Ok(run)
 }
@@ -294,17 +372,37 @@ fn cross_validated(runs: &[SeedRun], horizon_h: f64, p: &dyn Fn(&Row) -> f64) ->
 
 pub fn eval_shortage(args: EvalShortageArgs) -> anyhow::Result<()> {
     let (plant, _) = load_plant(args.plant.as_deref())?;
+    let mut config = ShortageConfig::default();
+    if let Some(p) = args.expedite_probability {
+        anyhow::ensure!(p > 0.0 && p <= 1.0, "--expedite-probability: a probability above 0 and at most 1");
+        config.expedite_probability = p;
+    }
     let slots = (args.days * 24.0 * 3600.0 / plant.takt_s()).round() as u64;
     let bar = progress(args.seeds, "eval shortage");
     let mut runs = Vec::new();
     for seed in 1..=args.seeds {
-        runs.push(run_seed(&plant, seed, slots, args.release_ahead)?);
+        runs.push(run_seed(&plant, seed, slots, args.release_ahead, Loop::Open, &config)?);
         bar.inc(1);
     }
     bar.finish_and_clear();
+    let closed = if args.closed_loop {
+        let bar = progress(2 * args.seeds, "eval shortage, closed loop");
+        let mut closed = Vec::new();
+        for acting in [Loop::Agent, Loop::ChaseOverdue] {
+            let mut v = Vec::new();
+            for seed in 1..=args.seeds {
+                v.push(run_seed(&plant, seed, slots, args.release_ahead, acting, &config)?);
+                bar.inc(1);
+            }
+            closed.push((acting, v));
+        }
+        bar.finish_and_clear();
+        closed
+    } else {
+        Vec::new()
+    };
     let outs: usize = runs.iter().map(|r| r.outs.values().map(Vec::len).sum::<usize>()).sum();
     let hours: f64 = runs.iter().map(|r| r.hours).sum();
-    let config = ShortageConfig::default();
     let mut report = Report::new(format!(
         "eval shortage --sim: {} seeds × {:.1} days ({slots} units each), the MES {} units ahead; {outs} stock-outs in \
          {hours:.0} line hours; machine {}",
@@ -391,6 +489,9 @@ pub fn eval_shortage(args: EvalShortageArgs) -> anyhow::Result<()> {
         );
         report.add(&format!("{key}_cv"), &label("cross-validated, as JSON"), cv.json(), "");
     }
+    if !closed.is_empty() {
+        closed_loop_report(&mut report, &runs, &closed, config.expedite_probability);
+    }
     let rounds: u64 = runs.iter().map(|r| r.rounds).sum();
     let ms: Vec<f64> = runs.iter().flat_map(|r| r.round_ms.iter().copied()).collect();
     let mut sorted = ms.clone();
@@ -401,6 +502,48 @@ pub fn eval_shortage(args: EvalShortageArgs) -> anyhow::Result<()> {
     report.add("round_ms_p99", "forecast round, p99 (this plant)", p99, "ms");
     report.print(args.json);
     Ok(())
+}
+
+/// The closed loop's figures: stock-outs and hours short with the agent's expedites approved and
+/// with the overdue deliveries chased, against no action; the expedites each asked per shift.
+fn closed_loop_report(report: &mut Report, open: &[SeedRun], closed: &[(Loop, Vec<SeedRun>)], threshold: f64) {
+    let outs = |runs: &[SeedRun]| runs.iter().map(|r| r.outs.values().map(Vec::len).sum::<usize>()).sum::<usize>();
+    let short_h = |runs: &[SeedRun]| runs.iter().map(|r| r.short_h).sum::<f64>();
+    let shifts = |runs: &[SeedRun]| runs.iter().map(|r| r.hours).sum::<f64>() / 8.0;
+    let (outs0, short0) = (outs(open), short_h(open));
+    report.add("loop_none", "closed loop: no action", format!("{outs0} stock-outs, {short0:.1} h short"), "");
+    for (acting, runs) in closed {
+        let (key, what) = match acting {
+            Loop::Agent => ("loop_agent", format!("closed loop: the agent's expedites approved (at {threshold})")),
+            Loop::ChaseOverdue => {
+                ("loop_chase_overdue", "closed loop, baseline: expedite every overdue delivery".to_string())
+            }
+            Loop::Open => continue,
+        };
+        let (o, h) = (outs(runs), short_h(runs));
+        let asked: u64 = runs.iter().map(|r| r.expedites).sum();
+        let honoured: u64 = runs.iter().map(|r| r.honoured).sum();
+        let cut = |a: f64, b: f64| if b > 0.0 { 1.0 - a / b } else { 0.0 };
+        report.add(
+            key,
+            &what,
+            format!(
+                "{o} stock-outs ({:.0} % fewer), {h:.1} h short ({:.0} % fewer); {asked} expedites asked ({honoured}                  honoured), {:.2} per shift",
+                cut(o as f64, outs0 as f64) * 100.0,
+                cut(h, short0) * 100.0,
+                asked as f64 / shifts(runs).max(1e-9)
+            ),
+            "",
+        );
+        report.add(
+            &format!("{key}_json"),
+            &format!("{what}, as JSON"),
+            json!({"stock_outs": o, "stock_outs_none": outs0, "stock_outs_reduction": cut(o as f64, outs0 as f64),
+                   "hours_short": h, "hours_short_none": short0, "hours_short_reduction": cut(h, short0),
+                   "expedites": asked, "honoured": honoured, "expedites_per_shift": asked as f64 / shifts(runs).max(1e-9)}),
+            "",
+        );
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -1536,6 +1536,30 @@ fn every_benchmark_runs_and_reports_its_figures() {
 }
 
 #[test]
+fn the_shortage_evaluation_closes_the_loop_with_expedites_and_its_baseline() {
+    let out = jidoka_bin()
+        .args(["eval", "shortage", "--sim", "--seeds", "2", "--days", "1", "--release-ahead", "240", "--closed-loop"])
+        .arg("--json")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let (agent, chase) = (&r["loop_agent_json"], &r["loop_chase_overdue_json"]);
+    // Both loops run the same seeds against the same no-action run.
+    assert_eq!(agent["stock_outs_none"], r["stock_outs"], "{r}");
+    assert_eq!(chase["stock_outs_none"], r["stock_outs"], "{r}");
+    // An expedite only ever brings a delivery sooner: never more time short than doing nothing.
+    for l in [agent, chase] {
+        assert!(l["hours_short"].as_f64().unwrap() <= l["hours_short_none"].as_f64().unwrap() + 1e-9, "{l}");
+        assert!(l["honoured"].as_u64() <= l["expedites"].as_u64(), "{l}");
+    }
+    // Every overdue delivery is chased; the agent asks only for those of parts at risk.
+    assert!(chase["expedites"].as_u64().is_some_and(|n| n > 10), "{chase}");
+    assert!(agent["expedites"].as_u64() < chase["expedites"].as_u64(), "{agent} {chase}");
+    assert!(r["h2_cv"]["precision"].is_number() && r["h8_pr_auc_forecast"].is_number(), "{r}");
+}
+
+#[test]
 fn triage_on_real_vehicle_complaints_and_work_orders_beats_the_majority_baseline() {
     let Some(data) = shared_data() else { return };
     let file = data.join("nhtsa_odi_flatfile_samples/complaints.txt");
