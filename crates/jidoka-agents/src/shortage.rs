@@ -556,7 +556,12 @@ impl ShortageAgent {
             Some(id) => p.open.iter().position(|o| &o.call_off_id == id),
             None => (!p.open.is_empty()).then_some(0),
         };
-        let called = idx.map(|i| p.open.remove(i).quantity);
+        let closed = idx.map(|i| p.open.remove(i));
+        let called = closed.as_ref().map(|o| o.quantity);
+        if let Some(o) = &closed {
+            // In: no longer one to expedite (the set stays as small as what is in transit).
+            self.expedites.remove(&o.call_off_id);
+        }
         if late_h.abs() > ABSURD_H {
             let reason =
                 format!("delivery {} dated {late_h:.0} h from its promise, left out of the record", d.delivery_id);
