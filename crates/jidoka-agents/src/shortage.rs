@@ -27,8 +27,9 @@
 //! REVIEW) when a delivery is overdue and a stock-out within the horizon is at least
 //! `expedite_probability` likely (a low bar: premium freight costs far less than a stock-out),
 //! proposing to expedite the overdue delivery promised first among those not yet expedited (one
-//! per round). A call-off seen again with the same id is the supplier's new promise for
-//! it.
+//! per round); `shortage.expedite_withdrawn` when such a delivery is in (an expedite still
+//! waiting is then withdrawn). A call-off seen again with the same id is the supplier's new
+//! promise for it.
 
 use crate::bom::{BomIndex, UnitConfig};
 use crate::build_queue::{QueuedUnit, ReleasedUnits};
@@ -49,6 +50,9 @@ pub const REFUSED: &str = "shortage.input_refused";
 /// A proposal to expedite the delivery in transit of a part that will otherwise run out (an
 /// `expedite_delivery` action under governance).
 pub const EXPEDITE: &str = "shortage.expedite";
+/// The delivery of a call-off whose expedite was proposed is in: an expedite still waiting for
+/// a decision is no longer needed (the service withdraws it).
+pub const EXPEDITE_WITHDRAWN: &str = "shortage.expedite_withdrawn";
 
 /// Deliveries kept per supplier for its record.
 pub const RECORD_KEPT: usize = 500;
@@ -558,9 +562,29 @@ impl ShortageAgent {
         };
         let closed = idx.map(|i| p.open.remove(i));
         let called = closed.as_ref().map(|o| o.quantity);
-        if let Some(o) = &closed {
-            // In: no longer one to expedite (the set stays as small as what is in transit).
-            self.expedites.remove(&o.call_off_id);
+        let station = p.station.clone().unwrap_or_default();
+        // In: no longer one to expedite (the set stays as small as what is in transit), and an
+        // expedite of it still waiting for a decision is withdrawn.
+        if let Some(o) = &closed
+            && self.expedites.remove(&o.call_off_id)
+        {
+            out.push(FindingDraft {
+                kind: EXPEDITE_WITHDRAWN.into(),
+                verdict: Verdict::Pass,
+                severity: Severity::Info,
+                confidence: 1.0,
+                reason: format!(
+                    "{} of {} from {} delivered at {}: its expedite is no longer needed",
+                    o.call_off_id,
+                    d.part_number,
+                    d.supplier,
+                    rfc3339::format(&d.delivered_at)
+                ),
+                subject: about(&station, &d.part_number),
+                extra_evidence: Vec::new(),
+                details: json!({"expedite": {"call_off_id": o.call_off_id, "supplier": d.supplier,
+                                             "part": d.part_number, "delivery_id": d.delivery_id}}),
+            });
         }
         if late_h.abs() > ABSURD_H {
             let reason =
@@ -982,9 +1006,11 @@ impl ShortageAgent {
         self.expedites.insert(open.call_off_id.clone());
         let supplier = f.supplier.clone().unwrap_or_default();
         let overdue_h = hours(open.promised_at, f.computed_at).max(0.0);
+        let overdue =
+            if overdue_h < 1.0 { format!("{:.0} min", overdue_h * 60.0) } else { format!("{overdue_h:.1} h") };
         let needed = f.expected.as_ref().or(f.run_out.as_ref());
         let reason = format!(
-            "Expedite {} of {part} ({:.0} pieces) from {supplier}: promised {}, {overdue_h:.1} h overdue; {} at {} \
+            "Expedite {} of {part} ({:.0} pieces) from {supplier}: promised {}, {overdue} overdue; {} at {} \
              runs out within {} h with probability {:.0} %{}",
             open.call_off_id,
             open.quantity,

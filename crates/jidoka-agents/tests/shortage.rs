@@ -265,6 +265,16 @@ fn overdue_deliveries_of_parts_at_risk_are_proposed_for_expediting_once_each() {
         assert!(e["p_horizon"].as_f64().unwrap() >= ShortageConfig::default().expedite_probability);
         assert!(f.reason.contains(id) && f.reason.contains("overdue"), "{}", f.reason);
     }
+    // Each proposed delivery that came in says so once (its expedite, if still waiting, is
+    // withdrawn by the service); none that was not proposed.
+    let withdrawn: Vec<&str> = run
+        .findings
+        .iter()
+        .filter(|f| f.kind == shortage::EXPEDITE_WITHDRAWN)
+        .map(|f| f.details["expedite"]["call_off_id"].as_str().unwrap())
+        .collect();
+    assert!(!withdrawn.is_empty() && withdrawn.iter().all(|id| ids.contains(*id)), "{withdrawn:?}");
+    assert_eq!(withdrawn.len(), withdrawn.iter().collect::<std::collections::HashSet<_>>().len());
     // The frame's stock-outs: most had an expedite of the frame proposed in the 8 h before.
     let frame_outs: Vec<chrono::DateTime<chrono::Utc>> = run
         .truth

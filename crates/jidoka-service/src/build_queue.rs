@@ -175,19 +175,28 @@ pub async fn declare_as(ingest: &Ingest, source: &str, data: Value) -> ApiResult
 /// line refuse a change whose units are no longer at the numbers it was computed from.)
 /// Returns the actions withdrawn.
 pub fn supersede(store: &dyn jidoka_store::Store, newest: &jidoka_model::Finding) -> jidoka_store::Result<Vec<String>> {
-    use jidoka_model::{ActionKind, ActionStatus};
+    let note = format!("superseded by the newer re-sequencing proposal of finding {}", newest.finding_id);
+    expire_waiting(store, jidoka_model::ActionKind::Resequence, &note, |a| {
+        a.finding_id != newest.finding_id && a.created_at <= newest.occurred_at
+    })
+}
+
+/// Expire the actions of `kind` still waiting for a decision that `which` picks, with `note`;
+/// the ids of those expired (one a person decided meanwhile is left as decided).
+pub fn expire_waiting(
+    store: &dyn jidoka_store::Store,
+    kind: jidoka_model::ActionKind,
+    note: &str,
+    which: impl Fn(&jidoka_model::Action) -> bool,
+) -> jidoka_store::Result<Vec<String>> {
+    use jidoka_model::ActionStatus;
     let pending = store.actions(&jidoka_store::ActionQuery {
         status: Some(ActionStatus::PendingApproval),
-        kind: Some(ActionKind::Resequence),
+        kind: Some(kind),
         limit: 100,
         ..Default::default()
     })?;
-    let note = format!("superseded by the newer re-sequencing proposal of finding {}", newest.finding_id);
-    let older: Vec<&jidoka_store::ActionRecord> = pending
-        .items
-        .iter()
-        .filter(|r| r.action.finding_id != newest.finding_id && r.action.created_at <= newest.occurred_at)
-        .collect();
+    let older: Vec<&jidoka_store::ActionRecord> = pending.items.iter().filter(|r| which(&r.action)).collect();
     let moves: Vec<jidoka_store::StatusMove<'_>> = older
         .iter()
         .map(|r| jidoka_store::StatusMove {
@@ -195,7 +204,7 @@ pub fn supersede(store: &dyn jidoka_store::Store, newest: &jidoka_model::Finding
             actor: "governance",
             from: ActionStatus::PendingApproval,
             to: ActionStatus::Expired,
-            note: Some(&note),
+            note: Some(note),
         })
         .collect();
     let done = store.set_action_statuses(&moves)?;

@@ -332,7 +332,8 @@ pub async fn serve(
     }
     // A declared build disruption asks for a re-sequencing proposal from the queue as it is then;
     // a new proposal withdraws the older one still waiting. An urgent shortage warning declares
-    // its part unavailable (and its clear ends that), so the queue is re-sequenced around it.
+    // its part unavailable (and its clear ends that), so the queue is re-sequenced around it; a
+    // delivery that comes in withdraws its expedite still waiting.
     {
         let mut findings = runtime.findings.subscribe();
         let (planners, store) = (planners.clone(), store.clone());
@@ -353,6 +354,19 @@ pub async fn serve(
                             Err(err) => {
                                 tracing::warn!(finding = %f.finding_id, error = %err.message, "shortage not declared")
                             }
+                        }
+                    }
+                    Ok(f) if f.kind == jidoka_agents::shortage::EXPEDITE_WITHDRAWN => {
+                        let store = store.clone();
+                        let withdrawn =
+                            tokio::task::spawn_blocking(move || crate::shortage::withdraw_expedite(store.as_ref(), &f))
+                                .await;
+                        match withdrawn {
+                            Ok(Ok(ids)) if !ids.is_empty() => {
+                                tracing::info!(actions = ?ids, "expedites no longer needed withdrawn")
+                            }
+                            Ok(Err(err)) => tracing::error!(error = %err, "expedites no longer needed not withdrawn"),
+                            _ => {}
                         }
                     }
                     Ok(f) if f.kind == PROPOSAL => {

@@ -140,6 +140,19 @@ pub async fn declare_from(ingest: &Ingest, f: &jidoka_model::Finding) -> ApiResu
     crate::build_queue::declare_as(ingest, SOURCE, data).await.map(Some)
 }
 
+/// Withdraw the expedite still waiting for the delivery a `shortage.expedite_withdrawn` finding
+/// names (it came in before anyone decided); the ids of the actions withdrawn.
+pub fn withdraw_expedite(
+    store: &dyn jidoka_store::Store,
+    f: &jidoka_model::Finding,
+) -> jidoka_store::Result<Vec<String>> {
+    let Some(call_off) = f.details["expedite"]["call_off_id"].as_str() else { return Ok(Vec::new()) };
+    let note = format!("{call_off} was delivered before the expedite was decided (finding {})", f.finding_id);
+    crate::build_queue::expire_waiting(store, jidoka_model::ActionKind::ExpediteDelivery, &note, |a| {
+        a.payload["details"]["expedite"]["call_off_id"].as_str() == Some(call_off)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -193,5 +206,39 @@ mod tests {
             (Some("cleared"), Some("shortage:SEAT-STD"))
         );
         assert!(disruption_of(&finding(jidoka_agents::shortage::PREDICTED, json!({}))).is_none());
+    }
+
+    #[test]
+    fn a_delivery_in_withdraws_only_its_expedite_still_waiting() {
+        use jidoka_store::Store;
+        let dir = tempfile::tempdir().unwrap();
+        let store = jidoka_store::SqliteStore::open(dir.path().join("j.sqlite")).unwrap();
+        let mut findings = Vec::new();
+        let mut actions = Vec::new();
+        for (i, call_off) in ["CO-1", "CO-2"].iter().enumerate() {
+            let mut f = finding(
+                jidoka_agents::shortage::EXPEDITE,
+                json!({"expedite": {"call_off_id": call_off, "supplier": "SUP-SEAT", "part": "SEAT-STD",
+                                    "quantity": 40.0}}),
+            );
+            f.finding_id = format!("F-{i}");
+            f.verdict = Verdict::Review;
+            actions.extend(crate::governance::propose(&f, &[]));
+            findings.push(f);
+        }
+        store.commit_findings("agents", 0, &findings, &actions).unwrap();
+        let delivered = finding(
+            jidoka_agents::shortage::EXPEDITE_WITHDRAWN,
+            json!({"expedite": {"call_off_id": "CO-1", "supplier": "SUP-SEAT", "part": "SEAT-STD"}}),
+        );
+        let withdrawn = withdraw_expedite(&store, &delivered).unwrap();
+        assert_eq!(withdrawn, [actions[0].action_id.clone()]);
+        let first = store.action(&actions[0].action_id).unwrap().unwrap();
+        assert_eq!(first.action.status, jidoka_model::ActionStatus::Expired);
+        assert!(first.note.unwrap_or_default().contains("CO-1 was delivered"));
+        let second = store.action(&actions[1].action_id).unwrap().unwrap();
+        assert_eq!(second.action.status, jidoka_model::ActionStatus::PendingApproval);
+        // Again: nothing left to withdraw.
+        assert!(withdraw_expedite(&store, &delivered).unwrap().is_empty());
     }
 }
