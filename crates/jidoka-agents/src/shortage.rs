@@ -192,9 +192,6 @@ pub struct Forecast {
     pub lead_h: Option<f64>,
     /// The hours the oldest open call-off is overdue (0: none is).
     pub overdue_h: f64,
-    /// The delivery an expedite would go to: the overdue one promised first among those not
-    /// expedited yet.
-    pub next_to_expedite: Option<String>,
     #[serde(with = "rfc3339")]
     pub computed_at: Timestamp,
 }
@@ -832,11 +829,6 @@ impl ShortageAgent {
                 }
             }
         }
-        let next = p
-            .open
-            .iter()
-            .filter(|o| o.promised_at < now && !self.expedites.contains(&o.call_off_id))
-            .min_by_key(|o| o.promised_at);
         shorts.sort_unstable();
         let expected = shorts.get(shorts.len() / 2).map(|&i| RunOut {
             vin: round.vins[demand.units[i]].clone(),
@@ -860,7 +852,6 @@ impl ShortageAgent {
             call_off_quantity: p.call_off_quantity,
             lead_h: p.lead_s.map(|s| s as f64 / 3600.0),
             overdue_h: supplies.iter().map(|s| s.overdue_h).fold(0.0, f64::max),
-            next_to_expedite: next.map(|o| o.call_off_id.clone()),
             computed_at: now,
         }
     }
@@ -998,7 +989,12 @@ impl ShortageAgent {
         if f.p_horizon <= 0.0 || f.p_horizon < c.expedite_probability {
             return;
         }
-        let Some(open) = f.in_transit.iter().find(|t| f.next_to_expedite.as_ref() == Some(&t.call_off_id)) else {
+        let Some(open) = f
+            .in_transit
+            .iter()
+            .filter(|t| t.promised_at < f.computed_at && !self.expedites.contains(&t.call_off_id))
+            .min_by_key(|t| t.promised_at)
+        else {
             return;
         };
         // Those expedited already are counted on their new promise; if a stock-out is still

@@ -175,6 +175,10 @@ fn run_seed(
             }
             run.round_ms.push(started.elapsed().as_secs_f64() * 1000.0);
             run.rounds += 1;
+            // The warnings are scored on the run with no action only.
+            if acting != Loop::Open {
+                continue;
+            }
             for f in agent.forecasts() {
                 let level = f.stock + f.supermarket;
                 run.rows.entry(f.part.clone()).or_default().push(Row {
@@ -528,7 +532,8 @@ fn closed_loop_report(report: &mut Report, open: &[SeedRun], closed: &[(Loop, Ve
             key,
             &what,
             format!(
-                "{o} stock-outs ({:.0} % fewer), {h:.1} h short ({:.0} % fewer); {asked} expedites asked ({honoured}                  honoured), {:.2} per shift",
+                "{o} stock-outs ({:.0} % fewer), {h:.1} h short ({:.0} % fewer); {asked} expedites asked ({honoured} \
+                 honoured), {:.2} per shift",
                 cut(o as f64, outs0 as f64) * 100.0,
                 cut(h, short0) * 100.0,
                 asked as f64 / shifts(runs).max(1e-9)

@@ -340,7 +340,7 @@ pub async fn serve(
         let ingest = config.agents.shortage.declare_disruptions.then(|| runtime.ingest());
         tokio::spawn(async move {
             use jidoka_agents::build_queue::{DISRUPTION, PLANNER, PROPOSAL};
-            use jidoka_agents::shortage::{CLEARED, URGENT};
+            use jidoka_agents::shortage::{CLEARED, EXPEDITE_WITHDRAWN, URGENT};
             use tokio::sync::broadcast::error::RecvError;
             loop {
                 match findings.recv().await {
@@ -356,30 +356,21 @@ pub async fn serve(
                             }
                         }
                     }
-                    Ok(f) if f.kind == jidoka_agents::shortage::EXPEDITE_WITHDRAWN => {
-                        let store = store.clone();
-                        let withdrawn =
-                            tokio::task::spawn_blocking(move || crate::shortage::withdraw_expedite(store.as_ref(), &f))
-                                .await;
-                        match withdrawn {
+                    // A new proposal withdraws the older one still waiting; a delivery in, its
+                    // expedite still waiting.
+                    Ok(f) if f.kind == PROPOSAL || f.kind == EXPEDITE_WITHDRAWN => {
+                        let withdraw = if f.kind == PROPOSAL {
+                            crate::build_queue::supersede
+                        } else {
+                            crate::shortage::withdraw_expedite
+                        };
+                        let (store, kind) = (store.clone(), f.kind.clone());
+                        match tokio::task::spawn_blocking(move || withdraw(store.as_ref(), &f)).await {
                             Ok(Ok(ids)) if !ids.is_empty() => {
-                                tracing::info!(actions = ?ids, "expedites no longer needed withdrawn")
-                            }
-                            Ok(Err(err)) => tracing::error!(error = %err, "expedites no longer needed not withdrawn"),
-                            _ => {}
-                        }
-                    }
-                    Ok(f) if f.kind == PROPOSAL => {
-                        let store = store.clone();
-                        let withdrawn =
-                            tokio::task::spawn_blocking(move || crate::build_queue::supersede(store.as_ref(), &f))
-                                .await;
-                        match withdrawn {
-                            Ok(Ok(ids)) if !ids.is_empty() => {
-                                tracing::info!(actions = ?ids, "older re-sequencing proposals withdrawn")
+                                tracing::info!(actions = ?ids, finding_kind = %kind, "waiting actions withdrawn")
                             }
                             Ok(Err(err)) => {
-                                tracing::error!(error = %err, "older re-sequencing proposals not withdrawn")
+                                tracing::error!(error = %err, finding_kind = %kind, "waiting actions not withdrawn")
                             }
                             _ => {}
                         }

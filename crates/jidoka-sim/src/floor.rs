@@ -222,7 +222,11 @@ impl Simulation {
             return Err(format!("call-off {call_off_id} is not in transit"));
         };
         let sup = self.plant.suppliers.iter().find(|s| s.id == supplier).cloned();
-        let (expedite_h, rate) = sup.map_or((1.0, 0.9), |s| (s.expedite_h, s.expedite_rate));
+        // A plant without [[suppliers]]: every supplier has the defaults.
+        let (expedite_h, rate) = sup
+            .map_or((crate::plant::default_expedite_h(), crate::plant::default_expedite_rate()), |s| {
+                (s.expedite_h, s.expedite_rate)
+            });
         let mut rng = self.base.fork(label("expedite")).fork(label(call_off_id));
         let new_promise = at + minutes(expedite_h * 60.0);
         let arrives = new_promise + minutes(rng.range(-0.1, 0.1) * expedite_h * 60.0);

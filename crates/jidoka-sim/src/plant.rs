@@ -108,11 +108,11 @@ fn default_early() -> f64 {
     0.25
 }
 
-fn default_expedite_h() -> f64 {
+pub(crate) fn default_expedite_h() -> f64 {
     1.0
 }
 
-fn default_expedite_rate() -> f64 {
+pub(crate) fn default_expedite_rate() -> f64 {
     0.9
 }
 

@@ -1557,6 +1557,11 @@ fn the_shortage_evaluation_closes_the_loop_with_expedites_and_its_baseline() {
     assert!(chase["expedites"].as_u64().is_some_and(|n| n > 10), "{chase}");
     assert!(agent["expedites"].as_u64() < chase["expedites"].as_u64(), "{agent} {chase}");
     assert!(r["h2_cv"]["precision"].is_number() && r["h8_pr_auc_forecast"].is_number(), "{r}");
+    // The lines a person reads are single-spaced (a broken string continuation once padded them).
+    for key in ["loop_agent", "loop_chase_overdue"] {
+        let line = r[key].as_str().unwrap();
+        assert!(line.contains(" honoured), ") && !line.contains("  "), "{line:?}");
+    }
 }
 
 #[test]

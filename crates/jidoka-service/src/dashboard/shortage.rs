@@ -45,7 +45,7 @@ pub(super) async fn shortages_page(State(state): State<Arc<AppState>>, headers: 
 }
 
 /// The expedites waiting for approval: call-off, part, supplier, why; a link to decide each.
-pub fn render_expedites(waiting: &[jidoka_store::ActionRecord]) -> String {
+fn render_expedites(waiting: &[jidoka_store::ActionRecord]) -> String {
     let mut body = String::from("<h2 id=\"expedites\">Expedites waiting for a decision</h2>");
     if waiting.is_empty() {
         body.push_str("<p class=\"muted\">None: no overdue delivery puts the line at risk.</p>");
